@@ -1,0 +1,528 @@
+/*
+ * backprop.h -- the whole public API of libbackprop.
+ *
+ * backprop builds and trains feed-forward neural networks with backpropagation:
+ * forward pass, error, backward pass by the chain rule, weight update, repeat.
+ * Dense kernels are one BLAS sgemm plus one fused pass; everything is float32,
+ * row-major, batch-major ([n x features]).
+ *
+ * Fifteen lines that train XOR:
+ *
+ *     bp_net *net; bp_optimizer *opt;
+ *     const float x[8] = {0,0, 0,1, 1,0, 1,1}, y[4] = {0, 1, 1, 0};
+ *     bp_net_create(&net, 2, 42);                       // 2 inputs, seed 42
+ *     bp_net_add_dense(net, 8, BP_ACT_TANH);
+ *     bp_net_add_dense(net, 1, BP_ACT_SIGMOID);
+ *     bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM);
+ *     bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.05);
+ *     for (int i = 0; i < 500; i++) {
+ *         float loss;
+ *         if (bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 4, &loss) != BP_OK)
+ *             fprintf(stderr, "%s\n", bp_net_last_error(net));
+ *     }
+ *     float out[4];
+ *     bp_net_predict(net, x, 4, out, 4);                // ~ {0, 1, 1, 0}
+ *     bp_optimizer_free(opt); bp_net_free(net);
+ *
+ * Conventions (true of every function below unless its documentation says otherwise):
+ *  - Fallible functions return a bp_status: BP_OK (0) or a negative error code. A failed call
+ *    leaves every object it was given as it was ("validate first, mutate after").
+ *  - Functions that create a handle take `**out` first and set `*out = NULL` on failure; every
+ *    other function takes its handle first, then inputs, then outputs.
+ *  - Every handle has a bp_<object>_free() that accepts NULL. Freeing a net frees its layers.
+ *  - Pointers passed in are not retained after the call; the library copies what it keeps.
+ *    Pointers returned are borrowed from their handle; the lifetime is documented per function.
+ *  - The library never aborts, exits or prints. The detailed message of a failure is kept on
+ *    the handle (bp_net_last_error() ...) and in the calling thread's bp_last_error().
+ *  - Threads: one thread at a time per handle; distinct handles are independent. There is no
+ *    global mutable state except bp_last_error() (thread-local) and the process-wide BLAS
+ *    thread count (bp_set_num_threads()).
+ *  - Enumerations are passed as int, sizes as size_t, data as float, settings as double.
+ */
+#ifndef BACKPROP_H
+#define BACKPROP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ============================================================================================
+ * Export and deprecation macros
+ * ==========================================================================================*/
+
+/** @def BP_API
+ * Marks exported functions. Define BP_STATIC when linking the static library on Windows. */
+#ifndef BP_API
+#  if defined(_WIN32) || defined(__CYGWIN__)
+#    if defined(BP_BUILDING_SHARED)
+#      define BP_API __declspec(dllexport)
+#    elif defined(BP_STATIC)
+#      define BP_API
+#    else
+#      define BP_API __declspec(dllimport)
+#    endif
+#  elif defined(__GNUC__) && __GNUC__ >= 4
+#    define BP_API __attribute__((visibility("default")))
+#  else
+#    define BP_API
+#  endif
+#endif
+
+/** @def BP_DEPRECATED(msg)
+ * Marks a function kept for compatibility; define BP_DISABLE_DEPRECATE_WARNINGS to silence. */
+#ifndef BP_DEPRECATED
+#  if defined(BP_DISABLE_DEPRECATE_WARNINGS)
+#    define BP_DEPRECATED(msg)
+#  elif defined(__cplusplus) && __cplusplus >= 201402L
+#    define BP_DEPRECATED(msg) [[deprecated(msg)]]
+#  elif defined(__GNUC__) || defined(__clang__)
+#    define BP_DEPRECATED(msg) __attribute__((deprecated(msg)))
+#  elif defined(_MSC_VER)
+#    define BP_DEPRECATED(msg) __declspec(deprecated(msg))
+#  else
+#    define BP_DEPRECATED(msg)
+#  endif
+#endif
+
+/* ============================================================================================
+ * Version
+ * ==========================================================================================*/
+
+#define BP_VERSION_MAJOR 0
+#define BP_VERSION_MINOR 1
+#define BP_VERSION_PATCH 0
+/** MAJOR*10000 + MINOR*100 + PATCH, comparable with bp_version(). */
+#define BP_VERSION_NUMBER (BP_VERSION_MAJOR * 10000 + BP_VERSION_MINOR * 100 + BP_VERSION_PATCH)
+#define BP_VERSION_STRING "0.1.0"
+
+/** @return the run-time library's BP_VERSION_NUMBER; compare with the header's to detect a
+ *  header/library mismatch. Thread-safe. @since 0.1 */
+BP_API unsigned bp_version(void);
+
+/** @return the run-time library's version as a static string, e.g. "0.1.0". @since 0.1 */
+BP_API const char *bp_version_string(void);
+
+/* ============================================================================================
+ * Status codes
+ *
+ * Values are stable: they are never renumbered or reused. Groups: -1xx argument and state,
+ * -2xx shape, -3xx numeric, -4xx I/O and format, -5xx memory.
+ * ==========================================================================================*/
+
+typedef enum bp_status {
+    BP_OK = 0,                    /**< success */
+    BP_ERR_INVALID_ARG = -100,    /**< NULL pointer, zero size, unknown enum or key, bad handle */
+    BP_ERR_OUT_OF_RANGE = -101,   /**< a setting's value is outside its documented bounds */
+    BP_ERR_STATE = -102,          /**< call not valid now (e.g. net has no layers, optimizer
+                                       bound to a net of another shape) */
+    BP_ERR_UNSUPPORTED = -103,    /**< feature not built in or not applicable */
+    BP_ERR_BUFFER_TOO_SMALL = -104, /**< caller's output buffer is smaller than required */
+    BP_ERR_CANCELLED = -105,      /**< stopped at the caller's request (callback) */
+    BP_ERR_SHAPE = -200,          /**< widths or sizes disagree */
+    BP_ERR_INDEX = -201,          /**< an index (layer, class label, row) is out of range */
+    BP_ERR_NONFINITE = -300,      /**< NaN or Inf in an input, target, loss or gradient */
+    BP_ERR_IO = -400,             /**< the operating system refused a read or write */
+    BP_ERR_FORMAT = -401,         /**< malformed file or buffer contents */
+    BP_ERR_VERSION = -402,        /**< file written by an unsupported format version */
+    BP_ERR_CHECKSUM = -403,       /**< file contents fail their checksum */
+    BP_ERR_NOMEM = -500           /**< an allocation failed */
+} bp_status;
+
+/** @return a static, non-NULL, human-readable description of @p status; unknown codes give
+ *  "unknown status". Thread-safe. @since 0.1 */
+BP_API const char *bp_status_string(int status);
+
+/** @return the detailed message of the last failed call made by the calling thread on any
+ *  handle or constructor ("" if none). Thread-local: the library's only one. The pointer is
+ *  valid until the calling thread's next failing call into the library. @since 0.1 */
+BP_API const char *bp_last_error(void);
+
+/* ============================================================================================
+ * Handles
+ * ==========================================================================================*/
+
+/** A network: an ordered list of layers, their parameters, gradients and workspace. */
+typedef struct bp_net bp_net;
+/** A layer of a network; borrowed from the network and freed with it. */
+typedef struct bp_layer bp_layer;
+/** A gradient-descent optimizer with its per-parameter state. */
+typedef struct bp_optimizer bp_optimizer;
+/** A data set: inputs [n x in] and targets [n x out]. */
+typedef struct bp_dataset bp_dataset;
+
+/* ============================================================================================
+ * Threads and BLAS backend
+ * ==========================================================================================*/
+
+/** Set the number of threads BLAS may use (process-wide: OpenBLAS has one thread pool).
+ *  @param threads 1 .. 1024; 0 restores the default (all cores or OPENBLAS_NUM_THREADS).
+ *  @return BP_OK, or BP_ERR_OUT_OF_RANGE. Not safe to call while another thread is inside
+ *  the library. @since 0.1 */
+BP_API bp_status bp_set_num_threads(int threads);
+
+/** @return the number of threads BLAS currently uses (>= 1). @since 0.1 */
+BP_API int bp_get_num_threads(void);
+
+/** @return a static string describing the BLAS backend: library, version and build
+ *  configuration, the kernel core in use, the CPU's vector extensions, and, when the CPU
+ *  supports AVX2/AVX-512 but the BLAS runs pre-AVX kernels, a hint naming the
+ *  OPENBLAS_CORETYPE setting that fixes it. Computed once; thread-safe. @since 0.1 */
+BP_API const char *bp_backend_info(void);
+
+/* ============================================================================================
+ * Enumerations
+ * ==========================================================================================*/
+
+/** Activation functions (pass as int). */
+enum bp_activation {
+    BP_ACT_IDENTITY = 0,   /**< f(z) = z */
+    BP_ACT_SIGMOID = 1,    /**< 1 / (1 + e^-z) */
+    BP_ACT_TANH = 2,       /**< tanh(z) */
+    BP_ACT_RELU = 3,       /**< max(0, z) */
+    BP_ACT_LEAKY_RELU = 4, /**< z > 0 ? z : slope*z; slope is BP_LAYER_LEAKY_SLOPE (0.01) */
+    BP_ACT_ELU = 5,        /**< z > 0 ? z : alpha*(e^z - 1); alpha is BP_LAYER_ELU_ALPHA (1) */
+    BP_ACT_GELU = 6,       /**< tanh approximation: 0.5 z (1 + tanh(sqrt(2/pi)(z + 0.044715 z^3))) */
+    BP_ACT_SILU = 7,       /**< swish: z * sigmoid(z) */
+    BP_ACT_SOFTPLUS = 8,   /**< log(1 + e^z), computed stably */
+    BP_ACT_SOFTMAX = 9     /**< row-wise softmax; only on the output layer */
+};
+
+/** Weight initialisation schemes (pass as int). fan_in = inputs, fan_out = units. */
+enum bp_init {
+    BP_INIT_DEFAULT = 0,        /**< He normal for the ReLU family (ReLU, leaky ReLU, ELU,
+                                     GELU, SiLU), Glorot uniform otherwise */
+    BP_INIT_GLOROT_UNIFORM = 1, /**< U(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
+    BP_INIT_GLOROT_NORMAL = 2,  /**< N(0, 2 / (fan_in + fan_out)) */
+    BP_INIT_HE_UNIFORM = 3,     /**< U(-a, a), a = sqrt(6 / fan_in) */
+    BP_INIT_HE_NORMAL = 4,      /**< N(0, 2 / fan_in) */
+    BP_INIT_LECUN_NORMAL = 5,   /**< N(0, 1 / fan_in) */
+    BP_INIT_ZEROS = 6,          /**< all weights 0 */
+    BP_INIT_CONSTANT = 7        /**< all weights equal to the given value */
+};
+
+/** Layer kinds, as reported by bp_layer_kind(). */
+enum bp_layer_kind {
+    BP_LAYER_DENSE = 1 /**< fully connected: y = f(x W^T + b) */
+};
+
+/** Loss functions (pass as int). Every loss is the mean over the batch of a per-row sum:
+ *  L = (1/n) sum_rows sum_cols l(pred, target), except MSE/MAE/Huber which also average over
+ *  the output columns: L = (1/(n*out)) sum l. */
+enum bp_loss {
+    BP_LOSS_MSE = 1,         /**< mean of (pred - target)^2 over all n*out elements */
+    BP_LOSS_MAE = 2,         /**< mean of |pred - target| over all n*out elements */
+    BP_LOSS_HUBER = 3,       /**< mean of Huber(pred - target; delta), delta BP_NET_HUBER_DELTA */
+    BP_LOSS_BCE_LOGITS = 4,  /**< binary cross-entropy; outputs are logits (use identity
+                                  activation), targets in [0, 1]; mean over n*out elements;
+                                  stable form max(z,0) - z t + log(1 + e^-|z|) */
+    BP_LOSS_SOFTMAX_CE = 5,  /**< categorical cross-entropy of a softmax output layer against
+                                  one-hot (or probability) target rows [n x out]; sum over
+                                  classes, mean over rows; fused with softmax in train_step */
+    BP_LOSS_SPARSE_SOFTMAX_CE = 6 /**< as BP_LOSS_SOFTMAX_CE with targets given as class
+                                  indices [n] (0 .. out-1, stored as float) */
+};
+
+/** Optimizer algorithms (pass as int to bp_optimizer_create()). */
+enum bp_optimizer_kind {
+    BP_OPTIMIZER_SGD = 1,          /**< SGD with momentum, dampening, Nesterov, weight decay */
+    BP_OPTIMIZER_ADAGRAD = 2,      /**< Duchi et al. 2011 */
+    BP_OPTIMIZER_RMSPROP = 3,      /**< Hinton 2012; optional momentum and centred variant */
+    BP_OPTIMIZER_ADAM = 4,         /**< Kingma & Ba 2015, bias-corrected; AMSGrad flag */
+    BP_OPTIMIZER_ADAMW = 5,        /**< Adam with decoupled weight decay (Loshchilov & Hutter) */
+    BP_OPTIMIZER_ADAMAX = 6,       /**< Adam with the infinity norm */
+    BP_OPTIMIZER_NADAM = 7,        /**< Adam with Nesterov momentum (Dozat 2016) */
+    BP_OPTIMIZER_IRPROP_MINUS = 8  /**< iRprop- (Igel & Huesken 2000), FANN's default; meant
+                                        for full-batch training; ignores the learning rate */
+};
+
+/** Optimizer settings for bp_optimizer_set()/bp_optimizer_get() (block 100..199).
+ *  Ranges are inclusive; bp_optimizer_param_bounds() returns them. A key that does not apply
+ *  to the optimizer's algorithm is accepted, stored and ignored. */
+enum bp_optimizer_key {
+    BP_OPT_LEARNING_RATE = 100, /**< step size; [0, 1e3]; default 0.01 (Adam family 0.001) */
+    BP_OPT_MOMENTUM = 101,      /**< SGD/RMSprop momentum; [0, 1); default 0 */
+    BP_OPT_DAMPENING = 102,     /**< SGD momentum dampening; [0, 1]; default 0 */
+    BP_OPT_NESTEROV = 103,      /**< SGD Nesterov momentum, 0/1; default 0 */
+    BP_OPT_WEIGHT_DECAY = 104,  /**< L2 coefficient, added to the gradient (SGD, Adagrad,
+                                     RMSprop, Adam, Adamax, NAdam) or decoupled (AdamW,
+                                     multiplied by the learning rate); [0, 1e3]; default 0
+                                     (AdamW 0.01) */
+    BP_OPT_BETA1 = 105,         /**< first-moment decay; [0, 1); default 0.9 */
+    BP_OPT_BETA2 = 106,         /**< second-moment decay; [0, 1); default 0.999 */
+    BP_OPT_EPSILON = 107,       /**< denominator guard; [0, 1]; default 1e-8 (Adagrad 1e-10) */
+    BP_OPT_AMSGRAD = 108,       /**< Adam/AdamW AMSGrad variant, 0/1; default 0 */
+    BP_OPT_RHO = 109,           /**< RMSprop squared-gradient decay (alpha); [0, 1); 0.99 */
+    BP_OPT_CENTERED = 110,      /**< RMSprop centred variant, 0/1; default 0 */
+    BP_OPT_INITIAL_ACCUMULATOR = 111, /**< Adagrad initial accumulator; [0, 1e3]; default 0 */
+    BP_OPT_RPROP_ETA_PLUS = 112,  /**< iRprop- step increase factor; [1, 10]; default 1.2 */
+    BP_OPT_RPROP_ETA_MINUS = 113, /**< iRprop- step decrease factor; (0, 1]; default 0.5 */
+    BP_OPT_RPROP_DELTA_INIT = 114,/**< iRprop- initial step; [0, 1e3]; default 0.1 (FANN) */
+    BP_OPT_RPROP_DELTA_MIN = 115, /**< iRprop- minimum step; [0, 1e3]; default 0 */
+    BP_OPT_RPROP_DELTA_MAX = 116  /**< iRprop- maximum step; [0, 1e6]; default 50 (FANN) */
+};
+
+/** Layer settings for bp_layer_set()/bp_layer_get() (block 200..299). */
+enum bp_layer_key {
+    BP_LAYER_TRAINABLE = 200,   /**< 1: the optimizer updates this layer; 0: frozen (its
+                                     gradients are still computed). Default 1 */
+    BP_LAYER_LEAKY_SLOPE = 201, /**< leaky ReLU negative slope; [0, 1]; default 0.01 */
+    BP_LAYER_ELU_ALPHA = 202    /**< ELU alpha; [0, 100]; default 1 */
+};
+
+/** Network settings for bp_net_set()/bp_net_get() (block 300..399). */
+enum bp_net_key {
+    BP_NET_ACCUMULATE_GRADS = 300, /**< 1: bp_net_backward() adds to the gradients and
+                                        bp_net_train_step() does not zero them; call
+                                        bp_net_zero_grad() yourself. Default 0 */
+    BP_NET_HUBER_DELTA = 301,      /**< Huber loss threshold; (0, 1e6]; default 1 */
+    BP_NET_CLIP_NORM = 302,        /**< if > 0, train_step scales all gradients so their
+                                        global L2 norm is at most this; [0, 1e9]; default 0 */
+    BP_NET_CLIP_VALUE = 303        /**< if > 0, train_step clamps each gradient element to
+                                        [-v, v] (after norm clipping); [0, 1e9]; default 0 */
+};
+
+/* ============================================================================================
+ * Network
+ * ==========================================================================================*/
+
+/** Allocator callbacks for bp_net_create_ex(). alloc must return memory aligned for any
+ *  object (like malloc) or NULL; free must accept NULL. */
+typedef void *(*bp_alloc_fn)(void *user, size_t size);
+typedef void (*bp_free_fn)(void *user, void *ptr);
+
+/** Create an empty network.
+ *  @param out     receives the new network; NULL on failure.
+ *  @param inputs  width of each input row, >= 1.
+ *  @param seed    seeds the network's random generator (weight initialisation, shuffling):
+ *                 the same seed, calls and thread count give bit-identical results.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_create(bp_net **out, size_t inputs, uint64_t seed);
+
+/** As bp_net_create(), with every allocation the network (and anything it owns) makes going
+ *  through @p alloc_fn / @p free_fn with @p user. Both NULL selects malloc/free.
+ *  @since 0.1 */
+BP_API bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed,
+                                  bp_alloc_fn alloc_fn, bp_free_fn free_fn, void *user);
+
+/** Free a network and its layers. NULL is a no-op. @since 0.1 */
+BP_API void bp_net_free(bp_net *net);
+
+/** Deep-copy a network: layers, parameters, settings and random state (not gradients or
+ *  workspace). The copy is independent: use one per thread for concurrent work.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_clone(bp_net **out, const bp_net *net);
+
+/** @return the detailed message of the last failed call on @p net ("" if none, a static
+ *  message if @p net is invalid). Borrowed: valid until the next call on @p net. @since 0.1 */
+BP_API const char *bp_net_last_error(const bp_net *net);
+
+/** Append a dense (fully connected) layer y = f(x W^T + b), W [units x in], b [units].
+ *  Weights use BP_INIT_DEFAULT for @p activation, drawn from the net's generator; biases 0.
+ *  A softmax layer must be the last: adding a layer after one fails with BP_ERR_STATE.
+ *  @param units       output width, 1 .. 2^24.
+ *  @param activation  an enum bp_activation value.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_add_dense(bp_net *net, size_t units, int activation);
+
+/** @return the number of layers (0 for an invalid handle). @since 0.1 */
+BP_API size_t bp_net_layer_count(const bp_net *net);
+
+/** @return layer @p index (0 = first), borrowed from @p net and valid until the net is
+ *  freed; NULL if @p index is out of range or @p net invalid. @since 0.1 */
+BP_API bp_layer *bp_net_layer(bp_net *net, size_t index);
+
+/** @return the input width (0 for an invalid handle). @since 0.1 */
+BP_API size_t bp_net_input_size(const bp_net *net);
+
+/** @return the output width of the last layer (the input width if there are no layers;
+ *  0 for an invalid handle). @since 0.1 */
+BP_API size_t bp_net_output_size(const bp_net *net);
+
+/** @return the total number of trainable and frozen parameters (0 for invalid). @since 0.1 */
+BP_API size_t bp_net_param_count(const bp_net *net);
+
+/** Set a network setting (enum bp_net_key). Out-of-range values fail with
+ *  BP_ERR_OUT_OF_RANGE, unknown keys with BP_ERR_INVALID_ARG. @since 0.1 */
+BP_API bp_status bp_net_set(bp_net *net, int key, double value);
+
+/** Read a network setting into @p value. @since 0.1 */
+BP_API bp_status bp_net_get(const bp_net *net, int key, double *value);
+
+/** Write a human-readable table (layer, kind, output shape, parameters, activation) into
+ *  @p buf, NUL-terminated.
+ *  @param needed  if not NULL, receives the size needed including the NUL.
+ *  @return BP_OK, or BP_ERR_BUFFER_TOO_SMALL (buf then holds a truncated, terminated
+ *  prefix when capacity > 0). @since 0.1 */
+BP_API bp_status bp_net_summary(const bp_net *net, char *buf, size_t capacity,
+                                size_t *needed);
+
+/** Training forward pass over a batch, keeping every layer's activations for
+ *  bp_net_backward().
+ *  @param x  inputs [n x in], row-major. Copied as needed; not retained.
+ *  @param n  rows, >= 1.
+ *  @param y  receives a pointer to the outputs [n x out], borrowed from @p net and valid
+ *            until the next call on it.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (no layers), BP_ERR_NONFINITE (x has
+ *  NaN/Inf), BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const float **y);
+
+/** Backward pass: given dL/dY for the batch of the last bp_net_forward(), apply the chain
+ *  rule through every layer in reverse and store (or, with BP_NET_ACCUMULATE_GRADS, add)
+ *  each layer's dL/dW and dL/db.
+ *  @param dy  dL/dY [n x out]; @p n must equal the last forward's n.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (no forward pass to differentiate),
+ *  BP_ERR_SHAPE, BP_ERR_NONFINITE (a gradient became NaN/Inf; the message names the layer;
+ *  gradients are then unspecified but parameters untouched). @since 0.1 */
+BP_API bp_status bp_net_backward(bp_net *net, const float *dy, size_t n);
+
+/** Set every gradient to zero (for BP_NET_ACCUMULATE_GRADS). @since 0.1 */
+BP_API bp_status bp_net_zero_grad(bp_net *net);
+
+/** One training step: forward, loss, backward, clipping (BP_NET_CLIP_*), optimizer update.
+ *  @param loss        an enum bp_loss value.
+ *  @param x           inputs [n x in].
+ *  @param y           targets [n x out], or [n] class indices for BP_LOSS_SPARSE_SOFTMAX_CE.
+ *  @param loss_value  if not NULL, receives the batch loss before the update.
+ *  @return BP_OK; BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_INDEX (class index out of
+ *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient: parameters are then
+ *  untouched), BP_ERR_NOMEM, or an optimizer error. After the first call at a given n, no
+ *  further allocation happens. @since 0.1 */
+BP_API bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                                   const float *y, size_t n, float *loss_value);
+
+/** Inference on any number of rows (processed internally in batches; no size limit).
+ *  Does not disturb the activations kept for bp_net_backward().
+ *  @param x         inputs [n x in].
+ *  @param y         caller buffer for the outputs [n x out].
+ *  @param capacity  number of floats @p y can hold, >= n * out.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_BUFFER_TOO_SMALL,
+ *  BP_ERR_NONFINITE, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y,
+                                size_t capacity);
+
+/** The whole parameter vector, layer by layer, each layer's W (row-major [out x in]) then b.
+ *  @param count  if not NULL, receives the number of floats.
+ *  @return a pointer borrowed from @p net, valid until a layer is added or the net freed;
+ *  writes through it change the model. NULL for an invalid handle or no layers. @since 0.1 */
+BP_API float *bp_net_params(bp_net *net, size_t *count);
+
+/** The gradient vector, laid out exactly like bp_net_params(): dL/dW, dL/db per layer.
+ *  Writable (e.g. to average gradients across processes before bp_optimizer_step()).
+ *  @since 0.1 */
+BP_API float *bp_net_grads(bp_net *net, size_t *count);
+
+/* ============================================================================================
+ * Layer
+ * ==========================================================================================*/
+
+/** @return the layer's enum bp_layer_kind, 0 for an invalid handle. @since 0.1 */
+BP_API int bp_layer_kind(const bp_layer *layer);
+
+/** @return the layer's enum bp_activation, -1 for an invalid handle. @since 0.1 */
+BP_API int bp_layer_activation(const bp_layer *layer);
+
+/** @return the layer's input width (0 for an invalid handle). @since 0.1 */
+BP_API size_t bp_layer_input_size(const bp_layer *layer);
+
+/** @return the layer's output width (0 for an invalid handle). @since 0.1 */
+BP_API size_t bp_layer_output_size(const bp_layer *layer);
+
+/** @return the number of parameters (weights + biases; 0 for an invalid handle). @since 0.1 */
+BP_API size_t bp_layer_param_count(const bp_layer *layer);
+
+/** Copy the weights, row-major [out x in] (W[o][i] connects input i to output o).
+ *  @param capacity  floats @p dst can hold, >= out * in. @since 0.1 */
+BP_API bp_status bp_layer_get_weights(const bp_layer *layer, float *dst, size_t capacity);
+
+/** Replace the weights from @p src [out x in]; @p count must equal out * in; values must be
+ *  finite. @since 0.1 */
+BP_API bp_status bp_layer_set_weights(bp_layer *layer, const float *src, size_t count);
+
+/** Copy the biases [out]. @since 0.1 */
+BP_API bp_status bp_layer_get_biases(const bp_layer *layer, float *dst, size_t capacity);
+
+/** Replace the biases from @p src [out]; @p count must equal out. @since 0.1 */
+BP_API bp_status bp_layer_set_biases(bp_layer *layer, const float *src, size_t count);
+
+/** Copy dL/dW [out x in] as left by the last backward pass. @since 0.1 */
+BP_API bp_status bp_layer_get_weight_grad(const bp_layer *layer, float *dst, size_t capacity);
+
+/** Copy dL/db [out] as left by the last backward pass. @since 0.1 */
+BP_API bp_status bp_layer_get_bias_grad(const bp_layer *layer, float *dst, size_t capacity);
+
+/** Re-initialise the weights with @p scheme (enum bp_init) from the net's generator;
+ *  biases are set to 0. @p value is used by BP_INIT_CONSTANT only. @since 0.1 */
+BP_API bp_status bp_layer_init_weights(bp_layer *layer, int scheme, double value);
+
+/** Set a layer setting (enum bp_layer_key). @since 0.1 */
+BP_API bp_status bp_layer_set(bp_layer *layer, int key, double value);
+
+/** Read a layer setting. @since 0.1 */
+BP_API bp_status bp_layer_get(const bp_layer *layer, int key, double *value);
+
+/* ============================================================================================
+ * Loss
+ * ==========================================================================================*/
+
+/** Evaluate a loss and its gradient outside a network (for custom training loops).
+ *  @param loss    enum bp_loss.
+ *  @param param   Huber delta for BP_LOSS_HUBER (> 0); ignored otherwise.
+ *  @param pred    predictions [n x width] (softmax probabilities for the softmax losses,
+ *                 logits for BP_LOSS_BCE_LOGITS).
+ *  @param target  targets [n x width], or [n] class indices for BP_LOSS_SPARSE_SOFTMAX_CE.
+ *  @param value   receives the loss (mean over the batch, see enum bp_loss).
+ *  @param dpred   if not NULL, receives dL/dpred [n x width], ready for bp_net_backward().
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_INDEX, BP_ERR_NONFINITE. Thread-safe.
+ *  @since 0.1 */
+BP_API bp_status bp_loss_eval(int loss, double param, const float *pred, const float *target,
+                              size_t n, size_t width, float *value, float *dpred);
+
+/* ============================================================================================
+ * Optimizer
+ * ==========================================================================================*/
+
+/** Create an optimizer with the algorithm's default settings (see enum bp_optimizer_key).
+ *  Its state (moments, step sizes) is allocated at the first step, for that network's
+ *  shape; stepping a net of another shape later fails with BP_ERR_STATE until
+ *  bp_optimizer_reset(). @since 0.1 */
+BP_API bp_status bp_optimizer_create(bp_optimizer **out, int kind);
+
+/** Free an optimizer. NULL is a no-op. @since 0.1 */
+BP_API void bp_optimizer_free(bp_optimizer *opt);
+
+/** @return the detailed message of the last failed call on @p opt. @since 0.1 */
+BP_API const char *bp_optimizer_last_error(const bp_optimizer *opt);
+
+/** @return the algorithm (enum bp_optimizer_kind), 0 for an invalid handle. @since 0.1 */
+BP_API int bp_optimizer_kind(const bp_optimizer *opt);
+
+/** Set a setting (enum bp_optimizer_key); values outside the bounds fail with
+ *  BP_ERR_OUT_OF_RANGE and are not clamped. @since 0.1 */
+BP_API bp_status bp_optimizer_set(bp_optimizer *opt, int key, double value);
+
+/** Read a setting. @since 0.1 */
+BP_API bp_status bp_optimizer_get(const bp_optimizer *opt, int key, double *value);
+
+/** The inclusive bounds of a setting. An open bound (e.g. momentum < 1) is reported as the
+ *  largest double below it. @since 0.1 */
+BP_API bp_status bp_optimizer_param_bounds(int key, double *lo, double *hi);
+
+/** Apply one update to every trainable parameter of @p net from its current gradients.
+ *  Parameters are untouched on failure. @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE
+ *  (net of another shape than the optimizer's state), BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net);
+
+/** Forget all state (moments, step count, bound shape); settings are kept. @since 0.1 */
+BP_API bp_status bp_optimizer_reset(bp_optimizer *opt);
+
+/** @return the number of updates applied since creation or reset. @since 0.1 */
+BP_API uint64_t bp_optimizer_step_count(const bp_optimizer *opt);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* BACKPROP_H */

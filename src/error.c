@@ -1,0 +1,70 @@
+/* error.c -- status strings, handle messages and the thread-local last error. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+
+const char bp__invalid_handle_msg[] = "invalid handle (NULL, freed, or of another kind)";
+
+/* The library's only thread-local state (documented in backprop.h). */
+static _Thread_local char tls_err[BP__ERR_CAP];
+
+bp_status bp__fail(char *err, bp_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tls_err, sizeof tls_err, fmt, ap);
+    va_end(ap);
+    if (err != NULL && err != tls_err) {
+        /* Copy rather than format twice: the arguments may point into err itself. */
+        size_t i = 0;
+        for (; i + 1 < BP__ERR_CAP && tls_err[i] != '\0'; i++) err[i] = tls_err[i];
+        err[i] = '\0';
+    }
+    return status;
+}
+
+const char *bp_last_error(void) { return tls_err; }
+
+const char *bp_status_string(int status)
+{
+    switch (status) {
+    case BP_OK: return "success";
+    case BP_ERR_INVALID_ARG: return "invalid argument";
+    case BP_ERR_OUT_OF_RANGE: return "value out of range";
+    case BP_ERR_STATE: return "call not valid in the current state";
+    case BP_ERR_UNSUPPORTED: return "not supported by this build";
+    case BP_ERR_BUFFER_TOO_SMALL: return "output buffer too small";
+    case BP_ERR_CANCELLED: return "cancelled by the caller";
+    case BP_ERR_SHAPE: return "shape mismatch";
+    case BP_ERR_INDEX: return "index out of range";
+    case BP_ERR_NONFINITE: return "non-finite value (NaN or Inf)";
+    case BP_ERR_IO: return "input/output error";
+    case BP_ERR_FORMAT: return "malformed data";
+    case BP_ERR_VERSION: return "unsupported format version";
+    case BP_ERR_CHECKSUM: return "checksum mismatch";
+    case BP_ERR_NOMEM: return "out of memory";
+    default: return "unknown status";
+    }
+}
+
+unsigned bp_version(void) { return BP_VERSION_NUMBER; }
+
+const char *bp_version_string(void) { return BP_VERSION_STRING; }
+
+size_t bp__first_nonfinite(const float *v, size_t count)
+{
+    /* Branch-free scan in blocks: the common case (all finite) costs one pass. */
+    size_t i = 0;
+    while (i < count) {
+        const size_t end = count - i > 256 ? i + 256 : count;
+        int bad = 0;
+        for (size_t j = i; j < end; j++) bad |= !isfinite(v[j]);
+        if (bad) {
+            for (size_t j = i; j < end; j++)
+                if (!isfinite(v[j])) return j;
+        }
+        i = end;
+    }
+    return count;
+}

@@ -1,0 +1,230 @@
+/*
+ * internal.h -- private structures shared by the modules of libbackprop.
+ *
+ * Dependency direction (lower never includes higher):
+ *   error.c alloc.c rng.c gemm.c        utilities; gemm.c is the only includer of <cblas.h>
+ *   activation.c loss.c                 elementwise math
+ *   layer_*.c                           layer kinds behind bp__layer_vtable
+ *   net.c                               network walk, workspace, train_step
+ *   optimizer.c                         updates over the net's parameter arena
+ *   (later: train.c dataset.c serialize.c)
+ */
+#ifndef BP_INTERNAL_H
+#define BP_INTERNAL_H
+
+#include "backprop.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------------------------
+ * Errors
+ * ----------------------------------------------------------------------------------------*/
+
+#define BP__ERR_CAP 256
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define BP__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#  define BP__LIKELY(x) __builtin_expect(!!(x), 1)
+#  define BP__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#  define BP__PRINTF(f, a)
+#  define BP__LIKELY(x) (x)
+#  define BP__UNLIKELY(x) (x)
+#endif
+
+/* Record a failure: formats the message into @p err (a handle's BP__ERR_CAP buffer, or NULL
+ * when there is no handle) and into the thread's bp_last_error(); returns @p status. */
+bp_status bp__fail(char *err, bp_status status, const char *fmt, ...) BP__PRINTF(3, 4);
+
+/* Forward a non-OK status unchanged. */
+#define BP_CHECK(expr)                                                                            \
+    do {                                                                                          \
+        const bp_status bp_check_s_ = (expr);                                                     \
+        if (bp_check_s_ != BP_OK) return bp_check_s_;                                             \
+    } while (0)
+
+/* Static message for invalid handles passed to *_last_error(). */
+extern const char bp__invalid_handle_msg[];
+
+/* ------------------------------------------------------------------------------------------
+ * Allocation (per handle; never a global hook)
+ * ----------------------------------------------------------------------------------------*/
+
+typedef struct bp__alloc {
+    bp_alloc_fn alloc;
+    bp_free_fn free;
+    void *user;
+} bp__alloc;
+
+/* Default allocator: malloc/free. */
+extern const bp__alloc bp__default_alloc;
+
+void *bp__malloc(const bp__alloc *a, size_t size);
+void *bp__calloc(const bp__alloc *a, size_t count, size_t size); /* overflow-checked */
+void bp__free(const bp__alloc *a, void *p);
+/* 64-byte aligned blocks for kernel buffers; freed with bp__free_aligned. */
+void *bp__malloc_aligned(const bp__alloc *a, size_t size);
+void bp__free_aligned(const bp__alloc *a, void *p);
+/* a * b without overflow: returns 0 and sets *out, or -1 on overflow. */
+int bp__mul_size(size_t a, size_t b, size_t *out);
+
+/* ------------------------------------------------------------------------------------------
+ * Random numbers: xoshiro256** seeded through splitmix64 (portable, documented, fast)
+ * ----------------------------------------------------------------------------------------*/
+
+typedef struct bp__rng {
+    uint64_t s[4];
+} bp__rng;
+
+void bp__rng_seed(bp__rng *r, uint64_t seed);
+uint64_t bp__rng_next(bp__rng *r);
+/* Uniform in [0, 1) with 24 random bits (exactly representable as float). */
+float bp__rng_uniform(bp__rng *r);
+/* Standard normal (Box-Muller on 53-bit uniforms), in double. */
+double bp__rng_normal(bp__rng *r);
+/* Uniform integer in [0, bound), unbiased (Lemire). bound >= 1. */
+uint64_t bp__rng_below(bp__rng *r, uint64_t bound);
+
+/* ------------------------------------------------------------------------------------------
+ * GEMM (gemm.c is the only file that calls cblas_*)
+ * ----------------------------------------------------------------------------------------*/
+
+/* Row-major C[m x n] = alpha * op(A) op(B) + beta * C, op(X) = X or X^T (trans != 0).
+ * A is [m x k] (or [k x m] when transposed), B is [k x n] (or [n x k]). Small products are
+ * computed by a plain loop, larger ones by BLAS (threshold: bp__gemm_small_threshold). */
+void bp__gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+              const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+              size_t ldc);
+/* The two paths, exposed for tests and benchmarks. */
+void bp__gemm_naive(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                    const float *a, size_t lda, const float *b, size_t ldb, float beta,
+                    float *c, size_t ldc);
+void bp__gemm_blas(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                   const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                   size_t ldc);
+/* m*n*k at or below which bp__gemm uses the loop (measured, see docs/performance.md). */
+extern const size_t bp__gemm_small_threshold;
+
+/* ------------------------------------------------------------------------------------------
+ * Activations and losses
+ * ----------------------------------------------------------------------------------------*/
+
+typedef struct bp__act_params {
+    float leaky_slope;
+    float elu_alpha;
+} bp__act_params;
+
+int bp__act_valid(int act);
+const char *bp__act_name(int act);
+/* Does the derivative need the pre-activation z (not just y = f(z))? */
+int bp__act_needs_z(int act);
+/* Fused bias + activation, one pass: z = acc + b (row-wise broadcast), y = f(z).
+ * acc, y: [n x out]; b: [out]; z: [n x out] or NULL (then not stored). acc may equal y. */
+void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, const float *acc,
+                     const float *b, float *z, float *y);
+/* dz = dy * f'(z) in place on dy (for softmax: the Jacobian-vector product per row). */
+void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out, const float *z,
+                      const float *y, float *dy);
+
+int bp__loss_valid(int loss);
+const char *bp__loss_name(int loss);
+
+/* ------------------------------------------------------------------------------------------
+ * Handles
+ * ----------------------------------------------------------------------------------------*/
+
+#define BP__MAGIC_NET 0x4e455442u   /* "BTEN" */
+#define BP__MAGIC_LAYER 0x4c595242u /* "BRYL" */
+#define BP__MAGIC_OPT 0x4f505442u   /* "BTPO" */
+#define BP__MAGIC_DATA 0x44415442u  /* "BTAD" */
+
+/* A layer kind's behaviour. Adding a kind = one layer_<kind>.c file + one bp_net_add_*. */
+typedef struct bp__layer_vtable {
+    int kind;
+    const char *name;
+    /* y: [n x out] = layer(x: [n x in]). z: [n x out] scratch kept for backward, or NULL
+     * at inference. */
+    void (*forward)(bp_layer *l, size_t n, const float *x, float *z, float *y);
+    /* dy: [n x out] dL/dy, may be overwritten (scratch). dy_is_dz: dy already holds dL/dz
+     * (fused softmax-CE). Writes dL/dW, dL/db (added when accumulate), and dx: [n x in]
+     * unless dx is NULL (first layer). */
+    void (*backward)(bp_layer *l, size_t n, const float *x, const float *z, const float *y,
+                     float *dy, int dy_is_dz, float *dx, int accumulate);
+    /* Free kind-private data (may be NULL). */
+    void (*destroy)(bp_layer *l);
+} bp__layer_vtable;
+
+struct bp_layer {
+    uint32_t magic;
+    const bp__layer_vtable *vt;
+    bp_net *net;         /* owner */
+    size_t index;        /* position in net */
+    int activation;      /* enum bp_activation */
+    size_t in, out;      /* per-row widths */
+    size_t param_off;    /* offset of this layer's parameters in net->params / grads */
+    size_t nweights;     /* weights first ... */
+    size_t nbiases;      /* ... then biases */
+    int trainable;
+    bp__act_params act;
+    void *priv;          /* kind-private data */
+};
+
+/* Parameter and gradient views (valid until the arena is reallocated by adding a layer). */
+static inline float *bp__layer_w(const bp_layer *l);
+static inline float *bp__layer_b(const bp_layer *l);
+static inline float *bp__layer_dw(const bp_layer *l);
+static inline float *bp__layer_db(const bp_layer *l);
+
+/* Per-batch-size workspace: planned once per n, reused with no allocation. */
+typedef struct bp__workspace {
+    size_t n;            /* rows planned for (capacity) */
+    size_t rows;         /* rows of the last forward pass (0: none to differentiate) */
+    float *block;        /* one aligned allocation holding everything below */
+    float *x;            /* copy of the input [n x in] (forward), or NULL in train_step */
+    const float *x_in;   /* input of the last forward (x, or the caller's in train_step) */
+    float **y;           /* per layer, [n x out] */
+    float **z;           /* per layer, [n x out] or NULL when the activation needs no z */
+    float *g0, *g1;      /* ping-pong gradients [n x max_width] */
+} bp__workspace;
+
+struct bp_net {
+    uint32_t magic;
+    bp__alloc alloc;
+    size_t inputs;
+    size_t nlayers, cap_layers;
+    bp_layer **layers;
+    float *params;       /* aligned arena: every layer's W then b */
+    float *grads;        /* same layout */
+    size_t nparams;
+    bp__rng rng;
+    bp__workspace ws;    /* training forward/backward */
+    bp__workspace pws;   /* bp_net_predict */
+    int accumulate;
+    double huber_delta;
+    double clip_norm, clip_value;
+    char err[BP__ERR_CAP];
+};
+
+static inline float *bp__layer_w(const bp_layer *l) { return l->net->params + l->param_off; }
+static inline float *bp__layer_b(const bp_layer *l)
+{
+    return l->net->params + l->param_off + l->nweights;
+}
+static inline float *bp__layer_dw(const bp_layer *l) { return l->net->grads + l->param_off; }
+static inline float *bp__layer_db(const bp_layer *l)
+{
+    return l->net->grads + l->param_off + l->nweights;
+}
+
+static inline int bp__net_ok(const bp_net *n) { return n != NULL && n->magic == BP__MAGIC_NET; }
+static inline int bp__layer_ok(const bp_layer *l)
+{
+    return l != NULL && l->magic == BP__MAGIC_LAYER && bp__net_ok(l->net);
+}
+
+/* Is every element of v finite? Returns the index of the first non-finite one or count. */
+size_t bp__first_nonfinite(const float *v, size_t count);
+
+#endif /* BP_INTERNAL_H */

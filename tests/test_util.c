@@ -1,0 +1,58 @@
+#include "test_util.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void bp_test_assert_close(double a, double b, double rtol, double atol, const char *sa,
+                          const char *sb, const char *file, int line)
+{
+    const double diff = fabs(a - b);
+    if (!(diff <= atol + rtol * fabs(b))) {
+        print_error("%s = %.9g is not close to %s = %.9g (rtol %g, atol %g)\n", sa, a, sb, b,
+                    rtol, atol);
+        _fail(file, line);
+    }
+}
+
+void bp_test_assert_status(int got, int expected, const char *expr, const char *file, int line)
+{
+    if (got != expected) {
+        print_error("%s returned %d (%s), expected %d (%s); last error: %s\n", expr, got,
+                    bp_status_string(got), expected, bp_status_string(expected),
+                    bp_last_error());
+        _fail(file, line);
+    }
+}
+
+void bp_test_fill_uniform(float *v, size_t count, float lo, float hi, uint64_t *state)
+{
+    for (size_t i = 0; i < count; i++) {
+        *state = *state * 6364136223846793005u + 1442695040888963407u;
+        const double u = (double)(*state >> 40) / (double)(1u << 24);
+        v[i] = (float)((double)lo + ((double)hi - (double)lo) * u);
+    }
+}
+
+void *bp_test_alloc_fn(void *user, size_t size)
+{
+    bp_test_alloc *t = user;
+    t->attempts++;
+    if (t->fail_at > 0 && (long)t->attempts == t->fail_at) return NULL;
+    void *p = malloc(size);
+    if (p != NULL) {
+        t->allocs++;
+        t->live++;
+    }
+    return p;
+}
+
+void bp_test_free_fn(void *user, void *p)
+{
+    bp_test_alloc *t = user;
+    if (p != NULL) {
+        t->frees++;
+        t->live--;
+    }
+    free(p);
+}
