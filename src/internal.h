@@ -130,6 +130,16 @@ void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out, co
 
 int bp__loss_valid(int loss);
 const char *bp__loss_name(int loss);
+/* Check targets: finite values, or integer class indices in [0, width) for the sparse loss. */
+bp_status bp__loss_check_targets(char *err, int loss, const float *target, size_t n,
+                                 size_t width);
+/* Loss value and gradient. pred: [n x width] network outputs. logits: the output layer's
+ * pre-softmax z when it is a softmax layer and the loss is a softmax CE (fused path: grad
+ * receives dL/dz and *grad_is_dz = 1), else NULL (grad receives dL/dpred). grad may be NULL.
+ * Fails with BP_ERR_NONFINITE if the value is not finite. */
+bp_status bp__loss_compute(char *err, int loss, double delta, const float *pred,
+                           const float *logits, const float *target, size_t n, size_t width,
+                           float *value, float *grad, int *grad_is_dz);
 
 /* ------------------------------------------------------------------------------------------
  * Handles
@@ -152,8 +162,11 @@ typedef struct bp__layer_vtable {
      * unless dx is NULL (first layer). */
     void (*backward)(bp_layer *l, size_t n, const float *x, const float *z, const float *y,
                      float *dy, int dy_is_dz, float *dx, int accumulate);
-    /* Free kind-private data (may be NULL). */
+    /* Free kind-private data (NULL when the kind has none). */
     void (*destroy)(bp_layer *l);
+    /* Deep-copy kind-private data from src into dst (dst is a struct copy of src with priv
+     * NULL); NULL when the kind has none. */
+    bp_status (*clone)(bp_layer *dst, const bp_layer *src);
 } bp__layer_vtable;
 
 struct bp_layer {
@@ -201,6 +214,7 @@ struct bp_net {
     bp__rng rng;
     bp__workspace ws;    /* training forward/backward */
     bp__workspace pws;   /* bp_net_predict */
+    size_t max_width;    /* max(inputs, every layer's out) */
     int accumulate;
     double huber_delta;
     double clip_norm, clip_value;
@@ -223,6 +237,27 @@ static inline int bp__layer_ok(const bp_layer *l)
 {
     return l != NULL && l->magic == BP__MAGIC_LAYER && bp__net_ok(l->net);
 }
+
+/* Layer kinds and helpers (layer.c, layer_dense.c). */
+extern const bp__layer_vtable bp__dense_vtable;
+/* Fill the layer's weights by @p scheme from the net's generator; biases to 0. */
+void bp__layer_init_params(bp_layer *l, int scheme, double value);
+int bp__init_valid(int scheme);
+
+/* Network internals for layer kinds (net.c). */
+/* Fails with BP_ERR_STATE if nothing may follow the current last layer (softmax). */
+bp_status bp__net_check_append(bp_net *net, const char *fn);
+/* Append a layer struct the caller filled (vt, activation, in, out, nweights, nbiases,
+ * trainable, act, priv): grows the parameter arena and initialises the parameters with
+ * @p init_scheme. On failure the net is unchanged and @p l still belongs to the caller. */
+bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double init_value);
+
+/* Optimizer entry points used by train_step (optimizer.c). */
+/* BP_OK if @p opt is a valid handle, unbound or bound to @p net's shape. */
+bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net);
+/* bp_optimizer_step without its scan for non-finite gradients: for callers (train_step)
+ * that have already proven every gradient finite. */
+bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net);
 
 /* Is every element of v finite? Returns the index of the first non-finite one or count. */
 size_t bp__first_nonfinite(const float *v, size_t count);

@@ -1,0 +1,42 @@
+/* layer_dense.c -- fully connected layer: y = f(x W^T + b).
+ *
+ * Forward:  one sgemm (x [n x in] times W^T [in x out]) plus one fused bias+activation pass.
+ * Backward: dz = dy * f'(z) (fused), db = column sums of dz, dW = dz^T x, dx = dz W; the
+ *           first layer skips dx. */
+#include "internal.h"
+
+static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float *y)
+{
+    /* x: [n x in], w: [out x in], b: [out], y/z: [n x out] */
+    const size_t in = l->in, out = l->out;
+    /* y = x W^T */
+    bp__gemm(0, 1, n, out, in, 1.0f, x, in, bp__layer_w(l), in, 0.0f, y, out);
+    /* z = y + b; y = f(z) */
+    bp__act_forward(l->activation, &l->act, n, out, y, bp__layer_b(l), z, y);
+}
+
+static void dense_backward(bp_layer *l, size_t n, const float *x, const float *z, const float *y,
+                           float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    /* x: [n x in], dy -> dz: [n x out], dw: [out x in], db: [out], dx: [n x in] */
+    const size_t in = l->in, out = l->out;
+    if (!dy_is_dz) bp__act_backward(l->activation, &l->act, n, out, z, y, dy);
+    const float *dz = dy;
+
+    /* db (+)= sum over rows of dz */
+    float *restrict db = bp__layer_db(l);
+    if (!accumulate)
+        for (size_t j = 0; j < out; j++) db[j] = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        const float *restrict dzi = dz + i * out;
+        for (size_t j = 0; j < out; j++) db[j] += dzi[j];
+    }
+    /* dW (+)= dz^T x */
+    bp__gemm(1, 0, out, in, n, 1.0f, dz, out, x, in, accumulate ? 1.0f : 0.0f, bp__layer_dw(l), in);
+    /* dx = dz W */
+    if (dx != NULL) bp__gemm(0, 0, n, in, out, 1.0f, dz, out, bp__layer_w(l), in, 0.0f, dx, in);
+}
+
+const bp__layer_vtable bp__dense_vtable = {
+    BP_LAYER_DENSE, "dense", dense_forward, dense_backward, NULL, NULL,
+};

@@ -1,0 +1,644 @@
+/* net.c -- the network handle: layer list, parameter arena, workspace, forward/backward walk,
+ * train_step and predict. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define BP__MAX_WIDTH ((size_t)1 << 24)
+
+#define NET_CHECK(net, fn)                                                                        \
+    do {                                                                                          \
+        if (!bp__net_ok(net))                                                                     \
+            return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);              \
+    } while (0)
+
+/* ------------------------------------------------------------------------------------------
+ * Creation and destruction
+ * ----------------------------------------------------------------------------------------*/
+
+bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed, bp_alloc_fn alloc_fn,
+                           bp_free_fn free_fn, void *user)
+{
+    if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_create: out is NULL");
+    *out = NULL;
+    if (inputs == 0 || inputs > BP__MAX_WIDTH)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_create: inputs = %zu is outside 1..%zu",
+                        inputs, BP__MAX_WIDTH);
+    if ((alloc_fn == NULL) != (free_fn == NULL))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "bp_net_create_ex: alloc_fn and free_fn must both be set or both NULL");
+    bp__alloc a = bp__default_alloc;
+    if (alloc_fn != NULL) {
+        a.alloc = alloc_fn;
+        a.free = free_fn;
+        a.user = user;
+    }
+    bp_net *net = bp__calloc(&a, 1, sizeof *net);
+    if (net == NULL)
+        return bp__fail(NULL, BP_ERR_NOMEM, "bp_net_create: out of memory (%zu bytes)",
+                        sizeof *net);
+    net->magic = BP__MAGIC_NET;
+    net->alloc = a;
+    net->inputs = inputs;
+    net->max_width = inputs;
+    net->huber_delta = 1.0;
+    bp__rng_seed(&net->rng, seed);
+    *out = net;
+    return BP_OK;
+}
+
+bp_status bp_net_create(bp_net **out, size_t inputs, uint64_t seed)
+{
+    return bp_net_create_ex(out, inputs, seed, NULL, NULL, NULL);
+}
+
+static void ws_release(bp_net *net, bp__workspace *ws)
+{
+    bp__free_aligned(&net->alloc, ws->block);
+    memset(ws, 0, sizeof *ws);
+}
+
+static void layer_destroy(bp_net *net, bp_layer *l)
+{
+    if (l == NULL) return;
+    if (l->vt->destroy != NULL) l->vt->destroy(l);
+    l->magic = 0;
+    bp__free(&net->alloc, l);
+}
+
+void bp_net_free(bp_net *net)
+{
+    if (!bp__net_ok(net)) return;
+    const bp__alloc a = net->alloc;
+    for (size_t i = 0; i < net->nlayers; i++) layer_destroy(net, net->layers[i]);
+    bp__free(&a, net->layers);
+    bp__free_aligned(&a, net->params);
+    bp__free_aligned(&a, net->grads);
+    ws_release(net, &net->ws);
+    ws_release(net, &net->pws);
+    net->magic = 0;
+    bp__free(&a, net);
+}
+
+const char *bp_net_last_error(const bp_net *net)
+{
+    return bp__net_ok(net) ? net->err : bp__invalid_handle_msg;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Layers and the parameter arena
+ * ----------------------------------------------------------------------------------------*/
+
+/* Append a layer whose struct the caller filled (vt, activation, in, out, nweights, nbiases,
+ * priv); allocates its slot and grows the arena. On failure the net is unchanged and the
+ * layer is not freed. */
+bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double init_value)
+{
+    const bp__alloc *a = &net->alloc;
+    size_t np = l->nweights + l->nbiases;
+    if (np < l->nweights || net->nparams > SIZE_MAX / sizeof(float) - np)
+        return bp__fail(net->err, BP_ERR_NOMEM, "layer %zu: parameter count overflows",
+                        net->nlayers);
+    const size_t total = net->nparams + np;
+
+    bp_layer **layers = net->layers;
+    size_t cap = net->cap_layers;
+    if (net->nlayers == cap) {
+        cap = cap ? cap * 2 : 8;
+        layers = bp__calloc(a, cap, sizeof *layers);
+        if (layers == NULL) goto fail_nomem;
+        if (net->nlayers) memcpy(layers, net->layers, net->nlayers * sizeof *layers);
+    }
+    float *params = bp__malloc_aligned(a, total * sizeof(float));
+    if (params == NULL) goto fail_free_layers;
+    float *grads = bp__malloc_aligned(a, total * sizeof(float));
+    if (grads == NULL) goto fail_free_params;
+
+    /* Commit: nothing below can fail. */
+    if (net->nparams) {
+        memcpy(params, net->params, net->nparams * sizeof(float));
+        memcpy(grads, net->grads, net->nparams * sizeof(float));
+    }
+    memset(grads + net->nparams, 0, np * sizeof(float));
+    bp__free_aligned(a, net->params);
+    bp__free_aligned(a, net->grads);
+    net->params = params;
+    net->grads = grads;
+    if (layers != net->layers) {
+        bp__free(a, net->layers);
+        net->layers = layers;
+        net->cap_layers = cap;
+    }
+    l->magic = BP__MAGIC_LAYER;
+    l->net = net;
+    l->index = net->nlayers;
+    l->param_off = net->nparams;
+    net->layers[net->nlayers++] = l;
+    net->nparams = total;
+    if (l->out > net->max_width) net->max_width = l->out;
+    bp__layer_init_params(l, init_scheme, init_value);
+    /* Shapes changed: the workspaces are replanned on the next call. */
+    ws_release(net, &net->ws);
+    ws_release(net, &net->pws);
+    return BP_OK;
+
+fail_free_params:
+    bp__free_aligned(a, params);
+fail_free_layers:
+    if (layers != net->layers) bp__free(a, layers);
+fail_nomem:
+    return bp__fail(net->err, BP_ERR_NOMEM, "layer %zu: out of memory for %zu parameters",
+                    net->nlayers, total);
+}
+
+static size_t net_out_width(const bp_net *net)
+{
+    return net->nlayers ? net->layers[net->nlayers - 1]->out : net->inputs;
+}
+
+/* Common checks before appending any layer kind. */
+bp_status bp__net_check_append(bp_net *net, const char *fn)
+{
+    if (net->nlayers > 0 && net->layers[net->nlayers - 1]->activation == BP_ACT_SOFTMAX)
+        return bp__fail(net->err, BP_ERR_STATE,
+                        "%s: layer %zu is softmax, which must be the output layer", fn,
+                        net->nlayers - 1);
+    return BP_OK;
+}
+
+bp_status bp_net_add_dense(bp_net *net, size_t units, int activation)
+{
+    NET_CHECK(net, "bp_net_add_dense");
+    if (units == 0 || units > BP__MAX_WIDTH)
+        return bp__fail(net->err, BP_ERR_INVALID_ARG,
+                        "bp_net_add_dense: units = %zu is outside 1..%zu", units, BP__MAX_WIDTH);
+    if (!bp__act_valid(activation))
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_add_dense: unknown activation %d",
+                        activation);
+    BP_CHECK(bp__net_check_append(net, "bp_net_add_dense"));
+    const size_t in = net_out_width(net);
+    size_t nw;
+    if (bp__mul_size(units, in, &nw) != 0)
+        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_add_dense: %zu x %zu weights overflow",
+                        units, in);
+    bp_layer *l = bp__calloc(&net->alloc, 1, sizeof *l);
+    if (l == NULL)
+        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_add_dense: out of memory");
+    l->vt = &bp__dense_vtable;
+    l->activation = activation;
+    l->in = in;
+    l->out = units;
+    l->nweights = nw;
+    l->nbiases = units;
+    l->trainable = 1;
+    l->act.leaky_slope = 0.01f;
+    l->act.elu_alpha = 1.0f;
+    const bp_status s = bp__net_append_layer(net, l, BP_INIT_DEFAULT, 0.0);
+    if (s != BP_OK) bp__free(&net->alloc, l);
+    return s;
+}
+
+size_t bp_net_layer_count(const bp_net *net) { return bp__net_ok(net) ? net->nlayers : 0; }
+
+bp_layer *bp_net_layer(bp_net *net, size_t index)
+{
+    if (!bp__net_ok(net) || index >= net->nlayers) return NULL;
+    return net->layers[index];
+}
+
+size_t bp_net_input_size(const bp_net *net) { return bp__net_ok(net) ? net->inputs : 0; }
+
+size_t bp_net_output_size(const bp_net *net) { return bp__net_ok(net) ? net_out_width(net) : 0; }
+
+size_t bp_net_param_count(const bp_net *net) { return bp__net_ok(net) ? net->nparams : 0; }
+
+float *bp_net_params(bp_net *net, size_t *count)
+{
+    if (count != NULL) *count = bp__net_ok(net) ? net->nparams : 0;
+    return bp__net_ok(net) && net->nparams ? net->params : NULL;
+}
+
+float *bp_net_grads(bp_net *net, size_t *count)
+{
+    if (count != NULL) *count = bp__net_ok(net) ? net->nparams : 0;
+    return bp__net_ok(net) && net->nparams ? net->grads : NULL;
+}
+
+bp_status bp_net_zero_grad(bp_net *net)
+{
+    NET_CHECK(net, "bp_net_zero_grad");
+    if (net->nparams) memset(net->grads, 0, net->nparams * sizeof(float));
+    return BP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Clone
+ * ----------------------------------------------------------------------------------------*/
+
+bp_status bp_net_clone(bp_net **out, const bp_net *src)
+{
+    if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_clone: out is NULL");
+    *out = NULL;
+    if (!bp__net_ok(src))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_clone: invalid net handle");
+    bp_net *net;
+    BP_CHECK(bp_net_create_ex(&net, src->inputs, 0, src->alloc.alloc, src->alloc.free,
+                              src->alloc.user));
+    const bp__alloc *a = &net->alloc;
+    bp_status s = BP_ERR_NOMEM;
+    if (src->nlayers) {
+        net->layers = bp__calloc(a, src->nlayers, sizeof *net->layers);
+        net->params = bp__malloc_aligned(a, src->nparams * sizeof(float));
+        net->grads = bp__malloc_aligned(a, src->nparams * sizeof(float));
+        if (net->layers == NULL || net->params == NULL || net->grads == NULL) goto fail;
+        net->cap_layers = src->nlayers;
+        memcpy(net->params, src->params, src->nparams * sizeof(float));
+        memset(net->grads, 0, src->nparams * sizeof(float));
+        net->nparams = src->nparams;
+        for (size_t i = 0; i < src->nlayers; i++) {
+            const bp_layer *sl = src->layers[i];
+            bp_layer *l = bp__malloc(a, sizeof *l);
+            if (l == NULL) goto fail;
+            *l = *sl;
+            l->net = net;
+            l->priv = NULL;
+            if (sl->vt->clone != NULL && (s = sl->vt->clone(l, sl)) != BP_OK) {
+                bp__free(a, l);
+                goto fail;
+            }
+            net->layers[net->nlayers++] = l;
+        }
+    }
+    net->rng = src->rng;
+    net->max_width = src->max_width;
+    net->accumulate = src->accumulate;
+    net->huber_delta = src->huber_delta;
+    net->clip_norm = src->clip_norm;
+    net->clip_value = src->clip_value;
+    *out = net;
+    return BP_OK;
+fail:
+    bp_net_free(net);
+    return bp__fail(NULL, s, "bp_net_clone: out of memory copying %zu layers", src->nlayers);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Settings and summary
+ * ----------------------------------------------------------------------------------------*/
+
+bp_status bp_net_set(bp_net *net, int key, double value)
+{
+    NET_CHECK(net, "bp_net_set");
+    switch (key) {
+    case BP_NET_ACCUMULATE_GRADS:
+        if (value != 0.0 && value != 1.0)
+            return bp__fail(net->err, BP_ERR_OUT_OF_RANGE,
+                            "BP_NET_ACCUMULATE_GRADS = %g is not 0 or 1", value);
+        net->accumulate = value != 0.0;
+        return BP_OK;
+    case BP_NET_HUBER_DELTA:
+        if (!(value > 0.0 && value <= 1e6))
+            return bp__fail(net->err, BP_ERR_OUT_OF_RANGE,
+                            "BP_NET_HUBER_DELTA = %g is outside (0, 1e6]", value);
+        net->huber_delta = value;
+        return BP_OK;
+    case BP_NET_CLIP_NORM:
+    case BP_NET_CLIP_VALUE:
+        if (!(value >= 0.0 && value <= 1e9))
+            return bp__fail(net->err, BP_ERR_OUT_OF_RANGE, "%s = %g is outside [0, 1e9]",
+                            key == BP_NET_CLIP_NORM ? "BP_NET_CLIP_NORM" : "BP_NET_CLIP_VALUE",
+                            value);
+        if (key == BP_NET_CLIP_NORM)
+            net->clip_norm = value;
+        else
+            net->clip_value = value;
+        return BP_OK;
+    default: return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_set: unknown key %d", key);
+    }
+}
+
+bp_status bp_net_get(const bp_net *net, int key, double *value)
+{
+    NET_CHECK(net, "bp_net_get");
+    if (value == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_get: value is NULL");
+    switch (key) {
+    case BP_NET_ACCUMULATE_GRADS: *value = net->accumulate; return BP_OK;
+    case BP_NET_HUBER_DELTA: *value = net->huber_delta; return BP_OK;
+    case BP_NET_CLIP_NORM: *value = net->clip_norm; return BP_OK;
+    case BP_NET_CLIP_VALUE: *value = net->clip_value; return BP_OK;
+    default: return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_get: unknown key %d", key);
+    }
+}
+
+typedef struct text_buf {
+    char *buf;
+    size_t cap, len; /* len counts what would have been written */
+} text_buf;
+
+static void tb_printf(text_buf *t, const char *fmt, ...) BP__PRINTF(2, 3);
+static void tb_printf(text_buf *t, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *dst = t->len < t->cap ? t->buf + t->len : NULL;
+    const size_t room = t->len < t->cap ? t->cap - t->len : 0;
+    const int k = vsnprintf(dst, room, fmt, ap);
+    va_end(ap);
+    if (k > 0) t->len += (size_t)k;
+}
+
+bp_status bp_net_summary(const bp_net *net, char *buf, size_t capacity, size_t *needed)
+{
+    NET_CHECK(net, "bp_net_summary");
+    if (buf == NULL && capacity > 0)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_summary: buf is NULL");
+    text_buf t = {buf, capacity, 0};
+    tb_printf(&t, "%-5s %-8s %-14s %12s  %s\n", "layer", "kind", "output", "params",
+              "activation");
+    tb_printf(&t, "%-5s %-8s [n x %-8zu] %12s  %s\n", "in", "input", net->inputs, "0", "-");
+    for (size_t i = 0; i < net->nlayers; i++) {
+        const bp_layer *l = net->layers[i];
+        tb_printf(&t, "%-5zu %-8s [n x %-8zu] %12zu  %s\n", i, l->vt->name, l->out,
+                  l->nweights + l->nbiases, bp__act_name(l->activation));
+    }
+    tb_printf(&t, "total parameters: %zu\n", net->nparams);
+    if (needed != NULL) *needed = t.len + 1;
+    if (t.len + 1 > capacity) {
+        if (capacity > 0) buf[capacity - 1] = '\0';
+        return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
+                        "bp_net_summary: needs %zu bytes, buffer has %zu", t.len + 1, capacity);
+    }
+    return BP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Workspace
+ * ----------------------------------------------------------------------------------------*/
+
+static size_t round16(size_t v) { return (v + 15u) & ~(size_t)15u; }
+
+/* Plan @p ws for up to @p n rows; training adds the input copy, z buffers and gradients.
+ * Reuses the current plan when it is large enough: no allocation in the steady state. */
+static bp_status ws_plan(bp_net *net, bp__workspace *ws, size_t n, int training)
+{
+    if (ws->block != NULL && ws->n >= n) return BP_OK;
+    const size_t nl = net->nlayers;
+    size_t floats = 0, bad = 0, t;
+    const size_t ptr_bytes = (2 * nl * sizeof(float *) + 63u) & ~(size_t)63u;
+#define ADD(rows, width)                                                                          \
+    do {                                                                                          \
+        bad |= (size_t)bp__mul_size((rows), (width), &t);                                         \
+        t = round16(t);                                                                           \
+        bad |= (size_t)(floats > SIZE_MAX / 8 - t);                                               \
+        floats += t;                                                                              \
+    } while (0)
+    if (training) ADD(n, net->inputs);
+    for (size_t i = 0; i < nl; i++) {
+        ADD(n, net->layers[i]->out);
+        if (training && bp__act_needs_z(net->layers[i]->activation)) ADD(n, net->layers[i]->out);
+    }
+    if (training) {
+        ADD(n, net->max_width);
+        ADD(n, net->max_width);
+    }
+#undef ADD
+    if (bad || floats > (SIZE_MAX - ptr_bytes) / sizeof(float))
+        return bp__fail(net->err, BP_ERR_NOMEM, "workspace for %zu rows overflows", n);
+    void *block = bp__malloc_aligned(&net->alloc, ptr_bytes + floats * sizeof(float));
+    if (block == NULL)
+        return bp__fail(net->err, BP_ERR_NOMEM, "out of memory planning a workspace of %zu "
+                                                 "floats for %zu rows", floats, n);
+    ws_release(net, ws);
+    ws->block = block;
+    ws->n = n;
+    ws->y = (float **)block;
+    ws->z = ws->y + nl;
+    float *p = (float *)((unsigned char *)block + ptr_bytes);
+#define TAKE(rows, width) (p += round16((rows) * (width)), p - round16((rows) * (width)))
+    if (training) ws->x = TAKE(n, net->inputs);
+    for (size_t i = 0; i < nl; i++) {
+        ws->y[i] = TAKE(n, net->layers[i]->out);
+        ws->z[i] = training && bp__act_needs_z(net->layers[i]->activation)
+                       ? TAKE(n, net->layers[i]->out)
+                       : NULL;
+    }
+    if (training) {
+        ws->g0 = TAKE(n, net->max_width);
+        ws->g1 = TAKE(n, net->max_width);
+    }
+#undef TAKE
+    return BP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Forward and backward walks
+ * ----------------------------------------------------------------------------------------*/
+
+static void forward_pass(bp_net *net, bp__workspace *ws, const float *x, size_t n)
+{
+    const float *in = x;
+    for (size_t i = 0; i < net->nlayers; i++) {
+        bp_layer *l = net->layers[i];
+        l->vt->forward(l, n, in, ws->z[i], ws->y[i]);
+        in = ws->y[i];
+    }
+}
+
+/* Largest |v| over count floats, or INFINITY if any is NaN/Inf. */
+static float max_abs(const float *v, size_t count)
+{
+    float m = 0.0f;
+    int bad = 0;
+    for (size_t k = 0; k < count; k++) {
+        const float a = fabsf(v[k]);
+        bad |= !isfinite(a);
+        m = a > m ? a : m;
+    }
+    return bad ? INFINITY : m;
+}
+
+static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t n)
+{
+    const size_t total = n * net->inputs;
+    const size_t bad = bp__first_nonfinite(x, total);
+    if (bad != total)
+        return bp__fail(net->err, BP_ERR_NONFINITE, "%s: input row %zu, column %zu is %g", fn,
+                        bad / net->inputs, bad % net->inputs, (double)x[bad]);
+    return BP_OK;
+}
+
+/* Walk the layers in reverse. ws->g0 holds dL/dY of the last layer (or dL/dZ when
+ * dy_is_dz). Every layer's gradient is proven finite: dz is scanned (small: n x out), and dW
+ * = dz^T x, db = sum dz are bounded by n * max|dz| * max|x|; only when that bound could
+ * overflow are dW and db scanned themselves. */
+static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_is_dz)
+{
+    float *g = ws->g0, *other = ws->g1;
+    for (size_t i = net->nlayers; i-- > 0;) {
+        bp_layer *l = net->layers[i];
+        const float *x = i > 0 ? ws->y[i - 1] : ws->x_in;
+        float *dx = i > 0 ? other : NULL;
+        l->vt->backward(l, n, x, ws->z[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
+        dy_is_dz = 0;
+        const float mdz = max_abs(g, n * l->out);
+        if (!isfinite(mdz))
+            return bp__fail(net->err, BP_ERR_NONFINITE,
+                            "layer %zu (%s): gradient dL/dz is not finite", i, l->vt->name);
+        const float mx = max_abs(x, n * l->in);
+        const double bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
+        if (net->accumulate || !(bound < 1e37)) {
+            const size_t np = l->nweights + l->nbiases;
+            if (bp__first_nonfinite(bp__layer_dw(l), np) != np)
+                return bp__fail(net->err, BP_ERR_NONFINITE,
+                                "layer %zu (%s): weight gradient is not finite", i, l->vt->name);
+        }
+        float *tmp = g;
+        g = other;
+        other = tmp;
+    }
+    return BP_OK;
+}
+
+bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const float **y)
+{
+    NET_CHECK(net, "bp_net_forward");
+    if (x == NULL || y == NULL)
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_forward: x and y must not be NULL");
+    if (n == 0) return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_forward: n is 0");
+    if (net->nlayers == 0)
+        return bp__fail(net->err, BP_ERR_STATE, "bp_net_forward: the net has no layers");
+    BP_CHECK(check_input(net, "bp_net_forward", x, n));
+    BP_CHECK(ws_plan(net, &net->ws, n, 1));
+    bp__workspace *ws = &net->ws;
+    memcpy(ws->x, x, n * net->inputs * sizeof(float));
+    ws->x_in = ws->x;
+    forward_pass(net, ws, ws->x, n);
+    ws->rows = n;
+    *y = ws->y[net->nlayers - 1];
+    return BP_OK;
+}
+
+bp_status bp_net_backward(bp_net *net, const float *dy, size_t n)
+{
+    NET_CHECK(net, "bp_net_backward");
+    if (dy == NULL) return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_backward: dy is NULL");
+    bp__workspace *ws = &net->ws;
+    if (ws->rows == 0 || net->nlayers == 0)
+        return bp__fail(net->err, BP_ERR_STATE,
+                        "bp_net_backward: no forward pass to differentiate (call "
+                        "bp_net_forward first)");
+    if (n != ws->rows)
+        return bp__fail(net->err, BP_ERR_SHAPE,
+                        "bp_net_backward: n = %zu differs from the last forward pass (%zu rows)",
+                        n, ws->rows);
+    const size_t out = net_out_width(net), total = n * out;
+    const size_t bad = bp__first_nonfinite(dy, total);
+    if (bad != total)
+        return bp__fail(net->err, BP_ERR_NONFINITE, "bp_net_backward: dy row %zu, column %zu is %g",
+                        bad / out, bad % out, (double)dy[bad]);
+    memcpy(ws->g0, dy, total * sizeof(float));
+    return backward_pass(net, ws, n, 0);
+}
+
+/* Scale or clamp the gradients as BP_NET_CLIP_NORM / BP_NET_CLIP_VALUE ask. */
+static void clip_grads(bp_net *net)
+{
+    float *g = net->grads;
+    const size_t np = net->nparams;
+    if (net->clip_norm > 0.0) {
+        double ss = 0.0;
+        for (size_t k = 0; k < np; k++) ss += (double)g[k] * (double)g[k];
+        const double norm = sqrt(ss);
+        if (norm > net->clip_norm) {
+            const float s = (float)(net->clip_norm / norm);
+            for (size_t k = 0; k < np; k++) g[k] *= s;
+        }
+    }
+    if (net->clip_value > 0.0) {
+        const float v = (float)net->clip_value;
+        for (size_t k = 0; k < np; k++) g[k] = g[k] > v ? v : g[k] < -v ? -v : g[k];
+    }
+}
+
+bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                            const float *y, size_t n, float *loss_value)
+{
+    NET_CHECK(net, "bp_net_train_step");
+    if (x == NULL || y == NULL)
+        return bp__fail(net->err, BP_ERR_INVALID_ARG,
+                        "bp_net_train_step: x and y must not be NULL");
+    if (n == 0) return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_train_step: n is 0");
+    if (!bp__loss_valid(loss))
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_train_step: unknown loss %d", loss);
+    if (net->nlayers == 0)
+        return bp__fail(net->err, BP_ERR_STATE, "bp_net_train_step: the net has no layers");
+    const bp_layer *last = net->layers[net->nlayers - 1];
+    const int softmax_out = last->activation == BP_ACT_SOFTMAX;
+    const int ce = loss == BP_LOSS_SOFTMAX_CE || loss == BP_LOSS_SPARSE_SOFTMAX_CE;
+    if (ce && !softmax_out)
+        return bp__fail(net->err, BP_ERR_STATE,
+                        "bp_net_train_step: %s needs a softmax output layer; layer %zu is %s",
+                        bp__loss_name(loss), last->index, bp__act_name(last->activation));
+    {
+        const bp_status s = bp__optimizer_validate_for(opt, net);
+        if (s != BP_OK) {
+            bp__fail(net->err, s, "bp_net_train_step: %s", bp_last_error());
+            return s;
+        }
+    }
+    const size_t out = last->out;
+    BP_CHECK(check_input(net, "bp_net_train_step", x, n));
+    BP_CHECK(bp__loss_check_targets(net->err, loss, y, n, out));
+    BP_CHECK(ws_plan(net, &net->ws, n, 1));
+
+    bp__workspace *ws = &net->ws;
+    ws->rows = 0; /* the activations below belong to this step only */
+    ws->x_in = x;
+    forward_pass(net, ws, x, n);
+    const size_t li = net->nlayers - 1;
+    float value;
+    int is_dz;
+    bp_status s = bp__loss_compute(net->err, loss, net->huber_delta, ws->y[li],
+                                   ce ? ws->z[li] : NULL, y, n, out, &value, ws->g0, &is_dz);
+    if (s == BP_OK) s = backward_pass(net, ws, n, is_dz);
+    ws->x_in = NULL; /* the caller's x is not retained */
+    if (s != BP_OK) return s;
+    if (net->clip_norm > 0.0 || net->clip_value > 0.0) clip_grads(net);
+    s = bp__optimizer_step_trusted(opt, net);
+    if (s != BP_OK) {
+        bp__fail(net->err, s, "bp_net_train_step: %s", bp_last_error());
+        return s;
+    }
+    if (loss_value != NULL) *loss_value = value;
+    return BP_OK;
+}
+
+/* Rows per predict chunk: large enough for GEMM efficiency, small enough for cache. */
+#define BP__PREDICT_CHUNK 1024u
+
+bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
+{
+    NET_CHECK(net, "bp_net_predict");
+    if (x == NULL || y == NULL)
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_predict: x and y must not be NULL");
+    if (n == 0) return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_predict: n is 0");
+    if (net->nlayers == 0)
+        return bp__fail(net->err, BP_ERR_STATE, "bp_net_predict: the net has no layers");
+    const size_t out = net_out_width(net);
+    size_t need;
+    if (bp__mul_size(n, out, &need) != 0 || need > capacity)
+        return bp__fail(net->err, BP_ERR_BUFFER_TOO_SMALL,
+                        "bp_net_predict: %zu rows x %zu outputs need %zu floats, y holds %zu", n,
+                        out, n * out, capacity);
+    BP_CHECK(check_input(net, "bp_net_predict", x, n));
+    const size_t chunk = n < BP__PREDICT_CHUNK ? n : BP__PREDICT_CHUNK;
+    BP_CHECK(ws_plan(net, &net->pws, chunk, 0));
+    for (size_t r = 0; r < n; r += chunk) {
+        const size_t rows = n - r < chunk ? n - r : chunk;
+        forward_pass(net, &net->pws, x + r * net->inputs, rows);
+        memcpy(y + r * out, net->pws.y[net->nlayers - 1], rows * out * sizeof(float));
+    }
+    return BP_OK;
+}
