@@ -154,13 +154,18 @@ bp_status bp__loss_compute(char *err, int loss, double delta, const float *pred,
 typedef struct bp__layer_vtable {
     int kind;
     const char *name;
-    /* y: [n x out] = layer(x: [n x in]). z: [n x out] scratch kept for backward, or NULL
-     * at inference. */
-    void (*forward)(bp_layer *l, size_t n, const float *x, float *z, float *y);
+    /* Floats of per-call scratch the layer needs for @p n rows: kept from forward to
+     * backward when @p training (pre-activations, dropout masks, batch statistics, im2col
+     * columns), or used only during the call at inference. May return 0. */
+    size_t (*scratch_floats)(const bp_layer *l, size_t n, int training);
+    /* y: [n x out] = layer(x: [n x in]). scratch: scratch_floats(l, n, training) floats (or
+     * NULL when that is 0). training: 1 in forward/train_step, 0 in predict. */
+    void (*forward)(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
+                    int training);
     /* dy: [n x out] dL/dy, may be overwritten (scratch). dy_is_dz: dy already holds dL/dz
-     * (fused softmax-CE). Writes dL/dW, dL/db (added when accumulate), and dx: [n x in]
-     * unless dx is NULL (first layer). */
-    void (*backward)(bp_layer *l, size_t n, const float *x, const float *z, const float *y,
+     * (fused softmax-CE). scratch: what forward left there. Writes dL/dW, dL/db (added when
+     * accumulate), and dx: [n x in] unless dx is NULL (first layer). */
+    void (*backward)(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
                      float *dy, int dy_is_dz, float *dx, int accumulate);
     /* Free kind-private data (NULL when the kind has none). */
     void (*destroy)(bp_layer *l);
@@ -198,7 +203,7 @@ typedef struct bp__workspace {
     float *x;            /* copy of the input [n x in] (forward), or NULL in train_step */
     const float *x_in;   /* input of the last forward (x, or the caller's in train_step) */
     float **y;           /* per layer, [n x out] */
-    float **z;           /* per layer, [n x out] or NULL when the activation needs no z */
+    float **s;           /* per layer, vt->scratch_floats(l, n, training) floats or NULL */
     float *g0, *g1;      /* ping-pong gradients [n x max_width] */
 } bp__workspace;
 

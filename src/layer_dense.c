@@ -5,9 +5,17 @@
  *           first layer skips dx. */
 #include "internal.h"
 
-static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float *y)
+/* Training keeps the pre-activation z for activations whose derivative needs it. */
+static size_t dense_scratch(const bp_layer *l, size_t n, int training)
 {
-    /* x: [n x in], w: [out x in], b: [out], y/z: [n x out] */
+    return training && bp__act_needs_z(l->activation) ? n * l->out : 0;
+}
+
+static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float *y,
+                          int training)
+{
+    /* x: [n x in], w: [out x in], b: [out], y: [n x out], z (scratch): [n x out] or NULL */
+    (void)training;
     const size_t in = l->in, out = l->out;
     /* y = x W^T */
     bp__gemm(0, 1, n, out, in, 1.0f, x, in, bp__layer_w(l), in, 0.0f, y, out);
@@ -15,7 +23,7 @@ static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float
     bp__act_forward(l->activation, &l->act, n, out, y, bp__layer_b(l), z, y);
 }
 
-static void dense_backward(bp_layer *l, size_t n, const float *x, const float *z, const float *y,
+static void dense_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y,
                            float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     /* x: [n x in], dy -> dz: [n x out], dw: [out x in], db: [out], dx: [n x in] */
@@ -38,5 +46,5 @@ static void dense_backward(bp_layer *l, size_t n, const float *x, const float *z
 }
 
 const bp__layer_vtable bp__dense_vtable = {
-    BP_LAYER_DENSE, "dense", dense_forward, dense_backward, NULL, NULL,
+    BP_LAYER_DENSE, "dense", dense_scratch, dense_forward, dense_backward, NULL, NULL,
 };

@@ -396,8 +396,9 @@ static bp_status ws_plan(bp_net *net, bp__workspace *ws, size_t n, int training)
     } while (0)
     if (training) ADD(n, net->inputs);
     for (size_t i = 0; i < nl; i++) {
-        ADD(n, net->layers[i]->out);
-        if (training && bp__act_needs_z(net->layers[i]->activation)) ADD(n, net->layers[i]->out);
+        const bp_layer *l = net->layers[i];
+        ADD(n, l->out);
+        ADD(l->vt->scratch_floats(l, n, training), 1);
     }
     if (training) {
         ADD(n, net->max_width);
@@ -414,15 +415,15 @@ static bp_status ws_plan(bp_net *net, bp__workspace *ws, size_t n, int training)
     ws->block = block;
     ws->n = n;
     ws->y = (float **)block;
-    ws->z = ws->y + nl;
+    ws->s = ws->y + nl;
     float *p = (float *)((unsigned char *)block + ptr_bytes);
 #define TAKE(rows, width) (p += round16((rows) * (width)), p - round16((rows) * (width)))
     if (training) ws->x = TAKE(n, net->inputs);
     for (size_t i = 0; i < nl; i++) {
-        ws->y[i] = TAKE(n, net->layers[i]->out);
-        ws->z[i] = training && bp__act_needs_z(net->layers[i]->activation)
-                       ? TAKE(n, net->layers[i]->out)
-                       : NULL;
+        const bp_layer *l = net->layers[i];
+        const size_t sf = l->vt->scratch_floats(l, n, training);
+        ws->y[i] = TAKE(n, l->out);
+        ws->s[i] = sf ? TAKE(sf, 1) : NULL;
     }
     if (training) {
         ws->g0 = TAKE(n, net->max_width);
@@ -436,12 +437,12 @@ static bp_status ws_plan(bp_net *net, bp__workspace *ws, size_t n, int training)
  * Forward and backward walks
  * ----------------------------------------------------------------------------------------*/
 
-static void forward_pass(bp_net *net, bp__workspace *ws, const float *x, size_t n)
+static void forward_pass(bp_net *net, bp__workspace *ws, const float *x, size_t n, int training)
 {
     const float *in = x;
     for (size_t i = 0; i < net->nlayers; i++) {
         bp_layer *l = net->layers[i];
-        l->vt->forward(l, n, in, ws->z[i], ws->y[i]);
+        l->vt->forward(l, n, in, ws->s[i], ws->y[i], training);
         in = ws->y[i];
     }
 }
@@ -480,7 +481,7 @@ static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_
         bp_layer *l = net->layers[i];
         const float *x = i > 0 ? ws->y[i - 1] : ws->x_in;
         float *dx = i > 0 ? other : NULL;
-        l->vt->backward(l, n, x, ws->z[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
+        l->vt->backward(l, n, x, ws->s[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
         dy_is_dz = 0;
         const float mdz = max_abs(g, n * l->out);
         if (!isfinite(mdz))
@@ -514,7 +515,7 @@ bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const float **y)
     bp__workspace *ws = &net->ws;
     memcpy(ws->x, x, n * net->inputs * sizeof(float));
     ws->x_in = ws->x;
-    forward_pass(net, ws, ws->x, n);
+    forward_pass(net, ws, ws->x, n, 1);
     ws->rows = n;
     *y = ws->y[net->nlayers - 1];
     return BP_OK;
@@ -596,12 +597,12 @@ bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const floa
     bp__workspace *ws = &net->ws;
     ws->rows = 0; /* the activations below belong to this step only */
     ws->x_in = x;
-    forward_pass(net, ws, x, n);
+    forward_pass(net, ws, x, n, 1);
     const size_t li = net->nlayers - 1;
     float value;
     int is_dz;
     bp_status s = bp__loss_compute(net->err, loss, net->huber_delta, ws->y[li],
-                                   ce ? ws->z[li] : NULL, y, n, out, &value, ws->g0, &is_dz);
+                                   ce ? ws->s[li] : NULL, y, n, out, &value, ws->g0, &is_dz);
     if (s == BP_OK) s = backward_pass(net, ws, n, is_dz);
     ws->x_in = NULL; /* the caller's x is not retained */
     if (s != BP_OK) return s;
@@ -637,7 +638,7 @@ bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t
     BP_CHECK(ws_plan(net, &net->pws, chunk, 0));
     for (size_t r = 0; r < n; r += chunk) {
         const size_t rows = n - r < chunk ? n - r : chunk;
-        forward_pass(net, &net->pws, x + r * net->inputs, rows);
+        forward_pass(net, &net->pws, x + r * net->inputs, rows, 0);
         memcpy(y + r * out, net->pws.y[net->nlayers - 1], rows * out * sizeof(float));
     }
     return BP_OK;
