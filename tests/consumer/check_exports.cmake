@@ -1,6 +1,7 @@
 # check_exports.cmake -- fail unless every dynamic symbol the shared library defines is a
 # public bp_ name (the library is built with hidden visibility; only BP_API is exported).
 #   cmake -DLIB=<path to libbackprop.so> -DNM=<nm> -P check_exports.cmake
+cmake_minimum_required(VERSION 3.20)
 if(NOT LIB OR NOT EXISTS "${LIB}")
   message(FATAL_ERROR "check_exports: no library at '${LIB}'")
 endif()
