@@ -48,12 +48,15 @@ pkgconfig | pkgconfig-static)
     step "$cc" -std=c99 -Wall -Wextra -Wpedantic -Werror $cflags -o "$work/consumer" \
         "$src/consumer.c" $libs
     if [[ $mode == pkgconfig-static ]]; then
-        ! readelf -d "$work/consumer" | grep -q 'NEEDED.*libbackprop' ||
+        dyn=$(readelf -d "$work/consumer")
+        ! grep -q 'NEEDED.*libbackprop' <<<"$dyn" ||
             die "the --static consumer depends on a shared libbackprop"
         step "$work/consumer"
     else
         export LD_LIBRARY_PATH="$prefix/$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-        ldd "$work/consumer" | grep -q "libbackprop.so.0 => $prefix/$libdir/libbackprop.so.0" ||
+        # Capture first: `ldd | grep -q` can fail under pipefail when grep exits early.
+        deps=$(ldd "$work/consumer")
+        grep -q "libbackprop.so.0 => $prefix/$libdir/libbackprop.so.0" <<<"$deps" ||
             die "the consumer does not load libbackprop.so.0 from $prefix/$libdir"
         step "$work/consumer"
     fi
