@@ -10,7 +10,10 @@
 
 /* ---- JSON ------------------------------------------------------------------------------ */
 
-void bench_json_init(bench_json *j) { memset(j, 0, sizeof *j); }
+void bench_json_init(bench_json *j)
+{
+    memset(j, 0, sizeof *j);
+}
 
 void bench_json_free(bench_json *j)
 {
@@ -18,14 +21,18 @@ void bench_json_free(bench_json *j)
     memset(j, 0, sizeof *j);
 }
 
-int bench_json_failed(const bench_json *j) { return j->failed; }
+int bench_json_failed(const bench_json *j)
+{
+    return j->failed;
+}
 
 static void put(bench_json *j, const char *s, size_t n)
 {
     if (j->failed) return;
     if (j->len + n + 1 > j->cap) {
         size_t cap = j->cap ? j->cap : 256;
-        while (j->len + n + 1 > cap) cap *= 2;
+        while (j->len + n + 1 > cap)
+            cap *= 2;
         char *p = realloc(j->buf, cap);
         if (p == NULL) {
             j->failed = 1;
@@ -185,7 +192,8 @@ double bench_time_ns(void (*fn)(void *arg), void *arg, int repeat, uint64_t min_
 
     for (int r = 0; r < repeat; r++) {
         t0 = bench_now_ns();
-        for (uint64_t i = 0; i < inner; i++) fn(arg);
+        for (uint64_t i = 0; i < inner; i++)
+            fn(arg);
         samples[r] = (double)(bench_now_ns() - t0) / (double)inner;
     }
     const double median = bench_median(samples, (size_t)repeat);

@@ -6,15 +6,15 @@
 #include <stdint.h>
 
 #if defined(__GNUC__) || defined(__clang__)
-#  define BENCH_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define BENCH_PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
-#  define BENCH_PRINTF(f, a)
+#define BENCH_PRINTF(f, a)
 #endif
 
 /* Options every case may read (set from the command line of bp_bench). */
 typedef struct bench_opts {
-    int repeat;          /* timed samples per measurement; the median is reported */
-    size_t m, n, k;      /* GEMM-like shape for the cases that take one */
+    int repeat;     /* timed samples per measurement; the median is reported */
+    size_t m, n, k; /* GEMM-like shape for the cases that take one */
 } bench_opts;
 
 /* ------------------------------------------------------------------------------------------
@@ -32,10 +32,10 @@ void bench_json_init(bench_json *j);
 void bench_json_free(bench_json *j);
 int bench_json_failed(const bench_json *j);
 void bench_json_key(bench_json *j, const char *key);
-void bench_json_open(bench_json *j, char bracket);  /* '{' or '[' */
-void bench_json_close(bench_json *j, char bracket); /* '}' or ']' */
-void bench_json_str(bench_json *j, const char *value);  /* escaped string value */
-void bench_json_num(bench_json *j, double value);       /* null if not finite */
+void bench_json_open(bench_json *j, char bracket);     /* '{' or '[' */
+void bench_json_close(bench_json *j, char bracket);    /* '}' or ']' */
+void bench_json_str(bench_json *j, const char *value); /* escaped string value */
+void bench_json_num(bench_json *j, double value);      /* null if not finite */
 void bench_json_int(bench_json *j, long long value);
 void bench_json_null(bench_json *j);
 /* Shorthands for "key": value inside an object. */

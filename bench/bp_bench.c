@@ -21,7 +21,7 @@
 #include "internal.h"
 
 #ifndef BP_BENCH_GIT
-#  define BP_BENCH_GIT "unknown"
+#define BP_BENCH_GIT "unknown"
 #endif
 
 /* ------------------------------------------------------------------------------------------
@@ -227,7 +227,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--list") == 0) {
-            for (size_t c = 0; c < NCASES; c++) printf("%-16s %s\n", cases[c].name, cases[c].about);
+            for (size_t c = 0; c < NCASES; c++)
+                printf("%-16s %s\n", cases[c].name, cases[c].about);
             return 0;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

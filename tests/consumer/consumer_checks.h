@@ -9,12 +9,12 @@
 
 #include <backprop.h>
 
-#define CONSUMER_CHECK(cond)                                                                      \
-    do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);             \
-            failures++;                                                                           \
-        }                                                                                         \
+#define CONSUMER_CHECK(cond)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
     } while (0)
 
 /* Returns the number of failed checks (0: the installed library works as the header says). */

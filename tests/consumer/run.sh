@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # run.sh -- packaging tests driven by ctest (see CMakeLists.txt beside this file).
 #
-#   run.sh install       BUILD PREFIX LIBDIR           cmake --install BUILD into PREFIX, check layout
+#   run.sh install       BUILD PREFIX LIBDIR           install BUILD into PREFIX, check the layout
 #   run.sh pkgconfig     PREFIX LIBDIR WORK SRC CC     C consumer via pkg-config (shared library)
 #   run.sh pkgconfig-static PREFIX LIBDIR WORK SRC CC  same with pkg-config --static (libbackprop.a)
 #   run.sh find-package  HOW PATH PKGDIR WORK SRC CMAKE VERSION
@@ -40,7 +40,8 @@ pkgconfig | pkgconfig-static)
     [[ $mode == pkgconfig-static ]] && static=(--static)
     export PKG_CONFIG_PATH="$prefix/$libdir/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
     rm -rf "$work" && mkdir -p "$work"
-    [[ $(pkg-config --variable=prefix backprop) == "$prefix" ]] || die "pkg-config found another backprop"
+    [[ $(pkg-config --variable=prefix backprop) == "$prefix" ]] ||
+        die "pkg-config found another backprop"
     cflags=$(pkg-config --cflags backprop)
     libs=$(pkg-config "${static[@]}" --libs backprop)
     echo "pkg-config ${static[*]} backprop: $cflags $libs"
