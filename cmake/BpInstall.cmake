@@ -1,0 +1,58 @@
+# Installation and packaging: headers, library, pkg-config file, CMake package (installed
+# and build-tree). Included from the top-level CMakeLists.txt after the backprop target.
+include(CMakePackageConfigHelpers)
+
+set(BP_CMAKE_PACKAGE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/backprop")
+
+install(TARGETS backprop EXPORT backpropTargets
+  ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+  LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+  RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
+  INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+install(FILES include/backprop.h DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+
+# --- CMake package ----------------------------------------------------------------------
+get_target_property(_bp_type backprop TYPE)
+if(_bp_type STREQUAL "STATIC_LIBRARY")
+  set(BP_CONFIG_STATIC ON)
+else()
+  set(BP_CONFIG_STATIC OFF)
+endif()
+
+install(EXPORT backpropTargets NAMESPACE backprop:: DESTINATION "${BP_CMAKE_PACKAGE_DIR}")
+# The build tree is a usable package too: -Dbackprop_DIR=<build dir>.
+export(EXPORT backpropTargets NAMESPACE backprop::
+       FILE "${PROJECT_BINARY_DIR}/backpropTargets.cmake")
+
+configure_package_config_file(cmake/backpropConfig.cmake.in
+  "${PROJECT_BINARY_DIR}/cmake/backpropConfig.cmake"
+  INSTALL_DESTINATION "${BP_CMAKE_PACKAGE_DIR}")
+configure_package_config_file(cmake/backpropConfig.cmake.in
+  "${PROJECT_BINARY_DIR}/backpropConfig.cmake"
+  INSTALL_DESTINATION "${PROJECT_BINARY_DIR}"
+  INSTALL_PREFIX "${PROJECT_BINARY_DIR}")
+# 0.x: a minor release may break the ABI, so only the same MAJOR.MINOR is compatible.
+write_basic_package_version_file("${PROJECT_BINARY_DIR}/backpropConfigVersion.cmake"
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
+install(FILES
+  "${PROJECT_BINARY_DIR}/cmake/backpropConfig.cmake"
+  "${PROJECT_BINARY_DIR}/backpropConfigVersion.cmake"
+  DESTINATION "${BP_CMAKE_PACKAGE_DIR}")
+
+# --- pkg-config -----------------------------------------------------------------------------
+# The prefix is substituted at install time, so `cmake --install --prefix P` yields a .pc
+# file that points at P. libdir/includedir stay correct when CMAKE_INSTALL_* are absolute.
+foreach(_dir LIBDIR INCLUDEDIR)
+  if(IS_ABSOLUTE "${CMAKE_INSTALL_${_dir}}")
+    set(BP_PC_${_dir} "${CMAKE_INSTALL_${_dir}}")
+  else()
+    set(BP_PC_${_dir} "\${prefix}/${CMAKE_INSTALL_${_dir}}")
+  endif()
+endforeach()
+set(BP_PC_PREFIX "@CMAKE_INSTALL_PREFIX@") # left for the install-time pass below
+configure_file(pkgconfig/backprop.pc.in "${PROJECT_BINARY_DIR}/pkgconfig/backprop.pc.stage"
+               @ONLY)
+install(CODE "configure_file(\"${PROJECT_BINARY_DIR}/pkgconfig/backprop.pc.stage\"
+                             \"${PROJECT_BINARY_DIR}/pkgconfig/backprop.pc\" @ONLY)")
+install(FILES "${PROJECT_BINARY_DIR}/pkgconfig/backprop.pc"
+        DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig")

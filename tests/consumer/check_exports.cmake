@@ -1,0 +1,37 @@
+# check_exports.cmake -- fail unless every dynamic symbol the shared library defines is a
+# public bp_ name (the library is built with hidden visibility; only BP_API is exported).
+#   cmake -DLIB=<path to libbackprop.so> -DNM=<nm> -P check_exports.cmake
+cmake_minimum_required(VERSION 3.20)
+if(NOT LIB OR NOT EXISTS "${LIB}")
+  message(FATAL_ERROR "check_exports: no library at '${LIB}'")
+endif()
+execute_process(COMMAND "${NM}" -D --defined-only "${LIB}"
+                OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "check_exports: ${NM} failed (${rc})")
+endif()
+string(REPLACE "\n" ";" lines "${out}")
+set(good 0)
+set(bad "")
+foreach(line IN LISTS lines)
+  # "<address> <type> <name>"; version definitions (type A, e.g. a linker script's
+  # version node) are not symbols a caller can bind to.
+  if(line MATCHES "^[0-9a-fA-F]* *([A-Za-z]) ([^ ]+)$")
+    set(type "${CMAKE_MATCH_1}")
+    set(name "${CMAKE_MATCH_2}")
+    if(type STREQUAL "A")
+      continue()
+    elseif(name MATCHES "^bp_[a-z0-9]" AND NOT name MATCHES "^bp__")
+      math(EXPR good "${good} + 1")
+    else()
+      list(APPEND bad "${name}")
+    endif()
+  endif()
+endforeach()
+if(bad)
+  message(FATAL_ERROR "check_exports: ${LIB} exports non-bp_ symbols: ${bad}")
+endif()
+if(good EQUAL 0)
+  message(FATAL_ERROR "check_exports: no bp_ symbol found in ${LIB} (nm output: ${out})")
+endif()
+message(STATUS "check_exports: ${good} symbols, all bp_")
