@@ -96,7 +96,12 @@ extern "C" {
 #define BP_VERSION_PATCH 0
 /** MAJOR*10000 + MINOR*100 + PATCH, comparable with bp_version(). */
 #define BP_VERSION_NUMBER (BP_VERSION_MAJOR * 10000 + BP_VERSION_MINOR * 100 + BP_VERSION_PATCH)
-#define BP_VERSION_STRING "0.1.0"
+#define BP__STRINGIFY(x) #x
+#define BP__XSTRINGIFY(x) BP__STRINGIFY(x)
+/** "MAJOR.MINOR.PATCH", derived from the three numbers above. */
+#define BP_VERSION_STRING                                                                       \
+    BP__XSTRINGIFY(BP_VERSION_MAJOR) "." BP__XSTRINGIFY(BP_VERSION_MINOR) "." BP__XSTRINGIFY(   \
+        BP_VERSION_PATCH)
 
 /** @return the run-time library's BP_VERSION_NUMBER; compare with the header's to detect a
  *  header/library mismatch. Thread-safe. @since 0.1 */
@@ -288,9 +293,12 @@ enum bp_net_key {
  * Network
  * ==========================================================================================*/
 
-/** Allocator callbacks for bp_net_create_ex(). alloc must return memory aligned for any
- *  object (like malloc) or NULL; free must accept NULL. */
+/** Allocation callback for bp_net_create_ex(): return @p size bytes aligned for any object
+ *  (like malloc), or NULL on failure. @p user is the pointer given to bp_net_create_ex().
+ *  May be called from any thread that calls into the network. */
 typedef void *(*bp_alloc_fn)(void *user, size_t size);
+/** Release callback for bp_net_create_ex(): free @p ptr, which came from the matching
+ *  bp_alloc_fn; must accept NULL. */
 typedef void (*bp_free_fn)(void *user, void *ptr);
 
 /** Create an empty network.
@@ -344,12 +352,26 @@ BP_API size_t bp_net_output_size(const bp_net *net);
 /** @return the total number of trainable and frozen parameters (0 for invalid). @since 0.1 */
 BP_API size_t bp_net_param_count(const bp_net *net);
 
-/** Set a network setting (enum bp_net_key). Out-of-range values fail with
- *  BP_ERR_OUT_OF_RANGE, unknown keys with BP_ERR_INVALID_ARG. @since 0.1 */
+/** Change a network setting.
+ *  @param key    an enum bp_net_key value.
+ *  @param value  the new value; 0/1 for flags.
+ *  @return BP_OK; BP_ERR_OUT_OF_RANGE (value outside the key's bounds, not clamped; NaN
+ *  included), BP_ERR_INVALID_ARG (unknown key or invalid handle). @since 0.1 */
 BP_API bp_status bp_net_set(bp_net *net, int key, double value);
 
-/** Read a network setting into @p value. @since 0.1 */
+/** Read a network setting.
+ *  @param key    an enum bp_net_key value.
+ *  @param value  receives the current value.
+ *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
 BP_API bp_status bp_net_get(const bp_net *net, int key, double *value);
+
+/** The inclusive bounds of a network setting; an open bound is reported as the nearest
+ *  double inside it. Thread-safe.
+ *  @param key  an enum bp_net_key value.
+ *  @param lo   receives the smallest accepted value.
+ *  @param hi   receives the largest accepted value.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (unknown key or NULL output). @since 0.1 */
+BP_API bp_status bp_net_param_bounds(int key, double *lo, double *hi);
 
 /** Write a human-readable table (layer, kind, output shape, parameters, activation) into
  *  @p buf, NUL-terminated.
@@ -416,6 +438,10 @@ BP_API float *bp_net_grads(bp_net *net, size_t *count);
 
 /* ============================================================================================
  * Layer
+ *
+ * Layers are borrowed from their network (bp_net_layer()) and freed with it. A failing layer
+ * call records its message on the owning network: read it with bp_net_last_error() (or the
+ * thread's bp_last_error(), which also covers an invalid layer handle).
  * ==========================================================================================*/
 
 /** @return the layer's enum bp_layer_kind, 0 for an invalid handle. @since 0.1 */
@@ -434,34 +460,67 @@ BP_API size_t bp_layer_output_size(const bp_layer *layer);
 BP_API size_t bp_layer_param_count(const bp_layer *layer);
 
 /** Copy the weights, row-major [out x in] (W[o][i] connects input i to output o).
- *  @param capacity  floats @p dst can hold, >= out * in. @since 0.1 */
+ *  @param dst       caller buffer receiving out * in floats.
+ *  @param capacity  floats @p dst can hold, >= out * in.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_weights(const bp_layer *layer, float *dst, size_t capacity);
 
-/** Replace the weights from @p src [out x in]; @p count must equal out * in; values must be
- *  finite. @since 0.1 */
+/** Replace the weights.
+ *  @param src    the new weights [out x in], row-major; copied.
+ *  @param count  floats in @p src; must equal out * in.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (count differs), BP_ERR_NONFINITE (a
+ *  value is NaN/Inf; nothing is changed). @since 0.1 */
 BP_API bp_status bp_layer_set_weights(bp_layer *layer, const float *src, size_t count);
 
-/** Copy the biases [out]. @since 0.1 */
+/** Copy the biases.
+ *  @param dst       caller buffer receiving out floats.
+ *  @param capacity  floats @p dst can hold, >= out.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_biases(const bp_layer *layer, float *dst, size_t capacity);
 
-/** Replace the biases from @p src [out]; @p count must equal out. @since 0.1 */
+/** Replace the biases.
+ *  @param src    the new biases [out]; copied.
+ *  @param count  floats in @p src; must equal out.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE, BP_ERR_NONFINITE. @since 0.1 */
 BP_API bp_status bp_layer_set_biases(bp_layer *layer, const float *src, size_t count);
 
-/** Copy dL/dW [out x in] as left by the last backward pass. @since 0.1 */
+/** Copy dL/dW [out x in] as left by the last backward pass (or train_step).
+ *  @param dst       caller buffer receiving out * in floats.
+ *  @param capacity  floats @p dst can hold.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_weight_grad(const bp_layer *layer, float *dst, size_t capacity);
 
-/** Copy dL/db [out] as left by the last backward pass. @since 0.1 */
+/** Copy dL/db [out] as left by the last backward pass (or train_step).
+ *  @param dst       caller buffer receiving out floats.
+ *  @param capacity  floats @p dst can hold.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_bias_grad(const bp_layer *layer, float *dst, size_t capacity);
 
-/** Re-initialise the weights with @p scheme (enum bp_init) from the net's generator;
- *  biases are set to 0. @p value is used by BP_INIT_CONSTANT only. @since 0.1 */
+/** Re-initialise the weights from the net's generator; biases are set to 0.
+ *  @param scheme  an enum bp_init value.
+ *  @param value   the constant for BP_INIT_CONSTANT (a finite float); ignored otherwise.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (unknown scheme), BP_ERR_OUT_OF_RANGE. @since 0.1 */
 BP_API bp_status bp_layer_init_weights(bp_layer *layer, int scheme, double value);
 
-/** Set a layer setting (enum bp_layer_key). @since 0.1 */
+/** Change a layer setting.
+ *  @param key    an enum bp_layer_key value.
+ *  @param value  the new value; 0/1 for flags.
+ *  @return BP_OK, BP_ERR_OUT_OF_RANGE (not clamped; NaN included), BP_ERR_INVALID_ARG.
+ *  @since 0.1 */
 BP_API bp_status bp_layer_set(bp_layer *layer, int key, double value);
 
-/** Read a layer setting. @since 0.1 */
+/** Read a layer setting.
+ *  @param key    an enum bp_layer_key value.
+ *  @param value  receives the current value.
+ *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
 BP_API bp_status bp_layer_get(const bp_layer *layer, int key, double *value);
+
+/** The inclusive bounds of a layer setting. Thread-safe.
+ *  @param key  an enum bp_layer_key value.
+ *  @param lo   receives the smallest accepted value.
+ *  @param hi   receives the largest accepted value.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (unknown key or NULL output). @since 0.1 */
+BP_API bp_status bp_layer_param_bounds(int key, double *lo, double *hi);
 
 /* ============================================================================================
  * Loss
@@ -469,6 +528,8 @@ BP_API bp_status bp_layer_get(const bp_layer *layer, int key, double *value);
 
 /** Evaluate a loss and its gradient outside a network (for custom training loops).
  *  @param loss    enum bp_loss.
+ *  @param n       rows, >= 1.
+ *  @param width   columns of @p pred, >= 1.
  *  @param param   Huber delta for BP_LOSS_HUBER (> 0); ignored otherwise.
  *  @param pred    predictions [n x width] (softmax probabilities for the softmax losses,
  *                 logits for BP_LOSS_BCE_LOGITS).

@@ -195,3 +195,17 @@ bp_status bp_layer_get(const bp_layer *layer, int key, double *value)
         return bp__fail(layer->net->err, BP_ERR_INVALID_ARG, "bp_layer_get: unknown key %d", key);
     }
 }
+
+bp_status bp_layer_param_bounds(int key, double *lo, double *hi)
+{
+    if (lo == NULL || hi == NULL)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_layer_param_bounds: lo and hi must not "
+                                                   "be NULL");
+    switch (key) {
+    case BP_LAYER_TRAINABLE:
+    case BP_LAYER_LEAKY_SLOPE: *lo = 0.0, *hi = 1.0; return BP_OK;
+    case BP_LAYER_ELU_ALPHA: *lo = 0.0, *hi = 100.0; return BP_OK;
+    default:
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_layer_param_bounds: unknown key %d", key);
+    }
+}

@@ -643,3 +643,17 @@ bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t
     }
     return BP_OK;
 }
+
+bp_status bp_net_param_bounds(int key, double *lo, double *hi)
+{
+    if (lo == NULL || hi == NULL)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_param_bounds: lo and hi must not be "
+                                                   "NULL");
+    switch (key) {
+    case BP_NET_ACCUMULATE_GRADS: *lo = 0.0, *hi = 1.0; return BP_OK;
+    case BP_NET_HUBER_DELTA: *lo = nextafter(0.0, 1.0), *hi = 1e6; return BP_OK;
+    case BP_NET_CLIP_NORM:
+    case BP_NET_CLIP_VALUE: *lo = 0.0, *hi = 1e9; return BP_OK;
+    default: return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_param_bounds: unknown key %d", key);
+    }
+}

@@ -448,6 +448,41 @@ static void net_settings_validate_and_round_trip(void **state)
     bp_net_free(net);
 }
 
+static void param_bounds_match_what_set_accepts(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create(&net, 2, 1), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_ELU), BP_OK);
+    bp_layer *l = bp_net_layer(net, 0);
+    double lo, hi;
+    const int net_keys[] = {BP_NET_ACCUMULATE_GRADS, BP_NET_HUBER_DELTA, BP_NET_CLIP_NORM,
+                            BP_NET_CLIP_VALUE};
+    for (size_t i = 0; i < 4; i++) {
+        assert_status(bp_net_param_bounds(net_keys[i], &lo, &hi), BP_OK);
+        assert_status(bp_net_set(net, net_keys[i], lo), BP_OK);
+        assert_status(bp_net_set(net, net_keys[i], hi), BP_OK);
+        assert_status(bp_net_set(net, net_keys[i], nextafter(hi, INFINITY)), BP_ERR_OUT_OF_RANGE);
+        assert_status(bp_net_set(net, net_keys[i], nextafter(lo, -INFINITY)),
+                      BP_ERR_OUT_OF_RANGE);
+    }
+    const int layer_keys[] = {BP_LAYER_TRAINABLE, BP_LAYER_LEAKY_SLOPE, BP_LAYER_ELU_ALPHA};
+    for (size_t i = 0; i < 3; i++) {
+        assert_status(bp_layer_param_bounds(layer_keys[i], &lo, &hi), BP_OK);
+        assert_status(bp_layer_set(l, layer_keys[i], lo), BP_OK);
+        assert_status(bp_layer_set(l, layer_keys[i], hi), BP_OK);
+        assert_status(bp_layer_set(l, layer_keys[i], nextafter(hi, INFINITY)),
+                      BP_ERR_OUT_OF_RANGE);
+        assert_status(bp_layer_set(l, layer_keys[i], nextafter(lo, -INFINITY)),
+                      BP_ERR_OUT_OF_RANGE);
+    }
+    assert_status(bp_net_param_bounds(1, &lo, &hi), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_param_bounds(BP_NET_CLIP_NORM, NULL, &hi), BP_ERR_INVALID_ARG);
+    assert_status(bp_layer_param_bounds(1, &lo, &hi), BP_ERR_INVALID_ARG);
+    assert_status(bp_layer_param_bounds(BP_LAYER_ELU_ALPHA, &lo, NULL), BP_ERR_INVALID_ARG);
+    bp_net_free(net);
+}
+
 static void summary_lists_layers_and_reports_size(void **state)
 {
     (void)state;
@@ -566,6 +601,7 @@ int main(void)
         bp_add_test(forward_backward_and_predict_reject_bad_input),
         bp_add_test(backward_accumulates_when_asked),
         bp_add_test(net_settings_validate_and_round_trip),
+        bp_add_test(param_bounds_match_what_set_accepts),
         bp_add_test(summary_lists_layers_and_reports_size),
         bp_add_test(clone_is_deep_and_independent),
         bp_add_test(clone_out_of_memory_leaks_nothing),
