@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Largest integer below which every integer is exactly representable as float. */
@@ -117,7 +118,8 @@ static void swap_rows(float *v, size_t width, size_t i, size_t j)
 
 bp_status bp_dataset_shuffle(bp_dataset *ds, uint64_t seed)
 {
-    if (!bp__dataset_ok(ds)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    if (!bp__dataset_ok(ds))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     bp__rng rng;
     bp__rng_seed(&rng, seed);
     /* Fisher-Yates: row i swaps with a uniform row in [0, i]. */
@@ -134,7 +136,8 @@ bp_status bp_dataset_subset(bp_dataset **out, const bp_dataset *ds, size_t start
 {
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "dataset_subset: out is NULL");
     *out = NULL;
-    if (!bp__dataset_ok(ds)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    if (!bp__dataset_ok(ds))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     if (count == 0)
         return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE, "dataset_subset: count is 0");
     if (start >= ds->n || count > ds->n - start)
@@ -142,7 +145,8 @@ bp_status bp_dataset_subset(bp_dataset **out, const bp_dataset *ds, size_t start
                         "exceed the %zu samples", start, count, ds->n);
     const bp_status st = ds_copy(out, &ds->alloc, ds->x + start * ds->in,
                                  ds->y + start * ds->out, count, ds->in, ds->out);
-    if (st != BP_OK) bp__fail(ds_err(ds), st, "%s", bp_last_error());
+    if (st != BP_OK) /* ds_copy recorded the message thread-locally; keep it on ds too */
+        snprintf(ds_err(ds), BP__ERR_CAP, "%s", bp_last_error());
     return st;
 }
 
@@ -154,7 +158,8 @@ bp_status bp_dataset_split(bp_dataset **first, bp_dataset **second, const bp_dat
                         "distinct non-NULL pointers");
     *first = NULL;
     *second = NULL;
-    if (!bp__dataset_ok(ds)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    if (!bp__dataset_ok(ds))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     if (!(fraction > 0.0 && fraction < 1.0))
         return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE, "dataset_split: fraction %g is not "
                         "in (0, 1)", fraction);
@@ -199,7 +204,8 @@ static float reciprocal_or_one(double spread)
 bp_status bp_dataset_fit_scaler(const bp_dataset *ds, int kind, int part, float *offset,
                                 float *scale, size_t capacity)
 {
-    if (!bp__dataset_ok(ds)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    if (!bp__dataset_ok(ds))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     size_t w;
     const float *v = part_of(ds, part, &w);
     if (v == NULL)
@@ -281,7 +287,8 @@ static size_t transform_rows(float (*f)(float, float, float), const float *offse
 bp_status bp_dataset_apply_scaler(bp_dataset *ds, int part, const float *offset,
                                   const float *scale, size_t count)
 {
-    if (!bp__dataset_ok(ds)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    if (!bp__dataset_ok(ds))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     size_t w;
     float *v = part_of(ds, part, &w);
     if (v == NULL)
@@ -354,7 +361,8 @@ static size_t first_bad_class(const bp_dataset *ds, float limit, float *max)
 
 bp_status bp_dataset_class_count(const bp_dataset *ds, size_t *classes)
 {
-    if (!bp__dataset_ok(ds)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    if (!bp__dataset_ok(ds))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     if (classes == NULL)
         return bp__fail(ds_err(ds), BP_ERR_INVALID_ARG, "class_count: classes is NULL");
     if (ds->out != 1)
@@ -373,7 +381,8 @@ bp_status bp_dataset_one_hot(bp_dataset **out, const bp_dataset *ds, size_t clas
 {
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "one_hot: out is NULL");
     *out = NULL;
-    if (!bp__dataset_ok(ds)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    if (!bp__dataset_ok(ds))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     if (classes == 0 || classes > (size_t)BP__MAX_CLASS_INDEX)
         return bp__fail(ds_err(ds), BP_ERR_INVALID_ARG, "one_hot: classes = %zu; need 1 .. "
                         "2^24", classes);

@@ -23,7 +23,8 @@ typedef struct c_numeric {
 static bp_status c_numeric_begin(c_numeric *l, char *err, const char *what)
 {
     l->c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-    if (l->c == (locale_t)0) return bp__fail(err, BP_ERR_NOMEM, "%s: cannot create the C locale", what);
+    if (l->c == (locale_t)0)
+        return bp__fail(err, BP_ERR_NOMEM, "%s: cannot create the C locale", what);
     l->old = uselocale(l->c);
     return BP_OK;
 }
@@ -110,6 +111,7 @@ typedef struct csv_ctx {
     size_t tf, tc; /* target columns [tf, tf + tc) */
     size_t cols;   /* columns per record (0 until the first record is seen) */
     size_t first_line;
+    int has_header;
 } csv_ctx;
 
 static int csv_space(const csv_ctx *c, char ch)
@@ -189,10 +191,11 @@ static int csv_delimiter_ok(int d)
     return d == ',' || d == ';' || d == '\t' || d == ' ' || d == '|' || d == ':';
 }
 
-static bp_status csv_parse(const csv_ctx *proto, const char *buf, size_t size, int has_header,
+static bp_status csv_parse(const void *ctx, const char *name, const char *buf, size_t size,
                            bp_dataset **out)
 {
-    csv_ctx c = *proto;
+    csv_ctx c = *(const csv_ctx *)ctx;
+    c.name = name;
     const bp__alloc *a = &bp__default_alloc;
     const char *p = buf;
     c.end = buf + size;
@@ -228,7 +231,7 @@ static bp_status csv_parse(const csv_ctx *proto, const char *buf, size_t size, i
             c.cols = nc;
             c.first_line = start_line;
             in = nc - c.tc;
-            if (has_header) continue;
+            if (c.has_header) continue;
             p = start;
             line = start_line;
         }
@@ -260,6 +263,26 @@ fail:
     return st;
 }
 
+typedef bp_status (*text_parser)(const void *ctx, const char *name, const char *buf,
+                                 size_t size, bp_dataset **out);
+
+/* Read @p path (plain or gzip) and run @p parse on it in the C locale. */
+static bp_status load_text(const char *what, const char *path, text_parser parse, const void *ctx,
+                           bp_dataset **out)
+{
+    unsigned char *buf;
+    size_t size;
+    BP_CHECK(bp__read_file(&bp__default_alloc, NULL, path, &buf, &size));
+    c_numeric loc;
+    bp_status st = c_numeric_begin(&loc, NULL, what);
+    if (st == BP_OK) {
+        st = parse(ctx, bp__path_base(path), (const char *)buf, size, out);
+        c_numeric_end(&loc);
+    }
+    bp__free(&bp__default_alloc, buf);
+    return st;
+}
+
 bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int delimiter, int has_header,
                               size_t target_first, size_t target_count)
 {
@@ -274,19 +297,9 @@ bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int delimiter,
                         has_header);
     if (target_count == 0)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: target_count is 0");
-    unsigned char *buf;
-    size_t size;
-    BP_CHECK(bp__read_file(&bp__default_alloc, NULL, path, &buf, &size));
-    c_numeric loc;
-    bp_status st = c_numeric_begin(&loc, NULL, "load_csv");
-    if (st == BP_OK) {
-        const csv_ctx c = {bp__path_base(path), NULL, (char)delimiter, target_first,
-                           target_count, 0, 0};
-        st = csv_parse(&c, (const char *)buf, size, has_header, out);
-        c_numeric_end(&loc);
-    }
-    bp__free(&bp__default_alloc, buf);
-    return st;
+    const csv_ctx c = {NULL, NULL, (char)delimiter, target_first, target_count, 0, 0,
+                       has_header};
+    return load_text("load_csv", path, csv_parse, &c, out);
 }
 
 /* ---- FANN ------------------------------------------------------------------------------ */
@@ -338,8 +351,10 @@ static bp_status fann_count(scanner *s, const char *name, const char *what, size
     return BP_OK;
 }
 
-static bp_status fann_parse(const char *name, const char *buf, size_t size, bp_dataset **out)
+static bp_status fann_parse(const void *ctx, const char *name, const char *buf, size_t size,
+                            bp_dataset **out)
 {
+    (void)ctx;
     const bp__alloc *a = &bp__default_alloc;
     scanner s = {buf, buf + size, 1};
     size_t n, in, outs, width, total, nx, ny;
@@ -405,17 +420,7 @@ bp_status bp_dataset_load_fann(bp_dataset **out, const char *path)
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_fann: out is NULL");
     *out = NULL;
     if (path == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_fann: path is NULL");
-    unsigned char *buf;
-    size_t size;
-    BP_CHECK(bp__read_file(&bp__default_alloc, NULL, path, &buf, &size));
-    c_numeric loc;
-    bp_status st = c_numeric_begin(&loc, NULL, "load_fann");
-    if (st == BP_OK) {
-        st = fann_parse(bp__path_base(path), (const char *)buf, size, out);
-        c_numeric_end(&loc);
-    }
-    bp__free(&bp__default_alloc, buf);
-    return st;
+    return load_text("load_fann", path, fann_parse, NULL, out);
 }
 
 static void write_row(FILE *f, const float *v, size_t width)
@@ -426,7 +431,8 @@ static void write_row(FILE *f, const float *v, size_t width)
 
 bp_status bp_dataset_save_fann(const bp_dataset *ds, const char *path)
 {
-    if (!bp__dataset_ok(ds)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    if (!bp__dataset_ok(ds))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     char *err = (char *)(uintptr_t)ds->err; /* logically mutable, see dataset.c */
     if (path == NULL) return bp__fail(err, BP_ERR_INVALID_ARG, "save_fann: path is NULL");
     bp__atomic_file w;
