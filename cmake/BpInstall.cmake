@@ -49,6 +49,10 @@ foreach(_dir LIBDIR INCLUDEDIR)
     set(BP_PC_${_dir} "\${prefix}/${CMAKE_INSTALL_${_dir}}")
   endif()
 endforeach()
+set(BP_PC_REQUIRES_PRIVATE "openblas")
+if(BP_WITH_ZLIB)
+  string(APPEND BP_PC_REQUIRES_PRIVATE " zlib")
+endif()
 set(BP_PC_PREFIX "@CMAKE_INSTALL_PREFIX@") # left for the install-time pass below
 configure_file(pkgconfig/backprop.pc.in "${PROJECT_BINARY_DIR}/pkgconfig/backprop.pc.stage"
                @ONLY)

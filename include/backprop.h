@@ -582,6 +582,220 @@ BP_API bp_status bp_optimizer_reset(bp_optimizer *opt);
 /** @return the number of updates applied since creation or reset. @since 0.1 */
 BP_API uint64_t bp_optimizer_step_count(const bp_optimizer *opt);
 
+/* ============================================================================================
+ * Data set
+ *
+ * A bp_dataset holds n samples: inputs [n x in] and targets [n x out], float32, row-major,
+ * every value finite (creation, loading and scaling reject NaN/Inf, so a data set never
+ * holds one). For BP_LOSS_SPARSE_SOFTMAX_CE use outputs = 1 with class indices
+ * (0 .. classes-1, stored as float) as targets; bp_dataset_one_hot() turns such targets
+ * into one-hot rows for BP_LOSS_SOFTMAX_CE.
+ *
+ * Loaders read plain files, or gzip-compressed ones (recognised by their first two bytes,
+ * 1f 8b, not by the name) when the library is built with zlib. They never trust a file:
+ * malformed contents give BP_ERR_FORMAT (BP_ERR_NONFINITE for NaN/Inf numbers) and a
+ * message through bp_last_error() naming the file, and where it applies the line and
+ * column: "iris.csv:17: column 3: 'abc' is not a number". Lines and columns of text files
+ * count from 1; rows (samples) and column indices passed as arguments count from 0.
+ * Numbers are read and written in the C locale whatever the caller's locale is.
+ * ==========================================================================================*/
+
+/** Scaler kinds for bp_dataset_fit_scaler() (pass as int). */
+enum bp_scale_kind {
+    BP_SCALE_STANDARD = 1, /**< offset = mean, scale = 1 / standard deviation (population,
+                                divided by n): columns get mean 0 and variance 1 */
+    BP_SCALE_MINMAX = 2    /**< offset = minimum, scale = 1 / (maximum - minimum): columns
+                                map onto [0, 1] */
+};
+
+/** Which half of a data set a scaler covers (pass as int). */
+enum bp_scale_part {
+    BP_SCALE_INPUTS = 1,  /**< the input columns [in] */
+    BP_SCALE_TARGETS = 2  /**< the target columns [out] (e.g. regression targets) */
+};
+
+/** Create a data set from copies of caller arrays.
+ *  @param out      receives the new data set; NULL on failure. Free with bp_dataset_free().
+ *  @param x        inputs [n x inputs], row-major; copied, not retained.
+ *  @param y        targets [n x outputs], row-major; copied, not retained.
+ *  @param n        number of samples, >= 1.
+ *  @param inputs   input width, >= 1.
+ *  @param outputs  target width, >= 1 (1 for class indices).
+ *  @return BP_OK, BP_ERR_INVALID_ARG (NULL, zero or overflowing sizes), BP_ERR_NONFINITE
+ *  (a NaN/Inf value; the message names its row and column), BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_dataset_create(bp_dataset **out, const float *x, const float *y, size_t n,
+                                   size_t inputs, size_t outputs);
+
+/** Free a data set. NULL is a no-op. @since 0.1 */
+BP_API void bp_dataset_free(bp_dataset *ds);
+
+/** @return the detailed message of the last failed call on @p ds ("" if none, a static
+ *  message if @p ds is invalid). Borrowed: valid until the next call on @p ds. @since 0.1 */
+BP_API const char *bp_dataset_last_error(const bp_dataset *ds);
+
+/** @return the number of samples n (0 for an invalid handle). @since 0.1 */
+BP_API size_t bp_dataset_size(const bp_dataset *ds);
+
+/** @return the input width (0 for an invalid handle). @since 0.1 */
+BP_API size_t bp_dataset_input_size(const bp_dataset *ds);
+
+/** @return the target width (0 for an invalid handle). @since 0.1 */
+BP_API size_t bp_dataset_output_size(const bp_dataset *ds);
+
+/** @return the inputs [n x in], borrowed from @p ds: valid until @p ds is modified
+ *  (shuffled, scaled) or freed; NULL for an invalid handle. @since 0.1 */
+BP_API const float *bp_dataset_inputs(const bp_dataset *ds);
+
+/** @return the targets [n x out], borrowed like bp_dataset_inputs(). @since 0.1 */
+BP_API const float *bp_dataset_targets(const bp_dataset *ds);
+
+/** Load a delimited text file (CSV) of numbers: one sample per line; the columns
+ *  @p target_first .. @p target_first + @p target_count - 1 are the targets, every other
+ *  column (in file order) an input. Cells may be surrounded by spaces and by double quotes
+ *  ("5.1"); a quoted header cell may contain the delimiter. CRLF and LF line ends, a missing
+ *  final newline and blank lines are accepted. Class labels must already be numbers.
+ *  @param out           receives the new data set; NULL on failure.
+ *  @param path          file name (plain or gzip).
+ *  @param delimiter     one of ',' ';' '\t' ' ' '|' ':' (with ' ', exactly one space
+ *                       separates cells).
+ *  @param has_header    1: the first non-blank line holds column names and is skipped
+ *                       (its column count must match); 0: every line is data.
+ *  @param target_first  index of the first target column, from 0.
+ *  @param target_count  number of target columns, >= 1; at least one column must remain
+ *                       for the inputs.
+ *  @return BP_OK; BP_ERR_INVALID_ARG (bad argument); BP_ERR_IO; BP_ERR_UNSUPPORTED (gzip
+ *  without zlib); BP_ERR_FORMAT (no data rows, a row with another number of columns than
+ *  the first, a cell that is not a number, target columns beyond the last column,
+ *  unterminated quote); BP_ERR_NONFINITE (nan, inf or a number beyond the float range);
+ *  BP_ERR_NOMEM. The message names file, line and column. @since 0.1 */
+BP_API bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int delimiter,
+                                     int has_header, size_t target_first, size_t target_count);
+
+/** Load a FANN training file: the numbers "num_data num_input num_output", then for each
+ *  sample num_input inputs followed by num_output outputs. Any whitespace (spaces, tabs,
+ *  newlines, CRLF) may separate numbers, as FANN itself tolerates.
+ *  @param out   receives the new data set; NULL on failure.
+ *  @param path  file name (plain or gzip).
+ *  @return BP_OK; BP_ERR_INVALID_ARG; BP_ERR_IO; BP_ERR_UNSUPPORTED; BP_ERR_FORMAT (a
+ *  header count that is 0, not a number, or whose product overflows or exceeds what the
+ *  file can hold; fewer or more numbers than the header announces; a value that is not a
+ *  number); BP_ERR_NONFINITE; BP_ERR_NOMEM. The message names file, line and sample.
+ *  @since 0.1 */
+BP_API bp_status bp_dataset_load_fann(bp_dataset **out, const char *path);
+
+/** Save @p ds as a FANN training file readable by bp_dataset_load_fann() and by FANN's
+ *  fann_read_train_from_file(). Values are written with 9 significant digits, which reads
+ *  back to the identical floats. The file is written atomically: to a temporary file in the
+ *  same directory, synced, then renamed over @p path, so a failure never leaves a partial
+ *  file at @p path.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_IO. @since 0.1 */
+BP_API bp_status bp_dataset_save_fann(const bp_dataset *ds, const char *path);
+
+/** Load an IDX image/label pair such as MNIST or Fashion-MNIST (plain or .gz).
+ *  The images file holds unsigned bytes, magic 0x00000803 for [n x rows x cols] (any
+ *  unsigned-byte IDX of 2 or more dimensions is accepted: each item is flattened); each
+ *  byte b becomes the input b / 255 in [0, 1]. The labels file holds n unsigned bytes,
+ *  magic 0x00000801.
+ *  @param out          receives the new data set; NULL on failure.
+ *  @param images_path  images file name.
+ *  @param labels_path  labels file name.
+ *  @param classes      0: targets are the class indices [n x 1] (for
+ *                      BP_LOSS_SPARSE_SOFTMAX_CE); k >= 1: targets are one-hot rows
+ *                      [n x k] (10 for MNIST), and a label >= k fails with BP_ERR_INDEX.
+ *                      An explicit count rather than "largest label + 1", so that a subset
+ *                      lacking the last class still gets rows of the right width.
+ *  @return BP_OK; BP_ERR_INVALID_ARG; BP_ERR_IO; BP_ERR_UNSUPPORTED (gzip without zlib);
+ *  BP_ERR_FORMAT (wrong magic, a zero or overflowing dimension, a file length other than
+ *  its header announces, image and label counts that differ); BP_ERR_INDEX; BP_ERR_NOMEM.
+ *  @since 0.1 */
+BP_API bp_status bp_dataset_load_idx(bp_dataset **out, const char *images_path,
+                                     const char *labels_path, size_t classes);
+
+/** Shuffle the samples in place (Fisher-Yates driven by the library's xoshiro256**
+ *  generator seeded with @p seed); each input row stays paired with its target row. The
+ *  same seed and data set give the same order on every platform. Does not allocate.
+ *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
+BP_API bp_status bp_dataset_shuffle(bp_dataset *ds, uint64_t seed);
+
+/** Split @p ds into two new data sets: @p first gets the first round(n * fraction) samples
+ *  (in order), @p second the rest. Shuffle first for a random split; use
+ *  bp_dataset_subset() to split at a sample count.
+ *  @param first     receives the first part; NULL on failure. Free with bp_dataset_free().
+ *  @param second    receives the second part; NULL on failure.
+ *  @param ds        the data set to split; unchanged.
+ *  @param fraction  in (0, 1).
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE (fraction outside (0, 1), or a
+ *  part that would be empty), BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_dataset_split(bp_dataset **first, bp_dataset **second, const bp_dataset *ds,
+                                  double fraction);
+
+/** Copy the samples @p start .. @p start + @p count - 1 of @p ds into a new data set.
+ *  @param out    receives the copy; NULL on failure. Free with bp_dataset_free().
+ *  @param count  >= 1; start + count must not exceed the size of @p ds.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_dataset_subset(bp_dataset **out, const bp_dataset *ds, size_t start,
+                                   size_t count);
+
+/** Compute a per-column scaler from @p ds (computed in double). Fit it on the training set
+ *  only and apply the same offsets and scales to every other set and to inputs at
+ *  inference; keep them with the model. A column whose spread is 0 (constant), or so small
+ *  that its reciprocal is not a finite float, gets scale 1, so it maps to 0, never Inf.
+ *  @param ds        the data set; unchanged.
+ *  @param kind      an enum bp_scale_kind value.
+ *  @param part      an enum bp_scale_part value.
+ *  @param offset    caller buffer receiving one offset per column.
+ *  @param scale     caller buffer receiving one scale per column (always finite, > 0).
+ *  @param capacity  floats each of @p offset and @p scale can hold, >= the part's width.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
+BP_API bp_status bp_dataset_fit_scaler(const bp_dataset *ds, int kind, int part, float *offset,
+                                       float *scale, size_t capacity);
+
+/** Scale one part of @p ds in place: v' = (v - offset[c]) * scale[c] for column c.
+ *  @param part    an enum bp_scale_part value.
+ *  @param offset  [count] offsets, finite.
+ *  @param scale   [count] scales, finite and non-zero.
+ *  @param count   must equal the part's width.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (count differs from the width),
+ *  BP_ERR_NONFINITE (a result would overflow the float range; @p ds is then unchanged).
+ *  @since 0.1 */
+BP_API bp_status bp_dataset_apply_scaler(bp_dataset *ds, int part, const float *offset,
+                                         const float *scale, size_t count);
+
+/** Scale caller rows in place like bp_dataset_apply_scaler(): v' = (v - offset[c]) *
+ *  scale[c], e.g. raw inputs before bp_net_predict(). Thread-safe.
+ *  @param offset  [width] offsets, finite.
+ *  @param scale   [width] scales, finite and non-zero.
+ *  @param width   columns per row, >= 1.
+ *  @param values  [n x width], transformed in place; unchanged on failure.
+ *  @param n       rows (0 is a no-op).
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_NONFINITE (a value is NaN/Inf or a result
+ *  would be). @since 0.1 */
+BP_API bp_status bp_scaler_apply(const float *offset, const float *scale, size_t width,
+                                 float *values, size_t n);
+
+/** Undo a scaler in place: v = v' / scale[c] + offset[c], e.g. to turn predictions of
+ *  scaled targets back into data units (house prices). Parameters and results as
+ *  bp_scaler_apply(). Thread-safe. @since 0.1 */
+BP_API bp_status bp_scaler_invert(const float *offset, const float *scale, size_t width,
+                                  float *values, size_t n);
+
+/** The number of classes of class-index targets: the largest target + 1.
+ *  @param ds       a data set with outputs = 1.
+ *  @param classes  receives the count.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (outputs != 1), BP_ERR_INDEX (a target
+ *  that is not an integer in [0, 2^24); the message names its row). @since 0.1 */
+BP_API bp_status bp_dataset_class_count(const bp_dataset *ds, size_t *classes);
+
+/** Convert class-index targets [n x 1] into one-hot rows [n x classes] in a new data set
+ *  (inputs copied unchanged).
+ *  @param out      receives the new data set; NULL on failure. Free with bp_dataset_free().
+ *  @param ds       a data set with outputs = 1; unchanged.
+ *  @param classes  number of classes, 1 .. 2^24.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (outputs != 1), BP_ERR_INDEX (a target
+ *  that is not an integer in [0, classes); the message names its row), BP_ERR_NOMEM.
+ *  @since 0.1 */
+BP_API bp_status bp_dataset_one_hot(bp_dataset **out, const bp_dataset *ds, size_t classes);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -267,4 +267,27 @@ bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net);
 /* Is every element of v finite? Returns the index of the first non-finite one or count. */
 size_t bp__first_nonfinite(const float *v, size_t count);
 
+/* ---- dataset ---- */
+
+/* Invariant: every value of x and y is finite. */
+struct bp_dataset {
+    uint32_t magic;
+    bp__alloc alloc;     /* kept so a bp_dataset_create_ex can be added later */
+    size_t n;            /* samples */
+    size_t in, out;      /* per-row widths, both >= 1 */
+    float *x;            /* inputs [n x in] */
+    float *y;            /* targets [n x out] */
+    char err[BP__ERR_CAP];
+};
+
+static inline int bp__dataset_ok(const bp_dataset *d)
+{
+    return d != NULL && d->magic == BP__MAGIC_DATA;
+}
+
+/* Wrap buffers allocated from @p a (x: [n x in], y: [n x out], all finite) in a new data
+ * set that owns them. On failure (BP_ERR_NOMEM) both buffers are freed and *out is NULL. */
+bp_status bp__dataset_adopt(bp_dataset **out, const bp__alloc *a, float *x, float *y, size_t n,
+                            size_t in, size_t outs);
+
 #endif /* BP_INTERNAL_H */
