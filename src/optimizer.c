@@ -424,9 +424,8 @@ static void adagrad(size_t n, float *restrict p, const float *restrict g, float 
 /* RMSprop; kc = 1 for the centred variant (ga tracked), 0 otherwise (ga stays 0). */
 static void rmsprop(size_t n, float *restrict p, const float *restrict g, float *restrict sq,
                     float *restrict ga, float *restrict buf, float lr, float wd, float alpha,
-                    float eps, float momentum, float kc)
+                    float one_m_alpha, float eps, float momentum, float kc)
 {
-    const float one_m_alpha = 1.0f - alpha;
     for (size_t i = 0; i < n; i++) {
         const float d = g[i] + wd * p[i];
         const float s = alpha * sq[i] + one_m_alpha * d * d;
@@ -446,10 +445,10 @@ static void rmsprop(size_t n, float *restrict p, const float *restrict g, float 
  * each call site so that each variant compiles to its own branch-free loop. */
 static BP__ALWAYS_INLINE void adam(size_t n, float *restrict p, const float *restrict g,
                                    float *restrict m, float *restrict v, float *restrict vmax,
-                                   float decay, float wd, float b1, float b2, float step,
-                                   float inv_bc2, float eps, int amsgrad)
+                                   float decay, float wd, float b1, float one_m_b1, float b2,
+                                   float one_m_b2, float step, float inv_bc2, float eps,
+                                   int amsgrad)
 {
-    const float one_m_b1 = 1.0f - b1, one_m_b2 = 1.0f - b2;
     for (size_t i = 0; i < n; i++) {
         const float w = p[i] * decay;
         const float d = g[i] + wd * w;
@@ -467,9 +466,9 @@ static BP__ALWAYS_INLINE void adam(size_t n, float *restrict p, const float *res
 }
 
 static void adamax(size_t n, float *restrict p, const float *restrict g, float *restrict m,
-                   float *restrict u, float wd, float b1, float b2, float step, float eps)
+                   float *restrict u, float wd, float b1, float one_m_b1, float b2, float step,
+                   float eps)
 {
-    const float one_m_b1 = 1.0f - b1;
     for (size_t i = 0; i < n; i++) {
         const float d = g[i] + wd * p[i];
         const float mi = b1 * m[i] + one_m_b1 * d;
@@ -484,10 +483,9 @@ static void adamax(size_t n, float *restrict p, const float *restrict g, float *
 
 /* NAdam: cg = lr*(1 - mu_t)/(1 - P_t), cm = lr*mu_{t+1}/(1 - P_{t+1}), inv_bc2 = 1/(1-b2^t). */
 static void nadam(size_t n, float *restrict p, const float *restrict g, float *restrict m,
-                  float *restrict v, float wd, float b1, float b2, float inv_bc2, float eps,
-                  float cg, float cm)
+                  float *restrict v, float wd, float b1, float one_m_b1, float b2,
+                  float one_m_b2, float inv_bc2, float eps, float cg, float cm)
 {
-    const float one_m_b1 = 1.0f - b1, one_m_b2 = 1.0f - b2;
     for (size_t i = 0; i < n; i++) {
         const float d = g[i] + wd * p[i];
         const float mi = b1 * m[i] + one_m_b1 * d;
@@ -526,9 +524,13 @@ static void irprop_minus(size_t n, float *restrict p, const float *restrict g,
  * Step
  * ----------------------------------------------------------------------------------------*/
 
-/* Per-step scalars, computed once in double and rounded to float for the kernels. */
+/* Per-step scalars, computed once in double and rounded to float for the kernels. The
+ * complements 1 - b are rounded from the double difference, not computed in float from the
+ * rounded b (1 - 0.999f is 1.3e-5 away from 0.001 in relative terms). */
 typedef struct step_scalars {
     float lr, wd, mom, b1, b2, eps;
+    float c1, c2;           /* 1 - b1, 1 - b2 */
+    float rho, c_rho;       /* RMSprop alpha, 1 - alpha */
     float a, c, kd, kb;     /* SGD momentum coefficients */
     float decay;            /* AdamW */
     float step, inv_bc2;    /* Adam family */
@@ -549,6 +551,10 @@ static void compute_scalars(const bp_optimizer *o, uint64_t t, step_scalars *k)
     k->b1 = (float)b1;
     k->b2 = (float)b2;
     k->eps = (float)s[S(BP_OPT_EPSILON)];
+    k->c1 = (float)(1.0 - b1);
+    k->c2 = (float)(1.0 - b2);
+    k->rho = (float)s[S(BP_OPT_RHO)];
+    k->c_rho = (float)(1.0 - s[S(BP_OPT_RHO)]);
     switch (o->kind) {
     case BP_OPTIMIZER_SGD: {
         const int first = !o->sgd_buf_ready;
@@ -600,21 +606,24 @@ static void update_segment(const bp_optimizer *o, const step_scalars *k, float *
         break;
     case BP_OPTIMIZER_ADAGRAD: adagrad(n, p, g, s0, k->lr, k->wd, k->eps); break;
     case BP_OPTIMIZER_RMSPROP:
-        rmsprop(n, p, g, s0, s1, s2, k->lr, k->wd, (float)s[S(BP_OPT_RHO)], k->eps, k->mom,
+        rmsprop(n, p, g, s0, s1, s2, k->lr, k->wd, k->rho, k->c_rho, k->eps, k->mom,
                 s[S(BP_OPT_CENTERED)] != 0.0 ? 1.0f : 0.0f);
         break;
     case BP_OPTIMIZER_ADAM:
     case BP_OPTIMIZER_ADAMW:
         if (s[S(BP_OPT_AMSGRAD)] != 0.0)
-            adam(n, p, g, s0, s1, s2, k->decay, k->wd, k->b1, k->b2, k->step, k->inv_bc2, k->eps,
-                 1);
+            adam(n, p, g, s0, s1, s2, k->decay, k->wd, k->b1, k->c1, k->b2, k->c2, k->step,
+                 k->inv_bc2, k->eps, 1);
         else
-            adam(n, p, g, s0, s1, s2, k->decay, k->wd, k->b1, k->b2, k->step, k->inv_bc2, k->eps,
-                 0);
+            adam(n, p, g, s0, s1, s2, k->decay, k->wd, k->b1, k->c1, k->b2, k->c2, k->step,
+                 k->inv_bc2, k->eps, 0);
         break;
-    case BP_OPTIMIZER_ADAMAX: adamax(n, p, g, s0, s1, k->wd, k->b1, k->b2, k->step, k->eps); break;
+    case BP_OPTIMIZER_ADAMAX:
+        adamax(n, p, g, s0, s1, k->wd, k->b1, k->c1, k->b2, k->step, k->eps);
+        break;
     case BP_OPTIMIZER_NADAM:
-        nadam(n, p, g, s0, s1, k->wd, k->b1, k->b2, k->inv_bc2, k->eps, k->cg, k->cm);
+        nadam(n, p, g, s0, s1, k->wd, k->b1, k->c1, k->b2, k->c2, k->inv_bc2, k->eps, k->cg,
+              k->cm);
         break;
     case BP_OPTIMIZER_IRPROP_MINUS:
         irprop_minus(n, p, g, s0, s1, (float)s[S(BP_OPT_RPROP_ETA_PLUS)],

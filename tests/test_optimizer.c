@@ -336,6 +336,7 @@ static void rmsprop_plain_matches_reference(void **state)
     check_case(BP_OPTIMIZER_RMSPROP, &h);
     h.wd = 0.05;
     h.rho = 0.9;
+    h.eps = 1e-3;
     check_case(BP_OPTIMIZER_RMSPROP, &h);
 }
 
@@ -365,6 +366,11 @@ static void adam_matches_reference(void **state)
     h.lr = 0.01;
     check_case(BP_OPTIMIZER_ADAM, &h);
     h.wd = 0.1;
+    h.eps = 1e-3; /* large enough that where eps enters the formula matters */
+    check_case(BP_OPTIMIZER_ADAM, &h);
+    /* A large step exposes 1 - b2 rounded in float (1 - 0.999f) instead of in double. */
+    h = base_hp();
+    h.lr = 0.1;
     check_case(BP_OPTIMIZER_ADAM, &h);
 }
 
@@ -407,6 +413,7 @@ static void adamax_matches_reference(void **state)
     check_case(BP_OPTIMIZER_ADAMAX, &h);
     h.lr = 0.01;
     h.wd = 0.1;
+    h.eps = 1e-2;
     check_case(BP_OPTIMIZER_ADAMAX, &h);
 }
 
@@ -418,6 +425,10 @@ static void nadam_matches_reference(void **state)
     check_case(BP_OPTIMIZER_NADAM, &h);
     h.wd = 0.1;
     h.b1 = 0.8;
+    check_case(BP_OPTIMIZER_NADAM, &h);
+    /* A large step makes the small gap between mu_t and mu_{t+1} visible at 1e-6. */
+    h.lr = 0.1;
+    h.eps = 1e-3;
     check_case(BP_OPTIMIZER_NADAM, &h);
 }
 
