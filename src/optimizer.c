@@ -34,7 +34,8 @@
  *            P_t = mu_1*...*mu_t (nadam_mu_product)
  *            d = g + wd*p;  m = b1*m + (1 - b1)*d;  v = b2*v + (1 - b2)*d*d
  *            den = sqrt(v / (1 - b2^t)) + eps
- *            p -= lr*(1 - mu_t)/(1 - P_t) * d/den;  then  p -= lr*mu_{t+1}/(1 - P_t*mu_{t+1}) * m/den
+ *            p -= lr*(1 - mu_t)/(1 - P_t) * d/den
+ *            then p -= lr*mu_{t+1}/(1 - P_t*mu_{t+1}) * m/den
  * iRprop-    slots: prev (previous gradient), delta (starts at BP_OPT_RPROP_DELTA_INIT);
  *            Igel & Huesken 2000; ignores lr and wd:
  *            sign(prev)*sign(g) > 0: delta = min(delta*eta_plus, delta_max)

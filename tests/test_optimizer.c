@@ -584,8 +584,9 @@ static void set_rejects_out_of_range_and_nan_keeping_value(void **state)
         double lo, hi, before, after;
         assert_status(bp_optimizer_param_bounds(key, &lo, &hi), BP_OK);
         assert_status(bp_optimizer_get(o, key, &before), BP_OK);
-        const double bad[] = {nextafter(lo, -INFINITY), nextafter(hi, INFINITY), lo - 1.0,
-                              hi + 1.0, NAN, INFINITY, -INFINITY, is_flag(key) ? 0.5 : (double)NAN};
+        const double inf = (double)INFINITY, nan = (double)NAN;
+        const double bad[] = {nextafter(lo, -inf), nextafter(hi, inf), lo - 1.0, hi + 1.0,
+                              nan, inf, -inf, is_flag(key) ? 0.5 : nan};
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
             assert_status(bp_optimizer_set(o, key, bad[i]), BP_ERR_OUT_OF_RANGE);
             assert_status(bp_optimizer_get(o, key, &after), BP_OK);
@@ -606,7 +607,7 @@ static void set_messages_name_key_value_and_range(void **state)
     assert_status(bp_optimizer_set(o, BP_OPT_RPROP_ETA_MINUS, 0.0), BP_ERR_OUT_OF_RANGE);
     assert_non_null(
         strstr(bp_optimizer_last_error(o), "BP_OPT_RPROP_ETA_MINUS = 0 is outside (0, 1]"));
-    assert_status(bp_optimizer_set(o, BP_OPT_LEARNING_RATE, NAN), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_optimizer_set(o, BP_OPT_LEARNING_RATE, (double)NAN), BP_ERR_OUT_OF_RANGE);
     assert_non_null(strstr(bp_optimizer_last_error(o), "BP_OPT_LEARNING_RATE = nan"));
     assert_status(bp_optimizer_set(o, BP_OPT_NESTEROV, 2.0), BP_ERR_OUT_OF_RANGE);
     assert_non_null(strstr(bp_optimizer_last_error(o), "BP_OPT_NESTEROV = 2 must be 0 or 1"));
