@@ -238,7 +238,9 @@ enum bp_optimizer_kind {
     BP_OPTIMIZER_ADAM = 4,         /**< Kingma & Ba 2015, bias-corrected; AMSGrad flag */
     BP_OPTIMIZER_ADAMW = 5,        /**< Adam with decoupled weight decay (Loshchilov & Hutter) */
     BP_OPTIMIZER_ADAMAX = 6,       /**< Adam with the infinity norm */
-    BP_OPTIMIZER_NADAM = 7,        /**< Adam with Nesterov momentum (Dozat 2016) */
+    BP_OPTIMIZER_NADAM = 7,        /**< Adam with Nesterov momentum (Dozat 2016), as PyTorch's
+                                        NAdam: momentum schedule mu_t = beta1 (1 - 0.5 *
+                                        0.96^(0.004 t)) (momentum_decay 0.004, fixed) */
     BP_OPTIMIZER_IRPROP_MINUS = 8  /**< iRprop- (Igel & Huesken 2000), FANN's default; meant
                                         for full-batch training; ignores the learning rate */
 };
@@ -247,10 +249,12 @@ enum bp_optimizer_kind {
  *  Ranges are inclusive; bp_optimizer_param_bounds() returns them. A key that does not apply
  *  to the optimizer's algorithm is accepted, stored and ignored. */
 enum bp_optimizer_key {
-    BP_OPT_LEARNING_RATE = 100, /**< step size; [0, 1e3]; default 0.01 (Adam family 0.001) */
+    BP_OPT_LEARNING_RATE = 100, /**< step size; [0, 1e3]; default 0.01 (Adam, AdamW, NAdam
+                                     0.001; Adamax 0.002) */
     BP_OPT_MOMENTUM = 101,      /**< SGD/RMSprop momentum; [0, 1); default 0 */
     BP_OPT_DAMPENING = 102,     /**< SGD momentum dampening; [0, 1]; default 0 */
-    BP_OPT_NESTEROV = 103,      /**< SGD Nesterov momentum, 0/1; default 0 */
+    BP_OPT_NESTEROV = 103,      /**< SGD Nesterov momentum, 0/1; default 0. Needs momentum > 0
+                                     and dampening 0 (else the step fails, BP_ERR_STATE) */
     BP_OPT_WEIGHT_DECAY = 104,  /**< L2 coefficient, added to the gradient (SGD, Adagrad,
                                      RMSprop, Adam, Adamax, NAdam) or decoupled (AdamW,
                                      multiplied by the learning rate); [0, 1e3]; default 0
@@ -261,11 +265,15 @@ enum bp_optimizer_key {
     BP_OPT_AMSGRAD = 108,       /**< Adam/AdamW AMSGrad variant, 0/1; default 0 */
     BP_OPT_RHO = 109,           /**< RMSprop squared-gradient decay (alpha); [0, 1); 0.99 */
     BP_OPT_CENTERED = 110,      /**< RMSprop centred variant, 0/1; default 0 */
-    BP_OPT_INITIAL_ACCUMULATOR = 111, /**< Adagrad initial accumulator; [0, 1e3]; default 0 */
+    BP_OPT_INITIAL_ACCUMULATOR = 111, /**< Adagrad initial accumulator; [0, 1e3]; default 0;
+                                     takes effect when the state is created (first step after
+                                     create or reset) */
     BP_OPT_RPROP_ETA_PLUS = 112,  /**< iRprop- step increase factor; [1, 10]; default 1.2 */
     BP_OPT_RPROP_ETA_MINUS = 113, /**< iRprop- step decrease factor; (0, 1]; default 0.5 */
-    BP_OPT_RPROP_DELTA_INIT = 114,/**< iRprop- initial step; [0, 1e3]; default 0.1 (FANN) */
-    BP_OPT_RPROP_DELTA_MIN = 115, /**< iRprop- minimum step; [0, 1e3]; default 0 */
+    BP_OPT_RPROP_DELTA_INIT = 114,/**< iRprop- initial step; [0, 1e3]; default 0.1 (FANN);
+                                     takes effect when the state is created */
+    BP_OPT_RPROP_DELTA_MIN = 115, /**< iRprop- minimum step; [0, 1e3]; default 0; must not
+                                     exceed the maximum when stepping (else BP_ERR_STATE) */
     BP_OPT_RPROP_DELTA_MAX = 116  /**< iRprop- maximum step; [0, 1e6]; default 50 (FANN) */
 };
 
@@ -548,38 +556,68 @@ BP_API bp_status bp_loss_eval(int loss, double param, const float *pred, const f
 /** Create an optimizer with the algorithm's default settings (see enum bp_optimizer_key).
  *  Its state (moments, step sizes) is allocated at the first step, for that network's
  *  shape; stepping a net of another shape later fails with BP_ERR_STATE until
- *  bp_optimizer_reset(). @since 0.1 */
+ *  bp_optimizer_reset(). An optimizer may be used with any net of its bound shape (e.g. a
+ *  clone), one thread at a time.
+ *  @param out   receives the new optimizer, owned by the caller (bp_optimizer_free());
+ *               NULL on failure.
+ *  @param kind  an enum bp_optimizer_kind value.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (NULL @p out, unknown @p kind), BP_ERR_NOMEM.
+ *  @since 0.1 */
 BP_API bp_status bp_optimizer_create(bp_optimizer **out, int kind);
 
-/** Free an optimizer. NULL is a no-op. @since 0.1 */
+/** Free an optimizer and its state. NULL (or an invalid handle) is a no-op. @since 0.1 */
 BP_API void bp_optimizer_free(bp_optimizer *opt);
 
-/** @return the detailed message of the last failed call on @p opt. @since 0.1 */
+/** @return the detailed message of the last failed call on @p opt ("" if none; a static
+ *  message if @p opt is invalid). Borrowed: valid until the next call on @p opt. Calls that
+ *  cannot write the handle (bp_optimizer_get()) report through bp_last_error() only.
+ *  @since 0.1 */
 BP_API const char *bp_optimizer_last_error(const bp_optimizer *opt);
 
 /** @return the algorithm (enum bp_optimizer_kind), 0 for an invalid handle. @since 0.1 */
 BP_API int bp_optimizer_kind(const bp_optimizer *opt);
 
-/** Set a setting (enum bp_optimizer_key); values outside the bounds fail with
- *  BP_ERR_OUT_OF_RANGE and are not clamped. @since 0.1 */
+/** Set a setting; it applies from the next step (a learning-rate schedule may call this
+ *  between steps).
+ *  @param key    an enum bp_optimizer_key value.
+ *  @param value  within bp_optimizer_param_bounds(); 0/1 settings take exactly 0 or 1.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, unknown key), BP_ERR_OUT_OF_RANGE
+ *  (value outside the bounds or NaN; nothing is clamped, the setting is unchanged).
+ *  @since 0.1 */
 BP_API bp_status bp_optimizer_set(bp_optimizer *opt, int key, double value);
 
-/** Read a setting. @since 0.1 */
+/** Read a setting.
+ *  @param key    an enum bp_optimizer_key value.
+ *  @param value  receives the setting.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, unknown key, NULL @p value). @since 0.1 */
 BP_API bp_status bp_optimizer_get(const bp_optimizer *opt, int key, double *value);
 
 /** The inclusive bounds of a setting. An open bound (e.g. momentum < 1) is reported as the
- *  largest double below it. @since 0.1 */
+ *  nearest double inside it (momentum: the largest double below 1). Thread-safe.
+ *  @param key  an enum bp_optimizer_key value.
+ *  @param lo   receives the lowest accepted value.
+ *  @param hi   receives the highest accepted value.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (unknown key, NULL @p lo or @p hi). @since 0.1 */
 BP_API bp_status bp_optimizer_param_bounds(int key, double *lo, double *hi);
 
 /** Apply one update to every trainable parameter of @p net from its current gradients.
- *  Parameters are untouched on failure. @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE
- *  (net of another shape than the optimizer's state), BP_ERR_NOMEM. @since 0.1 */
+ *  Layers with BP_LAYER_TRAINABLE 0 are skipped (parameters and optimizer state untouched;
+ *  their gradients are not read). The first step allocates the state for @p net's shape.
+ *  Parameters and state are untouched on failure.
+ *  @param opt  the optimizer; its step count is global (a layer frozen for a while sees the
+ *              current step's bias corrections when unfrozen).
+ *  @param net  the network whose params are updated from its grads.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (net of another shape than the optimizer's
+ *  state, a net without layers, inconsistent settings), BP_ERR_NONFINITE (a NaN/Inf gradient
+ *  in a trainable layer; the message names the layer), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net);
 
-/** Forget all state (moments, step count, bound shape); settings are kept. @since 0.1 */
+/** Forget all state (moments, step sizes, step count, bound shape); settings are kept. The
+ *  next step starts afresh on any net. @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
 BP_API bp_status bp_optimizer_reset(bp_optimizer *opt);
 
-/** @return the number of updates applied since creation or reset. @since 0.1 */
+/** @return the number of successful bp_optimizer_step() calls since creation or reset (0 for
+ *  an invalid handle). @since 0.1 */
 BP_API uint64_t bp_optimizer_step_count(const bp_optimizer *opt);
 
 /* ============================================================================================

@@ -273,7 +273,7 @@ static bp_status load_text(const char *what, const char *path, text_parser parse
     unsigned char *buf;
     size_t size;
     BP_CHECK(bp__read_file(&bp__default_alloc, NULL, path, &buf, &size));
-    c_numeric loc;
+    c_numeric loc = {(locale_t)0, (locale_t)0};
     bp_status st = c_numeric_begin(&loc, NULL, what);
     if (st == BP_OK) {
         st = parse(ctx, bp__path_base(path), (const char *)buf, size, out);
@@ -437,7 +437,7 @@ bp_status bp_dataset_save_fann(const bp_dataset *ds, const char *path)
     if (path == NULL) return bp__fail(err, BP_ERR_INVALID_ARG, "save_fann: path is NULL");
     bp__atomic_file w;
     BP_CHECK(bp__atomic_open(&w, err, path));
-    c_numeric loc;
+    c_numeric loc = {(locale_t)0, (locale_t)0};
     const bp_status st = c_numeric_begin(&loc, err, "save_fann");
     if (st != BP_OK) {
         bp__atomic_abort(&w);

@@ -170,8 +170,8 @@ done:
 bp_status bp__read_file(const bp__alloc *a, char *err, const char *path, unsigned char **data,
                         size_t *size)
 {
-    unsigned char *raw;
-    size_t len;
+    unsigned char *raw = NULL;
+    size_t len = 0;
     *data = NULL;
     *size = 0;
     BP_CHECK(read_raw(a, err, path, &raw, &len));

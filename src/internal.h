@@ -290,4 +290,54 @@ static inline int bp__dataset_ok(const bp_dataset *d)
 bp_status bp__dataset_adopt(bp_dataset **out, const bp__alloc *a, float *x, float *y, size_t n,
                             size_t in, size_t outs);
 
+/* ---- optimizer ---- */
+
+/* Settings are stored by key: set[key - BP__OPT_KEY_FIRST] for enum bp_optimizer_key. */
+#define BP__OPT_KEY_FIRST 100
+#define BP__OPT_KEY_COUNT 17
+/* Most per-parameter state slots any algorithm uses (Adam/AdamW/RMSprop: 3). */
+#define BP__OPT_MAX_SLOTS 3
+
+/* The optimizer. Its per-parameter state is ONE aligned block of nslots * bound_nparams
+ * floats, slot-major: slot s of parameter i is state[s * bound_nparams + i], so each slot of
+ * a layer is a contiguous run parallel to net->params (see optimizer.c for each algorithm's
+ * slots). Everything a checkpoint must save: kind, set[], steps, bound, bound_nparams,
+ * bound_nlayers, bound_hash, sgd_buf_ready, nadam_mu_product and the state floats. */
+struct bp_optimizer {
+    uint32_t magic;
+    int kind;                    /* enum bp_optimizer_kind */
+    bp__alloc alloc;             /* for the state block (the struct itself too) */
+    double set[BP__OPT_KEY_COUNT];
+    uint64_t steps;              /* successful updates since create/reset */
+    int bound;                   /* 0: no state yet (allocated and bound at the next step) */
+    size_t bound_nparams;        /* shape of the net the state belongs to */
+    size_t bound_nlayers;
+    uint64_t bound_hash;         /* bp__optimizer_shape_hash() of that net */
+    float *state;                /* bp__malloc_aligned; NULL until the first step */
+    size_t state_cap;            /* floats allocated (kept across reset for reuse) */
+    int sgd_buf_ready;           /* SGD: momentum buffer holds a value (PyTorch's buf != None) */
+    double nadam_mu_product;     /* NAdam: product of mu_1 .. mu_t (1 when t = 0) */
+    char err[BP__ERR_CAP];
+};
+
+static inline int bp__optimizer_ok(const bp_optimizer *o)
+{
+    return o != NULL && o->magic == BP__MAGIC_OPT;
+}
+
+/* Per-parameter floats of state that algorithm @p kind keeps (0 for an unknown kind). */
+size_t bp__optimizer_state_slots(int kind);
+/* Floats in the bound state block (0 while unbound). */
+size_t bp__optimizer_state_floats(const bp_optimizer *opt);
+/* Hash of a net's shape (layer count and each layer's offset, weight and bias counts). */
+uint64_t bp__optimizer_shape_hash(const bp_net *net);
+/* BP_OK if @p opt and @p net are valid handles, the net has parameters, the settings are
+ * consistent, and the optimizer is unbound or bound to a net of the same shape. Otherwise
+ * the status, with the message in opt->err (when opt is valid) and bp_last_error().
+ * bp_net_train_step() calls it before any forward work. Changes nothing else. */
+bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net);
+/* Allocate (or reuse) and initialise the state for @p net's shape and bind to it; steps = 0.
+ * Used by the first step and by checkpoint loading. BP_ERR_NOMEM leaves opt unbound. */
+bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net);
+
 #endif /* BP_INTERNAL_H */

@@ -1,0 +1,362 @@
+/* test_train.c -- bp_net_train_step end to end: learning XOR and a linear map, determinism,
+ * the fused softmax-CE path, clipping, frozen layers, no allocation in the steady state, and
+ * bad input that must leave the network untouched. */
+#include "test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static const float xor_x[8] = {0, 0, 0, 1, 1, 0, 1, 1};
+static const float xor_y[4] = {0, 1, 1, 0};
+
+static bp_optimizer *make_opt(int kind, double lr, double momentum)
+{
+    bp_optimizer *opt;
+    assert_status(bp_optimizer_create(&opt, kind), BP_OK);
+    if (kind != BP_OPTIMIZER_IRPROP_MINUS)
+        assert_status(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, lr), BP_OK);
+    if (momentum > 0) assert_status(bp_optimizer_set(opt, BP_OPT_MOMENTUM, momentum), BP_OK);
+    return opt;
+}
+
+/* Train 2-8-1 on XOR; return 1 if all four outputs are on the right side of 0.5. */
+static int xor_solved(int kind, double lr, double momentum, uint64_t seed, int steps)
+{
+    bp_net *net;
+    assert_status(bp_net_create(&net, 2, seed), BP_OK);
+    assert_status(bp_net_add_dense(net, 8, BP_ACT_TANH), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_SIGMOID), BP_OK);
+    bp_optimizer *opt = make_opt(kind, lr, momentum);
+    for (int i = 0; i < steps; i++)
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, xor_x, xor_y, 4, NULL), BP_OK);
+    float out[4];
+    assert_status(bp_net_predict(net, xor_x, 4, out, 4), BP_OK);
+    int ok = 1;
+    for (int i = 0; i < 4; i++) ok &= (out[i] > 0.5f) == (xor_y[i] > 0.5f);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    return ok;
+}
+
+static void xor_is_learned_by_sgd_momentum_adam_and_irprop(void **state)
+{
+    (void)state;
+    int sgd = 0, adam = 0, rprop = 0;
+    for (uint64_t seed = 1; seed <= 10; seed++) {
+        sgd += xor_solved(BP_OPTIMIZER_SGD, 0.5, 0.9, seed, 1000);
+        adam += xor_solved(BP_OPTIMIZER_ADAM, 0.05, 0, seed, 1000);
+        rprop += xor_solved(BP_OPTIMIZER_IRPROP_MINUS, 0, 0, seed, 300);
+    }
+    print_message("XOR solved from 10 seeds: SGD+momentum %d, Adam %d, iRprop- %d\n", sgd, adam,
+                  rprop);
+    assert_true(sgd >= 9);
+    assert_true(adam >= 9);
+    assert_true(rprop >= 9);
+}
+
+static void linear_regression_recovers_true_weights(void **state)
+{
+    (void)state;
+    enum { N = 256, IN = 3 };
+    const float w_true[IN] = {1.5f, -2.0f, 0.25f}, b_true = 0.75f;
+    static float x[N * IN], y[N];
+    uint64_t st = 77;
+    bp_test_fill_uniform(x, N * IN, -1, 1, &st);
+    for (int i = 0; i < N; i++) {
+        y[i] = b_true;
+        for (int k = 0; k < IN; k++) y[i] += w_true[k] * x[i * IN + k];
+    }
+    bp_net *net;
+    assert_status(bp_net_create(&net, IN, 3), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.3, 0.5);
+    float loss = 1;
+    for (int i = 0; i < 400; i++)
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, N, &loss), BP_OK);
+    float w[IN], b;
+    assert_status(bp_layer_get_weights(bp_net_layer(net, 0), w, IN), BP_OK);
+    assert_status(bp_layer_get_biases(bp_net_layer(net, 0), &b, 1), BP_OK);
+    for (int k = 0; k < IN; k++) assert_close(w[k], w_true[k], 0, 1e-3);
+    assert_close(b, b_true, 0, 1e-3);
+    assert_true(loss < 1e-6f);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+static void train(bp_net *net, bp_optimizer *opt, int steps)
+{
+    enum { N = 32 };
+    float x[N * 4], y[N];
+    uint64_t st = 5;
+    for (int s = 0; s < steps; s++) {
+        bp_test_fill_uniform(x, N * 4, -1, 1, &st);
+        for (int i = 0; i < N; i++) y[i] = (float)(i % 3);
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL), BP_OK);
+    }
+}
+
+static bp_net *small_classifier(uint64_t seed)
+{
+    bp_net *net;
+    assert_status(bp_net_create(&net, 4, seed), BP_OK);
+    assert_status(bp_net_add_dense(net, 16, BP_ACT_RELU), BP_OK);
+    assert_status(bp_net_add_dense(net, 3, BP_ACT_SOFTMAX), BP_OK);
+    return net;
+}
+
+static void same_seed_gives_bit_identical_weights_after_100_steps(void **state)
+{
+    (void)state;
+    bp_net *a = small_classifier(42), *b = small_classifier(42), *c = small_classifier(43);
+    bp_optimizer *oa = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0), *ob = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0),
+                 *oc = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0);
+    train(a, oa, 100);
+    train(b, ob, 100);
+    train(c, oc, 100);
+    size_t np;
+    const float *pa = bp_net_params(a, &np), *pb = bp_net_params(b, NULL), *pc = bp_net_params(c, NULL);
+    assert_memory_equal(pa, pb, np * sizeof(float));
+    assert_memory_not_equal(pa, pc, np * sizeof(float));
+    assert_int_equal(bp_optimizer_step_count(oa), 100);
+    bp_optimizer_free(oa);
+    bp_optimizer_free(ob);
+    bp_optimizer_free(oc);
+    bp_net_free(a);
+    bp_net_free(b);
+    bp_net_free(c);
+}
+
+static void fused_softmax_ce_gradients_match_the_unfused_path(void **state)
+{
+    (void)state;
+    enum { N = 5 };
+    bp_net *net = small_classifier(9);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.0, 0); /* lr 0: gradients only */
+    float x[N * 4], y[N] = {0, 1, 2, 1, 0}, onehot[N * 3] = {0};
+    uint64_t st = 3;
+    bp_test_fill_uniform(x, N * 4, -1, 1, &st);
+    for (int i = 0; i < N; i++) onehot[i * 3 + (int)y[i]] = 1;
+    size_t np;
+    const float *g = bp_net_grads(net, &np);
+    float *fused = malloc(np * sizeof(float)), *fused1h = malloc(np * sizeof(float));
+    assert_non_null(fused);
+    assert_non_null(fused1h);
+    float lf, l1h, lu;
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &lf), BP_OK);
+    memcpy(fused, g, np * sizeof(float));
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_SOFTMAX_CE, x, onehot, N, &l1h), BP_OK);
+    memcpy(fused1h, g, np * sizeof(float));
+    const float *out;
+    float dy[N * 3];
+    assert_status(bp_net_forward(net, x, N, &out), BP_OK);
+    assert_status(bp_loss_eval(BP_LOSS_SOFTMAX_CE, 0, out, onehot, N, 3, &lu, dy), BP_OK);
+    assert_status(bp_net_backward(net, dy, N), BP_OK);
+    assert_close(lf, lu, 1e-5, 0);
+    assert_close(l1h, lu, 1e-5, 0);
+    for (size_t k = 0; k < np; k++) {
+        assert_close(fused[k], g[k], 1e-4, 1e-6);
+        assert_close(fused1h[k], g[k], 1e-4, 1e-6);
+    }
+    free(fused);
+    free(fused1h);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+static double grad_norm(bp_net *net)
+{
+    size_t np;
+    const float *g = bp_net_grads(net, &np);
+    double s = 0;
+    for (size_t k = 0; k < np; k++) s += (double)g[k] * (double)g[k];
+    return sqrt(s);
+}
+
+static void clipping_bounds_the_global_norm_and_each_value(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create(&net, 2, 1), BP_OK);
+    assert_status(bp_net_add_dense(net, 8, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.0, 0);
+    const float x[2] = {10, -10}, y[1] = {1000};
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+    const double unclipped = grad_norm(net);
+    assert_true(unclipped > 1.0);
+    assert_status(bp_net_set(net, BP_NET_CLIP_NORM, 1.0), BP_OK);
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+    assert_close(grad_norm(net), 1.0, 1e-5, 0);
+    assert_status(bp_net_set(net, BP_NET_CLIP_NORM, 0), BP_OK);
+    assert_status(bp_net_set(net, BP_NET_CLIP_VALUE, 0.01), BP_OK);
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+    size_t np;
+    const float *g = bp_net_grads(net, &np);
+    int at_bound = 0;
+    for (size_t k = 0; k < np; k++) {
+        assert_true(fabsf(g[k]) <= 0.01f);
+        at_bound += fabsf(g[k]) == 0.01f;
+    }
+    assert_true(at_bound > 0);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+static void frozen_layer_is_not_updated(void **state)
+{
+    (void)state;
+    bp_net *net = small_classifier(4);
+    bp_layer *l0 = bp_net_layer(net, 0);
+    assert_status(bp_layer_set(l0, BP_LAYER_TRAINABLE, 0), BP_OK);
+    float before[4 * 16 + 16], after[4 * 16 + 16], last_before[51], last_after[51];
+    memcpy(before, bp__layer_w(l0), sizeof before);
+    memcpy(last_before, bp__layer_w(bp_net_layer(net, 1)), sizeof last_before);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0);
+    train(net, opt, 5);
+    memcpy(after, bp__layer_w(l0), sizeof after);
+    memcpy(last_after, bp__layer_w(bp_net_layer(net, 1)), sizeof last_after);
+    assert_memory_equal(before, after, sizeof before);
+    assert_memory_not_equal(last_before, last_after, sizeof last_before);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+static void no_allocation_after_the_first_step_at_a_batch_size(void **state)
+{
+    (void)state;
+    bp_test_alloc ta = {0};
+    bp_net *net;
+    assert_status(bp_net_create_ex(&net, 4, 1, bp_test_alloc_fn, bp_test_free_fn, &ta), BP_OK);
+    assert_status(bp_net_add_dense(net, 32, BP_ACT_RELU), BP_OK);
+    assert_status(bp_net_add_dense(net, 3, BP_ACT_SOFTMAX), BP_OK);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0);
+    float x[64 * 4], y[64];
+    uint64_t st = 1;
+    bp_test_fill_uniform(x, 64 * 4, -1, 1, &st);
+    for (int i = 0; i < 64; i++) y[i] = (float)(i % 3);
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 64, NULL), BP_OK);
+    const size_t after_first = ta.attempts;
+    for (int s = 0; s < 50; s++)
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 64, NULL), BP_OK);
+    /* A smaller (last) batch reuses the plan too. */
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 17, NULL), BP_OK);
+    assert_int_equal(ta.attempts, after_first);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    assert_int_equal(ta.live, 0);
+}
+
+static void first_step_out_of_memory_leaves_net_usable(void **state)
+{
+    (void)state;
+    bp_test_alloc ta = {0};
+    bp_net *net;
+    assert_status(bp_net_create_ex(&net, 2, 1, bp_test_alloc_fn, bp_test_free_fn, &ta), BP_OK);
+    assert_status(bp_net_add_dense(net, 4, BP_ACT_TANH), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_SIGMOID), BP_OK);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.1, 0);
+    float before[17];
+    assert_int_equal(bp_net_param_count(net), 17);
+    memcpy(before, bp_net_params(net, NULL), sizeof before);
+    ta.fail_at = (long)ta.attempts + 1;
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, xor_x, xor_y, 4, NULL), BP_ERR_NOMEM);
+    ta.fail_at = 0;
+    assert_memory_equal(before, bp_net_params(net, NULL), sizeof before);
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, xor_x, xor_y, 4, NULL), BP_OK);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    assert_int_equal(ta.live, 0);
+}
+
+static void bad_input_leaves_the_network_untouched(void **state)
+{
+    (void)state;
+    bp_net *net = small_classifier(2), *reg, *empty;
+    assert_status(bp_net_create(&reg, 4, 1), BP_OK);
+    assert_status(bp_net_add_dense(reg, 3, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_net_create(&empty, 4, 1), BP_OK);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0);
+    float x[8] = {0.1f, 0.2f, 0.3f, 0.4f, -0.1f, -0.2f, -0.3f, -0.4f}, y[2] = {0, 2};
+    float xnan[8], ybad[2] = {0, 3}, yhalf[2] = {0, 1.5f}, t6[6] = {0}, t6nan[6] = {0};
+    memcpy(xnan, x, sizeof x);
+    xnan[5] = (float)NAN;
+    t6nan[4] = (float)INFINITY;
+    size_t np;
+    const float *params = bp_net_params(net, &np);
+    float *snapshot = malloc(np * sizeof(float));
+    assert_non_null(snapshot);
+    memcpy(snapshot, params, np * sizeof(float));
+    float lv = 123;
+    const int S = BP_LOSS_SPARSE_SOFTMAX_CE;
+    assert_status(bp_net_train_step(NULL, opt, S, x, y, 2, &lv), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_train_step(net, NULL, S, x, y, 2, &lv), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_train_step(net, opt, S, NULL, y, 2, &lv), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_train_step(net, opt, S, x, NULL, 2, &lv), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_train_step(net, opt, S, x, y, 0, &lv), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_train_step(net, opt, 77, x, y, 2, &lv), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_train_step(empty, opt, S, x, y, 2, &lv), BP_ERR_STATE);
+    assert_status(bp_net_train_step(net, opt, S, xnan, y, 2, &lv), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_net_last_error(net), "row 1, column 1"));
+    assert_status(bp_net_train_step(net, opt, S, x, ybad, 2, &lv), BP_ERR_INDEX);
+    assert_non_null(strstr(bp_net_last_error(net), "row 1"));
+    assert_status(bp_net_train_step(net, opt, S, x, yhalf, 2, &lv), BP_ERR_INDEX);
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, t6nan, 2, &lv), BP_ERR_NONFINITE);
+    assert_memory_equal(snapshot, bp_net_params(net, NULL), np * sizeof(float));
+    assert_int_equal(bp_optimizer_step_count(opt), 0);
+    /* Softmax CE needs a softmax output layer. */
+    assert_status(bp_net_train_step(reg, opt, BP_LOSS_SOFTMAX_CE, x, t6, 2, &lv), BP_ERR_STATE);
+    assert_non_null(strstr(bp_net_last_error(reg), "softmax"));
+    /* An optimizer bound to one shape refuses another net, which stays untouched. */
+    assert_status(bp_net_train_step(net, opt, S, x, y, 2, &lv), BP_OK);
+    float reg_before[15];
+    memcpy(reg_before, bp_net_params(reg, NULL), sizeof reg_before);
+    assert_status(bp_net_train_step(reg, opt, BP_LOSS_MSE, x, t6, 2, &lv), BP_ERR_STATE);
+    assert_true(strlen(bp_net_last_error(reg)) > 0);
+    assert_memory_equal(reg_before, bp_net_params(reg, NULL), sizeof reg_before);
+    free(snapshot);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    bp_net_free(reg);
+    bp_net_free(empty);
+}
+
+static void overflowing_gradient_stops_before_the_update(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create(&net, 2, 1), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
+    const float big[6] = {3e37f, 3e37f, 3e37f, 3e37f, 0, 0};
+    assert_status(bp_layer_set_weights(bp_net_layer(net, 0), big, 4), BP_OK);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.1, 0);
+    float before[9];
+    memcpy(before, bp_net_params(net, NULL), sizeof before);
+    const float x[2] = {10, 10}, y[1] = {0};
+    const bp_status s = bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL);
+    assert_int_equal(s, BP_ERR_NONFINITE);
+    assert_memory_equal(before, bp_net_params(net, NULL), sizeof before);
+    assert_int_equal(bp_optimizer_step_count(opt), 0);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        bp_add_test(xor_is_learned_by_sgd_momentum_adam_and_irprop),
+        bp_add_test(linear_regression_recovers_true_weights),
+        bp_add_test(same_seed_gives_bit_identical_weights_after_100_steps),
+        bp_add_test(fused_softmax_ce_gradients_match_the_unfused_path),
+        bp_add_test(clipping_bounds_the_global_norm_and_each_value),
+        bp_add_test(frozen_layer_is_not_updated),
+        bp_add_test(no_allocation_after_the_first_step_at_a_batch_size),
+        bp_add_test(first_step_out_of_memory_leaves_net_usable),
+        bp_add_test(bad_input_leaves_the_network_untouched),
+        bp_add_test(overflowing_gradient_stops_before_the_update),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
