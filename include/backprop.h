@@ -125,7 +125,6 @@ typedef enum bp_status {
                                        bound to a net of another shape) */
     BP_ERR_UNSUPPORTED = -103,    /**< feature not built in or not applicable */
     BP_ERR_BUFFER_TOO_SMALL = -104, /**< caller's output buffer is smaller than required */
-    BP_ERR_CANCELLED = -105,      /**< stopped at the caller's request (callback) */
     BP_ERR_SHAPE = -200,          /**< widths or sizes disagree */
     BP_ERR_INDEX = -201,          /**< an index (layer, class label, row) is out of range */
     BP_ERR_NONFINITE = -300,      /**< NaN or Inf in an input, target, loss or gradient */
@@ -422,6 +421,20 @@ BP_API bp_status bp_net_zero_grad(bp_net *net);
  *  further allocation happens. @since 0.1 */
 BP_API bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
                                    const float *y, size_t n, float *loss_value);
+
+/** Steps one to three without the update: forward, loss and backward for a batch, leaving
+ *  dL/dW and dL/db in the gradients (added to them with BP_NET_ACCUMULATE_GRADS). For custom
+ *  optimizers, gradient accumulation over several batches, or averaging gradients across
+ *  processes (bp_net_grads()) before bp_optimizer_step(). Clipping (BP_NET_CLIP_*) is not
+ *  applied here; it belongs to bp_net_train_step().
+ *  @param loss        an enum bp_loss value.
+ *  @param x           inputs [n x in].
+ *  @param y           targets [n x out], or [n] class indices for BP_LOSS_SPARSE_SOFTMAX_CE.
+ *  @param n           rows, >= 1.
+ *  @param loss_value  if not NULL, receives the batch loss.
+ *  @return as bp_net_train_step() without the optimizer errors. @since 0.1 */
+BP_API bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const float *y,
+                                      size_t n, float *loss_value);
 
 /** Inference on any number of rows (processed internally in batches; no size limit).
  *  Does not disturb the activations kept for bp_net_backward().

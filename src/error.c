@@ -35,7 +35,6 @@ const char *bp_status_string(int status)
     case BP_ERR_STATE: return "call not valid in the current state";
     case BP_ERR_UNSUPPORTED: return "not supported by this build";
     case BP_ERR_BUFFER_TOO_SMALL: return "output buffer too small";
-    case BP_ERR_CANCELLED: return "cancelled by the caller";
     case BP_ERR_SHAPE: return "shape mismatch";
     case BP_ERR_INDEX: return "index out of range";
     case BP_ERR_NONFINITE: return "non-finite value (NaN or Inf)";

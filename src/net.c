@@ -563,35 +563,34 @@ static void clip_grads(bp_net *net)
     }
 }
 
-bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
-                            const float *y, size_t n, float *loss_value)
+/* Validation shared by compute_grads and train_step (everything but the optimizer). */
+static bp_status check_step_args(bp_net *net, const char *fn, int loss, const float *x,
+                                 const float *y, size_t n)
 {
-    NET_CHECK(net, "bp_net_train_step");
     if (x == NULL || y == NULL)
-        return bp__fail(net->err, BP_ERR_INVALID_ARG,
-                        "bp_net_train_step: x and y must not be NULL");
-    if (n == 0) return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_train_step: n is 0");
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: x and y must not be NULL", fn);
+    if (n == 0) return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: n is 0", fn);
     if (!bp__loss_valid(loss))
-        return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_train_step: unknown loss %d", loss);
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: unknown loss %d", fn, loss);
     if (net->nlayers == 0)
-        return bp__fail(net->err, BP_ERR_STATE, "bp_net_train_step: the net has no layers");
+        return bp__fail(net->err, BP_ERR_STATE, "%s: the net has no layers", fn);
     const bp_layer *last = net->layers[net->nlayers - 1];
-    const int softmax_out = last->activation == BP_ACT_SOFTMAX;
     const int ce = loss == BP_LOSS_SOFTMAX_CE || loss == BP_LOSS_SPARSE_SOFTMAX_CE;
-    if (ce && !softmax_out)
-        return bp__fail(net->err, BP_ERR_STATE,
-                        "bp_net_train_step: %s needs a softmax output layer; layer %zu is %s",
-                        bp__loss_name(loss), last->index, bp__act_name(last->activation));
-    {
-        const bp_status s = bp__optimizer_validate_for(opt, net);
-        if (s != BP_OK) {
-            bp__fail(net->err, s, "bp_net_train_step: %s", bp_last_error());
-            return s;
-        }
-    }
-    const size_t out = last->out;
-    BP_CHECK(check_input(net, "bp_net_train_step", x, n));
-    BP_CHECK(bp__loss_check_targets(net->err, loss, y, n, out));
+    if (ce && last->activation != BP_ACT_SOFTMAX)
+        return bp__fail(net->err, BP_ERR_STATE, "%s: %s needs a softmax output layer; layer %zu "
+                                                 "is %s",
+                        fn, bp__loss_name(loss), last->index, bp__act_name(last->activation));
+    return BP_OK;
+}
+
+/* Forward, loss and backward for a validated batch; gradients proven finite on success. */
+static bp_status grads_pass(bp_net *net, const char *fn, int loss, const float *x,
+                            const float *y, size_t n, float *value)
+{
+    const bp_layer *last = net->layers[net->nlayers - 1];
+    const int ce = loss == BP_LOSS_SOFTMAX_CE || loss == BP_LOSS_SPARSE_SOFTMAX_CE;
+    BP_CHECK(check_input(net, fn, x, n));
+    BP_CHECK(bp__loss_check_targets(net->err, loss, y, n, last->out));
     BP_CHECK(ws_plan(net, &net->ws, n, 1));
 
     bp__workspace *ws = &net->ws;
@@ -599,19 +598,40 @@ bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const floa
     ws->x_in = x;
     forward_pass(net, ws, x, n, 1);
     const size_t li = net->nlayers - 1;
-    float value;
     int is_dz;
+    /* Fused softmax-CE: the output layer's scratch holds its logits z (dense softmax layers
+     * keep z, see layer_dense.c). */
     bp_status s = bp__loss_compute(net->err, loss, net->huber_delta, ws->y[li],
-                                   ce ? ws->s[li] : NULL, y, n, out, &value, ws->g0, &is_dz);
+                                   ce ? ws->s[li] : NULL, y, n, last->out, value, ws->g0,
+                                   &is_dz);
     if (s == BP_OK) s = backward_pass(net, ws, n, is_dz);
     ws->x_in = NULL; /* the caller's x is not retained */
-    if (s != BP_OK) return s;
+    return s;
+}
+
+bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const float *y, size_t n,
+                               float *loss_value)
+{
+    NET_CHECK(net, "bp_net_compute_grads");
+    BP_CHECK(check_step_args(net, "bp_net_compute_grads", loss, x, y, n));
+    float value;
+    BP_CHECK(grads_pass(net, "bp_net_compute_grads", loss, x, y, n, &value));
+    if (loss_value != NULL) *loss_value = value;
+    return BP_OK;
+}
+
+bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                            const float *y, size_t n, float *loss_value)
+{
+    NET_CHECK(net, "bp_net_train_step");
+    BP_CHECK(check_step_args(net, "bp_net_train_step", loss, x, y, n));
+    bp_status s = bp__optimizer_validate_for(opt, net);
+    if (s != BP_OK) return bp__fail(net->err, s, "bp_net_train_step: %s", bp_last_error());
+    float value;
+    BP_CHECK(grads_pass(net, "bp_net_train_step", loss, x, y, n, &value));
     if (net->clip_norm > 0.0 || net->clip_value > 0.0) clip_grads(net);
     s = bp__optimizer_step_trusted(opt, net);
-    if (s != BP_OK) {
-        bp__fail(net->err, s, "bp_net_train_step: %s", bp_last_error());
-        return s;
-    }
+    if (s != BP_OK) return bp__fail(net->err, s, "bp_net_train_step: %s", bp_last_error());
     if (loss_value != NULL) *loss_value = value;
     return BP_OK;
 }

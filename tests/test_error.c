@@ -8,7 +8,7 @@
 
 static const int all_codes[] = {
     BP_OK,          BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE, BP_ERR_STATE,
-    BP_ERR_UNSUPPORTED, BP_ERR_BUFFER_TOO_SMALL, BP_ERR_CANCELLED, BP_ERR_SHAPE,
+    BP_ERR_UNSUPPORTED, BP_ERR_BUFFER_TOO_SMALL, BP_ERR_SHAPE,
     BP_ERR_INDEX,   BP_ERR_NONFINITE,   BP_ERR_IO,           BP_ERR_FORMAT,
     BP_ERR_VERSION, BP_ERR_CHECKSUM,    BP_ERR_NOMEM};
 
@@ -54,7 +54,6 @@ static void status_values_are_pinned(void **state)
     assert_int_equal(BP_ERR_STATE, -102);
     assert_int_equal(BP_ERR_UNSUPPORTED, -103);
     assert_int_equal(BP_ERR_BUFFER_TOO_SMALL, -104);
-    assert_int_equal(BP_ERR_CANCELLED, -105);
     assert_int_equal(BP_ERR_SHAPE, -200);
     assert_int_equal(BP_ERR_INDEX, -201);
     assert_int_equal(BP_ERR_NONFINITE, -300);

@@ -166,6 +166,46 @@ static void fused_softmax_ce_gradients_match_the_unfused_path(void **state)
     bp_net_free(net);
 }
 
+static void compute_grads_then_step_equals_train_step(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    bp_net *a = small_classifier(21), *b = small_classifier(21);
+    bp_optimizer *oa = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0), *ob = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0);
+    float x[N * 4], y[N] = {0, 1, 2, 2, 1, 0};
+    uint64_t st = 8;
+    bp_test_fill_uniform(x, N * 4, -1, 1, &st);
+    float la, lb;
+    for (int i = 0; i < 3; i++) {
+        assert_status(bp_net_train_step(a, oa, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &la), BP_OK);
+        assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &lb), BP_OK);
+        assert_status(bp_optimizer_step(ob, b), BP_OK);
+        assert_true(la == lb);
+    }
+    const size_t np = bp_net_param_count(a);
+    assert_memory_equal(bp_net_params(a, NULL), bp_net_params(b, NULL), np * sizeof(float));
+    /* Accumulating two half batches gives the sum of their mean gradients. */
+    float *g1 = malloc(np * sizeof(float));
+    assert_non_null(g1);
+    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 3, NULL), BP_OK);
+    memcpy(g1, bp_net_grads(b, NULL), np * sizeof(float));
+    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x + 12, y + 3, 3, NULL), BP_OK);
+    for (size_t k = 0; k < np; k++) g1[k] += bp_net_grads(b, NULL)[k];
+    assert_status(bp_net_set(b, BP_NET_ACCUMULATE_GRADS, 1), BP_OK);
+    assert_status(bp_net_zero_grad(b), BP_OK);
+    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 3, NULL), BP_OK);
+    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x + 12, y + 3, 3, NULL), BP_OK);
+    for (size_t k = 0; k < np; k++) assert_close(bp_net_grads(b, NULL)[k], g1[k], 1e-5, 1e-7);
+    assert_status(bp_net_compute_grads(NULL, BP_LOSS_MSE, x, y, 1, NULL), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_compute_grads(b, BP_LOSS_MSE, NULL, y, 1, NULL), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 0, NULL), BP_ERR_INVALID_ARG);
+    free(g1);
+    bp_optimizer_free(oa);
+    bp_optimizer_free(ob);
+    bp_net_free(a);
+    bp_net_free(b);
+}
+
 static double grad_norm(bp_net *net)
 {
     size_t np;
@@ -351,6 +391,7 @@ int main(void)
         bp_add_test(linear_regression_recovers_true_weights),
         bp_add_test(same_seed_gives_bit_identical_weights_after_100_steps),
         bp_add_test(fused_softmax_ce_gradients_match_the_unfused_path),
+        bp_add_test(compute_grads_then_step_equals_train_step),
         bp_add_test(clipping_bounds_the_global_norm_and_each_value),
         bp_add_test(frozen_layer_is_not_updated),
         bp_add_test(no_allocation_after_the_first_step_at_a_batch_size),
