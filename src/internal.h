@@ -220,6 +220,8 @@ struct bp_net {
     bp__workspace ws;    /* training forward/backward */
     bp__workspace pws;   /* bp_net_predict */
     size_t max_width;    /* max(inputs, every layer's out) */
+    uint64_t shape_hash; /* bp__optimizer_shape_hash() of the layer layout, kept current by
+                            bp__net_append_layer so that every step compares in O(1) */
     int accumulate;
     double huber_delta;
     double clip_norm, clip_value;

@@ -17,8 +17,19 @@ static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float
     /* x: [n x in], w: [out x in], b: [out], y: [n x out], z (scratch): [n x out] or NULL */
     (void)training;
     const size_t in = l->in, out = l->out;
-    /* y = x W^T */
-    bp__gemm(0, 1, n, out, in, 1.0f, x, in, bp__layer_w(l), in, 0.0f, y, out);
+    const float *restrict w = bp__layer_w(l);
+    if (n == 1) {
+        /* One row (online training, single predictions): y = W x, no GEMM dispatch. */
+        for (size_t o = 0; o < out; o++) {
+            const float *restrict wo = w + o * in;
+            float s = 0.0f;
+            for (size_t i = 0; i < in; i++) s += wo[i] * x[i];
+            y[o] = s;
+        }
+    } else {
+        /* y = x W^T */
+        bp__gemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+    }
     /* z = y + b; y = f(z) */
     bp__act_forward(l->activation, &l->act, n, out, y, bp__layer_b(l), z, y);
 }
@@ -31,8 +42,33 @@ static void dense_backward(bp_layer *l, size_t n, const float *x, float *z, cons
     if (!dy_is_dz) bp__act_backward(l->activation, &l->act, n, out, z, y, dy);
     const float *dz = dy;
 
-    /* db (+)= sum over rows of dz */
     float *restrict db = bp__layer_db(l);
+    if (n == 1) {
+        /* One row: db (+)= dz, dW (+)= dz x^T (outer product), dx = W^T dz. */
+        float *restrict dw = bp__layer_dw(l);
+        const float *restrict w = bp__layer_w(l);
+        for (size_t o = 0; o < out; o++) {
+            const float d = dz[o];
+            float *restrict dwo = dw + o * in;
+            if (accumulate) {
+                db[o] += d;
+                for (size_t i = 0; i < in; i++) dwo[i] += d * x[i];
+            } else {
+                db[o] = d;
+                for (size_t i = 0; i < in; i++) dwo[i] = d * x[i];
+            }
+        }
+        if (dx != NULL) {
+            for (size_t i = 0; i < in; i++) dx[i] = 0.0f;
+            for (size_t o = 0; o < out; o++) {
+                const float d = dz[o];
+                const float *restrict wo = w + o * in;
+                for (size_t i = 0; i < in; i++) dx[i] += d * wo[i];
+            }
+        }
+        return;
+    }
+    /* db (+)= sum over rows of dz */
     if (!accumulate)
         for (size_t j = 0; j < out; j++) db[j] = 0.0f;
     for (size_t i = 0; i < n; i++) {

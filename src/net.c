@@ -138,6 +138,7 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
     net->layers[net->nlayers++] = l;
     net->nparams = total;
     if (l->out > net->max_width) net->max_width = l->out;
+    net->shape_hash = bp__optimizer_shape_hash(net);
     bp__layer_init_params(l, init_scheme, init_value);
     /* Shapes changed: the workspaces are replanned on the next call. */
     ws_release(net, &net->ws);
@@ -273,6 +274,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     }
     net->rng = src->rng;
     net->max_width = src->max_width;
+    net->shape_hash = src->shape_hash;
     net->accumulate = src->accumulate;
     net->huber_delta = src->huber_delta;
     net->clip_norm = src->clip_norm;
@@ -471,9 +473,10 @@ static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t
 }
 
 /* Walk the layers in reverse. ws->g0 holds dL/dY of the last layer (or dL/dZ when
- * dy_is_dz). Every layer's gradient is proven finite: dz is scanned (small: n x out), and dW
- * = dz^T x, db = sum dz are bounded by n * max|dz| * max|x|; only when that bound could
- * overflow are dW and db scanned themselves. */
+ * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it: small
+ * layers have dW and db scanned; for large ones dz is scanned (n x out, small next to
+ * out x in) and dW = dz^T x, db = sum dz are bounded by n * max|dz| * max|x|, so dW and db
+ * are scanned only when that bound could overflow. */
 static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_is_dz)
 {
     float *g = ws->g0, *other = ws->g1;
@@ -483,15 +486,20 @@ static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_
         float *dx = i > 0 ? other : NULL;
         l->vt->backward(l, n, x, ws->s[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
         dy_is_dz = 0;
-        const float mdz = max_abs(g, n * l->out);
-        if (!isfinite(mdz))
-            return bp__fail(net->err, BP_ERR_NONFINITE,
-                            "layer %zu (%s): gradient dL/dz is not finite", i, l->vt->name);
-        const float mx = max_abs(x, n * l->in);
-        const double bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
-        if (net->accumulate || !(bound < 1e37)) {
-            const size_t np = l->nweights + l->nbiases;
+        const size_t np = l->nweights + l->nbiases;
+        if (np <= 4096 || net->accumulate) {
+            /* Small layer (or accumulated sums): scanning dW and db is as cheap as any bound. */
             if (bp__first_nonfinite(bp__layer_dw(l), np) != np)
+                return bp__fail(net->err, BP_ERR_NONFINITE,
+                                "layer %zu (%s): gradient is not finite", i, l->vt->name);
+        } else {
+            const float mdz = max_abs(g, n * l->out);
+            if (!isfinite(mdz))
+                return bp__fail(net->err, BP_ERR_NONFINITE,
+                                "layer %zu (%s): gradient dL/dz is not finite", i, l->vt->name);
+            const float mx = max_abs(x, n * l->in);
+            const double bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
+            if (!(bound < 1e37) && bp__first_nonfinite(bp__layer_dw(l), np) != np)
                 return bp__fail(net->err, BP_ERR_NONFINITE,
                                 "layer %zu (%s): weight gradient is not finite", i, l->vt->name);
         }

@@ -329,7 +329,7 @@ bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net)
                         s[S(BP_OPT_RPROP_DELTA_MIN)], s[S(BP_OPT_RPROP_DELTA_MAX)]);
     if (opt->bound && (opt->bound_nparams != net->nparams ||
                        opt->bound_nlayers != net->nlayers ||
-                       opt->bound_hash != bp__optimizer_shape_hash(net))) {
+                       opt->bound_hash != net->shape_hash)) {
         const int same_counts =
             opt->bound_nparams == net->nparams && opt->bound_nlayers == net->nlayers;
         return bp__fail(opt->err, BP_ERR_STATE,
@@ -379,7 +379,7 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
     opt->bound = 1;
     opt->bound_nparams = np;
     opt->bound_nlayers = net->nlayers;
-    opt->bound_hash = bp__optimizer_shape_hash(net);
+    opt->bound_hash = net->shape_hash;
     opt->steps = 0;
     opt->sgd_buf_ready = 0;
     opt->nadam_mu_product = 1.0;
