@@ -57,12 +57,18 @@ def tool(name, given):
 def describe(abidw, lib, headers, out):
     subprocess.run([abidw, "--headers-dir", headers, *ABIDW_OPTIONS, "--out-file", out, lib],
                    check=True)
+    # Translation-unit paths relative to the source tree: the file must not depend on where
+    # the tree was checked out.
+    root = os.path.dirname(os.path.abspath(headers)) + os.sep
     with open(out, encoding="utf-8") as f:
-        head = f.read(4096)
+        text = f.read().replace("path='" + root, "path='")
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(text)
+    head = text[:4096]
     m = re.search(r"soname='([^']+)'", head)
     if not m:
         raise SystemExit(f"abi: {lib} has no SONAME")
-    if "<function-decl" not in open(out, encoding="utf-8").read():
+    if "<function-decl" not in text:
         raise SystemExit(f"abi: abidw found no function types in {lib}: build it with -g "
                          "(e.g. the test preset, RelWithDebInfo)")
     return m.group(1)
