@@ -12,16 +12,15 @@ static _Thread_local char tls_err[BP__ERR_CAP];
 
 bp_status bp__fail(char *err, bp_status status, const char *fmt, ...)
 {
+    /* Format into a local buffer first: the arguments may point into the thread's message or
+     * into err itself (e.g. wrapping bp_last_error() in a caller's context). */
+    char msg[BP__ERR_CAP];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(tls_err, sizeof tls_err, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (err != NULL && err != tls_err) {
-        /* Copy rather than format twice: the arguments may point into err itself. */
-        size_t i = 0;
-        for (; i + 1 < BP__ERR_CAP && tls_err[i] != '\0'; i++) err[i] = tls_err[i];
-        err[i] = '\0';
-    }
+    memcpy(tls_err, msg, sizeof msg);
+    if (err != NULL) memcpy(err, msg, sizeof msg);
     return status;
 }
 
