@@ -1,7 +1,11 @@
 /* make_golden.c -- writes tests/data/golden_model.bpm and golden_model.txt, the committed
  * model that test_serialize checks every later version still loads and predicts with.
  *
- *     build/tests/make_golden tests/data
+ *     build/tests/make_golden tests/data [tests/fuzz/corpus/model]
+ *
+ * With a second directory it also writes small seed files for the fuzz_model target: two
+ * checkpoints (SGD with momentum, iRprop-) with training-state records, and the golden
+ * model again.
  *
  * Run it again only when the format version changes on purpose (and keep the old file as
  * golden_model_v<N>.bpm with its own test). The .txt holds "n in out", then n x in inputs
@@ -21,8 +25,8 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s <output directory>\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s <data directory> [<fuzz corpus directory>]\n", argv[0]);
         return 2;
     }
     enum { N = 6, IN = 3, OUT = 2, TRAIN = 16 };
@@ -60,6 +64,27 @@ int main(int argc, char **argv)
     for (int i = 0; i < N * OUT; i++)
         fprintf(f, "%a%c", (double)out[i], (i + 1) % OUT ? ' ' : '\n');
     if (fclose(f) != 0) return 1;
+    if (argc == 3) {
+        snprintf(path, sizeof path, "%s/golden_model.bpm", argv[2]);
+        CHECK(bp_net_save(net, path));
+        const int kinds[2] = {BP_OPTIMIZER_SGD, BP_OPTIMIZER_IRPROP_MINUS};
+        for (int i = 0; i < 2; i++) {
+            bp_net *small;
+            bp_optimizer *o;
+            CHECK(bp_net_create(&small, IN, 7));
+            CHECK(bp_net_add_dense(small, 2, BP_ACT_RELU));
+            CHECK(bp_net_add_dense(small, OUT, BP_ACT_SOFTMAX));
+            CHECK(bp_optimizer_create(&o, kinds[i]));
+            CHECK(bp_optimizer_set(o, BP_OPT_MOMENTUM, 0.5));
+            for (int s = 0; s < 3; s++)
+                CHECK(bp_net_train_step(small, o, BP_LOSS_SOFTMAX_CE, x, y, 4, 0));
+            CHECK(bp_net_set_meta(small, "k", "v"));
+            snprintf(path, sizeof path, "%s/seed_checkpoint_%d.bpc", argv[2], kinds[i]);
+            CHECK(bp_checkpoint_save(small, o, path));
+            bp_optimizer_free(o);
+            bp_net_free(small);
+        }
+    }
     bp_optimizer_free(opt);
     bp_net_free(net);
     return 0;

@@ -668,6 +668,7 @@ static void training_state_records_travel_in_checkpoints_only(void **state)
     img = save_to_buffer(net, NULL, &size);
     assert_status(bp_net_load_buffer(&back, img, size), BP_OK);
     assert_status(bp__ckpt_state_get(back, "fit", &data, &len), BP_ERR_INDEX);
+    bp_net_free(back);
     assert_status(bp_checkpoint_load_buffer(&back, &oback, img, size), BP_ERR_FORMAT);
     assert_non_null(strstr(bp_last_error(), "not a checkpoint"));
     free(img);
