@@ -912,7 +912,9 @@ BP_API bp_status bp_net_save(const bp_net *net, const char *path);
  *  @param capacity  bytes @p buf can hold.
  *  @param size      receives the bytes needed (written when BP_OK); may not be NULL.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_BUFFER_TOO_SMALL (@p size then
- *  holds the size needed; buf is unspecified). Does not allocate. @since 0.1 */
+ *  holds the size needed; buf is unspecified), BP_ERR_NOMEM (only layer kinds with
+ *  non-parameter state, e.g. running statistics, copy it through a temporary buffer; dense
+ *  networks never allocate here). @since 0.1 */
 BP_API bp_status bp_net_save_buffer(const bp_net *net, void *buf, size_t capacity,
                                     size_t *size);
 

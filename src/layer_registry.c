@@ -6,7 +6,6 @@
  * `kinds` below. serialize.c then saves and loads it without knowing it. */
 #include "internal.h"
 
-#include <math.h>
 
 static const bp__layer_vtable *const kinds[] = {
     &bp__dense_vtable,

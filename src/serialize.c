@@ -751,7 +751,7 @@ static bp_status dfail(const dec *d, bp_status st, const char *fmt, ...)
  * argument and range errors of setters mean the file's values are malformed. */
 static bp_status dwrap(const dec *d, bp_status st)
 {
-    char msg[BP__ERR_CAP];
+    char msg[BP__ERR_CAP]; /* dfail formats into the buffer bp_last_error() returns */
     snprintf(msg, sizeof msg, "%s", bp_last_error());
     if (st == BP_ERR_INVALID_ARG || st == BP_ERR_OUT_OF_RANGE || st == BP_ERR_SHAPE ||
         st == BP_ERR_STATE || st == BP_ERR_BUFFER_TOO_SMALL || st == BP_ERR_INDEX)

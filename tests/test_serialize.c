@@ -771,6 +771,8 @@ static void resume_is_bit_identical(int kind)
             bp_optimizer_free(o2);
             bp_net_free(n2);
         }
+        bp_optimizer_free(ropt); /* the parent's objects, copied by fork: no leak report */
+        bp_net_free(ref);
         _exit(code);
     }
     int status = 0;
@@ -991,6 +993,8 @@ static void failed_saves_leave_the_previous_file_intact(void **state)
             code = s == BP_ERR_IO ? 0 : 11;
             if (code == 0 && strstr(bp_last_error(), "too large") == NULL) code = 12;
         }
+        bp_net_free(big);
+        bp_net_free(old);
         _exit(code);
     }
     int status = 0;
