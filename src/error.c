@@ -12,15 +12,16 @@ static _Thread_local char tls_err[BP__ERR_CAP];
 
 bp_status bp__fail(char *err, bp_status status, const char *fmt, ...)
 {
-    /* Format into a local buffer first: the arguments may point into the thread's message or
-     * into err itself (e.g. wrapping bp_last_error() in a caller's context). */
+    /* Format into a local buffer first: the arguments may point into tls_err or err
+     * themselves (re-raising bp_last_error() with a prefix), and vsnprintf must not write
+     * where it reads. */
     char msg[BP__ERR_CAP];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     memcpy(tls_err, msg, sizeof msg);
-    if (err != NULL) memcpy(err, msg, sizeof msg);
+    if (err != NULL && err != tls_err) memcpy(err, msg, sizeof msg);
     return status;
 }
 

@@ -5,6 +5,8 @@
  *           first layer skips dx. */
 #include "internal.h"
 
+#include <math.h>
+
 /* Training keeps the pre-activation z for activations whose derivative needs it. */
 static size_t dense_scratch(const bp_layer *l, size_t n, int training)
 {
@@ -81,6 +83,54 @@ static void dense_backward(bp_layer *l, size_t n, const float *x, float *z, cons
     if (dx != NULL) bp__gemm(0, 0, n, in, out, 1.0f, dz, out, bp__layer_w(l), in, 0.0f, dx, in);
 }
 
+/* Persistence: units and activation construct the layer; the settings follow. */
+static size_t dense_hyper(const bp_layer *l, bp__hyper *hp, size_t cap)
+{
+    const bp__hyper c[2] = {{BP__HP_UNITS, (double)l->out},
+                            {BP__HP_ACTIVATION, (double)l->activation}};
+    for (size_t i = 0; i < 2 && i < cap; i++) hp[i] = c[i];
+    return bp__hyper_put_settings(l, hp, cap, 2);
+}
+
+static bp_status dense_construct(bp_net *net, const bp__hyper *hp, size_t count,
+                                 size_t expect_params)
+{
+    static const uint32_t known[] = {BP__HP_UNITS, BP__HP_ACTIVATION, 0};
+    double units, act;
+    if (bp__hyper_find(hp, count, BP__HP_UNITS, &units) != 0 ||
+        bp__hyper_find(hp, count, BP__HP_ACTIVATION, &act) != 0)
+        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (dense): units or activation "
+                        "missing", net->nlayers);
+    if (!(units >= 1.0 && units <= 16777216.0 && units == floor(units)) ||
+        !(act >= 0.0 && act <= 1000.0 && act == floor(act)))
+        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (dense): units %g or activation %g "
+                        "is not a valid integer", net->nlayers, units, act);
+    const size_t out = (size_t)units;
+    const size_t in = net->nlayers ? net->layers[net->nlayers - 1]->out : net->inputs;
+    size_t nw;
+    /* (in + 1) * out parameters: checked against the file before anything is allocated. */
+    if (bp__mul_size(in + 1, out, &nw) != 0 || nw != expect_params)
+        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (dense): %zu x %zu needs %zu + %zu "
+                        "parameters, the file holds %zu", net->nlayers, out, in, out * in, out,
+                        expect_params);
+    const bp_status s = bp_net_add_dense(net, out, (int)act);
+    if (s == BP_ERR_INVALID_ARG || s == BP_ERR_STATE) /* unknown activation, softmax inside */
+        return bp__fail(net->err, BP_ERR_FORMAT, "%s", bp_last_error());
+    if (s != BP_OK) return s;
+    return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
+}
+
 const bp__layer_vtable bp__dense_vtable = {
-    BP_LAYER_DENSE, "dense", dense_scratch, dense_forward, dense_backward, NULL, NULL,
+    .kind = BP_LAYER_DENSE,
+    .name = "dense",
+    .scratch_floats = dense_scratch,
+    .forward = dense_forward,
+    .backward = dense_backward,
+    .destroy = NULL,
+    .clone = NULL,
+    .hyper = dense_hyper,
+    .construct = dense_construct,
+    .state_floats = NULL,
+    .state_write = NULL,
+    .state_read = NULL,
 };

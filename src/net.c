@@ -78,6 +78,7 @@ void bp_net_free(bp_net *net)
     bp__free_aligned(&a, net->grads);
     ws_release(net, &net->ws);
     ws_release(net, &net->pws);
+    bp__persist_free(net);
     net->magic = 0;
     bp__free(&a, net);
 }
@@ -279,6 +280,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->huber_delta = src->huber_delta;
     net->clip_norm = src->clip_norm;
     net->clip_value = src->clip_value;
+    if ((s = bp__persist_clone(net, src)) != BP_OK) goto fail;
     *out = net;
     return BP_OK;
 fail:
@@ -668,6 +670,79 @@ bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t
         const size_t rows = n - r < chunk ? n - r : chunk;
         forward_pass(net, &net->pws, x + r * net->inputs, rows, 0);
         memcpy(y + r * out, net->pws.y[net->nlayers - 1], rows * out * sizeof(float));
+    }
+    return BP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Concurrent inference: caller scratch, const net
+ * ----------------------------------------------------------------------------------------*/
+
+/* Rows per chunk and the floats one chunk needs: two ping-pong activation buffers of
+ * rows x max_width and the largest inference scratch of any layer, each rounded to 16. */
+static size_t ws_rows(size_t n) { return n < BP__PREDICT_CHUNK ? n : BP__PREDICT_CHUNK; }
+
+static size_t predict_scratch(const bp_net *net, size_t rows)
+{
+    size_t act, big = 0;
+    if (bp__mul_size(rows, net->max_width, &act) != 0 || act > SIZE_MAX / 4) return SIZE_MAX;
+    for (size_t i = 0; i < net->nlayers; i++) {
+        const bp_layer *l = net->layers[i];
+        const size_t sf = l->vt->scratch_floats(l, rows, 0);
+        if (sf > big) big = sf;
+    }
+    if (big > SIZE_MAX / 4) return SIZE_MAX;
+    return 2 * round16(act) + round16(big);
+}
+
+size_t bp_net_predict_scratch_floats(const bp_net *net, size_t n)
+{
+    if (!bp__net_ok(net) || net->nlayers == 0 || n == 0) return 0;
+    return predict_scratch(net, ws_rows(n));
+}
+
+bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *y,
+                            size_t capacity, float *scratch, size_t scratch_floats)
+{
+    /* Messages go to the calling thread's bp_last_error() only: net->err is shared. */
+    if (!bp__net_ok(net))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_predict_ws: invalid net handle");
+    if (x == NULL || y == NULL || scratch == NULL)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "bp_net_predict_ws: x, y and scratch must not be NULL");
+    if (n == 0) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_predict_ws: n is 0");
+    if (net->nlayers == 0)
+        return bp__fail(NULL, BP_ERR_STATE, "bp_net_predict_ws: the net has no layers");
+    const size_t out = net_out_width(net), rows = ws_rows(n);
+    size_t need;
+    if (bp__mul_size(n, out, &need) != 0 || need > capacity)
+        return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
+                        "bp_net_predict_ws: %zu rows x %zu outputs need %zu floats, y holds %zu",
+                        n, out, n * out, capacity);
+    const size_t sneed = predict_scratch(net, rows);
+    if (sneed > scratch_floats)
+        return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
+                        "bp_net_predict_ws: %zu rows need %zu scratch floats, got %zu", n,
+                        sneed, scratch_floats);
+    const size_t total = n * net->inputs, bad = bp__first_nonfinite(x, total);
+    if (bad != total)
+        return bp__fail(NULL, BP_ERR_NONFINITE,
+                        "bp_net_predict_ws: input row %zu, column %zu is %g", bad / net->inputs,
+                        bad % net->inputs, (double)x[bad]);
+    const size_t act = round16(rows * net->max_width);
+    float *buf[2] = {scratch, scratch + act};
+    float *ls = scratch + 2 * act;
+    for (size_t r = 0; r < n; r += rows) {
+        const size_t m = n - r < rows ? n - r : rows;
+        const float *in = x + r * net->inputs;
+        for (size_t i = 0; i < net->nlayers; i++) {
+            /* Inference forward (training 0) does not write the layer (see the vtable), so
+             * dropping const here is sound and lets threads share the net. */
+            bp_layer *l = (bp_layer *)(uintptr_t)net->layers[i];
+            float *dst = i + 1 == net->nlayers ? y + r * out : buf[i & 1];
+            l->vt->forward(l, m, in, l->vt->scratch_floats(l, m, 0) ? ls : NULL, dst, 0);
+            in = dst;
+        }
     }
     return BP_OK;
 }
