@@ -85,6 +85,17 @@ inline std::size_t rows_of(std::size_t count, std::size_t width, const char *wha
     return count / width;
 }
 
+template <class Save> std::vector<unsigned char> to_bytes(Save save)
+{
+    std::size_t size = 0;
+    bp_status s = save(nullptr, 0, &size);
+    if (s != BP_OK && s != BP_ERR_BUFFER_TOO_SMALL) check(s);
+    std::vector<unsigned char> bytes(size);
+    check(save(bytes.data(), bytes.size(), &size));
+    bytes.resize(size);
+    return bytes;
+}
+
 } // namespace detail
 
 /** bp_version(). */
@@ -101,6 +112,8 @@ inline void set_num_threads(int threads) { detail::check(bp_set_num_threads(thre
 inline int get_num_threads() noexcept { return bp_get_num_threads(); }
 /** bp_backend_info(). */
 inline std::string backend_info() { return bp_backend_info(); }
+/** bp_format_version(). */
+inline unsigned format_version() noexcept { return bp_format_version(); }
 
 /** Inclusive bounds of a setting, as returned by the bp_*_param_bounds() functions. */
 struct Bounds {
@@ -355,6 +368,122 @@ public:
         std::vector<float> y(n * output_size());
         predict(x.data(), n, y.data(), y.size());
         return y;
+    }
+
+    /** Floats of scratch predict_ws() needs for @p n rows. */
+    std::size_t predict_scratch_floats(std::size_t n) const noexcept
+    {
+        return bp_net_predict_scratch_floats(h_.get(), n);
+    }
+    /** bp_net_predict_ws(): read-only inference, callable from many threads at once on one
+     *  net that nobody modifies, each thread with its own @p scratch. */
+    void predict_ws(const float *x, std::size_t n, float *y, std::size_t capacity,
+                    float *scratch, std::size_t scratch_floats) const
+    {
+        detail::check(bp_net_predict_ws(handle(), x, n, y, capacity, scratch, scratch_floats));
+    }
+    std::vector<float> predict_ws(const std::vector<float> &x) const
+    {
+        std::size_t n = detail::rows_of(x.size(), input_size(), "bp::Net::predict_ws");
+        std::vector<float> y(n * output_size()), scratch(predict_scratch_floats(n));
+        predict_ws(x.data(), n, y.data(), y.size(), scratch.data(), scratch.size());
+        return y;
+    }
+
+    /** bp_net_save(): the model, atomically. */
+    void save(const std::string &path) const { detail::check(bp_net_save(handle(), path.c_str())); }
+    /** bp_net_save_buffer(): the model file's bytes. */
+    std::vector<unsigned char> save_buffer() const
+    {
+        return detail::to_bytes([&](void *buf, std::size_t cap, std::size_t *size) {
+            return bp_net_save_buffer(handle(), buf, cap, size);
+        });
+    }
+    /** bp_net_load(). */
+    static Net load(const std::string &path)
+    {
+        bp_net *h = nullptr;
+        detail::check(bp_net_load(&h, path.c_str()));
+        return Net(h);
+    }
+    /** bp_net_load_buffer(). */
+    static Net load_buffer(const void *data, std::size_t size)
+    {
+        bp_net *h = nullptr;
+        detail::check(bp_net_load_buffer(&h, data, size));
+        return Net(h);
+    }
+    /** bp_checkpoint_save(): the model plus @p opt's state and the training state. */
+    void checkpoint_save(const Optimizer &opt, const std::string &path) const
+    {
+        detail::check(bp_checkpoint_save(handle(), opt.handle(), path.c_str()));
+    }
+    /** bp_checkpoint_save_buffer(). */
+    std::vector<unsigned char> checkpoint_save_buffer(const Optimizer &opt) const
+    {
+        return detail::to_bytes([&](void *buf, std::size_t cap, std::size_t *size) {
+            return bp_checkpoint_save_buffer(handle(), opt.handle(), buf, cap, size);
+        });
+    }
+    /** bp_checkpoint_load(): the network and its optimizer, ready to continue. */
+    static std::pair<Net, Optimizer> checkpoint_load(const std::string &path)
+    {
+        bp_net *h = nullptr;
+        bp_optimizer *o = nullptr;
+        detail::check(bp_checkpoint_load(&h, &o, path.c_str()));
+        return {Net(h), Optimizer::adopt(o)};
+    }
+    /** bp_checkpoint_load_buffer(). */
+    static std::pair<Net, Optimizer> checkpoint_load_buffer(const void *data, std::size_t size)
+    {
+        bp_net *h = nullptr;
+        bp_optimizer *o = nullptr;
+        detail::check(bp_checkpoint_load_buffer(&h, &o, data, size));
+        return {Net(h), Optimizer::adopt(o)};
+    }
+    /** bp_net_set_scaler(): keep a scaler with the model. */
+    Net &set_scaler(int part, const std::vector<float> &offset, const std::vector<float> &scale)
+    {
+        if (offset.size() != scale.size())
+            detail::fail(BP_ERR_SHAPE, "bp::Net::set_scaler: offsets and scales differ in size");
+        detail::check(bp_net_set_scaler(handle(), part, offset.data(), scale.data(),
+                                        offset.size()));
+        return *this;
+    }
+    /** bp_net_get_scaler(): (offsets, scales); both empty when none is kept. */
+    std::pair<std::vector<float>, std::vector<float>> get_scaler(int part) const
+    {
+        std::size_t count = 0;
+        bp_status s = bp_net_get_scaler(handle(), part, nullptr, nullptr, 0, &count);
+        if (s != BP_OK && s != BP_ERR_BUFFER_TOO_SMALL) detail::check(s);
+        std::vector<float> offset(count), scale(count);
+        if (count > 0)
+            detail::check(bp_net_get_scaler(handle(), part, offset.data(), scale.data(), count,
+                                            &count));
+        return {offset, scale};
+    }
+    /** bp_net_set_meta(). */
+    Net &set_meta(const std::string &key, const std::string &value)
+    {
+        detail::check(bp_net_set_meta(handle(), key.c_str(), value.c_str()));
+        return *this;
+    }
+    /** bp_net_set_meta() with NULL: remove an entry. */
+    Net &erase_meta(const std::string &key)
+    {
+        detail::check(bp_net_set_meta(handle(), key.c_str(), nullptr));
+        return *this;
+    }
+    /** bp_net_get_meta(); throws bp::Error(BP_ERR_INDEX) for a missing key. */
+    std::string get_meta(const std::string &key) const
+    {
+        std::size_t needed = 0;
+        bp_status s = bp_net_get_meta(handle(), key.c_str(), nullptr, 0, &needed);
+        if (s != BP_OK && s != BP_ERR_BUFFER_TOO_SMALL) detail::check(s);
+        std::string value(needed, '\0');
+        detail::check(bp_net_get_meta(handle(), key.c_str(), &value[0], value.size(), nullptr));
+        value.resize(needed > 0 ? needed - 1 : 0);
+        return value;
     }
 
     /** The parameter vector (borrowed, writable; see bp_net_params()). */

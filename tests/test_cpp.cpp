@@ -199,6 +199,44 @@ void datasets_load_split_and_scale()
     CHECK(correct * 10 >= train.size() * 9);
 }
 
+void models_save_load_and_resume()
+{
+    bp::Net net = xor_net(21);
+    bp::Optimizer opt(BP_OPTIMIZER_ADAM);
+    for (int i = 0; i < 10; i++) net.train_step(opt, BP_LOSS_MSE, kXorX, kXorY);
+    net.set_meta("task", "xor").set_scaler(BP_SCALE_INPUTS, {0.5f, 0.5f}, {2, 2});
+    std::vector<unsigned char> model = net.save_buffer();
+    bp::Net copy = bp::Net::load_buffer(model.data(), model.size());
+    CHECK(copy.predict(kXorX) == net.predict(kXorX));
+    CHECK(copy.get_meta("task") == "xor");
+    CHECK(copy.get_scaler(BP_SCALE_INPUTS).second == std::vector<float>(2, 2.0f));
+    CHECK(copy.get_scaler(BP_SCALE_TARGETS).first.empty());
+    CHECK(copy.predict_ws(kXorX) == net.predict(kXorX));
+    copy.erase_meta("task");
+    expect_error(BP_ERR_INDEX, [&] { (void)copy.get_meta("task"); });
+
+    std::vector<unsigned char> ckpt = net.checkpoint_save_buffer(opt);
+    auto [resumed, ropt] = bp::Net::checkpoint_load_buffer(ckpt.data(), ckpt.size());
+    for (int i = 0; i < 5; i++) {
+        net.train_step(opt, BP_LOSS_MSE, kXorX, kXorY);
+        resumed.train_step(ropt, BP_LOSS_MSE, kXorX, kXorY);
+    }
+    CHECK(resumed.predict(kXorX) == net.predict(kXorX));
+    CHECK(ropt.step_count() == 15);
+
+    model[model.size() / 2] ^= 0x40;
+    std::string msg;
+    try {
+        bp::Net::load_buffer(model.data(), model.size());
+    } catch (const bp::Error &e) {
+        msg = e.what();
+        CHECK(e.status() == BP_ERR_CHECKSUM || e.status() == BP_ERR_FORMAT);
+    }
+    CHECK(!msg.empty() && msg == bp::last_error());
+    expect_error(BP_ERR_IO, [] { bp::Net::load("/nonexistent/model.bpm"); });
+    CHECK(bp::format_version() >= 1);
+}
+
 void free_functions()
 {
     CHECK(bp::version() == BP_VERSION_NUMBER);
@@ -219,6 +257,7 @@ int main()
         {"errors_carry_status_and_library_message", errors_carry_status_and_library_message},
         {"layer_view_reads_and_writes", layer_view_reads_and_writes},
         {"datasets_load_split_and_scale", datasets_load_split_and_scale},
+        {"models_save_load_and_resume", models_save_load_and_resume},
         {"free_functions", free_functions},
     };
     int run = 0;

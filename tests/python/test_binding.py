@@ -290,6 +290,97 @@ class Training(unittest.TestCase):
             self.assertEqual(out.tolist(), y.tolist())
 
 
+class Persistence(unittest.TestCase):
+    def test_save_and_load_give_the_same_predictions(self):
+        with xor_net() as net:
+            train_xor(net, 300)
+            net.set_meta("task", "xor").set_meta("author", "test_binding")
+            net.set_scaler(bp.SCALE_INPUTS, [0.5, 0.5], [2.0, 2.0])
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "xor.bpm")
+                net.save(path)
+                with bp.Net.load(path) as again:
+                    self.assertEqual(again.predict(XOR_X), net.predict(XOR_X))
+                    self.assertEqual(again.params(), net.params())
+                    self.assertEqual(again.get_meta("task"), "xor")
+                    offset, scale = again.get_scaler(bp.SCALE_INPUTS)
+                    self.assertEqual((list(offset), list(scale)), ([0.5, 0.5], [2.0, 2.0]))
+                    self.assertIsNone(again.get_scaler(bp.SCALE_TARGETS))
+            blob = net.save_buffer()
+            self.assertIsInstance(blob, bytes)
+            with bp.Net.load_buffer(blob) as again:
+                self.assertEqual(again.predict(XOR_X), net.predict(XOR_X))
+            net.set_meta("task", None)
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.get_meta("task")
+            self.assertEqual(cm.exception.status, bp.ERR_INDEX)
+        self.assertGreaterEqual(bp.format_version(), 1)
+
+    def test_checkpoint_resume_is_bit_identical(self):
+        with xor_net(9) as whole, xor_net(9) as part, \
+                bp.Optimizer(bp.OPTIMIZER_ADAM, learning_rate=0.01) as o1, \
+                bp.Optimizer(bp.OPTIMIZER_ADAM, learning_rate=0.01) as o2:
+            for _ in range(20):
+                whole.train_step(o1, bp.LOSS_MSE, XOR_X, XOR_Y)
+            for _ in range(12):
+                part.train_step(o2, bp.LOSS_MSE, XOR_X, XOR_Y)
+            blob = part.checkpoint_save_buffer(o2)
+        net, opt = bp.Net.checkpoint_load_buffer(blob)
+        with net, opt:
+            self.assertEqual(opt.step_count, 12)
+            for _ in range(8):
+                net.train_step(opt, bp.LOSS_MSE, XOR_X, XOR_Y)
+            with xor_net(9) as check, bp.Optimizer(bp.OPTIMIZER_ADAM, learning_rate=0.01) as o:
+                for _ in range(20):
+                    check.train_step(o, bp.LOSS_MSE, XOR_X, XOR_Y)
+                self.assertEqual(net.params(), check.params())
+
+    def test_corrupted_model_raises_with_the_library_message(self):
+        with xor_net() as net:
+            blob = bytearray(net.save_buffer())
+        blob[len(blob) // 2] ^= 0x40
+        with self.assertRaises(bp.BackpropError) as cm:
+            bp.Net.load_buffer(blob)
+        self.assertIn(cm.exception.status, (bp.ERR_CHECKSUM, bp.ERR_FORMAT))
+        self.assertEqual(cm.exception.message, bp.last_error())
+        self.assertTrue(cm.exception.message)
+        for data in (b"", bytes(blob[:10])):
+            with self.assertRaises(bp.BackpropError):
+                bp.Net.load_buffer(data)
+        with self.assertRaises(bp.BackpropError) as cm:
+            bp.Net.load(os.path.join(DATA, "no-such-model.bpm"))
+        self.assertEqual(cm.exception.status, bp.ERR_IO)
+        self.assertIn("no-such-model.bpm", cm.exception.message)
+
+    def test_concurrent_predictions_on_one_net(self):
+        import threading
+        with xor_net() as net:
+            train_xor(net, 200)
+            rows = array.array("f", XOR_X * 300)
+            want = net.predict(rows)
+            self.assertEqual(net.predict_ws(rows), want)
+            results, errors = [None] * 4, []
+
+            def work(i):
+                try:
+                    scratch = array.array("f", bytes(4 * net.predict_scratch_floats(1200)))
+                    results[i] = net.predict_ws(rows, scratch=scratch)
+                except Exception as e:  # reported below
+                    errors.append(e)
+
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(errors, [])
+            for r in results:
+                self.assertEqual(r, want)
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.predict_ws(rows, scratch=array.array("f", [0.0]))
+            self.assertEqual(cm.exception.status, bp.ERR_BUFFER_TOO_SMALL)
+
+
 class Errors(unittest.TestCase):
     """Bad input raises BackpropError with the library's message, never crashes."""
 

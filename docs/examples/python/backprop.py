@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - depends on the machine
 __all__ = ["BackpropError", "Net", "Layer", "Optimizer", "Dataset", "version",
            "version_string", "status_string", "last_error", "set_num_threads",
            "get_num_threads", "backend_info", "loss_eval", "scaler_apply", "scaler_invert",
-           "library_path"]
+           "library_path", "format_version"]
 
 # ------------------------------------------------------------------------------------------
 # Constants: the header's enumerations (tests/python/test_binding.py checks each value
@@ -212,6 +212,8 @@ PROTOTYPES = {
                                     _c_float_p]),
     "bp_net_compute_grads": (_status, [_NetP, _I, _c_float_p, _c_float_p, _S, _c_float_p]),
     "bp_net_predict": (_status, [_NetP, _c_float_p, _S, _c_float_p, _S]),
+    "bp_net_predict_scratch_floats": (_S, [_NetP, _S]),
+    "bp_net_predict_ws": (_status, [_NetP, _c_float_p, _S, _c_float_p, _S, _c_float_p, _S]),
     "bp_net_params": (_c_float_p, [_NetP, _c_size_p]),
     "bp_net_grads": (_c_float_p, [_NetP, _c_size_p]),
     "bp_layer_kind": (_I, [_LayerP]),
@@ -262,6 +264,26 @@ PROTOTYPES = {
     "bp_scaler_invert": (_status, [_c_float_p, _c_float_p, _S, _c_float_p, _S]),
     "bp_dataset_class_count": (_status, [_DsP, _c_size_p]),
     "bp_dataset_one_hot": (_status, [_P(_DsP), _DsP, _S]),
+    "bp_format_version": (ctypes.c_uint, []),
+    "bp_net_save": (_status, [_NetP, _STR]),
+    "bp_net_save_buffer": (_status, [_NetP, ctypes.c_void_p, _S, _c_size_p]),
+    "bp_net_load": (_status, [_P(_NetP), _STR]),
+    "bp_net_load_ex": (_status, [_P(_NetP), _STR, ALLOC_FN, FREE_FN, ctypes.c_void_p]),
+    "bp_net_load_buffer": (_status, [_P(_NetP), ctypes.c_void_p, _S]),
+    "bp_net_load_buffer_ex": (_status, [_P(_NetP), ctypes.c_void_p, _S, ALLOC_FN, FREE_FN,
+                                        ctypes.c_void_p]),
+    "bp_checkpoint_save": (_status, [_NetP, _OptP, _STR]),
+    "bp_checkpoint_save_buffer": (_status, [_NetP, _OptP, ctypes.c_void_p, _S, _c_size_p]),
+    "bp_checkpoint_load": (_status, [_P(_NetP), _P(_OptP), _STR]),
+    "bp_checkpoint_load_ex": (_status, [_P(_NetP), _P(_OptP), _STR, ALLOC_FN, FREE_FN,
+                                        ctypes.c_void_p]),
+    "bp_checkpoint_load_buffer": (_status, [_P(_NetP), _P(_OptP), ctypes.c_void_p, _S]),
+    "bp_checkpoint_load_buffer_ex": (_status, [_P(_NetP), _P(_OptP), ctypes.c_void_p, _S,
+                                               ALLOC_FN, FREE_FN, ctypes.c_void_p]),
+    "bp_net_set_scaler": (_status, [_NetP, _I, _c_float_p, _c_float_p, _S]),
+    "bp_net_get_scaler": (_status, [_NetP, _I, _c_float_p, _c_float_p, _S, _c_size_p]),
+    "bp_net_set_meta": (_status, [_NetP, _STR, _STR]),
+    "bp_net_get_meta": (_status, [_NetP, _STR, ctypes.c_char_p, _S, _c_size_p]),
 }
 
 
@@ -408,6 +430,12 @@ class _In:
                 self._keep = values
         self.ptr = ctypes.cast(self._arr, _c_float_p)
 
+    @staticmethod
+    def bytes_view(data):
+        """(ctypes char array, size) over a copy of a bytes-like object, for file buffers."""
+        raw = bytes(memoryview(data).cast("B"))
+        return (ctypes.c_char * max(len(raw), 1)).from_buffer_copy(raw or b"\0"), len(raw)
+
 
 def _rows(data, width, what, n=None):
     """The row count of @p data for rows of @p width floats; checks the length."""
@@ -466,6 +494,21 @@ def _copy_floats(ptr, count):
 
 def _path(path):
     return os.fsencode(path)
+
+
+def _utf8(text):
+    return text if isinstance(text, bytes) else str(text).encode("utf-8")
+
+
+def _to_bytes(save):
+    """Run a size-query-then-fill save(buf, capacity, size_p) and return the bytes."""
+    size = ctypes.c_size_t()
+    status = save(None, 0, ctypes.byref(size))
+    if status not in (OK, ERR_BUFFER_TOO_SMALL):
+        _check(status)
+    buf = ctypes.create_string_buffer(max(size.value, 1))
+    _check(save(buf, size.value, ctypes.byref(size)))
+    return buf.raw[:size.value]
 
 
 # ------------------------------------------------------------------------------------------
@@ -546,6 +589,12 @@ class Optimizer(_Handle):
             except KeyError:
                 raise KeyError(f"unknown optimizer setting {key!r}") from None
         return int(key)
+
+    @classmethod
+    def _wrap(cls, handle):
+        self = cls.__new__(cls)
+        self._adopt(handle)
+        return self
 
     @property
     def kind(self):
@@ -811,6 +860,112 @@ class Net(_Handle):
         _check(_lib.bp_net_predict(self._handle(), data.ptr, n, result.ptr, result.capacity))
         return result.value
 
+    def predict_scratch_floats(self, n):
+        """Floats of scratch predict_ws() needs for n rows."""
+        return _lib.bp_net_predict_scratch_floats(self._handle(), int(n))
+
+    def predict_ws(self, x, n=None, out=None, scratch=None):
+        """Inference that only reads the net (bp_net_predict_ws): any number of threads may
+        call it at once on one trained Net, each with its own scratch (a writable float32
+        buffer of predict_scratch_floats(n) floats; allocated per call when None)."""
+        data, n = self._x(x, n, "predict_ws")
+        width = self.output_size
+        result = _Out(n * width, (n, width), x, out, "predict_ws")
+        need = self.predict_scratch_floats(n)
+        work = _writable(scratch, "predict_ws: scratch") if scratch is not None else \
+            (ctypes.c_float * max(need, 1))()
+        _check(_lib.bp_net_predict_ws(self._handle(), data.ptr, n, result.ptr,
+                                      result.capacity, ctypes.cast(work, _c_float_p),
+                                      len(work)))
+        return result.value
+
+    # --- persistence --------------------------------------------------------------------
+    def save(self, path):
+        """bp_net_save: the model (weights, settings, scalers, metadata), atomically."""
+        _check(_lib.bp_net_save(self._handle(), _path(path)))
+
+    def save_buffer(self):
+        """The model file's bytes (bp_net_save_buffer)."""
+        return _to_bytes(lambda buf, cap, size: _lib.bp_net_save_buffer(self._handle(), buf,
+                                                                          cap, size))
+
+    @classmethod
+    def load(cls, path):
+        h = _NetP()
+        _check(_lib.bp_net_load(ctypes.byref(h), _path(path)))
+        return cls._wrap(h)
+
+    @classmethod
+    def load_buffer(cls, data):
+        buf, size = _In.bytes_view(data)
+        h = _NetP()
+        _check(_lib.bp_net_load_buffer(ctypes.byref(h), buf, size))
+        return cls._wrap(h)
+
+    def checkpoint_save(self, opt, path):
+        """bp_checkpoint_save: the model plus opt's state and the training state."""
+        _check(_lib.bp_checkpoint_save(self._handle(), opt._handle(), _path(path)))
+
+    def checkpoint_save_buffer(self, opt):
+        return _to_bytes(lambda buf, cap, size: _lib.bp_checkpoint_save_buffer(
+            self._handle(), opt._handle(), buf, cap, size))
+
+    @classmethod
+    def checkpoint_load(cls, path):
+        """(Net, Optimizer) from a checkpoint file."""
+        h, o = _NetP(), _OptP()
+        _check(_lib.bp_checkpoint_load(ctypes.byref(h), ctypes.byref(o), _path(path)))
+        return cls._wrap(h), Optimizer._wrap(o)
+
+    @classmethod
+    def checkpoint_load_buffer(cls, data):
+        buf, size = _In.bytes_view(data)
+        h, o = _NetP(), _OptP()
+        _check(_lib.bp_checkpoint_load_buffer(ctypes.byref(h), ctypes.byref(o), buf, size))
+        return cls._wrap(h), Optimizer._wrap(o)
+
+    def set_scaler(self, part, offset, scale):
+        """Keep a scaler with the model (saved with it); offset=scale=None removes it."""
+        if offset is None and scale is None:
+            _check(_lib.bp_net_set_scaler(self._handle(), int(part), None, None, 0))
+            return self
+        off, sc = _In(offset, "set_scaler: offset"), _In(scale, "set_scaler: scale")
+        if off.count != sc.count:
+            _fail(ERR_SHAPE, f"set_scaler: {off.count} offsets but {sc.count} scales")
+        _check(_lib.bp_net_set_scaler(self._handle(), int(part), off.ptr, sc.ptr, off.count))
+        return self
+
+    def get_scaler(self, part):
+        """(offset, scale) kept with the model for part, or None when there is none."""
+        h = self._handle()
+        count = ctypes.c_size_t()
+        status = _lib.bp_net_get_scaler(h, int(part), None, None, 0, ctypes.byref(count))
+        if status not in (OK, ERR_BUFFER_TOO_SMALL):
+            _check(status)
+        if count.value == 0:
+            return None
+        offset, scale = _Out(count.value, (count.value,)), _Out(count.value, (count.value,))
+        _check(_lib.bp_net_get_scaler(h, int(part), offset.ptr, scale.ptr, count.value,
+                                      ctypes.byref(count)))
+        return offset.value, scale.value
+
+    def set_meta(self, key, value):
+        """Set a metadata entry (str or bytes); None removes it."""
+        _check(_lib.bp_net_set_meta(self._handle(), _utf8(key),
+                                    None if value is None else _utf8(value)))
+        return self
+
+    def get_meta(self, key):
+        """A metadata entry as str (ERR_INDEX when there is no such key)."""
+        h, k = self._handle(), _utf8(key)
+        needed = ctypes.c_size_t()
+        status = _lib.bp_net_get_meta(h, k, None, 0, ctypes.byref(needed))
+        if status not in (OK, ERR_BUFFER_TOO_SMALL):
+            _check(status)
+        buf = ctypes.create_string_buffer(needed.value)
+        _check(_lib.bp_net_get_meta(h, k, buf, needed.value, None))
+        return buf.value.decode("utf-8", "replace")
+
     # --- parameters ---------------------------------------------------------------------
     def _vector(self, fn):
         count = ctypes.c_size_t()
@@ -976,6 +1131,11 @@ class Dataset(_Handle):
 # ------------------------------------------------------------------------------------------
 # Free functions
 # ------------------------------------------------------------------------------------------
+
+def format_version():
+    """bp_format_version(): the model-file format version the library writes."""
+    return _lib.bp_format_version()
+
 
 def loss_eval(loss, pred, target, width, param=0.0, gradient=True):
     """bp_loss_eval: (value, dL/dpred or None) for predictions [n x width]."""
