@@ -10,7 +10,8 @@ if(DOXYGEN_EXECUTABLE)
     COMMAND ${DOXYGEN_EXECUTABLE} "${BP_DOCS_OUTPUT}/Doxyfile"
     COMMAND ${CMAKE_COMMAND} -E echo "API reference: ${BP_DOCS_OUTPUT}/html/index.html"
     WORKING_DIRECTORY "${BP_DOCS_OUTPUT}"
-    DEPENDS "${PROJECT_SOURCE_DIR}/include/backprop.h" "${BP_DOCS_OUTPUT}/Doxyfile"
+    DEPENDS "${PROJECT_SOURCE_DIR}/include/backprop.h" "${PROJECT_SOURCE_DIR}/docs/mainpage.dox"
+            "${BP_DOCS_OUTPUT}/Doxyfile"
     COMMENT "Doxygen: API reference (fails on any undocumented item)"
     VERBATIM)
 else()
