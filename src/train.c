@@ -14,10 +14,10 @@
 #include <string.h>
 #include <time.h>
 
-#define NET_CHECK(net, fn)                                                                        \
-    do {                                                                                          \
-        if (!bp__net_ok(net))                                                                     \
-            return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);              \
+#define NET_CHECK(net, fn)                                                                         \
+    do {                                                                                           \
+        if (!bp__net_ok(net))                                                                      \
+            return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);               \
     } while (0)
 
 #define BP__PI 3.14159265358979323846
@@ -54,7 +54,7 @@ static const fit_key_info fit_keys[BP__FIT_KEY_COUNT] = {
 };
 
 /* Setting @p key of @p f; the key must be valid. */
-#define FIT_SET(f, key) ((f)->set[(key) - BP__FIT_KEY_FIRST])
+#define FIT_SET(f, key) ((f)->set[(key)-BP__FIT_KEY_FIRST])
 
 static void reset_counters(bp__fit_state *f)
 {
@@ -70,7 +70,8 @@ static void reset_counters(bp__fit_state *f)
 void bp__fit_init(bp__fit_state *f)
 {
     memset(f, 0, sizeof *f);
-    for (size_t k = 0; k < BP__FIT_KEY_COUNT; k++) f->set[k] = fit_keys[k].def;
+    for (size_t k = 0; k < BP__FIT_KEY_COUNT; k++)
+        f->set[k] = fit_keys[k].def;
     reset_counters(f);
 }
 
@@ -132,11 +133,14 @@ bp_status bp__fit_bounds(int key, double *lo, double *hi)
  * Metrics
  * ----------------------------------------------------------------------------------------*/
 
-size_t bp_metric_count(void) { return BP_METRIC_COUNT; }
+size_t bp_metric_count(void)
+{
+    return BP_METRIC_COUNT;
+}
 
 static const char *const metric_names[BP_METRIC_COUNT] = {
-    "loss",    "accuracy",     "mae",     "rmse",          "val_loss",
-    "val_accuracy", "val_mae", "val_rmse", "learning_rate", "seconds"};
+    "loss",         "accuracy", "mae",      "rmse",          "val_loss",
+    "val_accuracy", "val_mae",  "val_rmse", "learning_rate", "seconds"};
 
 const char *bp_metric_name(int metric)
 {
@@ -216,7 +220,10 @@ static void metrics_finish(const metric_sums *m, int loss, size_t width, double 
  * Argument checks shared by fit and evaluate
  * ----------------------------------------------------------------------------------------*/
 
-static size_t out_width(const bp_net *net) { return net->layers[net->nlayers - 1]->out; }
+static size_t out_width(const bp_net *net)
+{
+    return net->layers[net->nlayers - 1]->out;
+}
 
 static int is_softmax_ce(int loss)
 {
@@ -235,12 +242,12 @@ static bp_status check_net_loss(bp_net *net, const char *fn, int loss)
 {
     if (!bp__loss_valid(loss))
         return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: unknown loss %d", fn, loss);
-    if (net->nlayers == 0)
-        return bp__fail(net->err, BP_ERR_STATE, "%s: the net has no layers", fn);
+    if (net->nlayers == 0) return bp__fail(net->err, BP_ERR_STATE, "%s: the net has no layers", fn);
     const bp_layer *last = net->layers[net->nlayers - 1];
     if (is_softmax_ce(loss) && last->activation != BP_ACT_SOFTMAX)
-        return bp__fail(net->err, BP_ERR_STATE, "%s: %s needs a softmax output layer; layer "
-                                                 "%zu is %s",
+        return bp__fail(net->err, BP_ERR_STATE,
+                        "%s: %s needs a softmax output layer; layer "
+                        "%zu is %s",
                         fn, bp__loss_name(loss), last->index, bp__act_name(last->activation));
     return BP_OK;
 }
@@ -250,20 +257,23 @@ static bp_status check_set(bp_net *net, const char *fn, const char *what, int lo
                            const bp_dataset *ds)
 {
     if (!bp__dataset_ok(ds))
-        return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: the %s set is not a valid data set",
-                        fn, what);
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: the %s set is not a valid data set", fn,
+                        what);
     if (ds->in != net->inputs)
-        return bp__fail(net->err, BP_ERR_SHAPE, "%s: the %s set has %zu input columns, the net "
-                                                 "takes %zu",
+        return bp__fail(net->err, BP_ERR_SHAPE,
+                        "%s: the %s set has %zu input columns, the net "
+                        "takes %zu",
                         fn, what, ds->in, net->inputs);
     const size_t out = out_width(net);
     if (loss == BP_LOSS_SPARSE_SOFTMAX_CE && ds->out != 1)
-        return bp__fail(net->err, BP_ERR_SHAPE, "%s: the %s set has %zu target columns; "
-                                                 "sparse_softmax_ce takes 1 (class indices)",
+        return bp__fail(net->err, BP_ERR_SHAPE,
+                        "%s: the %s set has %zu target columns; "
+                        "sparse_softmax_ce takes 1 (class indices)",
                         fn, what, ds->out);
     if (loss != BP_LOSS_SPARSE_SOFTMAX_CE && ds->out != out)
-        return bp__fail(net->err, BP_ERR_SHAPE, "%s: the %s set has %zu target columns, the "
-                                                 "net has %zu outputs",
+        return bp__fail(net->err, BP_ERR_SHAPE,
+                        "%s: the %s set has %zu target columns, the "
+                        "net has %zu outputs",
                         fn, what, ds->out, out);
     const bp_status s = bp__loss_check_targets(NULL, loss, ds->y, ds->n, out);
     if (s != BP_OK) {
@@ -287,8 +297,8 @@ static bp_status eval_set(bp_net *net, int loss, const bp_dataset *ds, float *bu
         BP_CHECK(bp_net_predict(net, ds->x + r * ds->in, rows, buf, chunk * width));
         float value;
         int is_dz;
-        BP_CHECK(bp__loss_compute(net->err, loss, net->huber_delta, buf, NULL, target, rows,
-                                  width, &value, NULL, &is_dz));
+        BP_CHECK(bp__loss_compute(net->err, loss, net->huber_delta, buf, NULL, target, rows, width,
+                                  &value, NULL, &is_dz));
         metrics_add(&m, loss, value, buf, target, rows, width);
     }
     metrics_finish(&m, loss, width, out);
@@ -314,7 +324,8 @@ bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *m
     const bp_status s = eval_set(net, loss, ds, buf, chunk, m);
     bp__free(&net->alloc, buf);
     if (s != BP_OK) return s;
-    for (size_t k = 0; k < count && k < 4; k++) metrics[k] = m[k];
+    for (size_t k = 0; k < count && k < 4; k++)
+        metrics[k] = m[k];
     return BP_OK;
 }
 
@@ -344,7 +355,10 @@ static double schedule_rate(const bp__fit_state *f, double base, size_t e, size_
     }
 }
 
-static int improved(double loss, double best, double min_delta) { return loss < best - min_delta; }
+static int improved(double loss, double best, double min_delta)
+{
+    return loss < best - min_delta;
+}
 
 /* ------------------------------------------------------------------------------------------
  * History
@@ -361,8 +375,10 @@ static bp_status history_reserve(bp_net *net, size_t rows)
                         rows);
     double *h = bp__malloc(&net->alloc, bytes);
     if (h == NULL)
-        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_fit: out of memory for a history of "
-                                                 "%zu epochs", rows);
+        return bp__fail(net->err, BP_ERR_NOMEM,
+                        "bp_net_fit: out of memory for a history of "
+                        "%zu epochs",
+                        rows);
     if (f->history_len) memcpy(h, f->history, f->history_len * BP__FIT_ROW * sizeof(double));
     bp__free(&net->alloc, f->history);
     f->history = h;
@@ -381,11 +397,11 @@ bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric, double
     if (value == NULL)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_history_get: value is NULL");
     if (metric < 0 || metric >= BP_METRIC_COUNT)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_history_get: unknown metric %d",
-                        metric);
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_history_get: unknown metric %d", metric);
     if (epoch >= net->fit.history_len)
-        return bp__fail(NULL, BP_ERR_INDEX, "bp_net_history_get: epoch row %zu is out of range "
-                                             "(the history has %zu)",
+        return bp__fail(NULL, BP_ERR_INDEX,
+                        "bp_net_history_get: epoch row %zu is out of range "
+                        "(the history has %zu)",
                         epoch, net->fit.history_len);
     *value = net->fit.history[epoch * BP__FIT_ROW + 1 + (size_t)metric];
     return BP_OK;
@@ -399,8 +415,9 @@ bp_status bp_net_history_save_csv(const bp_net *net, const char *path)
         return bp__fail(err, BP_ERR_INVALID_ARG, "bp_net_history_save_csv: path is NULL");
     const locale_t c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
     if (c == (locale_t)0)
-        return bp__fail(err, BP_ERR_NOMEM, "bp_net_history_save_csv: cannot create the C "
-                                            "locale");
+        return bp__fail(err, BP_ERR_NOMEM,
+                        "bp_net_history_save_csv: cannot create the C "
+                        "locale");
     bp__atomic_file w;
     const bp_status s = bp__atomic_open(&w, err, path);
     if (s != BP_OK) {
@@ -409,7 +426,8 @@ bp_status bp_net_history_save_csv(const bp_net *net, const char *path)
     }
     const locale_t old = uselocale(c); /* numbers with '.', whatever the caller's locale */
     fputs("epoch", w.f);
-    for (int k = 0; k < BP_METRIC_COUNT; k++) fprintf(w.f, ",%s", metric_names[k]);
+    for (int k = 0; k < BP_METRIC_COUNT; k++)
+        fprintf(w.f, ",%s", metric_names[k]);
     fputc('\n', w.f);
     for (size_t i = 0; i < net->fit.history_len; i++) {
         const double *row = net->fit.history + i * BP__FIT_ROW;
@@ -473,8 +491,10 @@ static bp_status plan_fit(bp_net *net, fit_plan *p, size_t n, size_t bs, size_t 
     if (total == 0) return BP_OK;
     unsigned char *b = bp__malloc_aligned(&net->alloc, total);
     if (b == NULL)
-        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_fit: out of memory for %zu bytes of "
-                                                 "batch buffers", total);
+        return bp__fail(net->err, BP_ERR_NOMEM,
+                        "bp_net_fit: out of memory for %zu bytes of "
+                        "batch buffers",
+                        total);
     p->block = b;
     if (sizes[0]) p->order = (size_t *)(void *)b;
     b += sizes[0];
@@ -505,7 +525,8 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
     metric_sums sums = {0};
     if (p->order != NULL) {
         /* A fresh Fisher-Yates shuffle of the identity: only the generator state matters. */
-        for (size_t i = 0; i < n; i++) p->order[i] = i;
+        for (size_t i = 0; i < n; i++)
+            p->order[i] = i;
         for (size_t i = n - 1; i > 0; i--) {
             const size_t j = (size_t)bp__rng_below(&net->rng, (uint64_t)i + 1);
             const size_t t = p->order[i];
@@ -552,8 +573,8 @@ static int update_counters(bp_net *net, size_t e, double mon, const fit_plan *p,
             f->plateau_best = mon;
             f->plateau_wait = 0;
         } else if (++f->plateau_wait >= (size_t)FIT_SET(f, BP_FIT_PLATEAU_PATIENCE)) {
-            const double lr_min = FIT_SET(f, BP_FIT_LR_MIN), next = f->plateau_lr *
-                                                                     FIT_SET(f, BP_FIT_LR_GAMMA);
+            const double lr_min = FIT_SET(f, BP_FIT_LR_MIN),
+                         next = f->plateau_lr * FIT_SET(f, BP_FIT_LR_GAMMA);
             f->plateau_lr = next > lr_min ? next : lr_min;
             f->plateau_wait = 0;
         }
@@ -581,8 +602,9 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
     bp__fit_state *f = &net->fit;
     BP_CHECK(check_net_loss(net, fn, loss));
     if (net->accumulate)
-        return bp__fail(net->err, BP_ERR_STATE, "%s: BP_NET_ACCUMULATE_GRADS is on; fit updates "
-                                                 "after every batch, turn it off",
+        return bp__fail(net->err, BP_ERR_STATE,
+                        "%s: BP_NET_ACCUMULATE_GRADS is on; fit updates "
+                        "after every batch, turn it off",
                         fn);
     bp_status s = bp__optimizer_validate_for(opt, net);
     if (s != BP_OK) return refail(net, s, fn, "optimizer");
@@ -594,8 +616,8 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
     const size_t batch = (size_t)FIT_SET(f, BP_FIT_BATCH_SIZE);
     const size_t n = train->n, bs = batch < n ? batch : n;
     const int shuffle = FIT_SET(f, BP_FIT_SHUFFLE) != 0.0;
-    const int keep_best = FIT_SET(f, BP_FIT_PATIENCE) > 0.0 &&
-                          FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0;
+    const int keep_best =
+        FIT_SET(f, BP_FIT_PATIENCE) > 0.0 && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0;
     const size_t vchunk = val == NULL ? 0 : val->n < EVAL_CHUNK ? val->n : EVAL_CHUNK;
     const size_t yw = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? 1 : out_width(net);
     double base;
@@ -623,7 +645,8 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
         double m[BP_METRIC_COUNT];
         s = train_epoch(net, opt, loss, train, &p, bs, e, m);
         if (s != BP_OK) break;
-        for (int k = BP_METRIC_VAL_LOSS; k <= BP_METRIC_VAL_RMSE; k++) m[k] = NAN;
+        for (int k = BP_METRIC_VAL_LOSS; k <= BP_METRIC_VAL_RMSE; k++)
+            m[k] = NAN;
         if (val != NULL) {
             s = eval_set(net, loss, val, p.vout, vchunk, m + BP_METRIC_VAL_LOSS);
             if (s != BP_OK) {
@@ -644,8 +667,8 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
 
         const int early = update_counters(net, e, m[mon_key], &p, &have_best);
         f->next_epoch = e + 1;
-        const int asked = f->callback != NULL &&
-                          f->callback(f->callback_user, e, m, BP_METRIC_COUNT) != 0;
+        const int asked =
+            f->callback != NULL && f->callback(f->callback_user, e, m, BP_METRIC_COUNT) != 0;
         if (early) {
             if (have_best && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0)
                 memcpy(net->params, p.best, net->nparams * sizeof(float));
@@ -667,11 +690,13 @@ bp_status bp_argmax(const float *values, size_t n, size_t width, size_t *index, 
 {
     size_t total;
     if (values == NULL || index == NULL)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_argmax: values and index must not be "
-                                                   "NULL");
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "bp_argmax: values and index must not be "
+                        "NULL");
     if (n == 0 || width == 0 || bp__mul_size(n, width, &total) != 0)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_argmax: n = %zu and width = %zu must be "
-                                                   ">= 1 and their product representable",
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "bp_argmax: n = %zu and width = %zu must be "
+                        ">= 1 and their product representable",
                         n, width);
     if (capacity < n)
         return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL, "bp_argmax: %zu rows, index holds %zu", n,
@@ -680,6 +705,7 @@ bp_status bp_argmax(const float *values, size_t n, size_t width, size_t *index, 
         if (isnan(values[k]))
             return bp__fail(NULL, BP_ERR_NONFINITE, "bp_argmax: row %zu, column %zu is NaN",
                             k / width, k % width);
-    for (size_t i = 0; i < n; i++) index[i] = row_argmax(values + i * width, width);
+    for (size_t i = 0; i < n; i++)
+        index[i] = row_argmax(values + i * width, width);
     return BP_OK;
 }
