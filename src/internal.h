@@ -242,7 +242,7 @@ void bp__fit_init(bp__fit_state *f);
 /* Free the history (bp_net_free). */
 void bp__fit_release(bp_net *net);
 /* Copy settings, callback and counters from src's fit state into dst's (bp_net_clone); the
- * history is not copied (dst's stays empty). Does not allocate. */
+ * history is not copied (dst's is freed and left empty). Does not allocate. */
 void bp__fit_copy(bp_net *dst, const bp_net *src);
 /* Is @p key one of the fit settings (block 400)? */
 int bp__fit_is_key(int key);

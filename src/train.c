@@ -84,18 +84,10 @@ void bp__fit_release(bp_net *net)
 
 void bp__fit_copy(bp_net *dst, const bp_net *src)
 {
-    bp__fit_state *d = &dst->fit;
-    const bp__fit_state *s = &src->fit;
-    memcpy(d->set, s->set, sizeof d->set);
-    d->callback = s->callback;
-    d->callback_user = s->callback_user;
-    d->next_epoch = s->next_epoch;
-    d->plateau_lr = s->plateau_lr;
-    d->plateau_best = s->plateau_best;
-    d->plateau_wait = s->plateau_wait;
-    d->stop_best = s->stop_best;
-    d->stop_wait = s->stop_wait;
-    d->stop_best_epoch = s->stop_best_epoch;
+    bp__fit_release(dst);
+    dst->fit = src->fit;     /* settings, callback, counters ... */
+    dst->fit.history = NULL; /* ... but not the history */
+    dst->fit.history_len = dst->fit.history_cap = 0;
 }
 
 int bp__fit_is_key(int key)
