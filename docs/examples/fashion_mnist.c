@@ -48,6 +48,7 @@ static int on_epoch(void *user, size_t epoch, const double *m, size_t count)
 {
     const progress *p = user;
     (void)count;
+    /* Training rows per second of the epoch (its time includes the test-set pass). */
     const double rate = (double)p->samples / m[BP_METRIC_SECONDS];
     if (p->tty) {
         char bar[21];
