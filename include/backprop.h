@@ -999,11 +999,12 @@ BP_API bp_status bp_net_set_epoch_callback(bp_net *net, bp_epoch_fn fn, void *us
  *  stop, or INITIAL_EPOCH >= EPOCHS (nothing to do); BP_ERR_INVALID_ARG (invalid handle,
  *  unknown loss), BP_ERR_STATE (no layers, a softmax CE loss without a softmax output
  *  layer, BP_NET_ACCUMULATE_GRADS on, an optimizer bound to another shape),
- *  BP_ERR_SHAPE (a width differs), BP_ERR_INDEX (a class index >= the output width),
- *  BP_ERR_NOMEM — all before anything changes. During training: BP_ERR_NONFINITE (a loss
- *  or gradient became NaN/Inf: training stops with the weights as they were before the
- *  failing step, the history holds the completed epochs, the message names the epoch), or
- *  an optimizer error. @since 0.1 */
+ *  BP_ERR_SHAPE (a width differs), BP_ERR_INDEX (a class index >= the output width) — all
+ *  before anything changes. During training: BP_ERR_NONFINITE (a loss or gradient became
+ *  NaN/Inf), BP_ERR_NOMEM (planning the buffers, or the net's workspaces at the first step
+ *  or first validation), or an optimizer error: training stops with the weights as they
+ *  were before the failing step, the history holds the completed epochs, the optimizer has
+ *  its base rate back, and the message names the epoch. @since 0.1 */
 BP_API bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset *train,
                             const bp_dataset *val);
 
