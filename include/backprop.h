@@ -366,21 +366,21 @@ BP_API size_t bp_net_output_size(const bp_net *net);
 BP_API size_t bp_net_param_count(const bp_net *net);
 
 /** Change a network setting.
- *  @param key    an enum bp_net_key value.
+ *  @param key    an enum bp_net_key or enum bp_fit_key value.
  *  @param value  the new value; 0/1 for flags.
  *  @return BP_OK; BP_ERR_OUT_OF_RANGE (value outside the key's bounds, not clamped; NaN
  *  included), BP_ERR_INVALID_ARG (unknown key or invalid handle). @since 0.1 */
 BP_API bp_status bp_net_set(bp_net *net, int key, double value);
 
 /** Read a network setting.
- *  @param key    an enum bp_net_key value.
+ *  @param key    an enum bp_net_key or enum bp_fit_key value.
  *  @param value  receives the current value.
  *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
 BP_API bp_status bp_net_get(const bp_net *net, int key, double *value);
 
 /** The inclusive bounds of a network setting; an open bound is reported as the nearest
  *  double inside it. Thread-safe.
- *  @param key  an enum bp_net_key value.
+ *  @param key  an enum bp_net_key or enum bp_fit_key value.
  *  @param lo   receives the smallest accepted value.
  *  @param hi   receives the largest accepted value.
  *  @return BP_OK, BP_ERR_INVALID_ARG (unknown key or NULL output). @since 0.1 */
@@ -876,6 +876,214 @@ BP_API bp_status bp_dataset_class_count(const bp_dataset *ds, size_t *classes);
  *  that is not an integer in [0, classes); the message names its row), BP_ERR_NOMEM.
  *  @since 0.1 */
 BP_API bp_status bp_dataset_one_hot(bp_dataset **out, const bp_dataset *ds, size_t classes);
+
+/* ============================================================================================
+ * Training loop
+ *
+ * bp_net_fit() is step five of the algorithm ("repeat") over a bp_dataset: for each epoch it
+ * (re)shuffles the training rows, cuts them into batches, calls bp_net_train_step() on each,
+ * measures the epoch's metrics on the fly, evaluates the optional validation set, sets the
+ * learning rate from a schedule, applies early stopping, records the history and calls the
+ * epoch callback. Its settings are network keys (block 400) set with bp_net_set(); gradient
+ * clipping is the network's BP_NET_CLIP_NORM / BP_NET_CLIP_VALUE, applied by train_step.
+ *
+ *     bp_net_set(net, BP_FIT_EPOCHS, 10);
+ *     bp_net_set(net, BP_FIT_BATCH_SIZE, 64);
+ *     bp_net_set(net, BP_FIT_SCHEDULE, BP_SCHEDULE_COSINE);
+ *     if (bp_net_fit(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, train, test) != BP_OK)
+ *         fprintf(stderr, "%s\n", bp_net_last_error(net));
+ *     bp_net_history_save_csv(net, "history.csv");
+ *
+ * Epochs are numbered from 0. A fit call trains the epochs [BP_FIT_INITIAL_EPOCH,
+ * BP_FIT_EPOCHS); schedules are functions of this absolute epoch number, so a run resumed
+ * with INITIAL_EPOCH = k (same net, optimizer and generator state, e.g. from a checkpoint)
+ * follows the same learning rates and data orders as an uninterrupted one and gives
+ * bit-identical weights (at the same thread count).
+ *
+ * Learning-rate schedules. base is the optimizer's BP_OPT_LEARNING_RATE when fit starts
+ * (fit sets the optimizer's rate before every epoch and puts base back when it returns);
+ * W = BP_FIT_WARMUP_EPOCHS, gamma = BP_FIT_LR_GAMMA, min = BP_FIT_LR_MIN; for an epoch
+ * e < W the rate is the linear warm-up base * (e + 1) / W, otherwise, with k = e - W:
+ *   - BP_SCHEDULE_CONSTANT     base
+ *   - BP_SCHEDULE_STEP         base * gamma^floor(k / BP_FIT_LR_STEP)
+ *   - BP_SCHEDULE_EXPONENTIAL  base * gamma^k
+ *   - BP_SCHEDULE_COSINE       min + (base - min) * (1 + cos(pi * min(k, T) / T)) / 2, with
+ *                              T = BP_FIT_COSINE_EPOCHS, or EPOCHS - W when that is 0 (at
+ *                              least 1); after T epochs the rate stays at min
+ *   - BP_SCHEDULE_PLATEAU      starts at base; after each epoch e >= W whose monitored loss
+ *                              did not improve, a counter grows; when it reaches
+ *                              BP_FIT_PLATEAU_PATIENCE the rate becomes max(rate * gamma,
+ *                              min) and the counter restarts. The rate persists across fit
+ *                              calls for a resume.
+ * The monitored loss is the validation loss when a validation set is given, otherwise the
+ * training loss. It improves when it is below the best so far minus BP_FIT_MIN_DELTA (the
+ * same test serves early stopping and the plateau schedule).
+ * ==========================================================================================*/
+
+/** Training-loop settings for bp_net_set()/bp_net_get()/bp_net_param_bounds() (block
+ *  400..499). Counts must be whole numbers; ranges are inclusive. */
+enum bp_fit_key {
+    BP_FIT_EPOCHS = 400,           /**< train up to this epoch (exclusive); [1, 1e9]; 10 */
+    BP_FIT_BATCH_SIZE = 401,       /**< rows per step; [1, 2^31]; default 32; the last batch
+                                        of an epoch holds the remaining rows */
+    BP_FIT_SHUFFLE = 402,          /**< 0/1, default 1: every epoch visits the training rows
+                                        in a fresh Fisher-Yates order of 0..n-1 drawn from the
+                                        network's generator (seeded by bp_net_create()) */
+    BP_FIT_PATIENCE = 403,         /**< early stopping: stop after this many consecutive
+                                        epochs without improvement of the monitored loss;
+                                        [0, 1e9]; 0 = off (default) */
+    BP_FIT_MIN_DELTA = 404,        /**< an improvement must exceed this; [0, 1e9]; default 0 */
+    BP_FIT_RESTORE_BEST = 405,     /**< 0/1, default 1: at an early stop, restore the weights
+                                        at the end of the best epoch (when that epoch ran in
+                                        the same fit call) */
+    BP_FIT_SCHEDULE = 406,         /**< an enum bp_schedule value; default constant */
+    BP_FIT_LR_STEP = 407,          /**< step schedule: epochs between decays; [1, 1e9]; 10 */
+    BP_FIT_LR_GAMMA = 408,         /**< step, exponential and plateau factor; (0, 1]; 0.1 */
+    BP_FIT_LR_MIN = 409,           /**< cosine and plateau floor; [0, 1e3]; default 0 */
+    BP_FIT_WARMUP_EPOCHS = 410,    /**< linear warm-up epochs before the schedule; [0, 1e9];
+                                        default 0 */
+    BP_FIT_PLATEAU_PATIENCE = 411, /**< reduce-on-plateau: epochs without improvement before
+                                        the rate is multiplied by gamma; [1, 1e9]; default 5 */
+    BP_FIT_COSINE_EPOCHS = 412,    /**< cosine period T in epochs after the warm-up; [0, 1e9];
+                                        0 = EPOCHS - WARMUP (default) */
+    BP_FIT_INITIAL_EPOCH = 413     /**< first epoch to train (resume); [0, 1e9]; default 0.
+                                        0 resets the early-stopping and plateau counters kept
+                                        in the net; > 0 continues from them. fit leaves this
+                                        setting as it was */
+};
+
+/** Learning-rate schedules for BP_FIT_SCHEDULE (formulas in the section comment). */
+enum bp_schedule {
+    BP_SCHEDULE_CONSTANT = 0,    /**< base rate throughout */
+    BP_SCHEDULE_STEP = 1,        /**< times gamma every BP_FIT_LR_STEP epochs */
+    BP_SCHEDULE_EXPONENTIAL = 2, /**< times gamma every epoch */
+    BP_SCHEDULE_COSINE = 3,      /**< cosine annealing from base to BP_FIT_LR_MIN */
+    BP_SCHEDULE_PLATEAU = 4      /**< times gamma when the monitored loss stalls */
+};
+
+/** Per-epoch metrics: indices into the arrays given to the epoch callback, filled by
+ *  bp_net_evaluate() (the first four) and kept in the history. A metric that does not apply
+ *  is NaN:
+ *   - accuracy applies to BP_LOSS_SOFTMAX_CE and BP_LOSS_SPARSE_SOFTMAX_CE (fraction of rows
+ *     whose largest output is the target's class: the largest target column, or the index)
+ *     and to BP_LOSS_BCE_LOGITS (fraction of output elements with logit > 0 exactly where
+ *     target >= 0.5);
+ *   - mae = mean |pred - target| and rmse = sqrt(mean (pred - target)^2), over all n * out
+ *     elements, apply to BP_LOSS_MSE, BP_LOSS_MAE and BP_LOSS_HUBER;
+ *   - val_* are NaN without a validation set.
+ *  Training-set metrics are measured during the epoch, from each batch's outputs before
+ *  that batch's update (the loss is the mean of the batch losses weighted by batch size),
+ *  not by a second pass; val_* come from a pass over the validation set after the epoch. */
+enum bp_metric {
+    BP_METRIC_LOSS = 0,          /**< training loss */
+    BP_METRIC_ACCURACY = 1,      /**< training accuracy */
+    BP_METRIC_MAE = 2,           /**< training mean absolute error */
+    BP_METRIC_RMSE = 3,          /**< training root mean squared error */
+    BP_METRIC_VAL_LOSS = 4,      /**< validation loss */
+    BP_METRIC_VAL_ACCURACY = 5,  /**< validation accuracy */
+    BP_METRIC_VAL_MAE = 6,       /**< validation mean absolute error */
+    BP_METRIC_VAL_RMSE = 7,      /**< validation root mean squared error */
+    BP_METRIC_LEARNING_RATE = 8, /**< learning rate used during the epoch */
+    BP_METRIC_SECONDS = 9,       /**< wall-clock seconds of the epoch, validation included */
+    BP_METRIC_COUNT = 10         /**< number of metrics (not a metric) */
+};
+
+/** @return BP_METRIC_COUNT, for bindings. Thread-safe. @since 0.1 */
+BP_API size_t bp_metric_count(void);
+
+/** @return the static name of a metric as used in the history CSV header: "loss",
+ *  "accuracy", "mae", "rmse", "val_loss", "val_accuracy", "val_mae", "val_rmse",
+ *  "learning_rate", "seconds"; "unknown" for any other value. Thread-safe. @since 0.1 */
+BP_API const char *bp_metric_name(int metric);
+
+/** Epoch callback: called by bp_net_fit() after every epoch, once its metrics are recorded
+ *  in the history and the early-stopping and plateau counters are updated.
+ *  @param user     the pointer given to bp_net_set_epoch_callback().
+ *  @param epoch    the absolute epoch number (from 0).
+ *  @param metrics  the epoch's metrics [count], indexed by enum bp_metric; borrowed for the
+ *                  call.
+ *  @param count    BP_METRIC_COUNT.
+ *  @return 0 to continue, nonzero to stop training after this epoch (bp_net_fit() then
+ *  returns BP_OK). The callback may read the network (history, predict, save it) but must
+ *  not free it, change its layers, or call bp_net_fit() on it. */
+typedef int (*bp_epoch_fn)(void *user, size_t epoch, const double *metrics, size_t count);
+
+/** Set or clear the epoch callback of @p net (copied by bp_net_clone()).
+ *  @param fn    the callback, or NULL to clear it.
+ *  @param user  passed to @p fn; not dereferenced by the library.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.1 */
+BP_API bp_status bp_net_set_epoch_callback(bp_net *net, bp_epoch_fn fn, void *user);
+
+/** Train @p net on @p train for the epochs [BP_FIT_INITIAL_EPOCH, BP_FIT_EPOCHS) with the
+ *  settings described in this section. The history is replaced by this call's epochs.
+ *  Buffers for one batch (gathered rows, shuffle order, best weights, validation outputs)
+ *  are allocated once per call: no allocation happens per step or after the first epoch
+ *  (the history's first 4096 rows are reserved up front).
+ *  @param opt    the optimizer; its rate is set per epoch and restored on return.
+ *  @param loss   an enum bp_loss value, used for training and validation.
+ *  @param train  the training set: input width = the net's input width; target width =
+ *                the net's output width, or 1 (class indices < output width) for
+ *                BP_LOSS_SPARSE_SOFTMAX_CE. Not modified (shuffling works on an index).
+ *  @param val    a validation set of the same widths, or NULL.
+ *  @return BP_OK when the epochs are done, early stopping triggered, the callback asked to
+ *  stop, or INITIAL_EPOCH >= EPOCHS (nothing to do); BP_ERR_INVALID_ARG (invalid handle,
+ *  unknown loss), BP_ERR_STATE (no layers, a softmax CE loss without a softmax output
+ *  layer, BP_NET_ACCUMULATE_GRADS on, an optimizer bound to another shape),
+ *  BP_ERR_SHAPE (a width differs), BP_ERR_INDEX (a class index >= the output width) — all
+ *  before anything changes. During training: BP_ERR_NONFINITE (a loss or gradient became
+ *  NaN/Inf), BP_ERR_NOMEM (planning the buffers, or the net's workspaces at the first step
+ *  or first validation), or an optimizer error: training stops with the weights as they
+ *  were before the failing step, the history holds the completed epochs, the optimizer has
+ *  its base rate back, and the message names the epoch. @since 0.1 */
+BP_API bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset *train,
+                            const bp_dataset *val);
+
+/** Loss and metrics of @p net on a whole data set (inference in batches, like
+ *  bp_net_predict(); the activations kept for bp_net_backward() are not disturbed).
+ *  @param loss     an enum bp_loss value; widths as for bp_net_fit().
+ *  @param ds       the data set.
+ *  @param metrics  receives metrics[0 .. min(count, 4)): BP_METRIC_LOSS, _ACCURACY, _MAE,
+ *                  _RMSE (NaN where they do not apply; see enum bp_metric).
+ *  @param count    doubles @p metrics can hold, >= 1.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_SHAPE, BP_ERR_INDEX,
+ *  BP_ERR_NONFINITE (the loss overflowed), BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *metrics,
+                                 size_t count);
+
+/** @return the number of epochs recorded by the last bp_net_fit() call (0 before any, or for
+ *  an invalid handle). @since 0.1 */
+BP_API size_t bp_net_history_length(const bp_net *net);
+
+/** Read one metric of one recorded epoch.
+ *  @param epoch   row of the history, 0 .. bp_net_history_length() - 1 (row 0 is the epoch
+ *                 BP_FIT_INITIAL_EPOCH of that call).
+ *  @param metric  an enum bp_metric value.
+ *  @param value   receives the value (NaN for a metric that does not apply).
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL @p value, unknown metric),
+ *  BP_ERR_INDEX (@p epoch out of range). @since 0.1 */
+BP_API bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric,
+                                    double *value);
+
+/** Write the history as CSV: a header line "epoch,loss,accuracy,mae,rmse,val_loss,
+ *  val_accuracy,val_mae,val_rmse,learning_rate,seconds", then one line per recorded epoch
+ *  (the absolute epoch number, then each metric with 9 significant digits, "nan" where it
+ *  does not apply), in the C locale. Written atomically: a temporary file beside @p path
+ *  renamed over it, so a failure never leaves a partial file at @p path.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_IO. @since 0.1 */
+BP_API bp_status bp_net_history_save_csv(const bp_net *net, const char *path);
+
+/** Index of the largest value of each row (the first one on ties), e.g. the predicted class
+ *  of softmax outputs from bp_net_predict(). Thread-safe.
+ *  @param values    [n x width] row-major.
+ *  @param n         rows, >= 1.
+ *  @param width     columns, >= 1.
+ *  @param index     caller buffer receiving n indices.
+ *  @param capacity  entries @p index can hold, >= n.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (NULL, zero or overflowing sizes),
+ *  BP_ERR_BUFFER_TOO_SMALL, BP_ERR_NONFINITE (a NaN; @p index is then unchanged).
+ *  @since 0.1 */
+BP_API bp_status bp_argmax(const float *values, size_t n, size_t width, size_t *index,
+                           size_t capacity);
 
 /* ============================================================================================
  * Model files, checkpoints, scalers and metadata
