@@ -290,6 +290,66 @@ class Training(unittest.TestCase):
             self.assertEqual(out.tolist(), y.tolist())
 
 
+class TrainingLoop(unittest.TestCase):
+    def test_fit_with_validation_callback_and_history(self):
+        seen = []
+        with bp.Dataset(XOR_X, XOR_Y, inputs=2) as ds, xor_net() as net, \
+                bp.Optimizer(bp.OPTIMIZER_ADAM, learning_rate=0.05) as opt:
+            history = net.fit(opt, bp.LOSS_MSE, ds, ds, epochs=300, batch_size=4,
+                              callback=lambda epoch, m: seen.append((epoch, m["loss"])))
+            self.assertEqual(len(history), 300)
+            self.assertEqual([e for e, _ in seen], list(range(300)))
+            self.assertEqual(seen[-1][1], history[-1]["loss"])
+            self.assertLess(history[-1]["val_loss"], history[0]["val_loss"])
+            self.assertTrue(math.isnan(history[-1]["accuracy"]))  # MSE: no accuracy
+            metrics = net.evaluate(bp.LOSS_MSE, ds)
+            self.assertLess(metrics["loss"], 0.02)
+            self.assertGreaterEqual(metrics["rmse"], 0)
+            self.assertEqual(net.get(bp.FIT_EPOCHS), 300)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "history.csv")
+                net.history_save_csv(path)
+                with open(path) as f:
+                    lines = f.read().splitlines()
+                self.assertTrue(lines[0].startswith("epoch,loss,"))
+                self.assertEqual(len(lines), 301)
+
+    def test_callback_can_stop_and_its_exception_propagates(self):
+        with bp.Dataset(XOR_X, XOR_Y, inputs=2) as ds, xor_net() as net, \
+                bp.Optimizer(bp.OPTIMIZER_SGD) as opt:
+            history = net.fit(opt, bp.LOSS_MSE, ds, epochs=50,
+                              callback=lambda epoch, m: epoch == 4)
+            self.assertEqual(len(history), 5)
+
+            def boom(epoch, metrics):
+                raise ValueError(f"stop at {epoch}")
+
+            with self.assertRaises(ValueError) as cm:
+                net.fit(opt, bp.LOSS_MSE, ds, epochs=50, callback=boom)
+            self.assertEqual(str(cm.exception), "stop at 0")
+            self.assertEqual(len(net.history()), 1)
+            with self.assertRaises(KeyError):
+                net.fit(opt, bp.LOSS_MSE, ds, no_such_setting=1)
+
+    def test_fit_errors_carry_the_library_message(self):
+        with bp.Dataset([0.0] * 9, [0, 1, 2], inputs=3) as wide, xor_net() as net, \
+                bp.Optimizer(bp.OPTIMIZER_SGD) as opt:
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.fit(opt, bp.LOSS_MSE, wide)
+            self.assertEqual(cm.exception.status, bp.ERR_SHAPE)
+            self.assertEqual(cm.exception.message, bp.last_error())
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.fit(opt, bp.LOSS_MSE, wide, epochs=0)
+            self.assertEqual(cm.exception.status, bp.ERR_OUT_OF_RANGE)
+
+    def test_argmax_and_metric_names(self):
+        self.assertEqual(bp.argmax([0.1, 0.7, 0.2, 0.5, 0.5, 0.0], 3), [1, 0])
+        self.assertEqual(bp.metric_count(), bp.METRIC_COUNT)
+        self.assertEqual(bp.metric_name(bp.METRIC_VAL_ACCURACY), "val_accuracy")
+        with self.assertRaises(bp.BackpropError):
+            bp.argmax([1.0, 2.0, 3.0], 2)
+
+
 class Persistence(unittest.TestCase):
     def test_save_and_load_give_the_same_predictions(self):
         with xor_net() as net:

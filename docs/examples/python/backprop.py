@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - depends on the machine
 __all__ = ["BackpropError", "Net", "Layer", "Optimizer", "Dataset", "version",
            "version_string", "status_string", "last_error", "set_num_threads",
            "get_num_threads", "backend_info", "loss_eval", "scaler_apply", "scaler_invert",
-           "library_path", "format_version"]
+           "library_path", "format_version", "metric_count", "metric_name", "argmax"]
 
 # ------------------------------------------------------------------------------------------
 # Constants: the header's enumerations (tests/python/test_binding.py checks each value
@@ -135,6 +135,39 @@ NET_HUBER_DELTA = 301
 NET_CLIP_NORM = 302
 NET_CLIP_VALUE = 303
 
+FIT_EPOCHS = 400
+FIT_BATCH_SIZE = 401
+FIT_SHUFFLE = 402
+FIT_PATIENCE = 403
+FIT_MIN_DELTA = 404
+FIT_RESTORE_BEST = 405
+FIT_SCHEDULE = 406
+FIT_LR_STEP = 407
+FIT_LR_GAMMA = 408
+FIT_LR_MIN = 409
+FIT_WARMUP_EPOCHS = 410
+FIT_PLATEAU_PATIENCE = 411
+FIT_COSINE_EPOCHS = 412
+FIT_INITIAL_EPOCH = 413
+
+SCHEDULE_CONSTANT = 0
+SCHEDULE_STEP = 1
+SCHEDULE_EXPONENTIAL = 2
+SCHEDULE_COSINE = 3
+SCHEDULE_PLATEAU = 4
+
+METRIC_LOSS = 0
+METRIC_ACCURACY = 1
+METRIC_MAE = 2
+METRIC_RMSE = 3
+METRIC_VAL_LOSS = 4
+METRIC_VAL_ACCURACY = 5
+METRIC_VAL_MAE = 6
+METRIC_VAL_RMSE = 7
+METRIC_LEARNING_RATE = 8
+METRIC_SECONDS = 9
+METRIC_COUNT = 10
+
 SCALE_STANDARD = 1
 SCALE_MINMAX = 2
 SCALE_INPUTS = 1
@@ -176,6 +209,8 @@ _status = ctypes.c_int  # bp_status is an enum: int-sized, returned as int
 
 ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
+EPOCH_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
+                            ctypes.POINTER(ctypes.c_double), ctypes.c_size_t)
 
 _S, _I, _D, _U64 = ctypes.c_size_t, ctypes.c_int, ctypes.c_double, ctypes.c_uint64
 _STR = ctypes.c_char_p
@@ -264,6 +299,15 @@ PROTOTYPES = {
     "bp_scaler_invert": (_status, [_c_float_p, _c_float_p, _S, _c_float_p, _S]),
     "bp_dataset_class_count": (_status, [_DsP, _c_size_p]),
     "bp_dataset_one_hot": (_status, [_P(_DsP), _DsP, _S]),
+    "bp_metric_count": (_S, []),
+    "bp_metric_name": (_STR, [_I]),
+    "bp_net_set_epoch_callback": (_status, [_NetP, EPOCH_FN, ctypes.c_void_p]),
+    "bp_net_fit": (_status, [_NetP, _OptP, _I, _DsP, _DsP]),
+    "bp_net_evaluate": (_status, [_NetP, _I, _DsP, _c_double_p, _S]),
+    "bp_net_history_length": (_S, [_NetP]),
+    "bp_net_history_get": (_status, [_NetP, _S, _I, _c_double_p]),
+    "bp_net_history_save_csv": (_status, [_NetP, _STR]),
+    "bp_argmax": (_status, [_c_float_p, _S, _S, _c_size_p, _S]),
     "bp_format_version": (ctypes.c_uint, []),
     "bp_net_save": (_status, [_NetP, _STR]),
     "bp_net_save_buffer": (_status, [_NetP, ctypes.c_void_p, _S, _c_size_p]),
@@ -966,6 +1010,82 @@ class Net(_Handle):
         _check(_lib.bp_net_get_meta(h, k, buf, needed.value, None))
         return buf.value.decode("utf-8", "replace")
 
+    # --- the training loop --------------------------------------------------------------
+    FIT_KEYS = _keywords("FIT_")
+
+    def set_epoch_callback(self, callback):
+        """Call callback(epoch, metrics) after every epoch of fit(); metrics is a dict
+        {"loss": ..., "val_accuracy": ...} (NaN where a metric does not apply). A truthy
+        return value stops training. An exception raised by the callback stops training
+        and is re-raised by fit(). None clears it."""
+        h = self._handle()
+        if callback is None:
+            _check(_lib.bp_net_set_epoch_callback(h, EPOCH_FN(), None))
+            self._epoch_fn = None
+            return self
+
+        def trampoline(user, epoch, metrics, count):
+            try:
+                values = {metric_name(i): metrics[i] for i in range(count)}
+                return 1 if callback(epoch, values) else 0
+            except BaseException as e:  # never unwind through C: stop, re-raise in fit()
+                self._callback_error = e
+                return 1
+
+        fn = EPOCH_FN(trampoline)
+        _check(_lib.bp_net_set_epoch_callback(h, fn, None))
+        self._epoch_fn = fn  # the C side holds a pointer: keep the thunk alive
+        return self
+
+    def fit(self, opt, loss, train, val=None, callback=None, **settings):
+        """bp_net_fit: train on the Dataset train (validation on val, may be None) for the
+        BP_FIT_* settings given by keyword (epochs=10, batch_size=32, schedule=...,
+        patience=...); callback as set_epoch_callback(). Returns history()."""
+        h = self._handle()
+        for name, value in settings.items():
+            try:
+                key = Net.FIT_KEYS[name]
+            except KeyError:
+                raise KeyError(f"unknown fit setting {name!r}") from None
+            self.set(key, value)
+        if callback is not None:
+            self.set_epoch_callback(callback)
+        self._callback_error = None
+        try:
+            status = _lib.bp_net_fit(h, opt._handle(), int(loss), train._handle(),
+                                     val._handle() if val is not None else None)
+        finally:
+            if callback is not None:
+                self.set_epoch_callback(None)
+        error, self._callback_error = self._callback_error, None
+        if error is not None:
+            raise error
+        _check(status)
+        return self.history()
+
+    def evaluate(self, loss, ds):
+        """bp_net_evaluate: {"loss", "accuracy", "mae", "rmse"} on a Dataset (NaN where a
+        metric does not apply)."""
+        values = (ctypes.c_double * 4)()
+        _check(_lib.bp_net_evaluate(self._handle(), int(loss), ds._handle(), values, 4))
+        return {metric_name(i): values[i] for i in range(4)}
+
+    def history(self):
+        """The epochs of the last fit(): a list of {metric name: value} dicts."""
+        h = self._handle()
+        out = []
+        value = ctypes.c_double()
+        for epoch in range(_lib.bp_net_history_length(h)):
+            row = {}
+            for m in range(metric_count()):
+                _check(_lib.bp_net_history_get(h, epoch, m, ctypes.byref(value)))
+                row[metric_name(m)] = value.value
+            out.append(row)
+        return out
+
+    def history_save_csv(self, path):
+        _check(_lib.bp_net_history_save_csv(self._handle(), _path(path)))
+
     # --- parameters ---------------------------------------------------------------------
     def _vector(self, fn):
         count = ctypes.c_size_t()
@@ -1131,6 +1251,23 @@ class Dataset(_Handle):
 # ------------------------------------------------------------------------------------------
 # Free functions
 # ------------------------------------------------------------------------------------------
+
+def metric_count():
+    return _lib.bp_metric_count()
+
+
+def metric_name(metric):
+    return _text(_lib.bp_metric_name(int(metric)))
+
+
+def argmax(values, width):
+    """bp_argmax: the index of the largest value of each row of width floats, as a list."""
+    data = _In(values, "argmax: values")
+    n = _rows(data, width, "argmax: values")
+    index = (ctypes.c_size_t * max(n, 1))()
+    _check(_lib.bp_argmax(data.ptr, n, int(width), index, n))
+    return list(index[:n])
+
 
 def format_version():
     """bp_format_version(): the model-file format version the library writes."""
