@@ -26,6 +26,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -112,6 +114,16 @@ inline void set_num_threads(int threads) { detail::check(bp_set_num_threads(thre
 inline int get_num_threads() noexcept { return bp_get_num_threads(); }
 /** bp_backend_info(). */
 inline std::string backend_info() { return bp_backend_info(); }
+/** bp_metric_name(). */
+inline std::string metric_name(int metric) { return bp_metric_name(metric); }
+/** bp_argmax(): the index of the largest value of each row of @p width floats. */
+inline std::vector<std::size_t> argmax(const std::vector<float> &values, std::size_t width)
+{
+    std::size_t n = detail::rows_of(values.size(), width, "bp::argmax");
+    std::vector<std::size_t> index(n);
+    detail::check(bp_argmax(values.data(), n, width, index.data(), index.size()));
+    return index;
+}
 /** bp_format_version(). */
 inline unsigned format_version() noexcept { return bp_format_version(); }
 
@@ -234,7 +246,131 @@ private:
     bp_layer *h_;
 };
 
-class Dataset;
+/** A data set (bp_dataset): inputs [n x in], targets [n x out]. */
+class Dataset {
+public:
+    /** bp_dataset_create(): copies the arrays. */
+    Dataset(const float *x, const float *y, std::size_t n, std::size_t inputs,
+            std::size_t outputs)
+    {
+        bp_dataset *h = nullptr;
+        detail::check(bp_dataset_create(&h, x, y, n, inputs, outputs));
+        h_.reset(h);
+    }
+    /** From vectors of n * inputs and n * outputs floats. */
+    Dataset(const std::vector<float> &x, const std::vector<float> &y, std::size_t inputs,
+            std::size_t outputs = 1)
+        : Dataset(x.data(), y.data(), rows(x.size(), y.size(), inputs, outputs), inputs,
+                  outputs)
+    {
+    }
+    static Dataset adopt(bp_dataset *handle) { return Dataset(handle); }
+
+    static Dataset load_csv(const std::string &path, std::size_t target_first,
+                            std::size_t target_count = 1, char delimiter = ',',
+                            bool has_header = false)
+    {
+        bp_dataset *h = nullptr;
+        detail::check(bp_dataset_load_csv(&h, path.c_str(), delimiter, has_header ? 1 : 0,
+                                          target_first, target_count));
+        return Dataset(h);
+    }
+    static Dataset load_fann(const std::string &path)
+    {
+        bp_dataset *h = nullptr;
+        detail::check(bp_dataset_load_fann(&h, path.c_str()));
+        return Dataset(h);
+    }
+    static Dataset load_idx(const std::string &images, const std::string &labels,
+                            std::size_t classes = 0)
+    {
+        bp_dataset *h = nullptr;
+        detail::check(bp_dataset_load_idx(&h, images.c_str(), labels.c_str(), classes));
+        return Dataset(h);
+    }
+    void save_fann(const std::string &path) const
+    {
+        detail::check(bp_dataset_save_fann(handle(), path.c_str()));
+    }
+
+    std::size_t size() const noexcept { return bp_dataset_size(h_.get()); }
+    std::size_t input_size() const noexcept { return bp_dataset_input_size(h_.get()); }
+    std::size_t output_size() const noexcept { return bp_dataset_output_size(h_.get()); }
+    /** Borrowed [n x in]; valid until the data set is modified or destroyed. */
+    const float *inputs() const noexcept { return bp_dataset_inputs(h_.get()); }
+    /** Borrowed [n x out]; valid until the data set is modified or destroyed. */
+    const float *targets() const noexcept { return bp_dataset_targets(h_.get()); }
+    std::string last_error() const { return bp_dataset_last_error(handle()); }
+
+    Dataset &shuffle(std::uint64_t seed)
+    {
+        detail::check(bp_dataset_shuffle(handle(), seed));
+        return *this;
+    }
+    std::pair<Dataset, Dataset> split(double fraction) const
+    {
+        bp_dataset *a = nullptr, *b = nullptr;
+        detail::check(bp_dataset_split(&a, &b, handle(), fraction));
+        return {Dataset(a), Dataset(b)};
+    }
+    Dataset subset(std::size_t start, std::size_t count) const
+    {
+        bp_dataset *h = nullptr;
+        detail::check(bp_dataset_subset(&h, handle(), start, count));
+        return Dataset(h);
+    }
+    /** bp_dataset_fit_scaler(): (offsets, scales) per column of @p part. */
+    std::pair<std::vector<float>, std::vector<float>> fit_scaler(int kind, int part) const
+    {
+        std::size_t width = part == BP_SCALE_TARGETS ? output_size() : input_size();
+        std::vector<float> offset(width), scale(width);
+        detail::check(bp_dataset_fit_scaler(handle(), kind, part, offset.data(), scale.data(),
+                                            width));
+        return {offset, scale};
+    }
+    Dataset &apply_scaler(int part, const std::vector<float> &offset,
+                          const std::vector<float> &scale)
+    {
+        if (offset.size() != scale.size())
+            detail::fail(BP_ERR_SHAPE, "bp::Dataset::apply_scaler: " +
+                                           std::to_string(offset.size()) + " offsets but " +
+                                           std::to_string(scale.size()) + " scales");
+        detail::check(bp_dataset_apply_scaler(handle(), part, offset.data(), scale.data(),
+                                              offset.size()));
+        return *this;
+    }
+    std::size_t class_count() const
+    {
+        std::size_t classes = 0;
+        detail::check(bp_dataset_class_count(handle(), &classes));
+        return classes;
+    }
+    Dataset one_hot(std::size_t classes) const
+    {
+        bp_dataset *h = nullptr;
+        detail::check(bp_dataset_one_hot(&h, handle(), classes));
+        return Dataset(h);
+    }
+
+    /** The C handle (borrowed; still owned by this object). Throws if moved from. */
+    bp_dataset *handle() const { return detail::require(h_.get(), "bp::Dataset"); }
+    /** Give up ownership: the caller frees the handle with bp_dataset_free(). */
+    bp_dataset *release() noexcept { return h_.release(); }
+
+private:
+    explicit Dataset(bp_dataset *h) : h_(h) {}
+    static std::size_t rows(std::size_t xs, std::size_t ys, std::size_t inputs,
+                            std::size_t outputs)
+    {
+        std::size_t n = detail::rows_of(xs, inputs, "bp::Dataset: x");
+        if (ys != n * outputs)
+            detail::fail(BP_ERR_SHAPE, "bp::Dataset: " + std::to_string(ys) +
+                                           " target floats, expected " +
+                                           std::to_string(n * outputs));
+        return n;
+    }
+    std::unique_ptr<bp_dataset, detail::DatasetFree> h_;
+};
 
 /** A network (bp_net). Methods that build it return *this for chaining. */
 class Net {
@@ -249,12 +385,15 @@ public:
     /** Take ownership of a handle from the C API. */
     static Net adopt(bp_net *handle) { return Net(handle); }
 
-    /** bp_net_clone(): an independent deep copy (one per thread for concurrent work). */
+    /** bp_net_clone(): an independent deep copy (one per thread for concurrent work). The
+     *  copy has no epoch callback (the C copy would share this object's callback state). */
     Net clone() const
     {
         bp_net *h = nullptr;
         detail::check(bp_net_clone(&h, handle()));
-        return Net(h);
+        Net copy(h);
+        detail::check(bp_net_set_epoch_callback(h, nullptr, nullptr));
+        return copy;
     }
 
     Net &add_dense(std::size_t units, int activation = BP_ACT_IDENTITY)
@@ -368,6 +507,60 @@ public:
         std::vector<float> y(n * output_size());
         predict(x.data(), n, y.data(), y.size());
         return y;
+    }
+
+    /** Epoch callback for fit(): called with (epoch, metrics[BP_METRIC_COUNT]); return true
+     *  to stop. An exception it throws stops training and is rethrown by fit(). */
+    using EpochCallback = std::function<bool(std::size_t epoch, const double *metrics)>;
+
+    /** bp_net_set_epoch_callback() with a C++ callable; an empty one clears it. */
+    Net &set_epoch_callback(EpochCallback fn)
+    {
+        if (!fn) {
+            detail::check(bp_net_set_epoch_callback(handle(), nullptr, nullptr));
+            callback_.reset();
+            return *this;
+        }
+        auto state = std::make_unique<CallbackState>();
+        state->fn = std::move(fn);
+        detail::check(bp_net_set_epoch_callback(handle(), &Net::trampoline, state.get()));
+        callback_ = std::move(state); // heap-allocated: its address survives moves of *this
+        return *this;
+    }
+    /** bp_net_fit(): train on @p train (validation on @p val if not null) with the
+     *  BP_FIT_* settings; rethrows an exception thrown by the epoch callback. */
+    void fit(Optimizer &opt, int loss, const Dataset &train, const Dataset *val = nullptr)
+    {
+        if (callback_) callback_->error = nullptr;
+        bp_status s = bp_net_fit(handle(), opt.handle(), loss, train.handle(),
+                                 val != nullptr ? val->handle() : nullptr);
+        if (callback_ && callback_->error) {
+            std::exception_ptr e = callback_->error;
+            callback_->error = nullptr;
+            std::rethrow_exception(e);
+        }
+        detail::check(s);
+    }
+    /** bp_net_evaluate(): {loss, accuracy, mae, rmse} (NaN where they do not apply). */
+    std::vector<double> evaluate(int loss, const Dataset &ds)
+    {
+        std::vector<double> m(4);
+        detail::check(bp_net_evaluate(handle(), loss, ds.handle(), m.data(), m.size()));
+        return m;
+    }
+    /** bp_net_history_length(). */
+    std::size_t history_length() const noexcept { return bp_net_history_length(h_.get()); }
+    /** bp_net_history_get(). */
+    double history(std::size_t epoch, int metric) const
+    {
+        double v = 0;
+        detail::check(bp_net_history_get(handle(), epoch, metric, &v));
+        return v;
+    }
+    /** bp_net_history_save_csv(). */
+    void history_save_csv(const std::string &path) const
+    {
+        detail::check(bp_net_history_save_csv(handle(), path.c_str()));
     }
 
     /** Floats of scratch predict_ws() needs for @p n rows. */
@@ -498,6 +691,22 @@ public:
 
 private:
     explicit Net(bp_net *h) : h_(h) {}
+    struct CallbackState {
+        EpochCallback fn;
+        std::exception_ptr error;
+    };
+    static int trampoline(void *user, std::size_t epoch, const double *metrics,
+                          std::size_t count) noexcept
+    {
+        auto *state = static_cast<CallbackState *>(user);
+        (void)count;
+        try {
+            return state->fn(epoch, metrics) ? 1 : 0;
+        } catch (...) { // never unwind through C: stop training, rethrow in fit()
+            state->error = std::current_exception();
+            return 1;
+        }
+    }
     void check_targets(int loss, std::size_t count, std::size_t n, const char *what) const
     {
         std::size_t need = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? n : n * output_size();
@@ -506,135 +715,10 @@ private:
                                            " target floats, expected " + std::to_string(need));
     }
     std::unique_ptr<bp_net, detail::NetFree> h_;
+    std::unique_ptr<CallbackState> callback_; // declared after h_: destroyed first
 };
 
 inline void Optimizer::step(Net &net) { detail::check(bp_optimizer_step(handle(), net.handle())); }
-
-/** A data set (bp_dataset): inputs [n x in], targets [n x out]. */
-class Dataset {
-public:
-    /** bp_dataset_create(): copies the arrays. */
-    Dataset(const float *x, const float *y, std::size_t n, std::size_t inputs,
-            std::size_t outputs)
-    {
-        bp_dataset *h = nullptr;
-        detail::check(bp_dataset_create(&h, x, y, n, inputs, outputs));
-        h_.reset(h);
-    }
-    /** From vectors of n * inputs and n * outputs floats. */
-    Dataset(const std::vector<float> &x, const std::vector<float> &y, std::size_t inputs,
-            std::size_t outputs = 1)
-        : Dataset(x.data(), y.data(), rows(x.size(), y.size(), inputs, outputs), inputs,
-                  outputs)
-    {
-    }
-    static Dataset adopt(bp_dataset *handle) { return Dataset(handle); }
-
-    static Dataset load_csv(const std::string &path, std::size_t target_first,
-                            std::size_t target_count = 1, char delimiter = ',',
-                            bool has_header = false)
-    {
-        bp_dataset *h = nullptr;
-        detail::check(bp_dataset_load_csv(&h, path.c_str(), delimiter, has_header ? 1 : 0,
-                                          target_first, target_count));
-        return Dataset(h);
-    }
-    static Dataset load_fann(const std::string &path)
-    {
-        bp_dataset *h = nullptr;
-        detail::check(bp_dataset_load_fann(&h, path.c_str()));
-        return Dataset(h);
-    }
-    static Dataset load_idx(const std::string &images, const std::string &labels,
-                            std::size_t classes = 0)
-    {
-        bp_dataset *h = nullptr;
-        detail::check(bp_dataset_load_idx(&h, images.c_str(), labels.c_str(), classes));
-        return Dataset(h);
-    }
-    void save_fann(const std::string &path) const
-    {
-        detail::check(bp_dataset_save_fann(handle(), path.c_str()));
-    }
-
-    std::size_t size() const noexcept { return bp_dataset_size(h_.get()); }
-    std::size_t input_size() const noexcept { return bp_dataset_input_size(h_.get()); }
-    std::size_t output_size() const noexcept { return bp_dataset_output_size(h_.get()); }
-    /** Borrowed [n x in]; valid until the data set is modified or destroyed. */
-    const float *inputs() const noexcept { return bp_dataset_inputs(h_.get()); }
-    /** Borrowed [n x out]; valid until the data set is modified or destroyed. */
-    const float *targets() const noexcept { return bp_dataset_targets(h_.get()); }
-    std::string last_error() const { return bp_dataset_last_error(handle()); }
-
-    Dataset &shuffle(std::uint64_t seed)
-    {
-        detail::check(bp_dataset_shuffle(handle(), seed));
-        return *this;
-    }
-    std::pair<Dataset, Dataset> split(double fraction) const
-    {
-        bp_dataset *a = nullptr, *b = nullptr;
-        detail::check(bp_dataset_split(&a, &b, handle(), fraction));
-        return {Dataset(a), Dataset(b)};
-    }
-    Dataset subset(std::size_t start, std::size_t count) const
-    {
-        bp_dataset *h = nullptr;
-        detail::check(bp_dataset_subset(&h, handle(), start, count));
-        return Dataset(h);
-    }
-    /** bp_dataset_fit_scaler(): (offsets, scales) per column of @p part. */
-    std::pair<std::vector<float>, std::vector<float>> fit_scaler(int kind, int part) const
-    {
-        std::size_t width = part == BP_SCALE_TARGETS ? output_size() : input_size();
-        std::vector<float> offset(width), scale(width);
-        detail::check(bp_dataset_fit_scaler(handle(), kind, part, offset.data(), scale.data(),
-                                            width));
-        return {offset, scale};
-    }
-    Dataset &apply_scaler(int part, const std::vector<float> &offset,
-                          const std::vector<float> &scale)
-    {
-        if (offset.size() != scale.size())
-            detail::fail(BP_ERR_SHAPE, "bp::Dataset::apply_scaler: " +
-                                           std::to_string(offset.size()) + " offsets but " +
-                                           std::to_string(scale.size()) + " scales");
-        detail::check(bp_dataset_apply_scaler(handle(), part, offset.data(), scale.data(),
-                                              offset.size()));
-        return *this;
-    }
-    std::size_t class_count() const
-    {
-        std::size_t classes = 0;
-        detail::check(bp_dataset_class_count(handle(), &classes));
-        return classes;
-    }
-    Dataset one_hot(std::size_t classes) const
-    {
-        bp_dataset *h = nullptr;
-        detail::check(bp_dataset_one_hot(&h, handle(), classes));
-        return Dataset(h);
-    }
-
-    /** The C handle (borrowed; still owned by this object). Throws if moved from. */
-    bp_dataset *handle() const { return detail::require(h_.get(), "bp::Dataset"); }
-    /** Give up ownership: the caller frees the handle with bp_dataset_free(). */
-    bp_dataset *release() noexcept { return h_.release(); }
-
-private:
-    explicit Dataset(bp_dataset *h) : h_(h) {}
-    static std::size_t rows(std::size_t xs, std::size_t ys, std::size_t inputs,
-                            std::size_t outputs)
-    {
-        std::size_t n = detail::rows_of(xs, inputs, "bp::Dataset: x");
-        if (ys != n * outputs)
-            detail::fail(BP_ERR_SHAPE, "bp::Dataset: " + std::to_string(ys) +
-                                           " target floats, expected " +
-                                           std::to_string(n * outputs));
-        return n;
-    }
-    std::unique_ptr<bp_dataset, detail::DatasetFree> h_;
-};
 
 /** bp_loss_eval(): the loss of @p pred [n x width] against @p target; fills @p dpred
  *  (resized to n * width) with dL/dpred unless it is null. */

@@ -237,6 +237,47 @@ void models_save_load_and_resume()
     CHECK(bp::format_version() >= 1);
 }
 
+void fit_with_callback_history_and_errors()
+{
+    bp::Dataset ds(kXorX, kXorY, 2);
+    bp::Net net = xor_net(4);
+    bp::Optimizer opt(BP_OPTIMIZER_ADAM);
+    opt.set(BP_OPT_LEARNING_RATE, 0.05);
+    net.set(BP_FIT_EPOCHS, 300).set(BP_FIT_BATCH_SIZE, 4);
+    std::size_t calls = 0;
+    net.set_epoch_callback([&](std::size_t epoch, const double *m) {
+        CHECK(epoch == calls && m[BP_METRIC_LOSS] >= 0);
+        calls++;
+        return false;
+    });
+    net.fit(opt, BP_LOSS_MSE, ds, &ds);
+    CHECK(calls == 300 && net.history_length() == 300);
+    CHECK(net.history(299, BP_METRIC_VAL_LOSS) < net.history(0, BP_METRIC_VAL_LOSS));
+    std::vector<double> m = net.evaluate(BP_LOSS_MSE, ds);
+    CHECK(m.size() == 4 && m[BP_METRIC_LOSS] < 0.02 && std::isnan(m[BP_METRIC_ACCURACY]));
+
+    bp::Net copy = net.clone(); // must not call this test's lambda
+    copy.fit(opt, BP_LOSS_MSE, ds);
+    CHECK(calls == 300);
+
+    net.set_epoch_callback([](std::size_t epoch, const double *) -> bool {
+        if (epoch == 2) throw std::runtime_error("stop here");
+        return false;
+    });
+    std::string what;
+    try {
+        net.fit(opt, BP_LOSS_MSE, ds);
+    } catch (const std::runtime_error &e) {
+        what = e.what();
+    }
+    CHECK(what == "stop here" && net.history_length() == 3);
+    net.set_epoch_callback(nullptr);
+    bp::Dataset wide(std::vector<float>(9, 0.0f), {0, 1, 2}, 3);
+    expect_error(BP_ERR_SHAPE, [&] { net.fit(opt, BP_LOSS_MSE, wide); });
+    CHECK(bp::argmax({0.1f, 0.7f, 0.2f, 0.5f, 0.5f, 0.0f}, 3) == std::vector<std::size_t>({1, 0}));
+    CHECK(bp::metric_name(BP_METRIC_VAL_ACCURACY) == "val_accuracy");
+}
+
 void free_functions()
 {
     CHECK(bp::version() == BP_VERSION_NUMBER);
@@ -258,6 +299,7 @@ int main()
         {"layer_view_reads_and_writes", layer_view_reads_and_writes},
         {"datasets_load_split_and_scale", datasets_load_split_and_scale},
         {"models_save_load_and_resume", models_save_load_and_resume},
+        {"fit_with_callback_history_and_errors", fit_with_callback_history_and_errors},
         {"free_functions", free_functions},
     };
     int run = 0;

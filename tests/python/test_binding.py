@@ -342,6 +342,20 @@ class TrainingLoop(unittest.TestCase):
                 net.fit(opt, bp.LOSS_MSE, wide, epochs=0)
             self.assertEqual(cm.exception.status, bp.ERR_OUT_OF_RANGE)
 
+    def test_clone_does_not_inherit_the_callback(self):
+        calls = []
+        with bp.Dataset(XOR_X, XOR_Y, inputs=2) as ds, bp.Optimizer(bp.OPTIMIZER_SGD) as opt:
+            net = xor_net()
+            net.set_epoch_callback(lambda epoch, m: calls.append(epoch))
+            copy = net.clone()
+            net.close()
+            del net
+            gc.collect()
+            with copy:
+                copy.fit(opt, bp.LOSS_MSE, ds, epochs=3)
+                self.assertEqual(len(copy.history()), 3)
+            self.assertEqual(calls, [])
+
     def test_argmax_and_metric_names(self):
         self.assertEqual(bp.argmax([0.1, 0.7, 0.2, 0.5, 0.5, 0.0], 3), [1, 0])
         self.assertEqual(bp.metric_count(), bp.METRIC_COUNT)

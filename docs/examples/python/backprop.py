@@ -778,10 +778,13 @@ class Net(_Handle):
         return self
 
     def clone(self):
-        """An independent deep copy (bp_net_clone), e.g. one per thread."""
+        """An independent deep copy (bp_net_clone), e.g. one per thread. The copy has no
+        epoch callback (the C copy would call this object's)."""
         h = _NetP()
         _check(_lib.bp_net_clone(ctypes.byref(h), self._handle()))
-        return Net._wrap(h)
+        copy = Net._wrap(h)
+        _check(_lib.bp_net_set_epoch_callback(h, EPOCH_FN(), None))
+        return copy
 
     @property
     def last_error(self):
