@@ -174,10 +174,10 @@ SCALE_INPUTS = 1
 SCALE_TARGETS = 2
 
 
-def _keywords(prefix):
-    """{'learning_rate': 100, ...} for the module constants named prefix + NAME."""
+def _keywords(prefix, lo, hi):
+    """{'learning_rate': 100, ...} for the module constants prefix + NAME in [lo, hi]."""
     return {name[len(prefix):].lower(): value for name, value in globals().items()
-            if name.startswith(prefix) and isinstance(value, int)}
+            if name.startswith(prefix) and isinstance(value, int) and lo <= value <= hi}
 
 
 # ------------------------------------------------------------------------------------------
@@ -594,6 +594,40 @@ class _Handle:
         return False
 
 
+class _Keyed:
+    """set/get/param_bounds through bp_<object>_set/_get/_param_bounds; keys are ints or
+    the names in KEYS (the constants' names in lower case, e.g. "learning_rate")."""
+
+    _c = ""     # "bp_net", "bp_layer", "bp_optimizer"
+    KEYS = {}
+
+    @classmethod
+    def _key(cls, key):
+        if isinstance(key, str):
+            try:
+                return cls.KEYS[key]
+            except KeyError:
+                raise KeyError(f"unknown {cls.__name__} setting {key!r}") from None
+        return int(key)
+
+    def set(self, key, value):
+        _check(getattr(_lib, self._c + "_set")(self._handle(), self._key(key), float(value)))
+        return self
+
+    def get(self, key):
+        v = ctypes.c_double()
+        _check(getattr(_lib, self._c + "_get")(self._handle(), self._key(key),
+                                               ctypes.byref(v)))
+        return v.value
+
+    @classmethod
+    def param_bounds(cls, key):
+        lo, hi = ctypes.c_double(), ctypes.c_double()
+        _check(getattr(_lib, cls._c + "_param_bounds")(cls._key(key), ctypes.byref(lo),
+                                                       ctypes.byref(hi)))
+        return lo.value, hi.value
+
+
 def _free_net(h):
     _lib.bp_net_free(h)
 
@@ -606,13 +640,14 @@ def _free_ds(h):
     _lib.bp_dataset_free(h)
 
 
-class Optimizer(_Handle):
+class Optimizer(_Handle, _Keyed):
     """bp_optimizer: Optimizer(OPTIMIZER_ADAM, learning_rate=1e-3, ...). Keyword settings
     are the OPT_* keys in lower case (learning_rate, momentum, beta1 ...)."""
 
     _free = staticmethod(_free_opt)
     _kind = "Optimizer"
-    KEYS = _keywords("OPT_")
+    _c = "bp_optimizer"
+    KEYS = _keywords("OPT_", 100, 199)
 
     def __init__(self, kind, **settings):
         h = _OptP()
@@ -625,15 +660,6 @@ class Optimizer(_Handle):
             self.close()
             raise
 
-    @staticmethod
-    def _key(key):
-        if isinstance(key, str):
-            try:
-                return Optimizer.KEYS[key]
-            except KeyError:
-                raise KeyError(f"unknown optimizer setting {key!r}") from None
-        return int(key)
-
     @classmethod
     def _wrap(cls, handle):
         self = cls.__new__(cls)
@@ -643,22 +669,6 @@ class Optimizer(_Handle):
     @property
     def kind(self):
         return _lib.bp_optimizer_kind(self._handle())
-
-    def set(self, key, value):
-        _check(_lib.bp_optimizer_set(self._handle(), self._key(key), float(value)))
-        return self
-
-    def get(self, key):
-        v = ctypes.c_double()
-        _check(_lib.bp_optimizer_get(self._handle(), self._key(key), ctypes.byref(v)))
-        return v.value
-
-    @staticmethod
-    def param_bounds(key):
-        lo, hi = ctypes.c_double(), ctypes.c_double()
-        _check(_lib.bp_optimizer_param_bounds(Optimizer._key(key), ctypes.byref(lo),
-                                              ctypes.byref(hi)))
-        return lo.value, hi.value
 
     def step(self, net):
         """One update of @p net's parameters from its gradients (bp_optimizer_step)."""
@@ -676,9 +686,12 @@ class Optimizer(_Handle):
         return _text(_lib.bp_optimizer_last_error(self._handle()))
 
 
-class Layer:
+class Layer(_Keyed):
     """A view of one layer of a Net (bp_layer); keeps the Net alive, invalid once it is
     closed."""
+
+    _c = "bp_layer"
+    KEYS = _keywords("LAYER_", 200, 299)
 
     def __init__(self, net, index):
         self._net = net
@@ -745,26 +758,15 @@ class Layer:
     def init_weights(self, scheme, value=0.0):
         _check(_lib.bp_layer_init_weights(self._handle(), int(scheme), float(value)))
 
-    def set(self, key, value):
-        _check(_lib.bp_layer_set(self._handle(), int(key), float(value)))
-
-    def get(self, key):
-        v = ctypes.c_double()
-        _check(_lib.bp_layer_get(self._handle(), int(key), ctypes.byref(v)))
-        return v.value
-
-    @staticmethod
-    def param_bounds(key):
-        lo, hi = ctypes.c_double(), ctypes.c_double()
-        _check(_lib.bp_layer_param_bounds(int(key), ctypes.byref(lo), ctypes.byref(hi)))
-        return lo.value, hi.value
 
 
-class Net(_Handle):
+class Net(_Handle, _Keyed):
     """bp_net: Net(inputs, seed=0). Methods that build the network return self."""
 
     _free = staticmethod(_free_net)
     _kind = "Net"
+    _c = "bp_net"
+    KEYS = {**_keywords("NET_", 300, 399), **_keywords("FIT_", 400, 499)}
 
     def __init__(self, inputs, seed=0):
         h = _NetP()
@@ -822,20 +824,6 @@ class Net(_Handle):
     def param_count(self):
         return _lib.bp_net_param_count(self._handle())
 
-    def set(self, key, value):
-        _check(_lib.bp_net_set(self._handle(), int(key), float(value)))
-        return self
-
-    def get(self, key):
-        v = ctypes.c_double()
-        _check(_lib.bp_net_get(self._handle(), int(key), ctypes.byref(v)))
-        return v.value
-
-    @staticmethod
-    def param_bounds(key):
-        lo, hi = ctypes.c_double(), ctypes.c_double()
-        _check(_lib.bp_net_param_bounds(int(key), ctypes.byref(lo), ctypes.byref(hi)))
-        return lo.value, hi.value
 
     def summary(self):
         """The layer table of bp_net_summary() as a str."""
@@ -1014,7 +1002,6 @@ class Net(_Handle):
         return buf.value.decode("utf-8", "replace")
 
     # --- the training loop --------------------------------------------------------------
-    FIT_KEYS = _keywords("FIT_")
 
     def set_epoch_callback(self, callback):
         """Call callback(epoch, metrics) after every epoch of fit(); metrics is a dict
@@ -1046,11 +1033,7 @@ class Net(_Handle):
         patience=...); callback as set_epoch_callback(). Returns history()."""
         h = self._handle()
         for name, value in settings.items():
-            try:
-                key = Net.FIT_KEYS[name]
-            except KeyError:
-                raise KeyError(f"unknown fit setting {name!r}") from None
-            self.set(key, value)
+            self.set(self._key(name), value)
         if callback is not None:
             self.set_epoch_callback(callback)
         self._callback_error = None
