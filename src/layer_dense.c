@@ -46,5 +46,13 @@ static void dense_backward(bp_layer *l, size_t n, const float *x, float *z, cons
 }
 
 const bp__layer_vtable bp__dense_vtable = {
-    BP_LAYER_DENSE, "dense", dense_scratch, dense_forward, dense_backward, NULL, NULL,
+    .kind = BP_LAYER_DENSE,
+    .name = "dense",
+    .scratch_floats = dense_scratch,
+    .forward = dense_forward,
+    .backward = dense_backward,
+    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
+            BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA) | BP__LAYER_KEY_BIT(BP_LAYER_L2) |
+            BP__LAYER_KEY_BIT(BP_LAYER_L1),
+    .grad_bound_dense = 1,
 };
