@@ -221,6 +221,7 @@ bp_layer *bp__layer_new(bp_net *net, const char *fn, const bp__layer_vtable *vt,
         return NULL;
     }
     l->vt = vt;
+    l->net = net; /* for vt->destroy before the layer is appended */
     l->activation = activation;
     bp__net_out_shape(net, &l->in_c, &l->in_h, &l->in_w);
     l->in = net_out_width(net);
