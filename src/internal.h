@@ -316,6 +316,13 @@ typedef struct bp__activation_priv {
     float *zeros;         /* [out] zero bias for bp__act_forward */
 } bp__activation_priv;
 
+#ifdef BP_PROFILE
+/* Only in the bench's profiled build of layer_conv2d.c: nanoseconds spent in im2col and
+ * col2im, in the layer's sgemm calls, and in the whole layer (forward + backward). */
+enum { BP__PROF_COLS, BP__PROF_GEMM, BP__PROF_TOTAL };
+extern double bp__conv_prof_ns[3];
+#endif
+
 /* The output shape of the last layer (the input shape when there is none). */
 void bp__net_out_shape(const bp_net *net, size_t *c, size_t *h, size_t *w);
 /* Allocate a layer struct with the common fields for appending after the current last layer:

@@ -104,20 +104,21 @@ static void col2im(const bp_layer *l, const float *dcols, float *dx)
 }
 
 #ifdef BP_PROFILE
-/* Bench-only split of the conv time (see bench/bp_bench.c, case cnn-epoch). */
+/* Bench-only split of the convolution time (bench/bp_bench.c, case cnn-epoch): the library
+ * itself is never built with BP_PROFILE. */
 #include <time.h>
-double bp__conv_prof_ns[2]; /* [0] im2col + col2im, [1] sgemm */
+double bp__conv_prof_ns[3];
 static double prof_now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
 }
-#define PROF_START() const double prof_t0_ = prof_now()
-#define PROF_STOP(slot) (bp__conv_prof_ns[slot] += prof_now() - prof_t0_)
+#define PROF_START(t) const double t = prof_now()
+#define PROF_STOP(t, slot) (bp__conv_prof_ns[slot] += prof_now() - (t))
 #else
-#define PROF_START() ((void)0)
-#define PROF_STOP(slot) ((void)0)
+#define PROF_START(t) ((void)0)
+#define PROF_STOP(t, slot) ((void)0)
 #endif
 
 static void conv_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
@@ -127,29 +128,31 @@ static void conv_forward(bp_layer *l, size_t n, const float *x, float *scratch, 
     const bp__conv_priv *p = l->priv;
     const size_t F = l->out_c, K = p->k, P = p->p;
     const float *w = bp__layer_w(l), *b = bp__layer_b(l);
+    PROF_START(t_all);
     for (size_t i = 0; i < n; i++) {
         float *cols = training ? scratch + i * K * P : scratch;
         float *yi = y + i * l->out;
-        {
-            PROF_START();
-            im2col(l, x + i * l->in, cols);
-            PROF_STOP(0);
-        }
+        PROF_START(t_cols);
+        im2col(l, x + i * l->in, cols);
+        PROF_STOP(t_cols, BP__PROF_COLS);
         for (size_t f = 0; f < F; f++)
             for (size_t q = 0; q < P; q++) yi[f * P + q] = b[f];
-        PROF_START();
+        PROF_START(t_gemm);
         bp__gemm(0, 0, F, P, K, 1.0f, w, K, cols, P, 1.0f, yi, P);
-        PROF_STOP(1);
+        PROF_STOP(t_gemm, BP__PROF_GEMM);
     }
-    if (l->activation == BP_ACT_IDENTITY) return;
-    float *z = training && bp__act_needs_z(l->activation) ? scratch + n * K * P : NULL;
-    bp__act_forward(l->activation, &l->act, n * F, P, y, p->zeros, z, y);
+    if (l->activation != BP_ACT_IDENTITY) {
+        float *z = training && bp__act_needs_z(l->activation) ? scratch + n * K * P : NULL;
+        bp__act_forward(l->activation, &l->act, n * F, P, y, p->zeros, z, y);
+    }
+    PROF_STOP(t_all, BP__PROF_TOTAL);
 }
 
 static void conv_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
                           float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)dy_is_dz;
+    PROF_START(t_all);
     const bp__conv_priv *p = l->priv;
     const size_t F = l->out_c, K = p->k, P = p->p;
     const int keep_z = bp__act_needs_z(l->activation);
@@ -173,21 +176,20 @@ static void conv_backward(bp_layer *l, size_t n, const float *x, float *scratch,
     const float *w = bp__layer_w(l);
     for (size_t i = 0; i < n; i++) {
         const float *dzi = dz + i * l->out, *cols = scratch + i * K * P;
-        {
-            PROF_START();
-            /* dW [F x K] (+)= dz_i [F x P] cols_i^T */
-            bp__gemm(0, 1, F, K, P, 1.0f, dzi, P, cols, P, accumulate || i > 0 ? 1.0f : 0.0f,
-                     dw, K);
-            if (dx != NULL) /* dcols [K x P] = W^T dz_i */
-                bp__gemm(1, 0, K, P, F, 1.0f, w, K, dzi, P, 0.0f, dcols, P);
-            PROF_STOP(1);
-        }
+        PROF_START(t_gemm);
+        /* dW [F x K] (+)= dz_i [F x P] cols_i^T */
+        bp__gemm(0, 1, F, K, P, 1.0f, dzi, P, cols, P, accumulate || i > 0 ? 1.0f : 0.0f, dw,
+                 K);
+        if (dx != NULL) /* dcols [K x P] = W^T dz_i */
+            bp__gemm(1, 0, K, P, F, 1.0f, w, K, dzi, P, 0.0f, dcols, P);
+        PROF_STOP(t_gemm, BP__PROF_GEMM);
         if (dx != NULL) {
-            PROF_START();
+            PROF_START(t_cols);
             col2im(l, dcols, dx + i * l->in);
-            PROF_STOP(0);
+            PROF_STOP(t_cols, BP__PROF_COLS);
         }
     }
+    PROF_STOP(t_all, BP__PROF_TOTAL);
 }
 
 static void conv_destroy(bp_layer *l)
