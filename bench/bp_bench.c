@@ -177,7 +177,8 @@ static bp_status cnn_build(bp_net **out)
 static int case_cnn_epoch(const bench_opts *o, bench_json *out)
 {
     const size_t batches = 8 * (size_t)o->repeat, pool = 16; /* distinct batches cycled */
-    float *x = malloc(pool * CNN_BATCH * 784 * sizeof *x), *y = malloc(pool * CNN_BATCH * sizeof *y);
+    float *x = malloc(pool * CNN_BATCH * 784 * sizeof *x),
+          *y = malloc(pool * CNN_BATCH * sizeof *y);
     bp_net *net = NULL;
     bp_optimizer *opt = NULL;
     int rc = -1;
@@ -187,8 +188,10 @@ static int case_cnn_epoch(const bench_opts *o, bench_json *out)
         goto done;
     }
     bench_fill(x, pool * CNN_BATCH * 784, 3);
-    for (size_t k = 0; k < pool * CNN_BATCH * 784; k++) x[k] = 0.5f + 0.5f * x[k];
-    for (size_t k = 0; k < pool * CNN_BATCH; k++) y[k] = (float)(k % 10);
+    for (size_t k = 0; k < pool * CNN_BATCH * 784; k++)
+        x[k] = 0.5f + 0.5f * x[k];
+    for (size_t k = 0; k < pool * CNN_BATCH; k++)
+        y[k] = (float)(k % 10);
     /* warm-up: plans the workspace and binds the optimizer */
     if (bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, CNN_BATCH, NULL) != BP_OK)
         goto fail;

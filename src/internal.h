@@ -333,6 +333,11 @@ bp_layer *bp__layer_new(bp_net *net, const char *fn, const bp__layer_vtable *vt,
                         size_t out_c, size_t out_h, size_t out_w);
 /* Free a layer struct that was never appended: calls vt->destroy, then frees it. */
 void bp__layer_discard(bp_net *net, bp_layer *l);
+/* Shared vtable entries: no scratch; free a flat (pointer-free) priv; deep-copy a flat priv
+ * of @p size bytes. */
+size_t bp__no_scratch(const bp_layer *l, size_t n, int training);
+void bp__layer_free_priv(bp_layer *l);
+bp_status bp__layer_copy_priv(bp_layer *dst, const bp_layer *src, size_t size);
 /* Append @p l with bp__net_append_layer, discarding it on failure. */
 bp_status bp__net_append_or_discard(bp_net *net, bp_layer *l, int init_scheme,
                                     double init_value);

@@ -19,14 +19,15 @@ static void act_forward(bp_layer *l, size_t n, const float *x, float *z, float *
     bp__act_forward(l->activation, &l->act, n, l->out, x, p->zeros, z, y);
 }
 
-static void act_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y,
-                         float *dy, int dy_is_dz, float *dx, int accumulate)
+static void act_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y, float *dy,
+                         int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)accumulate;
     if (dx == NULL) return;
     if (!dy_is_dz) bp__act_backward(l->activation, &l->act, n, l->out, z, y, dy);
     const size_t total = n * l->out;
-    for (size_t k = 0; k < total; k++) dx[k] = dy[k];
+    for (size_t k = 0; k < total; k++)
+        dx[k] = dy[k];
 }
 
 static void act_destroy(bp_layer *l)
@@ -81,8 +82,8 @@ bp_status bp_net_add_activation(bp_net *net, int activation)
     BP_CHECK(bp__net_check_append(net, "bp_net_add_activation"));
     size_t c, h, w;
     bp__net_out_shape(net, &c, &h, &w);
-    bp_layer *l = bp__layer_new(net, "bp_net_add_activation", &bp__activation_vtable, activation,
-                                c, h, w);
+    bp_layer *l =
+        bp__layer_new(net, "bp_net_add_activation", &bp__activation_vtable, activation, c, h, w);
     if (l == NULL) return BP_ERR_NOMEM;
     l->priv = act_priv_new(&net->alloc, l->out);
     if (l->priv == NULL) {

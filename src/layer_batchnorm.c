@@ -24,7 +24,8 @@ enum { LANES = 8 };
 static double lane_total(const float *acc)
 {
     double t = 0.0;
-    for (size_t j = 0; j < LANES; j++) t += (double)acc[j];
+    for (size_t j = 0; j < LANES; j++)
+        t += (double)acc[j];
     return t;
 }
 
@@ -34,8 +35,10 @@ static double run_sum(const float *v, size_t S)
     float acc[LANES] = {0};
     size_t k = 0;
     for (; k + LANES <= S; k += LANES)
-        for (size_t j = 0; j < LANES; j++) acc[j] += v[k + j];
-    for (; k < S; k++) acc[0] += v[k];
+        for (size_t j = 0; j < LANES; j++)
+            acc[j] += v[k + j];
+    for (; k < S; k++)
+        acc[0] += v[k];
     return lane_total(acc);
 }
 
@@ -45,8 +48,10 @@ static double run_sq_dev(const float *v, size_t S, float mu)
     float acc[LANES] = {0};
     size_t k = 0;
     for (; k + LANES <= S; k += LANES)
-        for (size_t j = 0; j < LANES; j++) acc[j] += (v[k + j] - mu) * (v[k + j] - mu);
-    for (; k < S; k++) acc[0] += (v[k] - mu) * (v[k] - mu);
+        for (size_t j = 0; j < LANES; j++)
+            acc[j] += (v[k + j] - mu) * (v[k + j] - mu);
+    for (; k < S; k++)
+        acc[0] += (v[k] - mu) * (v[k] - mu);
     return lane_total(acc);
 }
 
@@ -88,7 +93,8 @@ static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, fl
             for (size_t i = 0; i < n; i++) {
                 const float *restrict xi = x + i * row + c * S;
                 float *restrict yi = y + i * row + c * S;
-                for (size_t k = 0; k < S; k++) yi[k] = a * xi[k] + b;
+                for (size_t k = 0; k < S; k++)
+                    yi[k] = a * xi[k] + b;
             }
         }
         return;
@@ -97,10 +103,12 @@ static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, fl
     const double m = (double)n * (double)S, mom = p->momentum;
     for (size_t c = 0; c < C; c++) {
         double sum = 0.0;
-        for (size_t i = 0; i < n; i++) sum += run_sum(x + i * row + c * S, S);
+        for (size_t i = 0; i < n; i++)
+            sum += run_sum(x + i * row + c * S, S);
         const double mean = sum / m;
         double ss = 0.0; /* two-pass variance: no cancellation */
-        for (size_t i = 0; i < n; i++) ss += run_sq_dev(x + i * row + c * S, S, (float)mean);
+        for (size_t i = 0; i < n; i++)
+            ss += run_sq_dev(x + i * row + c * S, S, (float)mean);
         const double var = ss / m;
         const float inv = (float)(1.0 / sqrt(var + p->epsilon));
         const float mu = (float)mean, g = gamma[c], b = beta[c];
@@ -141,7 +149,8 @@ static void bn_backward(bp_layer *l, size_t n, const float *x, float *scratch, c
         for (size_t i = 0; i < n; i++) {
             const float *restrict di = dy + i * row + c * S, *restrict hi = xhat + i * row + c * S;
             float *restrict xi = dx + i * row + c * S;
-            for (size_t k = 0; k < S; k++) xi[k] = scale * (di[k] - mb - hi[k] * mg);
+            for (size_t k = 0; k < S; k++)
+                xi[k] = scale * (di[k] - mb - hi[k] * mg);
         }
     }
 }
@@ -223,8 +232,8 @@ bp_status bp_net_add_batchnorm(bp_net *net)
     BP_CHECK(bp__net_check_append(net, "bp_net_add_batchnorm"));
     size_t c, h, w;
     bp__net_out_shape(net, &c, &h, &w);
-    bp_layer *l = bp__layer_new(net, "bp_net_add_batchnorm", &bp__batchnorm_vtable,
-                                BP_ACT_IDENTITY, c, h, w);
+    bp_layer *l =
+        bp__layer_new(net, "bp_net_add_batchnorm", &bp__batchnorm_vtable, BP_ACT_IDENTITY, c, h, w);
     if (l == NULL) return BP_ERR_NOMEM;
     bp__bn_priv *p = bn_priv_new(&net->alloc, c);
     if (p == NULL) {
@@ -234,7 +243,8 @@ bp_status bp_net_add_batchnorm(bp_net *net)
     p->spatial = h * w;
     p->momentum = 0.99;
     p->epsilon = 1e-5;
-    for (size_t k = 0; k < c; k++) p->running_var[k] = 1.0f;
+    for (size_t k = 0; k < c; k++)
+        p->running_var[k] = 1.0f;
     l->priv = p;
     l->nweights = c;
     l->nbiases = c;

@@ -26,10 +26,9 @@ static size_t conv_scratch(const bp_layer *l, size_t n, int training)
 
 /* The output columns ox in [lo, hi) whose input column ix = ox*s - pad + kx lies inside a
  * plane of width W (lo == hi when there is none). */
-static void col_range(size_t W, size_t OW, size_t s, size_t pad, size_t kx, size_t *lo,
-                      size_t *hi)
+static void col_range(size_t W, size_t OW, size_t s, size_t pad, size_t kx, size_t *lo, size_t *hi)
 {
-    size_t a = pad > kx ? (pad - kx + s - 1) / s : 0;      /* first ox with ix >= 0 */
+    size_t a = pad > kx ? (pad - kx + s - 1) / s : 0;         /* first ox with ix >= 0 */
     size_t b = W + pad > kx ? (W + pad - kx + s - 1) / s : 0; /* first ox with ix >= W */
     if (b > OW) b = OW;
     if (a > b) a = b;
@@ -50,13 +49,16 @@ static void im2col_row(const float *xc, size_t H, size_t W, size_t OH, size_t OW
             continue;
         }
         const float *src = xc + (iy - pad) * W + (lo * s + kx - pad);
-        for (size_t ox = 0; ox < lo; ox++) dst[ox] = 0.0f;
+        for (size_t ox = 0; ox < lo; ox++)
+            dst[ox] = 0.0f;
         if (s == 1) {
             memcpy(dst + lo, src, (hi - lo) * sizeof(float));
         } else {
-            for (size_t ox = lo; ox < hi; ox++, src += s) dst[ox] = *src;
+            for (size_t ox = lo; ox < hi; ox++, src += s)
+                dst[ox] = *src;
         }
-        for (size_t ox = hi; ox < OW; ox++) dst[ox] = 0.0f;
+        for (size_t ox = hi; ox < OW; ox++)
+            dst[ox] = 0.0f;
     }
 }
 
@@ -70,7 +72,8 @@ static void col2im_row(const float *src, size_t H, size_t W, size_t OH, size_t O
         const size_t iy = oy * s + ky;
         if (iy < pad || iy - pad >= H || lo == hi) continue;
         float *dst = xc + (iy - pad) * W + (lo * s + kx - pad);
-        for (size_t ox = lo; ox < hi; ox++, dst += s) *dst += src[ox];
+        for (size_t ox = lo; ox < hi; ox++, dst += s)
+            *dst += src[ox];
     }
 }
 
@@ -83,8 +86,7 @@ static void im2col(const bp_layer *l, const float *x, float *cols)
         for (size_t ky = 0; ky < p->kh; ky++)
             for (size_t kx = 0; kx < p->kw; kx++) {
                 const size_t r = (c * p->kh + ky) * p->kw + kx;
-                im2col_row(x + c * H * W, H, W, OH, OW, p->stride, p->pad, ky, kx,
-                           cols + r * p->p);
+                im2col_row(x + c * H * W, H, W, OH, OW, p->stride, p->pad, ky, kx, cols + r * p->p);
             }
 }
 
@@ -114,10 +116,10 @@ static double prof_now(void)
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
 }
-#define PROF_START(t) const double t = prof_now()
+#define PROF_START(t)      const double t = prof_now()
 #define PROF_STOP(t, slot) (bp__conv_prof_ns[slot] += prof_now() - (t))
 #else
-#define PROF_START(t) ((void)0)
+#define PROF_START(t)      ((void)0)
 #define PROF_STOP(t, slot) ((void)0)
 #endif
 
@@ -136,7 +138,8 @@ static void conv_forward(bp_layer *l, size_t n, const float *x, float *scratch, 
         im2col(l, x + i * l->in, cols);
         PROF_STOP(t_cols, BP__PROF_COLS);
         for (size_t f = 0; f < F; f++)
-            for (size_t q = 0; q < P; q++) yi[f * P + q] = b[f];
+            for (size_t q = 0; q < P; q++)
+                yi[f * P + q] = b[f];
         PROF_START(t_gemm);
         bp__gemm(0, 0, F, P, K, 1.0f, w, K, cols, P, 1.0f, yi, P);
         PROF_STOP(t_gemm, BP__PROF_GEMM);
@@ -167,7 +170,8 @@ static void conv_backward(bp_layer *l, size_t n, const float *x, float *scratch,
         for (size_t i = 0; i < n; i++) {
             const float *restrict d = dz + i * l->out + f * P;
             float t = 0.0f;
-            for (size_t q = 0; q < P; q++) t += d[q];
+            for (size_t q = 0; q < P; q++)
+                t += d[q];
             s += t;
         }
         db[f] = s;
@@ -178,8 +182,7 @@ static void conv_backward(bp_layer *l, size_t n, const float *x, float *scratch,
         const float *dzi = dz + i * l->out, *cols = scratch + i * K * P;
         PROF_START(t_gemm);
         /* dW [F x K] (+)= dz_i [F x P] cols_i^T */
-        bp__gemm(0, 1, F, K, P, 1.0f, dzi, P, cols, P, accumulate || i > 0 ? 1.0f : 0.0f, dw,
-                 K);
+        bp__gemm(0, 1, F, K, P, 1.0f, dzi, P, cols, P, accumulate || i > 0 ? 1.0f : 0.0f, dw, K);
         if (dx != NULL) /* dcols [K x P] = W^T dz_i */
             bp__gemm(1, 0, K, P, F, 1.0f, w, K, dzi, P, 0.0f, dcols, P);
         PROF_STOP(t_gemm, BP__PROF_GEMM);

@@ -23,7 +23,8 @@ static void dropout_forward(bp_layer *l, size_t n, const float *x, float *mask, 
     if (!training || p->rate == 0.0) {
         memcpy(y, x, total * sizeof(float));
         if (training) {
-            for (size_t k = 0; k < total; k++) mask[k] = 1.0f;
+            for (size_t k = 0; k < total; k++)
+                mask[k] = 1.0f;
         }
         return;
     }
@@ -31,8 +32,10 @@ static void dropout_forward(bp_layer *l, size_t n, const float *x, float *mask, 
      * the 2^-24 resolution of the threshold. */
     const float rate = (float)p->rate, keep = (float)(1.0 / (1.0 - p->rate));
     bp__rng *rng = &l->net->rng;
-    for (size_t k = 0; k < total; k++) mask[k] = bp__rng_uniform(rng) >= rate ? keep : 0.0f;
-    for (size_t k = 0; k < total; k++) y[k] = x[k] * mask[k];
+    for (size_t k = 0; k < total; k++)
+        mask[k] = bp__rng_uniform(rng) >= rate ? keep : 0.0f;
+    for (size_t k = 0; k < total; k++)
+        y[k] = x[k] * mask[k];
 }
 
 static void dropout_backward(bp_layer *l, size_t n, const float *x, float *mask, const float *y,
@@ -41,22 +44,13 @@ static void dropout_backward(bp_layer *l, size_t n, const float *x, float *mask,
     (void)x, (void)y, (void)dy_is_dz, (void)accumulate;
     if (dx == NULL) return;
     const size_t total = n * l->out;
-    for (size_t k = 0; k < total; k++) dx[k] = dy[k] * mask[k];
-}
-
-static void dropout_destroy(bp_layer *l)
-{
-    bp__free(&l->net->alloc, l->priv);
-    l->priv = NULL;
+    for (size_t k = 0; k < total; k++)
+        dx[k] = dy[k] * mask[k];
 }
 
 static bp_status dropout_clone(bp_layer *dst, const bp_layer *src)
 {
-    bp__dropout_priv *p = bp__malloc(&dst->net->alloc, sizeof *p);
-    if (p == NULL) return BP_ERR_NOMEM;
-    *p = *(const bp__dropout_priv *)src->priv;
-    dst->priv = p;
-    return BP_OK;
+    return bp__layer_copy_priv(dst, src, sizeof(bp__dropout_priv));
 }
 
 static void dropout_set_key(bp_layer *l, int key, double value)
@@ -77,7 +71,7 @@ const bp__layer_vtable bp__dropout_vtable = {
     .scratch_floats = dropout_scratch,
     .forward = dropout_forward,
     .backward = dropout_backward,
-    .destroy = dropout_destroy,
+    .destroy = bp__layer_free_priv,
     .clone = dropout_clone,
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_DROPOUT_RATE),
     .set_key = dropout_set_key,

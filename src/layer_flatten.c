@@ -9,12 +9,6 @@
 
 #include <string.h>
 
-static size_t flatten_scratch(const bp_layer *l, size_t n, int training)
-{
-    (void)l, (void)n, (void)training;
-    return 0;
-}
-
 static void flatten_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
                             int training)
 {
@@ -22,8 +16,8 @@ static void flatten_forward(bp_layer *l, size_t n, const float *x, float *scratc
     memcpy(y, x, n * l->out * sizeof(float));
 }
 
-static void flatten_backward(bp_layer *l, size_t n, const float *x, float *scratch,
-                             const float *y, float *dy, int dy_is_dz, float *dx, int accumulate)
+static void flatten_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                             float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)scratch, (void)y, (void)dy_is_dz, (void)accumulate;
     if (dx != NULL) memcpy(dx, dy, n * l->in * sizeof(float));
@@ -32,7 +26,7 @@ static void flatten_backward(bp_layer *l, size_t n, const float *x, float *scrat
 const bp__layer_vtable bp__flatten_vtable = {
     .kind = BP_LAYER_FLATTEN,
     .name = "flatten",
-    .scratch_floats = flatten_scratch,
+    .scratch_floats = bp__no_scratch,
     .forward = flatten_forward,
     .backward = flatten_backward,
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),

@@ -9,12 +9,6 @@
 
 #include <string.h>
 
-static size_t pool_scratch(const bp_layer *l, size_t n, int training)
-{
-    (void)l, (void)n, (void)training;
-    return 0;
-}
-
 static void maxpool_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
                             int training)
 {
@@ -31,14 +25,15 @@ static void maxpool_forward(bp_layer *l, size_t n, const float *x, float *scratc
                 const float *win = xc + oy * s * W + ox * s;
                 float m = win[0];
                 for (size_t a = 0; a < sz; a++)
-                    for (size_t b = 0; b < sz; b++) m = win[a * W + b] > m ? win[a * W + b] : m;
+                    for (size_t b = 0; b < sz; b++)
+                        m = win[a * W + b] > m ? win[a * W + b] : m;
                 yc[oy * OW + ox] = m;
             }
     }
 }
 
-static void maxpool_backward(bp_layer *l, size_t n, const float *x, float *scratch,
-                             const float *y, float *dy, int dy_is_dz, float *dx, int accumulate)
+static void maxpool_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                             float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)scratch, (void)dy_is_dz, (void)accumulate;
     if (dx == NULL) return;
@@ -78,14 +73,15 @@ static void avgpool_forward(bp_layer *l, size_t n, const float *x, float *scratc
                 const float *win = xc + oy * s * W + ox * s;
                 float t = 0.0f;
                 for (size_t a = 0; a < sz; a++)
-                    for (size_t b = 0; b < sz; b++) t += win[a * W + b];
+                    for (size_t b = 0; b < sz; b++)
+                        t += win[a * W + b];
                 yc[oy * OW + ox] = t * inv;
             }
     }
 }
 
-static void avgpool_backward(bp_layer *l, size_t n, const float *x, float *scratch,
-                             const float *y, float *dy, int dy_is_dz, float *dx, int accumulate)
+static void avgpool_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                             float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)scratch, (void)y, (void)dy_is_dz, (void)accumulate;
     if (dx == NULL) return;
@@ -102,7 +98,8 @@ static void avgpool_backward(bp_layer *l, size_t n, const float *x, float *scrat
                 float *win = dxc + oy * s * W + ox * s;
                 const float g = dc[oy * OW + ox] * inv;
                 for (size_t a = 0; a < sz; a++)
-                    for (size_t b = 0; b < sz; b++) win[a * W + b] += g;
+                    for (size_t b = 0; b < sz; b++)
+                        win[a * W + b] += g;
             }
     }
 }
@@ -117,7 +114,8 @@ static void gap_forward(bp_layer *l, size_t n, const float *x, float *scratch, f
     for (size_t pl = 0; pl < planes; pl++) {
         const float *xc = x + pl * S;
         float t = 0.0f;
-        for (size_t k = 0; k < S; k++) t += xc[k];
+        for (size_t k = 0; k < S; k++)
+            t += xc[k];
         y[pl] = t * inv;
     }
 }
@@ -132,32 +130,23 @@ static void gap_backward(bp_layer *l, size_t n, const float *x, float *scratch, 
     for (size_t pl = 0; pl < planes; pl++) {
         const float g = dy[pl] * inv;
         float *dxc = dx + pl * S;
-        for (size_t k = 0; k < S; k++) dxc[k] = g;
+        for (size_t k = 0; k < S; k++)
+            dxc[k] = g;
     }
-}
-
-static void pool_destroy(bp_layer *l)
-{
-    bp__free(&l->net->alloc, l->priv);
-    l->priv = NULL;
 }
 
 static bp_status pool_clone(bp_layer *dst, const bp_layer *src)
 {
-    bp__pool_priv *p = bp__malloc(&dst->net->alloc, sizeof *p);
-    if (p == NULL) return BP_ERR_NOMEM;
-    *p = *(const bp__pool_priv *)src->priv;
-    dst->priv = p;
-    return BP_OK;
+    return bp__layer_copy_priv(dst, src, sizeof(bp__pool_priv));
 }
 
 const bp__layer_vtable bp__maxpool2d_vtable = {
     .kind = BP_LAYER_MAXPOOL2D,
     .name = "maxpool2d",
-    .scratch_floats = pool_scratch,
+    .scratch_floats = bp__no_scratch,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
-    .destroy = pool_destroy,
+    .destroy = bp__layer_free_priv,
     .clone = pool_clone,
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
 };
@@ -165,10 +154,10 @@ const bp__layer_vtable bp__maxpool2d_vtable = {
 const bp__layer_vtable bp__avgpool2d_vtable = {
     .kind = BP_LAYER_AVGPOOL2D,
     .name = "avgpool2d",
-    .scratch_floats = pool_scratch,
+    .scratch_floats = bp__no_scratch,
     .forward = avgpool_forward,
     .backward = avgpool_backward,
-    .destroy = pool_destroy,
+    .destroy = bp__layer_free_priv,
     .clone = pool_clone,
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
 };
@@ -176,7 +165,7 @@ const bp__layer_vtable bp__avgpool2d_vtable = {
 const bp__layer_vtable bp__global_avgpool_vtable = {
     .kind = BP_LAYER_GLOBAL_AVGPOOL,
     .name = "global_avgpool",
-    .scratch_floats = pool_scratch,
+    .scratch_floats = bp__no_scratch,
     .forward = gap_forward,
     .backward = gap_backward,
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),

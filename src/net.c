@@ -240,6 +240,27 @@ void bp__layer_discard(bp_net *net, bp_layer *l)
     bp__free(&net->alloc, l);
 }
 
+size_t bp__no_scratch(const bp_layer *l, size_t n, int training)
+{
+    (void)l, (void)n, (void)training;
+    return 0;
+}
+
+void bp__layer_free_priv(bp_layer *l)
+{
+    bp__free(&l->net->alloc, l->priv);
+    l->priv = NULL;
+}
+
+bp_status bp__layer_copy_priv(bp_layer *dst, const bp_layer *src, size_t size)
+{
+    void *p = bp__malloc(&dst->net->alloc, size);
+    if (p == NULL) return BP_ERR_NOMEM;
+    memcpy(p, src->priv, size);
+    dst->priv = p;
+    return BP_OK;
+}
+
 bp_status bp__net_append_or_discard(bp_net *net, bp_layer *l, int init_scheme,
                                     double init_value)
 {

@@ -31,29 +31,31 @@ static void act_rows(const bp_layer *l, double *v, size_t rows, size_t w)
         double *r = v + i * w;
         if (l->activation == BP_ACT_SOFTMAX) {
             double mx = -INFINITY, s = 0.0;
-            for (size_t j = 0; j < w; j++) mx = fmax(mx, r[j]);
-            for (size_t j = 0; j < w; j++) s += exp(r[j] - mx);
-            for (size_t j = 0; j < w; j++) r[j] = exp(r[j] - mx) / s;
+            for (size_t j = 0; j < w; j++)
+                mx = fmax(mx, r[j]);
+            for (size_t j = 0; j < w; j++)
+                s += exp(r[j] - mx);
+            for (size_t j = 0; j < w; j++)
+                r[j] = exp(r[j] - mx) / s;
         } else {
             for (size_t j = 0; j < w; j++)
-                r[j] = act1(l->activation, r[j], (double)l->act.leaky_slope,
-                            (double)l->act.elu_alpha);
+                r[j] =
+                    act1(l->activation, r[j], (double)l->act.leaky_slope, (double)l->act.elu_alpha);
         }
     }
 }
 
 /* One layer: x [n x in] -> y [n x out]; p: the layer's parameters (W then b). */
-static void layer_forward(const bp_layer *l, const double *p, const double *x, size_t n,
-                          double *y)
+static void layer_forward(const bp_layer *l, const double *p, const double *x, size_t n, double *y)
 {
-    const size_t C = l->in_c, H = l->in_h, W = l->in_w, F = l->out_c, OH = l->out_h,
-                 OW = l->out_w;
+    const size_t C = l->in_c, H = l->in_h, W = l->in_w, F = l->out_c, OH = l->out_h, OW = l->out_w;
     switch (l->vt->kind) {
     case BP_LAYER_DENSE:
         for (size_t i = 0; i < n; i++)
             for (size_t o = 0; o < l->out; o++) {
                 double z = p[l->nweights + o];
-                for (size_t k = 0; k < l->in; k++) z += x[i * l->in + k] * p[o * l->in + k];
+                for (size_t k = 0; k < l->in; k++)
+                    z += x[i * l->in + k] * p[o * l->in + k];
                 y[i * l->out + o] = z;
             }
         act_rows(l, y, n, l->out);
@@ -86,7 +88,8 @@ static void layer_forward(const bp_layer *l, const double *p, const double *x, s
         for (size_t c = 0; c < C; c++) {
             double mean = 0.0, var = 0.0;
             for (size_t i = 0; i < n; i++)
-                for (size_t k = 0; k < S; k++) mean += x[i * l->in + c * S + k];
+                for (size_t k = 0; k < S; k++)
+                    mean += x[i * l->in + c * S + k];
             mean /= (double)(n * S);
             for (size_t i = 0; i < n; i++)
                 for (size_t k = 0; k < S; k++) {
@@ -131,7 +134,8 @@ static void layer_forward(const bp_layer *l, const double *p, const double *x, s
         for (size_t i = 0; i < n; i++)
             for (size_t c = 0; c < C; c++) {
                 double s = 0.0;
-                for (size_t k = 0; k < H * W; k++) s += x[i * l->in + c * H * W + k];
+                for (size_t k = 0; k < H * W; k++)
+                    s += x[i * l->in + c * H * W + k];
                 y[i * l->out + c] = s / (double)(H * W);
             }
         break;
@@ -195,15 +199,17 @@ void ref_forward_net(bp_net *net, const float *x, size_t n, double *y)
     double *p = malloc((np ? np : 1) * sizeof *p), *xd = malloc(n * in * sizeof *xd);
     assert_non_null(p);
     assert_non_null(xd);
-    for (size_t k = 0; k < np; k++) p[k] = (double)params[k];
-    for (size_t k = 0; k < n * in; k++) xd[k] = (double)x[k];
+    for (size_t k = 0; k < np; k++)
+        p[k] = (double)params[k];
+    for (size_t k = 0; k < n * in; k++)
+        xd[k] = (double)x[k];
     forward_params(net, p, xd, n, y);
     free(p);
     free(xd);
 }
 
-void ref_check_grads(bp_net *net, int loss, const float *x, const float *t, size_t n,
-                     double rtol, double atol)
+void ref_check_grads(bp_net *net, int loss, const float *x, const float *t, size_t n, double rtol,
+                     double atol)
 {
     const size_t in = bp_net_input_size(net), out = bp_net_output_size(net);
     /* Library: forward outputs, then gradients. */
@@ -212,7 +218,8 @@ void ref_check_grads(bp_net *net, int loss, const float *x, const float *t, size
     double *yr = malloc(n * out * sizeof *yr);
     assert_non_null(yr);
     ref_forward_net(net, x, n, yr);
-    for (size_t k = 0; k < n * out; k++) assert_close(y[k], yr[k], 1e-4, 1e-5);
+    for (size_t k = 0; k < n * out; k++)
+        assert_close(y[k], yr[k], 1e-4, 1e-5);
     float lv;
     assert_status(bp_net_compute_grads(net, loss, x, t, n, &lv), BP_OK);
     assert_close(lv, loss_value(loss, yr, t, n, out), 1e-4, 1e-6);
@@ -224,8 +231,10 @@ void ref_check_grads(bp_net *net, int loss, const float *x, const float *t, size
     double *p = malloc(np * sizeof *p), *fd = malloc(np * sizeof *fd);
     double *xd = malloc(n * in * sizeof *xd), *yd = malloc(n * out * sizeof *yd);
     assert_true(p != NULL && fd != NULL && xd != NULL && yd != NULL);
-    for (size_t k = 0; k < np; k++) p[k] = (double)params[k];
-    for (size_t k = 0; k < n * in; k++) xd[k] = (double)x[k];
+    for (size_t k = 0; k < np; k++)
+        p[k] = (double)params[k];
+    for (size_t k = 0; k < n * in; k++)
+        xd[k] = (double)x[k];
     const double eps = 1e-6;
     double scale = 0.0, gmax = 0.0;
     for (size_t k = 0; k < np; k++) {

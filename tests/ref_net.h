@@ -13,8 +13,8 @@
  * bp_net_compute_grads on x [n x in], targets t) vs central differences in double of the
  * reference loss: |g - fd| <= rtol * |fd| + atol * max|fd|. Also asserts that the gradient
  * is not all zero. Every layer must be of a kind listed above. */
-void ref_check_grads(bp_net *net, int loss, const float *x, const float *t, size_t n,
-                     double rtol, double atol);
+void ref_check_grads(bp_net *net, int loss, const float *x, const float *t, size_t n, double rtol,
+                     double atol);
 
 /* The reference forward pass only: y [n x out] in double from the net's current
  * parameters. */

@@ -21,14 +21,16 @@ static void training_output_has_zero_mean_unit_variance_per_feature(void **state
     assert_status(bp_net_add_batchnorm(net), BP_OK);
     float x[N * F];
     bp_test_fill_uniform(x, N * F, -3.0f, 7.0f, &rng_state);
-    for (size_t i = 0; i < N; i++) x[i * F + 2] = 4.0f + 100.0f * x[i * F + 2]; /* wide */
+    for (size_t i = 0; i < N; i++)
+        x[i * F + 2] = 4.0f + 100.0f * x[i * F + 2]; /* wide */
     const float *y;
     assert_status(bp_net_forward(net, x, N, &y), BP_OK);
     double eps;
     assert_status(bp_layer_get(bp_net_layer(net, 0), BP_LAYER_BN_EPSILON, &eps), BP_OK);
     for (size_t j = 0; j < F; j++) {
         double m = 0, v = 0, xm = 0, xv = 0;
-        for (size_t i = 0; i < N; i++) m += (double)y[i * F + j], xm += (double)x[i * F + j];
+        for (size_t i = 0; i < N; i++)
+            m += (double)y[i * F + j], xm += (double)x[i * F + j];
         m /= N, xm /= N;
         for (size_t i = 0; i < N; i++) {
             v += ((double)y[i * F + j] - m) * ((double)y[i * F + j] - m);
@@ -52,7 +54,8 @@ static void image_rows_are_normalised_per_channel(void **state)
     float x[N * C * S];
     bp_test_fill_uniform(x, N * C * S, -1.0f, 1.0f, &rng_state);
     for (size_t i = 0; i < N; i++)
-        for (size_t k = 0; k < S; k++) x[(i * C + 1) * S + k] = 10.0f + 5.0f * x[(i * C + 1) * S + k];
+        for (size_t k = 0; k < S; k++)
+            x[(i * C + 1) * S + k] = 10.0f + 5.0f * x[(i * C + 1) * S + k];
     const float gamma[C] = {2.0f, 0.5f}, beta[C] = {1.0f, -3.0f};
     assert_status(bp_layer_set_weights(bp_net_layer(net, 0), gamma, C), BP_OK);
     assert_status(bp_layer_set_biases(bp_net_layer(net, 0), beta, C), BP_OK);
@@ -61,10 +64,12 @@ static void image_rows_are_normalised_per_channel(void **state)
     for (size_t c = 0; c < C; c++) {
         double m = 0, v = 0;
         for (size_t i = 0; i < N; i++)
-            for (size_t k = 0; k < S; k++) m += (double)y[(i * C + c) * S + k];
+            for (size_t k = 0; k < S; k++)
+                m += (double)y[(i * C + c) * S + k];
         m /= N * S;
         for (size_t i = 0; i < N; i++)
-            for (size_t k = 0; k < S; k++) v += pow((double)y[(i * C + c) * S + k] - m, 2);
+            for (size_t k = 0; k < S; k++)
+                v += pow((double)y[(i * C + c) * S + k] - m, 2);
         v /= N * S;
         assert_close(m, (double)beta[c], 0.0, 1e-5);
         assert_close(sqrt(v), (double)gamma[c], 1e-3, 0.0);
@@ -145,7 +150,8 @@ static void inference_uses_running_statistics(void **state)
     rm = 0.75 * rm + 0.25 * 3.0, rv = 0.75 * rv + 0.25 * 3.5;
     rm = 0.75 * rm + 0.25 * 1.0, rv = 0.75 * rv + 0.25 * 19.0;
     assert_status(bp_net_predict(net, q, 2, out, 2), BP_OK);
-    for (size_t i = 0; i < 2; i++) assert_close(out[i], ((double)q[i] - rm) / sqrt(rv + 1e-3), 1e-5, 1e-6);
+    for (size_t i = 0; i < 2; i++)
+        assert_close(out[i], ((double)q[i] - rm) / sqrt(rv + 1e-3), 1e-5, 1e-6);
     /* Inference updates nothing: the same result again, row by row as in a batch. */
     float again;
     assert_status(bp_net_predict(net, q + 1, 1, &again, 1), BP_OK);
@@ -157,7 +163,8 @@ static void inference_uses_running_statistics(void **state)
     float train_y[N], pred[N];
     memcpy(train_y, y, sizeof train_y);
     assert_status(bp_net_predict(net, b1, N, pred, N), BP_OK);
-    for (size_t i = 0; i < N; i++) assert_close(pred[i], train_y[i], 1e-5, 1e-6);
+    for (size_t i = 0; i < N; i++)
+        assert_close(pred[i], train_y[i], 1e-5, 1e-6);
     bp_net_free(net);
 }
 
@@ -235,10 +242,10 @@ static void add_batchnorm_rejects_bad_input(void **state)
     /* every allocation failure leaves nothing behind */
     for (long k = 1;; k++) {
         bp_test_alloc ta = {.fail_at = k};
-        if (bp_net_create_ex(&net, 4, 1, bp_test_alloc_fn, bp_test_free_fn, &ta) != BP_OK)
-            continue;
+        if (bp_net_create_ex(&net, 4, 1, bp_test_alloc_fn, bp_test_free_fn, &ta) != BP_OK) continue;
         const bp_status s = bp_net_add_batchnorm(net);
-        if (s == BP_OK) assert_int_equal(bp_net_layer_count(net), 1);
+        if (s == BP_OK)
+            assert_int_equal(bp_net_layer_count(net), 1);
         else {
             assert_int_equal(s, BP_ERR_NOMEM);
             assert_int_equal(bp_net_layer_count(net), 0);

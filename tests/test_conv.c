@@ -15,8 +15,8 @@ static uint64_t rng_state = 777;
 
 /* Direct convolution in double, from the definition (no im2col). */
 static double direct_conv(const float *x, const float *w, const float *b, size_t C, size_t H,
-                          size_t W, size_t kh, size_t kw, size_t s, size_t pad, size_t f,
-                          size_t oy, size_t ox)
+                          size_t W, size_t kh, size_t kw, size_t s, size_t pad, size_t f, size_t oy,
+                          size_t ox)
 {
     double z = (double)b[f];
     for (size_t c = 0; c < C; c++)
@@ -80,7 +80,10 @@ static void conv_matches_direct_convolution(void **state)
     }
 }
 
-static void fill_inputs(float *x, size_t count) { bp_test_fill_uniform(x, count, -1.0f, 1.0f, &rng_state); }
+static void fill_inputs(float *x, size_t count)
+{
+    bp_test_fill_uniform(x, count, -1.0f, 1.0f, &rng_state);
+}
 
 /* Random biases so that every parameter matters. */
 static void randomise_biases(bp_net *net)
@@ -244,7 +247,8 @@ static void cnn_trains_and_clones(void **state)
         t[i] = (float)(i % 2);
         bp_test_fill_uniform(x + i * H * W, H * W, 0.0f, 0.3f, &rng_state);
         const size_t at = 1 + (i / 2) % 4;
-        for (size_t k = 0; k < 6; k++) x[i * H * W + (t[i] > 0 ? k * W + at : at * W + k)] += 1.0f;
+        for (size_t k = 0; k < 6; k++)
+            x[i * H * W + (t[i] > 0 ? k * W + at : at * W + k)] += 1.0f;
     }
     bp_net *net;
     bp_optimizer *opt;
@@ -267,7 +271,8 @@ static void cnn_trains_and_clones(void **state)
     float p[2 * N], q[2 * N];
     assert_status(bp_net_predict(net, x, N, p, 2 * N), BP_OK);
     size_t right = 0;
-    for (size_t i = 0; i < N; i++) right += (p[2 * i + 1] > p[2 * i]) == (t[i] > 0);
+    for (size_t i = 0; i < N; i++)
+        right += (p[2 * i + 1] > p[2 * i]) == (t[i] > 0);
     assert_true(right >= N - 2);
     bp_net *copy;
     assert_status(bp_net_clone(&copy, net), BP_OK);
@@ -352,12 +357,14 @@ static void conv_initialisation_uses_receptive_field_fans(void **state)
     assert_non_null(w);
     assert_status(bp_layer_get_weights(l, w, nw), BP_OK);
     double ss = 0.0;
-    for (size_t k = 0; k < nw; k++) ss += (double)w[k] * (double)w[k];
+    for (size_t k = 0; k < nw; k++)
+        ss += (double)w[k] * (double)w[k];
     assert_close(ss / nw, 2.0 / 36.0, 0.1, 0.0); /* 2304 samples: ~3% standard error */
     assert_status(bp_layer_init_weights(l, BP_INIT_NORMAL, 0.01), BP_OK);
     assert_status(bp_layer_get_weights(l, w, nw), BP_OK);
     ss = 0.0;
-    for (size_t k = 0; k < nw; k++) ss += (double)w[k] * (double)w[k];
+    for (size_t k = 0; k < nw; k++)
+        ss += (double)w[k] * (double)w[k];
     assert_close(sqrt(ss / nw), 0.01, 0.05, 0.0);
     free(w);
     bp_net_free(net);

@@ -74,7 +74,8 @@ static void backward_passes_gradient_through_the_mask(void **state)
     assert_status(bp_layer_set_biases(d, ones, F), BP_OK);
     float x[N * IN], dy[N * F];
     bp_test_fill_uniform(x, N * IN, -1.0f, 1.0f, &rng_state);
-    for (size_t k = 0; k < N * F; k++) dy[k] = 1.0f;
+    for (size_t k = 0; k < N * F; k++)
+        dy[k] = 1.0f;
     const float *y;
     assert_status(bp_net_forward(net, x, N, &y), BP_OK);
     float mask[N * F];
@@ -102,7 +103,8 @@ static void masks_are_reproducible_from_the_seed(void **state)
 {
     (void)state;
     float x[50], a[50];
-    for (size_t k = 0; k < 50; k++) x[k] = 1.0f;
+    for (size_t k = 0; k < 50; k++)
+        x[k] = 1.0f;
     bp_net *n1, *n2;
     assert_status(bp_net_create(&n1, 10, 42), BP_OK);
     assert_status(bp_net_create(&n2, 10, 42), BP_OK);
@@ -192,7 +194,9 @@ static void weight_penalties_add_to_weight_gradient_only(void **state)
         for (size_t k = 0; k < l->nweights + l->nbiases; k++) {
             const double w = (double)p[off + k];
             const double want = k < l->nweights ? (double)plain[off + k] + l2[i] * w +
-                                                      l1[i] * (w > 0 ? 1 : w < 0 ? -1 : 0)
+                                                      l1[i] * (w > 0   ? 1
+                                                               : w < 0 ? -1
+                                                                       : 0)
                                                 : (double)plain[off + k];
             assert_close(g[off + k], want, 1e-5, 1e-7);
         }
@@ -227,8 +231,10 @@ static void grad_norm_is_the_l2_norm_of_weight_and_bias_gradients(void **state)
         if (i != 1) {
             assert_status(bp_layer_get_weight_grad(l, dw, 16), BP_OK);
             assert_status(bp_layer_get_bias_grad(l, db, 4), BP_OK);
-            for (size_t k = 0; k < nw; k++) ss += (double)dw[k] * (double)dw[k];
-            for (size_t k = 0; k < nb; k++) ss += (double)db[k] * (double)db[k];
+            for (size_t k = 0; k < nw; k++)
+                ss += (double)dw[k] * (double)dw[k];
+            for (size_t k = 0; k < nb; k++)
+                ss += (double)db[k] * (double)db[k];
             assert_true(ss > 0.0);
         }
         assert_status(bp_layer_grad_norm(l, &norm), BP_OK);

@@ -21,30 +21,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <backprop.h>
 
+#include "fashion_mnist.h"
+
 enum { DEPTH = 10, UNITS = 64, BATCH = 64, CLASSES = 10, PIXELS = 784 };
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    timespec_get(&t, TIME_UTC);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static bp_status load(bp_dataset **out, const char *dir, const char *stem)
-{
-    char img[1024], lab[1024];
-    bp_status s = BP_ERR_IO;
-    for (int gz = 1; gz >= 0 && s != BP_OK; gz--) {
-        snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte%s", dir, stem, gz ? ".gz" : "");
-        snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte%s", dir, stem, gz ? ".gz" : "");
-        s = bp_dataset_load_idx(out, img, lab, 0);
-    }
-    return s;
-}
 
 /* One of the two networks; dense[k] is the index of the k-th dense layer. */
 typedef struct run {
@@ -128,25 +110,34 @@ int main(int argc, char **argv)
     int epochs = 5, threads = 1;
     unsigned long long seed = 1;
     size_t train_n = 20000;
-    const char *dir = "/usr/share/datasets/fashion-mnist", *out_path = NULL;
+    const char *dir = FASHION_MNIST_DIR, *out_path = NULL;
     for (int i = 1; i < argc; i++) {
         const int more = i + 1 < argc;
-        if (strcmp(argv[i], "--epochs") == 0 && more) epochs = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--seed") == 0 && more) seed = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--data") == 0 && more) dir = argv[++i];
-        else if (strcmp(argv[i], "--train") == 0 && more) train_n = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--out") == 0 && more) out_path = argv[++i];
-        else if (strcmp(argv[i], "--threads") == 0 && more) threads = atoi(argv[++i]);
+        if (strcmp(argv[i], "--epochs") == 0 && more)
+            epochs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--seed") == 0 && more)
+            seed = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--data") == 0 && more)
+            dir = argv[++i];
+        else if (strcmp(argv[i], "--train") == 0 && more)
+            train_n = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--out") == 0 && more)
+            out_path = argv[++i];
+        else if (strcmp(argv[i], "--threads") == 0 && more)
+            threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--epochs N] [--seed S] [--data DIR] [--train N] "
-                            "[--out FILE] [--threads T]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--epochs N] [--seed S] [--data DIR] [--train N] "
+                    "[--out FILE] [--threads T]\n",
+                    argv[0]);
             return 2;
         }
     }
     if (epochs < 1) epochs = 1;
     if (threads > 0) bp_set_num_threads(threads);
     bp_dataset *full = NULL, *train = NULL, *test_full = NULL, *test = NULL;
-    if (load(&full, dir, "train") != BP_OK || load(&test_full, dir, "t10k") != BP_OK) {
+    if (fashion_mnist_load(&full, dir, "train") != BP_OK ||
+        fashion_mnist_load(&test_full, dir, "t10k") != BP_OK) {
         fprintf(stderr, "deep_mlp: %s\n", bp_last_error());
         return 1;
     }
@@ -164,7 +155,7 @@ int main(int argc, char **argv)
         return 1;
     printf("%d hidden layers of %d units; train %zu, test %zu images; batch %d\n", DEPTH, UNITS,
            bp_dataset_size(train), bp_dataset_size(test), BATCH);
-    const double t0 = now_seconds();
+    const double t0 = example_seconds();
     for (int e = 0; e < epochs; e++) {
         bp_dataset_shuffle(train, seed * 100 + (uint64_t)e); /* same order for both runs */
         for (size_t r = 0; r < 2; r++) {
@@ -177,8 +168,8 @@ int main(int argc, char **argv)
             printf("epoch %d %-5s loss %.4f test accuracy %.4f  grad norms by depth:", e + 1,
                    runs[r].name, loss, runs[r].accuracy);
             for (size_t k = 0; k <= DEPTH; k++)
-                printf(" %.1e", (runs[r].norm_sum[k] - before[k]) /
-                                    (double)(runs[r].steps - steps0));
+                printf(" %.1e",
+                       (runs[r].norm_sum[k] - before[k]) / (double)(runs[r].steps - steps0));
             printf("\n");
         }
         fflush(stdout);
@@ -189,15 +180,17 @@ int main(int argc, char **argv)
             perror(out_path);
             return 1;
         }
-        fprintf(f, "# depth  naive_mean_grad_norm  bn_mean_grad_norm  (dense layers; %d is the "
-                   "softmax output)\n", DEPTH + 1);
+        fprintf(f,
+                "# depth  naive_mean_grad_norm  bn_mean_grad_norm  (dense layers; %d is the "
+                "softmax output)\n",
+                DEPTH + 1);
         for (size_t k = 0; k <= DEPTH; k++)
             fprintf(f, "%zu %.6e %.6e\n", k + 1, runs[0].norm_sum[k] / (double)runs[0].steps,
                     runs[1].norm_sum[k] / (double)runs[1].steps);
         fclose(f);
     }
     printf("result: naive_test_accuracy=%.4f bn_test_accuracy=%.4f epochs=%d seconds=%.1f\n",
-           runs[0].accuracy, runs[1].accuracy, epochs, now_seconds() - t0);
+           runs[0].accuracy, runs[1].accuracy, epochs, example_seconds() - t0);
     for (size_t r = 0; r < 2; r++) {
         bp_optimizer_free(runs[r].opt);
         bp_net_free(runs[r].net);

@@ -4,8 +4,8 @@
  *                 -> conv 64 3x3 -> batch norm -> ReLU -> max pool 2
  *                 -> flatten -> dense 128 ReLU -> dropout 0.3 -> dense 10 softmax
  *
- * trained with Adam (learning rate 1e-3, halved every 4 epochs... see lr_for_epoch) on
- * mini-batches of 128, evaluated on the 10000 test images after every epoch.
+ * trained with Adam (learning rate 1e-3, halved every 4 epochs) on mini-batches of 128,
+ * evaluated on the 10000 test images after every epoch.
  *
  *   fashion_mnist_cnn [--epochs N] [--seed S] [--data DIR] [--train N] [--threads T]
  *
@@ -17,31 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <backprop.h>
 
+#include "fashion_mnist.h"
+
 #define BATCH 128
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    timespec_get(&t, TIME_UTC);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-/* Load "<dir>/<stem>-images-idx3-ubyte" and labels, trying the .gz names first. */
-static bp_status load(bp_dataset **out, const char *dir, const char *stem)
-{
-    char img[1024], lab[1024];
-    bp_status s = BP_ERR_IO;
-    for (int gz = 1; gz >= 0 && s != BP_OK; gz--) {
-        snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte%s", dir, stem, gz ? ".gz" : "");
-        snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte%s", dir, stem, gz ? ".gz" : "");
-        s = bp_dataset_load_idx(out, img, lab, 0); /* class indices */
-    }
-    return s;
-}
 
 static bp_status build(bp_net **out, uint64_t seed)
 {
@@ -89,24 +70,34 @@ static double accuracy(bp_net *net, const bp_dataset *ds, float *out)
 }
 
 /* Step decay: 1e-3 for 4 epochs, then halved every 4 epochs. */
-static double lr_for_epoch(int epoch) { return 1e-3 / (double)(1 << (epoch / 4)); }
+static double lr_for_epoch(int epoch)
+{
+    return 1e-3 / (double)(1 << (epoch / 4));
+}
 
 int main(int argc, char **argv)
 {
     int epochs = 12, threads = 0;
     unsigned long long seed = 1;
     size_t train_n = 0;
-    const char *dir = "/usr/share/datasets/fashion-mnist";
+    const char *dir = FASHION_MNIST_DIR;
     for (int i = 1; i < argc; i++) {
         const int more = i + 1 < argc;
-        if (strcmp(argv[i], "--epochs") == 0 && more) epochs = atoi(argv[++i]);
-        else if (strcmp(argv[i], "--seed") == 0 && more) seed = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--data") == 0 && more) dir = argv[++i];
-        else if (strcmp(argv[i], "--train") == 0 && more) train_n = strtoull(argv[++i], NULL, 10);
-        else if (strcmp(argv[i], "--threads") == 0 && more) threads = atoi(argv[++i]);
+        if (strcmp(argv[i], "--epochs") == 0 && more)
+            epochs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--seed") == 0 && more)
+            seed = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--data") == 0 && more)
+            dir = argv[++i];
+        else if (strcmp(argv[i], "--train") == 0 && more)
+            train_n = strtoull(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--threads") == 0 && more)
+            threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--epochs N] [--seed S] [--data DIR] [--train N] "
-                            "[--threads T]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s [--epochs N] [--seed S] [--data DIR] [--train N] "
+                    "[--threads T]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -114,7 +105,8 @@ int main(int argc, char **argv)
     if (threads > 0) bp_set_num_threads(threads);
 
     bp_dataset *train = NULL, *test = NULL;
-    if (load(&train, dir, "train") != BP_OK || load(&test, dir, "t10k") != BP_OK) {
+    if (fashion_mnist_load(&train, dir, "train") != BP_OK ||
+        fashion_mnist_load(&test, dir, "t10k") != BP_OK) {
         fprintf(stderr, "fashion_mnist_cnn: %s\n", bp_last_error());
         bp_dataset_free(train);
         return 1;
@@ -140,7 +132,7 @@ int main(int argc, char **argv)
         bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, lr_for_epoch(e));
         bp_dataset_shuffle(train, seed * 1000 + (uint64_t)e);
         const float *x = bp_dataset_inputs(train), *y = bp_dataset_targets(train);
-        const double t0 = now_seconds();
+        const double t0 = example_seconds();
         double loss_sum = 0.0;
         size_t batches = 0;
         for (size_t r = 0; r < n; r += BATCH) {
@@ -154,15 +146,14 @@ int main(int argc, char **argv)
             loss_sum += (double)loss;
             batches++;
         }
-        const double dt = now_seconds() - t0;
+        const double dt = example_seconds() - t0;
         train_seconds += dt;
         acc = accuracy(net, test, out);
         printf("epoch %2d  loss %.4f  test accuracy %.4f  %.1f s\n", e + 1,
                loss_sum / (double)batches, acc, dt);
         fflush(stdout);
     }
-    printf("result: test_accuracy=%.4f epochs=%d train_seconds=%.1f\n", acc, epochs,
-           train_seconds);
+    printf("result: test_accuracy=%.4f epochs=%d train_seconds=%.1f\n", acc, epochs, train_seconds);
     free(out);
     bp_optimizer_free(opt);
     bp_net_free(net);
