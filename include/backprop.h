@@ -427,7 +427,8 @@ BP_API bp_status bp_net_add_dense(bp_net *net, size_t units, int activation);
  *  (0), trained like any other; running mean 0 and variance 1 at first, updated in every
  *  training-mode forward pass with BP_LAYER_BN_MOMENTUM; BP_LAYER_BN_EPSILON. Backward is
  *  the closed form of the batch-statistics forward. A batch of one row normalises flat
- *  features to 0: train with batches of several rows.
+ *  features to 0: train with batches of several rows. bp_layer_init_weights() re-draws
+ *  gamma like any weights; BP_INIT_CONSTANT with 1 restores the initial value.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (after a softmax layer), BP_ERR_NOMEM.
  *  @since 0.1 */
 BP_API bp_status bp_net_add_batchnorm(bp_net *net);

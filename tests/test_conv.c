@@ -237,6 +237,25 @@ static void flatten_as_first_layer_copies(void **state)
     bp_net_free(net);
 }
 
+/* A softmax activation layer ends the net: the fused softmax + cross-entropy path reads its
+ * logits from the layer's scratch, like a dense softmax layer's. */
+static void softmax_activation_layer_fuses_with_cross_entropy(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create_image(&net, 2, 3, 3, 4), BP_OK);
+    assert_status(bp_net_add_conv2d(net, 3, 2, 2, 1, 0, BP_ACT_TANH), BP_OK);
+    assert_status(bp_net_add_global_avgpool(net), BP_OK);
+    assert_status(bp_net_add_dense(net, 4, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_net_add_activation(net, BP_ACT_SOFTMAX), BP_OK);
+    randomise_biases(net);
+    float x[3 * 18];
+    const float t[3] = {3, 0, 1};
+    fill_inputs(x, 3 * 18);
+    ref_check_grads(net, BP_LOSS_SPARSE_SOFTMAX_CE, x, t, 3, RTOL, ATOL);
+    bp_net_free(net);
+}
+
 static void cnn_trains_and_clones(void **state)
 {
     (void)state;
@@ -410,6 +429,7 @@ int main(void)
         bp_add_test(small_cnn_gradients_match_reference),
         bp_add_test(flatten_is_zero_cost_and_shapes_chain),
         bp_add_test(flatten_as_first_layer_copies),
+        bp_add_test(softmax_activation_layer_fuses_with_cross_entropy),
         bp_add_test(cnn_trains_and_clones),
         bp_add_test(image_functions_reject_bad_input),
         bp_add_test(conv_initialisation_uses_receptive_field_fans),
