@@ -331,6 +331,94 @@ static int case_tiny_online(const bench_opts *o, bench_json *out)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Case: cnn-epoch -- training time of the Fashion-MNIST CNN of docs/examples/fashion_mnist_cnn
+ * (conv 32 3x3 - BN - ReLU - pool - dropout - conv 64 3x3 - BN - ReLU - pool - dropout -
+ * dense 128 - dropout - dense 10) on synthetic 28x28 images, batches of 128: 8 * --repeat batches
+ * are timed and scaled to an epoch of 60000 images. From the profiled build of the convolution
+ * layer (BP_PROFILE, see bench/CMakeLists.txt): the convolution layers' share of the time, and
+ * within them the shares of sgemm and of im2col/col2im.
+ * ----------------------------------------------------------------------------------------*/
+
+enum { CNN_BATCH = 128, CNN_EPOCH = 60000 };
+
+static bp_status cnn_build(bp_net **out)
+{
+    bp_net *net;
+    BP_CHECK(bp_net_create_image(&net, 1, 28, 28, 1));
+    bp_status s = bp_net_add_conv2d(net, 32, 3, 3, 1, 0, BP_ACT_IDENTITY);
+    if (s == BP_OK) s = bp_net_add_batchnorm(net);
+    if (s == BP_OK) s = bp_net_add_activation(net, BP_ACT_RELU);
+    if (s == BP_OK) s = bp_net_add_maxpool2d(net, 2, 2);
+    if (s == BP_OK) s = bp_net_add_dropout(net, 0.25);
+    if (s == BP_OK) s = bp_net_add_conv2d(net, 64, 3, 3, 1, 0, BP_ACT_IDENTITY);
+    if (s == BP_OK) s = bp_net_add_batchnorm(net);
+    if (s == BP_OK) s = bp_net_add_activation(net, BP_ACT_RELU);
+    if (s == BP_OK) s = bp_net_add_maxpool2d(net, 2, 2);
+    if (s == BP_OK) s = bp_net_add_dropout(net, 0.25);
+    if (s == BP_OK) s = bp_net_add_flatten(net);
+    if (s == BP_OK) s = bp_net_add_dense(net, 128, BP_ACT_RELU);
+    if (s == BP_OK) s = bp_net_add_dropout(net, 0.5);
+    if (s == BP_OK) s = bp_net_add_dense(net, 10, BP_ACT_SOFTMAX);
+    if (s != BP_OK) {
+        bp_net_free(net);
+        return s;
+    }
+    *out = net;
+    return BP_OK;
+}
+
+static int case_cnn_epoch(const bench_opts *o, bench_json *out)
+{
+    const size_t batches = 8 * (size_t)o->repeat, pool = 16; /* distinct batches cycled */
+    float *x = malloc(pool * CNN_BATCH * 784 * sizeof *x),
+          *y = malloc(pool * CNN_BATCH * sizeof *y);
+    bp_net *net = NULL;
+    bp_optimizer *opt = NULL;
+    int rc = -1;
+    if (x == NULL || y == NULL || cnn_build(&net) != BP_OK ||
+        bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM) != BP_OK) {
+        fprintf(stderr, "bp_bench: cnn-epoch: %s\n", bp_last_error());
+        goto done;
+    }
+    bench_fill(x, pool * CNN_BATCH * 784, 3);
+    for (size_t k = 0; k < pool * CNN_BATCH * 784; k++)
+        x[k] = 0.5f + 0.5f * x[k];
+    for (size_t k = 0; k < pool * CNN_BATCH; k++)
+        y[k] = (float)(k % 10);
+    /* warm-up: plans the workspace and binds the optimizer */
+    if (bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, CNN_BATCH, NULL) != BP_OK)
+        goto fail;
+    memset(bp__conv_prof_ns, 0, sizeof bp__conv_prof_ns);
+    const uint64_t t0 = bench_now_ns();
+    for (size_t b = 0; b < batches; b++) {
+        const size_t at = b % pool;
+        if (bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x + at * CNN_BATCH * 784,
+                              y + at * CNN_BATCH, CNN_BATCH, NULL) != BP_OK)
+            goto fail;
+    }
+    const double ns = (double)(bench_now_ns() - t0);
+    const double conv = bp__conv_prof_ns[BP__PROF_TOTAL];
+    bench_json_field_int(out, "batch", CNN_BATCH);
+    bench_json_field_int(out, "batches", (long long)batches);
+    bench_json_field_num(out, "batch_ms", ns / (double)batches * 1e-6);
+    bench_json_field_num(out, "epoch_s",
+                         ns / (double)batches * ((CNN_EPOCH + CNN_BATCH - 1) / CNN_BATCH) * 1e-9);
+    bench_json_field_num(out, "conv_share", conv / ns);
+    bench_json_field_num(out, "conv_sgemm_share", bp__conv_prof_ns[BP__PROF_GEMM] / conv);
+    bench_json_field_num(out, "conv_im2col_share", bp__conv_prof_ns[BP__PROF_COLS] / conv);
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "bp_bench: cnn-epoch: %s\n", bp_net_last_error(net));
+done:
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    free(x);
+    free(y);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
  * The case table and the driver
  * ----------------------------------------------------------------------------------------*/
 
@@ -347,6 +435,8 @@ static const bench_case cases[] = {
     {"dense-gemm-bound", "MLP 1024-4096-4096-1024 train_step, batch 256, vs raw sgemm (ratio)",
      case_dense_gemm_bound},
     {"tiny-online", "2-4-1 sigmoid XOR, batch 1, SGD (ns_per_update)", case_tiny_online},
+    {"cnn-epoch", "Fashion-MNIST-shaped CNN: epoch_s, conv sgemm and im2col shares",
+     case_cnn_epoch},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 

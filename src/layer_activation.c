@@ -1,0 +1,94 @@
+/* layer_activation.c -- a standalone activation y = f(x), shape unchanged: for f after a
+ * normalisation (dense/conv -> batch norm -> ReLU) where it cannot be fused into the layer.
+ *
+ * Forward and backward reuse the fused kernels of activation.c with a zero bias. A softmax
+ * activation layer keeps its input (the logits) in the scratch like a dense softmax layer, so
+ * the fused softmax + cross-entropy path works with it too. */
+#include "internal.h"
+
+static size_t act_scratch(const bp_layer *l, size_t n, int training)
+{
+    return training && bp__act_needs_z(l->activation) ? n * l->out : 0;
+}
+
+static void act_forward(bp_layer *l, size_t n, const float *x, float *z, float *y, int training)
+{
+    /* x, y, z (scratch or NULL): [n x out] */
+    (void)training;
+    const bp__activation_priv *p = l->priv;
+    bp__act_forward(l->activation, &l->act, n, l->out, x, p->zeros, z, y);
+}
+
+static void act_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y, float *dy,
+                         int dy_is_dz, float *dx, int accumulate)
+{
+    (void)x, (void)accumulate;
+    if (dx == NULL) return;
+    if (!dy_is_dz) bp__act_backward(l->activation, &l->act, n, l->out, z, y, dy);
+    const size_t total = n * l->out;
+    for (size_t k = 0; k < total; k++)
+        dx[k] = dy[k];
+}
+
+static void act_destroy(bp_layer *l)
+{
+    bp__activation_priv *p = l->priv;
+    if (p == NULL) return;
+    bp__free(&l->net->alloc, p->zeros);
+    bp__free(&l->net->alloc, p);
+    l->priv = NULL;
+}
+
+/* Private data: a zero bias of @p out floats. NULL when out of memory. */
+static bp__activation_priv *act_priv_new(const bp__alloc *a, size_t out)
+{
+    bp__activation_priv *p = bp__calloc(a, 1, sizeof *p);
+    if (p == NULL) return NULL;
+    p->zeros = bp__calloc(a, out, sizeof(float));
+    if (p->zeros == NULL) {
+        bp__free(a, p);
+        return NULL;
+    }
+    return p;
+}
+
+static bp_status act_clone(bp_layer *dst, const bp_layer *src)
+{
+    bp__activation_priv *p = act_priv_new(&dst->net->alloc, src->out);
+    if (p == NULL) return BP_ERR_NOMEM;
+    dst->priv = p;
+    return BP_OK;
+}
+
+const bp__layer_vtable bp__activation_vtable = {
+    .kind = BP_LAYER_ACTIVATION,
+    .name = "activation",
+    .scratch_floats = act_scratch,
+    .forward = act_forward,
+    .backward = act_backward,
+    .destroy = act_destroy,
+    .clone = act_clone,
+    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
+            BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA),
+};
+
+bp_status bp_net_add_activation(bp_net *net, int activation)
+{
+    if (!bp__net_ok(net))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_add_activation: invalid net handle");
+    if (!bp__act_valid(activation))
+        return bp__fail(net->err, BP_ERR_INVALID_ARG,
+                        "bp_net_add_activation: unknown activation %d", activation);
+    BP_CHECK(bp__net_check_append(net, "bp_net_add_activation"));
+    size_t c, h, w;
+    bp__net_out_shape(net, &c, &h, &w);
+    bp_layer *l =
+        bp__layer_new(net, "bp_net_add_activation", &bp__activation_vtable, activation, c, h, w);
+    if (l == NULL) return BP_ERR_NOMEM;
+    l->priv = act_priv_new(&net->alloc, l->out);
+    if (l->priv == NULL) {
+        bp__layer_discard(net, l);
+        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_add_activation: out of memory");
+    }
+    return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
+}

@@ -1,0 +1,252 @@
+/* layer_batchnorm.c -- batch normalisation (Ioffe & Szegedy 2015) of the previous layer's
+ * output, per feature for flat rows and per channel for NCHW image rows:
+ *
+ *   training:   mu, var = mean and biased variance of the batch (over n rows, and over H*W
+ *               positions of each channel); xhat = (x - mu) / sqrt(var + eps);
+ *               y = gamma * xhat + beta; running = m * running + (1 - m) * batch.
+ *   inference:  the same with the running mean and variance.
+ *
+ * Parameters: gamma [C] (the layer's "weights", initialised to 1) then beta [C] ("biases",
+ * 0). Backward in closed form, per channel over its m = n*H*W values:
+ *   dbeta = sum dy, dgamma = sum dy * xhat,
+ *   dx = gamma / (m * sqrt(var + eps)) * (m * dy - dbeta - xhat * dgamma).
+ * Training scratch: xhat [n x out] then 1/sqrt(var + eps) [C]. Sums run in eight float
+ * lanes per row and channel and are combined in double. */
+#include "internal.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Sums over one channel's run of S values, in eight float lanes (vectorised; each lane adds
+ * S/8 values) combined in double. */
+enum { LANES = 8 };
+
+static double lane_total(const float *acc)
+{
+    double t = 0.0;
+    for (size_t j = 0; j < LANES; j++)
+        t += (double)acc[j];
+    return t;
+}
+
+/* sum v */
+static double run_sum(const float *v, size_t S)
+{
+    float acc[LANES] = {0};
+    size_t k = 0;
+    for (; k + LANES <= S; k += LANES)
+        for (size_t j = 0; j < LANES; j++)
+            acc[j] += v[k + j];
+    for (; k < S; k++)
+        acc[0] += v[k];
+    return lane_total(acc);
+}
+
+/* sum (v - mu)^2 */
+static double run_sq_dev(const float *v, size_t S, float mu)
+{
+    float acc[LANES] = {0};
+    size_t k = 0;
+    for (; k + LANES <= S; k += LANES)
+        for (size_t j = 0; j < LANES; j++)
+            acc[j] += (v[k + j] - mu) * (v[k + j] - mu);
+    for (; k < S; k++)
+        acc[0] += (v[k] - mu) * (v[k] - mu);
+    return lane_total(acc);
+}
+
+/* sum d and sum d * h */
+static void run_dot(const float *d, const float *h, size_t S, double *sd, double *sdh)
+{
+    float a[LANES] = {0}, b[LANES] = {0};
+    size_t k = 0;
+    for (; k + LANES <= S; k += LANES)
+        for (size_t j = 0; j < LANES; j++) {
+            a[j] += d[k + j];
+            b[j] += d[k + j] * h[k + j];
+        }
+    for (; k < S; k++) {
+        a[0] += d[k];
+        b[0] += d[k] * h[k];
+    }
+    *sd += lane_total(a);
+    *sdh += lane_total(b);
+}
+
+static size_t bn_scratch(const bp_layer *l, size_t n, int training)
+{
+    const bp__bn_priv *p = l->priv;
+    return training ? n * l->out + p->channels : 0;
+}
+
+static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
+                       int training)
+{
+    /* x, y: [n x C x S] (S = H*W, 1 for flat rows); gamma, beta: [C] */
+    bp__bn_priv *p = l->priv;
+    const size_t C = p->channels, S = p->spatial, row = l->out;
+    const float *gamma = bp__layer_w(l), *beta = bp__layer_b(l);
+    if (!training) {
+        for (size_t c = 0; c < C; c++) {
+            const float inv = (float)(1.0 / sqrt((double)p->running_var[c] + p->epsilon));
+            const float a = gamma[c] * inv, b = beta[c] - a * p->running_mean[c];
+            for (size_t i = 0; i < n; i++) {
+                const float *restrict xi = x + i * row + c * S;
+                float *restrict yi = y + i * row + c * S;
+                for (size_t k = 0; k < S; k++)
+                    yi[k] = a * xi[k] + b;
+            }
+        }
+        return;
+    }
+    float *xhat = scratch, *inv_std = scratch + n * row;
+    const double m = (double)n * (double)S, mom = p->momentum;
+    for (size_t c = 0; c < C; c++) {
+        double sum = 0.0;
+        for (size_t i = 0; i < n; i++)
+            sum += run_sum(x + i * row + c * S, S);
+        const double mean = sum / m;
+        double ss = 0.0; /* two-pass variance: no cancellation */
+        for (size_t i = 0; i < n; i++)
+            ss += run_sq_dev(x + i * row + c * S, S, (float)mean);
+        const double var = ss / m;
+        const float inv = (float)(1.0 / sqrt(var + p->epsilon));
+        const float mu = (float)mean, g = gamma[c], b = beta[c];
+        inv_std[c] = inv;
+        for (size_t i = 0; i < n; i++) {
+            const float *restrict xi = x + i * row + c * S;
+            float *restrict hi = xhat + i * row + c * S;
+            float *restrict yi = y + i * row + c * S;
+            for (size_t k = 0; k < S; k++) {
+                hi[k] = (xi[k] - mu) * inv;
+                yi[k] = g * hi[k] + b;
+            }
+        }
+        p->running_mean[c] = (float)(mom * (double)p->running_mean[c] + (1.0 - mom) * mean);
+        p->running_var[c] = (float)(mom * (double)p->running_var[c] + (1.0 - mom) * var);
+    }
+}
+
+static void bn_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                        float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    (void)x, (void)y, (void)dy_is_dz;
+    const bp__bn_priv *p = l->priv;
+    const size_t C = p->channels, S = p->spatial, row = l->out;
+    const float *xhat = scratch, *inv_std = scratch + n * row;
+    const float *gamma = bp__layer_w(l);
+    float *dgamma = bp__layer_dw(l), *dbeta = bp__layer_db(l);
+    const double m = (double)n * (double)S;
+    for (size_t c = 0; c < C; c++) {
+        double sb = 0.0, sg = 0.0;
+        for (size_t i = 0; i < n; i++)
+            run_dot(dy + i * row + c * S, xhat + i * row + c * S, S, &sb, &sg);
+        dgamma[c] = (accumulate ? dgamma[c] : 0.0f) + (float)sg;
+        dbeta[c] = (accumulate ? dbeta[c] : 0.0f) + (float)sb;
+        if (dx == NULL) continue;
+        const float scale = gamma[c] * inv_std[c];
+        const float mb = (float)(sb / m), mg = (float)(sg / m);
+        for (size_t i = 0; i < n; i++) {
+            const float *restrict di = dy + i * row + c * S, *restrict hi = xhat + i * row + c * S;
+            float *restrict xi = dx + i * row + c * S;
+            for (size_t k = 0; k < S; k++)
+                xi[k] = scale * (di[k] - mb - hi[k] * mg);
+        }
+    }
+}
+
+static void bn_destroy(bp_layer *l)
+{
+    bp__bn_priv *p = l->priv;
+    if (p == NULL) return;
+    const bp__alloc *a = &l->net->alloc;
+    bp__free(a, p->running_mean);
+    bp__free(a, p->running_var);
+    bp__free(a, p);
+    l->priv = NULL;
+}
+
+/* Allocate the private state for @p channels; NULL when out of memory. */
+static bp__bn_priv *bn_priv_new(const bp__alloc *a, size_t channels)
+{
+    bp__bn_priv *p = bp__calloc(a, 1, sizeof *p);
+    if (p == NULL) return NULL;
+    p->running_mean = bp__calloc(a, channels, sizeof(float));
+    p->running_var = bp__calloc(a, channels, sizeof(float));
+    if (p->running_mean == NULL || p->running_var == NULL) {
+        bp__free(a, p->running_mean);
+        bp__free(a, p->running_var);
+        bp__free(a, p);
+        return NULL;
+    }
+    p->channels = channels;
+    return p;
+}
+
+static bp_status bn_clone(bp_layer *dst, const bp_layer *src)
+{
+    const bp__bn_priv *s = src->priv;
+    bp__bn_priv *p = bn_priv_new(&dst->net->alloc, s->channels);
+    if (p == NULL) return BP_ERR_NOMEM;
+    float *mean = p->running_mean, *var = p->running_var;
+    *p = *s;
+    p->running_mean = mean;
+    p->running_var = var;
+    memcpy(mean, s->running_mean, s->channels * sizeof(float));
+    memcpy(var, s->running_var, s->channels * sizeof(float));
+    dst->priv = p;
+    return BP_OK;
+}
+
+static void bn_set_key(bp_layer *l, int key, double value)
+{
+    bp__bn_priv *p = l->priv;
+    if (key == BP_LAYER_BN_MOMENTUM) p->momentum = value;
+    if (key == BP_LAYER_BN_EPSILON) p->epsilon = value;
+}
+
+static double bn_get_key(const bp_layer *l, int key)
+{
+    const bp__bn_priv *p = l->priv;
+    return key == BP_LAYER_BN_MOMENTUM ? p->momentum : p->epsilon;
+}
+
+const bp__layer_vtable bp__batchnorm_vtable = {
+    .kind = BP_LAYER_BATCHNORM,
+    .name = "batchnorm",
+    .scratch_floats = bn_scratch,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .destroy = bn_destroy,
+    .clone = bn_clone,
+    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_BN_MOMENTUM) |
+            BP__LAYER_KEY_BIT(BP_LAYER_BN_EPSILON),
+    .set_key = bn_set_key,
+    .get_key = bn_get_key,
+};
+
+bp_status bp_net_add_batchnorm(bp_net *net)
+{
+    if (!bp__net_ok(net))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_add_batchnorm: invalid net handle");
+    BP_CHECK(bp__net_check_append(net, "bp_net_add_batchnorm"));
+    size_t c, h, w;
+    bp__net_out_shape(net, &c, &h, &w);
+    bp_layer *l =
+        bp__layer_new(net, "bp_net_add_batchnorm", &bp__batchnorm_vtable, BP_ACT_IDENTITY, c, h, w);
+    if (l == NULL) return BP_ERR_NOMEM;
+    bp__bn_priv *p = bn_priv_new(&net->alloc, c);
+    if (p == NULL) {
+        bp__layer_discard(net, l);
+        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_add_batchnorm: out of memory");
+    }
+    p->spatial = h * w;
+    p->momentum = 0.99;
+    p->epsilon = 1e-5;
+    for (size_t k = 0; k < c; k++)
+        p->running_var[k] = 1.0f;
+    l->priv = p;
+    l->nweights = c;
+    l->nbiases = c;
+    return bp__net_append_or_discard(net, l, BP_INIT_CONSTANT, 1.0);
+}

@@ -1,0 +1,289 @@
+/* layer_conv2d.c -- 2-D convolution (cross-correlation, as in every framework) over NCHW
+ * rows with a fused bias + activation, by im2col + sgemm.
+ *
+ * Shapes: x [n x C x H x W], W [F x C x kh x kw] (= [F x K], K = C*kh*kw), b [F],
+ * y [n x F x OH x OW] (P = OH*OW), OH = (H + 2 pad - kh) / stride + 1 (likewise OW), zero
+ * padding of pad on every side.
+ *
+ * Forward, per sample i: cols_i [K x P] = im2col(x_i); y_i = W cols_i + b (one sgemm with
+ *   the bias pre-filled, beta = 1); then one fused activation pass over the batch.
+ * Backward: dz = dy * f'(z); db = sums of dz per filter; dW += dz_i cols_i^T (one sgemm per
+ *   sample, accumulating); dx_i = col2im(W^T dz_i) (skipped for the first layer).
+ * Training keeps every sample's columns (n*K*P floats) from forward to backward, so im2col
+ * runs once per step. All products go through bp__gemm. */
+#include "internal.h"
+
+#include <string.h>
+
+/* Columns of sample i start at cols + i * K * P; then z (GELU/SiLU only); then dcols. */
+static size_t conv_scratch(const bp_layer *l, size_t n, int training)
+{
+    const bp__conv_priv *p = l->priv;
+    const size_t kp = p->k * p->p;
+    if (!training) return kp;
+    return n * kp + (bp__act_needs_z(l->activation) ? n * l->out : 0) + kp;
+}
+
+/* The output columns ox in [lo, hi) whose input column ix = ox*s - pad + kx lies inside a
+ * plane of width W (lo == hi when there is none). */
+static void col_range(size_t W, size_t OW, size_t s, size_t pad, size_t kx, size_t *lo, size_t *hi)
+{
+    size_t a = pad > kx ? (pad - kx + s - 1) / s : 0;         /* first ox with ix >= 0 */
+    size_t b = W + pad > kx ? (W + pad - kx + s - 1) / s : 0; /* first ox with ix >= W */
+    if (b > OW) b = OW;
+    if (a > b) a = b;
+    *lo = a, *hi = b;
+}
+
+/* One row of the im2col matrix for kernel offset (ky, kx) of input channel plane xc [H x W]:
+ * dst[oy * OW + ox] = xc[oy*s - pad + ky][ox*s - pad + kx], 0 outside the plane. */
+static void im2col_row(const float *xc, size_t H, size_t W, size_t OH, size_t OW, size_t s,
+                       size_t pad, size_t ky, size_t kx, float *dst)
+{
+    size_t lo, hi;
+    col_range(W, OW, s, pad, kx, &lo, &hi);
+    for (size_t oy = 0; oy < OH; oy++, dst += OW) {
+        const size_t iy = oy * s + ky; /* row iy - pad of the plane */
+        if (iy < pad || iy - pad >= H || lo == hi) {
+            memset(dst, 0, OW * sizeof(float));
+            continue;
+        }
+        const float *src = xc + (iy - pad) * W + (lo * s + kx - pad);
+        for (size_t ox = 0; ox < lo; ox++)
+            dst[ox] = 0.0f;
+        if (s == 1) {
+            memcpy(dst + lo, src, (hi - lo) * sizeof(float));
+        } else {
+            for (size_t ox = lo; ox < hi; ox++, src += s)
+                dst[ox] = *src;
+        }
+        for (size_t ox = hi; ox < OW; ox++)
+            dst[ox] = 0.0f;
+    }
+}
+
+/* Scatter-add of im2col_row: xc[...] += src[oy * OW + ox] for the in-plane positions. */
+static void col2im_row(const float *src, size_t H, size_t W, size_t OH, size_t OW, size_t s,
+                       size_t pad, size_t ky, size_t kx, float *xc)
+{
+    size_t lo, hi;
+    col_range(W, OW, s, pad, kx, &lo, &hi);
+    for (size_t oy = 0; oy < OH; oy++, src += OW) {
+        const size_t iy = oy * s + ky;
+        if (iy < pad || iy - pad >= H || lo == hi) continue;
+        float *dst = xc + (iy - pad) * W + (lo * s + kx - pad);
+        for (size_t ox = lo; ox < hi; ox++, dst += s)
+            *dst += src[ox];
+    }
+}
+
+/* cols [K x P] of one sample x [C x H x W]. */
+static void im2col(const bp_layer *l, const float *x, float *cols)
+{
+    const bp__conv_priv *p = l->priv;
+    const size_t H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
+    for (size_t c = 0; c < l->in_c; c++)
+        for (size_t ky = 0; ky < p->kh; ky++)
+            for (size_t kx = 0; kx < p->kw; kx++) {
+                const size_t r = (c * p->kh + ky) * p->kw + kx;
+                im2col_row(x + c * H * W, H, W, OH, OW, p->stride, p->pad, ky, kx, cols + r * p->p);
+            }
+}
+
+/* dx [C x H x W] = col2im(dcols [K x P]) (overwrites dx). */
+static void col2im(const bp_layer *l, const float *dcols, float *dx)
+{
+    const bp__conv_priv *p = l->priv;
+    const size_t H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
+    memset(dx, 0, l->in * sizeof(float));
+    for (size_t c = 0; c < l->in_c; c++)
+        for (size_t ky = 0; ky < p->kh; ky++)
+            for (size_t kx = 0; kx < p->kw; kx++) {
+                const size_t r = (c * p->kh + ky) * p->kw + kx;
+                col2im_row(dcols + r * p->p, H, W, OH, OW, p->stride, p->pad, ky, kx,
+                           dx + c * H * W);
+            }
+}
+
+#ifdef BP_PROFILE
+/* Bench-only split of the convolution time (bench/bp_bench.c, case cnn-epoch): the library
+ * itself is never built with BP_PROFILE. */
+#include <time.h>
+double bp__conv_prof_ns[3];
+static double prof_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+#define PROF_START(t)      const double t = prof_now()
+#define PROF_STOP(t, slot) (bp__conv_prof_ns[slot] += prof_now() - (t))
+#else
+#define PROF_START(t)      ((void)0)
+#define PROF_STOP(t, slot) ((void)0)
+#endif
+
+static void conv_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
+                         int training)
+{
+    /* x: [n x in], w: [F x K], b: [F], y: [n x F x P]; scratch: cols (+ z) */
+    const bp__conv_priv *p = l->priv;
+    const size_t F = l->out_c, K = p->k, P = p->p;
+    const float *w = bp__layer_w(l), *b = bp__layer_b(l);
+    PROF_START(t_all);
+    for (size_t i = 0; i < n; i++) {
+        float *cols = training ? scratch + i * K * P : scratch;
+        float *yi = y + i * l->out;
+        PROF_START(t_cols);
+        im2col(l, x + i * l->in, cols);
+        PROF_STOP(t_cols, BP__PROF_COLS);
+        for (size_t f = 0; f < F; f++)
+            for (size_t q = 0; q < P; q++)
+                yi[f * P + q] = b[f];
+        PROF_START(t_gemm);
+        bp__gemm(0, 0, F, P, K, 1.0f, w, K, cols, P, 1.0f, yi, P);
+        PROF_STOP(t_gemm, BP__PROF_GEMM);
+    }
+    if (l->activation != BP_ACT_IDENTITY) {
+        float *z = training && bp__act_needs_z(l->activation) ? scratch + n * K * P : NULL;
+        bp__act_forward(l->activation, &l->act, n * F, P, y, p->zeros, z, y);
+    }
+    PROF_STOP(t_all, BP__PROF_TOTAL);
+}
+
+static void conv_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                          float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    (void)x, (void)dy_is_dz;
+    PROF_START(t_all);
+    const bp__conv_priv *p = l->priv;
+    const size_t F = l->out_c, K = p->k, P = p->p;
+    const int keep_z = bp__act_needs_z(l->activation);
+    const float *z = keep_z ? scratch + n * K * P : NULL;
+    float *dcols = scratch + n * K * P + (keep_z ? n * l->out : 0);
+    bp__act_backward(l->activation, &l->act, n * F, P, z, y, dy);
+    const float *dz = dy; /* [n x F x P] */
+
+    float *restrict db = bp__layer_db(l);
+    for (size_t f = 0; f < F; f++) {
+        float s = accumulate ? db[f] : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            const float *restrict d = dz + i * l->out + f * P;
+            float t = 0.0f;
+            for (size_t q = 0; q < P; q++)
+                t += d[q];
+            s += t;
+        }
+        db[f] = s;
+    }
+    float *dw = bp__layer_dw(l);
+    const float *w = bp__layer_w(l);
+    for (size_t i = 0; i < n; i++) {
+        const float *dzi = dz + i * l->out, *cols = scratch + i * K * P;
+        PROF_START(t_gemm);
+        /* dW [F x K] (+)= dz_i [F x P] cols_i^T */
+        bp__gemm(0, 1, F, K, P, 1.0f, dzi, P, cols, P, accumulate || i > 0 ? 1.0f : 0.0f, dw, K);
+        if (dx != NULL) /* dcols [K x P] = W^T dz_i */
+            bp__gemm(1, 0, K, P, F, 1.0f, w, K, dzi, P, 0.0f, dcols, P);
+        PROF_STOP(t_gemm, BP__PROF_GEMM);
+        if (dx != NULL) {
+            PROF_START(t_cols);
+            col2im(l, dcols, dx + i * l->in);
+            PROF_STOP(t_cols, BP__PROF_COLS);
+        }
+    }
+    PROF_STOP(t_all, BP__PROF_TOTAL);
+}
+
+static void conv_destroy(bp_layer *l)
+{
+    bp__conv_priv *p = l->priv;
+    if (p == NULL) return;
+    bp__free(&l->net->alloc, p->zeros);
+    bp__free(&l->net->alloc, p);
+    l->priv = NULL;
+}
+
+static bp__conv_priv *conv_priv_new(const bp__alloc *a, const bp__conv_priv *init)
+{
+    bp__conv_priv *p = bp__malloc(a, sizeof *p);
+    if (p == NULL) return NULL;
+    *p = *init;
+    p->zeros = bp__calloc(a, init->p, sizeof(float));
+    if (p->zeros == NULL) {
+        bp__free(a, p);
+        return NULL;
+    }
+    return p;
+}
+
+static bp_status conv_clone(bp_layer *dst, const bp_layer *src)
+{
+    dst->priv = conv_priv_new(&dst->net->alloc, src->priv);
+    return dst->priv != NULL ? BP_OK : BP_ERR_NOMEM;
+}
+
+const bp__layer_vtable bp__conv2d_vtable = {
+    .kind = BP_LAYER_CONV2D,
+    .name = "conv2d",
+    .scratch_floats = conv_scratch,
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .destroy = conv_destroy,
+    .clone = conv_clone,
+    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
+            BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA) | BP__LAYER_KEY_BIT(BP_LAYER_L2) |
+            BP__LAYER_KEY_BIT(BP_LAYER_L1),
+};
+
+#define FN "bp_net_add_conv2d"
+
+bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h, size_t kernel_w,
+                            size_t stride, size_t padding, int activation)
+{
+    if (!bp__net_ok(net)) return bp__fail(NULL, BP_ERR_INVALID_ARG, FN ": invalid net handle");
+    if (!bp__act_valid(activation) || activation == BP_ACT_SOFTMAX)
+        return bp__fail(net->err, BP_ERR_INVALID_ARG,
+                        FN ": activation %d is unknown or softmax (softmax belongs to a dense "
+                           "output layer)",
+                        activation);
+    if (filters == 0 || filters > BP__MAX_WIDTH || kernel_h == 0 || kernel_w == 0 ||
+        kernel_h > 1024 || kernel_w > 1024 || stride == 0 || stride > 1024)
+        return bp__fail(net->err, BP_ERR_INVALID_ARG,
+                        FN ": filters %zu (1..%zu), kernel %zu x %zu (1..1024), stride %zu "
+                           "(1..1024)",
+                        filters, BP__MAX_WIDTH, kernel_h, kernel_w, stride);
+    if (padding >= kernel_h || padding >= kernel_w)
+        return bp__fail(net->err, BP_ERR_INVALID_ARG,
+                        FN ": padding %zu must be smaller than the kernel %zu x %zu", padding,
+                        kernel_h, kernel_w);
+    BP_CHECK(bp__net_check_append(net, FN));
+    size_t C, H, W;
+    bp__net_out_shape(net, &C, &H, &W);
+    if (H + 2 * padding < kernel_h || W + 2 * padding < kernel_w)
+        return bp__fail(net->err, BP_ERR_SHAPE,
+                        FN ": kernel %zu x %zu exceeds the padded input %zu x %zu", kernel_h,
+                        kernel_w, H + 2 * padding, W + 2 * padding);
+    const size_t OH = (H + 2 * padding - kernel_h) / stride + 1;
+    const size_t OW = (W + 2 * padding - kernel_w) / stride + 1;
+    size_t plane, out, k, nw, kp;
+    if (bp__mul_size(OH, OW, &plane) != 0 || bp__mul_size(plane, filters, &out) != 0 ||
+        out > BP__MAX_WIDTH || bp__mul_size(kernel_h * kernel_w, C, &k) != 0 ||
+        bp__mul_size(k, filters, &nw) != 0 || bp__mul_size(k, plane, &kp) != 0)
+        return bp__fail(net->err, BP_ERR_SHAPE,
+                        FN ": output %zu x %zu x %zu exceeds %zu values or the weights overflow",
+                        filters, OH, OW, BP__MAX_WIDTH);
+    bp_layer *l = bp__layer_new(net, FN, &bp__conv2d_vtable, activation, filters, OH, OW);
+    if (l == NULL) return BP_ERR_NOMEM;
+    const bp__conv_priv init = {kernel_h, kernel_w, stride, padding, k, plane, NULL};
+    l->priv = conv_priv_new(&net->alloc, &init);
+    if (l->priv == NULL) {
+        bp__layer_discard(net, l);
+        return bp__fail(net->err, BP_ERR_NOMEM, FN ": out of memory");
+    }
+    l->nweights = nw;
+    l->nbiases = filters;
+    l->fan_in = k;
+    l->fan_out = filters * kernel_h * kernel_w;
+    return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
+}

@@ -1,0 +1,104 @@
+/* layer_dropout.c -- inverted dropout (Srivastava et al. 2014): in training each activation
+ * is kept with probability 1 - rate and scaled by 1 / (1 - rate), else zeroed, so that the
+ * expected output equals the input and inference is the identity.
+ *
+ * The mask (0 or 1 / (1 - rate) per element) is drawn from the network's generator (so the
+ * same seed gives the same masks) and kept in the training scratch for backward:
+ * dx = dy * mask. */
+#include "internal.h"
+
+#include <string.h>
+
+static size_t dropout_scratch(const bp_layer *l, size_t n, int training)
+{
+    return training ? n * l->out : 0;
+}
+
+static void dropout_forward(bp_layer *l, size_t n, const float *x, float *mask, float *y,
+                            int training)
+{
+    /* x, y, mask: [n x out] */
+    const size_t total = n * l->out;
+    const bp__dropout_priv *p = l->priv;
+    if (!training || p->rate == 0.0) {
+        memcpy(y, x, total * sizeof(float));
+        if (training) {
+            for (size_t k = 0; k < total; k++)
+                mask[k] = 1.0f;
+        }
+        return;
+    }
+    /* Keep when u >= rate, u uniform in [0, 1) with 24 random bits: P(keep) = 1 - rate up to
+     * the 2^-24 resolution of the threshold. */
+    const float rate = (float)p->rate, keep = (float)(1.0 / (1.0 - p->rate));
+    bp__rng *rng = &l->net->rng;
+    for (size_t k = 0; k < total; k++)
+        mask[k] = bp__rng_uniform(rng) >= rate ? keep : 0.0f;
+    for (size_t k = 0; k < total; k++)
+        y[k] = x[k] * mask[k];
+}
+
+static void dropout_backward(bp_layer *l, size_t n, const float *x, float *mask, const float *y,
+                             float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    (void)x, (void)y, (void)dy_is_dz, (void)accumulate;
+    if (dx == NULL) return;
+    const size_t total = n * l->out;
+    for (size_t k = 0; k < total; k++)
+        dx[k] = dy[k] * mask[k];
+}
+
+static bp_status dropout_clone(bp_layer *dst, const bp_layer *src)
+{
+    return bp__layer_copy_priv(dst, src, sizeof(bp__dropout_priv));
+}
+
+static void dropout_set_key(bp_layer *l, int key, double value)
+{
+    (void)key; /* only BP_LAYER_DROPOUT_RATE is routed here */
+    ((bp__dropout_priv *)l->priv)->rate = value;
+}
+
+static double dropout_get_key(const bp_layer *l, int key)
+{
+    (void)key;
+    return ((const bp__dropout_priv *)l->priv)->rate;
+}
+
+const bp__layer_vtable bp__dropout_vtable = {
+    .kind = BP_LAYER_DROPOUT,
+    .name = "dropout",
+    .scratch_floats = dropout_scratch,
+    .forward = dropout_forward,
+    .backward = dropout_backward,
+    .destroy = bp__layer_free_priv,
+    .clone = dropout_clone,
+    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_DROPOUT_RATE),
+    .set_key = dropout_set_key,
+    .get_key = dropout_get_key,
+};
+
+bp_status bp_net_add_dropout(bp_net *net, double rate)
+{
+    if (!bp__net_ok(net))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_add_dropout: invalid net handle");
+    double lo, hi;
+    bp_layer_param_bounds(BP_LAYER_DROPOUT_RATE, &lo, &hi);
+    if (!(rate >= lo && rate <= hi))
+        return bp__fail(net->err, BP_ERR_OUT_OF_RANGE,
+                        "bp_net_add_dropout: rate %g is outside [0, 1)", rate);
+    BP_CHECK(bp__net_check_append(net, "bp_net_add_dropout"));
+    size_t c, h, w;
+    bp__net_out_shape(net, &c, &h, &w);
+    bp_layer *l =
+        bp__layer_new(net, "bp_net_add_dropout", &bp__dropout_vtable, BP_ACT_IDENTITY, c, h, w);
+    if (l == NULL) return BP_ERR_NOMEM;
+    bp__dropout_priv *p = bp__malloc(&net->alloc, sizeof *p);
+    if (p == NULL) {
+        bp__layer_discard(net, l);
+        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_add_dropout: out of memory");
+    }
+    p->rate = rate;
+    l->priv = p;
+    return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
+}

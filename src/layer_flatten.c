@@ -1,0 +1,47 @@
+/* layer_flatten.c -- [C x H x W] rows become flat [C*H*W] rows.
+ *
+ * NCHW rows are stored in flatten order already, so the layer changes only the shape
+ * bookkeeping: the workspace aliases its output to its input and the network walk skips it
+ * (vtable passthrough). Only as the first layer, whose input is the caller's buffer, does it
+ * copy. A dense layer after an image-shaped layer reads the rows flat anyway; flatten is
+ * there so that architectures read as they are drawn. */
+#include "internal.h"
+
+#include <string.h>
+
+static void flatten_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
+                            int training)
+{
+    (void)scratch, (void)training;
+    memcpy(y, x, n * l->out * sizeof(float));
+}
+
+static void flatten_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                             float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    (void)x, (void)scratch, (void)y, (void)dy_is_dz, (void)accumulate;
+    if (dx != NULL) memcpy(dx, dy, n * l->in * sizeof(float));
+}
+
+const bp__layer_vtable bp__flatten_vtable = {
+    .kind = BP_LAYER_FLATTEN,
+    .name = "flatten",
+    .scratch_floats = bp__no_scratch,
+    .forward = flatten_forward,
+    .backward = flatten_backward,
+    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+    .passthrough = 1,
+};
+
+bp_status bp_net_add_flatten(bp_net *net)
+{
+    if (!bp__net_ok(net))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_add_flatten: invalid net handle");
+    BP_CHECK(bp__net_check_append(net, "bp_net_add_flatten"));
+    size_t C, H, W;
+    bp__net_out_shape(net, &C, &H, &W);
+    bp_layer *l = bp__layer_new(net, "bp_net_add_flatten", &bp__flatten_vtable, BP_ACT_IDENTITY,
+                                C * H * W, 1, 1);
+    if (l == NULL) return BP_ERR_NOMEM;
+    return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
+}

@@ -1,0 +1,222 @@
+/* layer_pool.c -- 2-D pooling over NCHW rows, without padding: max and average over
+ * size x size windows moved by stride (OH = (H - size) / stride + 1), and global average
+ * pooling ([C x H x W] -> [C x 1 x 1]).
+ *
+ * Max pooling's backward routes each dy to the first position of its window holding the
+ * maximum (the argmax, found again from x and y: the forward output is an exact copy of that
+ * input value), so no mask is stored; overlapping windows (stride < size) add up. */
+#include "internal.h"
+
+#include <string.h>
+
+static void maxpool_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
+                            int training)
+{
+    /* x: [n x C x H x W], y: [n x C x OH x OW] */
+    (void)scratch, (void)training;
+    const bp__pool_priv *p = l->priv;
+    const size_t W = l->in_w, OH = l->out_h, OW = l->out_w, sz = p->size, s = p->stride;
+    const size_t planes = n * l->out_c, in_plane = l->in_h * W;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xc = x + pl * in_plane;
+        float *yc = y + pl * OH * OW;
+        for (size_t oy = 0; oy < OH; oy++)
+            for (size_t ox = 0; ox < OW; ox++) {
+                const float *win = xc + oy * s * W + ox * s;
+                float m = win[0];
+                for (size_t a = 0; a < sz; a++)
+                    for (size_t b = 0; b < sz; b++)
+                        m = win[a * W + b] > m ? win[a * W + b] : m;
+                yc[oy * OW + ox] = m;
+            }
+    }
+}
+
+static void maxpool_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                             float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    (void)scratch, (void)dy_is_dz, (void)accumulate;
+    if (dx == NULL) return;
+    const bp__pool_priv *p = l->priv;
+    const size_t W = l->in_w, OH = l->out_h, OW = l->out_w, sz = p->size, s = p->stride;
+    const size_t planes = n * l->out_c, in_plane = l->in_h * W;
+    memset(dx, 0, n * l->in * sizeof(float));
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xc = x + pl * in_plane, *yc = y + pl * OH * OW, *dc = dy + pl * OH * OW;
+        float *dxc = dx + pl * in_plane;
+        for (size_t oy = 0; oy < OH; oy++)
+            for (size_t ox = 0; ox < OW; ox++) {
+                const size_t base = oy * s * W + ox * s;
+                const float m = yc[oy * OW + ox];
+                size_t at = base;
+                for (size_t a = sz; a-- > 0;) /* reverse scan: the first match wins */
+                    for (size_t b = sz; b-- > 0;)
+                        if (xc[base + a * W + b] == m) at = base + a * W + b;
+                dxc[at] += dc[oy * OW + ox];
+            }
+    }
+}
+
+static void avgpool_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
+                            int training)
+{
+    (void)scratch, (void)training;
+    const bp__pool_priv *p = l->priv;
+    const size_t W = l->in_w, OH = l->out_h, OW = l->out_w, sz = p->size, s = p->stride;
+    const size_t planes = n * l->out_c, in_plane = l->in_h * W;
+    const float inv = 1.0f / (float)(sz * sz);
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xc = x + pl * in_plane;
+        float *yc = y + pl * OH * OW;
+        for (size_t oy = 0; oy < OH; oy++)
+            for (size_t ox = 0; ox < OW; ox++) {
+                const float *win = xc + oy * s * W + ox * s;
+                float t = 0.0f;
+                for (size_t a = 0; a < sz; a++)
+                    for (size_t b = 0; b < sz; b++)
+                        t += win[a * W + b];
+                yc[oy * OW + ox] = t * inv;
+            }
+    }
+}
+
+static void avgpool_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                             float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    (void)x, (void)scratch, (void)y, (void)dy_is_dz, (void)accumulate;
+    if (dx == NULL) return;
+    const bp__pool_priv *p = l->priv;
+    const size_t W = l->in_w, OH = l->out_h, OW = l->out_w, sz = p->size, s = p->stride;
+    const size_t planes = n * l->out_c, in_plane = l->in_h * W;
+    const float inv = 1.0f / (float)(sz * sz);
+    memset(dx, 0, n * l->in * sizeof(float));
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *dc = dy + pl * OH * OW;
+        float *dxc = dx + pl * in_plane;
+        for (size_t oy = 0; oy < OH; oy++)
+            for (size_t ox = 0; ox < OW; ox++) {
+                float *win = dxc + oy * s * W + ox * s;
+                const float g = dc[oy * OW + ox] * inv;
+                for (size_t a = 0; a < sz; a++)
+                    for (size_t b = 0; b < sz; b++)
+                        win[a * W + b] += g;
+            }
+    }
+}
+
+static void gap_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
+                        int training)
+{
+    /* x: [n x C x S], y: [n x C] */
+    (void)scratch, (void)training;
+    const size_t planes = n * l->out_c, S = l->in_h * l->in_w;
+    const float inv = 1.0f / (float)S;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *xc = x + pl * S;
+        float t = 0.0f;
+        for (size_t k = 0; k < S; k++)
+            t += xc[k];
+        y[pl] = t * inv;
+    }
+}
+
+static void gap_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                         float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    (void)x, (void)scratch, (void)y, (void)dy_is_dz, (void)accumulate;
+    if (dx == NULL) return;
+    const size_t planes = n * l->out_c, S = l->in_h * l->in_w;
+    const float inv = 1.0f / (float)S;
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float g = dy[pl] * inv;
+        float *dxc = dx + pl * S;
+        for (size_t k = 0; k < S; k++)
+            dxc[k] = g;
+    }
+}
+
+static bp_status pool_clone(bp_layer *dst, const bp_layer *src)
+{
+    return bp__layer_copy_priv(dst, src, sizeof(bp__pool_priv));
+}
+
+const bp__layer_vtable bp__maxpool2d_vtable = {
+    .kind = BP_LAYER_MAXPOOL2D,
+    .name = "maxpool2d",
+    .scratch_floats = bp__no_scratch,
+    .forward = maxpool_forward,
+    .backward = maxpool_backward,
+    .destroy = bp__layer_free_priv,
+    .clone = pool_clone,
+    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+};
+
+const bp__layer_vtable bp__avgpool2d_vtable = {
+    .kind = BP_LAYER_AVGPOOL2D,
+    .name = "avgpool2d",
+    .scratch_floats = bp__no_scratch,
+    .forward = avgpool_forward,
+    .backward = avgpool_backward,
+    .destroy = bp__layer_free_priv,
+    .clone = pool_clone,
+    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+};
+
+const bp__layer_vtable bp__global_avgpool_vtable = {
+    .kind = BP_LAYER_GLOBAL_AVGPOOL,
+    .name = "global_avgpool",
+    .scratch_floats = bp__no_scratch,
+    .forward = gap_forward,
+    .backward = gap_backward,
+    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+};
+
+static bp_status add_pool(bp_net *net, const char *fn, const bp__layer_vtable *vt, size_t size,
+                          size_t stride)
+{
+    if (!bp__net_ok(net)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);
+    if (size == 0 || stride == 0 || size > 1024 || stride > 1024)
+        return bp__fail(net->err, BP_ERR_INVALID_ARG,
+                        "%s: size %zu and stride %zu must be in 1..1024", fn, size, stride);
+    BP_CHECK(bp__net_check_append(net, fn));
+    size_t C, H, W;
+    bp__net_out_shape(net, &C, &H, &W);
+    if (size > H || size > W)
+        return bp__fail(net->err, BP_ERR_SHAPE, "%s: window %zu x %zu exceeds the input %zu x %zu",
+                        fn, size, size, H, W);
+    const size_t OH = (H - size) / stride + 1, OW = (W - size) / stride + 1;
+    bp_layer *l = bp__layer_new(net, fn, vt, BP_ACT_IDENTITY, C, OH, OW);
+    if (l == NULL) return BP_ERR_NOMEM;
+    bp__pool_priv *p = bp__malloc(&net->alloc, sizeof *p);
+    if (p == NULL) {
+        bp__layer_discard(net, l);
+        return bp__fail(net->err, BP_ERR_NOMEM, "%s: out of memory", fn);
+    }
+    p->size = size;
+    p->stride = stride;
+    l->priv = p;
+    return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
+}
+
+bp_status bp_net_add_maxpool2d(bp_net *net, size_t size, size_t stride)
+{
+    return add_pool(net, "bp_net_add_maxpool2d", &bp__maxpool2d_vtable, size, stride);
+}
+
+bp_status bp_net_add_avgpool2d(bp_net *net, size_t size, size_t stride)
+{
+    return add_pool(net, "bp_net_add_avgpool2d", &bp__avgpool2d_vtable, size, stride);
+}
+
+bp_status bp_net_add_global_avgpool(bp_net *net)
+{
+    if (!bp__net_ok(net))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_add_global_avgpool: invalid net handle");
+    BP_CHECK(bp__net_check_append(net, "bp_net_add_global_avgpool"));
+    size_t C, H, W;
+    bp__net_out_shape(net, &C, &H, &W);
+    bp_layer *l = bp__layer_new(net, "bp_net_add_global_avgpool", &bp__global_avgpool_vtable,
+                                BP_ACT_IDENTITY, C, 1, 1);
+    if (l == NULL) return BP_ERR_NOMEM;
+    return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
+}
