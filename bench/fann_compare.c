@@ -43,7 +43,7 @@ int main(int argc, char **argv)
 {
     unsigned epochs = 500, h1 = 64, h2 = 32, seed = 1;
     const char *dir = DEFAULT_DIR;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v != NULL && strcmp(a, "--epochs") == 0) {
             epochs = (unsigned)strtoul(v, NULL, 10);
@@ -59,7 +59,6 @@ int main(int argc, char **argv)
                     argv[0]);
             return 1;
         }
-        i++;
     }
     if (epochs == 0 || h1 == 0) {
         fprintf(stderr, "fann_compare: --epochs and --hidden must be positive\n");

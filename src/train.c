@@ -60,9 +60,9 @@ static void reset_counters(bp__fit_state *f)
 {
     f->next_epoch = 0;
     f->plateau_lr = 0.0;
-    f->plateau_best = INFINITY;
+    f->plateau_best = HUGE_VAL;
     f->plateau_wait = 0;
-    f->stop_best = INFINITY;
+    f->stop_best = HUGE_VAL;
     f->stop_wait = 0;
     f->stop_best_epoch = 0;
 }
@@ -194,9 +194,9 @@ static void metrics_finish(const metric_sums *m, int loss, size_t width, double 
 {
     const double rows = (double)m->rows, elems = rows * (double)width;
     out[BP_METRIC_LOSS] = m->loss / rows;
-    out[BP_METRIC_ACCURACY] = NAN;
-    out[BP_METRIC_MAE] = NAN;
-    out[BP_METRIC_RMSE] = NAN;
+    out[BP_METRIC_ACCURACY] = (double)NAN;
+    out[BP_METRIC_MAE] = (double)NAN;
+    out[BP_METRIC_RMSE] = (double)NAN;
     switch (loss) {
     case BP_LOSS_SOFTMAX_CE:
     case BP_LOSS_SPARSE_SOFTMAX_CE: out[BP_METRIC_ACCURACY] = m->hits / rows; break;
@@ -638,7 +638,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
         s = train_epoch(net, opt, loss, train, &p, bs, e, m);
         if (s != BP_OK) break;
         for (int k = BP_METRIC_VAL_LOSS; k <= BP_METRIC_VAL_RMSE; k++)
-            m[k] = NAN;
+            m[k] = (double)NAN;
         if (val != NULL) {
             s = eval_set(net, loss, val, p.vout, vchunk, m + BP_METRIC_VAL_LOSS);
             if (s != BP_OK) {

@@ -30,7 +30,7 @@ static void act_rows(const bp_layer *l, double *v, size_t rows, size_t w)
     for (size_t i = 0; i < rows; i++) {
         double *r = v + i * w;
         if (l->activation == BP_ACT_SOFTMAX) {
-            double mx = -INFINITY, s = 0.0;
+            double mx = -HUGE_VAL, s = 0.0;
             for (size_t j = 0; j < w; j++)
                 mx = fmax(mx, r[j]);
             for (size_t j = 0; j < w; j++)
@@ -116,7 +116,7 @@ static void layer_forward(const bp_layer *l, const double *p, const double *x, s
             for (size_t c = 0; c < C; c++)
                 for (size_t oy = 0; oy < OH; oy++)
                     for (size_t ox = 0; ox < OW; ox++) {
-                        double m = -INFINITY, s = 0.0;
+                        double m = -HUGE_VAL, s = 0.0;
                         for (size_t a = 0; a < pp->size; a++)
                             for (size_t b = 0; b < pp->size; b++) {
                                 const double v = x[i * l->in + (c * H + oy * pp->stride + a) * W +

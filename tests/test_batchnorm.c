@@ -212,7 +212,7 @@ static void settings_have_bounds_and_apply_only_to_batchnorm(void **state)
     assert_status(bp_layer_param_bounds(BP_LAYER_BN_EPSILON, &lo, &hi), BP_OK);
     assert_true(lo > 0.0 && hi == 1.0);
     assert_status(bp_layer_set(bn, BP_LAYER_BN_MOMENTUM, 1.5), BP_ERR_OUT_OF_RANGE);
-    assert_status(bp_layer_set(bn, BP_LAYER_BN_MOMENTUM, NAN), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_layer_set(bn, BP_LAYER_BN_MOMENTUM, (double)NAN), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_layer_set(bn, BP_LAYER_BN_EPSILON, 0.0), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_layer_set(bn, BP_LAYER_BN_EPSILON, 1e-3), BP_OK);
     assert_status(bp_layer_get(bn, BP_LAYER_BN_EPSILON, &v), BP_OK);

@@ -711,7 +711,7 @@ static void split_gives_rounded_parts_in_order(void **state)
     assert_status(bp_dataset_split(&first, &second, ds, 0.95), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_dataset_split(&first, &second, ds, 0.0), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_dataset_split(&first, &second, ds, 1.0), BP_ERR_OUT_OF_RANGE);
-    assert_status(bp_dataset_split(&first, &second, ds, NAN), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_dataset_split(&first, &second, ds, (double)NAN), BP_ERR_OUT_OF_RANGE);
     assert_non_null(strstr(bp_dataset_last_error(ds), "fraction"));
     assert_status(bp_dataset_split(NULL, &second, ds, 0.5), BP_ERR_INVALID_ARG);
     assert_status(bp_dataset_split(&first, NULL, ds, 0.5), BP_ERR_INVALID_ARG);

@@ -130,7 +130,7 @@ static void dropout_rate_setting_and_bad_input(void **state)
     assert_status(bp_net_create(&net, 4, 1), BP_OK);
     assert_status(bp_net_add_dropout(net, 1.0), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_net_add_dropout(net, -0.1), BP_ERR_OUT_OF_RANGE);
-    assert_status(bp_net_add_dropout(net, NAN), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_net_add_dropout(net, (double)NAN), BP_ERR_OUT_OF_RANGE);
     assert_int_equal(bp_net_layer_count(net), 0);
     assert_status(bp_net_add_dropout(net, 0.25), BP_OK);
     bp_layer *l = bp_net_layer(net, 0);

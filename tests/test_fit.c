@@ -106,7 +106,7 @@ static void fit_keys_have_documented_defaults_bounds_and_checks(void **state)
             assert_true(lo == k[i].lo);
         assert_status(bp_net_set(net, k[i].key, hi), BP_OK);
         assert_status(bp_net_set(net, k[i].key, hi * 2 + 1), BP_ERR_OUT_OF_RANGE);
-        assert_status(bp_net_set(net, k[i].key, NAN), BP_ERR_OUT_OF_RANGE);
+        assert_status(bp_net_set(net, k[i].key, (double)NAN), BP_ERR_OUT_OF_RANGE);
         assert_status(bp_net_get(net, k[i].key, &v), BP_OK);
         assert_true(v == hi); /* a refused value changes nothing */
     }

@@ -36,7 +36,7 @@ static double ref_act(int act, double z, double slope, double alpha)
         return 0.5 * z * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (z + 0.044715 * z * z * z)));
     case BP_ACT_SILU: return z / (1.0 + exp(-z));
     case BP_ACT_SOFTPLUS: return log(1.0 + exp(z));
-    default: return NAN;
+    default: return (double)NAN;
     }
 }
 
@@ -57,7 +57,7 @@ static void ref_forward(const ref_net *r, const double *x, size_t n, double *y)
                 b[i * out + o] = z;
             }
             if (r->act[l] == BP_ACT_SOFTMAX) {
-                double mx = -INFINITY, s = 0;
+                double mx = -HUGE_VAL, s = 0;
                 for (size_t o = 0; o < out; o++) mx = fmax(mx, b[i * out + o]);
                 for (size_t o = 0; o < out; o++) s += exp(b[i * out + o] - mx);
                 for (size_t o = 0; o < out; o++) b[i * out + o] = exp(b[i * out + o] - mx) / s;
@@ -79,7 +79,7 @@ static double ref_loss(int loss, const double *p, const float *t, size_t n, size
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < w; j++) {
             const double v = p[i * w + j];
-            const double tt = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? ((size_t)t[i] == j) : t[i * w + j];
+            const double tt = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? ((size_t)t[i] == j) : (double)t[i * w + j];
             const double d = v - tt;
             switch (loss) {
             case BP_LOSS_MSE: s += d * d; break;

@@ -72,7 +72,7 @@ static void bad_input_is_rejected_with_a_message(void **state)
     assert_status(bp_loss_eval(BP_LOSS_MSE, 0, p, t, 0, 2, &v, NULL), BP_ERR_INVALID_ARG);
     assert_status(bp_loss_eval(BP_LOSS_MSE, 0, p, t, 1, 0, &v, NULL), BP_ERR_INVALID_ARG);
     assert_status(bp_loss_eval(BP_LOSS_HUBER, 0, p, t, 1, 2, &v, NULL), BP_ERR_OUT_OF_RANGE);
-    assert_status(bp_loss_eval(BP_LOSS_HUBER, NAN, p, t, 1, 2, &v, NULL), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_loss_eval(BP_LOSS_HUBER, (double)NAN, p, t, 1, 2, &v, NULL), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_loss_eval(BP_LOSS_MSE, 0, nan2, t, 1, 2, &v, NULL), BP_ERR_NONFINITE);
     assert_status(bp_loss_eval(BP_LOSS_MSE, 0, p, nan2, 1, 2, &v, NULL), BP_ERR_NONFINITE);
     assert_non_null(strstr(bp_last_error(), "row 0, column 0"));

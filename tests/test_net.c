@@ -178,7 +178,7 @@ static void layer_accessors_reject_bad_arguments(void **state)
     assert_status(bp_layer_get_bias_grad(l, NULL, 2), BP_ERR_INVALID_ARG);
     assert_status(bp_layer_init_weights(NULL, BP_INIT_ZEROS, 0), BP_ERR_INVALID_ARG);
     assert_status(bp_layer_init_weights(l, 99, 0), BP_ERR_INVALID_ARG);
-    assert_status(bp_layer_init_weights(l, BP_INIT_CONSTANT, INFINITY), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_layer_init_weights(l, BP_INIT_CONSTANT, HUGE_VAL), BP_ERR_OUT_OF_RANGE);
     float w_after[6];
     assert_status(bp_layer_get_weights(l, w_after, 6), BP_OK);
     assert_memory_equal(w_before, w_after, sizeof w_before);
@@ -211,7 +211,7 @@ static void layer_settings_validate_and_round_trip(void **state)
     assert_close(v, 0.2, 1e-6, 0);
     assert_status(bp_layer_set(l, BP_LAYER_LEAKY_SLOPE, 1.5), BP_ERR_OUT_OF_RANGE);
     assert_non_null(strstr(bp_net_last_error(net), "1.5"));
-    assert_status(bp_layer_set(l, BP_LAYER_LEAKY_SLOPE, NAN), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_layer_set(l, BP_LAYER_LEAKY_SLOPE, (double)NAN), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_layer_set(l, BP_LAYER_ELU_ALPHA, -1), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_layer_set(l, BP_LAYER_ELU_ALPHA, 2), BP_OK);
     assert_status(bp_layer_get(l, BP_LAYER_ELU_ALPHA, &v), BP_OK);
@@ -427,7 +427,7 @@ static void net_settings_validate_and_round_trip(void **state)
     assert_status(bp_net_get(net, BP_NET_HUBER_DELTA, &v), BP_OK);
     assert_close(v, 1, 0, 0);
     assert_status(bp_net_set(net, BP_NET_HUBER_DELTA, 0), BP_ERR_OUT_OF_RANGE);
-    assert_status(bp_net_set(net, BP_NET_HUBER_DELTA, NAN), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_net_set(net, BP_NET_HUBER_DELTA, (double)NAN), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_net_set(net, BP_NET_HUBER_DELTA, 2.5), BP_OK);
     assert_status(bp_net_get(net, BP_NET_HUBER_DELTA, &v), BP_OK);
     assert_close(v, 2.5, 0, 0);
@@ -462,8 +462,8 @@ static void param_bounds_match_what_set_accepts(void **state)
         assert_status(bp_net_param_bounds(net_keys[i], &lo, &hi), BP_OK);
         assert_status(bp_net_set(net, net_keys[i], lo), BP_OK);
         assert_status(bp_net_set(net, net_keys[i], hi), BP_OK);
-        assert_status(bp_net_set(net, net_keys[i], nextafter(hi, INFINITY)), BP_ERR_OUT_OF_RANGE);
-        assert_status(bp_net_set(net, net_keys[i], nextafter(lo, -INFINITY)),
+        assert_status(bp_net_set(net, net_keys[i], nextafter(hi, HUGE_VAL)), BP_ERR_OUT_OF_RANGE);
+        assert_status(bp_net_set(net, net_keys[i], nextafter(lo, -HUGE_VAL)),
                       BP_ERR_OUT_OF_RANGE);
     }
     const int layer_keys[] = {BP_LAYER_TRAINABLE, BP_LAYER_LEAKY_SLOPE, BP_LAYER_ELU_ALPHA};
@@ -471,9 +471,9 @@ static void param_bounds_match_what_set_accepts(void **state)
         assert_status(bp_layer_param_bounds(layer_keys[i], &lo, &hi), BP_OK);
         assert_status(bp_layer_set(l, layer_keys[i], lo), BP_OK);
         assert_status(bp_layer_set(l, layer_keys[i], hi), BP_OK);
-        assert_status(bp_layer_set(l, layer_keys[i], nextafter(hi, INFINITY)),
+        assert_status(bp_layer_set(l, layer_keys[i], nextafter(hi, HUGE_VAL)),
                       BP_ERR_OUT_OF_RANGE);
-        assert_status(bp_layer_set(l, layer_keys[i], nextafter(lo, -INFINITY)),
+        assert_status(bp_layer_set(l, layer_keys[i], nextafter(lo, -HUGE_VAL)),
                       BP_ERR_OUT_OF_RANGE);
     }
     assert_status(bp_net_param_bounds(1, &lo, &hi), BP_ERR_INVALID_ARG);

@@ -452,7 +452,7 @@ static void hostile_values_behind_a_valid_checksum_are_rejected(void **state)
         uint32_t key;
         double value;
     } hv[] = {{BP__HP_UNITS, 0.0}, {BP__HP_ACTIVATION, 2.5}, {BP__HP_ACTIVATION, 55.0},
-              {BP_LAYER_LEAKY_SLOPE, NAN}, {BP_LAYER_TRAINABLE, 3.0}};
+              {BP_LAYER_LEAKY_SLOPE, (double)NAN}, {BP_LAYER_TRAINABLE, 3.0}};
     for (size_t i = 0; i < sizeof hv / sizeof hv[0]; i++) {
         memcpy(b, buf, size);
         for (uint32_t k = 0; k < nh; k++) {
