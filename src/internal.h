@@ -535,7 +535,13 @@ typedef struct bp__hyper {
 /* Construction keys (docs/format.md lists each kind's keys). New kinds take new numbers. */
 enum {
     BP__HP_UNITS = 1,      /* dense: output width, 1 .. 2^24 */
-    BP__HP_ACTIVATION = 2  /* dense: enum bp_activation */
+    BP__HP_ACTIVATION = 2, /* dense, conv2d, activation: enum bp_activation */
+    BP__HP_FILTERS = 3,    /* conv2d: output channels */
+    BP__HP_KERNEL_H = 4,   /* conv2d: kernel height */
+    BP__HP_KERNEL_W = 5,   /* conv2d: kernel width */
+    BP__HP_STRIDE = 6,     /* conv2d, max/avg pool: stride */
+    BP__HP_PADDING = 7,    /* conv2d: zero padding */
+    BP__HP_POOL_SIZE = 8   /* max/avg pool: window side */
 };
 /* Most pairs one layer record may hold (a larger count is a malformed file). */
 #define BP__HYPER_MAX 64u
@@ -548,9 +554,21 @@ bp_status bp__layer_construct(bp_net *net, int kind, const bp__hyper *hp, size_t
                               size_t expect_params);
 /* The value of @p key in @p hp, or -1 when absent (then *value is untouched). */
 int bp__hyper_find(const bp__hyper *hp, size_t count, uint32_t key, double *value);
-/* Write the enum bp_layer_key settings every kind has (trainable, leaky slope, ELU alpha)
- * into hp[at ..] (as far as cap allows); returns at + their count. */
+/* Write the enum bp_layer_key settings that apply to the layer's kind (vt->keys) into
+ * hp[at ..] (as far as cap allows); returns at + their count. */
 size_t bp__hyper_put_settings(const bp_layer *l, bp__hyper *hp, size_t cap, size_t at);
+/* A construction key that must be an integer in [lo, hi]: BP_ERR_FORMAT (naming the layer)
+ * when missing or out of range. */
+bp_status bp__hyper_get_size(bp_net *net, const char *kind, const bp__hyper *hp, size_t count,
+                             uint32_t key, size_t lo, size_t hi, size_t *out);
+/* A bp_net_add_* call made by a loader failed with @p s: argument, state and shape errors
+ * become BP_ERR_FORMAT (the arguments came from the file); others pass through. */
+bp_status bp__hyper_add_failed(bp_net *net, bp_status s);
+/* BP_ERR_FORMAT unless the file's parameter count @p expect is the @p want the layer needs:
+ * checked before anything is allocated. */
+bp_status bp__hyper_expect_params(bp_net *net, const char *kind, size_t want, size_t expect);
+/* A hyper() for kinds described by their settings alone. */
+size_t bp__hyper_settings_only(const bp_layer *l, bp__hyper *hp, size_t cap);
 /* Apply the 2xx pairs of @p hp to @p l through bp_layer_set() (validated: a bad value is
  * BP_ERR_FORMAT); construction keys are skipped, unknown 2xx keys are BP_ERR_VERSION, any
  * other key not in @p known (a 0-terminated list of the kind's construction keys) too. */

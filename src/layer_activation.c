@@ -60,6 +60,23 @@ static bp_status act_clone(bp_layer *dst, const bp_layer *src)
     return BP_OK;
 }
 
+static size_t act_hyper(const bp_layer *l, bp__hyper *hp, size_t cap)
+{
+    if (cap > 0) hp[0] = (bp__hyper){BP__HP_ACTIVATION, (double)l->activation};
+    return bp__hyper_put_settings(l, hp, cap, 1);
+}
+
+static bp_status act_construct(bp_net *net, const bp__hyper *hp, size_t count, size_t expect)
+{
+    static const uint32_t known[] = {BP__HP_ACTIVATION, 0};
+    size_t act;
+    BP_CHECK(bp__hyper_expect_params(net, "activation", 0, expect));
+    BP_CHECK(bp__hyper_get_size(net, "activation", hp, count, BP__HP_ACTIVATION, 0, 1000, &act));
+    const bp_status s = bp_net_add_activation(net, (int)act);
+    if (s != BP_OK) return bp__hyper_add_failed(net, s);
+    return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
+}
+
 const bp__layer_vtable bp__activation_vtable = {
     .kind = BP_LAYER_ACTIVATION,
     .name = "activation",
@@ -70,6 +87,8 @@ const bp__layer_vtable bp__activation_vtable = {
     .clone = act_clone,
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
             BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA),
+    .hyper = act_hyper,
+    .construct = act_construct,
 };
 
 bp_status bp_net_add_activation(bp_net *net, int activation)

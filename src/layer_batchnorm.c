@@ -211,6 +211,47 @@ static double bn_get_key(const bp_layer *l, int key)
     return key == BP_LAYER_BN_MOMENTUM ? p->momentum : p->epsilon;
 }
 
+/* ---- persistence: settings (momentum, epsilon, trainable) and the running statistics ---- */
+
+static bp_status bn_construct(bp_net *net, const bp__hyper *hp, size_t count, size_t expect)
+{
+    static const uint32_t known[] = {0};
+    size_t c, h, w;
+    bp__net_out_shape(net, &c, &h, &w);
+    BP_CHECK(bp__hyper_expect_params(net, "batchnorm", 2 * c, expect));
+    const bp_status s = bp_net_add_batchnorm(net);
+    if (s != BP_OK) return bp__hyper_add_failed(net, s);
+    return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
+}
+
+static size_t bn_state_floats(const bp_layer *l)
+{
+    return 2 * ((const bp__bn_priv *)l->priv)->channels;
+}
+
+static void bn_state_write(const bp_layer *l, float *dst)
+{
+    const bp__bn_priv *p = l->priv;
+    memcpy(dst, p->running_mean, p->channels * sizeof(float));
+    memcpy(dst + p->channels, p->running_var, p->channels * sizeof(float));
+}
+
+static bp_status bn_state_read(bp_layer *l, const float *src, size_t count)
+{
+    bp__bn_priv *p = l->priv;
+    const size_t c = p->channels;
+    if (count != 2 * c)
+        return bp__fail(l->net->err, BP_ERR_FORMAT, "layer %zu (batchnorm): %zu state floats, "
+                        "expected %zu", l->index, count, 2 * c);
+    for (size_t i = 0; i < 2 * c; i++)
+        if (!isfinite(src[i]) || (i >= c && src[i] < 0.0f))
+            return bp__fail(l->net->err, BP_ERR_NONFINITE, "layer %zu (batchnorm): running "
+                            "statistic %zu is %g", l->index, i, (double)src[i]);
+    memcpy(p->running_mean, src, c * sizeof(float));
+    memcpy(p->running_var, src + c, c * sizeof(float));
+    return BP_OK;
+}
+
 const bp__layer_vtable bp__batchnorm_vtable = {
     .kind = BP_LAYER_BATCHNORM,
     .name = "batchnorm",
@@ -223,6 +264,11 @@ const bp__layer_vtable bp__batchnorm_vtable = {
             BP__LAYER_KEY_BIT(BP_LAYER_BN_EPSILON),
     .set_key = bn_set_key,
     .get_key = bn_get_key,
+    .hyper = bp__hyper_settings_only,
+    .construct = bn_construct,
+    .state_floats = bn_state_floats,
+    .state_write = bn_state_write,
+    .state_read = bn_state_read,
 };
 
 bp_status bp_net_add_batchnorm(bp_net *net)

@@ -223,6 +223,41 @@ static bp_status conv_clone(bp_layer *dst, const bp_layer *src)
     return dst->priv != NULL ? BP_OK : BP_ERR_NOMEM;
 }
 
+/* ---- persistence: filters, kernel, stride, padding, activation and settings ---- */
+
+static size_t conv_hyper(const bp_layer *l, bp__hyper *hp, size_t cap)
+{
+    const bp__conv_priv *p = l->priv;
+    const bp__hyper c[6] = {{BP__HP_FILTERS, (double)l->out_c}, {BP__HP_KERNEL_H, (double)p->kh},
+                            {BP__HP_KERNEL_W, (double)p->kw},   {BP__HP_STRIDE, (double)p->stride},
+                            {BP__HP_PADDING, (double)p->pad},
+                            {BP__HP_ACTIVATION, (double)l->activation}};
+    for (size_t i = 0; i < 6 && i < cap; i++) hp[i] = c[i];
+    return bp__hyper_put_settings(l, hp, cap, 6);
+}
+
+static bp_status conv_construct(bp_net *net, const bp__hyper *hp, size_t count, size_t expect)
+{
+    static const uint32_t known[] = {BP__HP_FILTERS, BP__HP_KERNEL_H, BP__HP_KERNEL_W,
+                                     BP__HP_STRIDE,  BP__HP_PADDING,  BP__HP_ACTIVATION, 0};
+    size_t f, kh, kw, stride, pad, act, c, h, w, k, want;
+    BP_CHECK(bp__hyper_get_size(net, "conv2d", hp, count, BP__HP_FILTERS, 1, BP__MAX_WIDTH, &f));
+    BP_CHECK(bp__hyper_get_size(net, "conv2d", hp, count, BP__HP_KERNEL_H, 1, 1024, &kh));
+    BP_CHECK(bp__hyper_get_size(net, "conv2d", hp, count, BP__HP_KERNEL_W, 1, 1024, &kw));
+    BP_CHECK(bp__hyper_get_size(net, "conv2d", hp, count, BP__HP_STRIDE, 1, 1024, &stride));
+    BP_CHECK(bp__hyper_get_size(net, "conv2d", hp, count, BP__HP_PADDING, 0, 1023, &pad));
+    BP_CHECK(bp__hyper_get_size(net, "conv2d", hp, count, BP__HP_ACTIVATION, 0, 1000, &act));
+    bp__net_out_shape(net, &c, &h, &w);
+    /* filters x (C kh kw) weights + filters biases, checked before anything is allocated. */
+    if (bp__mul_size(kh * kw, c, &k) != 0 || bp__mul_size(k + 1, f, &want) != 0)
+        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (conv2d): parameter count "
+                        "overflows", net->nlayers);
+    BP_CHECK(bp__hyper_expect_params(net, "conv2d", want, expect));
+    const bp_status s = bp_net_add_conv2d(net, f, kh, kw, stride, pad, (int)act);
+    if (s != BP_OK) return bp__hyper_add_failed(net, s);
+    return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
+}
+
 const bp__layer_vtable bp__conv2d_vtable = {
     .kind = BP_LAYER_CONV2D,
     .name = "conv2d",
@@ -234,6 +269,8 @@ const bp__layer_vtable bp__conv2d_vtable = {
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
             BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA) | BP__LAYER_KEY_BIT(BP_LAYER_L2) |
             BP__LAYER_KEY_BIT(BP_LAYER_L1),
+    .hyper = conv_hyper,
+    .construct = conv_construct,
 };
 
 #define FN "bp_net_add_conv2d"

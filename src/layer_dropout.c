@@ -65,6 +65,20 @@ static double dropout_get_key(const bp_layer *l, int key)
     return ((const bp__dropout_priv *)l->priv)->rate;
 }
 
+static bp_status dropout_construct(bp_net *net, const bp__hyper *hp, size_t count,
+                                   size_t expect)
+{
+    static const uint32_t known[] = {0};
+    double rate;
+    BP_CHECK(bp__hyper_expect_params(net, "dropout", 0, expect));
+    if (bp__hyper_find(hp, count, BP_LAYER_DROPOUT_RATE, &rate) != 0)
+        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (dropout): rate missing",
+                        net->nlayers);
+    const bp_status s = bp_net_add_dropout(net, rate);
+    if (s != BP_OK) return bp__hyper_add_failed(net, s);
+    return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
+}
+
 const bp__layer_vtable bp__dropout_vtable = {
     .kind = BP_LAYER_DROPOUT,
     .name = "dropout",
@@ -76,6 +90,8 @@ const bp__layer_vtable bp__dropout_vtable = {
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_DROPOUT_RATE),
     .set_key = dropout_set_key,
     .get_key = dropout_get_key,
+    .hyper = bp__hyper_settings_only,
+    .construct = dropout_construct,
 };
 
 bp_status bp_net_add_dropout(bp_net *net, double rate)

@@ -23,6 +23,16 @@ static void flatten_backward(bp_layer *l, size_t n, const float *x, float *scrat
     if (dx != NULL) memcpy(dx, dy, n * l->in * sizeof(float));
 }
 
+static bp_status flatten_construct(bp_net *net, const bp__hyper *hp, size_t count,
+                                   size_t expect)
+{
+    static const uint32_t known[] = {0};
+    BP_CHECK(bp__hyper_expect_params(net, "flatten", 0, expect));
+    const bp_status s = bp_net_add_flatten(net);
+    if (s != BP_OK) return bp__hyper_add_failed(net, s);
+    return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
+}
+
 const bp__layer_vtable bp__flatten_vtable = {
     .kind = BP_LAYER_FLATTEN,
     .name = "flatten",
@@ -31,6 +41,8 @@ const bp__layer_vtable bp__flatten_vtable = {
     .backward = flatten_backward,
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
     .passthrough = 1,
+    .hyper = bp__hyper_settings_only,
+    .construct = flatten_construct,
 };
 
 bp_status bp_net_add_flatten(bp_net *net)

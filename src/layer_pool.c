@@ -140,6 +140,52 @@ static bp_status pool_clone(bp_layer *dst, const bp_layer *src)
     return bp__layer_copy_priv(dst, src, sizeof(bp__pool_priv));
 }
 
+/* ---- persistence: window size and stride (global average pooling: nothing) ---- */
+
+static size_t pool_hyper(const bp_layer *l, bp__hyper *hp, size_t cap)
+{
+    const bp__pool_priv *p = l->priv;
+    const bp__hyper c[2] = {{BP__HP_POOL_SIZE, (double)p->size}, {BP__HP_STRIDE, (double)p->stride}};
+    for (size_t i = 0; i < 2 && i < cap; i++) hp[i] = c[i];
+    return bp__hyper_put_settings(l, hp, cap, 2);
+}
+
+static bp_status pool_construct(bp_net *net, const bp__hyper *hp, size_t count, size_t expect,
+                                int max)
+{
+    static const uint32_t known[] = {BP__HP_POOL_SIZE, BP__HP_STRIDE, 0};
+    const char *kind = max ? "maxpool2d" : "avgpool2d";
+    size_t size, stride;
+    BP_CHECK(bp__hyper_expect_params(net, kind, 0, expect));
+    BP_CHECK(bp__hyper_get_size(net, kind, hp, count, BP__HP_POOL_SIZE, 1, 1024, &size));
+    BP_CHECK(bp__hyper_get_size(net, kind, hp, count, BP__HP_STRIDE, 1, 1024, &stride));
+    const bp_status s = max ? bp_net_add_maxpool2d(net, size, stride)
+                            : bp_net_add_avgpool2d(net, size, stride);
+    if (s != BP_OK) return bp__hyper_add_failed(net, s);
+    return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
+}
+
+static bp_status maxpool_construct(bp_net *net, const bp__hyper *hp, size_t count,
+                                   size_t expect)
+{
+    return pool_construct(net, hp, count, expect, 1);
+}
+
+static bp_status avgpool_construct(bp_net *net, const bp__hyper *hp, size_t count,
+                                   size_t expect)
+{
+    return pool_construct(net, hp, count, expect, 0);
+}
+
+static bp_status gap_construct(bp_net *net, const bp__hyper *hp, size_t count, size_t expect)
+{
+    static const uint32_t known[] = {0};
+    BP_CHECK(bp__hyper_expect_params(net, "global_avgpool", 0, expect));
+    const bp_status s = bp_net_add_global_avgpool(net);
+    if (s != BP_OK) return bp__hyper_add_failed(net, s);
+    return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
+}
+
 const bp__layer_vtable bp__maxpool2d_vtable = {
     .kind = BP_LAYER_MAXPOOL2D,
     .name = "maxpool2d",
@@ -149,6 +195,8 @@ const bp__layer_vtable bp__maxpool2d_vtable = {
     .destroy = bp__layer_free_priv,
     .clone = pool_clone,
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+    .hyper = pool_hyper,
+    .construct = maxpool_construct,
 };
 
 const bp__layer_vtable bp__avgpool2d_vtable = {
@@ -160,6 +208,8 @@ const bp__layer_vtable bp__avgpool2d_vtable = {
     .destroy = bp__layer_free_priv,
     .clone = pool_clone,
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+    .hyper = pool_hyper,
+    .construct = avgpool_construct,
 };
 
 const bp__layer_vtable bp__global_avgpool_vtable = {
@@ -169,6 +219,8 @@ const bp__layer_vtable bp__global_avgpool_vtable = {
     .forward = gap_forward,
     .backward = gap_backward,
     .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+    .hyper = bp__hyper_settings_only,
+    .construct = gap_construct,
 };
 
 static bp_status add_pool(bp_net *net, const char *fn, const bp__layer_vtable *vt, size_t size,

@@ -6,9 +6,13 @@
  * `kinds` below. serialize.c then saves and loads it without knowing it. */
 #include "internal.h"
 
+#include <math.h>
+
 
 static const bp__layer_vtable *const kinds[] = {
-    &bp__dense_vtable,
+    &bp__dense_vtable,        &bp__batchnorm_vtable,     &bp__dropout_vtable,
+    &bp__conv2d_vtable,       &bp__maxpool2d_vtable,     &bp__avgpool2d_vtable,
+    &bp__flatten_vtable,      &bp__global_avgpool_vtable, &bp__activation_vtable,
 };
 
 const bp__layer_vtable *bp__layer_vtable_of(int kind)
@@ -42,14 +46,31 @@ int bp__hyper_find(const bp__hyper *hp, size_t count, uint32_t key, double *valu
 
 size_t bp__hyper_put_settings(const bp_layer *l, bp__hyper *hp, size_t cap, size_t at)
 {
-    const bp__hyper s[3] = {
-        {BP_LAYER_TRAINABLE, l->trainable ? 1.0 : 0.0},
-        {BP_LAYER_LEAKY_SLOPE, (double)l->act.leaky_slope},
-        {BP_LAYER_ELU_ALPHA, (double)l->act.elu_alpha},
-    };
-    for (size_t i = 0; i < 3; i++, at++)
-        if (at < cap) hp[at] = s[i];
+    for (unsigned bit = 0; bit < 32; bit++) {
+        if (!(l->vt->keys & (1u << bit))) continue;
+        const int key = (int)(BP__LAYER_KEY_FIRST + bit);
+        double v;
+        if (bp_layer_get(l, key, &v) != BP_OK) continue;
+        if (at < cap) hp[at] = (bp__hyper){(uint32_t)key, v};
+        at++;
+    }
     return at;
+}
+
+bp_status bp__hyper_get_size(bp_net *net, const char *kind, const bp__hyper *hp, size_t count,
+                             uint32_t key, size_t lo, size_t hi, size_t *out)
+{
+    double v;
+    if (bp__hyper_find(hp, count, key, &v) != 0)
+        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (%s): construction key %lu missing",
+                        net->nlayers, kind, (unsigned long)key);
+    if (!(v >= (double)lo && v <= (double)hi && v == floor(v)))
+        return bp__fail(net->err, BP_ERR_FORMAT,
+                        "layer %zu (%s): construction key %lu = %g is not an integer in "
+                        "%zu..%zu",
+                        net->nlayers, kind, (unsigned long)key, v, lo, hi);
+    *out = (size_t)v;
+    return BP_OK;
 }
 
 static int is_known(const uint32_t *known, uint32_t key)
@@ -76,4 +97,26 @@ bp_status bp__hyper_apply_settings(bp_layer *l, const bp__hyper *hp, size_t coun
             return bp__fail(err, BP_ERR_FORMAT, "layer %zu: %s", l->index, bp_last_error());
     }
     return BP_OK;
+}
+
+bp_status bp__hyper_add_failed(bp_net *net, bp_status s)
+{
+    if (s == BP_ERR_INVALID_ARG || s == BP_ERR_STATE || s == BP_ERR_SHAPE ||
+        s == BP_ERR_OUT_OF_RANGE)
+        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu: %s", net->nlayers, bp_last_error());
+    return s;
+}
+
+bp_status bp__hyper_expect_params(bp_net *net, const char *kind, size_t want, size_t expect)
+{
+    if (want != expect)
+        return bp__fail(net->err, BP_ERR_FORMAT,
+                        "layer %zu (%s) needs %zu parameters, the file holds %zu", net->nlayers,
+                        kind, want, expect);
+    return BP_OK;
+}
+
+size_t bp__hyper_settings_only(const bp_layer *l, bp__hyper *hp, size_t cap)
+{
+    return bp__hyper_put_settings(l, hp, cap, 0);
 }

@@ -458,6 +458,9 @@ static bp_status put_net(wr *w, const bp_net *net)
 {
     const size_t at = sec_begin(w, TAG_NET, SEC_REQUIRED);
     w_u64(w, net->inputs);
+    w_u64(w, net->in_c); /* input shape, channels-first: in_c * in_h * in_w = inputs */
+    w_u64(w, net->in_h);
+    w_u64(w, net->in_w);
     for (int i = 0; i < 4; i++) w_u64(w, net->rng.s[i]);
     w_f64(w, net->huber_delta);
     w_f64(w, net->clip_norm);
@@ -852,6 +855,7 @@ static bp_status dec_layer(dec *d, rd *r, size_t i)
 static bp_status dec_net(dec *d, rd *r)
 {
     const uint64_t inputs = r_u64(r);
+    const uint64_t in_c = r_u64(r), in_h = r_u64(r), in_w = r_u64(r);
     bp__rng rng;
     for (int i = 0; i < 4; i++) rng.s[i] = r_u64(r);
     const double huber = r_f64(r), clip_norm = r_f64(r), clip_value = r_f64(r);
@@ -860,10 +864,16 @@ static bp_status dec_net(dec *d, rd *r)
     if (inputs == 0 || inputs > ((uint64_t)1 << 24))
         return dfail(d, BP_ERR_FORMAT, "input width %llu is outside 1 .. 2^24",
                      (unsigned long long)inputs);
+    if (in_c == 0 || in_h == 0 || in_w == 0 || in_c > inputs || in_h > inputs ||
+        in_w > inputs || in_c * in_h * in_w != inputs)
+        return dfail(d, BP_ERR_FORMAT, "input shape %llu x %llu x %llu does not make %llu inputs",
+                     (unsigned long long)in_c, (unsigned long long)in_h,
+                     (unsigned long long)in_w, (unsigned long long)inputs);
     if ((rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3]) == 0)
         return dfail(d, BP_ERR_FORMAT, "random generator state is all zero");
     BP_CHECK(need(d, r, nlayers, LAYER_MIN_BYTES, "layers"));
-    DCHECK(d, bp_net_create_ex(&d->net, (size_t)inputs, 0, d->a.alloc, d->a.free, d->a.user));
+    DCHECK(d, bp_net_create_image_ex(&d->net, (size_t)in_c, (size_t)in_h, (size_t)in_w, 0,
+                                     d->a.alloc, d->a.free, d->a.user));
     bp_net *net = d->net;
     DCHECK(d, bp_net_set(net, BP_NET_HUBER_DELTA, huber));
     DCHECK(d, bp_net_set(net, BP_NET_CLIP_NORM, clip_norm));

@@ -7,6 +7,10 @@
  * checkpoints (SGD with momentum, iRprop-) with training-state records, and the golden
  * model again.
  *
+ * It also writes golden_cnn.bpm/.txt: a small image network with every layer kind (conv2d,
+ * batch norm, activation, max and average pooling, global average pooling, flatten, dense,
+ * dropout), trained a few steps so that the running statistics are not the initial ones.
+ *
  * Run it again only when the format version changes on purpose (and keep the old file as
  * golden_model_v<N>.bpm with its own test). The .txt holds "n in out", then n x in inputs
  * and the n x out outputs this version predicted, as C99 hex floats (exact). */
@@ -22,6 +26,57 @@
             return 1;                                                                             \
         }                                                                                         \
     } while (0)
+
+/* Inputs and outputs as C99 hex floats: "n in out", then the rows. */
+static int write_io(const char *path, const float *x, const float *out, int n, int in, int nout)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return 1;
+    fprintf(f, "%d %d %d\n", n, in, nout);
+    for (int i = 0; i < n * in; i++) fprintf(f, "%a%c", (double)x[i], (i + 1) % in ? ' ' : '\n');
+    for (int i = 0; i < n * nout; i++)
+        fprintf(f, "%a%c", (double)out[i], (i + 1) % nout ? ' ' : '\n');
+    return fclose(f) != 0;
+}
+
+static int write_cnn(const char *dir)
+{
+    enum { N = 4, IN = 36, OUT = 3, TRAIN = 12 };
+    float x[TRAIN * IN], y[TRAIN];
+    for (int i = 0; i < TRAIN * IN; i++) x[i] = (float)((i * 13 + 5) % 17) / 8.0f - 1.0f;
+    for (int i = 0; i < TRAIN; i++) y[i] = (float)(i % OUT);
+    bp_net *net;
+    bp_optimizer *opt;
+    CHECK(bp_net_create_image(&net, 1, 6, 6, 20241129));
+    CHECK(bp_net_add_conv2d(net, 2, 3, 3, 1, 1, BP_ACT_IDENTITY)); /* [2 x 6 x 6] */
+    CHECK(bp_net_add_batchnorm(net));
+    CHECK(bp_net_add_activation(net, BP_ACT_RELU));
+    CHECK(bp_net_add_maxpool2d(net, 2, 2));                         /* [2 x 3 x 3] */
+    CHECK(bp_net_add_conv2d(net, 3, 2, 2, 1, 0, BP_ACT_LEAKY_RELU)); /* [3 x 2 x 2] */
+    CHECK(bp_net_add_avgpool2d(net, 2, 1));                         /* [3 x 1 x 1] */
+    CHECK(bp_net_add_global_avgpool(net));
+    CHECK(bp_net_add_flatten(net));
+    CHECK(bp_net_add_dense(net, 4, BP_ACT_ELU));
+    CHECK(bp_net_add_dropout(net, 0.2));
+    CHECK(bp_net_add_dense(net, OUT, BP_ACT_SOFTMAX));
+    CHECK(bp_layer_set(bp_net_layer(net, 1), BP_LAYER_BN_MOMENTUM, 0.5));
+    CHECK(bp_layer_set(bp_net_layer(net, 4), BP_LAYER_LEAKY_SLOPE, 0.1));
+    CHECK(bp_layer_set(bp_net_layer(net, 8), BP_LAYER_L2, 0.001));
+    CHECK(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM));
+    CHECK(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.05));
+    for (int s = 0; s < 20; s++)
+        CHECK(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, TRAIN, 0));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/golden_cnn.bpm", dir);
+    CHECK(bp_net_save(net, path));
+    float out[N * OUT];
+    CHECK(bp_net_predict(net, x, N, out, N * OUT));
+    snprintf(path, sizeof path, "%s/golden_cnn.txt", dir);
+    const int rc = write_io(path, x, out, N, IN, OUT);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    return rc;
+}
 
 int main(int argc, char **argv)
 {
@@ -57,13 +112,7 @@ int main(int argc, char **argv)
     float out[N * OUT];
     CHECK(bp_net_predict(net, x, N, out, N * OUT));
     snprintf(path, sizeof path, "%s/golden_model.txt", argv[1]);
-    FILE *f = fopen(path, "w");
-    if (f == NULL) return 1;
-    fprintf(f, "%d %d %d\n", N, IN, OUT);
-    for (int i = 0; i < N * IN; i++) fprintf(f, "%a%c", (double)x[i], (i + 1) % IN ? ' ' : '\n');
-    for (int i = 0; i < N * OUT; i++)
-        fprintf(f, "%a%c", (double)out[i], (i + 1) % OUT ? ' ' : '\n');
-    if (fclose(f) != 0) return 1;
+    if (write_io(path, x, out, N, IN, OUT) != 0) return 1;
     if (argc == 3) {
         snprintf(path, sizeof path, "%s/golden_model.bpm", argv[2]);
         CHECK(bp_net_save(net, path));
@@ -87,5 +136,5 @@ int main(int argc, char **argv)
     }
     bp_optimizer_free(opt);
     bp_net_free(net);
-    return 0;
+    return write_cnn(argv[1]);
 }

@@ -405,9 +405,10 @@ static void hostile_values_behind_a_valid_checksum_are_rejected(void **state)
     size_t size;
     unsigned char *buf = save_to_buffer(net, NULL, &size);
     const size_t sec = find_section(buf, size, "NET ") + 16;
-    /* NET: inputs u64, rng 4 x u64, 3 x f64, accumulate u32, nlayers u32, then the layer:
-     * kind u32, nhyper u32, nhyper x (u32, f64), nparams u64, floats, nstate u64. */
-    const size_t layer = sec + 8 + 32 + 24 + 8;
+    /* NET: inputs u64, input shape 3 x u64, rng 4 x u64, 3 x f64, accumulate u32, nlayers
+     * u32, then the layer: kind u32, nhyper u32, nhyper x (u32, f64), nparams u64, floats,
+     * nstate u64. */
+    const size_t layer = sec + 8 + 24 + 32 + 24 + 8;
     const uint32_t nh = le32(buf + layer + 4);
     const size_t nparams_at = layer + 8 + 12 * (size_t)nh;
     unsigned char *b = malloc(size);
@@ -420,10 +421,14 @@ static void hostile_values_behind_a_valid_checksum_are_rejected(void **state)
     } cases[] = {
         {sec, 8, 0, BP_ERR_FORMAT},                       /* zero inputs */
         {sec, 8, (uint64_t)1 << 40, BP_ERR_FORMAT},       /* huge inputs */
-        {sec + 8, 8, 0, BP_OK},                           /* one rng word 0: fine */
-        {sec + 64, 4, 7, BP_ERR_FORMAT},                  /* accumulate = 7 */
-        {sec + 68, 4, 0xffffffffu, BP_ERR_FORMAT},        /* 4 billion layers */
-        {sec + 68, 4, 2, BP_ERR_FORMAT},                  /* a layer more than held */
+        {sec + 8, 8, 0, BP_ERR_FORMAT},                   /* zero channels */
+        {sec + 8, 8, 3, BP_ERR_FORMAT},                   /* shape 3 x 1 x 1 != 2 inputs */
+        {sec + 16, 8, 2, BP_ERR_FORMAT},                  /* shape 2 x 2 x 1 != 2 inputs */
+        {sec + 24, 8, (uint64_t)1 << 62, BP_ERR_FORMAT},  /* product overflows */
+        {sec + 32, 8, 0, BP_OK},                          /* one rng word 0: fine */
+        {sec + 88, 4, 7, BP_ERR_FORMAT},                  /* accumulate = 7 */
+        {sec + 92, 4, 0xffffffffu, BP_ERR_FORMAT},        /* 4 billion layers */
+        {sec + 92, 4, 2, BP_ERR_FORMAT},                  /* a layer more than held */
         {layer, 4, 99, BP_ERR_VERSION},                   /* unknown kind */
         {layer + 4, 4, 1000, BP_ERR_FORMAT},              /* too many hyper-parameters */
         {layer + 8, 4, 777, BP_ERR_FORMAT},               /* units missing */
@@ -1179,14 +1184,13 @@ static unsigned char *read_all(const char *path, size_t *size)
     return b;
 }
 
-/* tests/data/golden_model.bpm was written by tests/make_golden.c of format version 1; the
- * .txt beside it holds its test inputs and the outputs it gave then (C99 hex floats). */
-static void golden_model_still_loads_and_predicts_the_same(void **state)
+/* tests/data/golden_<name>.bpm were written by tests/make_golden.c of format version 1; the
+ * .txt beside each holds its test inputs and the outputs it gave then (C99 hex floats). */
+static bp_net *check_golden(const char *bpm, const char *txt)
 {
-    (void)state;
     bp_net *net;
-    assert_status(bp_net_load(&net, BP_TEST_DATA_DIR "/golden_model.bpm"), BP_OK);
-    FILE *f = fopen(BP_TEST_DATA_DIR "/golden_model.txt", "r");
+    assert_status(bp_net_load(&net, bpm), BP_OK);
+    FILE *f = fopen(txt, "r");
     assert_non_null(f);
     size_t n, in, out;
     assert_int_equal(fscanf(f, "%zu %zu %zu", &n, &in, &out), 3);
@@ -1199,17 +1203,10 @@ static void golden_model_still_loads_and_predicts_the_same(void **state)
     fclose(f);
     assert_status(bp_net_predict(net, x, n, got, n * out), BP_OK);
     for (size_t i = 0; i < n * out; i++) assert_close(got[i], want[i], 1e-5, 1e-6);
-    char meta[64];
-    assert_status(bp_net_get_meta(net, "written_by", meta, sizeof meta, NULL), BP_OK);
-    assert_string_equal(meta, "tests/make_golden.c");
-    size_t count;
-    float off[8], sc[8];
-    assert_status(bp_net_get_scaler(net, BP_SCALE_INPUTS, off, sc, 8, &count), BP_OK);
-    assert_int_equal(count, in);
     /* This version writes the same bytes again (update the golden file, with a format
      * version bump, only when the writer changes on purpose). */
     size_t gsize, size;
-    unsigned char *golden = read_all(BP_TEST_DATA_DIR "/golden_model.bpm", &gsize);
+    unsigned char *golden = read_all(bpm, &gsize);
     unsigned char *img = save_to_buffer(net, NULL, &size);
     assert_int_equal(size, gsize);
     assert_memory_equal(img, golden, size);
@@ -1218,12 +1215,114 @@ static void golden_model_still_loads_and_predicts_the_same(void **state)
     free(x);
     free(want);
     free(got);
+    return net;
+}
+
+static void golden_model_still_loads_and_predicts_the_same(void **state)
+{
+    (void)state;
+    bp_net *net = check_golden(BP_TEST_DATA_DIR "/golden_model.bpm",
+                               BP_TEST_DATA_DIR "/golden_model.txt");
+    char meta[64];
+    assert_status(bp_net_get_meta(net, "written_by", meta, sizeof meta, NULL), BP_OK);
+    assert_string_equal(meta, "tests/make_golden.c");
+    size_t count;
+    float off[8], sc[8];
+    assert_status(bp_net_get_scaler(net, BP_SCALE_INPUTS, off, sc, 8, &count), BP_OK);
+    assert_int_equal(count, bp_net_input_size(net));
     bp_net_free(net);
+}
+
+/* Every layer kind: conv2d, batch norm (with running statistics), activation, max, average
+ * and global average pooling, flatten, dense, dropout; and the image input shape. */
+static void golden_cnn_with_every_layer_kind_still_loads_and_predicts_the_same(void **state)
+{
+    (void)state;
+    bp_net *net = check_golden(BP_TEST_DATA_DIR "/golden_cnn.bpm",
+                               BP_TEST_DATA_DIR "/golden_cnn.txt");
+    size_t c, h, w;
+    assert_status(bp_net_input_shape(net, &c, &h, &w), BP_OK);
+    assert_true(c == 1 && h == 6 && w == 6);
+    static const int kinds[] = {BP_LAYER_CONV2D,    BP_LAYER_BATCHNORM,      BP_LAYER_ACTIVATION,
+                                BP_LAYER_MAXPOOL2D, BP_LAYER_CONV2D,         BP_LAYER_AVGPOOL2D,
+                                BP_LAYER_GLOBAL_AVGPOOL, BP_LAYER_FLATTEN,   BP_LAYER_DENSE,
+                                BP_LAYER_DROPOUT,   BP_LAYER_DENSE};
+    assert_int_equal(bp_net_layer_count(net), sizeof kinds / sizeof kinds[0]);
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        assert_int_equal(bp_layer_kind(bp_net_layer(net, i)), kinds[i]);
+    double v;
+    assert_status(bp_layer_get(bp_net_layer(net, 1), BP_LAYER_BN_MOMENTUM, &v), BP_OK);
+    assert_close(v, 0.5, 0, 0);
+    assert_status(bp_layer_get(bp_net_layer(net, 4), BP_LAYER_LEAKY_SLOPE, &v), BP_OK);
+    assert_close(v, 0.1, 1e-6, 0);
+    assert_status(bp_layer_get(bp_net_layer(net, 8), BP_LAYER_L2, &v), BP_OK);
+    assert_close(v, 0.001, 1e-6, 0);
+    assert_status(bp_layer_get(bp_net_layer(net, 9), BP_LAYER_DROPOUT_RATE, &v), BP_OK);
+    assert_close(v, 0.2, 1e-6, 0);
+    assert_status(bp_layer_output_shape(bp_net_layer(net, 3), &c, &h, &w), BP_OK);
+    assert_true(c == 2 && h == 3 && w == 3);
+    bp_net_free(net);
+}
+
+/* A checkpoint of a CNN resumes bit-identically too: batch-norm running statistics and the
+ * dropout masks' generator state are part of it. */
+static void cnn_checkpoint_resumes_bit_identically(void **state)
+{
+    (void)state;
+    enum { N = 8, IN = 64 };
+    float x[N * IN], y[N];
+    uint64_t st = 5;
+    bp_test_fill_uniform(x, N * IN, -1, 1, &st);
+    for (int i = 0; i < N; i++) y[i] = (float)(i % 2);
+    bp_net *nets[2];
+    bp_optimizer *opts[2];
+    for (int k = 0; k < 2; k++) {
+        assert_status(bp_net_create_image(&nets[k], 1, 8, 8, 77), BP_OK);
+        assert_status(bp_net_add_conv2d(nets[k], 3, 3, 3, 1, 1, BP_ACT_IDENTITY), BP_OK);
+        assert_status(bp_net_add_batchnorm(nets[k]), BP_OK);
+        assert_status(bp_net_add_activation(nets[k], BP_ACT_RELU), BP_OK);
+        assert_status(bp_net_add_maxpool2d(nets[k], 2, 2), BP_OK);
+        assert_status(bp_net_add_dropout(nets[k], 0.3), BP_OK);
+        assert_status(bp_net_add_dense(nets[k], 2, BP_ACT_SOFTMAX), BP_OK);
+        assert_status(bp_optimizer_create(&opts[k], BP_OPTIMIZER_ADAM), BP_OK);
+    }
+    for (int s = 0; s < 10; s++)
+        assert_status(bp_net_train_step(nets[0], opts[0], BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N,
+                                        NULL), BP_OK);
+    for (int s = 0; s < 4; s++)
+        assert_status(bp_net_train_step(nets[1], opts[1], BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N,
+                                        NULL), BP_OK);
+    size_t size;
+    assert_status(bp_checkpoint_save_buffer(nets[1], opts[1], NULL, 0, &size),
+                  BP_ERR_BUFFER_TOO_SMALL);
+    unsigned char *buf = malloc(size);
+    assert_non_null(buf);
+    assert_status(bp_checkpoint_save_buffer(nets[1], opts[1], buf, size, &size), BP_OK);
+    bp_optimizer_free(opts[1]);
+    bp_net_free(nets[1]);
+    assert_status(bp_checkpoint_load_buffer(&nets[1], &opts[1], buf, size), BP_OK);
+    for (int s = 4; s < 10; s++)
+        assert_status(bp_net_train_step(nets[1], opts[1], BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N,
+                                        NULL), BP_OK);
+    const size_t np = bp_net_param_count(nets[0]);
+    assert_memory_equal(bp_net_params(nets[0], NULL), bp_net_params(nets[1], NULL),
+                        np * sizeof(float));
+    float p0[N * 2], p1[N * 2];
+    assert_status(bp_net_predict(nets[0], x, N, p0, N * 2), BP_OK); /* running statistics */
+    assert_status(bp_net_predict(nets[1], x, N, p1, N * 2), BP_OK);
+    assert_memory_equal(p0, p1, sizeof p0);
+    free(buf);
+    for (int k = 0; k < 2; k++) {
+        bp_optimizer_free(opts[k]);
+        bp_net_free(nets[k]);
+    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        bp_add_test(golden_cnn_with_every_layer_kind_still_loads_and_predicts_the_same),
+        bp_add_test(cnn_checkpoint_resumes_bit_identically),
         bp_add_test(fit_resume_is_bit_identical_for_sgd_momentum),
         bp_add_test(fit_resume_is_bit_identical_for_adam),
         bp_add_test(fit_resume_is_bit_identical_for_irprop_minus),
