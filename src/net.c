@@ -449,17 +449,24 @@ static void forward_pass(bp_net *net, bp__workspace *ws, const float *x, size_t 
     }
 }
 
-/* Largest |v| over count floats, or INFINITY if any is NaN/Inf. */
-static float max_abs(const float *v, size_t count)
+/* Largest |v| over count floats, or INFINITY if any is NaN/Inf. One pass over the bits:
+ * with the sign cleared, IEEE floats order like their bit patterns as unsigned integers,
+ * and every NaN/Inf pattern is >= that of Inf (an integer max vectorises, fabsf/isfinite
+ * did not). */
+BP__KERNEL
+static float max_abs(const float *restrict v, size_t count)
 {
-    float m = 0.0f;
-    int bad = 0;
+    uint32_t m = 0;
     for (size_t k = 0; k < count; k++) {
-        const float a = fabsf(v[k]);
-        bad |= !isfinite(a);
-        m = a > m ? a : m;
+        uint32_t u;
+        memcpy(&u, v + k, sizeof u);
+        u &= 0x7fffffffu;
+        m = u > m ? u : m;
     }
-    return bad ? INFINITY : m;
+    if (m >= 0x7f800000u) return INFINITY;
+    float f;
+    memcpy(&f, &m, sizeof f);
+    return f;
 }
 
 static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t n)
@@ -473,10 +480,12 @@ static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t
 }
 
 /* Walk the layers in reverse. ws->g0 holds dL/dY of the last layer (or dL/dZ when
- * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it: small
- * layers have dW and db scanned; for large ones dz is scanned (n x out, small next to
- * out x in) and dW = dz^T x, db = sum dz are bounded by n * max|dz| * max|x|, so dW and db
- * are scanned only when that bound could overflow. */
+ * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it, by
+ * whichever reads less: dW and db are scanned when they are no larger than dz and x
+ * (or when they hold accumulated sums); otherwise dz (n x out) and x (n x in) are scanned
+ * and dW = dz^T x, db = sum dz are bounded by n * max|dz| * max|x|, so dW and db are
+ * scanned only when that bound could overflow. (Large layers, and single rows: 16-32 at
+ * batch 1 reads 48 floats instead of 544.) */
 static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_is_dz)
 {
     float *g = ws->g0, *other = ws->g1;
@@ -487,7 +496,7 @@ static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_
         l->vt->backward(l, n, x, ws->s[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
         dy_is_dz = 0;
         const size_t np = l->nweights + l->nbiases;
-        if (np <= 4096 || net->accumulate) {
+        if (net->accumulate || n * (l->in + l->out) >= np) {
             /* Small layer (or accumulated sums): scanning dW and db is as cheap as any bound. */
             if (bp__first_nonfinite(bp__layer_dw(l), np) != np)
                 return bp__fail(net->err, BP_ERR_NONFINITE,
@@ -510,7 +519,7 @@ static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_
     return BP_OK;
 }
 
-bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const float **y)
+static bp_status net_forward(bp_net *net, const float *x, size_t n, const float **y)
 {
     NET_CHECK(net, "bp_net_forward");
     if (x == NULL || y == NULL)
@@ -529,7 +538,15 @@ bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const float **y)
     return BP_OK;
 }
 
-bp_status bp_net_backward(bp_net *net, const float *dy, size_t n)
+bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const float **y)
+{
+    const unsigned csr = bp__fp_enter(); /* denormals flushed while the kernels run */
+    const bp_status s = net_forward(net, x, n, y);
+    bp__fp_leave(csr);
+    return s;
+}
+
+static bp_status net_backward(bp_net *net, const float *dy, size_t n)
 {
     NET_CHECK(net, "bp_net_backward");
     if (dy == NULL) return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_backward: dy is NULL");
@@ -549,6 +566,14 @@ bp_status bp_net_backward(bp_net *net, const float *dy, size_t n)
                         bad / out, bad % out, (double)dy[bad]);
     memcpy(ws->g0, dy, total * sizeof(float));
     return backward_pass(net, ws, n, 0);
+}
+
+bp_status bp_net_backward(bp_net *net, const float *dy, size_t n)
+{
+    const unsigned csr = bp__fp_enter(); /* denormals flushed while the kernels run */
+    const bp_status s = net_backward(net, dy, n);
+    bp__fp_leave(csr);
+    return s;
 }
 
 /* Scale or clamp the gradients as BP_NET_CLIP_NORM / BP_NET_CLIP_VALUE ask. */
@@ -617,8 +642,8 @@ static bp_status grads_pass(bp_net *net, const char *fn, int loss, const float *
     return s;
 }
 
-bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const float *y, size_t n,
-                               float *loss_value)
+static bp_status net_compute_grads(bp_net *net, int loss, const float *x, const float *y, size_t n,
+                                   float *loss_value)
 {
     NET_CHECK(net, "bp_net_compute_grads");
     BP_CHECK(check_step_args(net, "bp_net_compute_grads", loss, x, y, n));
@@ -628,8 +653,17 @@ bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const floa
     return BP_OK;
 }
 
-bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
-                            const float *y, size_t n, float *loss_value)
+bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const float *y, size_t n,
+                               float *loss_value)
+{
+    const unsigned csr = bp__fp_enter(); /* denormals flushed while the kernels run */
+    const bp_status s = net_compute_grads(net, loss, x, y, n, loss_value);
+    bp__fp_leave(csr);
+    return s;
+}
+
+static bp_status net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                                const float *y, size_t n, float *loss_value)
 {
     NET_CHECK(net, "bp_net_train_step");
     BP_CHECK(check_step_args(net, "bp_net_train_step", loss, x, y, n));
@@ -644,10 +678,19 @@ bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const floa
     return BP_OK;
 }
 
+bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                            const float *y, size_t n, float *loss_value)
+{
+    const unsigned csr = bp__fp_enter(); /* denormals flushed while the kernels run */
+    const bp_status s = net_train_step(net, opt, loss, x, y, n, loss_value);
+    bp__fp_leave(csr);
+    return s;
+}
+
 /* Rows per predict chunk: large enough for GEMM efficiency, small enough for cache. */
 #define BP__PREDICT_CHUNK 1024u
 
-bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
+static bp_status net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
 {
     NET_CHECK(net, "bp_net_predict");
     if (x == NULL || y == NULL)
@@ -670,6 +713,14 @@ bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t
         memcpy(y + r * out, net->pws.y[net->nlayers - 1], rows * out * sizeof(float));
     }
     return BP_OK;
+}
+
+bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
+{
+    const unsigned csr = bp__fp_enter(); /* denormals flushed while the kernels run */
+    const bp_status s = net_predict(net, x, n, y, capacity);
+    bp__fp_leave(csr);
+    return s;
 }
 
 bp_status bp_net_param_bounds(int key, double *lo, double *hi)
