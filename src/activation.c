@@ -46,12 +46,29 @@ static inline float exp_neg(float x)
     return er * scale;
 }
 
-/* The logistic function, branch-free: e = e^-|z| never overflows. */
+/* The logistic function, branch-free: e = e^-|z| never overflows; the sign picks 1/(1+e)
+ * or e/(1+e) by a bit mask (a conditional compiled to a branch that XOR-like data
+ * mispredicts half the time). */
 static inline float sigmoidf(float z)
 {
     const float e = exp_neg(-fabsf(z));
-    const float inv = 1.0f / (1.0f + e);
-    return z >= 0.0f ? inv : e * inv;
+    const float inv = 1.0f / (1.0f + e), neg = e * inv;
+    uint32_t a, b;
+    memcpy(&a, &inv, sizeof a);
+    memcpy(&b, &neg, sizeof b);
+    const uint32_t m = 0u - (uint32_t)(z >= 0.0f);
+    const uint32_t r = (a & m) | (b & ~m);
+    float out;
+    memcpy(&out, &r, sizeof out);
+    return out;
+}
+
+/* The same function through libm's expf (scalar; for narrow rows). */
+static inline float sigmoid_libm(float z)
+{
+    if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
+    const float e = expf(z);
+    return e / (1.0f + e);
 }
 
 #define GELU_C 0.7978845608028654f /* sqrt(2 / pi) */
@@ -84,9 +101,19 @@ static inline float softplusf(float z) { return fmaxf(z, 0.0f) + log1pf(expf(-fa
                 yi[j] = (body);                                                                   \
             }                                                                                     \
         }                                                                                         \
+    } else if (acc == y) {                                                                        \
+        /* In place (the dense layer's case): one restrict pointer, or the vectoriser's       \
+         * run-time overlap check sees acc == y and falls back to the scalar loop. */          \
+        for (size_t i = 0; i < n; i++) {                                                          \
+            float *restrict yi = y + i * out;                                                     \
+            for (size_t j = 0; j < out; j++) {                                                    \
+                const float v = yi[j] + b[j];                                                     \
+                yi[j] = (body);                                                                   \
+            }                                                                                     \
+        }                                                                                         \
     } else {                                                                                      \
         for (size_t i = 0; i < n; i++) {                                                          \
-            const float *ai = acc + i * out; /* may alias yi */                                   \
+            const float *ai = acc + i * out; /* may overlap yi */                                 \
             float *yi = y + i * out;                                                              \
             for (size_t j = 0; j < out; j++) {                                                    \
                 const float v = ai[j] + b[j];                                                     \
@@ -102,7 +129,15 @@ void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, con
     /* acc: [n x out] (may alias y), b: [out], z: [n x out] or NULL, y: [n x out] */
     switch (act) {
     case BP_ACT_IDENTITY: BP__ROWS(v) break;
-    case BP_ACT_SIGMOID: BP__ROWS(sigmoidf(v)) break;
+    case BP_ACT_SIGMOID:
+        /* Rows narrower than a vector run scalar, where libm's table-driven expf has a
+         * shorter dependency chain than the polynomial. */
+        if (out < 16) {
+            BP__ROWS(sigmoid_libm(v))
+        } else {
+            BP__ROWS(sigmoidf(v))
+        }
+        break;
     case BP_ACT_TANH: BP__ROWS(tanhf(v)) break;
     case BP_ACT_RELU: BP__ROWS(v > 0.0f ? v : 0.0f) break;
     case BP_ACT_LEAKY_RELU: {

@@ -53,7 +53,7 @@
  * bits back (exception flags raised meanwhile are kept). Used by every entry point that
  * runs kernels (train_step, compute_grads, forward, backward, predict, optimizer step).
  * When the caller already runs with both bits set, neither writes the register. */
-#if defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__))
+#if (defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__))) && !defined(BP_NO_FTZ)
 #  include <xmmintrin.h>
 #  define BP__FTZ_DAZ 0x8040u
 static inline unsigned bp__fp_enter(void)

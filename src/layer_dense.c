@@ -19,7 +19,7 @@ static inline float dot_row(const float *restrict w, const float *restrict x, si
     enum { L = 16 };
     size_t i = 0;
     float s = 0.0f;
-    if (in >= L) {
+    if (in >= 4 * L) { /* below that the final combine costs more than it saves */
         float acc[L] = {0};
         for (; i + L <= in; i += L)
             for (size_t j = 0; j < L; j++) acc[j] += w[i + j] * x[i + j];
