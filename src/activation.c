@@ -122,9 +122,11 @@ static inline float softplusf(float z) { return fmaxf(z, 0.0f) + log1pf(expf(-fa
         }                                                                                         \
     }
 
+/* The kernels are static: GCC gives the ifunc and resolver symbols of an extern
+ * multi-versioned function default visibility, which would export them from the library. */
 BP__KERNEL
-void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, const float *acc,
-                     const float *b, float *z, float *y)
+static void act_forward(int act, const bp__act_params *p, size_t n, size_t out,
+                        const float *acc, const float *b, float *z, float *y)
 {
     /* acc: [n x out] (may alias y), b: [out], z: [n x out] or NULL, y: [n x out] */
     switch (act) {
@@ -180,12 +182,18 @@ void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, con
 
 #undef BP__ROWS
 
+void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, const float *acc,
+                     const float *b, float *z, float *y)
+{
+    act_forward(act, p, n, out, acc, b, z, y);
+}
+
 #define BP__MAP(expr)                                                                             \
     for (size_t k = 0; k < total; k++) dy[k] *= (expr);
 
 BP__KERNEL
-void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out,
-                      const float *restrict z, const float *restrict y, float *restrict dy)
+static void act_backward(int act, const bp__act_params *p, size_t n, size_t out,
+                         const float *restrict z, const float *restrict y, float *restrict dy)
 {
     /* z, y, dy: [n x out]; dy becomes dz in place. */
     const size_t total = n * out;
@@ -222,3 +230,9 @@ void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out,
 }
 
 #undef BP__MAP
+
+void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out, const float *z,
+                      const float *y, float *dy)
+{
+    act_backward(act, p, n, out, z, y, dy);
+}
