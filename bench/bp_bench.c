@@ -1,6 +1,7 @@
 /* bp_bench.c -- libbackprop benchmarks: one JSON line per case on stdout.
  *
- *   bp_bench [--case NAME[,NAME...]]... [--threads N] [--repeat N] [--m N --n N --k N] [--list]
+ *   bp_bench [--case NAME[,NAME...]]... [--threads N] [--repeat N] [--m N --n N --k N]
+ *            [--samples N] [--fmnist DIR] [--census FILE] [--list]
  *
  * Every line carries "case", "threads", "backend" (bp_backend_info()) and "git" (the source
  * revision at configure time) plus the case's own figures, so runs on different machines or
@@ -330,6 +331,371 @@ static int case_tiny_online(const bench_opts *o, bench_json *out)
     return online_case(o, out, 2, 4, x, y, 4, "2-4-1");
 }
 
+static int case_small_online(const bench_opts *o, bench_json *out)
+{
+    /* census-house (FANN's example data set, 16 inputs, 1 output) when libfann-dev's examples
+     * are installed, else random data of the same shape. */
+    bp_dataset *ds = NULL;
+    const char *data = "census-house";
+    float *rx = NULL, *ry = NULL;
+    const float *x, *y;
+    size_t rows;
+    if (bp_dataset_load_fann(&ds, o->census_path) == BP_OK && bp_dataset_input_size(ds) == 16 &&
+        bp_dataset_output_size(ds) == 1) {
+        rows = bp_dataset_size(ds);
+        x = bp_dataset_inputs(ds), y = bp_dataset_targets(ds);
+    } else {
+        data = "random";
+        rows = 11392;
+        rx = malloc(rows * 16 * sizeof *rx), ry = malloc(rows * sizeof *ry);
+        if (rx == NULL || ry == NULL) {
+            free(rx), free(ry), bp_dataset_free(ds);
+            fprintf(stderr, "bp_bench: out of memory for small-online\n");
+            return -1;
+        }
+        bench_fill(rx, rows * 16, 5);
+        bench_fill(ry, rows, 6);
+        x = rx, y = ry;
+    }
+    if (o->samples < rows) rows = o->samples;
+    bench_json_field_str(out, "data", data);
+    const int rc = online_case(o, out, 16, 32, x, y, rows, "16-32-1");
+    bp_dataset_free(ds);
+    free(rx), free(ry);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Fashion-MNIST MLP 784-256-128-10 (ReLU, ReLU, softmax; sparse softmax-CE; Adam; batch 64):
+ * the data (real when installed, else random of the same shape) and the net.
+ * ----------------------------------------------------------------------------------------*/
+
+enum { FM_IN = 784, FM_H1 = 256, FM_H2 = 128, FM_OUT = 10, FM_BATCH = 64, FM_LAYERS = 3 };
+static const size_t fm_width[FM_LAYERS + 1] = {FM_IN, FM_H1, FM_H2, FM_OUT};
+
+typedef struct fm_data {
+    bp_dataset *train, *test;
+    float *buf;             /* random data when the real set is missing (owns x and y) */
+    const float *x, *y;     /* training inputs [n x 784], class indices [n] */
+    const float *tx, *ty;   /* test set, or NULL */
+    size_t n, tn;
+    const char *name;
+} fm_data;
+
+static void fm_free(fm_data *d)
+{
+    bp_dataset_free(d->train);
+    bp_dataset_free(d->test);
+    free(d->buf);
+    memset(d, 0, sizeof *d);
+}
+
+static int fm_load(const bench_opts *o, fm_data *d)
+{
+    memset(d, 0, sizeof *d);
+    char img[1024], lab[1024];
+    const char *dir = o->fmnist_dir;
+    snprintf(img, sizeof img, "%s/train-images-idx3-ubyte.gz", dir);
+    snprintf(lab, sizeof lab, "%s/train-labels-idx1-ubyte.gz", dir);
+    if (bp_dataset_load_idx(&d->train, img, lab, 0) == BP_OK &&
+        bp_dataset_input_size(d->train) == FM_IN) {
+        d->name = "fashion-mnist";
+        d->x = bp_dataset_inputs(d->train), d->y = bp_dataset_targets(d->train);
+        d->n = bp_dataset_size(d->train);
+        snprintf(img, sizeof img, "%s/t10k-images-idx3-ubyte.gz", dir);
+        snprintf(lab, sizeof lab, "%s/t10k-labels-idx1-ubyte.gz", dir);
+        if (bp_dataset_load_idx(&d->test, img, lab, 0) == BP_OK &&
+            bp_dataset_input_size(d->test) == FM_IN) {
+            d->tx = bp_dataset_inputs(d->test), d->ty = bp_dataset_targets(d->test);
+            d->tn = bp_dataset_size(d->test);
+        }
+    } else {
+        bp_dataset_free(d->train);
+        d->train = NULL;
+        d->name = "random";
+        d->n = 60000;
+        d->buf = malloc(d->n * (FM_IN + 1) * sizeof(float));
+        if (d->buf == NULL) {
+            fprintf(stderr, "bp_bench: out of memory for random Fashion-MNIST-shaped data\n");
+            return -1;
+        }
+        float *x = d->buf, *y = d->buf + d->n * FM_IN;
+        bench_fill(x, d->n * FM_IN, 7);
+        for (size_t k = 0; k < d->n * FM_IN; k++) x[k] = 0.5f * (x[k] + 1.0f); /* [0, 1) */
+        bench_fill(y, d->n, 8);
+        for (size_t k = 0; k < d->n; k++) y[k] = (float)(int)(5.0f * (y[k] + 1.0f)); /* 0..9 */
+        d->x = x, d->y = y;
+    }
+    if (o->samples < d->n) d->n = o->samples;
+    if (o->samples < d->tn) d->tn = o->samples;
+    return 0;
+}
+
+static int fm_net(bp_net **net, bp_optimizer **opt)
+{
+    *net = NULL, *opt = NULL;
+    if (bp_net_create(net, FM_IN, 42) != BP_OK ||
+        bp_net_add_dense(*net, FM_H1, BP_ACT_RELU) != BP_OK ||
+        bp_net_add_dense(*net, FM_H2, BP_ACT_RELU) != BP_OK ||
+        bp_net_add_dense(*net, FM_OUT, BP_ACT_SOFTMAX) != BP_OK ||
+        bp_optimizer_create(opt, BP_OPTIMIZER_ADAM) != BP_OK) {
+        fprintf(stderr, "bp_bench: Fashion-MNIST MLP setup: %s\n", bp_last_error());
+        bp_net_free(*net), bp_optimizer_free(*opt);
+        *net = NULL, *opt = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Share of the test set classified correctly (argmax of the outputs), or -1. */
+static double fm_accuracy(bp_net *net, const fm_data *d)
+{
+    if (d->tx == NULL || d->tn == 0) return -1.0;
+    float *p = malloc(d->tn * FM_OUT * sizeof *p);
+    if (p == NULL || bp_net_predict(net, d->tx, d->tn, p, d->tn * FM_OUT) != BP_OK) {
+        free(p);
+        return -1.0;
+    }
+    size_t hits = 0;
+    for (size_t i = 0; i < d->tn; i++) {
+        size_t best = 0;
+        for (size_t j = 1; j < FM_OUT; j++)
+            if (p[i * FM_OUT + j] > p[i * FM_OUT + best]) best = j;
+        hits += (float)best == d->ty[i];
+    }
+    free(p);
+    return (double)hits / (double)d->tn;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Case: fmnist-mlp-epoch -- one epoch (shuffled batches of 64, the last one smaller) of
+ * bp_net_train_step on the Fashion-MNIST MLP, the same work as one bp_net_fit epoch, against
+ * the time the same epoch's GEMMs alone take (3 forward, 3 dW, 2 dX per batch, same shapes),
+ * measured interleaved in the same run. Reports the test accuracy after the first epoch of a
+ * fresh net (seed 42, shuffle seed 1): a fixed-seed check that optimisations keep accuracy.
+ * ----------------------------------------------------------------------------------------*/
+
+typedef struct fm_epoch {
+    const fm_data *d;
+    bp_net *net;
+    bp_optimizer *opt;
+    size_t *perm;
+    float *bx, *by;                 /* gathered batch [64 x 784], [64] */
+    float *y[FM_LAYERS], *dz[FM_LAYERS], *w[FM_LAYERS], *dw[FM_LAYERS], *dx[FM_LAYERS];
+    bp__rng rng;
+    double loss_sum;
+    int status;
+} fm_epoch;
+
+/* Fisher-Yates over the identity order, as bp_net_fit does each epoch. */
+static void fm_shuffle(fm_epoch *e)
+{
+    const size_t n = e->d->n;
+    for (size_t i = 0; i < n; i++) e->perm[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        const size_t j = (size_t)bp__rng_below(&e->rng, i);
+        const size_t t = e->perm[i - 1];
+        e->perm[i - 1] = e->perm[j];
+        e->perm[j] = t;
+    }
+}
+
+static void fm_train_epoch(void *p)
+{
+    fm_epoch *e = p;
+    const fm_data *d = e->d;
+    fm_shuffle(e);
+    e->loss_sum = 0.0;
+    for (size_t r = 0; r < d->n; r += FM_BATCH) {
+        const size_t rows = d->n - r < FM_BATCH ? d->n - r : FM_BATCH;
+        for (size_t i = 0; i < rows; i++) {
+            const size_t src = e->perm[r + i];
+            memcpy(e->bx + i * FM_IN, d->x + src * FM_IN, FM_IN * sizeof(float));
+            e->by[i] = d->y[src];
+        }
+        float loss;
+        const bp_status s = bp_net_train_step(e->net, e->opt, BP_LOSS_SPARSE_SOFTMAX_CE, e->bx,
+                                              e->by, rows, &loss);
+        if (s != BP_OK) {
+            e->status = s;
+            return;
+        }
+        e->loss_sum += (double)loss * (double)rows;
+    }
+}
+
+/* The GEMMs of fm_train_epoch alone: per batch y = x W^T (3), dW = dz^T x (3), dx = dz W
+ * (2; the first layer skips it), on the real input rows. */
+static void fm_gemm_epoch(void *p)
+{
+    fm_epoch *e = p;
+    const fm_data *d = e->d;
+    for (size_t r = 0; r < d->n; r += FM_BATCH) {
+        const size_t n = d->n - r < FM_BATCH ? d->n - r : FM_BATCH;
+        const float *in = d->x + r * FM_IN;
+        for (size_t l = 0; l < FM_LAYERS; l++) {
+            bp__gemm_blas(0, 1, n, fm_width[l + 1], fm_width[l], 1.0f, in, fm_width[l], e->w[l],
+                          fm_width[l], 0.0f, e->y[l], fm_width[l + 1]);
+            in = e->y[l];
+        }
+        for (size_t l = FM_LAYERS; l-- > 0;) {
+            const size_t i = fm_width[l], o = fm_width[l + 1];
+            const float *xl = l ? e->y[l - 1] : d->x + r * FM_IN;
+            bp__gemm_blas(1, 0, o, i, n, 1.0f, e->dz[l], o, xl, i, 0.0f, e->dw[l], i);
+            if (l) bp__gemm_blas(0, 0, n, i, o, 1.0f, e->dz[l], o, e->w[l], i, 0.0f, e->dx[l], i);
+        }
+    }
+}
+
+static double fm_time_once(void (*fn)(void *), void *arg)
+{
+    const uint64_t t0 = bench_now_ns();
+    fn(arg);
+    return (double)(bench_now_ns() - t0);
+}
+
+static int case_fmnist_mlp_epoch(const bench_opts *o, bench_json *out)
+{
+    fm_data d;
+    fm_epoch e;
+    memset(&e, 0, sizeof e);
+    if (fm_load(o, &d) != 0) return -1;
+    int rc = -1;
+    e.d = &d;
+    e.perm = malloc(d.n * sizeof *e.perm);
+    e.bx = malloc(FM_BATCH * FM_IN * sizeof(float));
+    e.by = malloc(FM_BATCH * sizeof(float));
+    int ok = e.perm != NULL && e.bx != NULL && e.by != NULL;
+    for (size_t l = 0; l < FM_LAYERS && ok; l++) {
+        const size_t i = fm_width[l], on = fm_width[l + 1];
+        e.y[l] = malloc(FM_BATCH * on * sizeof(float));
+        e.dz[l] = malloc(FM_BATCH * on * sizeof(float));
+        e.w[l] = malloc(i * on * sizeof(float));
+        e.dw[l] = malloc(i * on * sizeof(float));
+        e.dx[l] = malloc(FM_BATCH * i * sizeof(float));
+        ok = e.y[l] && e.dz[l] && e.w[l] && e.dw[l] && e.dx[l];
+        if (ok) {
+            bench_fill(e.w[l], i * on, 30 + l);
+            bench_fill(e.dz[l], FM_BATCH * on, 40 + l);
+        }
+    }
+    if (!ok) {
+        fprintf(stderr, "bp_bench: out of memory for fmnist-mlp-epoch\n");
+        goto done;
+    }
+    if (fm_net(&e.net, &e.opt) != 0) goto done;
+    bp__rng_seed(&e.rng, 1);
+
+    /* Round 0: the first epoch of the fresh net (timed too, but also the accuracy check);
+     * then --repeat interleaved rounds of (training epoch, GEMM-only epoch). */
+    const int rounds = o->repeat;
+    double *t_epoch = malloc((size_t)rounds * sizeof(double));
+    double *t_gemm = malloc((size_t)rounds * sizeof(double));
+    if (t_epoch == NULL || t_gemm == NULL) {
+        free(t_epoch), free(t_gemm);
+        fprintf(stderr, "bp_bench: out of memory for fmnist-mlp-epoch\n");
+        goto done;
+    }
+    const double first_ns = fm_time_once(fm_train_epoch, &e);
+    const double first_loss = e.loss_sum / (double)d.n;
+    const double acc = e.status == BP_OK ? fm_accuracy(e.net, &d) : -1.0;
+    fm_gemm_epoch(&e); /* warm-up */
+    for (int k = 0; k < rounds && e.status == BP_OK; k++) {
+        t_epoch[k] = fm_time_once(fm_train_epoch, &e);
+        t_gemm[k] = fm_time_once(fm_gemm_epoch, &e);
+    }
+    if (e.status != BP_OK) {
+        free(t_epoch), free(t_gemm);
+        fprintf(stderr, "bp_bench: fmnist-mlp-epoch: %s\n", bp_last_error());
+        goto done;
+    }
+    const double epoch_ns = bench_median(t_epoch, (size_t)rounds);
+    const double gemm_ns = bench_median(t_gemm, (size_t)rounds);
+    free(t_epoch), free(t_gemm);
+    bench_json_field_str(out, "shape", "784-256-128-10");
+    bench_json_field_str(out, "data", d.name);
+    bench_json_field_int(out, "samples", (long long)d.n);
+    bench_json_field_int(out, "batch", FM_BATCH);
+    bench_json_field_int(out, "repeat", rounds);
+    bench_json_field_num(out, "epoch_s", epoch_ns / 1e9);
+    bench_json_field_num(out, "gemm_only_s", gemm_ns / 1e9);
+    bench_json_field_num(out, "epoch_over_gemm", epoch_ns / gemm_ns);
+    bench_json_field_num(out, "samples_per_s", (double)d.n * 1e9 / epoch_ns);
+    bench_json_field_num(out, "first_epoch_s", first_ns / 1e9);
+    bench_json_field_num(out, "first_epoch_loss", first_loss);
+    bench_json_key(out, "test_accuracy");
+    acc >= 0.0 ? bench_json_num(out, acc) : bench_json_null(out);
+    rc = 0;
+done:
+    bp_optimizer_free(e.opt);
+    bp_net_free(e.net);
+    for (size_t l = 0; l < FM_LAYERS; l++)
+        free(e.y[l]), free(e.dz[l]), free(e.w[l]), free(e.dw[l]), free(e.dx[l]);
+    free(e.perm), free(e.bx), free(e.by);
+    fm_free(&d);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Case: inference-latency -- bp_net_predict on the Fashion-MNIST MLP: one sample, and a
+ * batch of 256.
+ * ----------------------------------------------------------------------------------------*/
+
+typedef struct predict_args {
+    bp_net *net;
+    const float *x;
+    float *y;
+    size_t n, rows, next;
+    int status;
+} predict_args;
+
+static void run_predict(void *p)
+{
+    predict_args *a = p;
+    const size_t r = a->next;
+    a->next = r + a->n + a->n > a->rows ? 0 : r + a->n;
+    const bp_status s = bp_net_predict(a->net, a->x + r * FM_IN, a->n, a->y, a->n * FM_OUT);
+    if (s != BP_OK) a->status = s;
+}
+
+static int case_inference_latency(const bench_opts *o, bench_json *out)
+{
+    fm_data d;
+    if (fm_load(o, &d) != 0) return -1;
+    bp_net *net = NULL;
+    bp_optimizer *opt = NULL;
+    float *y = malloc(256 * FM_OUT * sizeof *y);
+    int rc = -1;
+    if (y == NULL || d.n < 256 || fm_net(&net, &opt) != 0) {
+        fprintf(stderr, "bp_bench: inference-latency setup failed\n");
+        goto done;
+    }
+    predict_args one = {net, d.x, y, 1, d.n, 0, BP_OK};
+    predict_args batch = {net, d.x, y, 256, d.n, 0, BP_OK};
+    const double one_ns = bench_time_ns(run_predict, &one, o->repeat, 20000000);
+    const double batch_ns = bench_time_ns(run_predict, &batch, o->repeat, 20000000);
+    if (one.status != BP_OK || batch.status != BP_OK || one_ns < 0 || batch_ns < 0) {
+        fprintf(stderr, "bp_bench: inference-latency: %s\n", bp_last_error());
+        goto done;
+    }
+    bench_json_field_str(out, "shape", "784-256-128-10");
+    bench_json_field_str(out, "data", d.name);
+    bench_json_field_int(out, "repeat", o->repeat);
+    bench_json_field_num(out, "single_ns", one_ns);
+    bench_json_field_num(out, "batch256_ns", batch_ns);
+    bench_json_field_num(out, "samples_per_s", 256.0 * 1e9 / batch_ns);
+    bench_json_field_num(out, "single_samples_per_s", 1e9 / one_ns);
+    const double w = 784.0 * 256 + 256.0 * 128 + 128.0 * 10;
+    bench_json_field_num(out, "gflops", 2.0 * w * 256.0 / batch_ns);
+    rc = 0;
+done:
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    free(y);
+    fm_free(&d);
+    return rc;
+}
+
 /* ------------------------------------------------------------------------------------------
  * Case: cnn-epoch -- training time of the Fashion-MNIST CNN of docs/examples/fashion_mnist_cnn
  * (conv 32 3x3 - BN - ReLU - pool - dropout - conv 64 3x3 - BN - ReLU - pool - dropout -
@@ -435,6 +801,12 @@ static const bench_case cases[] = {
     {"dense-gemm-bound", "MLP 1024-4096-4096-1024 train_step, batch 256, vs raw sgemm (ratio)",
      case_dense_gemm_bound},
     {"tiny-online", "2-4-1 sigmoid XOR, batch 1, SGD (ns_per_update)", case_tiny_online},
+    {"small-online", "16-32-1 sigmoid on census-house, batch 1, SGD (ns_per_update)",
+     case_small_online},
+    {"fmnist-mlp-epoch", "784-256-128-10 Adam epoch, batch 64, vs its GEMMs alone (epoch_s)",
+     case_fmnist_mlp_epoch},
+    {"inference-latency", "784-256-128-10 predict: 1 sample and 256 (single_ns, batch256_ns)",
+     case_inference_latency},
     {"cnn-epoch", "Fashion-MNIST-shaped CNN: epoch_s, conv sgemm and im2col shares",
      case_cnn_epoch},
 };
@@ -443,8 +815,11 @@ enum { NCASES = sizeof cases / sizeof cases[0] };
 static void usage(FILE *f)
 {
     fprintf(f, "usage: bp_bench [--case NAME[,NAME...]]... [--threads N] [--repeat N]\n"
-               "                [--m N] [--n N] [--k N] [--list]\n"
-               "Prints one JSON line per case (all cases by default).\n");
+               "                [--m N] [--n N] [--k N] [--samples N] [--fmnist DIR]\n"
+               "                [--census FILE] [--list]\n"
+               "Prints one JSON line per case (all cases by default). --samples caps the rows\n"
+               "of a data set the epoch cases use; --fmnist and --census locate the data\n"
+               "(random data of the same shape when missing).\n");
 }
 
 /* Parses a positive integer option value no larger than max; 0 on success. */
@@ -506,13 +881,14 @@ static int run_case(const bench_case *c, const bench_opts *o)
 
 int main(int argc, char **argv)
 {
-    bench_opts o = {9, 256, 1024, 1024};
+    bench_opts o = {9, 256, 1024, 1024, (size_t)-1, "/usr/share/datasets/fashion-mnist",
+                    "/usr/share/doc/libfann-dev/examples/datasets/census-house.train"};
     int selected[NCASES] = {0}, any = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--list") == 0) {
             for (size_t c = 0; c < NCASES; c++)
-                printf("%-16s %s\n", cases[c].name, cases[c].about);
+                printf("%-18s %s\n", cases[c].name, cases[c].about);
             return 0;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -540,6 +916,12 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--m") == 0 || strcmp(a, "--n") == 0 || strcmp(a, "--k") == 0) {
             if (parse_size(a, v, 1u << 16, &x) != 0) return 2;
             *(a[2] == 'm' ? &o.m : a[2] == 'n' ? &o.n : &o.k) = x;
+        } else if (strcmp(a, "--samples") == 0) {
+            if (parse_size(a, v, (size_t)1 << 40, &o.samples) != 0) return 2;
+        } else if (strcmp(a, "--fmnist") == 0) {
+            o.fmnist_dir = v;
+        } else if (strcmp(a, "--census") == 0) {
+            o.census_path = v;
         } else {
             fprintf(stderr, "bp_bench: unknown option '%s'\n", a);
             usage(stderr);

@@ -13,7 +13,7 @@ if(ncases EQUAL 0)
   message(FATAL_ERROR "bp_bench --list printed no case")
 endif()
 
-execute_process(COMMAND "${BENCH}" --repeat 1 --threads 1 --m 8 --n 16 --k 4
+execute_process(COMMAND "${BENCH}" --repeat 1 --threads 1 --m 8 --n 16 --k 4 --samples 512
                 OUTPUT_VARIABLE out RESULT_VARIABLE rc)
 set(all "${out}")
 if(NOT rc EQUAL 0)

@@ -6,6 +6,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <string.h>
 
 int bp__act_valid(int act) { return act >= BP_ACT_IDENTITY && act <= BP_ACT_SOFTMAX; }
 
@@ -21,7 +22,49 @@ int bp__act_needs_z(int act)
     return act == BP_ACT_GELU || act == BP_ACT_SILU || act == BP_ACT_SOFTMAX;
 }
 
+/* e^x for x <= 0, branch-free so that loops calling it vectorise (libm's expf is a call
+ * per element): x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial, 2^n
+ * through the exponent bits. Relative error within 2 ulp of e^x; below -87.3 the result
+ * is e^-87.3 (1.2e-38) rather than a subnormal or 0. */
+static inline float exp_neg(float x)
+{
+    x = x > -87.3f ? x : -87.3f;
+    const float fx = x * 1.44269504088896341f + 0.5f;
+    float n = (float)(int32_t)fx; /* floor(fx) for fx in (-126, 1] */
+    n = n > fx ? n - 1.0f : n;
+    const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float er = p * (r * r) + r + 1.0f;
+    const int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return er * scale;
+}
+
+/* The logistic function, branch-free: e = e^-|z| never overflows; the sign picks 1/(1+e)
+ * or e/(1+e) by a bit mask (a conditional compiled to a branch that XOR-like data
+ * mispredicts half the time). */
 static inline float sigmoidf(float z)
+{
+    const float e = exp_neg(-fabsf(z));
+    const float inv = 1.0f / (1.0f + e), neg = e * inv;
+    uint32_t a, b;
+    memcpy(&a, &inv, sizeof a);
+    memcpy(&b, &neg, sizeof b);
+    const uint32_t m = 0u - (uint32_t)(z >= 0.0f);
+    const uint32_t r = (a & m) | (b & ~m);
+    float out;
+    memcpy(&out, &r, sizeof out);
+    return out;
+}
+
+/* The same function through libm's expf (scalar; for narrow rows). */
+static inline float sigmoid_libm(float z)
 {
     if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
     const float e = expf(z);
@@ -58,9 +101,19 @@ static inline float softplusf(float z) { return fmaxf(z, 0.0f) + log1pf(expf(-fa
                 yi[j] = (body);                                                                   \
             }                                                                                     \
         }                                                                                         \
+    } else if (acc == y) {                                                                        \
+        /* In place (the dense layer's case): one restrict pointer, or the vectoriser's       \
+         * run-time overlap check sees acc == y and falls back to the scalar loop. */          \
+        for (size_t i = 0; i < n; i++) {                                                          \
+            float *restrict yi = y + i * out;                                                     \
+            for (size_t j = 0; j < out; j++) {                                                    \
+                const float v = yi[j] + b[j];                                                     \
+                yi[j] = (body);                                                                   \
+            }                                                                                     \
+        }                                                                                         \
     } else {                                                                                      \
         for (size_t i = 0; i < n; i++) {                                                          \
-            const float *ai = acc + i * out; /* may alias yi */                                   \
+            const float *ai = acc + i * out; /* may overlap yi */                                 \
             float *yi = y + i * out;                                                              \
             for (size_t j = 0; j < out; j++) {                                                    \
                 const float v = ai[j] + b[j];                                                     \
@@ -69,13 +122,24 @@ static inline float softplusf(float z) { return fmaxf(z, 0.0f) + log1pf(expf(-fa
         }                                                                                         \
     }
 
-void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, const float *acc,
-                     const float *b, float *z, float *y)
+/* The kernels are static: GCC gives the ifunc and resolver symbols of an extern
+ * multi-versioned function default visibility, which would export them from the library. */
+BP__KERNEL
+static void act_forward(int act, const bp__act_params *p, size_t n, size_t out,
+                        const float *acc, const float *b, float *z, float *y)
 {
     /* acc: [n x out] (may alias y), b: [out], z: [n x out] or NULL, y: [n x out] */
     switch (act) {
     case BP_ACT_IDENTITY: BP__ROWS(v) break;
-    case BP_ACT_SIGMOID: BP__ROWS(sigmoidf(v)) break;
+    case BP_ACT_SIGMOID:
+        /* Rows narrower than a vector run scalar, where libm's table-driven expf has a
+         * shorter dependency chain than the polynomial. */
+        if (out < 16) {
+            BP__ROWS(sigmoid_libm(v))
+        } else {
+            BP__ROWS(sigmoidf(v))
+        }
+        break;
     case BP_ACT_TANH: BP__ROWS(tanhf(v)) break;
     case BP_ACT_RELU: BP__ROWS(v > 0.0f ? v : 0.0f) break;
     case BP_ACT_LEAKY_RELU: {
@@ -105,7 +169,7 @@ void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, con
             }
             float sum = 0.0f;
             for (size_t j = 0; j < out; j++) {
-                yi[j] = expf(yi[j] - mx);
+                yi[j] = exp_neg(yi[j] - mx);
                 sum += yi[j];
             }
             const float inv = 1.0f / sum;
@@ -118,11 +182,18 @@ void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, con
 
 #undef BP__ROWS
 
+void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, const float *acc,
+                     const float *b, float *z, float *y)
+{
+    act_forward(act, p, n, out, acc, b, z, y);
+}
+
 #define BP__MAP(expr)                                                                             \
     for (size_t k = 0; k < total; k++) dy[k] *= (expr);
 
-void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out,
-                      const float *restrict z, const float *restrict y, float *restrict dy)
+BP__KERNEL
+static void act_backward(int act, const bp__act_params *p, size_t n, size_t out,
+                         const float *restrict z, const float *restrict y, float *restrict dy)
 {
     /* z, y, dy: [n x out]; dy becomes dz in place. */
     const size_t total = n * out;
@@ -164,3 +235,9 @@ void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out,
 }
 
 #undef BP__MAP
+
+void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out, const float *z,
+                      const float *y, float *dy)
+{
+    act_backward(act, p, n, out, z, y, dy);
+}

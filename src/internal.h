@@ -35,6 +35,44 @@
 #  define BP__UNLIKELY(x) (x)
 #endif
 
+/* Hot elementwise kernels (optimizer updates, fused activations, gradient scans): compiled
+ * for AVX-512, AVX2 and the portable baseline and picked once at load time (GCC function
+ * multi-versioning; needs ifunc, i.e. ELF/glibc on x86-64). The library itself is built
+ * without -march. ISO C mode (-std=c11) keeps floating-point contraction off, so no version
+ * fuses a multiply-add and all of them compute bit-identical results. Define BP_NO_CLONES
+ * to build the baseline only. */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8 && defined(__x86_64__) &&        \
+    defined(__ELF__) && defined(__linux__) && !defined(BP_NO_CLONES)
+#  define BP__KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#  define BP__KERNEL
+#endif
+
+/* Flush denormals to zero during the library's own compute (subnormal Adam moments and
+ * activations are slow to compute with): bp__fp_enter() sets the SSE control register's
+ * FTZ and DAZ bits and returns the caller's register, bp__fp_leave() puts the caller's two
+ * bits back (exception flags raised meanwhile are kept). Used by every entry point that
+ * runs kernels (train_step, compute_grads, forward, backward, predict, optimizer step).
+ * When the caller already runs with both bits set, neither writes the register. */
+#if (defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__))) && !defined(BP_NO_FTZ)
+#  include <xmmintrin.h>
+#  define BP__FTZ_DAZ 0x8040u
+static inline unsigned bp__fp_enter(void)
+{
+    const unsigned csr = _mm_getcsr();
+    if ((csr & BP__FTZ_DAZ) != BP__FTZ_DAZ) _mm_setcsr(csr | BP__FTZ_DAZ);
+    return csr;
+}
+static inline void bp__fp_leave(unsigned csr)
+{
+    if ((csr & BP__FTZ_DAZ) != BP__FTZ_DAZ)
+        _mm_setcsr((_mm_getcsr() & ~BP__FTZ_DAZ) | (csr & BP__FTZ_DAZ));
+}
+#else
+static inline unsigned bp__fp_enter(void) { return 0; }
+static inline void bp__fp_leave(unsigned csr) { (void)csr; }
+#endif
+
 /* Record a failure: formats the message into @p err (a handle's BP__ERR_CAP buffer, or NULL
  * when there is no handle) and into the thread's bp_last_error(); returns @p status. */
 bp_status bp__fail(char *err, bp_status status, const char *fmt, ...) BP__PRINTF(3, 4);

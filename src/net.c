@@ -578,12 +578,12 @@ static void forward_pass(bp_net *net, bp__workspace *ws, const float *x, size_t 
     }
 }
 
-/* Largest |v| over count floats, or INFINITY if any is NaN/Inf. Computed on the bit
- * patterns: for non-negative floats the unsigned order of the bits is the numeric order, and
- * |NaN| and |Inf| are the patterns >= 0x7f800000. An unsigned max vectorises (a float max with
- * a NaN test does not under -ftrapping-math), and this scan runs over every layer's gradient
- * in each backward pass. */
-static float max_abs(const float *v, size_t count)
+/* Largest |v| over count floats, or INFINITY if any is NaN/Inf. One pass over the bits:
+ * with the sign cleared, IEEE floats order like their bit patterns as unsigned integers,
+ * and every NaN/Inf pattern is >= that of Inf (an integer max vectorises, fabsf/isfinite
+ * did not). */
+BP__KERNEL
+static float max_abs(const float *restrict v, size_t count)
 {
     uint32_t m = 0;
     for (size_t k = 0; k < count; k++) {
@@ -593,9 +593,9 @@ static float max_abs(const float *v, size_t count)
         m = u > m ? u : m;
     }
     if (m >= 0x7f800000u) return INFINITY;
-    float r;
-    memcpy(&r, &m, sizeof r);
-    return r;
+    float f;
+    memcpy(&f, &m, sizeof f);
+    return f;
 }
 
 static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t n)
@@ -619,12 +619,14 @@ static void add_weight_penalty(const bp_layer *l)
 }
 
 /* Walk the layers in reverse. ws->g0 holds dL/dY of the last layer (or dL/dZ when
- * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it: small
- * layers, layers with a weight penalty, accumulated gradients and kinds other than dense
- * have dW and db scanned; for large dense layers dz is scanned (n x out, small next to
- * out x in) and dW = dz^T x, db = sum dz are bounded by n * max|dz| * max|x|, so dW and db
- * are scanned only when that bound could overflow. Parameter-free kinds are covered by the
- * layers below them; passthrough layers (flatten) are skipped: their dx is dy. */
+ * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it, by
+ * whichever reads less: dW and db are scanned unless dz and x are 4x smaller; they are
+ * always scanned for accumulated sums, layers with a weight penalty and kinds other than
+ * dense. Otherwise dz (n x out) and x (n x in) are scanned and dW = dz^T x, db = sum dz
+ * are bounded by n * max|dz| * max|x|, so dW and db are scanned only when that bound could
+ * overflow (large layers, and single rows: 16-32 at batch 1 reads 48 floats instead of
+ * 544). Parameter-free kinds are covered by the layers below them; passthrough layers
+ * (flatten) are skipped: their dx is dy. */
 static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_is_dz)
 {
     float *g = ws->g0, *other = ws->g1;
@@ -638,9 +640,9 @@ static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_
         const size_t np = l->nweights + l->nbiases;
         const int penalty = l->l2 > 0.0 || l->l1 > 0.0;
         if (penalty) add_weight_penalty(l);
-        if (np <= 4096 || net->accumulate || penalty || !l->vt->grad_bound_dense) {
-            /* Small layers, accumulated sums, penalised weights and kinds other than dense:
-             * scan dW and db (parameter-free kinds are covered by the layers below them). */
+        if (net->accumulate || penalty || !l->vt->grad_bound_dense ||
+            4 * n * (l->in + l->out) >= np) {
+            /* Scanning dW and db is as cheap as any bound, or no bound applies. */
             if (bp__first_nonfinite(bp__layer_dw(l), np) != np)
                 return bp__fail(net->err, BP_ERR_NONFINITE,
                                 "layer %zu (%s): gradient is not finite", i, l->vt->name);
@@ -662,7 +664,16 @@ static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_
     return BP_OK;
 }
 
-bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const float **y)
+/* Switching the SSE control register costs about 20 ns (LDMXCSR serialises), a sixth of a
+ * 2-4-1 online step: flush denormals only for calls with real work (rows x parameters
+ * >= 4096, i.e. microseconds), where subnormal moments and activations can cost far more.
+ * Safe with an invalid handle (the call then fails its own checks). */
+static int ftz_worth_it(const bp_net *net, size_t n)
+{
+    return bp__net_ok(net) && (double)n * (double)net->nparams >= 4096.0;
+}
+
+static bp_status net_forward(bp_net *net, const float *x, size_t n, const float **y)
 {
     NET_CHECK(net, "bp_net_forward");
     if (x == NULL || y == NULL)
@@ -681,7 +692,16 @@ bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const float **y)
     return BP_OK;
 }
 
-bp_status bp_net_backward(bp_net *net, const float *dy, size_t n)
+bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const float **y)
+{
+    const int ftz = ftz_worth_it(net, n); /* denormals flushed while the kernels run */
+    const unsigned csr = ftz ? bp__fp_enter() : 0;
+    const bp_status s = net_forward(net, x, n, y);
+    if (ftz) bp__fp_leave(csr);
+    return s;
+}
+
+static bp_status net_backward(bp_net *net, const float *dy, size_t n)
 {
     NET_CHECK(net, "bp_net_backward");
     if (dy == NULL) return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_backward: dy is NULL");
@@ -701,6 +721,15 @@ bp_status bp_net_backward(bp_net *net, const float *dy, size_t n)
                         bad / out, bad % out, (double)dy[bad]);
     memcpy(ws->g0, dy, total * sizeof(float));
     return backward_pass(net, ws, n, 0);
+}
+
+bp_status bp_net_backward(bp_net *net, const float *dy, size_t n)
+{
+    const int ftz = ftz_worth_it(net, n); /* denormals flushed while the kernels run */
+    const unsigned csr = ftz ? bp__fp_enter() : 0;
+    const bp_status s = net_backward(net, dy, n);
+    if (ftz) bp__fp_leave(csr);
+    return s;
 }
 
 /* Scale or clamp the gradients as BP_NET_CLIP_NORM / BP_NET_CLIP_VALUE ask. */
@@ -769,8 +798,8 @@ static bp_status grads_pass(bp_net *net, const char *fn, int loss, const float *
     return s;
 }
 
-bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const float *y, size_t n,
-                               float *loss_value)
+static bp_status net_compute_grads(bp_net *net, int loss, const float *x, const float *y, size_t n,
+                                   float *loss_value)
 {
     NET_CHECK(net, "bp_net_compute_grads");
     BP_CHECK(check_step_args(net, "bp_net_compute_grads", loss, x, y, n));
@@ -780,8 +809,18 @@ bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const floa
     return BP_OK;
 }
 
-bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
-                            const float *y, size_t n, float *loss_value)
+bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const float *y, size_t n,
+                               float *loss_value)
+{
+    const int ftz = ftz_worth_it(net, n); /* denormals flushed while the kernels run */
+    const unsigned csr = ftz ? bp__fp_enter() : 0;
+    const bp_status s = net_compute_grads(net, loss, x, y, n, loss_value);
+    if (ftz) bp__fp_leave(csr);
+    return s;
+}
+
+static bp_status net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                                const float *y, size_t n, float *loss_value)
 {
     NET_CHECK(net, "bp_net_train_step");
     BP_CHECK(check_step_args(net, "bp_net_train_step", loss, x, y, n));
@@ -796,10 +835,20 @@ bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const floa
     return BP_OK;
 }
 
+bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                            const float *y, size_t n, float *loss_value)
+{
+    const int ftz = ftz_worth_it(net, n); /* denormals flushed while the kernels run */
+    const unsigned csr = ftz ? bp__fp_enter() : 0;
+    const bp_status s = net_train_step(net, opt, loss, x, y, n, loss_value);
+    if (ftz) bp__fp_leave(csr);
+    return s;
+}
+
 /* Rows per predict chunk: large enough for GEMM efficiency, small enough for cache. */
 #define BP__PREDICT_CHUNK 1024u
 
-bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
+static bp_status net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
 {
     NET_CHECK(net, "bp_net_predict");
     if (x == NULL || y == NULL)
@@ -895,6 +944,15 @@ bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *
         }
     }
     return BP_OK;
+}
+
+bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
+{
+    const int ftz = ftz_worth_it(net, n); /* denormals flushed while the kernels run */
+    const unsigned csr = ftz ? bp__fp_enter() : 0;
+    const bp_status s = net_predict(net, x, n, y, capacity);
+    if (ftz) bp__fp_leave(csr);
+    return s;
 }
 
 bp_status bp_net_param_bounds(int key, double *lo, double *hi)

@@ -396,6 +396,7 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
  * ----------------------------------------------------------------------------------------*/
 
 /* SGD without momentum. */
+BP__KERNEL
 static void sgd_plain(size_t n, float *restrict p, const float *restrict g, float lr, float wd)
 {
     for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
@@ -404,6 +405,7 @@ static void sgd_plain(size_t n, float *restrict p, const float *restrict g, floa
 /* SGD with momentum: buf = a*buf + c*d; p -= lr*(kd*d + kb*buf). The caller picks
  * (a, c) = (0, 1) on the buffer's first step, else (mu, 1 - dampening); (kd, kb) = (1, mu)
  * for Nesterov, else (0, 1). */
+BP__KERNEL
 static void sgd_momentum(size_t n, float *restrict p, const float *restrict g,
                          float *restrict buf, float lr, float wd, float a, float c, float kd,
                          float kb)
@@ -416,6 +418,7 @@ static void sgd_momentum(size_t n, float *restrict p, const float *restrict g,
     }
 }
 
+BP__KERNEL
 static void adagrad(size_t n, float *restrict p, const float *restrict g, float *restrict sum,
                     float lr, float wd, float eps)
 {
@@ -428,6 +431,7 @@ static void adagrad(size_t n, float *restrict p, const float *restrict g, float 
 }
 
 /* RMSprop; kc = 1 for the centred variant (ga tracked), 0 otherwise (ga stays 0). */
+BP__KERNEL
 static void rmsprop(size_t n, float *restrict p, const float *restrict g, float *restrict sq,
                     float *restrict ga, float *restrict buf, float lr, float wd, float alpha,
                     float one_m_alpha, float eps, float momentum, float kc)
@@ -471,6 +475,25 @@ static BP__ALWAYS_INLINE void adam(size_t n, float *restrict p, const float *res
     }
 }
 
+/* The two Adam variants, each its own multi-versioned loop. */
+BP__KERNEL
+static void adam_plain(size_t n, float *restrict p, const float *restrict g, float *restrict m,
+                       float *restrict v, float decay, float wd, float b1, float one_m_b1,
+                       float b2, float one_m_b2, float step, float inv_bc2, float eps)
+{
+    adam(n, p, g, m, v, NULL, decay, wd, b1, one_m_b1, b2, one_m_b2, step, inv_bc2, eps, 0);
+}
+
+BP__KERNEL
+static void adam_amsgrad(size_t n, float *restrict p, const float *restrict g,
+                         float *restrict m, float *restrict v, float *restrict vmax, float decay,
+                         float wd, float b1, float one_m_b1, float b2, float one_m_b2,
+                         float step, float inv_bc2, float eps)
+{
+    adam(n, p, g, m, v, vmax, decay, wd, b1, one_m_b1, b2, one_m_b2, step, inv_bc2, eps, 1);
+}
+
+BP__KERNEL
 static void adamax(size_t n, float *restrict p, const float *restrict g, float *restrict m,
                    float *restrict u, float wd, float b1, float one_m_b1, float b2, float step,
                    float eps)
@@ -488,6 +511,7 @@ static void adamax(size_t n, float *restrict p, const float *restrict g, float *
 }
 
 /* NAdam: cg = lr*(1 - mu_t)/(1 - P_t), cm = lr*mu_{t+1}/(1 - P_{t+1}), inv_bc2 = 1/(1-b2^t). */
+BP__KERNEL
 static void nadam(size_t n, float *restrict p, const float *restrict g, float *restrict m,
                   float *restrict v, float wd, float b1, float one_m_b1, float b2,
                   float one_m_b2, float inv_bc2, float eps, float cg, float cm)
@@ -504,6 +528,7 @@ static void nadam(size_t n, float *restrict p, const float *restrict g, float *r
     }
 }
 
+BP__KERNEL
 static void irprop_minus(size_t n, float *restrict p, const float *restrict g,
                          float *restrict prev, float *restrict delta, float eta_plus,
                          float eta_minus, float dmin, float dmax)
@@ -618,11 +643,11 @@ static void update_segment(const bp_optimizer *o, const step_scalars *k, float *
     case BP_OPTIMIZER_ADAM:
     case BP_OPTIMIZER_ADAMW:
         if (s[S(BP_OPT_AMSGRAD)] != 0.0)
-            adam(n, p, g, s0, s1, s2, k->decay, k->wd, k->b1, k->c1, k->b2, k->c2, k->step,
-                 k->inv_bc2, k->eps, 1);
+            adam_amsgrad(n, p, g, s0, s1, s2, k->decay, k->wd, k->b1, k->c1, k->b2, k->c2,
+                         k->step, k->inv_bc2, k->eps);
         else
-            adam(n, p, g, s0, s1, s2, k->decay, k->wd, k->b1, k->c1, k->b2, k->c2, k->step,
-                 k->inv_bc2, k->eps, 0);
+            adam_plain(n, p, g, s0, s1, k->decay, k->wd, k->b1, k->c1, k->b2, k->c2, k->step,
+                       k->inv_bc2, k->eps);
         break;
     case BP_OPTIMIZER_ADAMAX:
         adamax(n, p, g, s0, s1, k->wd, k->b1, k->c1, k->b2, k->step, k->eps);
@@ -660,7 +685,10 @@ bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net)
                             (double)net->grads[l->param_off + bad]);
         }
     }
-    return step_update(opt, net);
+    const unsigned csr = bp__fp_enter(); /* denormals flushed while the kernels run */
+    const bp_status s = step_update(opt, net);
+    bp__fp_leave(csr);
+    return s;
 }
 
 bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net)
