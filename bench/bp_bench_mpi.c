@@ -123,11 +123,13 @@ static int case_allreduce(const run_opts *o)
     header(&j, "allreduce", o);
     bench_json_key(&j, "bytes");
     bench_json_open(&j, '[');
-    for (int i = 0; i < AR_SIZES; i++) bench_json_int(&j, (long long)(counts[i] * sizeof(float)));
+    for (int i = 0; i < AR_SIZES; i++)
+        bench_json_int(&j, (long long)(counts[i] * sizeof(float)));
     bench_json_close(&j, ']');
     bench_json_key(&j, "us");
     bench_json_open(&j, '[');
-    for (int i = 0; i < AR_SIZES; i++) bench_json_num(&j, sec[i] * 1e6);
+    for (int i = 0; i < AR_SIZES; i++)
+        bench_json_num(&j, sec[i] * 1e6);
     bench_json_close(&j, ']');
     bench_json_field_num(&j, "ring_latency_us", lat * 1e6);
     bench_json_field_num(&j, "ring_bandwidth_gbs", bw * 1e-9);
@@ -185,8 +187,7 @@ static int run_training(const train_case *c, const run_opts *o)
         const size_t b = (size_t)(i + 1) % batches, r0 = b * c->batch + start;
         MPI_Barrier(MPI_COMM_WORLD);
         double t = now_s();
-        s = bp_net_compute_grads(net, c->loss, c->x + r0 * c->in, c->y + r0 * c->out, count,
-                                 NULL);
+        s = bp_net_compute_grads(net, c->loss, c->x + r0 * c->in, c->y + r0 * c->out, count, NULL);
         const double tc = max_over_ranks(now_s() - t);
         s = agree(s); /* before the next collective */
         MPI_Barrier(MPI_COMM_WORLD);
@@ -247,9 +248,19 @@ static int case_fmnist(const run_opts *o)
         return 1;
     }
     static const size_t hidden[] = {256, 128};
-    const train_case c = {"fmnist", 784, 10, 64, hidden, 2, BP_LOSS_SOFTMAX_CE,
-                          BP_ACT_SOFTMAX, 0.05, bp_dataset_inputs(ds), bp_dataset_targets(ds),
-                          bp_dataset_size(ds), 200};
+    const train_case c = {"fmnist",
+                          784,
+                          10,
+                          64,
+                          hidden,
+                          2,
+                          BP_LOSS_SOFTMAX_CE,
+                          BP_ACT_SOFTMAX,
+                          0.05,
+                          bp_dataset_inputs(ds),
+                          bp_dataset_targets(ds),
+                          bp_dataset_size(ds),
+                          200};
     const int rc = run_training(&c, o);
     bp_dataset_free(ds);
     return rc;
@@ -268,8 +279,8 @@ static int case_gemm_mlp(const run_opts *o)
     bench_fill(x, (size_t)BATCH * IN, 11); /* the same data on every rank */
     bench_fill(y, (size_t)BATCH * OUT, 12);
     static const size_t hidden[] = {4096, 4096};
-    const train_case c = {"gemm_mlp", IN, OUT, BATCH, hidden, 2, BP_LOSS_MSE, BP_ACT_IDENTITY,
-                          1e-4, x, y, BATCH, 5};
+    const train_case c = {"gemm_mlp",      IN,   OUT, BATCH, hidden, 2, BP_LOSS_MSE,
+                          BP_ACT_IDENTITY, 1e-4, x,   y,     BATCH,  5};
     const int rc = run_training(&c, o);
     free(x), free(y);
     return rc;

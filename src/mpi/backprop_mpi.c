@@ -25,7 +25,8 @@ const char *bp_mpi_last_error(void)
 #if defined(__GNUC__) || defined(__clang__)
 __attribute__((format(printf, 2, 3)))
 #endif
-static bp_status fail(bp_status status, const char *fmt, ...)
+static bp_status
+fail(bp_status status, const char *fmt, ...)
 {
     char buf[MPI_ERR_CAP]; /* the arguments may point into mpi_err */
     va_list ap;
@@ -106,8 +107,9 @@ static bp_status agree(const char *fn, bp_status local, const int *values, const
     for (int i = 0; i < nvalues; i++) {
         const int lo = out[1 + 2 * i].value, hi = -out[2 + 2 * i].value;
         if (lo != hi)
-            return fail(BP_ERR_SHAPE, "%s: the ranks disagree on the %s: rank %d has %d, rank %d "
-                                      "has %d",
+            return fail(BP_ERR_SHAPE,
+                        "%s: the ranks disagree on the %s: rank %d has %d, rank %d "
+                        "has %d",
                         fn, names[i], out[1 + 2 * i].rank, lo, out[2 + 2 * i].rank, hi);
     }
     return BP_OK;
@@ -130,17 +132,17 @@ static bp_status net_buffer(const char *fn, bp_net *net, int grads, float **buf,
     float *p = grads ? bp_net_grads(net, &n) : bp_net_params(net, &n);
     if (p == NULL || n == 0) return fail(BP_ERR_STATE, "%s: the network has no layers", fn);
     if (n > (size_t)INT_MAX)
-        return fail(BP_ERR_UNSUPPORTED, "%s: %zu parameters exceed the MPI count limit %d", fn,
-                    n, INT_MAX);
+        return fail(BP_ERR_UNSUPPORTED, "%s: %zu parameters exceed the MPI count limit %d", fn, n,
+                    INT_MAX);
     *buf = p;
     *count = (int)n;
     return BP_OK;
 }
 
-#define TRY(expr)                                                                         \
-    do {                                                                                  \
-        const bp_status try_s_ = (expr);                                                  \
-        if (try_s_ != BP_OK) return try_s_;                                               \
+#define TRY(expr)                                                                                  \
+    do {                                                                                           \
+        const bp_status try_s_ = (expr);                                                           \
+        if (try_s_ != BP_OK) return try_s_;                                                        \
     } while (0)
 
 static const char *const param_names[] = {"parameter count", "root"};
@@ -245,7 +247,8 @@ bp_status bp_mpi_allreduce_grads(bp_net *net, MPI_Comm comm)
     const int rc = MPI_Allreduce(MPI_IN_PLACE, g, n, MPI_FLOAT, MPI_SUM, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(fn, "MPI_Allreduce (gradients)", rc);
     const float w = (float)(1.0 / size);
-    for (int k = 0; k < n; k++) g[k] *= w;
+    for (int k = 0; k < n; k++)
+        g[k] *= w;
     return BP_OK;
 }
 
@@ -256,16 +259,19 @@ static void clip_grads(float *g, size_t n, double clip_norm, double clip_value)
 {
     if (clip_norm > 0.0) {
         double ss = 0.0;
-        for (size_t k = 0; k < n; k++) ss += (double)g[k] * (double)g[k];
+        for (size_t k = 0; k < n; k++)
+            ss += (double)g[k] * (double)g[k];
         const double norm = sqrt(ss);
         if (norm > clip_norm) {
             const float s = (float)(clip_norm / norm);
-            for (size_t k = 0; k < n; k++) g[k] *= s;
+            for (size_t k = 0; k < n; k++)
+                g[k] *= s;
         }
     }
     if (clip_value > 0.0) {
         const float v = (float)clip_value;
-        for (size_t k = 0; k < n; k++) g[k] = g[k] > v ? v : g[k] < -v ? -v : g[k];
+        for (size_t k = 0; k < n; k++)
+            g[k] = g[k] > v ? v : g[k] < -v ? -v : g[k];
     }
 }
 
@@ -279,11 +285,12 @@ static bp_status local_grads(const char *fn, bp_net *net, const bp_optimizer *op
     double accumulate = 0.0;
     bp_net_get(net, BP_NET_ACCUMULATE_GRADS, &accumulate);
     if (accumulate != 0.0)
-        return fail(BP_ERR_STATE, "%s: BP_NET_ACCUMULATE_GRADS is 1; accumulate with "
-                                  "bp_net_compute_grads() and bp_mpi_allreduce_grads() instead",
+        return fail(BP_ERR_STATE,
+                    "%s: BP_NET_ACCUMULATE_GRADS is 1; accumulate with "
+                    "bp_net_compute_grads() and bp_mpi_allreduce_grads() instead",
                     fn);
-    const bp_status s = n_local > 0 ? bp_net_compute_grads(net, loss, x, y, n_local, value)
-                                    : bp_net_zero_grad(net);
+    const bp_status s =
+        n_local > 0 ? bp_net_compute_grads(net, loss, x, y, n_local, value) : bp_net_zero_grad(net);
     if (s != BP_OK) return fail(s, "%s: %s", fn, bp_net_last_error(net));
     return BP_OK;
 }
@@ -307,14 +314,16 @@ bp_status bp_mpi_train_step(bp_net *net, bp_optimizer *opt, int loss, const floa
     int rc = MPI_Allreduce(MPI_IN_PLACE, sums, 2, MPI_DOUBLE, MPI_SUM, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(fn, "MPI_Allreduce (row count)", rc);
     if (sums[0] < 1.0)
-        return fail(BP_ERR_INVALID_ARG, "%s: the global batch is empty (n_local is 0 on every "
-                                        "rank)",
+        return fail(BP_ERR_INVALID_ARG,
+                    "%s: the global batch is empty (n_local is 0 on every "
+                    "rank)",
                     fn);
 
     /* Mean gradient of the global batch: sum over ranks of (n_local / N) * local mean. */
     const float w = (float)((double)n_local / sums[0]);
     if (w != 1.0f)
-        for (int k = 0; k < n; k++) g[k] *= w;
+        for (int k = 0; k < n; k++)
+            g[k] *= w;
     rc = MPI_Allreduce(MPI_IN_PLACE, g, n, MPI_FLOAT, MPI_SUM, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(fn, "MPI_Allreduce (gradients)", rc);
 

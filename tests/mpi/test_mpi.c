@@ -42,7 +42,8 @@ static void make_data(float *x, float *y, size_t n, uint64_t seed)
     for (size_t r = 0; r < n; r++) {
         const float *row = x + r * IN;
         const size_t cls = row[0] + row[1] > 0.5f ? 0 : row[2] - row[3] > 0.0f ? 1 : 2;
-        for (size_t c = 0; c < OUT; c++) y[r * OUT + c] = c == cls ? 1.0f : 0.0f;
+        for (size_t c = 0; c < OUT; c++)
+            y[r * OUT + c] = c == cls ? 1.0f : 0.0f;
     }
 }
 
@@ -65,7 +66,8 @@ static void assert_same_on_every_rank(uint64_t value)
 static uint64_t hash_string(const char *s)
 {
     uint64_t h = UINT64_C(14695981039346656037);
-    for (; *s != '\0'; s++) h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * UINT64_C(1099511628211);
     return h;
 }
 
@@ -81,8 +83,7 @@ static bp_net *make_replica(uint64_t ref_seed, bp_net *ref)
 
 /* Train the reference on whole batches of @p batch rows and a replica on this rank's shards
  * for STEPS steps; compare losses and weights. */
-static void check_equivalence(size_t batch, double momentum, double clip_norm,
-                              double clip_value)
+static void check_equivalence(size_t batch, double momentum, double clip_norm, double clip_value)
 {
     const size_t rows = batch * STEPS;
     float *x = malloc(rows * IN * sizeof(float)), *y = malloc(rows * OUT * sizeof(float));
@@ -104,8 +105,7 @@ static void check_equivalence(size_t batch, double momentum, double clip_norm,
     for (size_t s = 0; s < STEPS; s++) {
         const float *bx = x + s * batch * IN, *by = y + s * batch * OUT;
         float ref_loss, loss;
-        assert_status(bp_net_train_step(ref, ref_opt, BP_LOSS_SOFTMAX_CE, bx, by, batch,
-                                        &ref_loss),
+        assert_status(bp_net_train_step(ref, ref_opt, BP_LOSS_SOFTMAX_CE, bx, by, batch, &ref_loss),
                       BP_OK);
         assert_status(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, bx + start * IN,
                                         by + start * OUT, count, &loss, MPI_COMM_WORLD),
@@ -120,8 +120,10 @@ static void check_equivalence(size_t batch, double momentum, double clip_norm,
         assert_memory_equal(p, q, np * sizeof(float));
     } else {
         float scale = 0.0f;
-        for (size_t k = 0; k < np; k++) scale = fmaxf(scale, fabsf(q[k]));
-        for (size_t k = 0; k < np; k++) assert_close(p[k], q[k], 1e-5, 1e-5 * (double)scale);
+        for (size_t k = 0; k < np; k++)
+            scale = fmaxf(scale, fabsf(q[k]));
+        for (size_t k = 0; k < np; k++)
+            assert_close(p[k], q[k], 1e-5, 1e-5 * (double)scale);
     }
     assert_true(checksum(net) != initial); /* it did train */
     int equal = 0;
@@ -178,8 +180,8 @@ static void nan_on_one_rank_fails_on_every_rank(void **state)
     float *mine = x + start * IN;
     if (rank_ == bad) mine[0] = NAN;
     float loss = -1.0f;
-    assert_int_equal(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, mine, y + start * OUT,
-                                       count, &loss, MPI_COMM_WORLD),
+    assert_int_equal(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, mine, y + start * OUT, count,
+                                       &loss, MPI_COMM_WORLD),
                      BP_ERR_NONFINITE);
     /* The same detailed message everywhere, naming the failing rank; nothing changed. */
     char expect[16];
@@ -214,19 +216,19 @@ static void bad_arguments_on_one_rank_fail_on_every_rank(void **state)
     MPI_Comm w = MPI_COMM_WORLD;
 
     /* NULL handles on one rank. */
-    assert_int_equal(bp_mpi_train_step(rank_ == last ? NULL : net, opt, BP_LOSS_SOFTMAX_CE, x,
-                                       y, B, NULL, w),
-                     BP_ERR_INVALID_ARG);
+    assert_int_equal(
+        bp_mpi_train_step(rank_ == last ? NULL : net, opt, BP_LOSS_SOFTMAX_CE, x, y, B, NULL, w),
+        BP_ERR_INVALID_ARG);
     assert_non_null(strstr(bp_mpi_last_error(), "network handle"));
-    assert_int_equal(bp_mpi_train_step(net, rank_ == 0 ? NULL : opt, BP_LOSS_SOFTMAX_CE, x, y,
-                                       B, NULL, w),
-                     BP_ERR_INVALID_ARG);
+    assert_int_equal(
+        bp_mpi_train_step(net, rank_ == 0 ? NULL : opt, BP_LOSS_SOFTMAX_CE, x, y, B, NULL, w),
+        BP_ERR_INVALID_ARG);
     assert_non_null(strstr(bp_mpi_last_error(), "optimizer handle"));
     /* Bad loss, NULL data on one rank, empty global batch, accumulating net. */
     assert_int_equal(bp_mpi_train_step(net, opt, 999, x, y, B, NULL, w), BP_ERR_INVALID_ARG);
-    assert_int_equal(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, rank_ == last ? NULL : x,
-                                       y, B, NULL, w),
-                     BP_ERR_INVALID_ARG);
+    assert_int_equal(
+        bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, rank_ == last ? NULL : x, y, B, NULL, w),
+        BP_ERR_INVALID_ARG);
     assert_int_equal(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, NULL, NULL, 0, NULL, w),
                      BP_ERR_INVALID_ARG);
     assert_non_null(strstr(bp_mpi_last_error(), "global batch is empty"));
@@ -234,16 +236,14 @@ static void bad_arguments_on_one_rank_fail_on_every_rank(void **state)
     assert_int_equal(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, x, y, B, NULL, w),
                      BP_ERR_STATE);
     assert_status(bp_net_set(net, BP_NET_ACCUMULATE_GRADS, 0.0), BP_OK);
-    assert_int_equal(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, x, y, B, NULL,
-                                       MPI_COMM_NULL),
+    assert_int_equal(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, x, y, B, NULL, MPI_COMM_NULL),
                      BP_ERR_INVALID_ARG);
     assert_true(checksum(net) == before);
 
     /* Broadcast: bad root, NULL net on one rank, roots that differ between ranks. */
     assert_int_equal(bp_mpi_broadcast_params(net, size_, w), BP_ERR_INVALID_ARG);
     assert_int_equal(bp_mpi_broadcast_params(net, -1, w), BP_ERR_INVALID_ARG);
-    assert_int_equal(bp_mpi_broadcast_params(rank_ == last ? NULL : net, 0, w),
-                     BP_ERR_INVALID_ARG);
+    assert_int_equal(bp_mpi_broadcast_params(rank_ == last ? NULL : net, 0, w), BP_ERR_INVALID_ARG);
     assert_int_equal(bp_mpi_broadcast_params(net, 0, MPI_COMM_NULL), BP_ERR_INVALID_ARG);
     if (size_ > 1) {
         assert_int_equal(bp_mpi_broadcast_params(net, rank_, w), BP_ERR_SHAPE);
@@ -284,8 +284,7 @@ static void networks_of_different_sizes_fail_on_every_rank(void **state)
     bp_optimizer *opt = make_sgd(0.1, 0.0);
     assert_int_equal(bp_mpi_broadcast_params(net, 0, MPI_COMM_WORLD), BP_ERR_SHAPE);
     assert_non_null(strstr(bp_mpi_last_error(), "parameter count"));
-    assert_int_equal(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, x, y, B, NULL,
-                                       MPI_COMM_WORLD),
+    assert_int_equal(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, x, y, B, NULL, MPI_COMM_WORLD),
                      BP_ERR_SHAPE);
     assert_int_equal(bp_mpi_allreduce_grads(net, MPI_COMM_WORLD), BP_ERR_SHAPE);
     bp_optimizer_free(opt);
@@ -299,10 +298,12 @@ static void allreduce_grads_averages_over_ranks(void **state)
     size_t np = 0;
     float *g = bp_net_grads(net, &np);
     assert_non_null(g);
-    for (size_t k = 0; k < np; k++) g[k] = (float)(rank_ + 1) * (float)(k % 7) * 0.25f;
+    for (size_t k = 0; k < np; k++)
+        g[k] = (float)(rank_ + 1) * (float)(k % 7) * 0.25f;
     assert_status(bp_mpi_allreduce_grads(net, MPI_COMM_WORLD), BP_OK);
     const double mean_factor = (size_ + 1) / 2.0; /* mean of 1 .. size */
-    for (size_t k = 0; k < np; k++) assert_close(g[k], mean_factor * (k % 7) * 0.25, 1e-6, 0.0);
+    for (size_t k = 0; k < np; k++)
+        assert_close(g[k], mean_factor * (k % 7) * 0.25, 1e-6, 0.0);
     bp_net_free(net);
 }
 
@@ -312,7 +313,8 @@ static void allreduce_grads_reports_a_nonfinite_rank(void **state)
     bp_net *net = make_net(3, HIDDEN);
     size_t np = 0;
     float *g = bp_net_grads(net, &np);
-    for (size_t k = 0; k < np; k++) g[k] = (float)rank_;
+    for (size_t k = 0; k < np; k++)
+        g[k] = (float)rank_;
     if (rank_ == size_ - 1) g[3] = INFINITY;
     assert_int_equal(bp_mpi_allreduce_grads(net, MPI_COMM_WORLD), BP_ERR_NONFINITE);
     assert_non_null(strstr(bp_mpi_last_error(), "gradient element 3"));
@@ -350,7 +352,8 @@ static void checksum_is_fnv1a_of_little_endian_floats(void **state)
     /* 1.0f = 0x3f800000, -2.0f = 0xc0000000, least significant byte first. */
     const unsigned char bytes[8] = {0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x00, 0xc0};
     uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (size_t i = 0; i < sizeof bytes; i++) h = (h ^ bytes[i]) * UINT64_C(0x100000001b3);
+    for (size_t i = 0; i < sizeof bytes; i++)
+        h = (h ^ bytes[i]) * UINT64_C(0x100000001b3);
     assert_true(checksum(net) == h);
     bp_net_free(net);
 }
