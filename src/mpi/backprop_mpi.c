@@ -244,6 +244,7 @@ bp_status bp_mpi_allreduce_grads(bp_net *net, MPI_Comm comm)
             s = fail(BP_ERR_NONFINITE, "%s: gradient element %zu is %g", fn, bad, (double)g[bad]);
     }
     TRY(agree(fn, s, &n, param_names, 1, rank, comm));
+    if (size == 1) return BP_OK; /* the mean of one */
     const int rc = MPI_Allreduce(MPI_IN_PLACE, g, n, MPI_FLOAT, MPI_SUM, comm);
     if (rc != MPI_SUCCESS) return mpi_fail(fn, "MPI_Allreduce (gradients)", rc);
     const float w = (float)(1.0 / size);

@@ -83,7 +83,8 @@ static bp_net *make_replica(uint64_t ref_seed, bp_net *ref)
 
 /* Train the reference on whole batches of @p batch rows and a replica on this rank's shards
  * for STEPS steps; compare losses and weights. */
-static void check_equivalence(size_t batch, double momentum, double clip_norm, double clip_value)
+static void check_equivalence(int loss_kind, size_t batch, double momentum, double clip_norm,
+                              double clip_value)
 {
     const size_t rows = batch * STEPS;
     float *x = malloc(rows * IN * sizeof(float)), *y = malloc(rows * OUT * sizeof(float));
@@ -105,10 +106,9 @@ static void check_equivalence(size_t batch, double momentum, double clip_norm, d
     for (size_t s = 0; s < STEPS; s++) {
         const float *bx = x + s * batch * IN, *by = y + s * batch * OUT;
         float ref_loss, loss;
-        assert_status(bp_net_train_step(ref, ref_opt, BP_LOSS_SOFTMAX_CE, bx, by, batch, &ref_loss),
-                      BP_OK);
-        assert_status(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, bx + start * IN,
-                                        by + start * OUT, count, &loss, MPI_COMM_WORLD),
+        assert_status(bp_net_train_step(ref, ref_opt, loss_kind, bx, by, batch, &ref_loss), BP_OK);
+        assert_status(bp_mpi_train_step(net, opt, loss_kind, bx + start * IN, by + start * OUT,
+                                        count, &loss, MPI_COMM_WORLD),
                       BP_OK);
         assert_close(loss, ref_loss, 1e-5, 1e-7);
     }
@@ -141,27 +141,30 @@ static void check_equivalence(size_t batch, double momentum, double clip_norm, d
 static void train_step_matches_one_process_with_the_global_batch(void **state)
 {
     (void)state;
-    check_equivalence(12, 0.0, 0.0, 0.0);
+    check_equivalence(BP_LOSS_SOFTMAX_CE, 12, 0.0, 0.0, 0.0);
+    check_equivalence(BP_LOSS_MSE, 12, 0.5, 0.0, 0.0);
 }
 
 static void train_step_weights_unequal_shards_by_their_rows(void **state)
 {
     (void)state;
-    check_equivalence(10, 0.0, 0.0, 0.0); /* 4 ranks: shards of 3, 3, 2, 2 rows */
+    check_equivalence(BP_LOSS_SOFTMAX_CE, 10, 0.0, 0.0,
+                      0.0); /* 4 ranks: shards of 3, 3, 2, 2 rows */
 }
 
 static void train_step_clips_the_averaged_gradient_like_train_step(void **state)
 {
     (void)state;
-    check_equivalence(8, 0.9, 0.05, 0.0);  /* the norm clip is active at every step */
-    check_equivalence(8, 0.0, 0.0, 0.002); /* value clip */
+    check_equivalence(BP_LOSS_SOFTMAX_CE, 8, 0.9, 0.05,
+                      0.0); /* the norm clip is active at every step */
+    check_equivalence(BP_LOSS_SOFTMAX_CE, 8, 0.0, 0.0, 0.002); /* value clip */
 }
 
 static void train_step_accepts_ranks_without_rows(void **state)
 {
     (void)state;
     /* A global batch with fewer rows than ranks: the last rank's shard is empty. */
-    check_equivalence(size_ > 1 ? (size_t)size_ - 1 : 1, 0.0, 0.0, 0.0);
+    check_equivalence(BP_LOSS_SOFTMAX_CE, size_ > 1 ? (size_t)size_ - 1 : 1, 0.0, 0.0, 0.0);
 }
 
 static void nan_on_one_rank_fails_on_every_rank(void **state)
