@@ -140,6 +140,197 @@ static int case_gemm_crossover(const bench_opts *o, bench_json *out)
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Case: dense-gemm-bound -- MLP 1024-4096-4096-1024 (ReLU, identity output, MSE, SGD), batch
+ * 256: samples/s and GFLOP/s of bp_net_train_step against the raw sgemm rate of the same
+ * eight GEMMs (3 forward, 3 dW, 2 dX: the first layer skips dX) measured in the same run.
+ * ----------------------------------------------------------------------------------------*/
+
+enum { DG_BATCH = 256, DG_LAYERS = 3 };
+static const size_t dg_width[DG_LAYERS + 1] = {1024, 4096, 4096, 1024};
+
+typedef struct dense_args {
+    bp_net *net;
+    bp_optimizer *opt;
+    const float *x, *y;
+    size_t n;
+    int status;
+} dense_args;
+
+static void run_train_step(void *p)
+{
+    dense_args *d = p;
+    const bp_status s = bp_net_train_step(d->net, d->opt, BP_LOSS_MSE, d->x, d->y, d->n, NULL);
+    if (s != BP_OK) d->status = s;
+}
+
+typedef struct raw_gemms {
+    float *x, *y[DG_LAYERS], *dz[DG_LAYERS], *w[DG_LAYERS], *dw[DG_LAYERS], *dx[DG_LAYERS];
+} raw_gemms;
+
+/* The GEMMs of one training step of the same MLP, with the same shapes and transposes. */
+static void run_raw_gemms(void *p)
+{
+    raw_gemms *r = p;
+    const size_t n = DG_BATCH;
+    const float *in = r->x;
+    for (size_t l = 0; l < DG_LAYERS; l++) { /* y = x W^T */
+        bp__gemm_blas(0, 1, n, dg_width[l + 1], dg_width[l], 1.0f, in, dg_width[l], r->w[l],
+                      dg_width[l], 0.0f, r->y[l], dg_width[l + 1]);
+        in = r->y[l];
+    }
+    for (size_t l = DG_LAYERS; l-- > 0;) {
+        const size_t i = dg_width[l], o = dg_width[l + 1];
+        const float *xl = l ? r->y[l - 1] : r->x;
+        bp__gemm_blas(1, 0, o, i, n, 1.0f, r->dz[l], o, xl, i, 0.0f, r->dw[l], i); /* dz^T x */
+        if (l) bp__gemm_blas(0, 0, n, i, o, 1.0f, r->dz[l], o, r->w[l], i, 0.0f, r->dx[l], i);
+    }
+}
+
+static int case_dense_gemm_bound(const bench_opts *o, bench_json *out)
+{
+    const size_t n = DG_BATCH;
+    dense_args d = {0};
+    raw_gemms r;
+    memset(&r, 0, sizeof r);
+    int rc = -1;
+    float *x = malloc(n * dg_width[0] * sizeof *x), *y = malloc(n * dg_width[3] * sizeof *y);
+    int ok = x != NULL && y != NULL;
+    double weights = 0, real_flops = 0;
+    for (size_t l = 0; l < DG_LAYERS && ok; l++) {
+        const size_t i = dg_width[l], on = dg_width[l + 1];
+        weights += (double)i * (double)on;
+        real_flops += 2.0 * (double)n * (double)i * (double)on * (l ? 3.0 : 2.0);
+        r.y[l] = malloc(n * on * sizeof(float));
+        r.dz[l] = malloc(n * on * sizeof(float));
+        r.w[l] = malloc(i * on * sizeof(float));
+        r.dw[l] = malloc(i * on * sizeof(float));
+        r.dx[l] = malloc(n * i * sizeof(float));
+        ok = r.y[l] && r.dz[l] && r.w[l] && r.dw[l] && r.dx[l];
+        if (ok) {
+            bench_fill(r.w[l], i * on, 10 + l);
+            bench_fill(r.dz[l], n * on, 20 + l);
+        }
+    }
+    if (!ok) {
+        fprintf(stderr, "bp_bench: out of memory for dense-gemm-bound\n");
+        goto done;
+    }
+    bench_fill(x, n * dg_width[0], 3);
+    bench_fill(y, n * dg_width[3], 4);
+    r.x = x;
+    if (bp_net_create(&d.net, dg_width[0], 1) != BP_OK ||
+        bp_net_add_dense(d.net, dg_width[1], BP_ACT_RELU) != BP_OK ||
+        bp_net_add_dense(d.net, dg_width[2], BP_ACT_RELU) != BP_OK ||
+        bp_net_add_dense(d.net, dg_width[3], BP_ACT_IDENTITY) != BP_OK ||
+        bp_optimizer_create(&d.opt, BP_OPTIMIZER_SGD) != BP_OK ||
+        bp_optimizer_set(d.opt, BP_OPT_LEARNING_RATE, 1e-4) != BP_OK) {
+        fprintf(stderr, "bp_bench: dense-gemm-bound setup: %s\n", bp_last_error());
+        goto done;
+    }
+    d.x = x, d.y = y, d.n = n;
+    /* Interleave the two measurements so both see the same machine state. */
+    double step_ns = 0, gemm_ns = 0;
+    const int rounds = 3;
+    double steps[3], gemms[3];
+    for (int k = 0; k < rounds; k++) {
+        steps[k] = bench_time_ns(run_train_step, &d, o->repeat, 0);
+        gemms[k] = bench_time_ns(run_raw_gemms, &r, o->repeat, 0);
+    }
+    step_ns = bench_median(steps, rounds);
+    gemm_ns = bench_median(gemms, rounds);
+    if (d.status != BP_OK || step_ns < 0 || gemm_ns < 0) {
+        fprintf(stderr, "bp_bench: dense-gemm-bound: %s\n", bp_last_error());
+        goto done;
+    }
+    const double gflops = 6.0 * weights * (double)n / step_ns;
+    const double sgemm_gflops = real_flops / gemm_ns;
+    bench_json_field_str(out, "shape", "1024-4096-4096-1024");
+    bench_json_field_int(out, "batch", (long long)n);
+    bench_json_field_int(out, "repeat", o->repeat);
+    bench_json_field_num(out, "step_ms", step_ns / 1e6);
+    bench_json_field_num(out, "samples_per_s", (double)n * 1e9 / step_ns);
+    bench_json_field_num(out, "gflops", gflops);
+    bench_json_field_num(out, "sgemm_gflops", sgemm_gflops);
+    bench_json_field_num(out, "ratio", gflops / sgemm_gflops);
+    bench_json_field_num(out, "gemm_ms", gemm_ns / 1e6);
+    bench_json_field_num(out, "time_ratio", gemm_ns / step_ns);
+    rc = 0;
+done:
+    bp_optimizer_free(d.opt);
+    bp_net_free(d.net);
+    for (size_t l = 0; l < DG_LAYERS; l++) {
+        free(r.y[l]), free(r.dz[l]), free(r.w[l]), free(r.dw[l]), free(r.dx[l]);
+    }
+    free(x);
+    free(y);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Case: tiny-online -- 2-4-1 sigmoid net, batch 1, SGD, cycling over the XOR samples:
+ * nanoseconds per bp_net_train_step (FANN-style online training).
+ * ----------------------------------------------------------------------------------------*/
+
+typedef struct online_args {
+    bp_net *net;
+    bp_optimizer *opt;
+    const float *x, *y;
+    size_t in, rows, next;
+    int status;
+} online_args;
+
+enum { ONLINE_BURST = 1000 };
+
+static void run_online(void *p)
+{
+    online_args *a = p;
+    for (int k = 0; k < ONLINE_BURST; k++) {
+        const size_t r = a->next;
+        a->next = r + 1 == a->rows ? 0 : r + 1;
+        const bp_status s =
+            bp_net_train_step(a->net, a->opt, BP_LOSS_MSE, a->x + r * a->in, a->y + r, 1, NULL);
+        if (s != BP_OK) a->status = s;
+    }
+}
+
+static int online_case(const bench_opts *o, bench_json *out, size_t in, size_t hidden,
+                       const float *x, const float *y, size_t rows, const char *shape)
+{
+    online_args a = {0};
+    int rc = -1;
+    if (bp_net_create(&a.net, in, 1) != BP_OK ||
+        bp_net_add_dense(a.net, hidden, BP_ACT_SIGMOID) != BP_OK ||
+        bp_net_add_dense(a.net, 1, BP_ACT_SIGMOID) != BP_OK ||
+        bp_optimizer_create(&a.opt, BP_OPTIMIZER_SGD) != BP_OK ||
+        bp_optimizer_set(a.opt, BP_OPT_LEARNING_RATE, 0.7) != BP_OK) {
+        fprintf(stderr, "bp_bench: online setup: %s\n", bp_last_error());
+        goto done;
+    }
+    a.x = x, a.y = y, a.in = in, a.rows = rows;
+    const double ns = bench_time_ns(run_online, &a, o->repeat, 20000000) / ONLINE_BURST;
+    if (a.status != BP_OK || ns < 0) {
+        fprintf(stderr, "bp_bench: online: %s\n", bp_last_error());
+        goto done;
+    }
+    bench_json_field_str(out, "shape", shape);
+    bench_json_field_int(out, "batch", 1);
+    bench_json_field_int(out, "repeat", o->repeat);
+    bench_json_field_num(out, "ns_per_update", ns);
+    bench_json_field_num(out, "samples_per_s", 1e9 / ns);
+    rc = 0;
+done:
+    bp_optimizer_free(a.opt);
+    bp_net_free(a.net);
+    return rc;
+}
+
+static int case_tiny_online(const bench_opts *o, bench_json *out)
+{
+    static const float x[8] = {0, 0, 0, 1, 1, 0, 1, 1}, y[4] = {0, 1, 1, 0};
+    return online_case(o, out, 2, 4, x, y, 4, "2-4-1");
+}
+
+/* ------------------------------------------------------------------------------------------
  * The case table and the driver
  * ----------------------------------------------------------------------------------------*/
 
@@ -153,6 +344,9 @@ static const bench_case cases[] = {
     {"sgemm", "BLAS sgemm throughput on --m x --n x --k (gflops)", case_sgemm},
     {"gemm-crossover", "plain loop vs BLAS for m=n=k in 2..48 (crossover_size)",
      case_gemm_crossover},
+    {"dense-gemm-bound", "MLP 1024-4096-4096-1024 train_step, batch 256, vs raw sgemm (ratio)",
+     case_dense_gemm_bound},
+    {"tiny-online", "2-4-1 sigmoid XOR, batch 1, SGD (ns_per_update)", case_tiny_online},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 

@@ -36,7 +36,13 @@
  *    the handle (bp_net_last_error() ...) and in the calling thread's bp_last_error().
  *  - Threads: one thread at a time per handle; distinct handles are independent. There is no
  *    global mutable state except bp_last_error() (thread-local) and the process-wide BLAS
- *    thread count (bp_set_num_threads()).
+ *    thread count (bp_set_num_threads()). Exceptions that may run concurrently on ONE handle,
+ *    as long as no other call modifies that handle meanwhile: bp_net_predict_ws() (each
+ *    thread with its own scratch buffer), bp_net_predict_scratch_floats(), bp_net_save(),
+ *    bp_net_save_buffer(), bp_net_get_scaler(), bp_net_get_meta() and the const getters
+ *    (sizes, counts, bp_layer_get_weights() ...). Functions documented "Thread-safe" take no
+ *    handle or only read constant data. Failures of these concurrent calls are reported
+ *    through the calling thread's bp_last_error() only.
  *  - Enumerations are passed as int, sizes as size_t, data as float, settings as double.
  */
 #ifndef BACKPROP_H
@@ -446,6 +452,30 @@ BP_API bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, con
 BP_API bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y,
                                 size_t capacity);
 
+/** The scratch size bp_net_predict_ws() needs for @p n rows: rows are processed in chunks
+ *  of at most 1024, so this stops growing beyond n = 1024.
+ *  @return floats, or 0 for an invalid handle, a net without layers or n = 0. Thread-safe on
+ *  a net nobody modifies. @since 0.1 */
+BP_API size_t bp_net_predict_scratch_floats(const bp_net *net, size_t n);
+
+/** Inference like bp_net_predict(), with caller-provided scratch instead of the net's own
+ *  workspace: the net is only read, so any number of threads may call this at once on one
+ *  trained network, each with its own @p scratch (and @p y), while no thread modifies the
+ *  net (no training, no layer added, no setter). Results are bit-identical to
+ *  bp_net_predict() for the same rows. Does not allocate.
+ *  @param x               inputs [n x in].
+ *  @param n               rows, >= 1.
+ *  @param y               caller buffer for the outputs [n x out].
+ *  @param capacity        floats @p y can hold, >= n * out.
+ *  @param scratch         caller buffer of @p scratch_floats floats, used only during the
+ *                         call (any alignment; 64-byte alignment is fastest).
+ *  @param scratch_floats  >= bp_net_predict_scratch_floats(net, n).
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (no layers), BP_ERR_BUFFER_TOO_SMALL (y
+ *  or scratch), BP_ERR_NONFINITE (x has NaN/Inf). Messages go to bp_last_error() only (not
+ *  to bp_net_last_error(), which other threads may be reading). @since 0.1 */
+BP_API bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *y,
+                                   size_t capacity, float *scratch, size_t scratch_floats);
+
 /** The whole parameter vector, layer by layer, each layer's W (row-major [out x in]) then b.
  *  @param count  if not NULL, receives the number of floats.
  *  @return a pointer borrowed from @p net, valid until a layer is added or the net freed;
@@ -846,6 +876,154 @@ BP_API bp_status bp_dataset_class_count(const bp_dataset *ds, size_t *classes);
  *  that is not an integer in [0, classes); the message names its row), BP_ERR_NOMEM.
  *  @since 0.1 */
 BP_API bp_status bp_dataset_one_hot(bp_dataset **out, const bp_dataset *ds, size_t classes);
+
+/* ============================================================================================
+ * Model files, checkpoints, scalers and metadata
+ *
+ * A model file holds a network's architecture, weights, settings and random-generator state,
+ * plus optional data-scaling statistics and key/value metadata; a checkpoint adds an
+ * optimizer's complete state and the training state, so that training resumed from it gives
+ * bit-identical weights (same thread count). The format (docs/format.md) is versioned, little
+ * endian on every host, sectioned (newer writers may add sections older readers skip) and
+ * protected by a CRC-32; loaders check every size against the data and never trust a file:
+ * malformed input gives BP_ERR_FORMAT, a failed checksum BP_ERR_CHECKSUM, a file written by
+ * a newer format version BP_ERR_VERSION, each with a message in bp_last_error().
+ *
+ * Files are written atomically: into a temporary file in the same directory, flushed and
+ * synced, then renamed over the target, so a failed save (disk full, no permission, the path
+ * is a directory) returns BP_ERR_IO and leaves any previous file at the path intact.
+ * ==========================================================================================*/
+
+/** The model-file format version this library writes (and the newest it reads). */
+#define BP_FORMAT_VERSION 1
+
+/** @return BP_FORMAT_VERSION of the run-time library. Thread-safe. @since 0.1 */
+BP_API unsigned bp_format_version(void);
+
+/** Save @p net (architecture, weights, settings, generator state, scalers, metadata; not
+ *  gradients, workspace or training state) to the file @p path, atomically.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (a target scaler that no longer matches
+ *  the output width), BP_ERR_IO (the previous file is then intact), BP_ERR_NOMEM.
+ *  Thread-safe on a net nobody modifies. @since 0.1 */
+BP_API bp_status bp_net_save(const bp_net *net, const char *path);
+
+/** Save @p net, as bp_net_save() would write it, into a caller buffer.
+ *  @param buf       destination; may be NULL when @p capacity is 0 (size query).
+ *  @param capacity  bytes @p buf can hold.
+ *  @param size      receives the bytes needed (written when BP_OK); may not be NULL.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_BUFFER_TOO_SMALL (@p size then
+ *  holds the size needed; buf is unspecified), BP_ERR_NOMEM (only layer kinds with
+ *  non-parameter state, e.g. running statistics, copy it through a temporary buffer; dense
+ *  networks never allocate here). @since 0.1 */
+BP_API bp_status bp_net_save_buffer(const bp_net *net, void *buf, size_t capacity,
+                                    size_t *size);
+
+/** Load a network saved by bp_net_save() (or a checkpoint: its optimizer state is ignored).
+ *  The loaded net has the saved seed state, settings, scalers and metadata; it predicts
+ *  exactly as the saved one did.
+ *  @param out   receives the network; NULL on failure. Free with bp_net_free().
+ *  @param path  the file (gzip-compressed files are read too when built with zlib).
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_IO, BP_ERR_FORMAT, BP_ERR_CHECKSUM,
+ *  BP_ERR_VERSION, BP_ERR_NONFINITE (a NaN/Inf weight), BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_load(bp_net **out, const char *path);
+
+/** As bp_net_load(), with every allocation (including the file buffer) made through
+ *  @p alloc_fn / @p free_fn with @p user, which the net keeps, as bp_net_create_ex().
+ *  @since 0.1 */
+BP_API bp_status bp_net_load_ex(bp_net **out, const char *path, bp_alloc_fn alloc_fn,
+                                bp_free_fn free_fn, void *user);
+
+/** As bp_net_load(), from @p size bytes at @p buf (not retained). @since 0.1 */
+BP_API bp_status bp_net_load_buffer(bp_net **out, const void *buf, size_t size);
+
+/** As bp_net_load_buffer() with an allocator, as bp_net_load_ex(). @since 0.1 */
+BP_API bp_status bp_net_load_buffer_ex(bp_net **out, const void *buf, size_t size,
+                                       bp_alloc_fn alloc_fn, bp_free_fn free_fn, void *user);
+
+/** Save a training checkpoint: everything bp_net_save() writes, plus @p opt's settings and
+ *  state (moments, step sizes, step count) and the net's training state, atomically.
+ *  Training k steps, checkpointing, loading (in another process too) and training n - k more
+ *  gives the same weights, bit for bit, as n steps in one go with the same thread count.
+ *  @param opt  an optimizer that is unbound or bound to @p net's shape.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (optimizer bound to another shape),
+ *  BP_ERR_IO (previous file intact), BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_checkpoint_save(const bp_net *net, const bp_optimizer *opt,
+                                    const char *path);
+
+/** As bp_checkpoint_save(), into a caller buffer; parameters and errors as
+ *  bp_net_save_buffer(). @since 0.1 */
+BP_API bp_status bp_checkpoint_save_buffer(const bp_net *net, const bp_optimizer *opt,
+                                           void *buf, size_t capacity, size_t *size);
+
+/** Load a checkpoint written by bp_checkpoint_save().
+ *  @param net_out  receives the network; NULL on failure. Free with bp_net_free().
+ *  @param opt_out  receives the optimizer, ready to continue stepping @p net_out; NULL on
+ *                  failure. Free with bp_optimizer_free().
+ *  @return as bp_net_load(); a model file without optimizer state is BP_ERR_FORMAT.
+ *  @since 0.1 */
+BP_API bp_status bp_checkpoint_load(bp_net **net_out, bp_optimizer **opt_out,
+                                    const char *path);
+
+/** As bp_checkpoint_load(), with every allocation of both handles made through the
+ *  allocator (see bp_net_create_ex()). @since 0.1 */
+BP_API bp_status bp_checkpoint_load_ex(bp_net **net_out, bp_optimizer **opt_out,
+                                       const char *path, bp_alloc_fn alloc_fn,
+                                       bp_free_fn free_fn, void *user);
+
+/** As bp_checkpoint_load(), from @p size bytes at @p buf (not retained). @since 0.1 */
+BP_API bp_status bp_checkpoint_load_buffer(bp_net **net_out, bp_optimizer **opt_out,
+                                           const void *buf, size_t size);
+
+/** As bp_checkpoint_load_buffer() with an allocator. @since 0.1 */
+BP_API bp_status bp_checkpoint_load_buffer_ex(bp_net **net_out, bp_optimizer **opt_out,
+                                              const void *buf, size_t size,
+                                              bp_alloc_fn alloc_fn, bp_free_fn free_fn,
+                                              void *user);
+
+/** Keep a data scaler (as computed by bp_dataset_fit_scaler()) with the network, so that it
+ *  is saved and loaded with the model. The net does not apply it: scale inputs with
+ *  bp_scaler_apply() before predicting and unscale outputs with bp_scaler_invert().
+ *  @param part    BP_SCALE_INPUTS (count must equal the input width) or BP_SCALE_TARGETS
+ *                 (count must equal the current output width; needs a layer).
+ *  @param offset  [count] finite offsets; copied.
+ *  @param scale   [count] finite, non-zero scales; copied.
+ *  @param count   the part's width; or 0 with @p offset and @p scale NULL to remove it.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (count differs from the width),
+ *  BP_ERR_NONFINITE (or a zero scale), BP_ERR_NOMEM (net unchanged). @since 0.1 */
+BP_API bp_status bp_net_set_scaler(bp_net *net, int part, const float *offset,
+                                   const float *scale, size_t count);
+
+/** Read a scaler kept with the network.
+ *  @param part      BP_SCALE_INPUTS or BP_SCALE_TARGETS.
+ *  @param offset    caller buffer for the offsets (may be NULL when @p capacity is 0).
+ *  @param scale     caller buffer for the scales (likewise).
+ *  @param capacity  floats each of @p offset and @p scale can hold.
+ *  @param count     receives the scaler's width, 0 when none is set (then BP_OK and
+ *                   nothing is copied); may not be NULL.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL (@p count holds the width).
+ *  @since 0.1 */
+BP_API bp_status bp_net_get_scaler(const bp_net *net, int part, float *offset, float *scale,
+                                   size_t capacity, size_t *count);
+
+/** Set, replace or remove a metadata entry kept with the network and saved with it
+ *  (training data, author, units ...). Keys and values are byte strings without NUL (UTF-8
+ *  is not validated).
+ *  @param key    1 .. 255 bytes, NUL-terminated.
+ *  @param value  0 .. 65535 bytes, NUL-terminated, copied; NULL removes the entry (BP_OK if
+ *                it did not exist).
+ *  @return BP_OK, BP_ERR_INVALID_ARG (NULL key), BP_ERR_OUT_OF_RANGE (a key or value too
+ *  long or empty key, more than 1024 entries), BP_ERR_NOMEM (net unchanged). @since 0.1 */
+BP_API bp_status bp_net_set_meta(bp_net *net, const char *key, const char *value);
+
+/** Read a metadata entry.
+ *  @param key       the entry's key.
+ *  @param buf       receives the value, NUL-terminated (may be NULL when @p capacity is 0).
+ *  @param capacity  bytes @p buf can hold.
+ *  @param needed    if not NULL, receives the value's length + 1.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_INDEX (no such key), BP_ERR_BUFFER_TOO_SMALL
+ *  (buf then holds a truncated, terminated prefix when capacity > 0). @since 0.1 */
+BP_API bp_status bp_net_get_meta(const bp_net *net, const char *key, char *buf,
+                                 size_t capacity, size_t *needed);
 
 #ifdef __cplusplus
 } /* extern "C" */

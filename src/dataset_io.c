@@ -191,12 +191,11 @@ static int csv_delimiter_ok(int d)
     return d == ',' || d == ';' || d == '\t' || d == ' ' || d == '|' || d == ':';
 }
 
-static bp_status csv_parse(const void *ctx, const char *name, const char *buf, size_t size,
-                           bp_dataset **out)
+static bp_status csv_parse(const void *ctx, const bp__alloc *a, const char *name, const char *buf,
+                           size_t size, bp_dataset **out)
 {
     csv_ctx c = *(const csv_ctx *)ctx;
     c.name = name;
-    const bp__alloc *a = &bp__default_alloc;
     const char *p = buf;
     c.end = buf + size;
     size_t line = 1, rows = 0, cap_x = 0, cap_y = 0, in = 0;
@@ -263,32 +262,37 @@ fail:
     return st;
 }
 
-typedef bp_status (*text_parser)(const void *ctx, const char *name, const char *buf,
-                                 size_t size, bp_dataset **out);
+typedef bp_status (*text_parser)(const void *ctx, const bp__alloc *a, const char *name,
+                                 const char *buf, size_t size, bp_dataset **out);
 
-/* Read @p path (plain or gzip) and run @p parse on it in the C locale. */
-static bp_status load_text(const char *what, const char *path, text_parser parse, const void *ctx,
-                           bp_dataset **out)
+/* Run @p parse on the NUL-terminated @p buf in the C locale. */
+static bp_status run_text(const char *what, const bp__alloc *a, const char *name, const char *buf,
+                          size_t size, text_parser parse, const void *ctx, bp_dataset **out)
 {
-    unsigned char *buf;
-    size_t size;
-    BP_CHECK(bp__read_file(&bp__default_alloc, NULL, path, &buf, &size));
     c_numeric loc = {(locale_t)0, (locale_t)0};
     bp_status st = c_numeric_begin(&loc, NULL, what);
     if (st == BP_OK) {
-        st = parse(ctx, bp__path_base(path), (const char *)buf, size, out);
+        st = parse(ctx, a, name, buf, size, out);
         c_numeric_end(&loc);
     }
-    bp__free(&bp__default_alloc, buf);
     return st;
 }
 
-bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int delimiter, int has_header,
-                              size_t target_first, size_t target_count)
+/* Read @p path (plain or gzip) and run @p parse on it in the C locale. */
+static bp_status load_text(const char *what, const bp__alloc *a, const char *path,
+                           text_parser parse, const void *ctx, bp_dataset **out)
 {
-    if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: out is NULL");
-    *out = NULL;
-    if (path == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: path is NULL");
+    unsigned char *buf;
+    size_t size;
+    BP_CHECK(bp__read_file(a, NULL, path, &buf, &size));
+    const bp_status st =
+        run_text(what, a, bp__path_base(path), (const char *)buf, size, parse, ctx, out);
+    bp__free(a, buf);
+    return st;
+}
+
+static bp_status csv_args(int delimiter, int has_header, size_t target_count)
+{
     if (!csv_delimiter_ok(delimiter))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: delimiter %d is not one of "
                         "',' ';' '\\t' ' ' '|' ':'", delimiter);
@@ -297,9 +301,38 @@ bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int delimiter,
                         has_header);
     if (target_count == 0)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: target_count is 0");
+    return BP_OK;
+}
+
+bp_status bp__dataset_parse_csv(bp_dataset **out, const bp__alloc *a, const char *name,
+                                const char *buf, size_t size, int delimiter, int has_header,
+                                size_t target_first, size_t target_count)
+{
+    *out = NULL;
+    BP_CHECK(csv_args(delimiter, has_header, target_count));
     const csv_ctx c = {NULL, NULL, (char)delimiter, target_first, target_count, 0, 0,
                        has_header};
-    return load_text("load_csv", path, csv_parse, &c, out);
+    return run_text("load_csv", a, name, buf, size, csv_parse, &c, out);
+}
+
+bp_status bp__dataset_load_csv_with(bp_dataset **out, const bp__alloc *a, const char *path,
+                                    int delimiter, int has_header, size_t target_first,
+                                    size_t target_count)
+{
+    if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: out is NULL");
+    *out = NULL;
+    if (path == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: path is NULL");
+    BP_CHECK(csv_args(delimiter, has_header, target_count));
+    const csv_ctx c = {NULL, NULL, (char)delimiter, target_first, target_count, 0, 0,
+                       has_header};
+    return load_text("load_csv", a, path, csv_parse, &c, out);
+}
+
+bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int delimiter, int has_header,
+                              size_t target_first, size_t target_count)
+{
+    return bp__dataset_load_csv_with(out, &bp__default_alloc, path, delimiter, has_header,
+                                     target_first, target_count);
 }
 
 /* ---- FANN ------------------------------------------------------------------------------ */
@@ -351,11 +384,10 @@ static bp_status fann_count(scanner *s, const char *name, const char *what, size
     return BP_OK;
 }
 
-static bp_status fann_parse(const void *ctx, const char *name, const char *buf, size_t size,
-                            bp_dataset **out)
+static bp_status fann_parse(const void *ctx, const bp__alloc *a, const char *name,
+                            const char *buf, size_t size, bp_dataset **out)
 {
     (void)ctx;
-    const bp__alloc *a = &bp__default_alloc;
     scanner s = {buf, buf + size, 1};
     size_t n, in, outs, width, total, nx, ny;
     BP_CHECK(fann_count(&s, name, "num_data", &n));
@@ -415,12 +447,24 @@ fail:
     return st;
 }
 
-bp_status bp_dataset_load_fann(bp_dataset **out, const char *path)
+bp_status bp__dataset_parse_fann(bp_dataset **out, const bp__alloc *a, const char *name,
+                                 const char *buf, size_t size)
+{
+    *out = NULL;
+    return run_text("load_fann", a, name, buf, size, fann_parse, NULL, out);
+}
+
+bp_status bp__dataset_load_fann_with(bp_dataset **out, const bp__alloc *a, const char *path)
 {
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_fann: out is NULL");
     *out = NULL;
     if (path == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_fann: path is NULL");
-    return load_text("load_fann", path, fann_parse, NULL, out);
+    return load_text("load_fann", a, path, fann_parse, NULL, out);
+}
+
+bp_status bp_dataset_load_fann(bp_dataset **out, const char *path)
+{
+    return bp__dataset_load_fann_with(out, &bp__default_alloc, path);
 }
 
 static void write_row(FILE *f, const float *v, size_t width)
@@ -497,12 +541,12 @@ static bp_status idx_check(const char *name, const unsigned char *b, size_t size
     return BP_OK;
 }
 
-static bp_status idx_build(const char *iname, const char *lname, const unsigned char *img,
-                           size_t img_size, const unsigned char *lab, size_t lab_size,
-                           size_t classes, bp_dataset **out)
+bp_status bp__dataset_parse_idx(bp_dataset **out, const bp__alloc *a, const char *iname,
+                                const unsigned char *img, size_t img_size, const char *lname,
+                                const unsigned char *lab, size_t lab_size, size_t classes)
 {
-    const bp__alloc *a = &bp__default_alloc;
-    size_t n, per, nl, one;
+    size_t n = 0, per = 0, nl = 0, one = 0;
+    *out = NULL;
     BP_CHECK(idx_check(iname, img, img_size, 2, 255, 0x00000803u, &n, &per));
     BP_CHECK(idx_check(lname, lab, lab_size, 1, 1, 0x00000801u, &nl, &one));
     if (n != nl)
@@ -535,8 +579,9 @@ static bp_status idx_build(const char *iname, const char *lname, const unsigned 
     return bp__dataset_adopt(out, a, x, y, n, per, outs);
 }
 
-bp_status bp_dataset_load_idx(bp_dataset **out, const char *images_path, const char *labels_path,
-                              size_t classes)
+bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a,
+                                    const char *images_path, const char *labels_path,
+                                    size_t classes)
 {
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_idx: out is NULL");
     *out = NULL;
@@ -546,16 +591,21 @@ bp_status bp_dataset_load_idx(bp_dataset **out, const char *images_path, const c
     if (classes > MAX_CLASSES)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_idx: classes = %zu; need 0 .. 2^24",
                         classes);
-    const bp__alloc *a = &bp__default_alloc;
     unsigned char *img, *lab;
     size_t img_size, lab_size;
     BP_CHECK(bp__read_file(a, NULL, images_path, &img, &img_size));
     bp_status st = bp__read_file(a, NULL, labels_path, &lab, &lab_size);
     if (st == BP_OK) {
-        st = idx_build(bp__path_base(images_path), bp__path_base(labels_path), img, img_size, lab,
-                       lab_size, classes, out);
+        st = bp__dataset_parse_idx(out, a, bp__path_base(images_path), img, img_size,
+                                   bp__path_base(labels_path), lab, lab_size, classes);
         bp__free(a, lab);
     }
     bp__free(a, img);
     return st;
+}
+
+bp_status bp_dataset_load_idx(bp_dataset **out, const char *images_path, const char *labels_path,
+                              size_t classes)
+{
+    return bp__dataset_load_idx_with(out, &bp__default_alloc, images_path, labels_path, classes);
 }

@@ -8,44 +8,62 @@
 
 
 /* At or below this many multiply-adds bp__gemm uses the plain loop instead of BLAS.
- * Measure with `bench/bp_bench --case gemm-crossover` (docs/performance.md). On the reference
- * machine (AMD EPYC Zen 4, OpenBLAS 0.3.21 Cooperlake kernels, Release build, 1 thread) BLAS
- * won for every square size from 2x2x2 up (2: 21 vs 29 ns, 16: 105 vs 756 ns), so this value
- * is not yet backed by a measurement; re-measure non-square layer shapes (n = 1) before
- * changing it. */
-const size_t bp__gemm_small_threshold = 4096;
+ * Measured with `bp_bench --case gemm-crossover` (docs/performance.md): on the reference
+ * machine (AMD EPYC Zen 4, OpenBLAS 0.3.21 Cooperlake kernels, -O3) the loop wins only at
+ * 2x2x2 (30 vs 36 ns); from 3x3x3 on OpenBLAS's small-matrix kernels win (4: 73 vs 38 ns,
+ * 8: 329 vs 58 ns). Single-row products (batch 1, the online-training case) never reach
+ * here: the dense layer handles n = 1 with its own row loops (layer_dense.c). */
+const size_t bp__gemm_small_threshold = 8;
+
+/* The plain loops, written for tiny shapes (batch 1, tens of neurons): no zero-fill pass and
+ * no call per row; the first product term assigns instead of accumulating, so beta = 0 costs
+ * nothing. Inner loops run over contiguous memory so larger shapes still vectorise. */
+static inline float beta_term(float beta, const float *cij)
+{
+    return beta == 0.0f ? 0.0f : beta * *cij;
+}
 
 void bp__gemm_naive(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
                     const float *a, size_t lda, const float *b, size_t ldb, float beta,
                     float *c, size_t ldc)
 {
-    for (size_t i = 0; i < m; i++) {
-        float *ci = c + i * ldc;
-        if (beta == 0.0f) {
-            for (size_t j = 0; j < n; j++) ci[j] = 0.0f;
-        } else if (beta != 1.0f) {
-            for (size_t j = 0; j < n; j++) ci[j] *= beta;
-        }
-        if (!trans_b) {
-            /* C[i,:] += alpha * A[i,p] * B[p,:]: contiguous inner loop over j. */
-            for (size_t p = 0; p < k; p++) {
-                const float aip = alpha * (trans_a ? a[p * lda + i] : a[i * lda + p]);
-                const float *bp = b + p * ldb;
-                for (size_t j = 0; j < n; j++) ci[j] += aip * bp[j];
-            }
-        } else {
-            /* C[i,j] += alpha * dot(A[i,:], B[j,:]). */
+    if (k == 0) {
+        for (size_t i = 0; i < m; i++)
+            for (size_t j = 0; j < n; j++) c[i * ldc + j] = beta_term(beta, c + i * ldc + j);
+        return;
+    }
+    if (trans_b) {
+        /* C[i,j] = alpha * dot(op(A)[i,:], B[j,:]) + beta C[i,j] */
+        for (size_t i = 0; i < m; i++) {
+            float *restrict ci = c + i * ldc;
             for (size_t j = 0; j < n; j++) {
-                const float *bj = b + j * ldb;
+                const float *restrict bj = b + j * ldb;
                 float s = 0.0f;
                 if (!trans_a) {
-                    const float *ai = a + i * lda;
+                    const float *restrict ai = a + i * lda;
                     for (size_t p = 0; p < k; p++) s += ai[p] * bj[p];
                 } else {
                     for (size_t p = 0; p < k; p++) s += a[p * lda + i] * bj[p];
                 }
-                ci[j] += alpha * s;
+                ci[j] = alpha * s + beta_term(beta, ci + j);
             }
+        }
+        return;
+    }
+    /* C[i,:] = alpha * sum_p op(A)[i,p] B[p,:] + beta C[i,:]: contiguous rows of B. */
+    for (size_t i = 0; i < m; i++) {
+        float *restrict ci = c + i * ldc;
+        const float a0 = alpha * (trans_a ? a[i] : a[i * lda]);
+        const float *restrict b0 = b;
+        if (beta == 0.0f) {
+            for (size_t j = 0; j < n; j++) ci[j] = a0 * b0[j];
+        } else {
+            for (size_t j = 0; j < n; j++) ci[j] = a0 * b0[j] + beta * ci[j];
+        }
+        for (size_t p = 1; p < k; p++) {
+            const float aip = alpha * (trans_a ? a[p * lda + i] : a[i * lda + p]);
+            const float *restrict bp = b + p * ldb;
+            for (size_t j = 0; j < n; j++) ci[j] += aip * bp[j];
         }
     }
 }

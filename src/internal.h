@@ -7,7 +7,8 @@
  *   layer_*.c                           layer kinds behind bp__layer_vtable
  *   net.c                               network walk, workspace, train_step
  *   optimizer.c                         updates over the net's parameter arena
- *   (later: train.c dataset.c serialize.c)
+ *   dataset.c dataset_io.c fileio.c     data sets and their loaders
+ *   layer_registry.c serialize.c        layer kinds by id; model and checkpoint files
  */
 #ifndef BP_INTERNAL_H
 #define BP_INTERNAL_H
@@ -150,7 +151,10 @@ bp_status bp__loss_compute(char *err, int loss, double delta, const float *pred,
 #define BP__MAGIC_OPT 0x4f505442u   /* "BTPO" */
 #define BP__MAGIC_DATA 0x44415442u  /* "BTAD" */
 
-/* A layer kind's behaviour. Adding a kind = one layer_<kind>.c file + one bp_net_add_*. */
+struct bp__hyper; /* defined in the persistence block at the end */
+
+/* A layer kind's behaviour. Adding a kind = one layer_<kind>.c file + one bp_net_add_* + one
+ * row in layer_registry.c. */
 typedef struct bp__layer_vtable {
     int kind;
     const char *name;
@@ -159,7 +163,9 @@ typedef struct bp__layer_vtable {
      * columns), or used only during the call at inference. May return 0. */
     size_t (*scratch_floats)(const bp_layer *l, size_t n, int training);
     /* y: [n x out] = layer(x: [n x in]). scratch: scratch_floats(l, n, training) floats (or
-     * NULL when that is 0). training: 1 in forward/train_step, 0 in predict. */
+     * NULL when that is 0). training: 1 in forward/train_step, 0 in predict. With training
+     * 0 the layer and its net MUST NOT be written (only scratch and y): bp_net_predict_ws()
+     * runs it from several threads at once on one net. */
     void (*forward)(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
                     int training);
     /* dy: [n x out] dL/dy, may be overwritten (scratch). dy_is_dz: dy already holds dL/dz
@@ -172,6 +178,32 @@ typedef struct bp__layer_vtable {
     /* Deep-copy kind-private data from src into dst (dst is a struct copy of src with priv
      * NULL); NULL when the kind has none. */
     bp_status (*clone)(bp_layer *dst, const bp_layer *src);
+
+    /* ---- persistence hooks (serialize.c, docs/format.md "Layer records") ----
+     * A saved layer is: kind, (key, value) hyper-parameters, parameters, extra state. A new
+     * kind registers by adding its vtable to the table in layer_registry.c; serialize.c
+     * never names a kind. */
+    /* Describe the layer as (key, value) pairs that construct() accepts: the kind's
+     * construction keys (BP__HP_*, below 100) and its enum bp_layer_key settings (2xx).
+     * Writes at most @p cap pairs to @p hp (NULL when cap is 0); returns the total count,
+     * at most BP__HYPER_MAX. Required. */
+    size_t (*hyper)(const bp_layer *l, struct bp__hyper *hp, size_t cap);
+    /* Append a layer of this kind to @p net from pairs written by hyper(). @p expect_params
+     * is the parameter count the file holds for it: fail with BP_ERR_FORMAT BEFORE
+     * allocating when the layer would have another count (a hostile file must not make the
+     * loader allocate more than it holds). An unknown construction key fails with
+     * BP_ERR_VERSION, a bad value with BP_ERR_FORMAT; bp__hyper_apply_settings() handles
+     * the 2xx keys. On failure the net may keep the new layer (the loader discards the net).
+     * Required. */
+    bp_status (*construct)(bp_net *net, const struct bp__hyper *hp, size_t count,
+                           size_t expect_params);
+    /* Non-parameter state saved with the layer (batch-norm running mean and variance ...):
+     * its float count, a writer, and a reader that validates (BP_ERR_FORMAT on a wrong
+     * count, BP_ERR_NONFINITE on a value it cannot hold) before changing anything. All three
+     * NULL for kinds without such state (dense). */
+    size_t (*state_floats)(const bp_layer *l);
+    void (*state_write)(const bp_layer *l, float *dst);
+    bp_status (*state_read)(bp_layer *l, const float *src, size_t count);
 } bp__layer_vtable;
 
 struct bp_layer {
@@ -220,9 +252,13 @@ struct bp_net {
     bp__workspace ws;    /* training forward/backward */
     bp__workspace pws;   /* bp_net_predict */
     size_t max_width;    /* max(inputs, every layer's out) */
+    uint64_t shape_hash; /* bp__optimizer_shape_hash() of the layer layout, kept current by
+                            bp__net_append_layer so that every step compares in O(1) */
     int accumulate;
     double huber_delta;
     double clip_norm, clip_value;
+    struct bp__persist *persist; /* scalers, metadata, training state (serialize.c); NULL
+                                    until one is set */
     char err[BP__ERR_CAP];
 };
 
@@ -339,5 +375,84 @@ bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net);
 /* Allocate (or reuse) and initialise the state for @p net's shape and bind to it; steps = 0.
  * Used by the first step and by checkpoint loading. BP_ERR_NOMEM leaves opt unbound. */
 bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net);
+
+/* ---- persistence ---- */
+
+/* Create an optimizer whose struct and state come from @p a (bp_optimizer_create() passes
+ * bp__default_alloc; checkpoint loading passes the caller's allocator). */
+bp_status bp__optimizer_create_with(bp_optimizer **out, int kind, const bp__alloc *a);
+
+/* One layer hyper-parameter as saved in a layer record: keys below 100 are construction
+ * parameters private to the format, keys 200..299 are enum bp_layer_key settings. */
+typedef struct bp__hyper {
+    uint32_t key;
+    double value;
+} bp__hyper;
+
+/* Construction keys (docs/format.md lists each kind's keys). New kinds take new numbers. */
+enum {
+    BP__HP_UNITS = 1,      /* dense: output width, 1 .. 2^24 */
+    BP__HP_ACTIVATION = 2  /* dense: enum bp_activation */
+};
+/* Most pairs one layer record may hold (a larger count is a malformed file). */
+#define BP__HYPER_MAX 64u
+
+/* Layer registry (layer_registry.c): the vtable of kind @p kind, or NULL if unknown. */
+const bp__layer_vtable *bp__layer_vtable_of(int kind);
+/* Append a layer of kind @p kind to @p net through its vtable's construct(): BP_ERR_VERSION
+ * for an unknown kind (a newer writer), else what construct() returns. */
+bp_status bp__layer_construct(bp_net *net, int kind, const bp__hyper *hp, size_t count,
+                              size_t expect_params);
+/* The value of @p key in @p hp, or -1 when absent (then *value is untouched). */
+int bp__hyper_find(const bp__hyper *hp, size_t count, uint32_t key, double *value);
+/* Write the enum bp_layer_key settings every kind has (trainable, leaky slope, ELU alpha)
+ * into hp[at ..] (as far as cap allows); returns at + their count. */
+size_t bp__hyper_put_settings(const bp_layer *l, bp__hyper *hp, size_t cap, size_t at);
+/* Apply the 2xx pairs of @p hp to @p l through bp_layer_set() (validated: a bad value is
+ * BP_ERR_FORMAT); construction keys are skipped, unknown 2xx keys are BP_ERR_VERSION, any
+ * other key not in @p known (a 0-terminated list of the kind's construction keys) too. */
+bp_status bp__hyper_apply_settings(bp_layer *l, const bp__hyper *hp, size_t count,
+                                   const uint32_t *known);
+
+/* CRC-32 (IEEE 802.3, zlib's crc32): continue @p crc (0 to start) over @p size bytes. */
+uint32_t bp__crc32(uint32_t crc, const void *data, size_t size);
+
+/* Per-net persistence data (serialize.c): released by bp_net_free, copied by bp_net_clone. */
+void bp__persist_free(bp_net *net);
+bp_status bp__persist_clone(bp_net *dst, const bp_net *src);
+
+/* Training-state records saved in a checkpoint's TRST section (docs/format.md): free-form
+ * (key, bytes) pairs kept on the net, e.g. the fit loop's versioned state blob under the key
+ * "fit". put copies @p len bytes of @p data (data may be NULL when len is 0) and replaces a
+ * record with the same key; a NULL @p data with len 0 removes the record (BP_OK if absent).
+ * Keys: 1 .. 255 bytes, NUL-terminated; records: at most 65536 per net, each at most
+ * 2^30 bytes. BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE, BP_ERR_NOMEM (net unchanged). */
+bp_status bp__ckpt_state_put(bp_net *net, const char *key, const void *data, size_t len);
+/* Find a record: *data (borrowed until the next put on @p net or its free) and *len.
+ * BP_ERR_INDEX when absent (then *data = NULL, *len = 0). */
+bp_status bp__ckpt_state_get(const bp_net *net, const char *key, const void **data,
+                             size_t *len);
+
+/* Buffer-based data set parsers (dataset_io.c), behind the public loaders, for the fuzz
+ * targets and allocation-failure tests. @p buf must have a NUL byte at buf[size] (as
+ * bp__read_file() leaves). @p name names the input in messages. */
+bp_status bp__dataset_parse_csv(bp_dataset **out, const bp__alloc *a, const char *name,
+                                const char *buf, size_t size, int delimiter, int has_header,
+                                size_t target_first, size_t target_count);
+bp_status bp__dataset_parse_fann(bp_dataset **out, const bp__alloc *a, const char *name,
+                                 const char *buf, size_t size);
+bp_status bp__dataset_parse_idx(bp_dataset **out, const bp__alloc *a, const char *images_name,
+                                const unsigned char *images, size_t images_size,
+                                const char *labels_name, const unsigned char *labels,
+                                size_t labels_size, size_t classes);
+/* The public file loaders with every allocation (file buffer, decompression, data) from
+ * @p a; the public functions pass bp__default_alloc. */
+bp_status bp__dataset_load_csv_with(bp_dataset **out, const bp__alloc *a, const char *path,
+                                    int delimiter, int has_header, size_t target_first,
+                                    size_t target_count);
+bp_status bp__dataset_load_fann_with(bp_dataset **out, const bp__alloc *a, const char *path);
+bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a,
+                                    const char *images_path, const char *labels_path,
+                                    size_t classes);
 
 #endif /* BP_INTERNAL_H */

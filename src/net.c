@@ -78,6 +78,7 @@ void bp_net_free(bp_net *net)
     bp__free_aligned(&a, net->grads);
     ws_release(net, &net->ws);
     ws_release(net, &net->pws);
+    bp__persist_free(net);
     net->magic = 0;
     bp__free(&a, net);
 }
@@ -138,6 +139,7 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
     net->layers[net->nlayers++] = l;
     net->nparams = total;
     if (l->out > net->max_width) net->max_width = l->out;
+    net->shape_hash = bp__optimizer_shape_hash(net);
     bp__layer_init_params(l, init_scheme, init_value);
     /* Shapes changed: the workspaces are replanned on the next call. */
     ws_release(net, &net->ws);
@@ -273,10 +275,12 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     }
     net->rng = src->rng;
     net->max_width = src->max_width;
+    net->shape_hash = src->shape_hash;
     net->accumulate = src->accumulate;
     net->huber_delta = src->huber_delta;
     net->clip_norm = src->clip_norm;
     net->clip_value = src->clip_value;
+    if ((s = bp__persist_clone(net, src)) != BP_OK) goto fail;
     *out = net;
     return BP_OK;
 fail:
@@ -471,9 +475,10 @@ static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t
 }
 
 /* Walk the layers in reverse. ws->g0 holds dL/dY of the last layer (or dL/dZ when
- * dy_is_dz). Every layer's gradient is proven finite: dz is scanned (small: n x out), and dW
- * = dz^T x, db = sum dz are bounded by n * max|dz| * max|x|; only when that bound could
- * overflow are dW and db scanned themselves. */
+ * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it: small
+ * layers have dW and db scanned; for large ones dz is scanned (n x out, small next to
+ * out x in) and dW = dz^T x, db = sum dz are bounded by n * max|dz| * max|x|, so dW and db
+ * are scanned only when that bound could overflow. */
 static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_is_dz)
 {
     float *g = ws->g0, *other = ws->g1;
@@ -483,15 +488,20 @@ static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_
         float *dx = i > 0 ? other : NULL;
         l->vt->backward(l, n, x, ws->s[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
         dy_is_dz = 0;
-        const float mdz = max_abs(g, n * l->out);
-        if (!isfinite(mdz))
-            return bp__fail(net->err, BP_ERR_NONFINITE,
-                            "layer %zu (%s): gradient dL/dz is not finite", i, l->vt->name);
-        const float mx = max_abs(x, n * l->in);
-        const double bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
-        if (net->accumulate || !(bound < 1e37)) {
-            const size_t np = l->nweights + l->nbiases;
+        const size_t np = l->nweights + l->nbiases;
+        if (np <= 4096 || net->accumulate) {
+            /* Small layer (or accumulated sums): scanning dW and db is as cheap as any bound. */
             if (bp__first_nonfinite(bp__layer_dw(l), np) != np)
+                return bp__fail(net->err, BP_ERR_NONFINITE,
+                                "layer %zu (%s): gradient is not finite", i, l->vt->name);
+        } else {
+            const float mdz = max_abs(g, n * l->out);
+            if (!isfinite(mdz))
+                return bp__fail(net->err, BP_ERR_NONFINITE,
+                                "layer %zu (%s): gradient dL/dz is not finite", i, l->vt->name);
+            const float mx = max_abs(x, n * l->in);
+            const double bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
+            if (!(bound < 1e37) && bp__first_nonfinite(bp__layer_dw(l), np) != np)
                 return bp__fail(net->err, BP_ERR_NONFINITE,
                                 "layer %zu (%s): weight gradient is not finite", i, l->vt->name);
         }
@@ -660,6 +670,79 @@ bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t
         const size_t rows = n - r < chunk ? n - r : chunk;
         forward_pass(net, &net->pws, x + r * net->inputs, rows, 0);
         memcpy(y + r * out, net->pws.y[net->nlayers - 1], rows * out * sizeof(float));
+    }
+    return BP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Concurrent inference: caller scratch, const net
+ * ----------------------------------------------------------------------------------------*/
+
+/* Rows per chunk and the floats one chunk needs: two ping-pong activation buffers of
+ * rows x max_width and the largest inference scratch of any layer, each rounded to 16. */
+static size_t ws_rows(size_t n) { return n < BP__PREDICT_CHUNK ? n : BP__PREDICT_CHUNK; }
+
+static size_t predict_scratch(const bp_net *net, size_t rows)
+{
+    size_t act, big = 0;
+    if (bp__mul_size(rows, net->max_width, &act) != 0 || act > SIZE_MAX / 4) return SIZE_MAX;
+    for (size_t i = 0; i < net->nlayers; i++) {
+        const bp_layer *l = net->layers[i];
+        const size_t sf = l->vt->scratch_floats(l, rows, 0);
+        if (sf > big) big = sf;
+    }
+    if (big > SIZE_MAX / 4) return SIZE_MAX;
+    return 2 * round16(act) + round16(big);
+}
+
+size_t bp_net_predict_scratch_floats(const bp_net *net, size_t n)
+{
+    if (!bp__net_ok(net) || net->nlayers == 0 || n == 0) return 0;
+    return predict_scratch(net, ws_rows(n));
+}
+
+bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *y,
+                            size_t capacity, float *scratch, size_t scratch_floats)
+{
+    /* Messages go to the calling thread's bp_last_error() only: net->err is shared. */
+    if (!bp__net_ok(net))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_predict_ws: invalid net handle");
+    if (x == NULL || y == NULL || scratch == NULL)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "bp_net_predict_ws: x, y and scratch must not be NULL");
+    if (n == 0) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_predict_ws: n is 0");
+    if (net->nlayers == 0)
+        return bp__fail(NULL, BP_ERR_STATE, "bp_net_predict_ws: the net has no layers");
+    const size_t out = net_out_width(net), rows = ws_rows(n);
+    size_t need;
+    if (bp__mul_size(n, out, &need) != 0 || need > capacity)
+        return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
+                        "bp_net_predict_ws: %zu rows x %zu outputs need %zu floats, y holds %zu",
+                        n, out, n * out, capacity);
+    const size_t sneed = predict_scratch(net, rows);
+    if (sneed > scratch_floats)
+        return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
+                        "bp_net_predict_ws: %zu rows need %zu scratch floats, got %zu", n,
+                        sneed, scratch_floats);
+    const size_t total = n * net->inputs, bad = bp__first_nonfinite(x, total);
+    if (bad != total)
+        return bp__fail(NULL, BP_ERR_NONFINITE,
+                        "bp_net_predict_ws: input row %zu, column %zu is %g", bad / net->inputs,
+                        bad % net->inputs, (double)x[bad]);
+    const size_t act = round16(rows * net->max_width);
+    float *buf[2] = {scratch, scratch + act};
+    float *ls = scratch + 2 * act;
+    for (size_t r = 0; r < n; r += rows) {
+        const size_t m = n - r < rows ? n - r : rows;
+        const float *in = x + r * net->inputs;
+        for (size_t i = 0; i < net->nlayers; i++) {
+            /* Inference forward (training 0) does not write the layer (see the vtable), so
+             * dropping const here is sound and lets threads share the net. */
+            bp_layer *l = (bp_layer *)(uintptr_t)net->layers[i];
+            float *dst = i + 1 == net->nlayers ? y + r * out : buf[i & 1];
+            l->vt->forward(l, m, in, l->vt->scratch_floats(l, m, 0) ? ls : NULL, dst, 0);
+            in = dst;
+        }
     }
     return BP_OK;
 }

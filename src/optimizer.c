@@ -148,7 +148,7 @@ static void set_defaults(bp_optimizer *o)
  * Handle
  * ----------------------------------------------------------------------------------------*/
 
-bp_status bp_optimizer_create(bp_optimizer **out, int kind)
+bp_status bp__optimizer_create_with(bp_optimizer **out, int kind, const bp__alloc *a)
 {
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_optimizer_create: out is NULL");
     *out = NULL;
@@ -156,18 +156,23 @@ bp_status bp_optimizer_create(bp_optimizer **out, int kind)
         return bp__fail(NULL, BP_ERR_INVALID_ARG,
                         "bp_optimizer_create: unknown optimizer kind %d (expected %d .. %d)",
                         kind, BP_OPTIMIZER_SGD, BP_OPTIMIZER_IRPROP_MINUS);
-    bp_optimizer *o = bp__malloc(&bp__default_alloc, sizeof *o);
+    bp_optimizer *o = bp__malloc(a, sizeof *o);
     if (o == NULL)
         return bp__fail(NULL, BP_ERR_NOMEM, "bp_optimizer_create: out of memory (%zu bytes)",
                         sizeof *o);
     memset(o, 0, sizeof *o);
     o->magic = BP__MAGIC_OPT;
     o->kind = kind;
-    o->alloc = bp__default_alloc;
+    o->alloc = *a;
     o->nadam_mu_product = 1.0;
     set_defaults(o);
     *out = o;
     return BP_OK;
+}
+
+bp_status bp_optimizer_create(bp_optimizer **out, int kind)
+{
+    return bp__optimizer_create_with(out, kind, &bp__default_alloc);
 }
 
 void bp_optimizer_free(bp_optimizer *opt)
@@ -329,7 +334,7 @@ bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net)
                         s[S(BP_OPT_RPROP_DELTA_MIN)], s[S(BP_OPT_RPROP_DELTA_MAX)]);
     if (opt->bound && (opt->bound_nparams != net->nparams ||
                        opt->bound_nlayers != net->nlayers ||
-                       opt->bound_hash != bp__optimizer_shape_hash(net))) {
+                       opt->bound_hash != net->shape_hash)) {
         const int same_counts =
             opt->bound_nparams == net->nparams && opt->bound_nlayers == net->nlayers;
         return bp__fail(opt->err, BP_ERR_STATE,
@@ -379,7 +384,7 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
     opt->bound = 1;
     opt->bound_nparams = np;
     opt->bound_nlayers = net->nlayers;
-    opt->bound_hash = bp__optimizer_shape_hash(net);
+    opt->bound_hash = net->shape_hash;
     opt->steps = 0;
     opt->sgd_buf_ready = 0;
     opt->nadam_mu_product = 1.0;

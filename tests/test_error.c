@@ -86,6 +86,17 @@ static void fail_sets_thread_local_and_handle_message(void **state)
     assert_string_equal(buf, "dense layer 2: input has 783 features");
 }
 
+static void fail_may_quote_the_previous_message(void **state)
+{
+    (void)state;
+    char buf[BP__ERR_CAP];
+    bp__fail(buf, BP_ERR_STATE, "inner %d", 1);
+    bp__fail(buf, BP_ERR_STATE, "outer: %s", bp_last_error());
+    assert_string_equal(bp_last_error(), "outer: inner 1");
+    bp__fail(buf, BP_ERR_STATE, "again: %s", buf);
+    assert_string_equal(buf, "again: outer: inner 1");
+}
+
 static void fail_truncates_long_messages(void **state)
 {
     (void)state;
@@ -157,6 +168,7 @@ int main(void)
         bp_add_test(status_values_are_pinned),
         bp_add_test(version_matches_header),
         bp_add_test(fail_sets_thread_local_and_handle_message),
+        bp_add_test(fail_may_quote_the_previous_message),
         bp_add_test(fail_truncates_long_messages),
         bp_add_test(backend_info_names_blas_and_core),
         bp_add_test(backend_hint_only_for_pre_avx_core_on_avx_cpu),

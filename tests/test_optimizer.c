@@ -55,6 +55,7 @@ static void fake_net_init(fake_net *f, size_t nlayers, const size_t *nw, const s
     }
     assert_true(off <= MAXP);
     f->net.nparams = off;
+    f->net.shape_hash = bp__optimizer_shape_hash(&f->net); /* as bp__net_append_layer does */
 }
 
 /* The small fixture: layer 0 = 2 weights + 1 bias, layer 1 = 1 weight + 1 bias. */

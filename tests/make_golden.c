@@ -1,0 +1,91 @@
+/* make_golden.c -- writes tests/data/golden_model.bpm and golden_model.txt, the committed
+ * model that test_serialize checks every later version still loads and predicts with.
+ *
+ *     build/tests/make_golden tests/data [tests/fuzz/corpus/model]
+ *
+ * With a second directory it also writes small seed files for the fuzz_model target: two
+ * checkpoints (SGD with momentum, iRprop-) with training-state records, and the golden
+ * model again.
+ *
+ * Run it again only when the format version changes on purpose (and keep the old file as
+ * golden_model_v<N>.bpm with its own test). The .txt holds "n in out", then n x in inputs
+ * and the n x out outputs this version predicted, as C99 hex floats (exact). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "backprop.h"
+
+#define CHECK(expr)                                                                               \
+    do {                                                                                          \
+        if ((expr) != BP_OK) {                                                                    \
+            fprintf(stderr, "%s: %s\n", #expr, bp_last_error());                                  \
+            return 1;                                                                             \
+        }                                                                                         \
+    } while (0)
+
+int main(int argc, char **argv)
+{
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s <data directory> [<fuzz corpus directory>]\n", argv[0]);
+        return 2;
+    }
+    enum { N = 6, IN = 3, OUT = 2, TRAIN = 16 };
+    float x[TRAIN * IN], y[TRAIN * OUT];
+    for (int i = 0; i < TRAIN; i++) {
+        for (int k = 0; k < IN; k++) x[i * IN + k] = (float)((i * 7 + k * 3) % 11) / 5.0f - 1.0f;
+        y[i * OUT] = x[i * IN] * 0.5f - x[i * IN + 2];
+        y[i * OUT + 1] = x[i * IN + 1] * x[i * IN + 1];
+    }
+    bp_net *net;
+    bp_optimizer *opt;
+    CHECK(bp_net_create(&net, IN, 20240601));
+    CHECK(bp_net_add_dense(net, 5, BP_ACT_TANH));
+    CHECK(bp_net_add_dense(net, 4, BP_ACT_LEAKY_RELU));
+    CHECK(bp_net_add_dense(net, OUT, BP_ACT_IDENTITY));
+    CHECK(bp_layer_set(bp_net_layer(net, 1), BP_LAYER_LEAKY_SLOPE, 0.2));
+    CHECK(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM));
+    CHECK(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.02));
+    for (int s = 0; s < 50; s++) CHECK(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, TRAIN, 0));
+    const float off[IN] = {0.0f, -0.5f, 0.25f}, sc[IN] = {1.0f, 2.0f, 0.5f};
+    CHECK(bp_net_set_scaler(net, BP_SCALE_INPUTS, off, sc, IN));
+    CHECK(bp_net_set_meta(net, "written_by", "tests/make_golden.c"));
+    CHECK(bp_net_set_meta(net, "purpose", "format version 1 compatibility"));
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/golden_model.bpm", argv[1]);
+    CHECK(bp_net_save(net, path));
+    float out[N * OUT];
+    CHECK(bp_net_predict(net, x, N, out, N * OUT));
+    snprintf(path, sizeof path, "%s/golden_model.txt", argv[1]);
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return 1;
+    fprintf(f, "%d %d %d\n", N, IN, OUT);
+    for (int i = 0; i < N * IN; i++) fprintf(f, "%a%c", (double)x[i], (i + 1) % IN ? ' ' : '\n');
+    for (int i = 0; i < N * OUT; i++)
+        fprintf(f, "%a%c", (double)out[i], (i + 1) % OUT ? ' ' : '\n');
+    if (fclose(f) != 0) return 1;
+    if (argc == 3) {
+        snprintf(path, sizeof path, "%s/golden_model.bpm", argv[2]);
+        CHECK(bp_net_save(net, path));
+        const int kinds[2] = {BP_OPTIMIZER_SGD, BP_OPTIMIZER_IRPROP_MINUS};
+        for (int i = 0; i < 2; i++) {
+            bp_net *small;
+            bp_optimizer *o;
+            CHECK(bp_net_create(&small, IN, 7));
+            CHECK(bp_net_add_dense(small, 2, BP_ACT_RELU));
+            CHECK(bp_net_add_dense(small, OUT, BP_ACT_SOFTMAX));
+            CHECK(bp_optimizer_create(&o, kinds[i]));
+            CHECK(bp_optimizer_set(o, BP_OPT_MOMENTUM, 0.5));
+            for (int s = 0; s < 3; s++)
+                CHECK(bp_net_train_step(small, o, BP_LOSS_SOFTMAX_CE, x, y, 4, 0));
+            CHECK(bp_net_set_meta(small, "k", "v"));
+            snprintf(path, sizeof path, "%s/seed_checkpoint_%d.bpc", argv[2], kinds[i]);
+            CHECK(bp_checkpoint_save(small, o, path));
+            bp_optimizer_free(o);
+            bp_net_free(small);
+        }
+    }
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    return 0;
+}
