@@ -191,6 +191,33 @@ BP_MPI_API bp_status bp_mpi_train_step(bp_net *net, bp_optimizer *opt, int loss,
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_IO. @since 0.1 */
 BP_MPI_API bp_status bp_mpi_replicas_equal(bp_net *net, int *equal, MPI_Comm comm);
 
+/* ============================================================================================
+ * Files: only one rank writes
+ * ==========================================================================================*/
+
+/** Save the model on rank 0 only (bp_net_save()), and give every rank its outcome: with
+ *  identical replicas one file is enough, and ranks writing the same path at once would
+ *  race. Collective.
+ *  @param net   this rank's replica; only rank 0's is read.
+ *  @param path  the file; read on rank 0 only (may be NULL on the others).
+ *  @param comm  the communicator.
+ *  @return rank 0's bp_net_save() status on every rank (BP_OK, BP_ERR_INVALID_ARG,
+ *  BP_ERR_STATE, BP_ERR_IO, BP_ERR_NOMEM; the message through bp_mpi_last_error()), or
+ *  BP_ERR_INVALID_ARG / BP_ERR_STATE / BP_ERR_IO from MPI as for every collective call.
+ *  @since 0.1 */
+BP_MPI_API bp_status bp_mpi_save(const bp_net *net, const char *path, MPI_Comm comm);
+
+/** Save a training checkpoint (bp_checkpoint_save()) on rank 0 only; as bp_mpi_save().
+ *  Every rank's optimizer holds the same state after bp_mpi_train_step(), so rank 0's
+ *  checkpoint resumes any number of ranks: load it on every rank (bp_checkpoint_load()).
+ *  @param net   this rank's replica; only rank 0's is read.
+ *  @param opt   this rank's optimizer; only rank 0's is read.
+ *  @param path  the file; read on rank 0 only.
+ *  @param comm  the communicator.
+ *  @return rank 0's bp_checkpoint_save() status on every rank. @since 0.1 */
+BP_MPI_API bp_status bp_mpi_checkpoint_save(const bp_net *net, const bp_optimizer *opt,
+                                            const char *path, MPI_Comm comm);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

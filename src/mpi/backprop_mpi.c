@@ -339,3 +339,40 @@ bp_status bp_mpi_train_step(bp_net *net, bp_optimizer *opt, int loss, const floa
     if (loss_value != NULL) *loss_value = (float)(sums[1] / sums[0]);
     return BP_OK;
 }
+
+/* Run a file write on rank 0 only and give every rank its status and message. */
+static bp_status root_writes(const char *fn,
+                             bp_status (*write)(const void *a, const void *b, const char *path),
+                             const void *a, const void *b, const char *path, MPI_Comm comm)
+{
+    int rank, size;
+    TRY(enter(fn, comm, &rank, &size));
+    bp_status s = BP_OK;
+    if (rank == 0) {
+        s = write(a, b, path);
+        if (s != BP_OK) fail(s, "%s: %s", fn, bp_last_error());
+    }
+    return agree_status(fn, s, rank, comm);
+}
+
+static bp_status write_model(const void *net, const void *unused, const char *path)
+{
+    (void)unused;
+    return bp_net_save(net, path);
+}
+
+static bp_status write_checkpoint(const void *net, const void *opt, const char *path)
+{
+    return bp_checkpoint_save(net, opt, path);
+}
+
+bp_status bp_mpi_save(const bp_net *net, const char *path, MPI_Comm comm)
+{
+    return root_writes("bp_mpi_save", write_model, net, NULL, path, comm);
+}
+
+bp_status bp_mpi_checkpoint_save(const bp_net *net, const bp_optimizer *opt, const char *path,
+                                 MPI_Comm comm)
+{
+    return root_writes("bp_mpi_checkpoint_save", write_checkpoint, net, opt, path, comm);
+}

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backprop_mpi.h"
 
@@ -392,6 +393,94 @@ static void shard_rejects_bad_arguments(void **state)
     assert_int_equal(bp_mpi_shard(10, 0, 2, &start, NULL), BP_ERR_INVALID_ARG);
 }
 
+/* A fresh directory made by rank 0, its name sent to every rank. */
+static void shared_tmpdir(char *dir, size_t cap)
+{
+    assert_true(cap >= 32);
+    if (rank_ == 0) {
+        snprintf(dir, cap, "/tmp/bp_mpi_XXXXXX");
+        assert_non_null(mkdtemp(dir));
+    }
+    assert_int_equal(MPI_Bcast(dir, (int)cap, MPI_CHAR, 0, MPI_COMM_WORLD), MPI_SUCCESS);
+}
+
+static void save_writes_rank_0s_model_once(void **state)
+{
+    (void)state;
+    char dir[64], path[96], bad[128];
+    shared_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/model.bpm", dir);
+    snprintf(bad, sizeof bad, "%s/missing/model.bpm", dir);
+    bp_net *net = make_net(1000u + (uint64_t)rank_, HIDDEN); /* differ until broadcast */
+    assert_status(bp_mpi_broadcast_params(net, 0, MPI_COMM_WORLD), BP_OK);
+    /* The path is only read on rank 0. */
+    assert_status(bp_mpi_save(net, rank_ == 0 ? path : NULL, MPI_COMM_WORLD), BP_OK);
+    bp_net *loaded = NULL;
+    assert_status(bp_net_load(&loaded, path), BP_OK); /* one file system here */
+    assert_true(checksum(loaded) == checksum(net));
+    bp_net_free(loaded);
+
+    /* Rank 0's failure is every rank's. */
+    assert_int_equal(bp_mpi_save(net, bad, MPI_COMM_WORLD), BP_ERR_IO);
+    assert_non_null(strstr(bp_mpi_last_error(), "rank 0: bp_mpi_save: "));
+    assert_same_on_every_rank(hash_string(bp_mpi_last_error()));
+    assert_int_equal(bp_mpi_save(net, rank_ == 0 ? NULL : path, MPI_COMM_WORLD),
+                     BP_ERR_INVALID_ARG);
+    assert_int_equal(bp_mpi_save(net, path, MPI_COMM_NULL), BP_ERR_INVALID_ARG);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank_ == 0) {
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+    }
+    bp_net_free(net);
+}
+
+static void checkpoint_of_rank_0_resumes_every_rank_bit_identically(void **state)
+{
+    (void)state;
+    enum { B = 8, K = 3 };
+    float x[2 * K * B * IN], y[2 * K * B * OUT];
+    make_data(x, y, 2 * K * B, 21);
+    char dir[64], path[96];
+    shared_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/run.bpc", dir);
+    bp_net *net = make_net(5, HIDDEN);
+    bp_optimizer *opt = NULL;
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    size_t start, count;
+    assert_status(bp_mpi_shard(B, rank_, size_, &start, &count), BP_OK);
+    for (size_t s = 0; s < 2 * K; s++) {
+        if (s == K) assert_status(bp_mpi_checkpoint_save(net, opt, path, MPI_COMM_WORLD), BP_OK);
+        const size_t r0 = s * B + start;
+        assert_status(bp_mpi_train_step(net, opt, BP_LOSS_SOFTMAX_CE, x + r0 * IN, y + r0 * OUT,
+                                        count, NULL, MPI_COMM_WORLD),
+                      BP_OK);
+    }
+    /* Every rank resumes from rank 0's checkpoint and repeats the last K steps. */
+    bp_net *again = NULL;
+    bp_optimizer *opt_again = NULL;
+    assert_status(bp_checkpoint_load(&again, &opt_again, path), BP_OK);
+    for (size_t s = K; s < 2 * K; s++) {
+        const size_t r0 = s * B + start;
+        assert_status(bp_mpi_train_step(again, opt_again, BP_LOSS_SOFTMAX_CE, x + r0 * IN,
+                                        y + r0 * OUT, count, NULL, MPI_COMM_WORLD),
+                      BP_OK);
+    }
+    assert_true(checksum(again) == checksum(net));
+    assert_same_on_every_rank(checksum(again));
+    assert_int_equal(bp_mpi_checkpoint_save(net, rank_ == 0 ? NULL : opt, path, MPI_COMM_WORLD),
+                     BP_ERR_INVALID_ARG);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank_ == 0) {
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+    }
+    bp_optimizer_free(opt_again);
+    bp_net_free(again);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
 int main(int argc, char **argv)
 {
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) return 1;
@@ -412,6 +501,8 @@ int main(int argc, char **argv)
         bp_add_test(nan_on_one_rank_fails_on_every_rank),
         bp_add_test(bad_arguments_on_one_rank_fail_on_every_rank),
         bp_add_test(networks_of_different_sizes_fail_on_every_rank),
+        bp_add_test(save_writes_rank_0s_model_once),
+        bp_add_test(checkpoint_of_rank_0_resumes_every_rank_bit_identically),
     };
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();
