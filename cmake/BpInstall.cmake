@@ -9,7 +9,7 @@ install(TARGETS backprop EXPORT backpropTargets
   LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"
   RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
   INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
-install(FILES include/backprop.h DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+install(FILES include/backprop.h include/backprop.hpp DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
 
 # --- CMake package ----------------------------------------------------------------------
 get_target_property(_bp_type backprop TYPE)

@@ -97,8 +97,11 @@ extern "C" {
  * Version
  * ==========================================================================================*/
 
+/** Major version: changes with incompatible ABI changes from 1.0 on (it is the SONAME). */
 #define BP_VERSION_MAJOR 0
+/** Minor version: new functions; in 0.x also ABI changes (see docs/abi.md). */
 #define BP_VERSION_MINOR 1
+/** Patch version: fixes only. */
 #define BP_VERSION_PATCH 0
 /** MAJOR*10000 + MINOR*100 + PATCH, comparable with bp_version(). */
 #define BP_VERSION_NUMBER (BP_VERSION_MAJOR * 10000 + BP_VERSION_MINOR * 100 + BP_VERSION_PATCH)
@@ -123,6 +126,7 @@ BP_API const char *bp_version_string(void);
  * -2xx shape, -3xx numeric, -4xx I/O and format, -5xx memory.
  * ==========================================================================================*/
 
+/** Status of a fallible call: BP_OK (0) or a negative error code (values are stable). */
 typedef enum bp_status {
     BP_OK = 0,                    /**< success */
     BP_ERR_INVALID_ARG = -100,    /**< NULL pointer, zero size, unknown enum or key, bad handle */
@@ -141,7 +145,8 @@ typedef enum bp_status {
     BP_ERR_NOMEM = -500           /**< an allocation failed */
 } bp_status;
 
-/** @return a static, non-NULL, human-readable description of @p status; unknown codes give
+/** @param status  a bp_status value (any int).
+ *  @return a static, non-NULL, human-readable description of @p status; unknown codes give
  *  "unknown status". Thread-safe. @since 0.1 */
 BP_API const char *bp_status_string(int status);
 
@@ -324,63 +329,84 @@ BP_API bp_status bp_net_create(bp_net **out, size_t inputs, uint64_t seed);
 
 /** As bp_net_create(), with every allocation the network (and anything it owns) makes going
  *  through @p alloc_fn / @p free_fn with @p user. Both NULL selects malloc/free.
+ *  @param out  receives the new network; NULL on failure.
+ *  @param inputs  width of each input row, >= 1.
+ *  @param seed  seeds the generator, as bp_net_create().
+ *  @param alloc_fn  allocation callback; NULL together with @p free_fn selects malloc.
+ *  @param free_fn  release callback matching @p alloc_fn; NULL together with it selects free.
+ *  @param user  passed to @p alloc_fn and @p free_fn.
+ *  @return as bp_net_create().
  *  @since 0.1 */
 BP_API bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed,
                                   bp_alloc_fn alloc_fn, bp_free_fn free_fn, void *user);
 
-/** Free a network and its layers. NULL is a no-op. @since 0.1 */
+/** Free a network and its layers. NULL is a no-op.
+ *  @param net  the network.
+ *  @since 0.1 */
 BP_API void bp_net_free(bp_net *net);
 
 /** Deep-copy a network: layers, parameters, settings and random state (not gradients or
  *  workspace). The copy is independent: use one per thread for concurrent work.
+ *  @param out  receives the copy; NULL on failure. Free with bp_net_free().
+ *  @param net  the network to copy; unchanged.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_clone(bp_net **out, const bp_net *net);
 
-/** @return the detailed message of the last failed call on @p net ("" if none, a static
+/** @param net  the network.
+ *  @return the detailed message of the last failed call on @p net ("" if none, a static
  *  message if @p net is invalid). Borrowed: valid until the next call on @p net. @since 0.1 */
 BP_API const char *bp_net_last_error(const bp_net *net);
 
 /** Append a dense (fully connected) layer y = f(x W^T + b), W [units x in], b [units].
  *  Weights use BP_INIT_DEFAULT for @p activation, drawn from the net's generator; biases 0.
  *  A softmax layer must be the last: adding a layer after one fails with BP_ERR_STATE.
+ *  @param net  the network.
  *  @param units       output width, 1 .. 2^24.
  *  @param activation  an enum bp_activation value.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_dense(bp_net *net, size_t units, int activation);
 
-/** @return the number of layers (0 for an invalid handle). @since 0.1 */
+/** @param net  the network.
+ *  @return the number of layers (0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_net_layer_count(const bp_net *net);
 
-/** @return layer @p index (0 = first), borrowed from @p net and valid until the net is
+/** @param net  the network.
+ *  @param index  the layer's position, from 0.
+ *  @return layer @p index (0 = first), borrowed from @p net and valid until the net is
  *  freed; NULL if @p index is out of range or @p net invalid. @since 0.1 */
 BP_API bp_layer *bp_net_layer(bp_net *net, size_t index);
 
-/** @return the input width (0 for an invalid handle). @since 0.1 */
+/** @param net  the network.
+ *  @return the input width (0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_net_input_size(const bp_net *net);
 
-/** @return the output width of the last layer (the input width if there are no layers;
+/** @param net  the network.
+ *  @return the output width of the last layer (the input width if there are no layers;
  *  0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_net_output_size(const bp_net *net);
 
-/** @return the total number of trainable and frozen parameters (0 for invalid). @since 0.1 */
+/** @param net  the network.
+ *  @return the total number of trainable and frozen parameters (0 for invalid). @since 0.1 */
 BP_API size_t bp_net_param_count(const bp_net *net);
 
 /** Change a network setting.
- *  @param key    an enum bp_net_key value.
+ *  @param net  the network.
+ *  @param key    an enum bp_net_key or enum bp_fit_key value.
  *  @param value  the new value; 0/1 for flags.
  *  @return BP_OK; BP_ERR_OUT_OF_RANGE (value outside the key's bounds, not clamped; NaN
  *  included), BP_ERR_INVALID_ARG (unknown key or invalid handle). @since 0.1 */
 BP_API bp_status bp_net_set(bp_net *net, int key, double value);
 
 /** Read a network setting.
- *  @param key    an enum bp_net_key value.
+ *  @param net  the network.
+ *  @param key    an enum bp_net_key or enum bp_fit_key value.
  *  @param value  receives the current value.
  *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
 BP_API bp_status bp_net_get(const bp_net *net, int key, double *value);
 
 /** The inclusive bounds of a network setting; an open bound is reported as the nearest
  *  double inside it. Thread-safe.
- *  @param key  an enum bp_net_key value.
+ *  @param key  an enum bp_net_key or enum bp_fit_key value.
  *  @param lo   receives the smallest accepted value.
  *  @param hi   receives the largest accepted value.
  *  @return BP_OK, BP_ERR_INVALID_ARG (unknown key or NULL output). @since 0.1 */
@@ -388,6 +414,9 @@ BP_API bp_status bp_net_param_bounds(int key, double *lo, double *hi);
 
 /** Write a human-readable table (layer, kind, output shape, parameters, activation) into
  *  @p buf, NUL-terminated.
+ *  @param net  the network.
+ *  @param buf  caller buffer for the table (NULL if @p capacity is 0).
+ *  @param capacity  bytes @p buf can hold.
  *  @param needed  if not NULL, receives the size needed including the NUL.
  *  @return BP_OK, or BP_ERR_BUFFER_TOO_SMALL (buf then holds a truncated, terminated
  *  prefix when capacity > 0). @since 0.1 */
@@ -396,6 +425,7 @@ BP_API bp_status bp_net_summary(const bp_net *net, char *buf, size_t capacity,
 
 /** Training forward pass over a batch, keeping every layer's activations for
  *  bp_net_backward().
+ *  @param net  the network.
  *  @param x  inputs [n x in], row-major. Copied as needed; not retained.
  *  @param n  rows, >= 1.
  *  @param y  receives a pointer to the outputs [n x out], borrowed from @p net and valid
@@ -407,19 +437,27 @@ BP_API bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const flo
 /** Backward pass: given dL/dY for the batch of the last bp_net_forward(), apply the chain
  *  rule through every layer in reverse and store (or, with BP_NET_ACCUMULATE_GRADS, add)
  *  each layer's dL/dW and dL/db.
+ *  @param net  the network.
  *  @param dy  dL/dY [n x out]; @p n must equal the last forward's n.
+ *  @param n  rows of @p dy; must equal the last forward pass's n.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (no forward pass to differentiate),
  *  BP_ERR_SHAPE, BP_ERR_NONFINITE (a gradient became NaN/Inf; the message names the layer;
  *  gradients are then unspecified but parameters untouched). @since 0.1 */
 BP_API bp_status bp_net_backward(bp_net *net, const float *dy, size_t n);
 
-/** Set every gradient to zero (for BP_NET_ACCUMULATE_GRADS). @since 0.1 */
+/** Set every gradient to zero (for BP_NET_ACCUMULATE_GRADS).
+ *  @param net  the network.
+ *  @return BP_OK, BP_ERR_INVALID_ARG.
+ *  @since 0.1 */
 BP_API bp_status bp_net_zero_grad(bp_net *net);
 
 /** One training step: forward, loss, backward, clipping (BP_NET_CLIP_*), optimizer update.
+ *  @param net  the network.
+ *  @param opt  the optimizer.
  *  @param loss        an enum bp_loss value.
  *  @param x           inputs [n x in].
  *  @param y           targets [n x out], or [n] class indices for BP_LOSS_SPARSE_SOFTMAX_CE.
+ *  @param n  rows, >= 1.
  *  @param loss_value  if not NULL, receives the batch loss before the update.
  *  @return BP_OK; BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_INDEX (class index out of
  *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient: parameters are then
@@ -433,6 +471,7 @@ BP_API bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, con
  *  optimizers, gradient accumulation over several batches, or averaging gradients across
  *  processes (bp_net_grads()) before bp_optimizer_step(). Clipping (BP_NET_CLIP_*) is not
  *  applied here; it belongs to bp_net_train_step().
+ *  @param net  the network.
  *  @param loss        an enum bp_loss value.
  *  @param x           inputs [n x in].
  *  @param y           targets [n x out], or [n] class indices for BP_LOSS_SPARSE_SOFTMAX_CE.
@@ -444,7 +483,9 @@ BP_API bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, con
 
 /** Inference on any number of rows (processed internally in batches; no size limit).
  *  Does not disturb the activations kept for bp_net_backward().
+ *  @param net  the network.
  *  @param x         inputs [n x in].
+ *  @param n  rows, >= 1.
  *  @param y         caller buffer for the outputs [n x out].
  *  @param capacity  number of floats @p y can hold, >= n * out.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_BUFFER_TOO_SMALL,
@@ -454,6 +495,8 @@ BP_API bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y,
 
 /** The scratch size bp_net_predict_ws() needs for @p n rows: rows are processed in chunks
  *  of at most 1024, so this stops growing beyond n = 1024.
+ *  @param net  the network.
+ *  @param n  rows to predict at once.
  *  @return floats, or 0 for an invalid handle, a net without layers or n = 0. Thread-safe on
  *  a net nobody modifies. @since 0.1 */
 BP_API size_t bp_net_predict_scratch_floats(const bp_net *net, size_t n);
@@ -463,6 +506,7 @@ BP_API size_t bp_net_predict_scratch_floats(const bp_net *net, size_t n);
  *  trained network, each with its own @p scratch (and @p y), while no thread modifies the
  *  net (no training, no layer added, no setter). Results are bit-identical to
  *  bp_net_predict() for the same rows. Does not allocate.
+ *  @param net  the network.
  *  @param x               inputs [n x in].
  *  @param n               rows, >= 1.
  *  @param y               caller buffer for the outputs [n x out].
@@ -477,6 +521,7 @@ BP_API bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, 
                                    size_t capacity, float *scratch, size_t scratch_floats);
 
 /** The whole parameter vector, layer by layer, each layer's W (row-major [out x in]) then b.
+ *  @param net  the network.
  *  @param count  if not NULL, receives the number of floats.
  *  @return a pointer borrowed from @p net, valid until a layer is added or the net freed;
  *  writes through it change the model. NULL for an invalid handle or no layers. @since 0.1 */
@@ -484,6 +529,10 @@ BP_API float *bp_net_params(bp_net *net, size_t *count);
 
 /** The gradient vector, laid out exactly like bp_net_params(): dL/dW, dL/db per layer.
  *  Writable (e.g. to average gradients across processes before bp_optimizer_step()).
+ *  @param net  the network.
+ *  @param count  if not NULL, receives the number of floats.
+ *  @return a pointer borrowed from @p net, valid like bp_net_params()'s; NULL for an
+ *  invalid handle or no layers.
  *  @since 0.1 */
 BP_API float *bp_net_grads(bp_net *net, size_t *count);
 
@@ -495,28 +544,35 @@ BP_API float *bp_net_grads(bp_net *net, size_t *count);
  * thread's bp_last_error(), which also covers an invalid layer handle).
  * ==========================================================================================*/
 
-/** @return the layer's enum bp_layer_kind, 0 for an invalid handle. @since 0.1 */
+/** @param layer  the layer.
+ *  @return the layer's enum bp_layer_kind, 0 for an invalid handle. @since 0.1 */
 BP_API int bp_layer_kind(const bp_layer *layer);
 
-/** @return the layer's enum bp_activation, -1 for an invalid handle. @since 0.1 */
+/** @param layer  the layer.
+ *  @return the layer's enum bp_activation, -1 for an invalid handle. @since 0.1 */
 BP_API int bp_layer_activation(const bp_layer *layer);
 
-/** @return the layer's input width (0 for an invalid handle). @since 0.1 */
+/** @param layer  the layer.
+ *  @return the layer's input width (0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_layer_input_size(const bp_layer *layer);
 
-/** @return the layer's output width (0 for an invalid handle). @since 0.1 */
+/** @param layer  the layer.
+ *  @return the layer's output width (0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_layer_output_size(const bp_layer *layer);
 
-/** @return the number of parameters (weights + biases; 0 for an invalid handle). @since 0.1 */
+/** @param layer  the layer.
+ *  @return the number of parameters (weights + biases; 0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_layer_param_count(const bp_layer *layer);
 
 /** Copy the weights, row-major [out x in] (W[o][i] connects input i to output o).
+ *  @param layer  the layer.
  *  @param dst       caller buffer receiving out * in floats.
  *  @param capacity  floats @p dst can hold, >= out * in.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_weights(const bp_layer *layer, float *dst, size_t capacity);
 
 /** Replace the weights.
+ *  @param layer  the layer.
  *  @param src    the new weights [out x in], row-major; copied.
  *  @param count  floats in @p src; must equal out * in.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (count differs), BP_ERR_NONFINITE (a
@@ -524,36 +580,42 @@ BP_API bp_status bp_layer_get_weights(const bp_layer *layer, float *dst, size_t 
 BP_API bp_status bp_layer_set_weights(bp_layer *layer, const float *src, size_t count);
 
 /** Copy the biases.
+ *  @param layer  the layer.
  *  @param dst       caller buffer receiving out floats.
  *  @param capacity  floats @p dst can hold, >= out.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_biases(const bp_layer *layer, float *dst, size_t capacity);
 
 /** Replace the biases.
+ *  @param layer  the layer.
  *  @param src    the new biases [out]; copied.
  *  @param count  floats in @p src; must equal out.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE, BP_ERR_NONFINITE. @since 0.1 */
 BP_API bp_status bp_layer_set_biases(bp_layer *layer, const float *src, size_t count);
 
 /** Copy dL/dW [out x in] as left by the last backward pass (or train_step).
+ *  @param layer  the layer.
  *  @param dst       caller buffer receiving out * in floats.
  *  @param capacity  floats @p dst can hold.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_weight_grad(const bp_layer *layer, float *dst, size_t capacity);
 
 /** Copy dL/db [out] as left by the last backward pass (or train_step).
+ *  @param layer  the layer.
  *  @param dst       caller buffer receiving out floats.
  *  @param capacity  floats @p dst can hold.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_bias_grad(const bp_layer *layer, float *dst, size_t capacity);
 
 /** Re-initialise the weights from the net's generator; biases are set to 0.
+ *  @param layer  the layer.
  *  @param scheme  an enum bp_init value.
  *  @param value   the constant for BP_INIT_CONSTANT (a finite float); ignored otherwise.
  *  @return BP_OK, BP_ERR_INVALID_ARG (unknown scheme), BP_ERR_OUT_OF_RANGE. @since 0.1 */
 BP_API bp_status bp_layer_init_weights(bp_layer *layer, int scheme, double value);
 
 /** Change a layer setting.
+ *  @param layer  the layer.
  *  @param key    an enum bp_layer_key value.
  *  @param value  the new value; 0/1 for flags.
  *  @return BP_OK, BP_ERR_OUT_OF_RANGE (not clamped; NaN included), BP_ERR_INVALID_ARG.
@@ -561,6 +623,7 @@ BP_API bp_status bp_layer_init_weights(bp_layer *layer, int scheme, double value
 BP_API bp_status bp_layer_set(bp_layer *layer, int key, double value);
 
 /** Read a layer setting.
+ *  @param layer  the layer.
  *  @param key    an enum bp_layer_key value.
  *  @param value  receives the current value.
  *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
@@ -608,20 +671,25 @@ BP_API bp_status bp_loss_eval(int loss, double param, const float *pred, const f
  *  @since 0.1 */
 BP_API bp_status bp_optimizer_create(bp_optimizer **out, int kind);
 
-/** Free an optimizer and its state. NULL (or an invalid handle) is a no-op. @since 0.1 */
+/** Free an optimizer and its state. NULL (or an invalid handle) is a no-op.
+ *  @param opt  the optimizer.
+ *  @since 0.1 */
 BP_API void bp_optimizer_free(bp_optimizer *opt);
 
-/** @return the detailed message of the last failed call on @p opt ("" if none; a static
+/** @param opt  the optimizer.
+ *  @return the detailed message of the last failed call on @p opt ("" if none; a static
  *  message if @p opt is invalid). Borrowed: valid until the next call on @p opt. Calls that
  *  cannot write the handle (bp_optimizer_get()) report through bp_last_error() only.
  *  @since 0.1 */
 BP_API const char *bp_optimizer_last_error(const bp_optimizer *opt);
 
-/** @return the algorithm (enum bp_optimizer_kind), 0 for an invalid handle. @since 0.1 */
+/** @param opt  the optimizer.
+ *  @return the algorithm (enum bp_optimizer_kind), 0 for an invalid handle. @since 0.1 */
 BP_API int bp_optimizer_kind(const bp_optimizer *opt);
 
 /** Set a setting; it applies from the next step (a learning-rate schedule may call this
  *  between steps).
+ *  @param opt  the optimizer.
  *  @param key    an enum bp_optimizer_key value.
  *  @param value  within bp_optimizer_param_bounds(); 0/1 settings take exactly 0 or 1.
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, unknown key), BP_ERR_OUT_OF_RANGE
@@ -630,6 +698,7 @@ BP_API int bp_optimizer_kind(const bp_optimizer *opt);
 BP_API bp_status bp_optimizer_set(bp_optimizer *opt, int key, double value);
 
 /** Read a setting.
+ *  @param opt  the optimizer.
  *  @param key    an enum bp_optimizer_key value.
  *  @param value  receives the setting.
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, unknown key, NULL @p value). @since 0.1 */
@@ -656,10 +725,13 @@ BP_API bp_status bp_optimizer_param_bounds(int key, double *lo, double *hi);
 BP_API bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net);
 
 /** Forget all state (moments, step sizes, step count, bound shape); settings are kept. The
- *  next step starts afresh on any net. @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
+ *  next step starts afresh on any net.
+ *  @param opt  the optimizer.
+ *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
 BP_API bp_status bp_optimizer_reset(bp_optimizer *opt);
 
-/** @return the number of successful bp_optimizer_step() calls since creation or reset (0 for
+/** @param opt  the optimizer.
+ *  @return the number of successful bp_optimizer_step() calls since creation or reset (0 for
  *  an invalid handle). @since 0.1 */
 BP_API uint64_t bp_optimizer_step_count(const bp_optimizer *opt);
 
@@ -707,27 +779,35 @@ enum bp_scale_part {
 BP_API bp_status bp_dataset_create(bp_dataset **out, const float *x, const float *y, size_t n,
                                    size_t inputs, size_t outputs);
 
-/** Free a data set. NULL is a no-op. @since 0.1 */
+/** Free a data set. NULL is a no-op.
+ *  @param ds  the data set.
+ *  @since 0.1 */
 BP_API void bp_dataset_free(bp_dataset *ds);
 
-/** @return the detailed message of the last failed call on @p ds ("" if none, a static
+/** @param ds  the data set.
+ *  @return the detailed message of the last failed call on @p ds ("" if none, a static
  *  message if @p ds is invalid). Borrowed: valid until the next call on @p ds. @since 0.1 */
 BP_API const char *bp_dataset_last_error(const bp_dataset *ds);
 
-/** @return the number of samples n (0 for an invalid handle). @since 0.1 */
+/** @param ds  the data set.
+ *  @return the number of samples n (0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_dataset_size(const bp_dataset *ds);
 
-/** @return the input width (0 for an invalid handle). @since 0.1 */
+/** @param ds  the data set.
+ *  @return the input width (0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_dataset_input_size(const bp_dataset *ds);
 
-/** @return the target width (0 for an invalid handle). @since 0.1 */
+/** @param ds  the data set.
+ *  @return the target width (0 for an invalid handle). @since 0.1 */
 BP_API size_t bp_dataset_output_size(const bp_dataset *ds);
 
-/** @return the inputs [n x in], borrowed from @p ds: valid until @p ds is modified
+/** @param ds  the data set.
+ *  @return the inputs [n x in], borrowed from @p ds: valid until @p ds is modified
  *  (shuffled, scaled) or freed; NULL for an invalid handle. @since 0.1 */
 BP_API const float *bp_dataset_inputs(const bp_dataset *ds);
 
-/** @return the targets [n x out], borrowed like bp_dataset_inputs(). @since 0.1 */
+/** @param ds  the data set.
+ *  @return the targets [n x out], borrowed like bp_dataset_inputs(). @since 0.1 */
 BP_API const float *bp_dataset_targets(const bp_dataset *ds);
 
 /** Load a delimited text file (CSV) of numbers: one sample per line; the columns
@@ -737,7 +817,7 @@ BP_API const float *bp_dataset_targets(const bp_dataset *ds);
  *  final newline and blank lines are accepted. Class labels must already be numbers.
  *  @param out           receives the new data set; NULL on failure.
  *  @param path          file name (plain or gzip).
- *  @param delimiter     one of ',' ';' '\t' ' ' '|' ':' (with ' ', exactly one space
+ *  @param delimiter     one of ',' ';' tab (9) ' ' '|' ':' (with ' ', exactly one space
  *                       separates cells).
  *  @param has_header    1: the first non-blank line holds column names and is skipped
  *                       (its column count must match); 0: every line is data.
@@ -769,6 +849,8 @@ BP_API bp_status bp_dataset_load_fann(bp_dataset **out, const char *path);
  *  back to the identical floats. The file is written atomically: to a temporary file in the
  *  same directory, synced, then renamed over @p path, so a failure never leaves a partial
  *  file at @p path.
+ *  @param ds  the data set.
+ *  @param path  the file name.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_IO. @since 0.1 */
 BP_API bp_status bp_dataset_save_fann(const bp_dataset *ds, const char *path);
 
@@ -795,6 +877,8 @@ BP_API bp_status bp_dataset_load_idx(bp_dataset **out, const char *images_path,
 /** Shuffle the samples in place (Fisher-Yates driven by the library's xoshiro256**
  *  generator seeded with @p seed); each input row stays paired with its target row. The
  *  same seed and data set give the same order on every platform. Does not allocate.
+ *  @param ds  the data set.
+ *  @param seed  seeds the shuffle.
  *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
 BP_API bp_status bp_dataset_shuffle(bp_dataset *ds, uint64_t seed);
 
@@ -812,6 +896,8 @@ BP_API bp_status bp_dataset_split(bp_dataset **first, bp_dataset **second, const
 
 /** Copy the samples @p start .. @p start + @p count - 1 of @p ds into a new data set.
  *  @param out    receives the copy; NULL on failure. Free with bp_dataset_free().
+ *  @param ds  the data set.
+ *  @param start  index of the first sample to copy, from 0.
  *  @param count  >= 1; start + count must not exceed the size of @p ds.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_dataset_subset(bp_dataset **out, const bp_dataset *ds, size_t start,
@@ -832,6 +918,7 @@ BP_API bp_status bp_dataset_fit_scaler(const bp_dataset *ds, int kind, int part,
                                        float *scale, size_t capacity);
 
 /** Scale one part of @p ds in place: v' = (v - offset[c]) * scale[c] for column c.
+ *  @param ds  the data set.
  *  @param part    an enum bp_scale_part value.
  *  @param offset  [count] offsets, finite.
  *  @param scale   [count] scales, finite and non-zero.
@@ -856,7 +943,14 @@ BP_API bp_status bp_scaler_apply(const float *offset, const float *scale, size_t
 
 /** Undo a scaler in place: v = v' / scale[c] + offset[c], e.g. to turn predictions of
  *  scaled targets back into data units (house prices). Parameters and results as
- *  bp_scaler_apply(). Thread-safe. @since 0.1 */
+ *  bp_scaler_apply(). Thread-safe.
+ *  @param offset  [width] offsets, finite.
+ *  @param scale  [width] scales, finite and non-zero.
+ *  @param width  columns per row, >= 1.
+ *  @param values  [n x width], transformed in place.
+ *  @param n  rows, >= 1.
+ *  @return as bp_scaler_apply().
+ *  @since 0.1 */
 BP_API bp_status bp_scaler_invert(const float *offset, const float *scale, size_t width,
                                   float *values, size_t n);
 
@@ -876,6 +970,222 @@ BP_API bp_status bp_dataset_class_count(const bp_dataset *ds, size_t *classes);
  *  that is not an integer in [0, classes); the message names its row), BP_ERR_NOMEM.
  *  @since 0.1 */
 BP_API bp_status bp_dataset_one_hot(bp_dataset **out, const bp_dataset *ds, size_t classes);
+
+/* ============================================================================================
+ * Training loop
+ *
+ * bp_net_fit() is step five of the algorithm ("repeat") over a bp_dataset: for each epoch it
+ * (re)shuffles the training rows, cuts them into batches, calls bp_net_train_step() on each,
+ * measures the epoch's metrics on the fly, evaluates the optional validation set, sets the
+ * learning rate from a schedule, applies early stopping, records the history and calls the
+ * epoch callback. Its settings are network keys (block 400) set with bp_net_set(); gradient
+ * clipping is the network's BP_NET_CLIP_NORM / BP_NET_CLIP_VALUE, applied by train_step.
+ *
+ *     bp_net_set(net, BP_FIT_EPOCHS, 10);
+ *     bp_net_set(net, BP_FIT_BATCH_SIZE, 64);
+ *     bp_net_set(net, BP_FIT_SCHEDULE, BP_SCHEDULE_COSINE);
+ *     if (bp_net_fit(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, train, test) != BP_OK)
+ *         fprintf(stderr, "%s\n", bp_net_last_error(net));
+ *     bp_net_history_save_csv(net, "history.csv");
+ *
+ * Epochs are numbered from 0. A fit call trains the epochs [BP_FIT_INITIAL_EPOCH,
+ * BP_FIT_EPOCHS); schedules are functions of this absolute epoch number, so a run resumed
+ * with INITIAL_EPOCH = k (same net, optimizer and generator state, e.g. from a checkpoint)
+ * follows the same learning rates and data orders as an uninterrupted one and gives
+ * bit-identical weights (at the same thread count).
+ *
+ * Learning-rate schedules. base is the optimizer's BP_OPT_LEARNING_RATE when fit starts
+ * (fit sets the optimizer's rate before every epoch and puts base back when it returns);
+ * W = BP_FIT_WARMUP_EPOCHS, gamma = BP_FIT_LR_GAMMA, min = BP_FIT_LR_MIN; for an epoch
+ * e < W the rate is the linear warm-up base * (e + 1) / W, otherwise, with k = e - W:
+ *   - BP_SCHEDULE_CONSTANT     base
+ *   - BP_SCHEDULE_STEP         base * gamma^floor(k / BP_FIT_LR_STEP)
+ *   - BP_SCHEDULE_EXPONENTIAL  base * gamma^k
+ *   - BP_SCHEDULE_COSINE       min + (base - min) * (1 + cos(pi * min(k, T) / T)) / 2, with
+ *                              T = BP_FIT_COSINE_EPOCHS, or EPOCHS - W when that is 0 (at
+ *                              least 1); after T epochs the rate stays at min
+ *   - BP_SCHEDULE_PLATEAU      starts at base; after each epoch e >= W whose monitored loss
+ *                              did not improve, a counter grows; when it reaches
+ *                              BP_FIT_PLATEAU_PATIENCE the rate becomes max(rate * gamma,
+ *                              min) and the counter restarts. The rate persists across fit
+ *                              calls for a resume.
+ * The monitored loss is the validation loss when a validation set is given, otherwise the
+ * training loss. It improves when it is below the best so far minus BP_FIT_MIN_DELTA (the
+ * same test serves early stopping and the plateau schedule).
+ * ==========================================================================================*/
+
+/** Training-loop settings for bp_net_set()/bp_net_get()/bp_net_param_bounds() (block
+ *  400..499). Counts must be whole numbers; ranges are inclusive. */
+enum bp_fit_key {
+    BP_FIT_EPOCHS = 400,           /**< train up to this epoch (exclusive); [1, 1e9]; 10 */
+    BP_FIT_BATCH_SIZE = 401,       /**< rows per step; [1, 2^31]; default 32; the last batch
+                                        of an epoch holds the remaining rows */
+    BP_FIT_SHUFFLE = 402,          /**< 0/1, default 1: every epoch visits the training rows
+                                        in a fresh Fisher-Yates order of 0..n-1 drawn from the
+                                        network's generator (seeded by bp_net_create()) */
+    BP_FIT_PATIENCE = 403,         /**< early stopping: stop after this many consecutive
+                                        epochs without improvement of the monitored loss;
+                                        [0, 1e9]; 0 = off (default) */
+    BP_FIT_MIN_DELTA = 404,        /**< an improvement must exceed this; [0, 1e9]; default 0 */
+    BP_FIT_RESTORE_BEST = 405,     /**< 0/1, default 1: at an early stop, restore the weights
+                                        at the end of the best epoch (when that epoch ran in
+                                        the same fit call) */
+    BP_FIT_SCHEDULE = 406,         /**< an enum bp_schedule value; default constant */
+    BP_FIT_LR_STEP = 407,          /**< step schedule: epochs between decays; [1, 1e9]; 10 */
+    BP_FIT_LR_GAMMA = 408,         /**< step, exponential and plateau factor; (0, 1]; 0.1 */
+    BP_FIT_LR_MIN = 409,           /**< cosine and plateau floor; [0, 1e3]; default 0 */
+    BP_FIT_WARMUP_EPOCHS = 410,    /**< linear warm-up epochs before the schedule; [0, 1e9];
+                                        default 0 */
+    BP_FIT_PLATEAU_PATIENCE = 411, /**< reduce-on-plateau: epochs without improvement before
+                                        the rate is multiplied by gamma; [1, 1e9]; default 5 */
+    BP_FIT_COSINE_EPOCHS = 412,    /**< cosine period T in epochs after the warm-up; [0, 1e9];
+                                        0 = EPOCHS - WARMUP (default) */
+    BP_FIT_INITIAL_EPOCH = 413     /**< first epoch to train (resume); [0, 1e9]; default 0.
+                                        0 resets the early-stopping and plateau counters kept
+                                        in the net; > 0 continues from them. fit leaves this
+                                        setting as it was */
+};
+
+/** Learning-rate schedules for BP_FIT_SCHEDULE (formulas in the section comment). */
+enum bp_schedule {
+    BP_SCHEDULE_CONSTANT = 0,    /**< base rate throughout */
+    BP_SCHEDULE_STEP = 1,        /**< times gamma every BP_FIT_LR_STEP epochs */
+    BP_SCHEDULE_EXPONENTIAL = 2, /**< times gamma every epoch */
+    BP_SCHEDULE_COSINE = 3,      /**< cosine annealing from base to BP_FIT_LR_MIN */
+    BP_SCHEDULE_PLATEAU = 4      /**< times gamma when the monitored loss stalls */
+};
+
+/** Per-epoch metrics: indices into the arrays given to the epoch callback, filled by
+ *  bp_net_evaluate() (the first four) and kept in the history. A metric that does not apply
+ *  is NaN:
+ *   - accuracy applies to BP_LOSS_SOFTMAX_CE and BP_LOSS_SPARSE_SOFTMAX_CE (fraction of rows
+ *     whose largest output is the target's class: the largest target column, or the index)
+ *     and to BP_LOSS_BCE_LOGITS (fraction of output elements with logit > 0 exactly where
+ *     target >= 0.5);
+ *   - mae = mean |pred - target| and rmse = sqrt(mean (pred - target)^2), over all n * out
+ *     elements, apply to BP_LOSS_MSE, BP_LOSS_MAE and BP_LOSS_HUBER;
+ *   - val_* are NaN without a validation set.
+ *  Training-set metrics are measured during the epoch, from each batch's outputs before
+ *  that batch's update (the loss is the mean of the batch losses weighted by batch size),
+ *  not by a second pass; val_* come from a pass over the validation set after the epoch. */
+enum bp_metric {
+    BP_METRIC_LOSS = 0,          /**< training loss */
+    BP_METRIC_ACCURACY = 1,      /**< training accuracy */
+    BP_METRIC_MAE = 2,           /**< training mean absolute error */
+    BP_METRIC_RMSE = 3,          /**< training root mean squared error */
+    BP_METRIC_VAL_LOSS = 4,      /**< validation loss */
+    BP_METRIC_VAL_ACCURACY = 5,  /**< validation accuracy */
+    BP_METRIC_VAL_MAE = 6,       /**< validation mean absolute error */
+    BP_METRIC_VAL_RMSE = 7,      /**< validation root mean squared error */
+    BP_METRIC_LEARNING_RATE = 8, /**< learning rate used during the epoch */
+    BP_METRIC_SECONDS = 9,       /**< wall-clock seconds of the epoch, validation included */
+    BP_METRIC_COUNT = 10         /**< number of metrics (not a metric) */
+};
+
+/** @return BP_METRIC_COUNT, for bindings. Thread-safe. @since 0.1 */
+BP_API size_t bp_metric_count(void);
+
+/** @param metric  an enum bp_metric value.
+ *  @return the static name of a metric as used in the history CSV header: "loss",
+ *  "accuracy", "mae", "rmse", "val_loss", "val_accuracy", "val_mae", "val_rmse",
+ *  "learning_rate", "seconds"; "unknown" for any other value. Thread-safe. @since 0.1 */
+BP_API const char *bp_metric_name(int metric);
+
+/** Epoch callback: called by bp_net_fit() after every epoch, once its metrics are recorded
+ *  in the history and the early-stopping and plateau counters are updated.
+ *  @param user     the pointer given to bp_net_set_epoch_callback().
+ *  @param epoch    the absolute epoch number (from 0).
+ *  @param metrics  the epoch's metrics [count], indexed by enum bp_metric; borrowed for the
+ *                  call.
+ *  @param count    BP_METRIC_COUNT.
+ *  @return 0 to continue, nonzero to stop training after this epoch (bp_net_fit() then
+ *  returns BP_OK). The callback may read the network (history, predict, save it) but must
+ *  not free it, change its layers, or call bp_net_fit() on it. */
+typedef int (*bp_epoch_fn)(void *user, size_t epoch, const double *metrics, size_t count);
+
+/** Set or clear the epoch callback of @p net (copied by bp_net_clone()).
+ *  @param net  the network whose bp_net_fit() calls @p fn.
+ *  @param fn    the callback, or NULL to clear it.
+ *  @param user  passed to @p fn; not dereferenced by the library.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.1 */
+BP_API bp_status bp_net_set_epoch_callback(bp_net *net, bp_epoch_fn fn, void *user);
+
+/** Train @p net on @p train for the epochs [BP_FIT_INITIAL_EPOCH, BP_FIT_EPOCHS) with the
+ *  settings described in this section. The history is replaced by this call's epochs.
+ *  Buffers for one batch (gathered rows, shuffle order, best weights, validation outputs)
+ *  are allocated once per call: no allocation happens per step or after the first epoch
+ *  (the history's first 4096 rows are reserved up front).
+ *  @param net  the network to train.
+ *  @param opt    the optimizer; its rate is set per epoch and restored on return.
+ *  @param loss   an enum bp_loss value, used for training and validation.
+ *  @param train  the training set: input width = the net's input width; target width =
+ *                the net's output width, or 1 (class indices < output width) for
+ *                BP_LOSS_SPARSE_SOFTMAX_CE. Not modified (shuffling works on an index).
+ *  @param val    a validation set of the same widths, or NULL.
+ *  @return BP_OK when the epochs are done, early stopping triggered, the callback asked to
+ *  stop, or INITIAL_EPOCH >= EPOCHS (nothing to do); BP_ERR_INVALID_ARG (invalid handle,
+ *  unknown loss), BP_ERR_STATE (no layers, a softmax CE loss without a softmax output
+ *  layer, BP_NET_ACCUMULATE_GRADS on, an optimizer bound to another shape),
+ *  BP_ERR_SHAPE (a width differs), BP_ERR_INDEX (a class index >= the output width) — all
+ *  before anything changes. During training: BP_ERR_NONFINITE (a loss or gradient became
+ *  NaN/Inf), BP_ERR_NOMEM (planning the buffers, or the net's workspaces at the first step
+ *  or first validation), or an optimizer error: training stops with the weights as they
+ *  were before the failing step, the history holds the completed epochs, the optimizer has
+ *  its base rate back, and the message names the epoch. @since 0.1 */
+BP_API bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset *train,
+                            const bp_dataset *val);
+
+/** Loss and metrics of @p net on a whole data set (inference in batches, like
+ *  bp_net_predict(); the activations kept for bp_net_backward() are not disturbed).
+ *  @param net  the network (its inference workspace is used).
+ *  @param loss     an enum bp_loss value; widths as for bp_net_fit().
+ *  @param ds       the data set.
+ *  @param metrics  receives metrics[0 .. min(count, 4)): BP_METRIC_LOSS, _ACCURACY, _MAE,
+ *                  _RMSE (NaN where they do not apply; see enum bp_metric).
+ *  @param count    doubles @p metrics can hold, >= 1.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_SHAPE, BP_ERR_INDEX,
+ *  BP_ERR_NONFINITE (the loss overflowed), BP_ERR_NOMEM. @since 0.1 */
+BP_API bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *metrics,
+                                 size_t count);
+
+/** @param net  the network.
+ *  @return the number of epochs recorded by the last bp_net_fit() call (0 before any, or for
+ *  an invalid handle). @since 0.1 */
+BP_API size_t bp_net_history_length(const bp_net *net);
+
+/** Read one metric of one recorded epoch.
+ *  @param net  the network.
+ *  @param epoch   row of the history, 0 .. bp_net_history_length() - 1 (row 0 is the epoch
+ *                 BP_FIT_INITIAL_EPOCH of that call).
+ *  @param metric  an enum bp_metric value.
+ *  @param value   receives the value (NaN for a metric that does not apply).
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL @p value, unknown metric),
+ *  BP_ERR_INDEX (@p epoch out of range). @since 0.1 */
+BP_API bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric,
+                                    double *value);
+
+/** Write the history as CSV: a header line "epoch,loss,accuracy,mae,rmse,val_loss,
+ *  val_accuracy,val_mae,val_rmse,learning_rate,seconds", then one line per recorded epoch
+ *  (the absolute epoch number, then each metric with 9 significant digits, "nan" where it
+ *  does not apply), in the C locale. Written atomically: a temporary file beside @p path
+ *  renamed over it, so a failure never leaves a partial file at @p path.
+ *  @param net  the network.
+ *  @param path  the file name; written atomically.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_IO. @since 0.1 */
+BP_API bp_status bp_net_history_save_csv(const bp_net *net, const char *path);
+
+/** Index of the largest value of each row (the first one on ties), e.g. the predicted class
+ *  of softmax outputs from bp_net_predict(). Thread-safe.
+ *  @param values    [n x width] row-major.
+ *  @param n         rows, >= 1.
+ *  @param width     columns, >= 1.
+ *  @param index     caller buffer receiving n indices.
+ *  @param capacity  entries @p index can hold, >= n.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (NULL, zero or overflowing sizes),
+ *  BP_ERR_BUFFER_TOO_SMALL, BP_ERR_NONFINITE (a NaN; @p index is then unchanged).
+ *  @since 0.1 */
+BP_API bp_status bp_argmax(const float *values, size_t n, size_t width, size_t *index,
+                           size_t capacity);
 
 /* ============================================================================================
  * Model files, checkpoints, scalers and metadata
@@ -902,12 +1212,15 @@ BP_API unsigned bp_format_version(void);
 
 /** Save @p net (architecture, weights, settings, generator state, scalers, metadata; not
  *  gradients, workspace or training state) to the file @p path, atomically.
+ *  @param net  the network.
+ *  @param path  the file name.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (a target scaler that no longer matches
  *  the output width), BP_ERR_IO (the previous file is then intact), BP_ERR_NOMEM.
  *  Thread-safe on a net nobody modifies. @since 0.1 */
 BP_API bp_status bp_net_save(const bp_net *net, const char *path);
 
 /** Save @p net, as bp_net_save() would write it, into a caller buffer.
+ *  @param net  the network.
  *  @param buf       destination; may be NULL when @p capacity is 0 (size query).
  *  @param capacity  bytes @p buf can hold.
  *  @param size      receives the bytes needed (written when BP_OK); may not be NULL.
@@ -929,14 +1242,33 @@ BP_API bp_status bp_net_load(bp_net **out, const char *path);
 
 /** As bp_net_load(), with every allocation (including the file buffer) made through
  *  @p alloc_fn / @p free_fn with @p user, which the net keeps, as bp_net_create_ex().
+ *  @param out  receives the network; NULL on failure. Free with bp_net_free().
+ *  @param path  the file name.
+ *  @param alloc_fn  allocation callback; NULL together with @p free_fn selects malloc.
+ *  @param free_fn  release callback matching @p alloc_fn; NULL together with it selects free.
+ *  @param user  passed to @p alloc_fn and @p free_fn.
+ *  @return as bp_net_load().
  *  @since 0.1 */
 BP_API bp_status bp_net_load_ex(bp_net **out, const char *path, bp_alloc_fn alloc_fn,
                                 bp_free_fn free_fn, void *user);
 
-/** As bp_net_load(), from @p size bytes at @p buf (not retained). @since 0.1 */
+/** As bp_net_load(), from @p size bytes at @p buf (not retained).
+ *  @param out  receives the network; NULL on failure. Free with bp_net_free().
+ *  @param buf  the model file's bytes; not retained.
+ *  @param size  bytes at @p buf.
+ *  @return as bp_net_load() (BP_ERR_IO aside).
+ *  @since 0.1 */
 BP_API bp_status bp_net_load_buffer(bp_net **out, const void *buf, size_t size);
 
-/** As bp_net_load_buffer() with an allocator, as bp_net_load_ex(). @since 0.1 */
+/** As bp_net_load_buffer() with an allocator, as bp_net_load_ex().
+ *  @param out  receives the network; NULL on failure. Free with bp_net_free().
+ *  @param buf  the model file's bytes; not retained.
+ *  @param size  bytes at @p buf.
+ *  @param alloc_fn  allocation callback; NULL together with @p free_fn selects malloc.
+ *  @param free_fn  release callback matching @p alloc_fn; NULL together with it selects free.
+ *  @param user  passed to @p alloc_fn and @p free_fn.
+ *  @return as bp_net_load_buffer().
+ *  @since 0.1 */
 BP_API bp_status bp_net_load_buffer_ex(bp_net **out, const void *buf, size_t size,
                                        bp_alloc_fn alloc_fn, bp_free_fn free_fn, void *user);
 
@@ -944,14 +1276,23 @@ BP_API bp_status bp_net_load_buffer_ex(bp_net **out, const void *buf, size_t siz
  *  state (moments, step sizes, step count) and the net's training state, atomically.
  *  Training k steps, checkpointing, loading (in another process too) and training n - k more
  *  gives the same weights, bit for bit, as n steps in one go with the same thread count.
+ *  @param net  the network.
  *  @param opt  an optimizer that is unbound or bound to @p net's shape.
+ *  @param path  the file name.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (optimizer bound to another shape),
  *  BP_ERR_IO (previous file intact), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_checkpoint_save(const bp_net *net, const bp_optimizer *opt,
                                     const char *path);
 
 /** As bp_checkpoint_save(), into a caller buffer; parameters and errors as
- *  bp_net_save_buffer(). @since 0.1 */
+ *  bp_net_save_buffer().
+ *  @param net  the network.
+ *  @param opt  the optimizer.
+ *  @param buf  destination; NULL when @p capacity is 0 (size query).
+ *  @param capacity  bytes @p buf can hold.
+ *  @param size  receives the bytes needed; may not be NULL.
+ *  @return as bp_net_save_buffer().
+ *  @since 0.1 */
 BP_API bp_status bp_checkpoint_save_buffer(const bp_net *net, const bp_optimizer *opt,
                                            void *buf, size_t capacity, size_t *size);
 
@@ -959,22 +1300,46 @@ BP_API bp_status bp_checkpoint_save_buffer(const bp_net *net, const bp_optimizer
  *  @param net_out  receives the network; NULL on failure. Free with bp_net_free().
  *  @param opt_out  receives the optimizer, ready to continue stepping @p net_out; NULL on
  *                  failure. Free with bp_optimizer_free().
+ *  @param path  the file name.
  *  @return as bp_net_load(); a model file without optimizer state is BP_ERR_FORMAT.
  *  @since 0.1 */
 BP_API bp_status bp_checkpoint_load(bp_net **net_out, bp_optimizer **opt_out,
                                     const char *path);
 
 /** As bp_checkpoint_load(), with every allocation of both handles made through the
- *  allocator (see bp_net_create_ex()). @since 0.1 */
+ *  allocator (see bp_net_create_ex()).
+ *  @param net_out  receives the network; NULL on failure. Free with bp_net_free().
+ *  @param opt_out  receives the optimizer; NULL on failure. Free with bp_optimizer_free().
+ *  @param path  the file name.
+ *  @param alloc_fn  allocation callback; NULL together with @p free_fn selects malloc.
+ *  @param free_fn  release callback matching @p alloc_fn; NULL together with it selects free.
+ *  @param user  passed to @p alloc_fn and @p free_fn.
+ *  @return as bp_checkpoint_load().
+ *  @since 0.1 */
 BP_API bp_status bp_checkpoint_load_ex(bp_net **net_out, bp_optimizer **opt_out,
                                        const char *path, bp_alloc_fn alloc_fn,
                                        bp_free_fn free_fn, void *user);
 
-/** As bp_checkpoint_load(), from @p size bytes at @p buf (not retained). @since 0.1 */
+/** As bp_checkpoint_load(), from @p size bytes at @p buf (not retained).
+ *  @param net_out  receives the network; NULL on failure. Free with bp_net_free().
+ *  @param opt_out  receives the optimizer; NULL on failure. Free with bp_optimizer_free().
+ *  @param buf  the checkpoint's bytes; not retained.
+ *  @param size  bytes at @p buf.
+ *  @return as bp_checkpoint_load() (BP_ERR_IO aside).
+ *  @since 0.1 */
 BP_API bp_status bp_checkpoint_load_buffer(bp_net **net_out, bp_optimizer **opt_out,
                                            const void *buf, size_t size);
 
-/** As bp_checkpoint_load_buffer() with an allocator. @since 0.1 */
+/** As bp_checkpoint_load_buffer() with an allocator.
+ *  @param net_out  receives the network; NULL on failure. Free with bp_net_free().
+ *  @param opt_out  receives the optimizer; NULL on failure. Free with bp_optimizer_free().
+ *  @param buf  the checkpoint's bytes; not retained.
+ *  @param size  bytes at @p buf.
+ *  @param alloc_fn  allocation callback; NULL together with @p free_fn selects malloc.
+ *  @param free_fn  release callback matching @p alloc_fn; NULL together with it selects free.
+ *  @param user  passed to @p alloc_fn and @p free_fn.
+ *  @return as bp_checkpoint_load_buffer().
+ *  @since 0.1 */
 BP_API bp_status bp_checkpoint_load_buffer_ex(bp_net **net_out, bp_optimizer **opt_out,
                                               const void *buf, size_t size,
                                               bp_alloc_fn alloc_fn, bp_free_fn free_fn,
@@ -983,6 +1348,7 @@ BP_API bp_status bp_checkpoint_load_buffer_ex(bp_net **net_out, bp_optimizer **o
 /** Keep a data scaler (as computed by bp_dataset_fit_scaler()) with the network, so that it
  *  is saved and loaded with the model. The net does not apply it: scale inputs with
  *  bp_scaler_apply() before predicting and unscale outputs with bp_scaler_invert().
+ *  @param net  the network.
  *  @param part    BP_SCALE_INPUTS (count must equal the input width) or BP_SCALE_TARGETS
  *                 (count must equal the current output width; needs a layer).
  *  @param offset  [count] finite offsets; copied.
@@ -994,6 +1360,7 @@ BP_API bp_status bp_net_set_scaler(bp_net *net, int part, const float *offset,
                                    const float *scale, size_t count);
 
 /** Read a scaler kept with the network.
+ *  @param net  the network.
  *  @param part      BP_SCALE_INPUTS or BP_SCALE_TARGETS.
  *  @param offset    caller buffer for the offsets (may be NULL when @p capacity is 0).
  *  @param scale     caller buffer for the scales (likewise).
@@ -1008,6 +1375,7 @@ BP_API bp_status bp_net_get_scaler(const bp_net *net, int part, float *offset, f
 /** Set, replace or remove a metadata entry kept with the network and saved with it
  *  (training data, author, units ...). Keys and values are byte strings without NUL (UTF-8
  *  is not validated).
+ *  @param net  the network.
  *  @param key    1 .. 255 bytes, NUL-terminated.
  *  @param value  0 .. 65535 bytes, NUL-terminated, copied; NULL removes the entry (BP_OK if
  *                it did not exist).
@@ -1016,6 +1384,7 @@ BP_API bp_status bp_net_get_scaler(const bp_net *net, int part, float *offset, f
 BP_API bp_status bp_net_set_meta(bp_net *net, const char *key, const char *value);
 
 /** Read a metadata entry.
+ *  @param net  the network.
  *  @param key       the entry's key.
  *  @param buf       receives the value, NUL-terminated (may be NULL when @p capacity is 0).
  *  @param capacity  bytes @p buf can hold.

@@ -44,6 +44,7 @@ bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed, bp_alloc_
     net->inputs = inputs;
     net->max_width = inputs;
     net->huber_delta = 1.0;
+    bp__fit_init(&net->fit);
     bp__rng_seed(&net->rng, seed);
     *out = net;
     return BP_OK;
@@ -79,6 +80,7 @@ void bp_net_free(bp_net *net)
     ws_release(net, &net->ws);
     ws_release(net, &net->pws);
     bp__persist_free(net);
+    bp__fit_release(net);
     net->magic = 0;
     bp__free(&a, net);
 }
@@ -280,6 +282,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->huber_delta = src->huber_delta;
     net->clip_norm = src->clip_norm;
     net->clip_value = src->clip_value;
+    bp__fit_copy(net, src);
     if ((s = bp__persist_clone(net, src)) != BP_OK) goto fail;
     *out = net;
     return BP_OK;
@@ -319,7 +322,9 @@ bp_status bp_net_set(bp_net *net, int key, double value)
         else
             net->clip_value = value;
         return BP_OK;
-    default: return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_set: unknown key %d", key);
+    default:
+        if (bp__fit_is_key(key)) return bp__fit_set(net, key, value);
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_set: unknown key %d", key);
     }
 }
 
@@ -332,7 +337,9 @@ bp_status bp_net_get(const bp_net *net, int key, double *value)
     case BP_NET_HUBER_DELTA: *value = net->huber_delta; return BP_OK;
     case BP_NET_CLIP_NORM: *value = net->clip_norm; return BP_OK;
     case BP_NET_CLIP_VALUE: *value = net->clip_value; return BP_OK;
-    default: return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_get: unknown key %d", key);
+    default:
+        if (bp__fit_is_key(key)) return bp__fit_get(net, key, value);
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_get: unknown key %d", key);
     }
 }
 
@@ -757,6 +764,8 @@ bp_status bp_net_param_bounds(int key, double *lo, double *hi)
     case BP_NET_HUBER_DELTA: *lo = nextafter(0.0, 1.0), *hi = 1e6; return BP_OK;
     case BP_NET_CLIP_NORM:
     case BP_NET_CLIP_VALUE: *lo = 0.0, *hi = 1e9; return BP_OK;
-    default: return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_param_bounds: unknown key %d", key);
+    default:
+        if (bp__fit_is_key(key)) return bp__fit_bounds(key, lo, hi);
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_param_bounds: unknown key %d", key);
     }
 }

@@ -28,6 +28,7 @@ static const unsigned char file_magic[8] = {0x89, 'B', 'P', 'M', '\r', '\n', 0x1
 #define TAG_META "META"
 #define TAG_OPTM "OPTM"
 #define TAG_TRST "TRST"
+#define TAG_FIT "FIT "
 
 #define META_MAX_ENTRIES 1024u
 #define META_KEY_MAX 255u
@@ -547,6 +548,28 @@ static void put_opt(wr *w, const bp_optimizer *opt)
     sec_end(w, at);
 }
 
+/* FIT (checkpoints only): the training loop's settings and the counters a resumed bp_net_fit
+ * continues from (bp__fit_state, internal.h), so that k epochs + checkpoint + the remaining
+ * epochs equal all epochs in one go. */
+static void put_fit(wr *w, const bp_net *net)
+{
+    const bp__fit_state *f = &net->fit;
+    const size_t at = sec_begin(w, TAG_FIT, 0);
+    w_u32(w, BP__FIT_KEY_COUNT);
+    for (uint32_t k = 0; k < BP__FIT_KEY_COUNT; k++) {
+        w_u32(w, BP__FIT_KEY_FIRST + k);
+        w_f64(w, f->set[k]);
+    }
+    w_u64(w, f->next_epoch);
+    w_f64(w, f->plateau_lr);
+    w_f64(w, f->plateau_best);
+    w_u64(w, f->plateau_wait);
+    w_f64(w, f->stop_best);
+    w_u64(w, f->stop_wait);
+    w_u64(w, f->stop_best_epoch);
+    sec_end(w, at);
+}
+
 /* The whole file; opt NULL for a model. */
 static bp_status encode(wr *w, const bp_net *net, const bp_optimizer *opt)
 {
@@ -559,6 +582,7 @@ static bp_status encode(wr *w, const bp_net *net, const bp_optimizer *opt)
     if (net->persist != NULL) put_kv(w, TAG_META, &net->persist->meta, 0);
     if (opt != NULL) {
         put_opt(w, opt);
+        put_fit(w, net);
         if (net->persist != NULL) put_kv(w, TAG_TRST, &net->persist->state, 1);
     }
     const size_t total = w->len + CRC_BYTES;
@@ -991,7 +1015,41 @@ static bp_status dec_opt(dec *d, rd *r)
     return BP_OK;
 }
 
-enum { SEC_NET = 1, SEC_SCAL = 2, SEC_META = 4, SEC_OPTM = 8, SEC_TRST = 16 };
+static bp_status dec_fit(dec *d, rd *r)
+{
+    const uint32_t nset = r_u32(r);
+    if (r->short_read) return truncated(d);
+    if (nset > 1000) return dfail(d, BP_ERR_FORMAT, "%lu settings", (unsigned long)nset);
+    BP_CHECK(need(d, r, nset, 12, "settings"));
+    bp__fit_state *f = &d->net->fit;
+    for (uint32_t k = 0; k < nset; k++) {
+        const uint32_t key = r_u32(r);
+        const double value = r_f64(r);
+        if (!bp__fit_is_key((int)key)) continue; /* a newer library's setting: not ours */
+        DCHECK(d, bp__fit_set(d->net, (int)key, value));
+    }
+    const uint64_t next = r_u64(r);
+    const double plr = r_f64(r), pbest = r_f64(r);
+    const uint64_t pwait = r_u64(r);
+    const double sbest = r_f64(r);
+    const uint64_t swait = r_u64(r), sepoch = r_u64(r);
+    if (r->short_read) return truncated(d);
+    if (next > 1000000000u || pwait > next || swait > next || sepoch > next ||
+        !(plr >= 0.0 && plr <= 1e3) || isnan(pbest) || isnan(sbest))
+        return dfail(d, BP_ERR_FORMAT, "training-loop counters out of range");
+    f->next_epoch = (size_t)next;
+    f->plateau_lr = plr;
+    f->plateau_best = pbest;
+    f->plateau_wait = (size_t)pwait;
+    f->stop_best = sbest;
+    f->stop_wait = (size_t)swait;
+    f->stop_best_epoch = (size_t)sepoch;
+    /* The next bp_net_fit continues after the last completed epoch. */
+    DCHECK(d, bp__fit_set(d->net, BP_FIT_INITIAL_EPOCH, (double)next));
+    return BP_OK;
+}
+
+enum { SEC_NET = 1, SEC_SCAL = 2, SEC_META = 4, SEC_OPTM = 8, SEC_TRST = 16, SEC_FIT = 32 };
 
 static int section_id(const unsigned char *tag)
 {
@@ -999,7 +1057,7 @@ static int section_id(const unsigned char *tag)
         const char *tag;
         int id;
     } known[] = {{TAG_NET, SEC_NET},   {TAG_SCAL, SEC_SCAL}, {TAG_META, SEC_META},
-                 {TAG_OPTM, SEC_OPTM}, {TAG_TRST, SEC_TRST}};
+                 {TAG_OPTM, SEC_OPTM}, {TAG_TRST, SEC_TRST}, {TAG_FIT, SEC_FIT}};
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (memcmp(tag, known[i].tag, 4) == 0) return known[i].id;
     return 0;
@@ -1041,6 +1099,10 @@ static bp_status dec_sections(dec *d, rd *r)
         case SEC_SCAL: BP_CHECK(dec_scalers(d, &sub)); break;
         case SEC_META: BP_CHECK(dec_kv(d, &sub, 0)); break;
         case SEC_TRST: BP_CHECK(dec_kv(d, &sub, 1)); break;
+        case SEC_FIT: /* model loaders ignore the training state */
+            if (!d->with_opt) sub.pos = sub.len;
+            else BP_CHECK(dec_fit(d, &sub));
+            break;
         default: /* SEC_OPTM: model loaders ignore the optimizer */
             if (!d->with_opt) sub.pos = sub.len;
             else BP_CHECK(dec_opt(d, &sub));

@@ -819,6 +819,156 @@ static void resume_is_bit_identical_for_irprop_minus(void **state)
     resume_is_bit_identical(BP_OPTIMIZER_IRPROP_MINUS);
 }
 
+/* bp_net_fit for N epochs in one go equals: fit K epochs, checkpoint, load in a forked child
+ * and fit to N there. Shuffling, a warm-up + plateau schedule and early-stopping counters
+ * make the generator, the training-loop counters and the settings part of the state. */
+static void fit_settings(bp_net *net, double epochs)
+{
+    assert_status(bp_net_set(net, BP_FIT_EPOCHS, epochs), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_BATCH_SIZE, RBATCH), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_SCHEDULE, BP_SCHEDULE_PLATEAU), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_PLATEAU_PATIENCE, 1), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_LR_GAMMA, 0.7), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_WARMUP_EPOCHS, 2), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_PATIENCE, 100), BP_OK);
+    /* No epoch counts as an improvement: the plateau schedule cuts the rate every epoch
+     * after the warm-up, so its state matters for the resumed run. */
+    assert_status(bp_net_set(net, BP_FIT_MIN_DELTA, 10), BP_OK);
+}
+
+static void fit_resume_is_bit_identical(int kind)
+{
+    enum { N = 9, K = 4 };
+    make_data();
+    bp_dataset *ds;
+    assert_status(bp_dataset_create(&ds, rx, ry, RN, RIN, ROUT), BP_OK);
+    const int loss = BP_LOSS_SOFTMAX_CE;
+    if (kind == BP_OPTIMIZER_IRPROP_MINUS) { /* full batch, as iRprop- wants */
+        bp_dataset_free(ds);
+        assert_status(bp_dataset_create(&ds, rx, ry, RBATCH, RIN, ROUT), BP_OK);
+    }
+    bp_net *ref = resume_net();
+    bp_optimizer *ropt = resume_opt(kind);
+    fit_settings(ref, N);
+    assert_status(bp_net_fit(ref, ropt, loss, ds, ds), BP_OK);
+    assert_int_equal(bp_net_history_length(ref), N);
+
+    bp_net *net = resume_net();
+    bp_optimizer *opt = resume_opt(kind);
+    fit_settings(net, K);
+    assert_status(bp_net_fit(net, opt, loss, ds, ds), BP_OK);
+    char ckpt[128], result[128];
+    path_in_dir(ckpt, sizeof ckpt, "fit_resume.bpc");
+    path_in_dir(result, sizeof result, "fit_resume.params");
+    assert_status(bp_checkpoint_save(net, opt, ckpt), BP_OK);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+
+    fflush(NULL);
+    const pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        bp_net *n2;
+        bp_optimizer *o2;
+        double start = -1;
+        int code = 1;
+        if (bp_checkpoint_load(&n2, &o2, ckpt) == BP_OK) {
+            code = bp_net_get(n2, BP_FIT_INITIAL_EPOCH, &start) != BP_OK || start != K;
+            if (code == 0) code = bp_net_set(n2, BP_FIT_EPOCHS, N) != BP_OK;
+            if (code == 0) code = bp_net_fit(n2, o2, loss, ds, ds) != BP_OK ? 3 : 0;
+            if (code == 0) code = bp_net_history_length(n2) != N - K ? 4 : 0;
+            size_t np;
+            const float *p = bp_net_params(n2, &np);
+            FILE *f = fopen(result, "wb");
+            if (code == 0 && (f == NULL || fwrite(p, sizeof(float), np, f) != np)) code = 2;
+            if (f != NULL) fclose(f);
+            bp_optimizer_free(o2);
+            bp_net_free(n2);
+        }
+        bp_optimizer_free(ropt);
+        bp_net_free(ref);
+        bp_dataset_free(ds);
+        _exit(code);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    size_t np;
+    const float *want = bp_net_params(ref, &np);
+    float *got = malloc(np * sizeof(float));
+    assert_non_null(got);
+    FILE *f = fopen(result, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(got, sizeof(float), np, f), np);
+    fclose(f);
+    assert_memory_equal(got, want, np * sizeof(float));
+    free(got);
+    bp_optimizer_free(ropt);
+    bp_net_free(ref);
+    bp_dataset_free(ds);
+}
+
+static void fit_resume_is_bit_identical_for_sgd_momentum(void **state)
+{
+    (void)state;
+    fit_resume_is_bit_identical(BP_OPTIMIZER_SGD);
+}
+
+static void fit_resume_is_bit_identical_for_adam(void **state)
+{
+    (void)state;
+    fit_resume_is_bit_identical(BP_OPTIMIZER_ADAM);
+}
+
+static void fit_resume_is_bit_identical_for_irprop_minus(void **state)
+{
+    (void)state;
+    fit_resume_is_bit_identical(BP_OPTIMIZER_IRPROP_MINUS);
+}
+
+static void model_files_carry_no_training_loop_state(void **state)
+{
+    (void)state;
+    bp_net *net = resume_net();
+    bp_optimizer *opt = resume_opt(BP_OPTIMIZER_ADAM);
+    fit_settings(net, 3);
+    make_data();
+    bp_dataset *ds;
+    assert_status(bp_dataset_create(&ds, rx, ry, RN, RIN, ROUT), BP_OK);
+    assert_status(bp_net_fit(net, opt, BP_LOSS_SOFTMAX_CE, ds, NULL), BP_OK);
+    size_t size;
+    assert_status(bp_net_save_buffer(net, NULL, 0, &size), BP_ERR_BUFFER_TOO_SMALL);
+    unsigned char *buf = malloc(size);
+    assert_non_null(buf);
+    assert_status(bp_net_save_buffer(net, buf, size, &size), BP_OK);
+    bp_net *m;
+    assert_status(bp_net_load_buffer(&m, buf, size), BP_OK);
+    double v;
+    assert_status(bp_net_get(m, BP_FIT_INITIAL_EPOCH, &v), BP_OK);
+    assert_close(v, 0, 0, 0);
+    /* A checkpoint of the same net continues at epoch 3. */
+    assert_status(bp_checkpoint_save_buffer(net, opt, NULL, 0, &size), BP_ERR_BUFFER_TOO_SMALL);
+    unsigned char *cb = malloc(size);
+    assert_non_null(cb);
+    assert_status(bp_checkpoint_save_buffer(net, opt, cb, size, &size), BP_OK);
+    bp_net *c;
+    bp_optimizer *co;
+    assert_status(bp_checkpoint_load_buffer(&c, &co, cb, size), BP_OK);
+    assert_status(bp_net_get(c, BP_FIT_INITIAL_EPOCH, &v), BP_OK);
+    assert_close(v, 3, 0, 0);
+    assert_status(bp_net_get(c, BP_FIT_SCHEDULE, &v), BP_OK);
+    assert_close(v, BP_SCHEDULE_PLATEAU, 0, 0);
+    free(buf);
+    free(cb);
+    bp_net_free(m);
+    bp_net_free(c);
+    bp_optimizer_free(co);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    bp_dataset_free(ds);
+}
+
 static void checkpoint_restores_every_optimizer_kind_and_the_generator(void **state)
 {
     (void)state;
@@ -1074,6 +1224,10 @@ static void golden_model_still_loads_and_predicts_the_same(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        bp_add_test(fit_resume_is_bit_identical_for_sgd_momentum),
+        bp_add_test(fit_resume_is_bit_identical_for_adam),
+        bp_add_test(fit_resume_is_bit_identical_for_irprop_minus),
+        bp_add_test(model_files_carry_no_training_loop_state),
         bp_add_test(model_round_trips_through_a_buffer),
         bp_add_test(model_round_trips_through_a_file),
         bp_add_test(empty_net_round_trips),

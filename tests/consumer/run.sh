@@ -23,7 +23,7 @@ install)
     build=$1 prefix=$2 libdir=$3
     rm -rf "$prefix"
     step "${CMAKE:-cmake}" --install "$build" --prefix "$prefix"
-    for f in include/backprop.h "$libdir/pkgconfig/backprop.pc" \
+    for f in include/backprop.h include/backprop.hpp "$libdir/pkgconfig/backprop.pc" \
              "$libdir/cmake/backprop/backpropConfig.cmake" \
              "$libdir/cmake/backprop/backpropConfigVersion.cmake" \
              "$libdir/cmake/backprop/backpropTargets.cmake"; do
