@@ -191,6 +191,26 @@ BP_MPI_API bp_status bp_mpi_train_step(bp_net *net, bp_optimizer *opt, int loss,
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_IO. @since 0.1 */
 BP_MPI_API bp_status bp_mpi_replicas_equal(bp_net *net, int *equal, MPI_Comm comm);
 
+/** Evaluate @p net on @p ds split across the ranks and combine the metrics into those of the
+ *  whole set, the same on every rank: rank r evaluates its rows (bp_mpi_shard() of the set)
+ *  with bp_net_evaluate(); the loss, accuracy and MAE are the means weighted by the rows of
+ *  each part, the RMSE the root of the weighted mean of the squares. Equal to
+ *  bp_net_evaluate() on the whole set in one process up to float summation order. Every rank
+ *  passes the same data set (the same rows in the same order) and an identical replica.
+ *  Collective.
+ *  @param net      this rank's replica (its prediction workspace is used).
+ *  @param loss     an enum bp_loss value, the same on every rank.
+ *  @param ds       the data set, the same on every rank.
+ *  @param metrics  receives min(@p count, 4) values: BP_METRIC_LOSS, BP_METRIC_ACCURACY,
+ *                  BP_METRIC_MAE, BP_METRIC_RMSE (NaN where they do not apply).
+ *  @param count    capacity of @p metrics, >= 1.
+ *  @param comm     the communicator.
+ *  @return BP_OK; any error of bp_net_evaluate() on any rank; BP_ERR_INVALID_ARG;
+ *  BP_ERR_SHAPE (data sets or networks of different sizes); BP_ERR_NOMEM; BP_ERR_STATE;
+ *  BP_ERR_IO. @since 0.1 */
+BP_MPI_API bp_status bp_mpi_evaluate(bp_net *net, int loss, const bp_dataset *ds,
+                                     double *metrics, size_t count, MPI_Comm comm);
+
 /* ============================================================================================
  * Files: only one rank writes
  * ==========================================================================================*/

@@ -146,6 +146,7 @@ static bp_status net_buffer(const char *fn, bp_net *net, int grads, float **buf,
     } while (0)
 
 static const char *const param_names[] = {"parameter count", "root"};
+static const char *const eval_names[] = {"number of data set rows"};
 
 /* ---------------------------------------------------------------------------------------- */
 
@@ -337,6 +338,56 @@ bp_status bp_mpi_train_step(bp_net *net, bp_optimizer *opt, int loss, const floa
     if (s != BP_OK) fail(s, "%s: %s", fn, bp_optimizer_last_error(opt));
     TRY(agree_status(fn, s, rank, comm));
     if (loss_value != NULL) *loss_value = (float)(sums[1] / sums[0]);
+    return BP_OK;
+}
+
+/* This rank's part of an evaluation: the metrics of its rows (none: zeros). */
+static bp_status evaluate_part(const char *fn, bp_net *net, int loss, const bp_dataset *ds,
+                               size_t start, size_t rows, double m[4])
+{
+    for (int k = 0; k < 4; k++)
+        m[k] = 0.0;
+    if (rows == 0) return BP_OK;
+    bp_dataset *part = NULL;
+    bp_status s = bp_dataset_subset(&part, ds, start, rows);
+    if (s != BP_OK) return fail(s, "%s: %s", fn, bp_dataset_last_error(ds));
+    s = bp_net_evaluate(net, loss, part, m, 4);
+    bp_dataset_free(part);
+    if (s != BP_OK) return fail(s, "%s: %s", fn, bp_net_last_error(net));
+    return BP_OK;
+}
+
+bp_status bp_mpi_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *metrics,
+                          size_t count, MPI_Comm comm)
+{
+    const char *fn = "bp_mpi_evaluate";
+    int rank, size;
+    TRY(enter(fn, comm, &rank, &size));
+    const size_t n = bp_dataset_size(ds);
+    size_t start = 0, rows = 0;
+    double m[4];
+    bp_status s = BP_OK;
+    if (metrics == NULL || count == 0)
+        s = fail(BP_ERR_INVALID_ARG, "%s: metrics is NULL or count is 0", fn);
+    else if (n == 0)
+        s = fail(BP_ERR_INVALID_ARG, "%s: the data set handle is NULL or invalid", fn);
+    else if (n > (size_t)INT_MAX)
+        s = fail(BP_ERR_UNSUPPORTED, "%s: %zu rows exceed %d", fn, n, INT_MAX);
+    if (s == BP_OK) s = bp_mpi_shard(n, rank, size, &start, &rows);
+    if (s == BP_OK) s = evaluate_part(fn, net, loss, ds, start, rows, m);
+    const int rows_all = (int)(s == BP_OK ? n : 0);
+    TRY(agree(fn, s, &rows_all, eval_names, 1, rank, comm));
+
+    /* Row-weighted sums; RMSE through its square. NaN (a metric that does not apply) stays
+     * NaN: every rank with rows has it. */
+    const double w = (double)rows;
+    double sums[4] = {w * m[0], w * m[1], w * m[2], w * m[3] * m[3]};
+    const int rc = MPI_Allreduce(MPI_IN_PLACE, sums, 4, MPI_DOUBLE, MPI_SUM, comm);
+    if (rc != MPI_SUCCESS) return mpi_fail(fn, "MPI_Allreduce (metrics)", rc);
+    const double out[4] = {sums[0] / (double)n, sums[1] / (double)n, sums[2] / (double)n,
+                           sqrt(sums[3] / (double)n)};
+    for (size_t k = 0; k < count && k < 4; k++)
+        metrics[k] = out[k];
     return BP_OK;
 }
 

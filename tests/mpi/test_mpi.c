@@ -481,6 +481,87 @@ static void checkpoint_of_rank_0_resumes_every_rank_bit_identically(void **state
     bp_net_free(net);
 }
 
+static bp_dataset *make_set(size_t n, uint64_t seed)
+{
+    float *x = malloc(n * IN * sizeof(float)), *y = malloc(n * OUT * sizeof(float));
+    assert_non_null(x);
+    assert_non_null(y);
+    make_data(x, y, n, seed);
+    bp_dataset *ds = NULL;
+    assert_status(bp_dataset_create(&ds, x, y, n, IN, OUT), BP_OK);
+    free(x);
+    free(y);
+    return ds;
+}
+
+static void assert_metrics_close(const double *got, const double *want)
+{
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(isnan(got[k]) != 0, isnan(want[k]) != 0);
+        if (!isnan(want[k])) assert_close(got[k], want[k], 1e-6, 1e-9);
+    }
+}
+
+static void evaluate_matches_one_process_on_the_whole_set(void **state)
+{
+    (void)state;
+    bp_net *net = make_net(9, HIDDEN);
+    const size_t sizes[2] = {37, 3}; /* 3 rows: with 4 ranks, one has none */
+    const int losses[2] = {BP_LOSS_SOFTMAX_CE, BP_LOSS_MSE};
+    for (int i = 0; i < 2; i++) {
+        bp_dataset *ds = make_set(sizes[i], 40 + (uint64_t)i);
+        for (int l = 0; l < 2; l++) {
+            double want[4], got[4];
+            assert_status(bp_net_evaluate(net, losses[l], ds, want, 4), BP_OK);
+            assert_status(bp_mpi_evaluate(net, losses[l], ds, got, 4, MPI_COMM_WORLD), BP_OK);
+            assert_metrics_close(got, want);
+            for (int k = 0; k < 4; k++) { /* the same bits everywhere */
+                uint64_t bits;
+                memcpy(&bits, &got[k], sizeof bits);
+                assert_same_on_every_rank(bits);
+            }
+        }
+        /* Fewer slots than metrics: only the first are written. */
+        double two[3] = {-1.0, -1.0, -7.0};
+        assert_status(bp_mpi_evaluate(net, BP_LOSS_SOFTMAX_CE, ds, two, 2, MPI_COMM_WORLD), BP_OK);
+        assert_true(two[0] > 0.0 && two[1] >= 0.0 && two[1] <= 1.0);
+        assert_close(two[2], -7.0, 0.0, 0.0);
+        bp_dataset_free(ds);
+    }
+    bp_net_free(net);
+}
+
+static void evaluate_fails_on_every_rank(void **state)
+{
+    (void)state;
+    const int last = size_ - 1;
+    bp_net *net = make_net(9, HIDDEN);
+    bp_dataset *ds = make_set(11, 50), *other = make_set(12, 51);
+    double m[4] = {-1.0, -1.0, -1.0, -1.0};
+    MPI_Comm w = MPI_COMM_WORLD;
+    assert_int_equal(bp_mpi_evaluate(net, BP_LOSS_MSE, ds, rank_ == last ? NULL : m, 4, w),
+                     BP_ERR_INVALID_ARG);
+    assert_int_equal(bp_mpi_evaluate(net, BP_LOSS_MSE, ds, m, rank_ == last ? 0 : 4, w),
+                     BP_ERR_INVALID_ARG);
+    assert_int_equal(bp_mpi_evaluate(net, BP_LOSS_MSE, rank_ == 0 ? NULL : ds, m, 4, w),
+                     BP_ERR_INVALID_ARG);
+    assert_int_equal(bp_mpi_evaluate(rank_ == last ? NULL : net, BP_LOSS_MSE, ds, m, 4, w),
+                     BP_ERR_INVALID_ARG);
+    assert_int_equal(bp_mpi_evaluate(net, 999, ds, m, 4, w), BP_ERR_INVALID_ARG);
+    assert_int_equal(bp_mpi_evaluate(net, BP_LOSS_MSE, ds, m, 4, MPI_COMM_NULL),
+                     BP_ERR_INVALID_ARG);
+    if (size_ > 1) {
+        assert_int_equal(bp_mpi_evaluate(net, BP_LOSS_MSE, rank_ == 0 ? other : ds, m, 4, w),
+                         BP_ERR_SHAPE);
+        assert_non_null(strstr(bp_mpi_last_error(), "data set rows"));
+    }
+    for (int k = 0; k < 4; k++)
+        assert_close(m[k], -1.0, 0.0, 0.0); /* nothing written on failure */
+    bp_dataset_free(other);
+    bp_dataset_free(ds);
+    bp_net_free(net);
+}
+
 int main(int argc, char **argv)
 {
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) return 1;
@@ -501,6 +582,8 @@ int main(int argc, char **argv)
         bp_add_test(nan_on_one_rank_fails_on_every_rank),
         bp_add_test(bad_arguments_on_one_rank_fail_on_every_rank),
         bp_add_test(networks_of_different_sizes_fail_on_every_rank),
+        bp_add_test(evaluate_matches_one_process_on_the_whole_set),
+        bp_add_test(evaluate_fails_on_every_rank),
         bp_add_test(save_writes_rank_0s_model_once),
         bp_add_test(checkpoint_of_rank_0_resumes_every_rank_bit_identically),
     };
