@@ -60,3 +60,41 @@ install(CODE "configure_file(\"${PROJECT_BINARY_DIR}/pkgconfig/backprop.pc.stage
                              \"${PROJECT_BINARY_DIR}/pkgconfig/backprop.pc\" @ONLY)")
 install(FILES "${PROJECT_BINARY_DIR}/pkgconfig/backprop.pc"
         DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
+
+# --- Optional MPI component (cmake/BpMpi.cmake): library, header, backprop-mpi.pc --------
+if(BP_WITH_MPI)
+  install(TARGETS backprop_mpi EXPORT backpropTargets
+    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"
+    RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
+    INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+  install(FILES include/backprop_mpi.h DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+  # MPI's own pkg-config module when there is one (Debian: mpi-c for Open MPI and MPICH),
+  # else the flags CMake's FindMPI found.
+  pkg_check_modules(MPI_PC QUIET mpi-c)
+  if(NOT MPI_PC_FOUND)
+    pkg_check_modules(MPI_PC QUIET ompi-c)
+  endif()
+  if(NOT MPI_PC_FOUND)
+    pkg_check_modules(MPI_PC QUIET mpich)
+  endif()
+  set(BP_MPI_PC_REQUIRES "")
+  set(BP_MPI_PC_CFLAGS "")
+  set(BP_MPI_PC_LIBS "")
+  if(MPI_PC_FOUND)
+    set(BP_MPI_PC_REQUIRES ", ${MPI_PC_MODULE_NAME}")
+  else()
+    foreach(_dir IN LISTS MPI_C_INCLUDE_DIRS)
+      string(APPEND BP_MPI_PC_CFLAGS " -I${_dir}")
+    endforeach()
+    foreach(_lib IN LISTS MPI_C_LIBRARIES)
+      string(APPEND BP_MPI_PC_LIBS " ${_lib}")
+    endforeach()
+  endif()
+  configure_file(pkgconfig/backprop-mpi.pc.in
+                 "${PROJECT_BINARY_DIR}/pkgconfig/backprop-mpi.pc.stage" @ONLY)
+  install(CODE "configure_file(\"${PROJECT_BINARY_DIR}/pkgconfig/backprop-mpi.pc.stage\"
+                               \"${PROJECT_BINARY_DIR}/pkgconfig/backprop-mpi.pc\" @ONLY)")
+  install(FILES "${PROJECT_BINARY_DIR}/pkgconfig/backprop-mpi.pc"
+          DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
+endif()
