@@ -630,6 +630,34 @@ BP_API bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, con
 BP_API bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const float *y,
                                       size_t n, float *loss_value);
 
+/** Gradient hook for bp_net_set_grad_hook(): called inside bp_net_train_step() (and so in
+ *  every step of bp_net_fit()) after the gradients of the batch are computed and before
+ *  clipping and the optimizer update; for example to average gradients across processes
+ *  (bp_net_grads()) and replace the batch loss by the global one (the backprop_mpi library
+ *  does this).
+ *  @param user        the pointer given to bp_net_set_grad_hook().
+ *  @param net         the network, whose gradients (bp_net_grads()) the hook may read and
+ *                     rewrite; the hook must not call bp_net_train_step() or bp_net_fit() on it.
+ *  @param status      BP_OK, or the error of this process's gradient pass (the gradients are
+ *                     then unspecified): the hook is called either way, so that processes
+ *                     that must act together (collectives) stay in step.
+ *  @param rows        rows of this process's batch.
+ *  @param loss_value  in: this batch's loss; out: the loss the step reports (and bp_net_fit
+ *                     averages into the epoch's loss).
+ *  @return BP_OK to go on with clipping and the update, or an error status that the step
+ *  returns with the parameters untouched. A non-OK @p status is returned whatever the hook
+ *  returns. */
+typedef int (*bp_grad_fn)(void *user, bp_net *net, int status, size_t rows, float *loss_value);
+
+/** Install (or with @p fn NULL remove) the gradient hook of @p net; see bp_grad_fn. It is not
+ *  copied by bp_net_clone() nor saved in model files or checkpoints. bp_net_compute_grads()
+ *  does not call it (that function stops before the update).
+ *  @param net   the network.
+ *  @param fn    the hook, or NULL.
+ *  @param user  passed to @p fn; not used by the library.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.1 */
+BP_API bp_status bp_net_set_grad_hook(bp_net *net, bp_grad_fn fn, void *user);
+
 /** Inference on any number of rows (processed internally in batches; no size limit).
  *  Does not disturb the activations kept for bp_net_backward().
  *  @param net  the network.

@@ -372,6 +372,8 @@ struct bp_net {
     struct bp__persist *persist; /* scalers, metadata, training state (serialize.c); NULL
                                     until one is set */
     bp__fit_state fit;   /* training loop settings, callback, history (train.c) */
+    bp_grad_fn grad_hook; /* bp_net_set_grad_hook(): between gradients and update, or NULL */
+    void *grad_hook_user;
     char err[BP__ERR_CAP];
 };
 

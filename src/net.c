@@ -809,6 +809,14 @@ static bp_status net_compute_grads(bp_net *net, int loss, const float *x, const 
     return BP_OK;
 }
 
+bp_status bp_net_set_grad_hook(bp_net *net, bp_grad_fn fn, void *user)
+{
+    NET_CHECK(net, "bp_net_set_grad_hook");
+    net->grad_hook = fn;
+    net->grad_hook_user = fn != NULL ? user : NULL;
+    return BP_OK;
+}
+
 bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const float *y, size_t n,
                                float *loss_value)
 {
@@ -826,8 +834,24 @@ static bp_status net_train_step(bp_net *net, bp_optimizer *opt, int loss, const 
     BP_CHECK(check_step_args(net, "bp_net_train_step", loss, x, y, n));
     bp_status s = bp__optimizer_validate_for(opt, net);
     if (s != BP_OK) return bp__fail(net->err, s, "bp_net_train_step: %s", bp_last_error());
-    float value;
-    BP_CHECK(grads_pass(net, "bp_net_train_step", loss, x, y, n, &value));
+    float value = 0.0f;
+    s = grads_pass(net, "bp_net_train_step", loss, x, y, n, &value);
+    if (net->grad_hook != NULL) {
+        /* Called whatever the local outcome, so that cooperating processes stay in step; a
+         * local failure stands whatever the hook says. */
+        char local[BP__ERR_CAP];
+        memcpy(local, net->err, sizeof local);
+        const int hs = net->grad_hook(net->grad_hook_user, net, (int)s, n, &value);
+        if (s != BP_OK) return bp__fail(net->err, s, "%s", local);
+        if (hs != BP_OK)
+            return bp__fail(net->err, (bp_status)hs, "bp_net_train_step: gradient hook: %s",
+                            bp_last_error());
+        if (!isfinite(value))
+            return bp__fail(net->err, BP_ERR_NONFINITE,
+                            "bp_net_train_step: the gradient hook reported a loss of %g",
+                            (double)value);
+    }
+    if (s != BP_OK) return s;
     if (net->clip_norm > 0.0 || net->clip_value > 0.0) clip_grads(net);
     s = bp__optimizer_step_trusted(opt, net);
     if (s != BP_OK) return bp__fail(net->err, s, "bp_net_train_step: %s", bp_last_error());

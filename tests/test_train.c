@@ -206,6 +206,83 @@ static void compute_grads_then_step_equals_train_step(void **state)
     bp_net_free(b);
 }
 
+typedef struct hook_log {
+    int calls, last_status, fail_with;
+    size_t last_rows;
+    float scale, loss_out;
+} hook_log;
+
+static int test_hook(void *user, bp_net *net, int status, size_t rows, float *loss_value)
+{
+    hook_log *h = user;
+    h->calls++;
+    h->last_status = status;
+    h->last_rows = rows;
+    if (status != BP_OK) return status;
+    size_t np;
+    float *g = bp_net_grads(net, &np);
+    for (size_t k = 0; k < np; k++) g[k] *= h->scale;
+    *loss_value = h->loss_out;
+    return h->fail_with;
+}
+
+static void grad_hook_runs_between_gradients_and_update(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    bp_net *a = small_classifier(31), *b = small_classifier(31);
+    bp_optimizer *oa = make_opt(BP_OPTIMIZER_SGD, 0.1, 0), *ob = make_opt(BP_OPTIMIZER_SGD, 0.2, 0);
+    float x[N * 4], y[N] = {0, 1, 2, 2, 1, 0};
+    uint64_t st = 9;
+    bp_test_fill_uniform(x, N * 4, -1, 1, &st);
+    /* Doubling the gradients in the hook with rate 0.1 equals rate 0.2 without a hook. */
+    hook_log h = {.scale = 2.0f, .loss_out = 1.25f};
+    assert_status(bp_net_set_grad_hook(a, test_hook, &h), BP_OK);
+    float la, lb;
+    assert_status(bp_net_train_step(a, oa, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &la), BP_OK);
+    assert_status(bp_net_train_step(b, ob, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &lb), BP_OK);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(h.last_rows, N);
+    assert_true(la == 1.25f); /* the hook's loss is the step's */
+    const size_t np = bp_net_param_count(a);
+    for (size_t k = 0; k < np; k++)
+        assert_close(bp_net_params(a, NULL)[k], bp_net_params(b, NULL)[k], 1e-6, 1e-7);
+    /* A hook error stops the step before the update. */
+    float *before = malloc(np * sizeof(float));
+    assert_non_null(before);
+    memcpy(before, bp_net_params(a, NULL), np * sizeof(float));
+    h.fail_with = BP_ERR_IO;
+    assert_status(bp_net_train_step(a, oa, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &la), BP_ERR_IO);
+    assert_memory_equal(before, bp_net_params(a, NULL), np * sizeof(float));
+    /* A local failure still calls the hook (collectives stay in step) and stands. */
+    h.fail_with = BP_OK;
+    x[5] = (float)NAN;
+    assert_status(bp_net_train_step(a, oa, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &la),
+                  BP_ERR_NONFINITE);
+    assert_int_equal(h.calls, 3);
+    assert_int_equal(h.last_status, BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_net_last_error(a), "row 1"));
+    assert_memory_equal(before, bp_net_params(a, NULL), np * sizeof(float));
+    /* A non-finite loss from the hook is refused; removing the hook restores plain steps. */
+    x[5] = 0.5f;
+    h.loss_out = (float)INFINITY;
+    assert_status(bp_net_train_step(a, oa, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &la),
+                  BP_ERR_NONFINITE);
+    assert_status(bp_net_set_grad_hook(a, NULL, NULL), BP_OK);
+    assert_status(bp_net_train_step(a, oa, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &la), BP_OK);
+    assert_int_equal(h.calls, 4);
+    /* compute_grads never calls it. */
+    assert_status(bp_net_set_grad_hook(b, test_hook, &h), BP_OK);
+    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL), BP_OK);
+    assert_int_equal(h.calls, 4);
+    assert_status(bp_net_set_grad_hook(NULL, test_hook, &h), BP_ERR_INVALID_ARG);
+    free(before);
+    bp_optimizer_free(oa);
+    bp_optimizer_free(ob);
+    bp_net_free(a);
+    bp_net_free(b);
+}
+
 static double grad_norm(bp_net *net)
 {
     size_t np;
@@ -392,6 +469,7 @@ int main(void)
         bp_add_test(same_seed_gives_bit_identical_weights_after_100_steps),
         bp_add_test(fused_softmax_ce_gradients_match_the_unfused_path),
         bp_add_test(compute_grads_then_step_equals_train_step),
+        bp_add_test(grad_hook_runs_between_gradients_and_update),
         bp_add_test(clipping_bounds_the_global_norm_and_each_value),
         bp_add_test(frozen_layer_is_not_updated),
         bp_add_test(no_allocation_after_the_first_step_at_a_batch_size),
