@@ -388,13 +388,23 @@ BP_API bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed,
 BP_API bp_status bp_net_create_image(bp_net **out, size_t channels, size_t height, size_t width,
                                      uint64_t seed);
 
-/** As bp_net_create_image(), with the allocator of bp_net_create_ex(). @since 0.1 */
+/** As bp_net_create_image(), with the allocator of bp_net_create_ex().
+ *  @param out       receives the new network; NULL on failure.
+ *  @param channels  >= 1.
+ *  @param height    >= 1.
+ *  @param width     >= 1; the product of the three must not exceed 2^24.
+ *  @param seed      as for bp_net_create().
+ *  @param alloc_fn  allocation callback; NULL together with @p free_fn selects malloc.
+ *  @param free_fn   release callback matching @p alloc_fn; NULL together with it selects free.
+ *  @param user      passed to @p alloc_fn and @p free_fn.
+ *  @return as bp_net_create_image(). @since 0.1 */
 BP_API bp_status bp_net_create_image_ex(bp_net **out, size_t channels, size_t height,
                                         size_t width, uint64_t seed, bp_alloc_fn alloc_fn,
                                         bp_free_fn free_fn, void *user);
 
 /** The input shape: as given to bp_net_create_image(), or [inputs x 1 x 1] for a network
  *  made by bp_net_create().
+ *  @param net       the network.
  *  @param channels  receives C.
  *  @param height    receives H.
  *  @param width     receives W.
@@ -453,6 +463,7 @@ BP_API bp_status bp_net_add_dense(bp_net *net, size_t units, int activation);
  *  the closed form of the batch-statistics forward. A batch of one row normalises flat
  *  features to 0: train with batches of several rows. bp_layer_init_weights() re-draws
  *  gamma like any weights; BP_INIT_CONSTANT with 1 restores the initial value.
+ *  @param net  the network.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (after a softmax layer), BP_ERR_NOMEM.
  *  @since 0.1 */
 BP_API bp_status bp_net_add_batchnorm(bp_net *net);
@@ -460,6 +471,7 @@ BP_API bp_status bp_net_add_batchnorm(bp_net *net);
 /** Append an inverted dropout layer: in training mode each value is zeroed with probability
  *  @p rate and the others are scaled by 1 / (1 - rate), so inference (the identity) needs no
  *  rescaling. Masks are drawn from the network's generator (reproducible for a seed).
+ *  @param net   the network.
  *  @param rate  in [0, 1); changeable later with BP_LAYER_DROPOUT_RATE.
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle), BP_ERR_OUT_OF_RANGE (rate),
  *  BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
@@ -468,6 +480,7 @@ BP_API bp_status bp_net_add_dropout(bp_net *net, double rate);
 /** Append a standalone activation y = f(x) (shape unchanged, no parameters), e.g. ReLU after
  *  batch normalisation. A softmax activation must be the last layer, as for dense layers,
  *  and takes part in the fused softmax + cross-entropy.
+ *  @param net         the network.
  *  @param activation  an enum bp_activation value.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_activation(bp_net *net, int activation);
@@ -479,6 +492,7 @@ BP_API bp_status bp_net_add_activation(bp_net *net, int activation);
  *  [filters x OH x OW], OH = (H + 2 padding - kernel_h) / stride + 1, likewise OW.
  *  Weights [filters x C x kernel_h x kernel_w] row-major (bp_layer_get_weights()), biases
  *  [filters]; BP_INIT_DEFAULT with fan_in = C*kh*kw. Implemented as im2col + sgemm.
+ *  @param net         the network.
  *  @param filters     output channels, 1 .. 2^24.
  *  @param kernel_h    kernel height, 1 .. 1024.
  *  @param kernel_w    kernel width, 1 .. 1024.
@@ -495,6 +509,7 @@ BP_API bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h,
 /** Append 2-D max pooling: the maximum of each @p size x @p size window, windows moved by
  *  @p stride, no padding: [C x H x W] -> [C x OH x OW], OH = (H - size) / stride + 1.
  *  Backward routes each gradient to the window's first maximal position.
+ *  @param net     the network.
  *  @param size    window side, 1 .. 1024, at most H and W.
  *  @param stride  1 .. 1024 (usually = size).
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (window larger than the input),
@@ -502,16 +517,23 @@ BP_API bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h,
 BP_API bp_status bp_net_add_maxpool2d(bp_net *net, size_t size, size_t stride);
 
 /** Append 2-D average pooling: the mean of each window; shapes and arguments as
- *  bp_net_add_maxpool2d(). @since 0.1 */
+ *  bp_net_add_maxpool2d().
+ *  @param net     the network.
+ *  @param size    window side, 1 .. 1024, at most H and W.
+ *  @param stride  1 .. 1024 (usually = size).
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (window larger than the input),
+ *  BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_avgpool2d(bp_net *net, size_t size, size_t stride);
 
 /** Append global average pooling: [C x H x W] -> [C x 1 x 1], the mean of each channel.
+ *  @param net  the network.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_global_avgpool(bp_net *net);
 
 /** Append a flatten layer: [C x H x W] -> [C*H*W x 1 x 1]. NCHW rows are already in that
  *  order, so it costs nothing (no copy, no computation) except as the first layer; dense
  *  layers read image rows flat without it.
+ *  @param net  the network.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_flatten(bp_net *net);
 
@@ -740,6 +762,7 @@ BP_API size_t bp_layer_output_size(const bp_layer *layer);
 
 /** The layer's output shape, channels-first: [filters x OH x OW] for a convolution,
  *  [units x 1 x 1] for a dense layer, the input shape for shape-preserving kinds.
+ *  @param layer     the layer.
  *  @param channels  receives C.
  *  @param height    receives H.
  *  @param width     receives W.
@@ -750,6 +773,7 @@ BP_API bp_status bp_layer_output_shape(const bp_layer *layer, size_t *channels, 
 /** The L2 norm of the layer's gradient, sqrt(sum dW^2 + sum db^2) computed in double, as
  *  left by the last backward pass (0 for layers without parameters): watch vanishing or
  *  exploding gradients layer by layer.
+ *  @param layer  the layer.
  *  @param norm  receives the norm.
  *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
 BP_API bp_status bp_layer_grad_norm(const bp_layer *layer, double *norm);
@@ -760,45 +784,49 @@ BP_API size_t bp_layer_param_count(const bp_layer *layer);
 
 /** Copy the weights: dense [out x in] row-major (W[o][i] connects input i to output o);
  *  conv2d [filters x C x kernel_h x kernel_w]; batchnorm gamma [C]; none for the kinds
- *  without parameters.
+ *  without parameters. The weight count is bp_layer_param_count() minus the bias count,
+ *  and the bias count is the output channels (dense: out, conv2d: filters, batchnorm: C;
+ *  0 for the kinds without parameters).
  *  @param layer  the layer.
- *  @param dst       caller buffer receiving out * in floats.
- *  @param capacity  floats @p dst can hold, >= out * in.
+ *  @param dst       caller buffer receiving the weight count of floats.
+ *  @param capacity  floats @p dst can hold, >= the weight count.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_weights(const bp_layer *layer, float *dst, size_t capacity);
 
 /** Replace the weights.
  *  @param layer  the layer.
- *  @param src    the new weights [out x in], row-major; copied.
- *  @param count  floats in @p src; must equal out * in.
+ *  @param src    the new weights in the layout of bp_layer_get_weights(); copied.
+ *  @param count  floats in @p src; must equal the weight count.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (count differs), BP_ERR_NONFINITE (a
  *  value is NaN/Inf; nothing is changed). @since 0.1 */
 BP_API bp_status bp_layer_set_weights(bp_layer *layer, const float *src, size_t count);
 
-/** Copy the biases.
+/** Copy the biases: one per output channel (batchnorm: beta [C]; see
+ *  bp_layer_get_weights()).
  *  @param layer  the layer.
- *  @param dst       caller buffer receiving out floats.
- *  @param capacity  floats @p dst can hold, >= out.
+ *  @param dst       caller buffer receiving the bias count of floats.
+ *  @param capacity  floats @p dst can hold, >= the bias count.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_biases(const bp_layer *layer, float *dst, size_t capacity);
 
 /** Replace the biases.
  *  @param layer  the layer.
- *  @param src    the new biases [out]; copied.
- *  @param count  floats in @p src; must equal out.
+ *  @param src    the new biases, one per output channel; copied.
+ *  @param count  floats in @p src; must equal the bias count.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE, BP_ERR_NONFINITE. @since 0.1 */
 BP_API bp_status bp_layer_set_biases(bp_layer *layer, const float *src, size_t count);
 
-/** Copy dL/dW [out x in] as left by the last backward pass (or train_step).
+/** Copy dL/dW, laid out as bp_layer_get_weights(), as left by the last backward pass (or
+ *  train_step).
  *  @param layer  the layer.
- *  @param dst       caller buffer receiving out * in floats.
+ *  @param dst       caller buffer receiving the weight count of floats.
  *  @param capacity  floats @p dst can hold.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_weight_grad(const bp_layer *layer, float *dst, size_t capacity);
 
-/** Copy dL/db [out] as left by the last backward pass (or train_step).
+/** Copy dL/db, one per output channel, as left by the last backward pass (or train_step).
  *  @param layer  the layer.
- *  @param dst       caller buffer receiving out floats.
+ *  @param dst       caller buffer receiving the bias count of floats.
  *  @param capacity  floats @p dst can hold.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.1 */
 BP_API bp_status bp_layer_get_bias_grad(const bp_layer *layer, float *dst, size_t capacity);

@@ -133,6 +133,19 @@ struct Bounds {
     double hi;
 };
 
+/** The shape of one row, channels-first: [channels x height x width]; flat rows are
+ *  [width x 1 x 1]. */
+struct Shape {
+    std::size_t channels;
+    std::size_t height;
+    std::size_t width;
+    bool operator==(const Shape &o) const noexcept
+    {
+        return channels == o.channels && height == o.height && width == o.width;
+    }
+    bool operator!=(const Shape &o) const noexcept { return !(*this == o); }
+};
+
 class Net;
 
 /** A gradient-descent optimizer (bp_optimizer). */
@@ -192,18 +205,35 @@ public:
     std::size_t input_size() const noexcept { return bp_layer_input_size(h_); }
     std::size_t output_size() const noexcept { return bp_layer_output_size(h_); }
     std::size_t param_count() const noexcept { return bp_layer_param_count(h_); }
-
-    /** W [out x in], row-major. */
-    std::vector<float> weights() const
+    /** bp_layer_output_shape(): [C x H x W] of one output row. */
+    Shape output_shape() const
     {
-        return copy(bp_layer_get_weights, output_size() * input_size());
+        Shape s{0, 0, 0};
+        detail::check(bp_layer_output_shape(handle(), &s.channels, &s.height, &s.width));
+        return s;
     }
-    std::vector<float> biases() const { return copy(bp_layer_get_biases, output_size()); }
+    /** bp_layer_grad_norm(): L2 norm of the gradients of the last backward pass. */
+    double grad_norm() const
+    {
+        double norm = 0;
+        detail::check(bp_layer_grad_norm(handle(), &norm));
+        return norm;
+    }
+    /** Biases: one per output channel for the kinds with parameters (dense, conv2d,
+     *  batchnorm beta), 0 for the others. */
+    std::size_t bias_count() const { return param_count() == 0 ? 0 : output_shape().channels; }
+    /** Weights: param_count() - bias_count(). */
+    std::size_t weight_count() const { return param_count() - bias_count(); }
+
+    /** The weights: dense W [out x in] row-major, conv2d [filters x C x kernel_h x kernel_w],
+     *  batchnorm gamma [C]; empty for the kinds without parameters. */
+    std::vector<float> weights() const { return copy(bp_layer_get_weights, weight_count()); }
+    std::vector<float> biases() const { return copy(bp_layer_get_biases, bias_count()); }
     std::vector<float> weight_grad() const
     {
-        return copy(bp_layer_get_weight_grad, output_size() * input_size());
+        return copy(bp_layer_get_weight_grad, weight_count());
     }
-    std::vector<float> bias_grad() const { return copy(bp_layer_get_bias_grad, output_size()); }
+    std::vector<float> bias_grad() const { return copy(bp_layer_get_bias_grad, bias_count()); }
     void set_weights(const std::vector<float> &w)
     {
         detail::check(bp_layer_set_weights(handle(), w.data(), w.size()));
@@ -240,7 +270,7 @@ private:
     std::vector<float> copy(getter fn, std::size_t count) const
     {
         std::vector<float> out(count);
-        detail::check(fn(handle(), out.data(), out.size()));
+        if (count > 0) detail::check(fn(handle(), out.data(), out.size()));
         return out;
     }
     bp_layer *h_;
@@ -382,6 +412,14 @@ public:
         detail::check(bp_net_create(&h, inputs, seed));
         h_.reset(h);
     }
+    /** bp_net_create_image(): input rows are images [channels x height x width], NCHW. */
+    static Net image(std::size_t channels, std::size_t height, std::size_t width,
+                     std::uint64_t seed = 0)
+    {
+        bp_net *h = nullptr;
+        detail::check(bp_net_create_image(&h, channels, height, width, seed));
+        return Net(h);
+    }
     /** Take ownership of a handle from the C API. */
     static Net adopt(bp_net *handle) { return Net(handle); }
 
@@ -401,6 +439,53 @@ public:
         detail::check(bp_net_add_dense(handle(), units, activation));
         return *this;
     }
+    Net &add_batchnorm()
+    {
+        detail::check(bp_net_add_batchnorm(handle()));
+        return *this;
+    }
+    Net &add_dropout(double rate)
+    {
+        detail::check(bp_net_add_dropout(handle(), rate));
+        return *this;
+    }
+    Net &add_activation(int activation)
+    {
+        detail::check(bp_net_add_activation(handle(), activation));
+        return *this;
+    }
+    Net &add_conv2d(std::size_t filters, std::size_t kernel_h, std::size_t kernel_w,
+                    std::size_t stride = 1, std::size_t padding = 0,
+                    int activation = BP_ACT_IDENTITY)
+    {
+        detail::check(
+            bp_net_add_conv2d(handle(), filters, kernel_h, kernel_w, stride, padding, activation));
+        return *this;
+    }
+    /** Max pooling over @p size x @p size windows moved by @p size. */
+    Net &add_maxpool2d(std::size_t size) { return add_maxpool2d(size, size); }
+    Net &add_maxpool2d(std::size_t size, std::size_t stride)
+    {
+        detail::check(bp_net_add_maxpool2d(handle(), size, stride));
+        return *this;
+    }
+    /** Average pooling over @p size x @p size windows moved by @p size. */
+    Net &add_avgpool2d(std::size_t size) { return add_avgpool2d(size, size); }
+    Net &add_avgpool2d(std::size_t size, std::size_t stride)
+    {
+        detail::check(bp_net_add_avgpool2d(handle(), size, stride));
+        return *this;
+    }
+    Net &add_global_avgpool()
+    {
+        detail::check(bp_net_add_global_avgpool(handle()));
+        return *this;
+    }
+    Net &add_flatten()
+    {
+        detail::check(bp_net_add_flatten(handle()));
+        return *this;
+    }
     std::size_t layer_count() const noexcept { return bp_net_layer_count(h_.get()); }
     /** Layer @p index; throws bp::Error(BP_ERR_INDEX) when out of range. */
     Layer layer(std::size_t index) const
@@ -412,6 +497,13 @@ public:
         return Layer(l);
     }
     std::size_t input_size() const noexcept { return bp_net_input_size(h_.get()); }
+    /** bp_net_input_shape(): [inputs x 1 x 1] for a net made by the constructor. */
+    Shape input_shape() const
+    {
+        Shape s{0, 0, 0};
+        detail::check(bp_net_input_shape(handle(), &s.channels, &s.height, &s.width));
+        return s;
+    }
     std::size_t output_size() const noexcept { return bp_net_output_size(h_.get()); }
     std::size_t param_count() const noexcept { return bp_net_param_count(h_.get()); }
 

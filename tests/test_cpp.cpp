@@ -278,6 +278,101 @@ void fit_with_callback_history_and_errors()
     CHECK(bp::metric_name(BP_METRIC_VAL_ACCURACY) == "val_accuracy");
 }
 
+// 16 images 1 x 6 x 6: a bright row (class 0) or column (class 1) at position i % 6 on a
+// dim, position-dependent background.
+void line_images(std::vector<float> &x, std::vector<float> &y)
+{
+    for (std::size_t i = 0; i < 16; i++) {
+        const std::size_t label = i % 2, at = (i / 2) % 6;
+        for (std::size_t r = 0; r < 6; r++)
+            for (std::size_t c = 0; c < 6; c++) {
+                const bool on = label == 0 ? r == at : c == at;
+                x.push_back(on ? 1.0f : 0.05f * static_cast<float>((r * 7 + c * 3 + i) % 4));
+            }
+        y.push_back(static_cast<float>(label));
+    }
+}
+
+void cnn_through_the_wrappers()
+{
+    bp::Net net = bp::Net::image(1, 6, 6, 17);
+    net.add_conv2d(3, 3, 3, 1, 1)
+        .add_batchnorm()
+        .add_activation(BP_ACT_RELU)
+        .add_maxpool2d(2)
+        .add_flatten()
+        .add_dropout(0.2)
+        .add_dense(2, BP_ACT_SOFTMAX);
+    CHECK(net.input_shape() == (bp::Shape{1, 6, 6}) && net.input_size() == 36);
+    const bp::Shape shapes[] = {{3, 6, 6}, {3, 6, 6}, {3, 6, 6}, {3, 3, 3},
+                                {27, 1, 1}, {27, 1, 1}, {2, 1, 1}};
+    const int kinds[] = {BP_LAYER_CONV2D,  BP_LAYER_BATCHNORM, BP_LAYER_ACTIVATION,
+                         BP_LAYER_MAXPOOL2D, BP_LAYER_FLATTEN, BP_LAYER_DROPOUT, BP_LAYER_DENSE};
+    CHECK(net.layer_count() == 7);
+    for (std::size_t i = 0; i < 7; i++) {
+        CHECK(net.layer(i).output_shape() == shapes[i]);
+        CHECK(net.layer(i).kind() == kinds[i]);
+    }
+    // Weight sizes come from param_count: conv [filters x C x kh x kw] + filters biases,
+    // batchnorm gamma [C] + beta [C], nothing for the kinds without parameters.
+    bp::Layer conv = net.layer(0), norm = net.layer(1), pool = net.layer(3);
+    CHECK(conv.weights().size() == 27 && conv.biases().size() == 3);
+    CHECK(norm.weights() == std::vector<float>(3, 1.0f) && norm.biases().size() == 3);
+    CHECK(pool.weights().empty() && pool.biases().empty() && pool.param_count() == 0);
+    CHECK(net.layer(6).weights().size() == 54);
+    CHECK(net.param_count() == 30 + 6 + 56);
+    conv.set_weights(std::vector<float>(27, 0.1f));
+    std::size_t np = 0;
+    const float *p = net.params(&np);
+    CHECK(np == net.param_count() && p[0] == 0.1f && p[26] == 0.1f);
+    net.layer(5).set(BP_LAYER_DROPOUT_RATE, 0.1);
+    CHECK(std::fabs(net.layer(5).get(BP_LAYER_DROPOUT_RATE) - 0.1) < 1e-12);
+    conv.init_weights(BP_INIT_HE_NORMAL);
+
+    std::vector<float> x, y;
+    line_images(x, y);
+    bp::Optimizer opt(BP_OPTIMIZER_ADAM);
+    opt.set(BP_OPT_LEARNING_RATE, 0.02);
+    const float first = net.train_step(opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y);
+    float loss = first;
+    for (int i = 0; i < 60; i++) loss = net.train_step(opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y);
+    CHECK(loss < first / 2);
+    std::vector<std::size_t> cls = bp::argmax(net.predict(x), 2);
+    std::size_t hits = 0;
+    for (std::size_t i = 0; i < cls.size(); i++) hits += static_cast<float>(cls[i]) == y[i];
+    CHECK(hits >= 15);
+
+    net.compute_grads(BP_LOSS_SPARSE_SOFTMAX_CE, x, y);
+    double sum = 0;
+    for (float g : conv.weight_grad()) sum += double(g) * double(g);
+    for (float g : conv.bias_grad()) sum += double(g) * double(g);
+    CHECK(conv.grad_norm() > 0 && std::fabs(conv.grad_norm() - std::sqrt(sum)) < 1e-6);
+    CHECK(norm.grad_norm() > 0 && net.layer(6).grad_norm() > 0);
+    CHECK(pool.grad_norm() == 0 && net.layer(5).grad_norm() == 0);
+
+    std::vector<unsigned char> model = net.save_buffer();
+    bp::Net copy = bp::Net::load_buffer(model.data(), model.size());
+    CHECK(copy.input_shape() == net.input_shape() && copy.layer_count() == 7);
+    for (std::size_t i = 0; i < 7; i++) CHECK(copy.layer(i).output_shape() == shapes[i]);
+    CHECK(copy.predict(x) == net.predict(x));
+
+    bp::Net small = bp::Net::image(1, 4, 4);
+    std::string msg = expect_error(BP_ERR_SHAPE, [&] { small.add_conv2d(2, 5, 5); });
+    CHECK(msg == bp::last_error() && msg.find("5 x 5") != std::string::npos);
+    expect_error(BP_ERR_SHAPE, [&] { small.add_avgpool2d(5); });
+    expect_error(BP_ERR_OUT_OF_RANGE, [&] { small.add_dropout(1.5); });
+    expect_error(BP_ERR_INVALID_ARG, [&] { small.add_activation(-1); });
+    CHECK(small.layer_count() == 0);
+    small.add_avgpool2d(2, 1).add_global_avgpool();
+    CHECK(small.layer(0).output_shape() == (bp::Shape{1, 3, 3}));
+    CHECK(small.layer(1).output_shape() == (bp::Shape{1, 1, 1}));
+    expect_error(BP_ERR_INVALID_ARG, [] { bp::Net::image(0, 4, 4); });
+    bp::Net flat(5);
+    CHECK(flat.input_shape() == (bp::Shape{5, 1, 1}));
+    bp::Net moved = std::move(flat);
+    expect_error(BP_ERR_INVALID_ARG, [&] { (void)flat.input_shape(); });
+}
+
 void free_functions()
 {
     CHECK(bp::version() == BP_VERSION_NUMBER);
@@ -300,6 +395,7 @@ int main()
         {"datasets_load_split_and_scale", datasets_load_split_and_scale},
         {"models_save_load_and_resume", models_save_load_and_resume},
         {"fit_with_callback_history_and_errors", fit_with_callback_history_and_errors},
+        {"cnn_through_the_wrappers", cnn_through_the_wrappers},
         {"free_functions", free_functions},
     };
     int run = 0;

@@ -15,6 +15,7 @@ import ctypes
 import gc
 import math
 import os
+import random
 import re
 import sys
 import tempfile
@@ -288,6 +289,178 @@ class Training(unittest.TestCase):
             out = np.zeros((4, 1), dtype=np.float32)
             net.predict(x, out=out)
             self.assertEqual(out.tolist(), y.tolist())
+
+
+def line_images(count, seed):
+    """count images 1 x 8 x 8 with a bright line on a noisy background: class 0 a row,
+    class 1 a column (at a random position); returns (flat pixels, labels)."""
+    rng = random.Random(seed)
+    x, y = array.array("f"), array.array("f")
+    for i in range(count):
+        label, at = i % 2, rng.randrange(8)
+        img = [rng.uniform(0.0, 0.2) for _ in range(64)]
+        for k in range(8):
+            img[at * 8 + k if label == 0 else k * 8 + at] = 1.0
+        x.extend(img)
+        y.append(label)
+    return x, y
+
+
+def tiny_cnn(seed=5):
+    """conv 4@3x3 (same) - batchnorm - ReLU - maxpool 2 - flatten - dropout - dense 2
+    softmax on 1 x 8 x 8 images."""
+    net = bp.Net.image(1, 8, 8, seed=seed)
+    net.add_conv2d(4, 3, padding=1).add_batchnorm().add_activation(bp.ACT_RELU)
+    net.add_maxpool2d(2).add_flatten().add_dropout(0.25).add_dense(2, bp.ACT_SOFTMAX)
+    return net
+
+
+class ConvolutionalNet(unittest.TestCase):
+    """Image nets and the deep layer kinds through the binding."""
+
+    SHAPES = [(4, 8, 8), (4, 8, 8), (4, 8, 8), (4, 4, 4), (64, 1, 1), (64, 1, 1), (2, 1, 1)]
+    KINDS = [bp.LAYER_CONV2D, bp.LAYER_BATCHNORM, bp.LAYER_ACTIVATION, bp.LAYER_MAXPOOL2D,
+             bp.LAYER_FLATTEN, bp.LAYER_DROPOUT, bp.LAYER_DENSE]
+
+    def test_structure_shapes_and_parameter_layout(self):
+        with tiny_cnn() as net:
+            self.assertEqual(net.input_shape, (1, 8, 8))
+            self.assertEqual((net.input_size, net.output_size), (64, 2))
+            self.assertEqual([layer.kind for layer in net.layers], self.KINDS)
+            self.assertEqual([layer.output_shape for layer in net.layers], self.SHAPES)
+            self.assertEqual(net.layer(0).output_size, 4 * 8 * 8)
+            with bp.Net(5) as flat:
+                self.assertEqual(flat.input_shape, (5, 1, 1))
+            # conv: [filters x C x kh x kw] weights and one bias per filter; batchnorm:
+            # gamma [C] (1 at first) and beta [C]; dense [out x in]; the rest: none.
+            counts = [(len(layer.weights()), len(layer.biases())) for layer in net.layers]
+            self.assertEqual(counts, [(36, 4), (4, 4), (0, 0), (0, 0), (0, 0), (0, 0),
+                                      (128, 2)])
+            self.assertEqual([layer.param_count for layer in net.layers],
+                             [w + b for w, b in counts])
+            self.assertEqual(net.param_count, 36 + 4 + 8 + 130)
+            self.assertEqual(list(net.layer(1).weights()), [1.0] * 4)
+            # The layer views read the parameter vector: conv W then b, batchnorm gamma
+            # then beta, ...
+            params = net.params()
+            conv = net.layer(0)
+            self.assertEqual(params[:36], conv.weights())
+            conv.set_weights([0.5] * 36)
+            conv.set_biases([0.25, 0.5, 0.75, 1.0])
+            self.assertEqual(net.params()[:40], array.array("f", [0.5] * 36 +
+                                                            [0.25, 0.5, 0.75, 1.0]))
+            with self.assertRaises(bp.BackpropError) as cm:
+                conv.set_weights([0.5] * 40)  # param_count, not the weight count
+            self.assertEqual(cm.exception.status, bp.ERR_SHAPE)
+            if np is not None:
+                self.assertEqual(conv.weights(numpy=True).shape, (4, 9))
+                self.assertEqual(net.layer(1).weights(numpy=True).shape, (4,))
+                self.assertEqual(net.layer(-1).weights(numpy=True).shape, (2, 64))
+                self.assertEqual(net.layer(3).weights(numpy=True).shape, (0,))
+            self.assertIn("conv2d", net.summary())
+
+    def test_layer_settings_of_the_new_kinds(self):
+        with tiny_cnn() as net:
+            drop, norm, conv = net.layer(5), net.layer(1), net.layer(0)
+            self.assertAlmostEqual(drop.get("dropout_rate"), 0.25)
+            drop.set(bp.LAYER_DROPOUT_RATE, 0.5)
+            self.assertEqual(drop.get(bp.LAYER_DROPOUT_RATE), 0.5)
+            norm.set("bn_momentum", 0.9).set(bp.LAYER_BN_EPSILON, 1e-3)
+            self.assertAlmostEqual(norm.get(bp.LAYER_BN_MOMENTUM), 0.9)
+            conv.set(bp.LAYER_L2, 1e-4)
+            self.assertAlmostEqual(conv.get("l2"), 1e-4)
+            with self.assertRaises(bp.BackpropError) as cm:
+                conv.set(bp.LAYER_DROPOUT_RATE, 0.5)  # not a conv2d key
+            self.assertEqual(cm.exception.status, bp.ERR_INVALID_ARG)
+            conv.init_weights(bp.INIT_NORMAL, 0.01)
+            self.assertTrue(all(abs(v) < 0.1 for v in conv.weights()))
+
+    def test_trains_saves_and_loads(self):
+        x, y = line_images(32, seed=1)
+        with tiny_cnn() as net, bp.Optimizer(bp.OPTIMIZER_ADAM, learning_rate=0.02) as opt:
+            first = net.train_step(opt, bp.LOSS_SPARSE_SOFTMAX_CE, x, y)
+            for _ in range(60):
+                loss = net.train_step(opt, bp.LOSS_SPARSE_SOFTMAX_CE, x, y)
+            self.assertLess(loss, first / 2)
+            pred = net.predict(x)
+            self.assertEqual(pred, net.predict(x))  # inference: no dropout, running stats
+            hits = sum(p == t for p, t in zip(bp.argmax(pred, 2), y))
+            self.assertGreaterEqual(hits, 30)
+            test_x, test_y = line_images(16, seed=2)
+            self.assertGreaterEqual(
+                sum(p == t for p, t in zip(bp.argmax(net.predict(test_x), 2), test_y)), 14)
+
+            net.compute_grads(bp.LOSS_SPARSE_SOFTMAX_CE, x, y)  # updates running stats
+            pred = net.predict(x)
+            norms = [layer.grad_norm() for layer in net.layers]
+            for i in (0, 1, 6):  # conv, batchnorm, dense have gradients
+                self.assertGreater(norms[i], 0)
+                self.assertTrue(math.isfinite(norms[i]))
+            self.assertEqual([norms[i] for i in (2, 3, 4, 5)], [0.0] * 4)
+            conv = net.layer(0)
+            by_hand = math.sqrt(sum(v * v for v in conv.weight_grad()) +
+                                sum(v * v for v in conv.bias_grad()))
+            self.assertAlmostEqual(norms[0], by_hand, delta=1e-5 * by_hand)
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "cnn.bpm")
+                net.save(path)
+                with bp.Net.load(path) as again:
+                    self.assertEqual(again.input_shape, (1, 8, 8))
+                    self.assertEqual([layer.kind for layer in again.layers], self.KINDS)
+                    self.assertEqual([layer.output_shape for layer in again.layers],
+                                     self.SHAPES)
+                    self.assertEqual(again.layer(5).get(bp.LAYER_DROPOUT_RATE), 0.25)
+                    self.assertEqual(again.params(), net.params())
+                    self.assertEqual(again.predict(test_x), net.predict(test_x))
+            with bp.Net.load_buffer(net.save_buffer()) as again:
+                self.assertEqual(again.predict(x), pred)
+
+    def test_bad_shapes_raise_with_the_library_message(self):
+        with bp.Net.image(1, 8, 8) as net:
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.add_conv2d(2, 9)  # kernel 9 x 9 on an 8 x 8 image
+            self.assertEqual(cm.exception.status, bp.ERR_SHAPE)
+            self.assertEqual(cm.exception.message, bp.last_error())
+            self.assertIn("9 x 9", cm.exception.message)
+            self.assertEqual(net.last_error, cm.exception.message)
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.add_conv2d(2, (3, 5), padding=3)  # padding not smaller than the kernel
+            self.assertEqual(cm.exception.status, bp.ERR_INVALID_ARG)
+            self.assertIn("padding 3", cm.exception.message)
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.add_maxpool2d(9)
+            self.assertEqual(cm.exception.status, bp.ERR_SHAPE)
+            self.assertEqual(cm.exception.message, bp.last_error())
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.add_dropout(1.0)
+            self.assertEqual(cm.exception.status, bp.ERR_OUT_OF_RANGE)
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.add_activation(12345)
+            self.assertEqual(cm.exception.status, bp.ERR_INVALID_ARG)
+            self.assertIn("12345", cm.exception.message)
+            self.assertEqual(net.layer_count, 0)  # failed calls add nothing
+            net.add_conv2d(2, (3, 5), stride=2).add_global_avgpool()
+            self.assertEqual(net.layer(0).output_shape, (2, 3, 2))
+            self.assertEqual(net.layer(1).output_shape, (2, 1, 1))
+            net.add_dense(3, bp.ACT_SOFTMAX)
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.add_batchnorm()  # nothing after a softmax layer
+            self.assertEqual(cm.exception.status, bp.ERR_STATE)
+            self.assertEqual(net.layer_count, 3)
+        for shape in ((0, 8, 8), (1, 0, 8)):
+            with self.assertRaises(bp.BackpropError) as cm:
+                bp.Net.image(*shape)
+            self.assertEqual(cm.exception.status, bp.ERR_INVALID_ARG)
+            self.assertEqual(cm.exception.message, bp.last_error())
+        net = tiny_cnn()
+        layer = net.layer(0)
+        net.close()
+        for call in (lambda: layer.output_shape, lambda: layer.grad_norm(),
+                     lambda: net.input_shape, lambda: net.add_flatten()):
+            with self.assertRaises(bp.BackpropError) as cm:
+                call()
+            self.assertEqual(cm.exception.status, bp.ERR_INVALID_ARG)
 
 
 class TrainingLoop(unittest.TestCase):

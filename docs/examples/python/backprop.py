@@ -89,8 +89,17 @@ INIT_HE_NORMAL = 4
 INIT_LECUN_NORMAL = 5
 INIT_ZEROS = 6
 INIT_CONSTANT = 7
+INIT_NORMAL = 8
 
 LAYER_DENSE = 1
+LAYER_BATCHNORM = 2
+LAYER_DROPOUT = 3
+LAYER_CONV2D = 4
+LAYER_MAXPOOL2D = 5
+LAYER_AVGPOOL2D = 6
+LAYER_FLATTEN = 7
+LAYER_GLOBAL_AVGPOOL = 8
+LAYER_ACTIVATION = 9
 
 LOSS_MSE = 1
 LOSS_MAE = 2
@@ -129,6 +138,11 @@ OPT_RPROP_DELTA_MAX = 116
 LAYER_TRAINABLE = 200
 LAYER_LEAKY_SLOPE = 201
 LAYER_ELU_ALPHA = 202
+LAYER_BN_MOMENTUM = 203
+LAYER_BN_EPSILON = 204
+LAYER_DROPOUT_RATE = 205
+LAYER_L2 = 206
+LAYER_L1 = 207
 
 NET_ACCUMULATE_GRADS = 300
 NET_HUBER_DELTA = 301
@@ -227,10 +241,22 @@ PROTOTYPES = {
     "bp_backend_info": (_STR, []),
     "bp_net_create": (_status, [_P(_NetP), _S, _U64]),
     "bp_net_create_ex": (_status, [_P(_NetP), _S, _U64, ALLOC_FN, FREE_FN, ctypes.c_void_p]),
+    "bp_net_create_image": (_status, [_P(_NetP), _S, _S, _S, _U64]),
+    "bp_net_create_image_ex": (_status, [_P(_NetP), _S, _S, _S, _U64, ALLOC_FN, FREE_FN,
+                                         ctypes.c_void_p]),
+    "bp_net_input_shape": (_status, [_NetP, _c_size_p, _c_size_p, _c_size_p]),
     "bp_net_free": (None, [_NetP]),
     "bp_net_clone": (_status, [_P(_NetP), _NetP]),
     "bp_net_last_error": (_STR, [_NetP]),
     "bp_net_add_dense": (_status, [_NetP, _S, _I]),
+    "bp_net_add_batchnorm": (_status, [_NetP]),
+    "bp_net_add_dropout": (_status, [_NetP, _D]),
+    "bp_net_add_activation": (_status, [_NetP, _I]),
+    "bp_net_add_conv2d": (_status, [_NetP, _S, _S, _S, _S, _S, _I]),
+    "bp_net_add_maxpool2d": (_status, [_NetP, _S, _S]),
+    "bp_net_add_avgpool2d": (_status, [_NetP, _S, _S]),
+    "bp_net_add_global_avgpool": (_status, [_NetP]),
+    "bp_net_add_flatten": (_status, [_NetP]),
     "bp_net_layer_count": (_S, [_NetP]),
     "bp_net_layer": (_LayerP, [_NetP, _S]),
     "bp_net_input_size": (_S, [_NetP]),
@@ -255,6 +281,8 @@ PROTOTYPES = {
     "bp_layer_activation": (_I, [_LayerP]),
     "bp_layer_input_size": (_S, [_LayerP]),
     "bp_layer_output_size": (_S, [_LayerP]),
+    "bp_layer_output_shape": (_status, [_LayerP, _c_size_p, _c_size_p, _c_size_p]),
+    "bp_layer_grad_norm": (_status, [_LayerP, _c_double_p]),
     "bp_layer_param_count": (_S, [_LayerP]),
     "bp_layer_get_weights": (_status, [_LayerP, _c_float_p, _S]),
     "bp_layer_set_weights": (_status, [_LayerP, _c_float_p, _S]),
@@ -720,32 +748,64 @@ class Layer(_Keyed):
         return _lib.bp_layer_output_size(self._handle())
 
     @property
+    def output_shape(self):
+        """(channels, height, width) of one output row, channels-first; (units, 1, 1) for
+        flat rows (bp_layer_output_shape)."""
+        c, h, w = ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
+        _check(_lib.bp_layer_output_shape(self._handle(), ctypes.byref(c), ctypes.byref(h),
+                                          ctypes.byref(w)))
+        return c.value, h.value, w.value
+
+    def grad_norm(self):
+        """The L2 norm of the layer's gradients from the last backward pass (0 without
+        parameters), bp_layer_grad_norm."""
+        norm = ctypes.c_double()
+        _check(_lib.bp_layer_grad_norm(self._handle(), ctypes.byref(norm)))
+        return norm.value
+
+    @property
     def param_count(self):
         return _lib.bp_layer_param_count(self._handle())
 
-    def _get(self, fn, count, shape, numpy):
+    def _shapes(self):
+        """(weight shape, bias shape). The kinds with parameters (dense, conv2d, batchnorm)
+        have one bias per output channel and the rest of param_count as weights: dense
+        [out x in], conv2d [filters x C*kernel_h*kernel_w] (row-major [filters x C x kh x
+        kw]: reshape with the kernel size), batchnorm gamma [C]; the other kinds none."""
         h = self._handle()
+        total = _lib.bp_layer_param_count(h)
+        if total == 0:
+            return (0,), (0,)
+        channels = self.output_shape[0]
+        weights = total - channels
+        if _lib.bp_layer_kind(h) == LAYER_BATCHNORM:
+            return (weights,), (channels,)
+        return (channels, weights // channels), (channels,)
+
+    def _get(self, fn, shape, numpy):
+        h = self._handle()
+        count = math.prod(shape)
         like = _np.empty(0) if numpy and _np is not None else None
         out = _Out(count, shape, like)
-        _check(fn(h, out.ptr, out.capacity))
+        if count:
+            _check(fn(h, out.ptr, out.capacity))
         return out.value
 
     def weights(self, numpy=False):
-        """W [out x in], row-major (a NumPy array if numpy=True and NumPy is installed)."""
-        n_out, n_in = self.output_size, self.input_size
-        return self._get(_lib.bp_layer_get_weights, n_out * n_in, (n_out, n_in), numpy)
+        """The weights (see _shapes: dense W [out x in] row-major, conv2d [filters x
+        C*kh*kw], batchnorm gamma [C]; empty for kinds without parameters), as
+        array.array('f') or, if numpy=True and NumPy is installed, a NumPy array."""
+        return self._get(_lib.bp_layer_get_weights, self._shapes()[0], numpy)
 
     def biases(self, numpy=False):
-        n_out = self.output_size
-        return self._get(_lib.bp_layer_get_biases, n_out, (n_out,), numpy)
+        """One bias per output channel (batchnorm: beta [C]); empty without parameters."""
+        return self._get(_lib.bp_layer_get_biases, self._shapes()[1], numpy)
 
     def weight_grad(self, numpy=False):
-        n_out, n_in = self.output_size, self.input_size
-        return self._get(_lib.bp_layer_get_weight_grad, n_out * n_in, (n_out, n_in), numpy)
+        return self._get(_lib.bp_layer_get_weight_grad, self._shapes()[0], numpy)
 
     def bias_grad(self, numpy=False):
-        n_out = self.output_size
-        return self._get(_lib.bp_layer_get_bias_grad, n_out, (n_out,), numpy)
+        return self._get(_lib.bp_layer_get_bias_grad, self._shapes()[1], numpy)
 
     def set_weights(self, values):
         data = _In(values, "set_weights")
@@ -761,7 +821,8 @@ class Layer(_Keyed):
 
 
 class Net(_Handle, _Keyed):
-    """bp_net: Net(inputs, seed=0). Methods that build the network return self."""
+    """bp_net: Net(inputs, seed=0), or Net.image(channels, height, width, seed=0) for image
+    rows. Methods that build the network return self."""
 
     _free = staticmethod(_free_net)
     _kind = "Net"
@@ -772,6 +833,15 @@ class Net(_Handle, _Keyed):
         h = _NetP()
         _check(_lib.bp_net_create(ctypes.byref(h), int(inputs), int(seed)))
         self._adopt(h)
+
+    @classmethod
+    def image(cls, channels, height, width, seed=0):
+        """A net whose input rows are images [channels x height x width], channels-first
+        (bp_net_create_image)."""
+        h = _NetP()
+        _check(_lib.bp_net_create_image(ctypes.byref(h), int(channels), int(height),
+                                        int(width), int(seed)))
+        return cls._wrap(h)
 
     @classmethod
     def _wrap(cls, handle):
@@ -797,6 +867,45 @@ class Net(_Handle, _Keyed):
         _check(_lib.bp_net_add_dense(self._handle(), int(units), int(activation)))
         return self
 
+    def add_batchnorm(self):
+        """Batch normalisation per feature (flat rows) or per channel (image rows)."""
+        _check(_lib.bp_net_add_batchnorm(self._handle()))
+        return self
+
+    def add_dropout(self, rate):
+        _check(_lib.bp_net_add_dropout(self._handle(), float(rate)))
+        return self
+
+    def add_activation(self, activation):
+        _check(_lib.bp_net_add_activation(self._handle(), int(activation)))
+        return self
+
+    def add_conv2d(self, filters, kernel, stride=1, padding=0, activation=ACT_IDENTITY):
+        """2-D convolution; kernel is a size or a (kernel_h, kernel_w) pair."""
+        kh, kw = kernel if isinstance(kernel, (tuple, list)) else (kernel, kernel)
+        _check(_lib.bp_net_add_conv2d(self._handle(), int(filters), int(kh), int(kw),
+                                      int(stride), int(padding), int(activation)))
+        return self
+
+    def add_maxpool2d(self, size, stride=None):
+        """Max pooling over size x size windows; stride defaults to size."""
+        _check(_lib.bp_net_add_maxpool2d(self._handle(), int(size),
+                                         int(size if stride is None else stride)))
+        return self
+
+    def add_avgpool2d(self, size, stride=None):
+        _check(_lib.bp_net_add_avgpool2d(self._handle(), int(size),
+                                         int(size if stride is None else stride)))
+        return self
+
+    def add_global_avgpool(self):
+        _check(_lib.bp_net_add_global_avgpool(self._handle()))
+        return self
+
+    def add_flatten(self):
+        _check(_lib.bp_net_add_flatten(self._handle()))
+        return self
+
     @property
     def layer_count(self):
         return _lib.bp_net_layer_count(self._handle())
@@ -815,6 +924,14 @@ class Net(_Handle, _Keyed):
     @property
     def input_size(self):
         return _lib.bp_net_input_size(self._handle())
+
+    @property
+    def input_shape(self):
+        """(channels, height, width) of an input row; (inputs, 1, 1) for Net(inputs)."""
+        c, h, w = ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
+        _check(_lib.bp_net_input_shape(self._handle(), ctypes.byref(c), ctypes.byref(h),
+                                       ctypes.byref(w)))
+        return c.value, h.value, w.value
 
     @property
     def output_size(self):
