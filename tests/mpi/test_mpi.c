@@ -606,6 +606,15 @@ static void assert_weights_match(bp_net *net, bp_net *ref)
         assert_close(p[k], q[k], 1e-5, 1e-5 * (double)scale);
 }
 
+/* The last error names rank @p failing and is the same text on every rank. */
+static void assert_error_from_rank(int failing)
+{
+    char expect[32];
+    snprintf(expect, sizeof expect, "rank %d: ", failing);
+    assert_non_null(strstr(bp_mpi_last_error(), expect));
+    assert_same_on_every_rank(hash_string(bp_mpi_last_error()));
+}
+
 static int count_epochs(void *user, size_t epoch, const double *metrics, size_t count)
 {
     (void)epoch;
@@ -752,11 +761,8 @@ static void fit_nonfinite_loss_on_one_rank_fails_on_every_rank(void **state)
     const uint64_t before = checksum(net);
     assert_int_equal(bp_mpi_fit(net, opt, BP_LOSS_MSE, train, NULL, MPI_COMM_WORLD),
                      BP_ERR_NONFINITE);
-    char expect[32];
-    snprintf(expect, sizeof expect, "rank %d: ", bad);
-    assert_non_null(strstr(bp_mpi_last_error(), expect));
+    assert_error_from_rank(bad);
     assert_non_null(strstr(bp_mpi_last_error(), "bp_mpi_fit"));
-    assert_same_on_every_rank(hash_string(bp_mpi_last_error()));
     assert_true(checksum(net) == before); /* the first step failed: nothing changed */
     assert_int_equal(bp_net_history_length(net), 0);
     double batch = 0.0;
@@ -830,10 +836,7 @@ static void fit_rejects_bad_arguments_on_every_rank(void **state)
     assert_status(bp_dataset_create(&wide, zx, zy, 3, IN + 1, OUT), BP_OK);
     assert_int_equal(bp_mpi_fit(net, opt, ce, train, rank_ == last ? wide : tiny, w),
                      BP_ERR_SHAPE);
-    char expect[32];
-    snprintf(expect, sizeof expect, "rank %d: ", last);
-    assert_non_null(strstr(bp_mpi_last_error(), expect));
-    assert_same_on_every_rank(hash_string(bp_mpi_last_error()));
+    assert_error_from_rank(last);
     if (size_ > 1) {
         /* A global batch that is not a multiple of the ranks; fewer rows than ranks. */
         assert_status(bp_net_set(net, BP_FIT_BATCH_SIZE, 4 * size_ + 1), BP_OK);
