@@ -211,6 +211,60 @@ BP_MPI_API bp_status bp_mpi_replicas_equal(bp_net *net, int *equal, MPI_Comm com
 BP_MPI_API bp_status bp_mpi_evaluate(bp_net *net, int loss, const bp_dataset *ds,
                                      double *metrics, size_t count, MPI_Comm comm);
 
+/** Distributed bp_net_fit(): synchronous data-parallel training over @p comm with every
+ *  setting, schedule, validation, early stop, history entry and callback of bp_net_fit().
+ *  Collective; call it on every rank with the same arguments:
+ *   - @p train and @p val are the same full data sets on every rank (the same rows in the
+ *     same order). Rank r trains on its interleaved shard, rows r, r + p, r + 2p, ... of
+ *     @p train (p = the number of ranks), floor(n / p) of them: the last n % p rows of
+ *     @p train are not used, so that every rank runs the same number of batches.
+ *   - The global batch is the net's BP_FIT_BATCH_SIZE, B, which must be a multiple of p:
+ *     each rank runs bp_net_fit() on its shard with batches of B / p rows (the setting is
+ *     put back on return). With BP_FIT_SHUFFLE = 0, global batch k is then exactly rows
+ *     [kB, (k + 1)B) of the truncated set, and p ranks give the weights of bp_net_fit() in
+ *     one process on those floor(n / p) * p rows up to float summation order. With
+ *     shuffling, each rank visits its shard in the order drawn from its net's generator,
+ *     which is the same on every rank.
+ *   - Each step a gradient hook (bp_net_set_grad_hook(); it replaces any hook of @p net and
+ *     is removed on return) agrees on the ranks' statuses, replaces each rank's gradients
+ *     by their mean over the ranks (one MPI_Allreduce of the whole buffer) and the batch
+ *     loss by the global batch's; then bp_net_train_step() clips and updates as usual.
+ *   - Replicas: rank 0's weights are broadcast first; everything else the training depends
+ *     on must already be identical, and is checked (a checksum of each rank's
+ *     bp_checkpoint_save_buffer() against rank 0's): the generator state (create every
+ *     replica with the same seed and layers), the net's and fit settings, the optimizer's
+ *     settings and state, the training counters and the metadata. So the replicas stay
+ *     bit-identical, as do their validation metrics (each rank evaluates all of @p val)
+ *     and training losses: early stopping, the plateau schedule and BP_FIT_RESTORE_BEST
+ *     decide alike on every rank.
+ *   - History: the loss (and so the monitored loss without @p val) and the val_* metrics
+ *     are global and the same on every rank; the training accuracy, MAE and RMSE are
+ *     measured on this rank's shard only.
+ *   - The epoch callback (bp_net_set_epoch_callback()) runs on every rank; it must ask to
+ *     stop on every rank alike (else BP_ERR_STATE, without a hang).
+ *   - Every rank needs the same thread count (bp_set_num_threads()): the validation
+ *     metrics must be bit-identical for the ranks to take the same decisions.
+ *  A failure on any rank, before or during training (a non-finite loss on one shard, a
+ *  failed update, a rank leaving bp_net_fit() early), makes every rank return the same
+ *  status with the lowest failing rank's message, the others' bp_net_fit() stopping at
+ *  their next step: no rank is left waiting.
+ *  @param net    this rank's replica; trained.
+ *  @param opt    this rank's optimizer.
+ *  @param loss   an enum bp_loss value, the same on every rank.
+ *  @param train  the full training set, the same on every rank; at least p rows.
+ *  @param val    the full validation set, the same on every rank, or NULL on every rank.
+ *  @param comm   the communicator.
+ *  @return BP_OK on every rank, or the same error on every rank: any error of bp_net_fit()
+ *  on any rank; BP_ERR_INVALID_ARG (invalid handle, BP_FIT_BATCH_SIZE not a multiple of
+ *  the ranks, fewer training rows than ranks, MPI_COMM_NULL); BP_ERR_SHAPE (the ranks'
+ *  parameter counts, set sizes or batch sizes differ); BP_ERR_STATE (replicas that differ
+ *  beyond their weights, in which case every rank's weights are put back; ranks that stop
+ *  at different epochs; MPI not initialised); BP_ERR_NOMEM (the shard copy, 1/p of the
+ *  training set); BP_ERR_UNSUPPORTED (more than INT_MAX rows or parameters); BP_ERR_IO.
+ *  @since 0.1 */
+BP_MPI_API bp_status bp_mpi_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset *train,
+                                const bp_dataset *val, MPI_Comm comm);
+
 /* ============================================================================================
  * Files: only one rank writes
  * ==========================================================================================*/

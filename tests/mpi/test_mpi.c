@@ -562,6 +562,316 @@ static void evaluate_fails_on_every_rank(void **state)
     bp_net_free(net);
 }
 
+/* ---------------------------------------------------------------------------------------- 
+ * bp_mpi_fit
+ * ----------------------------------------------------------------------------------------*/
+
+/* Fit settings shared by a replica and its one-process reference. */
+static void set_fit(bp_net *net, double epochs, double batch, double shuffle)
+{
+    assert_status(bp_net_set(net, BP_FIT_EPOCHS, epochs), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_BATCH_SIZE, batch), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_SHUFFLE, shuffle), BP_OK);
+}
+
+static double history(const bp_net *net, size_t epoch, int metric)
+{
+    double v = -1.0;
+    assert_status(bp_net_history_get(net, epoch, metric, &v), BP_OK);
+    return v;
+}
+
+static void assert_double_same_on_every_rank(double value)
+{
+    uint64_t bits;
+    memcpy(&bits, &value, sizeof bits);
+    assert_same_on_every_rank(bits);
+}
+
+/* Weights of @p net equal those of @p ref: bit for bit on one rank, else to 1e-5 of the
+ * largest weight. */
+static void assert_weights_match(bp_net *net, bp_net *ref)
+{
+    size_t np = 0, np_ref = 0;
+    const float *p = bp_net_params(net, &np), *q = bp_net_params(ref, &np_ref);
+    assert_int_equal(np, np_ref);
+    if (size_ == 1) {
+        assert_memory_equal(p, q, np * sizeof(float));
+        return;
+    }
+    float scale = 0.0f;
+    for (size_t k = 0; k < np; k++)
+        scale = fmaxf(scale, fabsf(q[k]));
+    for (size_t k = 0; k < np; k++)
+        assert_close(p[k], q[k], 1e-5, 1e-5 * (double)scale);
+}
+
+/* The last error names rank @p failing and is the same text on every rank. */
+static void assert_error_from_rank(int failing)
+{
+    char expect[32];
+    snprintf(expect, sizeof expect, "rank %d: ", failing);
+    assert_non_null(strstr(bp_mpi_last_error(), expect));
+    assert_same_on_every_rank(hash_string(bp_mpi_last_error()));
+}
+
+static int count_epochs(void *user, size_t epoch, const double *metrics, size_t count)
+{
+    (void)epoch;
+    (void)metrics;
+    (void)count;
+    ++*(int *)user;
+    return 0;
+}
+
+static void fit_matches_one_process_on_the_truncated_set(void **state)
+{
+    (void)state;
+    enum { N = 50, B = 8, EPOCHS = 3 }; /* 4 ranks: 12 rows each, the last 2 rows unused */
+    bp_dataset *train = make_set(N, 61), *val = make_set(17, 62);
+    const size_t used = N / (size_t)size_ * (size_t)size_;
+    bp_dataset *truncated = NULL;
+    assert_status(bp_dataset_subset(&truncated, train, 0, used), BP_OK);
+    for (int with_val = 0; with_val < 2; with_val++) {
+        bp_net *ref = make_net(11, HIDDEN), *net = make_net(11, HIDDEN);
+        bp_optimizer *ref_opt = make_sgd(0.3, 0.5), *opt = make_sgd(0.3, 0.5);
+        set_fit(ref, EPOCHS, B, 0.0);
+        set_fit(net, EPOCHS, B, 0.0);
+        int calls = 0;
+        assert_status(bp_net_set_epoch_callback(net, count_epochs, &calls), BP_OK);
+        const bp_dataset *v = with_val ? val : NULL;
+        assert_status(bp_net_fit(ref, ref_opt, BP_LOSS_SOFTMAX_CE, truncated, v), BP_OK);
+        assert_status(bp_mpi_fit(net, opt, BP_LOSS_SOFTMAX_CE, train, v, MPI_COMM_WORLD), BP_OK);
+
+        assert_weights_match(net, ref);
+        assert_int_equal(calls, EPOCHS); /* the callback ran on this rank */
+        assert_int_equal(bp_net_history_length(net), EPOCHS);
+        for (size_t e = 0; e < EPOCHS; e++) {
+            /* The training loss is the global one, the same bits on every rank. */
+            assert_close(history(net, e, BP_METRIC_LOSS), history(ref, e, BP_METRIC_LOSS), 1e-5,
+                         1e-7);
+            assert_double_same_on_every_rank(history(net, e, BP_METRIC_LOSS));
+            if (with_val) {
+                assert_close(history(net, e, BP_METRIC_VAL_LOSS),
+                             history(ref, e, BP_METRIC_VAL_LOSS), 1e-5, 1e-7);
+                assert_double_same_on_every_rank(history(net, e, BP_METRIC_VAL_LOSS));
+            }
+        }
+        int equal = 0;
+        assert_status(bp_mpi_replicas_equal(net, &equal, MPI_COMM_WORLD), BP_OK);
+        assert_int_equal(equal, 1);
+        double batch = 0.0; /* the global batch setting is back */
+        assert_status(bp_net_get(net, BP_FIT_BATCH_SIZE, &batch), BP_OK);
+        assert_close(batch, B, 0.0, 0.0);
+        bp_optimizer_free(opt);
+        bp_optimizer_free(ref_opt);
+        bp_net_free(net);
+        bp_net_free(ref);
+    }
+    bp_dataset_free(truncated);
+    bp_dataset_free(val);
+    bp_dataset_free(train);
+}
+
+static void fit_with_shuffling_keeps_replicas_identical_and_learns(void **state)
+{
+    (void)state;
+    enum { EPOCHS = 8 };
+    bp_dataset *train = make_set(96, 63), *val = make_set(24, 64);
+    bp_net *net = make_net(12, HIDDEN);
+    bp_optimizer *opt = make_sgd(0.3, 0.5);
+    set_fit(net, EPOCHS, 16, 1.0);
+    assert_status(bp_net_set(net, BP_FIT_SCHEDULE, BP_SCHEDULE_COSINE), BP_OK);
+    assert_status(bp_mpi_fit(net, opt, BP_LOSS_SOFTMAX_CE, train, val, MPI_COMM_WORLD), BP_OK);
+    assert_int_equal(bp_net_history_length(net), EPOCHS);
+    assert_true(history(net, EPOCHS - 1, BP_METRIC_LOSS) < 0.9 * history(net, 0, BP_METRIC_LOSS));
+    assert_true(history(net, EPOCHS - 1, BP_METRIC_VAL_LOSS) <
+                history(net, 0, BP_METRIC_VAL_LOSS));
+    for (size_t e = 0; e < EPOCHS; e++) {
+        assert_double_same_on_every_rank(history(net, e, BP_METRIC_LOSS));
+        assert_double_same_on_every_rank(history(net, e, BP_METRIC_VAL_LOSS));
+        assert_double_same_on_every_rank(history(net, e, BP_METRIC_LEARNING_RATE));
+    }
+    assert_same_on_every_rank(checksum(net));
+    /* A second call continues from the same state on every rank. */
+    assert_status(bp_mpi_fit(net, opt, BP_LOSS_SOFTMAX_CE, train, NULL, MPI_COMM_WORLD), BP_OK);
+    assert_same_on_every_rank(checksum(net));
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    bp_dataset_free(val);
+    bp_dataset_free(train);
+}
+
+static void fit_early_stopping_stops_on_the_same_epoch_everywhere(void **state)
+{
+    (void)state;
+    enum { N = 64, B = 16, EPOCHS = 60 };
+    bp_dataset *train = make_set(N, 65), *val = make_set(20, 66);
+    for (int with_val = 0; with_val < 2; with_val++) {
+        const bp_dataset *v = with_val ? val : NULL;
+        bp_net *ref = make_net(13, HIDDEN), *net = make_net(13, HIDDEN);
+        bp_optimizer *ref_opt = make_sgd(0.2, 0.0), *opt = make_sgd(0.2, 0.0);
+        bp_net *both[2] = {ref, net};
+        for (int i = 0; i < 2; i++) {
+            set_fit(both[i], EPOCHS, B, 0.0);
+            assert_status(bp_net_set(both[i], BP_FIT_PATIENCE, 2), BP_OK);
+            assert_status(bp_net_set(both[i], BP_FIT_MIN_DELTA, 0.01), BP_OK);
+        }
+        assert_status(bp_net_fit(ref, ref_opt, BP_LOSS_SOFTMAX_CE, train, v), BP_OK);
+        assert_status(bp_mpi_fit(net, opt, BP_LOSS_SOFTMAX_CE, train, v, MPI_COMM_WORLD), BP_OK);
+        const size_t len = bp_net_history_length(net);
+        assert_true(len >= 3 && len < EPOCHS); /* it did stop early */
+        assert_int_equal(len, bp_net_history_length(ref));
+        assert_same_on_every_rank(len);
+        assert_same_on_every_rank(checksum(net)); /* the best weights, restored everywhere */
+        assert_weights_match(net, ref);
+        bp_optimizer_free(opt);
+        bp_optimizer_free(ref_opt);
+        bp_net_free(net);
+        bp_net_free(ref);
+    }
+    bp_dataset_free(val);
+    bp_dataset_free(train);
+}
+
+/* A training set whose row 1 (the first row of rank 1's shard; rank 0's with one rank) has
+ * a target of 3e38: its squared error overflows the float loss. */
+static bp_dataset *make_overflowing_set(size_t n)
+{
+    float *x = malloc(n * IN * sizeof(float)), *y = malloc(n * OUT * sizeof(float));
+    assert_non_null(x);
+    assert_non_null(y);
+    make_data(x, y, n, 67);
+    y[1 * OUT] = 3e38f;
+    bp_dataset *ds = NULL;
+    assert_status(bp_dataset_create(&ds, x, y, n, IN, OUT), BP_OK);
+    free(x);
+    free(y);
+    return ds;
+}
+
+static void fit_nonfinite_loss_on_one_rank_fails_on_every_rank(void **state)
+{
+    (void)state;
+    const int bad = size_ > 1 ? 1 : 0;
+    bp_dataset *train = make_overflowing_set(32), *good = make_set(32, 68);
+    bp_net *net = make_net(14, HIDDEN);
+    bp_optimizer *opt = make_sgd(0.1, 0.0);
+    set_fit(net, 3, 8, 0.0);
+    const uint64_t before = checksum(net);
+    assert_int_equal(bp_mpi_fit(net, opt, BP_LOSS_MSE, train, NULL, MPI_COMM_WORLD),
+                     BP_ERR_NONFINITE);
+    assert_error_from_rank(bad);
+    assert_non_null(strstr(bp_mpi_last_error(), "bp_mpi_fit"));
+    assert_true(checksum(net) == before); /* the first step failed: nothing changed */
+    assert_int_equal(bp_net_history_length(net), 0);
+    double batch = 0.0;
+    assert_status(bp_net_get(net, BP_FIT_BATCH_SIZE, &batch), BP_OK);
+    assert_close(batch, 8, 0.0, 0.0);
+    /* The ranks are still in step: the next fit works everywhere. */
+    assert_status(bp_mpi_fit(net, opt, BP_LOSS_MSE, good, NULL, MPI_COMM_WORLD), BP_OK);
+    assert_int_equal(bp_net_history_length(net), 3);
+    assert_same_on_every_rank(checksum(net));
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    bp_dataset_free(good);
+    bp_dataset_free(train);
+}
+
+static int stop_on_rank_0(void *user, size_t epoch, const double *metrics, size_t count)
+{
+    (void)user;
+    (void)metrics;
+    (void)count;
+    return rank_ == 0 && epoch == 1;
+}
+
+static void fit_a_rank_leaving_early_fails_every_rank_without_a_hang(void **state)
+{
+    (void)state;
+    if (size_ < 2) skip();
+    bp_dataset *train = make_set(32, 69);
+    bp_net *net = make_net(15, HIDDEN);
+    bp_optimizer *opt = make_sgd(0.1, 0.0);
+    set_fit(net, 5, 8, 1.0);
+    assert_status(bp_net_set_epoch_callback(net, stop_on_rank_0, NULL), BP_OK);
+    assert_int_equal(bp_mpi_fit(net, opt, BP_LOSS_SOFTMAX_CE, train, NULL, MPI_COMM_WORLD),
+                     BP_ERR_STATE);
+    assert_non_null(strstr(bp_mpi_last_error(), "still training"));
+    assert_same_on_every_rank(hash_string(bp_mpi_last_error()));
+    assert_same_on_every_rank(checksum(net)); /* every rank did the same steps */
+    assert_status(bp_net_set_epoch_callback(net, NULL, NULL), BP_OK);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    bp_dataset_free(train);
+}
+
+static void fit_rejects_bad_arguments_on_every_rank(void **state)
+{
+    (void)state;
+    const int last = size_ - 1;
+    MPI_Comm w = MPI_COMM_WORLD;
+    const int ce = BP_LOSS_SOFTMAX_CE;
+    bp_dataset *train = make_set(24, 70), *tiny = make_set(3, 71), *wide = NULL;
+    bp_net *net = make_net(16, HIDDEN);
+    bp_optimizer *opt = make_sgd(0.1, 0.0);
+    set_fit(net, 2, 4, 1.0);
+    const uint64_t before = checksum(net);
+
+    assert_int_equal(bp_mpi_fit(rank_ == last ? NULL : net, opt, ce, train, NULL, w),
+                     BP_ERR_INVALID_ARG);
+    assert_non_null(strstr(bp_mpi_last_error(), "network handle"));
+    assert_int_equal(bp_mpi_fit(net, rank_ == 0 ? NULL : opt, ce, train, NULL, w),
+                     BP_ERR_INVALID_ARG);
+    assert_int_equal(bp_mpi_fit(net, opt, ce, rank_ == last ? NULL : train, NULL, w),
+                     BP_ERR_INVALID_ARG);
+    assert_non_null(strstr(bp_mpi_last_error(), "training set"));
+    assert_int_equal(bp_mpi_fit(net, opt, ce, train, NULL, MPI_COMM_NULL), BP_ERR_INVALID_ARG);
+    /* An unknown loss fails inside bp_net_fit, on every rank. */
+    assert_int_equal(bp_mpi_fit(net, opt, 999, train, NULL, w), BP_ERR_INVALID_ARG);
+    assert_non_null(strstr(bp_mpi_last_error(), "rank 0: bp_mpi_fit: "));
+    /* A validation set of another width fails inside bp_net_fit on one rank only, before
+     * its first step: the others stop at theirs. */
+    float zx[3 * (IN + 1)] = {0}, zy[3 * OUT] = {0};
+    assert_status(bp_dataset_create(&wide, zx, zy, 3, IN + 1, OUT), BP_OK);
+    assert_int_equal(bp_mpi_fit(net, opt, ce, train, rank_ == last ? wide : tiny, w),
+                     BP_ERR_SHAPE);
+    assert_error_from_rank(last);
+    if (size_ > 1) {
+        /* A global batch that is not a multiple of the ranks; fewer rows than ranks. */
+        assert_status(bp_net_set(net, BP_FIT_BATCH_SIZE, 4 * size_ + 1), BP_OK);
+        assert_int_equal(bp_mpi_fit(net, opt, ce, train, NULL, w), BP_ERR_INVALID_ARG);
+        assert_non_null(strstr(bp_mpi_last_error(), "multiple"));
+        assert_status(bp_net_set(net, BP_FIT_BATCH_SIZE, rank_ == 0 ? 2 * size_ : 4 * size_),
+                      BP_OK);
+        assert_int_equal(bp_mpi_fit(net, opt, ce, train, NULL, w), BP_ERR_SHAPE);
+        assert_non_null(strstr(bp_mpi_last_error(), "BP_FIT_BATCH_SIZE"));
+        assert_status(bp_net_set(net, BP_FIT_BATCH_SIZE, 4 * size_), BP_OK);
+        if (size_ > 3)
+            assert_int_equal(bp_mpi_fit(net, opt, ce, tiny, NULL, w), BP_ERR_INVALID_ARG);
+        /* Replicas created with different seeds: rank 0's weights would be broadcast, but
+         * the generators differ, so the call fails and every rank keeps its weights. */
+        bp_net *other = make_net(rank_ == last ? 17 : 16, HIDDEN);
+        set_fit(other, 2, 4 * size_, 1.0);
+        const uint64_t mine = checksum(other);
+        assert_int_equal(bp_mpi_fit(other, opt, ce, train, NULL, w), BP_ERR_STATE);
+        assert_non_null(strstr(bp_mpi_last_error(), "same seed"));
+        assert_true(checksum(other) == mine);
+        bp_net_free(other);
+        /* A setting that differs (the learning rate of one rank's optimizer). */
+        bp_optimizer *odd = make_sgd(rank_ == last ? 0.2 : 0.1, 0.0);
+        assert_int_equal(bp_mpi_fit(net, odd, ce, train, NULL, w), BP_ERR_STATE);
+        bp_optimizer_free(odd);
+    }
+    assert_true(checksum(net) == before);
+    assert_int_equal(bp_net_history_length(net), 0);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    bp_dataset_free(wide);
+    bp_dataset_free(tiny);
+    bp_dataset_free(train);
+}
+
 int main(int argc, char **argv)
 {
     if (MPI_Init(&argc, &argv) != MPI_SUCCESS) return 1;
@@ -586,6 +896,12 @@ int main(int argc, char **argv)
         bp_add_test(evaluate_fails_on_every_rank),
         bp_add_test(save_writes_rank_0s_model_once),
         bp_add_test(checkpoint_of_rank_0_resumes_every_rank_bit_identically),
+        bp_add_test(fit_matches_one_process_on_the_truncated_set),
+        bp_add_test(fit_with_shuffling_keeps_replicas_identical_and_learns),
+        bp_add_test(fit_early_stopping_stops_on_the_same_epoch_everywhere),
+        bp_add_test(fit_nonfinite_loss_on_one_rank_fails_on_every_rank),
+        bp_add_test(fit_a_rank_leaving_early_fails_every_rank_without_a_hang),
+        bp_add_test(fit_rejects_bad_arguments_on_every_rank),
     };
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();

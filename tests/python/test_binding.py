@@ -504,6 +504,37 @@ class TrainingLoop(unittest.TestCase):
             with self.assertRaises(KeyError):
                 net.fit(opt, bp.LOSS_MSE, ds, no_such_setting=1)
 
+    def test_grad_hook_sees_and_rewrites_gradients_and_loss(self):
+        with xor_net() as net, bp.Optimizer(bp.OPTIMIZER_SGD) as opt:
+            calls = []
+
+            def freeze(n, status, rows, loss):
+                calls.append((status, rows, loss))
+                n.set_grads([0.0] * len(n.grads()))  # no update
+                return 42.0
+
+            before = net.params()
+            net.set_grad_hook(freeze)
+            self.assertEqual(net.train_step(opt, bp.LOSS_MSE, XOR_X, XOR_Y), 42.0)
+            self.assertEqual(net.params(), before)
+            self.assertEqual(len(calls), 1)
+            self.assertEqual(calls[0][:2], (bp.OK, 4))
+            self.assertGreater(calls[0][2], 0.0)
+
+            def boom(n, status, rows, loss):
+                raise ValueError("hook failed")
+
+            net.set_grad_hook(boom)
+            with self.assertRaises(ValueError):
+                net.train_step(opt, bp.LOSS_MSE, XOR_X, XOR_Y)
+            with bp.Dataset(XOR_X, XOR_Y, inputs=2) as ds:
+                with self.assertRaises(ValueError):
+                    net.fit(opt, bp.LOSS_MSE, ds, epochs=2)
+            self.assertEqual(net.params(), before)
+            net.set_grad_hook(None)
+            self.assertNotEqual(net.train_step(opt, bp.LOSS_MSE, XOR_X, XOR_Y), 42.0)
+            self.assertNotEqual(net.params(), before)
+
     def test_fit_errors_carry_the_library_message(self):
         with bp.Dataset([0.0] * 9, [0, 1, 2], inputs=3) as wide, xor_net() as net, \
                 bp.Optimizer(bp.OPTIMIZER_SGD) as opt:

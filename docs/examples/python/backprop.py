@@ -225,6 +225,8 @@ ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 EPOCH_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
                             ctypes.POINTER(ctypes.c_double), ctypes.c_size_t)
+GRAD_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.c_int,
+                           ctypes.c_size_t, ctypes.POINTER(ctypes.c_float))
 
 _S, _I, _D, _U64 = ctypes.c_size_t, ctypes.c_int, ctypes.c_double, ctypes.c_uint64
 _STR = ctypes.c_char_p
@@ -272,6 +274,7 @@ PROTOTYPES = {
     "bp_net_train_step": (_status, [_NetP, _OptP, _I, _c_float_p, _c_float_p, _S,
                                     _c_float_p]),
     "bp_net_compute_grads": (_status, [_NetP, _I, _c_float_p, _c_float_p, _S, _c_float_p]),
+    "bp_net_set_grad_hook": (_status, [_NetP, GRAD_FN, ctypes.c_void_p]),
     "bp_net_predict": (_status, [_NetP, _c_float_p, _S, _c_float_p, _S]),
     "bp_net_predict_scratch_floats": (_S, [_NetP, _S]),
     "bp_net_predict_ws": (_status, [_NetP, _c_float_p, _S, _c_float_p, _S, _c_float_p, _S]),
@@ -991,8 +994,10 @@ class Net(_Handle, _Keyed):
         data, n = self._x(x, n, "train_step")
         target = self._y(y, n, loss, "train_step")
         value = ctypes.c_float()
-        _check(_lib.bp_net_train_step(self._handle(), opt._handle(), int(loss), data.ptr,
-                                      target.ptr, n, ctypes.byref(value)))
+        status = _lib.bp_net_train_step(self._handle(), opt._handle(), int(loss), data.ptr,
+                                        target.ptr, n, ctypes.byref(value))
+        self._raise_hook_error()
+        _check(status)
         return value.value
 
     def compute_grads(self, loss, x, y, n=None):
@@ -1144,6 +1149,41 @@ class Net(_Handle, _Keyed):
         self._epoch_fn = fn  # the C side holds a pointer: keep the thunk alive
         return self
 
+    def set_grad_hook(self, hook):
+        """Call hook(net, status, rows, loss) inside every train_step() (so every step of
+        fit()) after the gradients of the batch are computed and before clipping and the
+        update (bp_net_set_grad_hook): net is this Net, whose grads() the hook may read and
+        replace with set_grads(); status is OK or the error of the gradient pass; rows the
+        batch's rows; loss its loss. A float returned replaces the loss the step reports
+        (None keeps it). An exception raised by the hook fails the step (parameters
+        untouched) and is re-raised by train_step() or fit(). None removes the hook."""
+        h = self._handle()
+        if hook is None:
+            _check(_lib.bp_net_set_grad_hook(h, GRAD_FN(), None))
+            self._grad_fn = None
+            return self
+
+        def trampoline(user, net, status, rows, loss_value):
+            try:
+                result = hook(self, status, rows, loss_value[0])
+                if result is not None:
+                    loss_value[0] = float(result)
+                return OK
+            except BaseException as e:  # never unwind through C: fail the step, re-raise
+                self._hook_error = e
+                return ERR_STATE
+
+        fn = GRAD_FN(trampoline)
+        _check(_lib.bp_net_set_grad_hook(h, fn, None))
+        self._grad_fn = fn  # the C side holds a pointer: keep the thunk alive
+        return self
+
+    def _raise_hook_error(self):
+        error = getattr(self, "_hook_error", None)
+        if error is not None:
+            self._hook_error = None
+            raise error
+
     def fit(self, opt, loss, train, val=None, callback=None, **settings):
         """bp_net_fit: train on the Dataset train (validation on val, may be None) for the
         BP_FIT_* settings given by keyword (epochs=10, batch_size=32, schedule=...,
@@ -1163,6 +1203,7 @@ class Net(_Handle, _Keyed):
         error, self._callback_error = self._callback_error, None
         if error is not None:
             raise error
+        self._raise_hook_error()
         _check(status)
         return self.history()
 
