@@ -15,5 +15,11 @@ function(bp_target_sanitize target)
     target_compile_options(${target} PRIVATE -fsanitize=${BP_SANITIZE} -fno-omit-frame-pointer
                                              -fno-sanitize-recover=all)
     target_link_options(${target} PUBLIC -fsanitize=${BP_SANITIZE})
+    if(BP_SANITIZE MATCHES "thread")
+      # ThreadSanitizer instruments the ifunc resolvers of the multi-versioned kernels, which
+      # the dynamic loader runs before the TSan runtime is initialised (a crash at startup):
+      # build the portable versions only.
+      target_compile_definitions(${target} PRIVATE BP_NO_CLONES)
+    endif()
   endif()
 endfunction()
