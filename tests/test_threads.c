@@ -71,10 +71,34 @@ static void *save_worker(void *arg)
     return NULL;
 }
 
-static void threads_predict_on_one_net_like_a_single_thread(void **state)
+/* A CNN with every stateful kind (conv, batch norm's running statistics, pooling, dropout)
+ * on [1 x 2 x 3] images, so that its rows have the same width as the dense net's. */
+static bp_net *trained_cnn(uint64_t seed)
 {
-    (void)state;
-    bp_net *net = trained_net(7);
+    bp_net *net;
+    bp_optimizer *opt;
+    assert_int_equal(IN, 6);
+    assert_status(bp_net_create_image(&net, 1, 2, 3, seed), BP_OK);
+    assert_status(bp_net_add_conv2d(net, 4, 2, 2, 1, 1, BP_ACT_IDENTITY), BP_OK); /* 4x3x4 */
+    assert_status(bp_net_add_batchnorm(net), BP_OK);
+    assert_status(bp_net_add_activation(net, BP_ACT_RELU), BP_OK);
+    assert_status(bp_net_add_maxpool2d(net, 2, 1), BP_OK); /* 4x2x3 */
+    assert_status(bp_net_add_dropout(net, 0.2), BP_OK);
+    assert_status(bp_net_add_dense(net, OUT, BP_ACT_SOFTMAX), BP_OK);
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    uint64_t st = seed;
+    bp_test_fill_uniform(xs, N * IN, -1, 1, &st);
+    float y[N];
+    for (int i = 0; i < N; i++) y[i] = (float)(i % OUT);
+    for (int s = 0; s < 20; s++)
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, xs, y, N, NULL),
+                      BP_OK);
+    bp_optimizer_free(opt);
+    return net;
+}
+
+static void predict_concurrently(bp_net *net)
+{
     float want[N * OUT], plain[N * OUT];
     const size_t sf = bp_net_predict_scratch_floats(net, N);
     assert_true(sf > 0);
@@ -108,6 +132,18 @@ static void threads_predict_on_one_net_like_a_single_thread(void **state)
     assert_int_equal(failures, 0);
     free(file);
     bp_net_free(net);
+}
+
+static void threads_predict_on_one_net_like_a_single_thread(void **state)
+{
+    (void)state;
+    predict_concurrently(trained_net(7));
+}
+
+static void threads_predict_on_one_cnn_like_a_single_thread(void **state)
+{
+    (void)state;
+    predict_concurrently(trained_cnn(8));
 }
 
 typedef struct train_job {
@@ -206,6 +242,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         bp_add_test(threads_predict_on_one_net_like_a_single_thread),
+        bp_add_test(threads_predict_on_one_cnn_like_a_single_thread),
         bp_add_test(distinct_nets_train_independently_on_distinct_threads),
         bp_add_test(predict_ws_matches_predict_across_chunks_and_checks_arguments),
     };
