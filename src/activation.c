@@ -22,16 +22,31 @@ int bp__act_needs_z(int act)
     return act == BP_ACT_GELU || act == BP_ACT_SILU || act == BP_ACT_SOFTMAX;
 }
 
+/* a if take, else b, through the bits: a conditional on a float comparison is kept as a
+ * branch under -ftrapping-math (GCC will not speculate the operations around a compare that
+ * may trap), which stops a loop from vectorising. */
+static inline float select_f(int take, float a, float b)
+{
+    uint32_t ua, ub;
+    memcpy(&ua, &a, sizeof ua);
+    memcpy(&ub, &b, sizeof ub);
+    const uint32_t m = 0u - (uint32_t)take;
+    const uint32_t r = (ua & m) | (ub & ~m);
+    float out;
+    memcpy(&out, &r, sizeof out);
+    return out;
+}
+
 /* e^x for x <= 0, branch-free so that loops calling it vectorise (libm's expf is a call
  * per element): x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial, 2^n
  * through the exponent bits. Relative error within 2 ulp of e^x; below -87.3 the result
  * is e^-87.3 (1.2e-38) rather than a subnormal or 0. */
 static inline float exp_neg(float x)
 {
-    x = x > -87.3f ? x : -87.3f;
+    x = select_f(x > -87.3f, x, -87.3f);
     const float fx = x * 1.44269504088896341f + 0.5f;
     float n = (float)(int32_t)fx; /* floor(fx) for fx in (-126, 1] */
-    n = n > fx ? n - 1.0f : n;
+    n = select_f(n > fx, n - 1.0f, n);
     const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -53,14 +68,7 @@ static inline float sigmoidf(float z)
 {
     const float e = exp_neg(-fabsf(z));
     const float inv = 1.0f / (1.0f + e), neg = e * inv;
-    uint32_t a, b;
-    memcpy(&a, &inv, sizeof a);
-    memcpy(&b, &neg, sizeof b);
-    const uint32_t m = 0u - (uint32_t)(z >= 0.0f);
-    const uint32_t r = (a & m) | (b & ~m);
-    float out;
-    memcpy(&out, &r, sizeof out);
-    return out;
+    return select_f(z >= 0.0f, inv, neg);
 }
 
 /* The same function through libm's expf (scalar; for narrow rows). */
@@ -122,11 +130,13 @@ static inline float softplusf(float z) { return fmaxf(z, 0.0f) + log1pf(expf(-fa
         }                                                                                         \
     }
 
-/* The kernels are static: GCC gives the ifunc and resolver symbols of an extern
- * multi-versioned function default visibility, which would export them from the library. */
-BP__KERNEL
-static void act_forward(int act, const bp__act_params *p, size_t n, size_t out,
-                        const float *acc, const float *b, float *z, float *y)
+/* The bodies are instantiated twice: as multi-versioned kernels and as scalar single-row
+ * functions (BP__SCALAR). The kernels are static: GCC gives the ifunc and resolver symbols
+ * of an extern multi-versioned function default visibility, which would export them from
+ * the library. */
+static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p, size_t n,
+                                               size_t out, const float *acc, const float *b,
+                                               float *z, float *y)
 {
     /* acc: [n x out] (may alias y), b: [out], z: [n x out] or NULL, y: [n x out] */
     switch (act) {
@@ -182,18 +192,32 @@ static void act_forward(int act, const bp__act_params *p, size_t n, size_t out,
 
 #undef BP__ROWS
 
+BP__KERNEL
+static void act_forward(int act, const bp__act_params *p, size_t n, size_t out,
+                        const float *acc, const float *b, float *z, float *y)
+{
+    act_forward_body(act, p, n, out, acc, b, z, y);
+}
+
 void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, const float *acc,
                      const float *b, float *z, float *y)
 {
     act_forward(act, p, n, out, acc, b, z, y);
 }
 
+BP__SCALAR
+void bp__act_forward_row(int act, const bp__act_params *p, size_t out, const float *b, float *z,
+                         float *y)
+{
+    act_forward_body(act, p, 1, out, y, b, z, y);
+}
+
 #define BP__MAP(expr)                                                                             \
     for (size_t k = 0; k < total; k++) dy[k] *= (expr);
 
-BP__KERNEL
-static void act_backward(int act, const bp__act_params *p, size_t n, size_t out,
-                         const float *restrict z, const float *restrict y, float *restrict dy)
+static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p, size_t n,
+                                                size_t out, const float *restrict z,
+                                                const float *restrict y, float *restrict dy)
 {
     /* z, y, dy: [n x out]; dy becomes dz in place. */
     const size_t total = n * out;
@@ -235,6 +259,20 @@ static void act_backward(int act, const bp__act_params *p, size_t n, size_t out,
 }
 
 #undef BP__MAP
+
+BP__KERNEL
+static void act_backward(int act, const bp__act_params *p, size_t n, size_t out,
+                         const float *restrict z, const float *restrict y, float *restrict dy)
+{
+    act_backward_body(act, p, n, out, z, y, dy);
+}
+
+BP__SCALAR
+void bp__act_backward_row(int act, const bp__act_params *p, size_t out, const float *z,
+                          const float *y, float *dy)
+{
+    act_backward_body(act, p, 1, out, z, y, dy);
+}
 
 void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out, const float *z,
                       const float *y, float *dy)

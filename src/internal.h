@@ -48,6 +48,22 @@
 #  define BP__KERNEL
 #endif
 
+/* Single-row kernels for tiny layers (net.c's train_step_row): the same source as the
+ * multi-versioned kernels, compiled without the vectoriser. A vectorised loop over 2-4
+ * elements spends more instructions choosing its path than computing; the results are the
+ * same either way (elementwise operations in the same order, no contraction). */
+#if defined(__GNUC__) && !defined(__clang__)
+#  define BP__SCALAR __attribute__((optimize("no-tree-vectorize")))
+#else
+#  define BP__SCALAR
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define BP__ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#  define BP__ALWAYS_INLINE inline
+#endif
+
 /* Flush denormals to zero during the library's own compute (subnormal Adam moments and
  * activations are slow to compute with): bp__fp_enter() sets the SSE control register's
  * FTZ and DAZ bits and returns the caller's register, bp__fp_leave() puts the caller's two
@@ -164,6 +180,12 @@ int bp__act_needs_z(int act);
 void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, const float *acc,
                      const float *b, float *z, float *y);
 /* dz = dy * f'(z) in place on dy (for softmax: the Jacobian-vector product per row). */
+/* One row (n = 1, in place: y = f(y + b)) without the vectoriser, for tiny layers (see
+ * BP__SCALAR); same results as bp__act_forward / bp__act_backward. */
+void bp__act_forward_row(int act, const bp__act_params *p, size_t out, const float *b, float *z,
+                         float *y);
+void bp__act_backward_row(int act, const bp__act_params *p, size_t out, const float *z,
+                          const float *y, float *dy);
 void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out, const float *z,
                       const float *y, float *dy);
 
@@ -374,6 +396,8 @@ struct bp_net {
     bp__fit_state fit;   /* training loop settings, callback, history (train.c) */
     bp_grad_fn grad_hook; /* bp_net_set_grad_hook(): between gradients and update, or NULL */
     void *grad_hook_user;
+    int row_path_off;     /* tests only: nonzero keeps bp_net_train_step off its single-row
+                             path (train_step_row in net.c), to compare it with the general one */
     char err[BP__ERR_CAP];
 };
 
@@ -396,6 +420,12 @@ static inline int bp__layer_ok(const bp_layer *l)
 
 /* Layer kinds and helpers (layer.c, layer_*.c). */
 extern const bp__layer_vtable bp__dense_vtable;
+/* The dense layer's single-row kernels (layer_dense.c), the code its forward and backward
+ * run for n = 1, callable without the vtable for net.c's single-row training step. Backward
+ * overwrites the gradients (no accumulation). */
+void bp__dense_row_forward(const bp_layer *l, const float *x, float *z, float *y);
+void bp__dense_row_backward(const bp_layer *l, const float *x, const float *z, const float *y,
+                            float *dy, int dy_is_dz, float *dx);
 extern const bp__layer_vtable bp__batchnorm_vtable;
 extern const bp__layer_vtable bp__dropout_vtable;
 extern const bp__layer_vtable bp__activation_vtable;
@@ -482,6 +512,9 @@ bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net);
 /* bp_optimizer_step without its scan for non-finite gradients: for callers (train_step)
  * that have already proven every gradient finite. */
 bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net);
+/* The update alone: for callers that have already passed bp__optimizer_validate_for(opt, net)
+ * with neither handle changed since, and proven every gradient finite. */
+bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net);
 
 /* Is every element of v finite? Returns the index of the first non-finite one or count. */
 size_t bp__first_nonfinite(const float *v, size_t count);

@@ -16,7 +16,7 @@ static size_t dense_scratch(const bp_layer *l, size_t n, int training)
 /* dot(w, x) over @p in floats. Sixteen partial sums, combined pairwise at the end, let the
  * compiler keep the sum in vector registers (a single running sum is a serial chain of adds
  * it may not reorder); the order is fixed, so the result is the same on every run. */
-static inline float dot_row(const float *restrict w, const float *restrict x, size_t in)
+static BP__ALWAYS_INLINE float dot_row(const float *restrict w, const float *restrict x, size_t in)
 {
     enum { L = 16 };
     size_t i = 0;
@@ -33,21 +33,102 @@ static inline float dot_row(const float *restrict w, const float *restrict x, si
     return s;
 }
 
+/* One row (online training, single predictions): y = W x, z = y + b, y = f(z); no GEMM
+ * dispatch. Shared by dense_forward and bp__dense_row_forward (scalar: the activation's
+ * scalar twin), so both compute the same floats in the same order. */
+static BP__ALWAYS_INLINE void row_forward(const bp_layer *l, const float *x, float *z, float *y,
+                                          int scalar)
+{
+    /* x: [in], w: [out x in], b: [out], y: [out], z (scratch): [out] or NULL */
+    const size_t in = l->in, out = l->out;
+    const float *restrict w = bp__layer_w(l);
+    size_t o = 0;
+    if (in < 64) {
+        /* Four outputs at a time, each its own running sum in dot_row's order (the same
+         * floats): x[i] is loaded once for four products, and four independent chains
+         * overlap. */
+        for (; o + 4 <= out; o += 4) {
+            const float *restrict w0 = w + o * in, *restrict w1 = w0 + in;
+            const float *restrict w2 = w1 + in, *restrict w3 = w2 + in;
+            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+            for (size_t i = 0; i < in; i++) {
+                const float xi = x[i];
+                s0 += w0[i] * xi;
+                s1 += w1[i] * xi;
+                s2 += w2[i] * xi;
+                s3 += w3[i] * xi;
+            }
+            y[o] = s0, y[o + 1] = s1, y[o + 2] = s2, y[o + 3] = s3;
+        }
+    }
+    for (; o < out; o++) y[o] = dot_row(w + o * in, x, in);
+    if (scalar)
+        bp__act_forward_row(l->activation, &l->act, out, bp__layer_b(l), z, y);
+    else
+        bp__act_forward(l->activation, &l->act, 1, out, y, bp__layer_b(l), z, y);
+}
+
+/* One row: dy -> dz = dy * f'(z) unless dy_is_dz, db (+)= dz, dW (+)= dz x^T (outer product),
+ * dx = W^T dz unless dx is NULL. */
+static BP__ALWAYS_INLINE void row_backward(const bp_layer *l, const float *x, const float *z,
+                                           const float *y, float *dy, int dy_is_dz, float *dx,
+                                           int accumulate, int scalar)
+{
+    /* x: [in], dy -> dz: [out], dw: [out x in], db: [out], dx: [in] or NULL */
+    const size_t in = l->in, out = l->out;
+    if (!dy_is_dz && scalar) bp__act_backward_row(l->activation, &l->act, out, z, y, dy);
+    if (!dy_is_dz && !scalar) bp__act_backward(l->activation, &l->act, 1, out, z, y, dy);
+    const float *dz = dy;
+    float *restrict db = bp__layer_db(l);
+    float *restrict dw = bp__layer_dw(l);
+    const float *restrict w = bp__layer_w(l);
+    for (size_t o = 0; o < out; o++) {
+        const float d = dz[o];
+        float *restrict dwo = dw + o * in;
+        if (accumulate) {
+            db[o] += d;
+            for (size_t i = 0; i < in; i++) dwo[i] += d * x[i];
+        } else {
+            db[o] = d;
+            for (size_t i = 0; i < in; i++) dwo[i] = d * x[i];
+        }
+    }
+    if (dx != NULL) {
+        for (size_t i = 0; i < in; i++) dx[i] = 0.0f;
+        for (size_t o = 0; o < out; o++) {
+            const float d = dz[o];
+            const float *restrict wo = w + o * in;
+            for (size_t i = 0; i < in; i++) dx[i] += d * wo[i];
+        }
+    }
+}
+
+BP__SCALAR
+void bp__dense_row_forward(const bp_layer *l, const float *x, float *z, float *y)
+{
+    row_forward(l, x, z, y, 1);
+}
+
+BP__SCALAR
+void bp__dense_row_backward(const bp_layer *l, const float *x, const float *z, const float *y,
+                            float *dy, int dy_is_dz, float *dx)
+{
+    row_backward(l, x, z, y, dy, dy_is_dz, dx, 0, 1);
+}
+
 BP__KERNEL
 static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float *y,
                           int training)
 {
     /* x: [n x in], w: [out x in], b: [out], y: [n x out], z (scratch): [n x out] or NULL */
     (void)training;
-    const size_t in = l->in, out = l->out;
-    const float *restrict w = bp__layer_w(l);
     if (n == 1) {
-        /* One row (online training, single predictions): y = W x, no GEMM dispatch. */
-        for (size_t o = 0; o < out; o++) y[o] = dot_row(w + o * in, x, in);
-    } else {
-        /* y = x W^T */
-        bp__gemm(0, 1, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
+        row_forward(l, x, z, y, 0);
+        return;
     }
+    const size_t in = l->in, out = l->out;
+    /* y = x W^T */
+    bp__gemm(0, 1, n, out, in, 1.0f, x, in, bp__layer_w(l), in, 0.0f, y, out);
     /* z = y + b; y = f(z) */
     bp__act_forward(l->activation, &l->act, n, out, y, bp__layer_b(l), z, y);
 }
@@ -57,36 +138,14 @@ static void dense_backward(bp_layer *l, size_t n, const float *x, float *z, cons
                            float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     /* x: [n x in], dy -> dz: [n x out], dw: [out x in], db: [out], dx: [n x in] */
+    if (n == 1) {
+        row_backward(l, x, z, y, dy, dy_is_dz, dx, accumulate, 0);
+        return;
+    }
     const size_t in = l->in, out = l->out;
     if (!dy_is_dz) bp__act_backward(l->activation, &l->act, n, out, z, y, dy);
     const float *dz = dy;
-
     float *restrict db = bp__layer_db(l);
-    if (n == 1) {
-        /* One row: db (+)= dz, dW (+)= dz x^T (outer product), dx = W^T dz. */
-        float *restrict dw = bp__layer_dw(l);
-        const float *restrict w = bp__layer_w(l);
-        for (size_t o = 0; o < out; o++) {
-            const float d = dz[o];
-            float *restrict dwo = dw + o * in;
-            if (accumulate) {
-                db[o] += d;
-                for (size_t i = 0; i < in; i++) dwo[i] += d * x[i];
-            } else {
-                db[o] = d;
-                for (size_t i = 0; i < in; i++) dwo[i] = d * x[i];
-            }
-        }
-        if (dx != NULL) {
-            for (size_t i = 0; i < in; i++) dx[i] = 0.0f;
-            for (size_t o = 0; o < out; o++) {
-                const float d = dz[o];
-                const float *restrict wo = w + o * in;
-                for (size_t i = 0; i < in; i++) dx[i] += d * wo[i];
-            }
-        }
-        return;
-    }
     /* db (+)= sum over rows of dz */
     if (!accumulate)
         for (size_t j = 0; j < out; j++) db[j] = 0.0f;

@@ -618,15 +618,40 @@ static void add_weight_penalty(const bp_layer *l)
         dw[k] += l2 * w[k] + (w[k] > 0.0f ? l1 : w[k] < 0.0f ? -l1 : 0.0f);
 }
 
+/* Prove layer @p l's gradient finite, after its backward wrote dW and db from dz (@p dz,
+ * n x out) and its input @p x (n x in), by whichever reads less: dW and db are scanned
+ * unless dz and x are 4x smaller, and always when @p must_scan (accumulated sums, weight
+ * penalties, kinds other than dense). Otherwise dz and x are scanned and dW = dz^T x,
+ * db = sum dz are bounded by n * max|dz| * max|x|, so dW and db are scanned only when that
+ * bound could overflow (large layers, and single rows: 16-32 at batch 1 reads 48 floats
+ * instead of 544). */
+static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *dz,
+                                   const float *x, size_t n, int must_scan)
+{
+    const size_t np = l->nweights + l->nbiases;
+    if (must_scan || !l->vt->grad_bound_dense || 4 * n * (l->in + l->out) >= np) {
+        /* Scanning dW and db is as cheap as any bound, or no bound applies. */
+        if (bp__first_nonfinite(bp__layer_dw(l), np) != np)
+            return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): gradient is not finite",
+                            l->index, l->vt->name);
+        return BP_OK;
+    }
+    const float mdz = max_abs(dz, n * l->out);
+    if (!isfinite(mdz))
+        return bp__fail(net->err, BP_ERR_NONFINITE,
+                        "layer %zu (%s): gradient dL/dz is not finite", l->index, l->vt->name);
+    const float mx = max_abs(x, n * l->in);
+    const double bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
+    if (!(bound < 1e37) && bp__first_nonfinite(bp__layer_dw(l), np) != np)
+        return bp__fail(net->err, BP_ERR_NONFINITE,
+                        "layer %zu (%s): weight gradient is not finite", l->index, l->vt->name);
+    return BP_OK;
+}
+
 /* Walk the layers in reverse. ws->g0 holds dL/dY of the last layer (or dL/dZ when
- * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it, by
- * whichever reads less: dW and db are scanned unless dz and x are 4x smaller; they are
- * always scanned for accumulated sums, layers with a weight penalty and kinds other than
- * dense. Otherwise dz (n x out) and x (n x in) are scanned and dW = dz^T x, db = sum dz
- * are bounded by n * max|dz| * max|x|, so dW and db are scanned only when that bound could
- * overflow (large layers, and single rows: 16-32 at batch 1 reads 48 floats instead of
- * 544). Parameter-free kinds are covered by the layers below them; passthrough layers
- * (flatten) are skipped: their dx is dy. */
+ * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it
+ * (prove_grad_finite). Parameter-free kinds are covered by the layers below them;
+ * passthrough layers (flatten) are skipped: their dx is dy. */
 static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_is_dz)
 {
     float *g = ws->g0, *other = ws->g1;
@@ -637,26 +662,9 @@ static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_
         float *dx = i > 0 ? other : NULL;
         l->vt->backward(l, n, x, ws->s[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
         dy_is_dz = 0;
-        const size_t np = l->nweights + l->nbiases;
         const int penalty = l->l2 > 0.0 || l->l1 > 0.0;
         if (penalty) add_weight_penalty(l);
-        if (net->accumulate || penalty || !l->vt->grad_bound_dense ||
-            4 * n * (l->in + l->out) >= np) {
-            /* Scanning dW and db is as cheap as any bound, or no bound applies. */
-            if (bp__first_nonfinite(bp__layer_dw(l), np) != np)
-                return bp__fail(net->err, BP_ERR_NONFINITE,
-                                "layer %zu (%s): gradient is not finite", i, l->vt->name);
-        } else {
-            const float mdz = max_abs(g, n * l->out);
-            if (!isfinite(mdz))
-                return bp__fail(net->err, BP_ERR_NONFINITE,
-                                "layer %zu (%s): gradient dL/dz is not finite", i, l->vt->name);
-            const float mx = max_abs(x, n * l->in);
-            const double bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
-            if (!(bound < 1e37) && bp__first_nonfinite(bp__layer_dw(l), np) != np)
-                return bp__fail(net->err, BP_ERR_NONFINITE,
-                                "layer %zu (%s): weight gradient is not finite", i, l->vt->name);
-        }
+        BP_CHECK(prove_grad_finite(net, l, g, x, n, net->accumulate || penalty));
         float *tmp = g;
         g = other;
         other = tmp;
@@ -827,6 +835,78 @@ bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const floa
     return s;
 }
 
+/* 1 if train_step_row may run this step: one row, dense layers only without weight penalties,
+ * no gradient hook, clipping or accumulation. */
+static int row_path_applies(const bp_net *net, size_t n)
+{
+    if (n != 1 || net->row_path_off || net->grad_hook != NULL || net->accumulate ||
+        net->clip_norm > 0.0 || net->clip_value > 0.0)
+        return 0;
+    for (size_t i = 0; i < net->nlayers; i++) {
+        const bp_layer *l = net->layers[i];
+        if (l->vt != &bp__dense_vtable || l->l2 > 0.0 || l->l1 > 0.0) return 0;
+    }
+    return 1;
+}
+
+/* Layers whose rows are shorter than a vector register of floats run the scalar single-row
+ * kernels; wider ones the multi-versioned kernels (the same floats either way). */
+static int row_is_narrow(const bp_layer *l) { return l->in < 16 && l->out < 16; }
+
+/* bp_net_train_step for one row through dense layers (when row_path_applies): the same
+ * checks, floats, messages and order as grads_pass + the optimizer update, without the
+ * general walk's per-layer dispatch and the optimizer's second validation. It exists for
+ * online training of tiny nets, where that overhead was most of the step (2-4-1 XOR:
+ * ~2,350 instructions per step, see docs/performance.md, "tiny-online"). The caller has
+ * validated the arguments and the optimizer (check_step_args, bp__optimizer_validate_for). */
+static bp_status train_step_row(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                                const float *y, float *loss_value)
+{
+    const char *fn = "bp_net_train_step";
+    const size_t li = net->nlayers - 1;
+    bp_layer *const *layers = net->layers;
+    const int ce = loss == BP_LOSS_SOFTMAX_CE || loss == BP_LOSS_SPARSE_SOFTMAX_CE;
+    BP_CHECK(check_input(net, fn, x, 1));
+    BP_CHECK(bp__loss_check_targets(net->err, loss, y, 1, layers[li]->out));
+    BP_CHECK(ws_plan(net, &net->ws, 1, 1));
+
+    bp__workspace *ws = &net->ws;
+    ws->rows = 0; /* the activations below belong to this step only */
+    ws->x_in = NULL;
+    const float *in = x;
+    for (size_t i = 0; i <= li; i++) {
+        bp_layer *l = layers[i];
+        if (row_is_narrow(l))
+            bp__dense_row_forward(l, in, ws->s[i], ws->y[i]);
+        else
+            l->vt->forward(l, 1, in, ws->s[i], ws->y[i], 1);
+        in = ws->y[i];
+    }
+    float value;
+    int is_dz;
+    BP_CHECK(bp__loss_compute(net->err, loss, net->huber_delta, ws->y[li], ce ? ws->s[li] : NULL,
+                              y, 1, layers[li]->out, &value, ws->g0, &is_dz));
+    float *g = ws->g0, *other = ws->g1;
+    for (size_t i = li + 1; i-- > 0;) {
+        bp_layer *l = layers[i];
+        const float *xi = i > 0 ? ws->y[i - 1] : x;
+        float *dx = i > 0 ? other : NULL;
+        if (row_is_narrow(l))
+            bp__dense_row_backward(l, xi, ws->s[i], ws->y[i], g, is_dz, dx);
+        else
+            l->vt->backward(l, 1, xi, ws->s[i], ws->y[i], g, is_dz, dx, 0);
+        is_dz = 0;
+        BP_CHECK(prove_grad_finite(net, l, g, xi, 1, 0));
+        float *tmp = g;
+        g = other;
+        other = tmp;
+    }
+    const bp_status s = bp__optimizer_update(opt, net);
+    if (s != BP_OK) return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());
+    if (loss_value != NULL) *loss_value = value;
+    return BP_OK;
+}
+
 static bp_status net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
                                 const float *y, size_t n, float *loss_value)
 {
@@ -834,6 +914,7 @@ static bp_status net_train_step(bp_net *net, bp_optimizer *opt, int loss, const 
     BP_CHECK(check_step_args(net, "bp_net_train_step", loss, x, y, n));
     bp_status s = bp__optimizer_validate_for(opt, net);
     if (s != BP_OK) return bp__fail(net->err, s, "bp_net_train_step: %s", bp_last_error());
+    if (row_path_applies(net, n)) return train_step_row(net, opt, loss, x, y, loss_value);
     float value = 0.0f;
     s = grads_pass(net, "bp_net_train_step", loss, x, y, n, &value);
     if (net->grad_hook != NULL) {

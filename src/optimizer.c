@@ -53,12 +53,6 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__GNUC__) || defined(__clang__)
-#  define BP__ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#  define BP__ALWAYS_INLINE inline
-#endif
-
 /* ------------------------------------------------------------------------------------------
  * Settings: names, bounds, defaults
  * ----------------------------------------------------------------------------------------*/
@@ -697,6 +691,8 @@ bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net)
     return step_update(opt, net);
 }
 
+bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net) { return step_update(opt, net); }
+
 /* The update proper: the caller has validated @p opt for @p net and proven the gradients
  * finite. */
 static bp_status step_update(bp_optimizer *opt, bp_net *net)
@@ -706,11 +702,19 @@ static bp_status step_update(bp_optimizer *opt, bp_net *net)
     const uint64_t t = opt->steps + 1;
     step_scalars k;
     compute_scalars(opt, t, &k);
-    for (size_t li = 0; li < net->nlayers; li++) {
-        const bp_layer *l = net->layers[li];
-        if (!l->trainable) continue;
-        update_segment(opt, &k, net->params + l->param_off, net->grads + l->param_off,
-                       l->param_off, l->nweights + l->nbiases);
+    /* The layers' segments tile the arena in order: one pass over it when every layer
+     * trains (the kernels are elementwise, so the floats are the same as per segment). */
+    size_t frozen = 0;
+    for (size_t li = 0; li < net->nlayers; li++) frozen += !net->layers[li]->trainable;
+    if (frozen == 0) {
+        update_segment(opt, &k, net->params, net->grads, 0, net->nparams);
+    } else {
+        for (size_t li = 0; li < net->nlayers; li++) {
+            const bp_layer *l = net->layers[li];
+            if (!l->trainable) continue;
+            update_segment(opt, &k, net->params + l->param_off, net->grads + l->param_off,
+                           l->param_off, l->nweights + l->nbiases);
+        }
     }
     opt->steps = t;
     if (opt->kind == BP_OPTIMIZER_SGD && opt->set[S(BP_OPT_MOMENTUM)] != 0.0)

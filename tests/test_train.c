@@ -4,6 +4,7 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -461,6 +462,176 @@ static void overflowing_gradient_stops_before_the_update(void **state)
     bp_net_free(net);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The single-row path (train_step_row in net.c) against the general one
+ * ----------------------------------------------------------------------------------------*/
+
+/* in -> h -> h -> out, hidden activation act, output activation and targets fitting loss. */
+static bp_net *row_net(size_t in, size_t h, size_t out, int act, int out_act, int general)
+{
+    bp_net *net;
+    assert_status(bp_net_create(&net, in, 7), BP_OK);
+    assert_status(bp_net_add_dense(net, h, act), BP_OK);
+    assert_status(bp_net_add_dense(net, h, act), BP_OK);
+    assert_status(bp_net_add_dense(net, out, out_act), BP_OK);
+    net->row_path_off = general;
+    return net;
+}
+
+static int loss_output_activation(int loss)
+{
+    switch (loss) {
+    case BP_LOSS_MSE: return BP_ACT_SIGMOID;
+    case BP_LOSS_MAE: return BP_ACT_TANH;
+    case BP_LOSS_SOFTMAX_CE:
+    case BP_LOSS_SPARSE_SOFTMAX_CE: return BP_ACT_SOFTMAX;
+    default: return BP_ACT_IDENTITY; /* Huber, BCE on logits */
+    }
+}
+
+/* rows x out targets for loss (rows class indices for sparse softmax-CE). */
+static void row_targets(float *t, size_t rows, size_t out, int loss, uint64_t *rng)
+{
+    bp_test_fill_uniform(t, rows * out, 0.0f, 1.0f, rng);
+    for (size_t r = 0; r < rows; r++) {
+        const size_t cls = (size_t)(t[r * out] * (float)out) % out;
+        for (size_t j = 0; j < out; j++) {
+            float *v = &t[r * out + j];
+            if (loss == BP_LOSS_BCE_LOGITS) *v = *v > 0.5f ? 1.0f : 0.0f;
+            if (loss == BP_LOSS_SOFTMAX_CE) *v = j == cls ? 1.0f : 0.0f;
+        }
+        if (loss == BP_LOSS_SPARSE_SOFTMAX_CE) t[r] = (float)cls;
+    }
+}
+
+static bp_optimizer *row_opt(int variant)
+{
+    switch (variant) {
+    case 0: return make_opt(BP_OPTIMIZER_SGD, 0.05, 0);
+    case 1: return make_opt(BP_OPTIMIZER_SGD, 0.02, 0.9);
+    case 2: {
+        bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.02, 0.9);
+        assert_status(bp_optimizer_set(opt, BP_OPT_NESTEROV, 1), BP_OK);
+        assert_status(bp_optimizer_set(opt, BP_OPT_WEIGHT_DECAY, 1e-3), BP_OK);
+        return opt;
+    }
+    default: return make_opt(BP_OPTIMIZER_ADAM, 0.01, 0);
+    }
+}
+
+/* Every hidden activation, every loss, SGD (plain, momentum, Nesterov with weight decay)
+ * and Adam, narrow layers (scalar kernels) and wide ones (the multi-versioned kernels):
+ * 100 steps at batch 1 through train_step_row and through the general walk give the same
+ * losses, gradients and parameters, bit for bit. */
+static void single_row_path_matches_the_general_path_bit_for_bit(void **state)
+{
+    (void)state;
+    enum { ROWS = 10, STEPS = 100 };
+    static const size_t shapes[2][3] = {{3, 5, 2}, {20, 24, 17}};
+    float x[ROWS * 20], t[ROWS * 17];
+    for (int act = BP_ACT_IDENTITY; act < BP_ACT_SOFTMAX; act++) {
+        for (int loss = BP_LOSS_MSE; loss <= BP_LOSS_SPARSE_SOFTMAX_CE; loss++) {
+            for (int variant = 0; variant < 4; variant++) {
+                for (int sh = 0; sh < 2; sh++) {
+                    const size_t in = shapes[sh][0], h = shapes[sh][1], out = shapes[sh][2];
+                    const size_t tw = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? 1 : out;
+                    uint64_t rng = 1000u + (uint64_t)(act * 100 + loss * 10 + variant);
+                    bp_test_fill_uniform(x, ROWS * in, -1.0f, 1.0f, &rng);
+                    row_targets(t, ROWS, out, loss, &rng);
+                    const int oa = loss_output_activation(loss);
+                    bp_net *lean = row_net(in, h, out, act, oa, 0);
+                    bp_net *general = row_net(in, h, out, act, oa, 1);
+                    bp_optimizer *o1 = row_opt(variant), *o2 = row_opt(variant);
+                    for (int k = 0; k < STEPS; k++) {
+                        const size_t r = (size_t)k % ROWS;
+                        float l1 = 0.0f, l2 = 0.0f;
+                        const bp_status s1 = bp_net_train_step(lean, o1, loss, x + r * in,
+                                                               t + r * tw, 1, &l1);
+                        const bp_status s2 = bp_net_train_step(general, o2, loss, x + r * in,
+                                                               t + r * tw, 1, &l2);
+                        if (s1 != BP_OK || s2 != BP_OK)
+                            print_message("act %d loss %d opt %d shape %d step %d: %d %d %s\n",
+                                          act, loss, variant, sh, k, s1, s2,
+                                          bp_net_last_error(general));
+                        assert_int_equal(s1, BP_OK);
+                        assert_int_equal(s2, BP_OK);
+                        assert_memory_equal(&l1, &l2, sizeof l1);
+                    }
+                    size_t np = 0;
+                    const float *p1 = bp_net_params(lean, &np);
+                    assert_memory_equal(p1, bp_net_params(general, NULL), np * sizeof(float));
+                    assert_memory_equal(bp_net_grads(lean, NULL), bp_net_grads(general, NULL),
+                                        np * sizeof(float));
+                    bp_optimizer_free(o1);
+                    bp_optimizer_free(o2);
+                    bp_net_free(lean);
+                    bp_net_free(general);
+                }
+            }
+        }
+    }
+}
+
+/* One bad step through both paths: same status, same message, parameters untouched. */
+static void expect_same_failure(bp_net *lean, bp_net *general, int loss, const float *x,
+                                const float *y, bp_status expected)
+{
+    bp_net *nets[2] = {lean, general};
+    char msg[2][BP__ERR_CAP];
+    for (int i = 0; i < 2; i++) {
+        bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.1, 0);
+        size_t np = 0;
+        const float *p = bp_net_params(nets[i], &np);
+        float *before = malloc(np * sizeof *before);
+        assert_non_null(before);
+        memcpy(before, p, np * sizeof *before);
+        assert_status(bp_net_train_step(nets[i], opt, loss, x, y, 1, NULL), expected);
+        snprintf(msg[i], sizeof msg[i], "%s", bp_net_last_error(nets[i]));
+        assert_memory_equal(before, p, np * sizeof *before);
+        assert_int_equal(bp_optimizer_step_count(opt), 0);
+        free(before);
+        bp_optimizer_free(opt);
+    }
+    assert_string_equal(msg[0], msg[1]);
+}
+
+static void single_row_path_rejects_bad_input_like_the_general_path(void **state)
+{
+    (void)state;
+    bp_net *lean = row_net(2, 3, 3, BP_ACT_TANH, BP_ACT_SOFTMAX, 0);
+    bp_net *general = row_net(2, 3, 3, BP_ACT_TANH, BP_ACT_SOFTMAX, 1);
+    const float x[2] = {0.5f, -1.0f}, nan_x[2] = {0.5f, NAN};
+    const float y[3] = {0, 1, 0}, inf_y[3] = {0, INFINITY, 0};
+    const float cls_bad[1] = {3}, cls_frac[1] = {0.5f}, cls_nan[1] = {NAN};
+    expect_same_failure(lean, general, BP_LOSS_SOFTMAX_CE, nan_x, y, BP_ERR_NONFINITE);
+    expect_same_failure(lean, general, BP_LOSS_SOFTMAX_CE, x, inf_y, BP_ERR_NONFINITE);
+    expect_same_failure(lean, general, BP_LOSS_SPARSE_SOFTMAX_CE, x, cls_bad, BP_ERR_INDEX);
+    expect_same_failure(lean, general, BP_LOSS_SPARSE_SOFTMAX_CE, x, cls_frac, BP_ERR_INDEX);
+    expect_same_failure(lean, general, BP_LOSS_SPARSE_SOFTMAX_CE, x, cls_nan, BP_ERR_NONFINITE);
+    expect_same_failure(lean, general, BP_LOSS_MSE + 100, x, y, BP_ERR_INVALID_ARG);
+    bp_net_free(lean);
+    bp_net_free(general);
+
+    /* A finite loss whose gradient overflows (see overflowing_gradient_stops_before_the_update),
+     * and weights so large that the loss itself overflows. */
+    const float big[6] = {3e37f, 3e37f, 3e37f, 3e37f, 0, 0}, x10[2] = {10, 10}, y0[1] = {0};
+    const float huge[6] = {3e38f, 3e38f, 3e38f, 3e38f, 0, 0};
+    const float *weights[2] = {big, huge};
+    for (int w = 0; w < 2; w++) {
+        bp_net *nets[2];
+        for (int i = 0; i < 2; i++) {
+            assert_status(bp_net_create(&nets[i], 2, 1), BP_OK);
+            assert_status(bp_net_add_dense(nets[i], 2, BP_ACT_IDENTITY), BP_OK);
+            assert_status(bp_net_add_dense(nets[i], 1, BP_ACT_IDENTITY), BP_OK);
+            assert_status(bp_layer_set_weights(bp_net_layer(nets[i], 0), weights[w], 4), BP_OK);
+            nets[i]->row_path_off = i;
+        }
+        expect_same_failure(nets[0], nets[1], BP_LOSS_MSE, x10, y0, BP_ERR_NONFINITE);
+        bp_net_free(nets[0]);
+        bp_net_free(nets[1]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -476,6 +647,8 @@ int main(void)
         bp_add_test(first_step_out_of_memory_leaves_net_usable),
         bp_add_test(bad_input_leaves_the_network_untouched),
         bp_add_test(overflowing_gradient_stops_before_the_update),
+        bp_add_test(single_row_path_matches_the_general_path_bit_for_bit),
+        bp_add_test(single_row_path_rejects_bad_input_like_the_general_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
