@@ -5,9 +5,8 @@
  *                 -> flatten -> dense 128 ReLU -> dropout (--dropout, 0.4) -> dense 10 softmax
  *
  * trained with Adam (learning rate 1e-3, halved every --lr-step epochs, default 5; 0 selects
- * cosine annealing to 0) on mini-batches of 128 whose images are mirrored left-right with
- * probability 1/2 (--augment 0 turns that off), evaluated on the 10000 test images after
- * every epoch. --threads sets the BLAS threads (default 1: faster than 2 for these small
+ * cosine annealing to 0) on mini-batches of 128 (--augment 1 mirrors each training image
+ * left-right with probability 1/2), evaluated on the 10000 test images after every epoch. --threads sets the BLAS threads (default 1: faster than 2 for these small
  * per-sample products).
  *
  *   fashion_mnist_cnn [--epochs N] [--seed S] [--data DIR] [--train N] [--threads T]
@@ -104,7 +103,7 @@ static void mirror_some(float *x, size_t rows, uint64_t *state)
 
 int main(int argc, char **argv)
 {
-    int epochs = 15, threads = 1, lr_step = 5, augment = 1;
+    int epochs = 15, threads = 1, lr_step = 5, augment = 0;
     double dense_dropout = 0.4;
     unsigned long long seed = 1;
     size_t train_n = 0;
