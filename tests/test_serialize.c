@@ -732,8 +732,64 @@ static bp_net *resume_net(void)
     return net;
 }
 
-/* Train N steps in one go; train K, checkpoint to a file, and in a forked child load it,
- * train N - K more and write the parameters back; both must agree bit for bit. */
+/* Load the checkpoint @p ckpt in a forked child -- a fresh process image of the state, from
+ * the file only --, continue training there with @p cont, and return the child's final
+ * parameters (@p np floats, malloc'd). Any failure in the child fails the test. */
+typedef int (*continue_fn)(bp_net *net, bp_optimizer *opt, const void *arg);
+
+static float *continue_in_child(const char *ckpt, continue_fn cont, const void *arg, size_t np)
+{
+    char result[128];
+    path_in_dir(result, sizeof result, "resume.params");
+    fflush(NULL);
+    const pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        bp_net *n2;
+        bp_optimizer *o2;
+        int code = 1;
+        if (bp_checkpoint_load(&n2, &o2, ckpt) == BP_OK) {
+            code = cont(n2, o2, arg);
+            size_t count;
+            const float *p = bp_net_params(n2, &count);
+            FILE *f = fopen(result, "wb");
+            if (code == 0 && (f == NULL || count != np || fwrite(p, sizeof(float), np, f) != np))
+                code = 2;
+            if (f != NULL) fclose(f);
+            bp_optimizer_free(o2);
+            bp_net_free(n2);
+        }
+        _exit(code); /* the parent's objects die with the child's image */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    float *got = malloc(np * sizeof(float));
+    assert_non_null(got);
+    FILE *f = fopen(result, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(got, sizeof(float), np, f), np);
+    fclose(f);
+    return got;
+}
+
+/* The child's part of resume_is_bit_identical: *arg more steps. */
+static int continue_steps(bp_net *net, bp_optimizer *opt, const void *arg)
+{
+    const int steps = *(const int *)arg;
+    const int full = bp_optimizer_kind(opt) == BP_OPTIMIZER_IRPROP_MINUS;
+    for (int i = 0; i < steps; i++) {
+        const size_t b = full ? 0 : (size_t)bp__rng_below(&net->rng, RN / RBATCH);
+        if (bp_net_train_step(net, opt, BP_LOSS_SOFTMAX_CE, rx + b * RBATCH * RIN,
+                              ry + b * RBATCH * ROUT, full ? RN : RBATCH, NULL) != BP_OK)
+            return 1;
+    }
+    return 0;
+}
+
+/* Train N steps in one go; train K, checkpoint to a file, and in a forked child load it and
+ * train N - K more; both must agree bit for bit. */
 static void resume_is_bit_identical(int kind)
 {
     enum { N = 60, K = 23 };
@@ -745,53 +801,16 @@ static void resume_is_bit_identical(int kind)
     bp_net *net = resume_net();
     bp_optimizer *opt = resume_opt(kind);
     train(net, opt, K);
-    char ckpt[128], result[128];
+    char ckpt[128];
     path_in_dir(ckpt, sizeof ckpt, "resume.bpc");
-    path_in_dir(result, sizeof result, "resume.params");
     assert_status(bp_checkpoint_save(net, opt, ckpt), BP_OK);
     bp_optimizer_free(opt);
     bp_net_free(net);
 
-    fflush(NULL);
-    const pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) { /* child: a fresh process image of the state, from the file only */
-        bp_net *n2;
-        bp_optimizer *o2;
-        int code = 1;
-        if (bp_checkpoint_load(&n2, &o2, ckpt) == BP_OK) {
-            const int full = bp_optimizer_kind(o2) == BP_OPTIMIZER_IRPROP_MINUS;
-            code = 0;
-            for (int i = 0; i < N - K && code == 0; i++) {
-                const size_t b = full ? 0 : (size_t)bp__rng_below(&n2->rng, RN / RBATCH);
-                code = bp_net_train_step(n2, o2, BP_LOSS_SOFTMAX_CE, rx + b * RBATCH * RIN,
-                                         ry + b * RBATCH * ROUT, full ? RN : RBATCH,
-                                         NULL) != BP_OK;
-            }
-            size_t np;
-            const float *p = bp_net_params(n2, &np);
-            FILE *f = fopen(result, "wb");
-            if (code == 0 && (f == NULL || fwrite(p, sizeof(float), np, f) != np)) code = 2;
-            if (f != NULL) fclose(f);
-            bp_optimizer_free(o2);
-            bp_net_free(n2);
-        }
-        bp_optimizer_free(ropt); /* the parent's objects, copied by fork: no leak report */
-        bp_net_free(ref);
-        _exit(code);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
-
     size_t np;
     const float *want = bp_net_params(ref, &np);
-    float *got = malloc(np * sizeof(float));
-    FILE *f = fopen(result, "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(got, sizeof(float), np, f), np);
-    fclose(f);
+    const int more = N - K;
+    float *got = continue_in_child(ckpt, continue_steps, &more, np);
     assert_memory_equal(got, want, np * sizeof(float));
     /* And not trivially: training moved the weights away from the checkpoint. */
     bp_net *at_k;
@@ -841,72 +860,51 @@ static void fit_settings(bp_net *net, double epochs)
     assert_status(bp_net_set(net, BP_FIT_MIN_DELTA, 10), BP_OK);
 }
 
+typedef struct fit_more {
+    const bp_dataset *ds;
+    size_t from, to; /* epochs done at the checkpoint, epochs wanted in all */
+} fit_more;
+
+/* The child's part of fit_resume_is_bit_identical: the loaded net starts at epoch `from`. */
+static int continue_fit(bp_net *net, bp_optimizer *opt, const void *arg)
+{
+    const fit_more *m = arg;
+    double start = -1;
+    if (bp_net_get(net, BP_FIT_INITIAL_EPOCH, &start) != BP_OK || start != (double)m->from)
+        return 3;
+    if (bp_net_set(net, BP_FIT_EPOCHS, (double)m->to) != BP_OK) return 4;
+    if (bp_net_fit(net, opt, BP_LOSS_SOFTMAX_CE, m->ds, m->ds) != BP_OK) return 5;
+    return bp_net_history_length(net) == m->to - m->from ? 0 : 6;
+}
+
 static void fit_resume_is_bit_identical(int kind)
 {
     enum { N = 9, K = 4 };
     make_data();
     bp_dataset *ds;
-    assert_status(bp_dataset_create(&ds, rx, ry, RN, RIN, ROUT), BP_OK);
-    const int loss = BP_LOSS_SOFTMAX_CE;
-    if (kind == BP_OPTIMIZER_IRPROP_MINUS) { /* full batch, as iRprop- wants */
-        bp_dataset_free(ds);
-        assert_status(bp_dataset_create(&ds, rx, ry, RBATCH, RIN, ROUT), BP_OK);
-    }
+    /* iRprop- trains full batch, as it wants. */
+    const size_t rows = kind == BP_OPTIMIZER_IRPROP_MINUS ? RBATCH : RN;
+    assert_status(bp_dataset_create(&ds, rx, ry, rows, RIN, ROUT), BP_OK);
     bp_net *ref = resume_net();
     bp_optimizer *ropt = resume_opt(kind);
     fit_settings(ref, N);
-    assert_status(bp_net_fit(ref, ropt, loss, ds, ds), BP_OK);
+    assert_status(bp_net_fit(ref, ropt, BP_LOSS_SOFTMAX_CE, ds, ds), BP_OK);
     assert_int_equal(bp_net_history_length(ref), N);
 
     bp_net *net = resume_net();
     bp_optimizer *opt = resume_opt(kind);
     fit_settings(net, K);
-    assert_status(bp_net_fit(net, opt, loss, ds, ds), BP_OK);
-    char ckpt[128], result[128];
+    assert_status(bp_net_fit(net, opt, BP_LOSS_SOFTMAX_CE, ds, ds), BP_OK);
+    char ckpt[128];
     path_in_dir(ckpt, sizeof ckpt, "fit_resume.bpc");
-    path_in_dir(result, sizeof result, "fit_resume.params");
     assert_status(bp_checkpoint_save(net, opt, ckpt), BP_OK);
     bp_optimizer_free(opt);
     bp_net_free(net);
 
-    fflush(NULL);
-    const pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        bp_net *n2;
-        bp_optimizer *o2;
-        double start = -1;
-        int code = 1;
-        if (bp_checkpoint_load(&n2, &o2, ckpt) == BP_OK) {
-            code = bp_net_get(n2, BP_FIT_INITIAL_EPOCH, &start) != BP_OK || start != K;
-            if (code == 0) code = bp_net_set(n2, BP_FIT_EPOCHS, N) != BP_OK;
-            if (code == 0) code = bp_net_fit(n2, o2, loss, ds, ds) != BP_OK ? 3 : 0;
-            if (code == 0) code = bp_net_history_length(n2) != N - K ? 4 : 0;
-            size_t np;
-            const float *p = bp_net_params(n2, &np);
-            FILE *f = fopen(result, "wb");
-            if (code == 0 && (f == NULL || fwrite(p, sizeof(float), np, f) != np)) code = 2;
-            if (f != NULL) fclose(f);
-            bp_optimizer_free(o2);
-            bp_net_free(n2);
-        }
-        bp_optimizer_free(ropt);
-        bp_net_free(ref);
-        bp_dataset_free(ds);
-        _exit(code);
-    }
-    int status = 0;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status));
-    assert_int_equal(WEXITSTATUS(status), 0);
     size_t np;
     const float *want = bp_net_params(ref, &np);
-    float *got = malloc(np * sizeof(float));
-    assert_non_null(got);
-    FILE *f = fopen(result, "rb");
-    assert_non_null(f);
-    assert_int_equal(fread(got, sizeof(float), np, f), np);
-    fclose(f);
+    const fit_more more = {ds, K, N};
+    float *got = continue_in_child(ckpt, continue_fit, &more, np);
     assert_memory_equal(got, want, np * sizeof(float));
     free(got);
     bp_optimizer_free(ropt);
