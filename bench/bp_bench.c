@@ -697,12 +697,12 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------
- * Case: cnn-epoch -- training time of the Fashion-MNIST CNN of docs/examples/fashion_mnist_cnn
- * (conv 32 3x3 - BN - ReLU - pool - dropout - conv 64 3x3 - BN - ReLU - pool - dropout -
- * dense 128 - dropout - dense 10) on synthetic 28x28 images, batches of 128: 8 * --repeat batches
- * are timed and scaled to an epoch of 60000 images. From the profiled build of the convolution
- * layer (BP_PROFILE, see bench/CMakeLists.txt): the convolution layers' share of the time, and
- * within them the shares of sgemm and of im2col/col2im.
+ * Case: cnn-epoch -- training time of a two-convolution Fashion-MNIST CNN (recipe A' of
+ * docs/performance.md: conv 32 3x3 - BN - ReLU - pool - dropout - conv 64 3x3 - BN - ReLU -
+ * pool - dropout - dense 128 - dropout - dense 10) on synthetic 28x28 images, batches of 128:
+ * 8 * --repeat batches are timed and scaled to an epoch of 60000 images. From the profiled
+ * build of the convolution layer (BP_PROFILE, see bench/CMakeLists.txt): the convolution
+ * layers' share of the time, and within them the shares of sgemm and of im2col/col2im.
  * ----------------------------------------------------------------------------------------*/
 
 enum { CNN_BATCH = 128, CNN_EPOCH = 60000 };
