@@ -734,10 +734,18 @@ static bp_net *resume_net(void)
 
 /* Load the checkpoint @p ckpt in a forked child -- a fresh process image of the state, from
  * the file only --, continue training there with @p cont, and return the child's final
- * parameters (@p np floats, malloc'd). Any failure in the child fails the test. */
+ * parameters (@p np floats, malloc'd). Any failure in the child fails the test. The child
+ * frees its copies of the parent's objects (@p parent) before it exits: valgrind follows a
+ * fork and would report them as leaks. */
 typedef int (*continue_fn)(bp_net *net, bp_optimizer *opt, const void *arg);
+typedef struct parent_objects {
+    bp_net *net;
+    bp_optimizer *opt;
+    bp_dataset *ds;
+} parent_objects;
 
-static float *continue_in_child(const char *ckpt, continue_fn cont, const void *arg, size_t np)
+static float *continue_in_child(const char *ckpt, continue_fn cont, const void *arg, size_t np,
+                                parent_objects parent)
 {
     char result[128];
     path_in_dir(result, sizeof result, "resume.params");
@@ -759,7 +767,10 @@ static float *continue_in_child(const char *ckpt, continue_fn cont, const void *
             bp_optimizer_free(o2);
             bp_net_free(n2);
         }
-        _exit(code); /* the parent's objects die with the child's image */
+        bp_net_free(parent.net);
+        bp_optimizer_free(parent.opt);
+        bp_dataset_free(parent.ds);
+        _exit(code);
     }
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -810,7 +821,8 @@ static void resume_is_bit_identical(int kind)
     size_t np;
     const float *want = bp_net_params(ref, &np);
     const int more = N - K;
-    float *got = continue_in_child(ckpt, continue_steps, &more, np);
+    float *got = continue_in_child(ckpt, continue_steps, &more, np,
+                                   (parent_objects){ref, ropt, NULL});
     assert_memory_equal(got, want, np * sizeof(float));
     /* And not trivially: training moved the weights away from the checkpoint. */
     bp_net *at_k;
@@ -904,7 +916,8 @@ static void fit_resume_is_bit_identical(int kind)
     size_t np;
     const float *want = bp_net_params(ref, &np);
     const fit_more more = {ds, K, N};
-    float *got = continue_in_child(ckpt, continue_fit, &more, np);
+    float *got = continue_in_child(ckpt, continue_fit, &more, np,
+                                   (parent_objects){ref, ropt, ds});
     assert_memory_equal(got, want, np * sizeof(float));
     free(got);
     bp_optimizer_free(ropt);
