@@ -482,7 +482,7 @@ void bp__net_out_shape(const bp_net *net, size_t *c, size_t *h, size_t *w);
  * on failure. */
 bp_layer *bp__layer_new(bp_net *net, const char *fn, const bp__layer_vtable *vt, int activation,
                         size_t out_c, size_t out_h, size_t out_w);
-/* Free a layer struct that was never appended: calls vt->destroy, then frees it. */
+/* Free a layer struct (appended or not): calls vt->destroy, clears its magic, frees it. */
 void bp__layer_discard(bp_net *net, bp_layer *l);
 /* Shared vtable entries: no scratch; free a flat (pointer-free) priv; deep-copy a flat priv
  * of @p size bytes. */

@@ -101,19 +101,11 @@ static void ws_release(bp_net *net, bp__workspace *ws)
     memset(ws, 0, sizeof *ws);
 }
 
-static void layer_destroy(bp_net *net, bp_layer *l)
-{
-    if (l == NULL) return;
-    if (l->vt->destroy != NULL) l->vt->destroy(l);
-    l->magic = 0;
-    bp__free(&net->alloc, l);
-}
-
 void bp_net_free(bp_net *net)
 {
     if (!bp__net_ok(net)) return;
     const bp__alloc a = net->alloc;
-    for (size_t i = 0; i < net->nlayers; i++) layer_destroy(net, net->layers[i]);
+    for (size_t i = 0; i < net->nlayers; i++) bp__layer_discard(net, net->layers[i]);
     bp__free(&a, net->layers);
     bp__free_aligned(&a, net->params);
     bp__free_aligned(&a, net->grads);
@@ -241,6 +233,7 @@ void bp__layer_discard(bp_net *net, bp_layer *l)
 {
     if (l == NULL) return;
     if (l->vt->destroy != NULL) l->vt->destroy(l);
+    l->magic = 0; /* a stale bp_layer pointer is then refused, not used */
     bp__free(&net->alloc, l);
 }
 
@@ -598,14 +591,22 @@ static float max_abs(const float *restrict v, size_t count)
     return f;
 }
 
-static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t n)
+/* Inputs must be finite; the message goes to @p err (the net's, or NULL for calls that may
+ * run concurrently on one net). */
+static bp_status check_input_to(const bp_net *net, char *err, const char *fn, const float *x,
+                                size_t n)
 {
     const size_t total = n * net->inputs;
     const size_t bad = bp__first_nonfinite(x, total);
     if (bad != total)
-        return bp__fail(net->err, BP_ERR_NONFINITE, "%s: input row %zu, column %zu is %g", fn,
+        return bp__fail(err, BP_ERR_NONFINITE, "%s: input row %zu, column %zu is %g", fn,
                         bad / net->inputs, bad % net->inputs, (double)x[bad]);
     return BP_OK;
+}
+
+static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t n)
+{
+    return check_input_to(net, net->err, fn, x, n);
 }
 
 /* dW += l2 * W + l1 * sign(W) (weights only, not biases). */
@@ -681,6 +682,16 @@ static int ftz_worth_it(const bp_net *net, size_t n)
     return bp__net_ok(net) && (double)n * (double)net->nparams >= 4096.0;
 }
 
+/* Return @p call (a bp_status expression) run with denormals flushed when ftz_worth_it. */
+#define WITH_FTZ(net, n, call)                                                                    \
+    do {                                                                                          \
+        const int ftz_ = ftz_worth_it((net), (n));                                                \
+        const unsigned csr_ = ftz_ ? bp__fp_enter() : 0;                                          \
+        const bp_status s_ = (call);                                                              \
+        if (ftz_) bp__fp_leave(csr_);                                                             \
+        return s_;                                                                                \
+    } while (0)
+
 static bp_status net_forward(bp_net *net, const float *x, size_t n, const float **y)
 {
     NET_CHECK(net, "bp_net_forward");
@@ -702,11 +713,7 @@ static bp_status net_forward(bp_net *net, const float *x, size_t n, const float 
 
 bp_status bp_net_forward(bp_net *net, const float *x, size_t n, const float **y)
 {
-    const int ftz = ftz_worth_it(net, n); /* denormals flushed while the kernels run */
-    const unsigned csr = ftz ? bp__fp_enter() : 0;
-    const bp_status s = net_forward(net, x, n, y);
-    if (ftz) bp__fp_leave(csr);
-    return s;
+    WITH_FTZ(net, n, net_forward(net, x, n, y));
 }
 
 static bp_status net_backward(bp_net *net, const float *dy, size_t n)
@@ -733,11 +740,7 @@ static bp_status net_backward(bp_net *net, const float *dy, size_t n)
 
 bp_status bp_net_backward(bp_net *net, const float *dy, size_t n)
 {
-    const int ftz = ftz_worth_it(net, n); /* denormals flushed while the kernels run */
-    const unsigned csr = ftz ? bp__fp_enter() : 0;
-    const bp_status s = net_backward(net, dy, n);
-    if (ftz) bp__fp_leave(csr);
-    return s;
+    WITH_FTZ(net, n, net_backward(net, dy, n));
 }
 
 /* Scale or clamp the gradients as BP_NET_CLIP_NORM / BP_NET_CLIP_VALUE ask. */
@@ -828,11 +831,7 @@ bp_status bp_net_set_grad_hook(bp_net *net, bp_grad_fn fn, void *user)
 bp_status bp_net_compute_grads(bp_net *net, int loss, const float *x, const float *y, size_t n,
                                float *loss_value)
 {
-    const int ftz = ftz_worth_it(net, n); /* denormals flushed while the kernels run */
-    const unsigned csr = ftz ? bp__fp_enter() : 0;
-    const bp_status s = net_compute_grads(net, loss, x, y, n, loss_value);
-    if (ftz) bp__fp_leave(csr);
-    return s;
+    WITH_FTZ(net, n, net_compute_grads(net, loss, x, y, n, loss_value));
 }
 
 /* 1 if train_step_row may run this step: one row, dense layers only without weight penalties,
@@ -943,15 +942,14 @@ static bp_status net_train_step(bp_net *net, bp_optimizer *opt, int loss, const 
 bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
                             const float *y, size_t n, float *loss_value)
 {
-    const int ftz = ftz_worth_it(net, n); /* denormals flushed while the kernels run */
-    const unsigned csr = ftz ? bp__fp_enter() : 0;
-    const bp_status s = net_train_step(net, opt, loss, x, y, n, loss_value);
-    if (ftz) bp__fp_leave(csr);
-    return s;
+    WITH_FTZ(net, n, net_train_step(net, opt, loss, x, y, n, loss_value));
 }
 
 /* Rows per predict chunk: large enough for GEMM efficiency, small enough for cache. */
 #define BP__PREDICT_CHUNK 1024u
+
+/* Rows per predict chunk for @p n rows. */
+static size_t ws_rows(size_t n) { return n < BP__PREDICT_CHUNK ? n : BP__PREDICT_CHUNK; }
 
 static bp_status net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
 {
@@ -968,7 +966,7 @@ static bp_status net_predict(bp_net *net, const float *x, size_t n, float *y, si
                         "bp_net_predict: %zu rows x %zu outputs need %zu floats, y holds %zu", n,
                         out, n * out, capacity);
     BP_CHECK(check_input(net, "bp_net_predict", x, n));
-    const size_t chunk = n < BP__PREDICT_CHUNK ? n : BP__PREDICT_CHUNK;
+    const size_t chunk = ws_rows(n);
     BP_CHECK(ws_plan(net, &net->pws, chunk, 0));
     for (size_t r = 0; r < n; r += chunk) {
         const size_t rows = n - r < chunk ? n - r : chunk;
@@ -982,9 +980,8 @@ static bp_status net_predict(bp_net *net, const float *x, size_t n, float *y, si
  * Concurrent inference: caller scratch, const net
  * ----------------------------------------------------------------------------------------*/
 
-/* Rows per chunk and the floats one chunk needs: two ping-pong activation buffers of
+/* The floats one predict chunk of @p rows needs: two ping-pong activation buffers of
  * rows x max_width and the largest inference scratch of any layer, each rounded to 16. */
-static size_t ws_rows(size_t n) { return n < BP__PREDICT_CHUNK ? n : BP__PREDICT_CHUNK; }
 
 static size_t predict_scratch(const bp_net *net, size_t rows)
 {
@@ -1028,11 +1025,7 @@ bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *
         return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
                         "bp_net_predict_ws: %zu rows need %zu scratch floats, got %zu", n,
                         sneed, scratch_floats);
-    const size_t total = n * net->inputs, bad = bp__first_nonfinite(x, total);
-    if (bad != total)
-        return bp__fail(NULL, BP_ERR_NONFINITE,
-                        "bp_net_predict_ws: input row %zu, column %zu is %g", bad / net->inputs,
-                        bad % net->inputs, (double)x[bad]);
+    BP_CHECK(check_input_to(net, NULL, "bp_net_predict_ws", x, n));
     const size_t act = round16(rows * net->max_width);
     float *buf[2] = {scratch, scratch + act};
     float *ls = scratch + 2 * act;
@@ -1053,11 +1046,7 @@ bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *
 
 bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
 {
-    const int ftz = ftz_worth_it(net, n); /* denormals flushed while the kernels run */
-    const unsigned csr = ftz ? bp__fp_enter() : 0;
-    const bp_status s = net_predict(net, x, n, y, capacity);
-    if (ftz) bp__fp_leave(csr);
-    return s;
+    WITH_FTZ(net, n, net_predict(net, x, n, y, capacity));
 }
 
 bp_status bp_net_param_bounds(int key, double *lo, double *hi)
