@@ -16,25 +16,6 @@
 
 /* ---- shared helpers ------------------------------------------------------------------- */
 
-typedef struct c_numeric {
-    locale_t c, old;
-} c_numeric;
-
-static bp_status c_numeric_begin(c_numeric *l, char *err, const char *what)
-{
-    l->c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-    if (l->c == (locale_t)0)
-        return bp__fail(err, BP_ERR_NOMEM, "%s: cannot create the C locale", what);
-    l->old = uselocale(l->c);
-    return BP_OK;
-}
-
-static void c_numeric_end(c_numeric *l)
-{
-    uselocale(l->old);
-    freelocale(l->c);
-}
-
 /* A printable, bounded copy of a cell for messages. */
 static const char *snippet(char *dst, size_t cap, const char *s, size_t len)
 {
@@ -269,11 +250,11 @@ typedef bp_status (*text_parser)(const void *ctx, const bp__alloc *a, const char
 static bp_status run_text(const char *what, const bp__alloc *a, const char *name, const char *buf,
                           size_t size, text_parser parse, const void *ctx, bp_dataset **out)
 {
-    c_numeric loc = {(locale_t)0, (locale_t)0};
-    bp_status st = c_numeric_begin(&loc, NULL, what);
+    bp__c_locale loc = {(locale_t)0, (locale_t)0};
+    bp_status st = bp__c_locale_begin(&loc, NULL, what);
     if (st == BP_OK) {
         st = parse(ctx, a, name, buf, size, out);
-        c_numeric_end(&loc);
+        bp__c_locale_end(&loc);
     }
     return st;
 }
@@ -481,8 +462,8 @@ bp_status bp_dataset_save_fann(const bp_dataset *ds, const char *path)
     if (path == NULL) return bp__fail(err, BP_ERR_INVALID_ARG, "save_fann: path is NULL");
     bp__atomic_file w;
     BP_CHECK(bp__atomic_open(&w, err, path));
-    c_numeric loc = {(locale_t)0, (locale_t)0};
-    const bp_status st = c_numeric_begin(&loc, err, "save_fann");
+    bp__c_locale loc = {(locale_t)0, (locale_t)0};
+    const bp_status st = bp__c_locale_begin(&loc, err, "save_fann");
     if (st != BP_OK) {
         bp__atomic_abort(&w);
         return st;
@@ -492,7 +473,7 @@ bp_status bp_dataset_save_fann(const bp_dataset *ds, const char *path)
         write_row(w.f, ds->x + i * ds->in, ds->in);
         write_row(w.f, ds->y + i * ds->out, ds->out);
     }
-    c_numeric_end(&loc);
+    bp__c_locale_end(&loc);
     return bp__atomic_commit(&w, err, path);
 }
 

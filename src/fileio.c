@@ -262,3 +262,18 @@ bp_status bp__atomic_commit(bp__atomic_file *w, char *err, const char *path)
     w->tmp = NULL;
     return BP_OK;
 }
+
+bp_status bp__c_locale_begin(bp__c_locale *l, char *err, const char *what)
+{
+    l->c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
+    if (l->c == (locale_t)0)
+        return bp__fail(err, BP_ERR_NOMEM, "%s: cannot create the C locale", what);
+    l->old = uselocale(l->c);
+    return BP_OK;
+}
+
+void bp__c_locale_end(bp__c_locale *l)
+{
+    uselocale(l->old);
+    freelocale(l->c);
+}

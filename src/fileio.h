@@ -9,6 +9,7 @@
 
 #include "internal.h"
 
+#include <locale.h>
 #include <stdio.h>
 
 /* The last component of @p path, for messages ("data/iris.csv" -> "iris.csv"). */
@@ -36,5 +37,15 @@ bp_status bp__atomic_open(bp__atomic_file *w, char *err, const char *path);
 bp_status bp__atomic_commit(bp__atomic_file *w, char *err, const char *path);
 /* Discard the temporary file (after a failed write). Accepts a released @p w. */
 void bp__atomic_abort(bp__atomic_file *w);
+
+/* The C locale for the calling thread while numbers are parsed or printed ('.' as the
+ * decimal point whatever the caller's locale); uselocale() is per thread, and _end restores
+ * the caller's locale. _begin fails with BP_ERR_NOMEM ("<what>: cannot create the C
+ * locale"). */
+typedef struct bp__c_locale {
+    locale_t c, old;
+} bp__c_locale;
+bp_status bp__c_locale_begin(bp__c_locale *l, char *err, const char *what);
+void bp__c_locale_end(bp__c_locale *l);
 
 #endif /* BP_FILEIO_H */

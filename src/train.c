@@ -9,7 +9,6 @@
 #include "internal.h"
 
 #include <float.h>
-#include <locale.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -405,18 +404,14 @@ bp_status bp_net_history_save_csv(const bp_net *net, const char *path)
     char *err = (char *)(uintptr_t)net->err; /* the message buffer is logically mutable */
     if (path == NULL)
         return bp__fail(err, BP_ERR_INVALID_ARG, "bp_net_history_save_csv: path is NULL");
-    const locale_t c = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-    if (c == (locale_t)0)
-        return bp__fail(err, BP_ERR_NOMEM,
-                        "bp_net_history_save_csv: cannot create the C "
-                        "locale");
     bp__atomic_file w;
-    const bp_status s = bp__atomic_open(&w, err, path);
+    BP_CHECK(bp__atomic_open(&w, err, path));
+    bp__c_locale loc; /* numbers with '.', whatever the caller's locale */
+    const bp_status s = bp__c_locale_begin(&loc, err, "bp_net_history_save_csv");
     if (s != BP_OK) {
-        freelocale(c);
+        bp__atomic_abort(&w);
         return s;
     }
-    const locale_t old = uselocale(c); /* numbers with '.', whatever the caller's locale */
     fputs("epoch", w.f);
     for (int k = 0; k < BP_METRIC_COUNT; k++)
         fprintf(w.f, ",%s", metric_names[k]);
@@ -432,8 +427,7 @@ bp_status bp_net_history_save_csv(const bp_net *net, const char *path)
         }
         fputc('\n', w.f);
     }
-    uselocale(old);
-    freelocale(c);
+    bp__c_locale_end(&loc);
     return bp__atomic_commit(&w, err, path);
 }
 
