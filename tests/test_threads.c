@@ -13,14 +13,10 @@ enum { THREADS = 6, ROUNDS = 25, N = 20, IN = 6, OUT = 4 }; /* every GEMM <= 409
 
 static float xs[N * IN];
 
-static bp_net *trained_net(uint64_t seed)
+/* Fill xs from @p seed and train @p net 20 Adam steps on it (classes i mod OUT). */
+static bp_net *train_20_steps(bp_net *net, uint64_t seed)
 {
-    bp_net *net;
     bp_optimizer *opt;
-    assert_status(bp_net_create(&net, IN, seed), BP_OK);
-    assert_status(bp_net_add_dense(net, 16, BP_ACT_GELU), BP_OK);
-    assert_status(bp_net_add_dense(net, 8, BP_ACT_TANH), BP_OK);
-    assert_status(bp_net_add_dense(net, OUT, BP_ACT_SOFTMAX), BP_OK);
     assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
     uint64_t st = seed;
     bp_test_fill_uniform(xs, N * IN, -1, 1, &st);
@@ -31,6 +27,16 @@ static bp_net *trained_net(uint64_t seed)
                       BP_OK);
     bp_optimizer_free(opt);
     return net;
+}
+
+static bp_net *trained_net(uint64_t seed)
+{
+    bp_net *net;
+    assert_status(bp_net_create(&net, IN, seed), BP_OK);
+    assert_status(bp_net_add_dense(net, 16, BP_ACT_GELU), BP_OK);
+    assert_status(bp_net_add_dense(net, 8, BP_ACT_TANH), BP_OK);
+    assert_status(bp_net_add_dense(net, OUT, BP_ACT_SOFTMAX), BP_OK);
+    return train_20_steps(net, seed);
 }
 
 typedef struct job {
@@ -76,7 +82,6 @@ static void *save_worker(void *arg)
 static bp_net *trained_cnn(uint64_t seed)
 {
     bp_net *net;
-    bp_optimizer *opt;
     assert_int_equal(IN, 6);
     assert_status(bp_net_create_image(&net, 1, 2, 3, seed), BP_OK);
     assert_status(bp_net_add_conv2d(net, 4, 2, 2, 1, 1, BP_ACT_IDENTITY), BP_OK); /* 4x3x4 */
@@ -85,16 +90,7 @@ static bp_net *trained_cnn(uint64_t seed)
     assert_status(bp_net_add_maxpool2d(net, 2, 1), BP_OK); /* 4x2x3 */
     assert_status(bp_net_add_dropout(net, 0.2), BP_OK);
     assert_status(bp_net_add_dense(net, OUT, BP_ACT_SOFTMAX), BP_OK);
-    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
-    uint64_t st = seed;
-    bp_test_fill_uniform(xs, N * IN, -1, 1, &st);
-    float y[N];
-    for (int i = 0; i < N; i++) y[i] = (float)(i % OUT);
-    for (int s = 0; s < 20; s++)
-        assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, xs, y, N, NULL),
-                      BP_OK);
-    bp_optimizer_free(opt);
-    return net;
+    return train_20_steps(net, seed);
 }
 
 static void predict_concurrently(bp_net *net)
