@@ -52,15 +52,33 @@ unsigned bp_version(void) { return BP_VERSION_NUMBER; }
 
 const char *bp_version_string(void) { return BP_VERSION_STRING; }
 
-size_t bp__first_nonfinite(const float *v, size_t count)
+/* 1 if any of @p v[0..count) is NaN or +-Inf: one branch-free pass on the exponent bits,
+ * multi-versioned (the baseline build only has SSE2). */
+BP__KERNEL
+static unsigned any_nonfinite(const float *restrict v, size_t count)
 {
-    /* One branch-free pass on the exponent bits (vectorises; no libm call): the common case,
-     * all finite, costs a single read of the data. */
     unsigned bad = 0;
     for (size_t i = 0; i < count; i++) {
         uint32_t u;
         memcpy(&u, v + i, sizeof u);
         bad |= (u & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad;
+}
+
+size_t bp__first_nonfinite(const float *v, size_t count)
+{
+    /* The common case, all finite, costs a single read of the data. Short arrays (single
+     * rows of tiny layers) skip the multi-versioned call. */
+    unsigned bad = 0;
+    if (count >= 64) {
+        bad = any_nonfinite(v, count);
+    } else {
+        for (size_t i = 0; i < count; i++) {
+            uint32_t u;
+            memcpy(&u, v + i, sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
     }
     if (!bad) return count;
     for (size_t i = 0; i < count; i++)

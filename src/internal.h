@@ -322,6 +322,7 @@ typedef struct bp__workspace {
     float *block;        /* one aligned allocation holding everything below */
     float *x;            /* copy of the input [n x in] (forward), or NULL in train_step */
     const float *x_in;   /* input of the last forward (x, or the caller's in train_step) */
+    float x_max;         /* max |x_in| when the input check measured it, else -1 */
     float **y;           /* per layer, [n x out] */
     float **s;           /* per layer, vt->scratch_floats(l, n, training) floats or NULL */
     float *g0, *g1;      /* ping-pong gradients [n x max_width] */

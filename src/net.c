@@ -592,11 +592,22 @@ static float max_abs(const float *restrict v, size_t count)
 }
 
 /* Inputs must be finite; the message goes to @p err (the net's, or NULL for calls that may
- * run concurrently on one net). */
+ * run concurrently on one net). Batches of BP__WIDE_INPUT floats or more are checked by
+ * max_abs (one vectorised read), whose result also stands in for the input's max |x| in
+ * the first layer's gradient bound (prove_grad_finite); *@p x_max is -1 when not measured. */
+#define BP__WIDE_INPUT 256
 static bp_status check_input_to(const bp_net *net, char *err, const char *fn, const float *x,
-                                size_t n)
+                                size_t n, float *x_max)
 {
     const size_t total = n * net->inputs;
+    *x_max = -1.0f;
+    if (total >= BP__WIDE_INPUT) {
+        const float m = max_abs(x, total);
+        if (isfinite(m)) {
+            *x_max = m;
+            return BP_OK;
+        }
+    }
     const size_t bad = bp__first_nonfinite(x, total);
     if (bad != total)
         return bp__fail(err, BP_ERR_NONFINITE, "%s: input row %zu, column %zu is %g", fn,
@@ -606,7 +617,8 @@ static bp_status check_input_to(const bp_net *net, char *err, const char *fn, co
 
 static bp_status check_input(bp_net *net, const char *fn, const float *x, size_t n)
 {
-    return check_input_to(net, net->err, fn, x, n);
+    float x_max;
+    return check_input_to(net, net->err, fn, x, n, &x_max);
 }
 
 /* dW += l2 * W + l1 * sign(W) (weights only, not biases). */
@@ -630,7 +642,10 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
                                    const float *x, size_t n, int must_scan)
 {
     const size_t np = l->nweights + l->nbiases;
-    if (must_scan || !l->vt->grad_bound_dense || 4 * n * (l->in + l->out) >= np) {
+    /* The first layer's x is the step's input, whose max |x| the input check measured. */
+    const int x_known = x == net->ws.x_in && net->ws.x_max >= 0.0f;
+    const size_t bound_reads = n * l->out + (x_known ? 0 : n * l->in);
+    if (must_scan || !l->vt->grad_bound_dense || 4 * bound_reads >= np) {
         /* Scanning dW and db is as cheap as any bound, or no bound applies. */
         if (bp__first_nonfinite(bp__layer_dw(l), np) != np)
             return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): gradient is not finite",
@@ -641,7 +656,7 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
     if (!isfinite(mdz))
         return bp__fail(net->err, BP_ERR_NONFINITE,
                         "layer %zu (%s): gradient dL/dz is not finite", l->index, l->vt->name);
-    const float mx = max_abs(x, n * l->in);
+    const float mx = x_known ? net->ws.x_max : max_abs(x, n * l->in);
     const double bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
     if (!(bound < 1e37) && bp__first_nonfinite(bp__layer_dw(l), np) != np)
         return bp__fail(net->err, BP_ERR_NONFINITE,
@@ -700,11 +715,13 @@ static bp_status net_forward(bp_net *net, const float *x, size_t n, const float 
     if (n == 0) return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_forward: n is 0");
     if (net->nlayers == 0)
         return bp__fail(net->err, BP_ERR_STATE, "bp_net_forward: the net has no layers");
-    BP_CHECK(check_input(net, "bp_net_forward", x, n));
+    float x_max;
+    BP_CHECK(check_input_to(net, net->err, "bp_net_forward", x, n, &x_max));
     BP_CHECK(ws_plan(net, &net->ws, n, 1));
     bp__workspace *ws = &net->ws;
     memcpy(ws->x, x, n * net->inputs * sizeof(float));
     ws->x_in = ws->x;
+    ws->x_max = x_max;
     forward_pass(net, ws, ws->x, n, 1);
     ws->rows = n;
     *y = ws->y[net->nlayers - 1];
@@ -789,13 +806,15 @@ static bp_status grads_pass(bp_net *net, const char *fn, int loss, const float *
 {
     const bp_layer *last = net->layers[net->nlayers - 1];
     const int ce = loss == BP_LOSS_SOFTMAX_CE || loss == BP_LOSS_SPARSE_SOFTMAX_CE;
-    BP_CHECK(check_input(net, fn, x, n));
+    float x_max;
+    BP_CHECK(check_input_to(net, net->err, fn, x, n, &x_max));
     BP_CHECK(bp__loss_check_targets(net->err, loss, y, n, last->out));
     BP_CHECK(ws_plan(net, &net->ws, n, 1));
 
     bp__workspace *ws = &net->ws;
     ws->rows = 0; /* the activations below belong to this step only */
     ws->x_in = x;
+    ws->x_max = x_max;
     forward_pass(net, ws, x, n, 1);
     const size_t li = net->nlayers - 1;
     int is_dz;
@@ -806,6 +825,7 @@ static bp_status grads_pass(bp_net *net, const char *fn, int loss, const float *
                                    &is_dz);
     if (s == BP_OK) s = backward_pass(net, ws, n, is_dz);
     ws->x_in = NULL; /* the caller's x is not retained */
+    ws->x_max = -1.0f;
     return s;
 }
 
@@ -1025,7 +1045,8 @@ bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *
         return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
                         "bp_net_predict_ws: %zu rows need %zu scratch floats, got %zu", n,
                         sneed, scratch_floats);
-    BP_CHECK(check_input_to(net, NULL, "bp_net_predict_ws", x, n));
+    float x_max;
+    BP_CHECK(check_input_to(net, NULL, "bp_net_predict_ws", x, n, &x_max));
     const size_t act = round16(rows * net->max_width);
     float *buf[2] = {scratch, scratch + act};
     float *ls = scratch + 2 * act;

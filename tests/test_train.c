@@ -462,6 +462,43 @@ static void overflowing_gradient_stops_before_the_update(void **state)
     bp_net_free(net);
 }
 
+/* A wide input (>= 256 floats) has its max |x| measured by the input check and reused in
+ * the first layer's gradient bound: an input near FLT_MAX must still send the bound to the
+ * full scan, which finds the infinite weight gradient before anything moves. Covers
+ * train_step and forward + backward (which bounds with the max of its forward's input). */
+static void wide_input_gradient_overflow_is_caught_by_the_measured_input_bound(void **state)
+{
+    (void)state;
+    enum { IN = 128, ROWS = 2 };
+    bp_net *net;
+    assert_status(bp_net_create(&net, IN, 1), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
+    float w[IN], x[ROWS * IN], y[ROWS] = {0, 0};
+    for (size_t i = 0; i < IN; i++) w[i] = 1e-38f;
+    for (size_t i = 0; i < ROWS * IN; i++) x[i] = 3e38f;
+    assert_status(bp_layer_set_weights(bp_net_layer(net, 0), w, IN), BP_OK);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.1, 0);
+    float before[IN + 1];
+    memcpy(before, bp_net_params(net, NULL), sizeof before);
+    float lv = -1.0f;
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, ROWS, &lv), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_net_last_error(net), "layer 0"));
+    assert_memory_equal(before, bp_net_params(net, NULL), sizeof before);
+    assert_int_equal(bp_optimizer_step_count(opt), 0);
+    const float *out;
+    assert_status(bp_net_forward(net, x, ROWS, &out), BP_OK);
+    assert_true(isfinite(out[0]) && isfinite(out[1]));
+    const float dy[ROWS] = {1000.0f, 1000.0f};
+    assert_status(bp_net_backward(net, dy, ROWS), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_net_last_error(net), "layer 0"));
+    /* A modest input of the same width trains. */
+    for (size_t i = 0; i < ROWS * IN; i++) x[i] = 0.5f;
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, ROWS, &lv), BP_OK);
+    assert_true(isfinite(lv));
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
 /* ------------------------------------------------------------------------------------------
  * The single-row path (train_step_row in net.c) against the general one
  * ----------------------------------------------------------------------------------------*/
@@ -647,6 +684,7 @@ int main(void)
         bp_add_test(first_step_out_of_memory_leaves_net_usable),
         bp_add_test(bad_input_leaves_the_network_untouched),
         bp_add_test(overflowing_gradient_stops_before_the_update),
+        bp_add_test(wide_input_gradient_overflow_is_caught_by_the_measured_input_bound),
         bp_add_test(single_row_path_matches_the_general_path_bit_for_bit),
         bp_add_test(single_row_path_rejects_bad_input_like_the_general_path),
     };
