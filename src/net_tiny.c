@@ -1,0 +1,335 @@
+/* net_tiny.c -- the fused training step for tiny nets (online training of a 2-4-1 XOR net and
+ * the like).
+ *
+ * bp_net_train_step with one row through narrow dense layers (in and out under 16, the
+ * layers train_step_row in net.c runs through the scalar kernels), a loss without a softmax
+ * (MSE, MAE, Huber, BCE on logits) and plain SGD (no momentum; any weight decay) is a few
+ * hundred floating-point operations; train_step_row spent most of its ~1,900 instructions on
+ * the walk around them: per-layer calls, the argument and optimizer validation, finite scans
+ * of x, y and both gradients, the optimizer's per-step scalars and dispatch (see
+ * docs/performance.md, "tiny-online"). Here forward, loss, backward, the finite proof and the
+ * update are one routine with no per-layer dispatch beyond a switch on the activation.
+ *
+ * Same floats, by construction where possible: the activation functions are activation.c's
+ * (act_math.h), the loss is bp__loss_compute itself, and each remaining expression is the
+ * one its general-path twin evaluates, in the same order (the sums of the dense row start
+ * from 0 and add w[o][i] x[i] for i = 0, 1, ...; dx adds the outputs in order; the update is
+ * optimizer.c's sgd_plain). tests/test_tiny.c compares weights and loss bit for bit with
+ * train_step_row and the general path.
+ *
+ * Same guarantees: this routine only ever completes a step that the other paths would
+ * complete. It declines (returns 0, before writing any parameter or optimizer state) on
+ * anything unusual -- a bad handle or argument, a setting it does not cover, a non-finite
+ * input, target, loss or gradient -- and the caller then runs its usual path, which gives
+ * the usual status and message. Every gradient value is checked as it is produced (its
+ * exponent bits, see nonfinite_bit) before the update; that is exactly the set of steps
+ * train_step_row's prove_grad_finite rejects, since dW = dz x and db = dz. */
+#include "internal.h"
+
+#include "act_math.h"
+
+#include <math.h>
+#include <string.h>
+
+/* Bit 31 set when @p v is NaN or Inf: one unit added to the exponent field carries out of
+ * it only when the field is all ones. OR-ed over many values, bit 31 tells whether any was
+ * non-finite, without a branch per value. */
+static inline uint32_t nonfinite_bit(float v)
+{
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) + 0x00800000u;
+}
+
+#define NONFINITE_SEEN(bits) (((bits) & 0x80000000u) != 0)
+
+/* Parameters of the largest net the fused path takes (the updated copy is on the stack). */
+#define TINY_MAX_PARAMS 512
+
+/* Optimizer setting @p key (enum bp_optimizer_key). */
+#define OPT_SET(opt, key) ((opt)->set[(key) - BP__OPT_KEY_FIRST])
+
+/* 1 if this step is one the fused path takes and every check bp_net_train_step makes before
+ * the data (handles, arguments, optimizer settings and binding) would pass. */
+static int tiny_applies(const bp_net *net, const bp_optimizer *opt, int loss, const float *x,
+                        const float *y, size_t n)
+{
+    if (n != 1 || x == NULL || y == NULL || !bp__net_ok(net) || !bp__optimizer_ok(opt))
+        return 0;
+    if (net->tiny_path_off || net->row_path_off || net->grad_hook != NULL || net->accumulate ||
+        net->clip_norm > 0.0 || net->clip_value > 0.0 || net->nlayers == 0 ||
+        net->nparams > TINY_MAX_PARAMS ||
+        net->ws.block == NULL) /* planned (for the current layers) by an earlier step */
+        return 0;
+    if (loss != BP_LOSS_MSE && loss != BP_LOSS_MAE && loss != BP_LOSS_HUBER &&
+        loss != BP_LOSS_BCE_LOGITS)
+        return 0;
+    /* Plain SGD, already bound to this net's shape (the first step binds it elsewhere). */
+    if (opt->kind != BP_OPTIMIZER_SGD || !opt->bound || OPT_SET(opt, BP_OPT_MOMENTUM) != 0.0 ||
+        OPT_SET(opt, BP_OPT_NESTEROV) != 0.0 || opt->bound_nparams != net->nparams ||
+        opt->bound_nlayers != net->nlayers || opt->bound_hash != net->shape_hash)
+        return 0;
+    for (size_t i = 0; i < net->nlayers; i++) {
+        const bp_layer *l = net->layers[i];
+        if (l->vt != &bp__dense_vtable || l->l2 > 0.0 || l->l1 > 0.0 || l->in >= 16 ||
+            l->out >= 16 || l->activation == BP_ACT_SOFTMAX)
+            return 0;
+    }
+    return 1;
+}
+
+/* f(v) for activation @p act (a constant at each call site), as act_forward_body in
+ * activation.c for rows under 16 floats (the sigmoid through libm's expf). */
+static BP__ALWAYS_INLINE float act_one(int act, const bp__act_params *p, float v)
+{
+    switch (act) {
+    case BP_ACT_SIGMOID: return bp__sigmoid_libm(v);
+    case BP_ACT_TANH: return tanhf(v);
+    case BP_ACT_RELU: return v > 0.0f ? v : 0.0f;
+    case BP_ACT_LEAKY_RELU: return v > 0.0f ? v : p->leaky_slope * v;
+    case BP_ACT_ELU: return v > 0.0f ? v : p->elu_alpha * expm1f(v);
+    case BP_ACT_GELU: return bp__geluf(v);
+    case BP_ACT_SILU: return v * bp__sigmoidf(v);
+    case BP_ACT_SOFTPLUS: return bp__softplusf(v);
+    default: return v; /* identity (softmax is not taken, see tiny_applies) */
+    }
+}
+
+/* dz = dy f'(z) for activation @p act from z (kept for GELU and SiLU) or y = f(z), as
+ * act_backward_body in activation.c. */
+static BP__ALWAYS_INLINE float act_grad_one(int act, const bp__act_params *p, float z,
+                                            float y, float dy)
+{
+    switch (act) {
+    case BP_ACT_SIGMOID: return dy * (y * (1.0f - y));
+    case BP_ACT_TANH: return dy * (1.0f - y * y);
+    case BP_ACT_RELU: return y > 0.0f ? dy : 0.0f;
+    case BP_ACT_LEAKY_RELU: return y > 0.0f ? dy : p->leaky_slope * dy;
+    case BP_ACT_ELU: return dy * (y > 0.0f ? 1.0f : y + p->elu_alpha);
+    case BP_ACT_GELU: return dy * (bp__gelu_grad(z));
+    case BP_ACT_SILU: return dy * (bp__sigmoidf(z) * (1.0f + z * (1.0f - bp__sigmoidf(z))));
+    case BP_ACT_SOFTPLUS: return dy * (-expm1f(-y));
+    default: return dy;
+    }
+}
+
+/* One narrow dense layer, one row, activation @p act: z = W x + b, y = f(z), with z kept in
+ * @p zs when the derivative needs it. Each sum starts from 0 and adds w[o][i] x[i] in the
+ * order of i, then b[o], as row_forward in layer_dense.c (four outputs per pass over x). */
+static BP__ALWAYS_INLINE void forward_act(const bp_layer *l, const float *params,
+                                          const float *restrict x, float *restrict zs,
+                                          float *restrict y, int act)
+{
+    /* x: [in], w: [out x in], b: [out], y: [out], zs: [out] or NULL */
+    const size_t in = l->in, out = l->out;
+    const float *restrict w = params + l->param_off;
+    const float *restrict b = w + l->nweights;
+    const bp__act_params *p = &l->act;
+    const int keep_z = act == BP_ACT_GELU || act == BP_ACT_SILU;
+    size_t o = 0;
+    for (; o + 4 <= out; o += 4) {
+        const float *restrict w0 = w + o * in, *restrict w1 = w0 + in;
+        const float *restrict w2 = w1 + in, *restrict w3 = w2 + in;
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (size_t i = 0; i < in; i++) {
+            const float xi = x[i];
+            s0 += w0[i] * xi;
+            s1 += w1[i] * xi;
+            s2 += w2[i] * xi;
+            s3 += w3[i] * xi;
+        }
+        const float v0 = s0 + b[o], v1 = s1 + b[o + 1], v2 = s2 + b[o + 2], v3 = s3 + b[o + 3];
+        if (keep_z) zs[o] = v0, zs[o + 1] = v1, zs[o + 2] = v2, zs[o + 3] = v3;
+        y[o] = act_one(act, p, v0), y[o + 1] = act_one(act, p, v1);
+        y[o + 2] = act_one(act, p, v2), y[o + 3] = act_one(act, p, v3);
+    }
+    for (; o < out; o++) {
+        const float *restrict wo = w + o * in;
+        float s = 0.0f;
+        for (size_t i = 0; i < in; i++) s += wo[i] * x[i];
+        const float v = s + b[o];
+        if (keep_z) zs[o] = v;
+        y[o] = act_one(act, p, v);
+    }
+}
+
+/* Largest |v| over @p count floats through the bits (NaN or Inf if any is). */
+static BP__ALWAYS_INLINE float max_abs_bits(const float *v, size_t count)
+{
+    uint32_t m = 0;
+    for (size_t k = 0; k < count; k++) {
+        uint32_t u;
+        memcpy(&u, v + k, sizeof u);
+        u &= 0x7fffffffu;
+        m = u > m ? u : m;
+    }
+    float f;
+    memcpy(&f, &m, sizeof f);
+    return f;
+}
+
+/* The SGD settings of one step, as optimizer.c's step_update rounds them. */
+typedef struct sgd_step {
+    float lr, wd;
+} sgd_step;
+
+/* One narrow dense layer backward, one row, activation @p act, as row_backward in
+ * layer_dense.c: dy -> dz in place, db = dz, dW = dz x^T, dx = W^T dz (each dx[i] summed
+ * from 0 over the outputs in order) unless dx is NULL; and the layer's updated parameters
+ * into @p next (optimizer.c's sgd_plain, p -= lr (g + wd p), from the same p and g), to be
+ * copied over the parameters once every gradient is proven finite. Returns a value whose
+ * bit 31 is set if any dW or db is not finite: dW row o is d_o x, and since rounding is
+ * monotonic, every |d_o x_i| is finite exactly when d_o max|x| is (also when x holds a NaN
+ * or Inf, which makes both non-finite), so one product per output proves the row and
+ * db_o = d_o. */
+static BP__ALWAYS_INLINE uint32_t backward_act(const bp_layer *l, const float *params,
+                                               float *grads, float *restrict next,
+                                               sgd_step k, const float *restrict x,
+                                               const float *restrict zs,
+                                               const float *restrict y, float *restrict dy,
+                                               float *restrict dx, int act)
+{
+    /* x: [in], dy -> dz: [out], w, dw, next: [out x in] then [out] (b, db), dx: [in] or
+     * NULL, zs: [out] or NULL */
+    const size_t in = l->in, out = l->out;
+    const bp__act_params *p = &l->act;
+    const int keep_z = act == BP_ACT_GELU || act == BP_ACT_SILU;
+    const float *restrict w = params + l->param_off;
+    const float *restrict b = w + l->nweights;
+    float *restrict dw = grads + l->param_off;
+    float *restrict db = dw + l->nweights;
+    float *restrict nw = next + l->param_off;
+    float *restrict nb = nw + l->nweights;
+    const float mx = max_abs_bits(x, in);
+    uint32_t bad = 0;
+    for (size_t o = 0; o < out; o++) {
+        const float d = act_grad_one(act, p, keep_z ? zs[o] : 0.0f, y[o], dy[o]);
+        const float *restrict wo = w + o * in;
+        float *restrict dwo = dw + o * in;
+        float *restrict nwo = nw + o * in;
+        dy[o] = d;
+        bad |= nonfinite_bit(d * mx);
+        db[o] = d;
+        nb[o] = b[o] - k.lr * (d + k.wd * b[o]);
+        for (size_t i = 0; i < in; i++) {
+            const float g = d * x[i], q = wo[i];
+            dwo[i] = g;
+            nwo[i] = q - k.lr * (g + k.wd * q);
+        }
+    }
+    if (dx != NULL) {
+        for (size_t i = 0; i < in; i++) {
+            float s = 0.0f;
+            for (size_t o = 0; o < out; o++) s += dy[o] * w[o * in + i];
+            dx[i] = s;
+        }
+    }
+    return bad;
+}
+
+/* The activation is a constant in each copy of the layer code, so that its function is
+ * inlined into the loops (the same floats as a separate pass). */
+#define TINY_ACTS(X)                                                                              \
+    X(BP_ACT_IDENTITY) X(BP_ACT_SIGMOID) X(BP_ACT_TANH) X(BP_ACT_RELU) X(BP_ACT_LEAKY_RELU)     \
+    X(BP_ACT_ELU) X(BP_ACT_GELU) X(BP_ACT_SILU) X(BP_ACT_SOFTPLUS)
+
+static void forward_layer(const bp_layer *l, const float *params, const float *x, float *zs,
+                          float *y)
+{
+    switch (l->activation) {
+#define FORWARD_CASE(A)                                                                           \
+    case A: forward_act(l, params, x, zs, y, A); break;
+        TINY_ACTS(FORWARD_CASE)
+#undef FORWARD_CASE
+    default: break; /* softmax is not taken (tiny_applies) */
+    }
+}
+
+static uint32_t backward_layer(const bp_layer *l, const float *params, float *grads,
+                               float *next, sgd_step k, const float *x, const float *zs,
+                               const float *y, float *dy, float *dx)
+{
+    switch (l->activation) {
+#define BACKWARD_CASE(A)                                                                          \
+    case A: return backward_act(l, params, grads, next, k, x, zs, y, dy, dx, A);
+        TINY_ACTS(BACKWARD_CASE)
+#undef BACKWARD_CASE
+    default: return 0x80000000u; /* softmax is not taken (tiny_applies) */
+    }
+}
+
+int bp__net_train_step_tiny(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                            const float *y, size_t n, float *loss_value)
+{
+    if (!tiny_applies(net, opt, loss, x, y, n)) return 0;
+    bp_layer *const *layers = net->layers;
+    const size_t li = net->nlayers - 1;
+    const size_t width = layers[li]->out;
+    /* Inputs and targets finite (bp_net_train_step's checks; the failure is reported by
+     * the caller's path). */
+    uint32_t bad = 0;
+    for (size_t i = 0; i < net->inputs; i++) bad |= nonfinite_bit(x[i]);
+    for (size_t j = 0; j < width; j++) bad |= nonfinite_bit(y[j]);
+    if (NONFINITE_SEEN(bad)) return 0;
+
+    bp__workspace *ws = &net->ws;
+    ws->rows = 0; /* the activations below belong to this step only */
+    ws->x_in = NULL;
+    float *params = net->params, *grads = net->grads;
+    const float *in = x;
+    for (size_t i = 0; i <= li; i++) {
+        forward_layer(layers[i], params, in, ws->s[i], ws->y[i]);
+        in = ws->y[i];
+    }
+    /* The loss: MSE inline (loss.c's expressions for n = 1), the others through
+     * bp__loss_compute itself. err NULL: a non-finite loss is reported by the caller's path
+     * (bp__fail sets the thread-local message, which that path overwrites with the same
+     * text). */
+    float value;
+    const float *pred = ws->y[li];
+    float *g = ws->g0, *other = ws->g1;
+    if (loss == BP_LOSS_MSE) {
+        const float inv_total = 1.0f / (float)width;
+        double acc = 0.0;
+        for (size_t j = 0; j < width; j++) {
+            const float d = pred[j] - y[j];
+            acc += (double)(d * d);
+            g[j] = 2.0f * d * inv_total;
+        }
+        acc /= (double)width;
+        value = (float)acc;
+        if (!isfinite(value)) return 0;
+    } else {
+        int is_dz;
+        if (bp__loss_compute(NULL, loss, net->huber_delta, pred, NULL, y, 1, width, &value, g,
+                             &is_dz) != BP_OK)
+            return 0;
+    }
+    /* Backward, with the updated parameters in a scratch copy: nothing is written to the
+     * parameters before every gradient is proven finite. The SGD scalars: step_update's
+     * compute_scalars. */
+    float next[TINY_MAX_PARAMS];
+    const sgd_step k = {(float)OPT_SET(opt, BP_OPT_LEARNING_RATE),
+                        (float)OPT_SET(opt, BP_OPT_WEIGHT_DECAY)};
+    for (size_t i = li + 1; i-- > 0;) {
+        const float *xi = i > 0 ? ws->y[i - 1] : x;
+        bad |= backward_layer(layers[i], params, grads, next, k, xi, ws->s[i], ws->y[i], g,
+                              i > 0 ? other : NULL);
+        float *tmp = g;
+        g = other;
+        other = tmp;
+    }
+    if (NONFINITE_SEEN(bad)) return 0; /* nothing updated yet */
+    /* The update proper (step_update: the trainable layers' segments). */
+    for (size_t i = 0; i <= li; i++) {
+        const bp_layer *l = layers[i];
+        if (!l->trainable) continue;
+        float *restrict p = params + l->param_off;
+        const float *restrict q = next + l->param_off;
+        for (size_t j = 0; j < l->nweights + l->nbiases; j++) p[j] = q[j];
+    }
+    opt->steps++;
+    net->tiny_steps++;
+    if (loss_value != NULL) *loss_value = value;
+    return 1;
+}
