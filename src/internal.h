@@ -401,6 +401,7 @@ struct bp_net {
     int tiny_path_off;    /* tests only: nonzero keeps bp_net_train_step off its fused tiny
                              path (net_tiny.c), to compare it with train_step_row */
     uint64_t tiny_steps;  /* steps the fused tiny path has completed (tests check it is taken) */
+    uint64_t tiny_hidden1_steps; /* ... of them through its in -> h -> 1 kernel */
     char err[BP__ERR_CAP];
 };
 

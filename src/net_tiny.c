@@ -43,7 +43,8 @@ static inline uint32_t nonfinite_bit(float v)
 
 #define NONFINITE_SEEN(bits) (((bits) & 0x80000000u) != 0)
 
-/* Parameters of the largest net the fused path takes (the updated copy is on the stack). */
+/* Parameters of the largest net the fused path takes (the gradients and updated parameters
+ * are made in stack copies). */
 #define TINY_MAX_PARAMS 512
 
 /* Optimizer setting @p key (enum bp_optimizer_key). */
@@ -78,8 +79,8 @@ static int tiny_applies(const bp_net *net, const bp_optimizer *opt, int loss, co
     return 1;
 }
 
-/* f(v) for activation @p act (a constant at each call site), as act_forward_body in
- * activation.c for rows under 16 floats (the sigmoid through libm's expf). */
+/* f(v) for activation @p act, as act_forward_body in activation.c for rows under 16 floats
+ * (the sigmoid through libm's expf). */
 static BP__ALWAYS_INLINE float act_one(int act, const bp__act_params *p, float v)
 {
     switch (act) {
@@ -174,16 +175,16 @@ typedef struct sgd_step {
 } sgd_step;
 
 /* One narrow dense layer backward, one row, activation @p act, as row_backward in
- * layer_dense.c: dy -> dz in place, db = dz, dW = dz x^T, dx = W^T dz (each dx[i] summed
- * from 0 over the outputs in order) unless dx is NULL; and the layer's updated parameters
- * into @p next (optimizer.c's sgd_plain, p -= lr (g + wd p), from the same p and g), to be
- * copied over the parameters once every gradient is proven finite. Returns a value whose
- * bit 31 is set if any dW or db is not finite: dW row o is d_o x, and since rounding is
- * monotonic, every |d_o x_i| is finite exactly when d_o max|x| is (also when x holds a NaN
- * or Inf, which makes both non-finite), so one product per output proves the row and
- * db_o = d_o. */
+ * layer_dense.c: dy -> dz in place, db = dz and dW = dz x^T into @p gs (a copy of the
+ * gradient arena), dx = W^T dz (each dx[i] summed from 0 over the outputs in order) unless
+ * dx is NULL; and the layer's updated parameters into @p next (optimizer.c's sgd_plain,
+ * p -= lr (g + wd p), from the same p and g); both are copied to the net once every
+ * gradient is proven finite. Returns a value whose bit 31 is set if any dW or db is not
+ * finite: dW row o is d_o x, and since rounding is monotonic, every |d_o x_i| is finite
+ * exactly when d_o max|x| is (also when x holds a NaN or Inf, which makes both non-finite),
+ * so one product per output proves the row and db_o = d_o. */
 static BP__ALWAYS_INLINE uint32_t backward_act(const bp_layer *l, const float *params,
-                                               float *grads, float *restrict next,
+                                               float *gs, float *restrict next,
                                                sgd_step k, const float *restrict x,
                                                const float *restrict zs,
                                                const float *restrict y, float *restrict dy,
@@ -196,7 +197,7 @@ static BP__ALWAYS_INLINE uint32_t backward_act(const bp_layer *l, const float *p
     const int keep_z = act == BP_ACT_GELU || act == BP_ACT_SILU;
     const float *restrict w = params + l->param_off;
     const float *restrict b = w + l->nweights;
-    float *restrict dw = grads + l->param_off;
+    float *restrict dw = gs + l->param_off;
     float *restrict db = dw + l->nweights;
     float *restrict nw = next + l->param_off;
     float *restrict nb = nw + l->nweights;
@@ -227,100 +228,82 @@ static BP__ALWAYS_INLINE uint32_t backward_act(const bp_layer *l, const float *p
     return bad;
 }
 
-/* The activation is a constant in each copy of the layer code, so that its function is
- * inlined into the loops (the same floats as a separate pass). */
-#define TINY_ACTS(X)                                                                              \
-    X(BP_ACT_IDENTITY) X(BP_ACT_SIGMOID) X(BP_ACT_TANH) X(BP_ACT_RELU) X(BP_ACT_LEAKY_RELU)     \
-    X(BP_ACT_ELU) X(BP_ACT_GELU) X(BP_ACT_SILU) X(BP_ACT_SOFTPLUS)
-
+/* The layer code for any activation: act_one and act_grad_one switch per element (one
+ * copy of the loops rather than one per activation; hidden1_step has constant ones). */
 static void forward_layer(const bp_layer *l, const float *params, const float *x, float *zs,
                           float *y)
 {
-    switch (l->activation) {
-#define FORWARD_CASE(A)                                                                           \
-    case A: forward_act(l, params, x, zs, y, A); break;
-        TINY_ACTS(FORWARD_CASE)
-#undef FORWARD_CASE
-    default: break; /* softmax is not taken (tiny_applies) */
-    }
+    forward_act(l, params, x, zs, y, l->activation);
 }
 
-static uint32_t backward_layer(const bp_layer *l, const float *params, float *grads,
-                               float *next, sgd_step k, const float *x, const float *zs,
-                               const float *y, float *dy, float *dx)
+static uint32_t backward_layer(const bp_layer *l, const float *params, float *gs, float *next,
+                               sgd_step k, const float *x, const float *zs, const float *y,
+                               float *dy, float *dx)
 {
-    switch (l->activation) {
-#define BACKWARD_CASE(A)                                                                          \
-    case A: return backward_act(l, params, grads, next, k, x, zs, y, dy, dx, A);
-        TINY_ACTS(BACKWARD_CASE)
-#undef BACKWARD_CASE
-    default: return 0x80000000u; /* softmax is not taken (tiny_applies) */
-    }
+    return backward_act(l, params, gs, next, k, x, zs, y, dy, dx, l->activation);
 }
 
-int bp__net_train_step_tiny(bp_net *net, bp_optimizer *opt, int loss, const float *x,
-                            const float *y, size_t n, float *loss_value)
+/* MSE for one row, as bp__loss_compute (loss.c) with n = 1: *value and g = dL/dpred.
+ * Returns 0 if the loss is not finite. */
+static BP__ALWAYS_INLINE int mse_row(const float *pred, const float *y, size_t width, float *g,
+                                     float *value)
 {
-    if (!tiny_applies(net, opt, loss, x, y, n)) return 0;
+    const float inv_total = 1.0f / (float)width;
+    double acc = 0.0;
+    for (size_t j = 0; j < width; j++) {
+        const float d = pred[j] - y[j];
+        acc += (double)(d * d);
+        g[j] = 2.0f * d * inv_total;
+    }
+    acc /= (double)width;
+    *value = (float)acc;
+    return isfinite(*value);
+}
+
+/* The step through the layers' loops (any depth and narrow width): 1 if done (parameters
+ * updated, *value set), 0 if the loss or a gradient is not finite (parameters untouched). */
+static int layers_step(bp_net *net, int loss, sgd_step k, const float *x, const float *y,
+                       float *value)
+{
     bp_layer *const *layers = net->layers;
     const size_t li = net->nlayers - 1;
     const size_t width = layers[li]->out;
-    /* Inputs and targets finite (bp_net_train_step's checks; the failure is reported by
-     * the caller's path). */
-    uint32_t bad = 0;
-    for (size_t i = 0; i < net->inputs; i++) bad |= nonfinite_bit(x[i]);
-    for (size_t j = 0; j < width; j++) bad |= nonfinite_bit(y[j]);
-    if (NONFINITE_SEEN(bad)) return 0;
-
     bp__workspace *ws = &net->ws;
-    ws->rows = 0; /* the activations below belong to this step only */
-    ws->x_in = NULL;
     float *params = net->params, *grads = net->grads;
     const float *in = x;
     for (size_t i = 0; i <= li; i++) {
         forward_layer(layers[i], params, in, ws->s[i], ws->y[i]);
         in = ws->y[i];
     }
-    /* The loss: MSE inline (loss.c's expressions for n = 1), the others through
-     * bp__loss_compute itself. err NULL: a non-finite loss is reported by the caller's path
-     * (bp__fail sets the thread-local message, which that path overwrites with the same
-     * text). */
-    float value;
-    const float *pred = ws->y[li];
+    /* The loss: MSE inline, the others through bp__loss_compute itself. err NULL: a
+     * non-finite loss is reported by the caller's path (bp__fail sets the thread-local
+     * message, which that path overwrites with the same text). */
     float *g = ws->g0, *other = ws->g1;
     if (loss == BP_LOSS_MSE) {
-        const float inv_total = 1.0f / (float)width;
-        double acc = 0.0;
-        for (size_t j = 0; j < width; j++) {
-            const float d = pred[j] - y[j];
-            acc += (double)(d * d);
-            g[j] = 2.0f * d * inv_total;
-        }
-        acc /= (double)width;
-        value = (float)acc;
-        if (!isfinite(value)) return 0;
+        if (!mse_row(ws->y[li], y, width, g, value)) return 0;
     } else {
         int is_dz;
-        if (bp__loss_compute(NULL, loss, net->huber_delta, pred, NULL, y, 1, width, &value, g,
-                             &is_dz) != BP_OK)
+        if (bp__loss_compute(NULL, loss, net->huber_delta, ws->y[li], NULL, y, 1, width, value,
+                             g, &is_dz) != BP_OK)
             return 0;
     }
-    /* Backward, with the updated parameters in a scratch copy: nothing is written to the
-     * parameters before every gradient is proven finite. The SGD scalars: step_update's
-     * compute_scalars. */
-    float next[TINY_MAX_PARAMS];
-    const sgd_step k = {(float)OPT_SET(opt, BP_OPT_LEARNING_RATE),
-                        (float)OPT_SET(opt, BP_OPT_WEIGHT_DECAY)};
+    /* Backward, with the gradients and the updated parameters in scratch copies: nothing is
+     * written to them before every gradient is proven finite (when one is not, the caller's
+     * path stops at the first bad layer from the top, with the gradients below as they
+     * were). */
+    float gnext[TINY_MAX_PARAMS], next[TINY_MAX_PARAMS];
+    uint32_t bad = 0;
     for (size_t i = li + 1; i-- > 0;) {
         const float *xi = i > 0 ? ws->y[i - 1] : x;
-        bad |= backward_layer(layers[i], params, grads, next, k, xi, ws->s[i], ws->y[i], g,
+        bad |= backward_layer(layers[i], params, gnext, next, k, xi, ws->s[i], ws->y[i], g,
                               i > 0 ? other : NULL);
         float *tmp = g;
         g = other;
         other = tmp;
     }
-    if (NONFINITE_SEEN(bad)) return 0; /* nothing updated yet */
-    /* The update proper (step_update: the trainable layers' segments). */
+    if (NONFINITE_SEEN(bad)) return 0; /* nothing written yet */
+    /* The gradients, and the update proper (step_update: the trainable layers' segments). */
+    for (size_t j = 0; j < net->nparams; j++) grads[j] = gnext[j];
     for (size_t i = 0; i <= li; i++) {
         const bp_layer *l = layers[i];
         if (!l->trainable) continue;
@@ -328,6 +311,136 @@ int bp__net_train_step_tiny(bp_net *net, bp_optimizer *opt, int loss, const floa
         const float *restrict q = next + l->param_off;
         for (size_t j = 0; j < l->nweights + l->nbiases; j++) p[j] = q[j];
     }
+    return 1;
+}
+
+/* Largest widths of the in -> h -> 1 nets that hidden1_step keeps in registers. */
+#define H1_IN 4
+#define H1_HIDDEN 8
+
+/* The step for an in -> h -> 1 net (in <= H1_IN, h <= H1_HIDDEN), hidden activation @p a0,
+ * output activation @p a1 (constants), MSE: the same floats as layers_step, with every
+ * value in a local array of constant size, indexed by constants once the loops are
+ * unrolled, so that it stays in a register from the forward pass to the update (in
+ * layers_step each layer's outputs, gradients and updated parameters go through memory,
+ * a store-to-load delay on the step's critical path each time; a 2-4-1 step takes ~50 ns
+ * less this way, see docs/performance.md). Loops run to the constant bounds and skip the
+ * rest (branches that predict perfectly). Returns as layers_step. */
+static BP__ALWAYS_INLINE int hidden1_step(bp_net *net, sgd_step k, const float *x,
+                                          const float *y, float *value, int a0, int a1)
+{
+    const bp_layer *l0 = net->layers[0], *l1 = net->layers[1];
+    const size_t in = l0->in, h = l0->out;
+    float *params = net->params, *grads = net->grads;
+    float *w0 = params + l0->param_off, *b0 = w0 + l0->nweights;
+    float *w1 = params + l1->param_off, *b1 = w1 + l1->nweights;
+    const bp__act_params *p0 = &l0->act, *p1 = &l1->act;
+    float xv[H1_IN], z0[H1_HIDDEN], y0[H1_HIDDEN], d0[H1_HIDDEN];
+    for (size_t i = 0; i < H1_IN; i++) xv[i] = i < in ? x[i] : 0.0f;
+    /* Forward (linear_row's order: each sum from 0 over i, then + b). */
+    float s1 = 0.0f;
+    for (size_t o = 0; o < H1_HIDDEN; o++) {
+        if (o >= h) break;
+        float s = 0.0f;
+        for (size_t i = 0; i < H1_IN; i++)
+            if (i < in) s += w0[o * in + i] * xv[i];
+        z0[o] = s + b0[o];
+        y0[o] = act_one(a0, p0, z0[o]);
+    }
+    for (size_t o = 0; o < H1_HIDDEN; o++)
+        if (o < h) s1 += w1[o] * y0[o];
+    const float z1 = s1 + b1[0];
+    const float y1 = act_one(a1, p1, z1);
+    float g1;
+    if (!mse_row(&y1, y, 1, &g1, value)) return 0;
+    /* Backward: the output layer's dz, then the hidden layer's (dx = 0 + dz1 w1, as
+     * backward_act's sum over the one output). The proof as in backward_act: dW row o is
+     * finite exactly when dz_o max|x| is. */
+    const float d1 = act_grad_one(a1, p1, z1, y1, g1);
+    const float mx0 = max_abs_bits(xv, H1_IN), mx1 = max_abs_bits(y0, h);
+    uint32_t bad = nonfinite_bit(d1 * mx1);
+    for (size_t o = 0; o < H1_HIDDEN; o++) {
+        if (o >= h) break;
+        float dx = 0.0f;
+        dx += d1 * w1[o];
+        d0[o] = act_grad_one(a0, p0, z0[o], y0[o], dx);
+        bad |= nonfinite_bit(d0[o] * mx0);
+    }
+    if (NONFINITE_SEEN(bad)) return 0; /* nothing written yet */
+    /* The state train_step_row leaves (outputs, z where kept, gradients), and the update
+     * (sgd_plain on each trainable layer). */
+    bp__workspace *ws = &net->ws;
+    float *gw0 = grads + l0->param_off, *gb0 = gw0 + l0->nweights;
+    float *gw1 = grads + l1->param_off, *gb1 = gw1 + l1->nweights;
+    const int keep_z0 = a0 == BP_ACT_GELU || a0 == BP_ACT_SILU;
+    const int keep_z1 = a1 == BP_ACT_GELU || a1 == BP_ACT_SILU;
+    const int train0 = l0->trainable, train1 = l1->trainable;
+    for (size_t o = 0; o < H1_HIDDEN; o++) {
+        if (o >= h) break;
+        ws->y[0][o] = y0[o];
+        if (keep_z0) ws->s[0][o] = z0[o];
+        const float d = d0[o], dw1 = d1 * y0[o];
+        for (size_t i = 0; i < H1_IN; i++) {
+            if (i >= in) break;
+            const float g = d * xv[i], q = w0[o * in + i];
+            gw0[o * in + i] = g;
+            if (train0) w0[o * in + i] = q - k.lr * (g + k.wd * q);
+        }
+        gb0[o] = d;
+        if (train0) b0[o] = b0[o] - k.lr * (d + k.wd * b0[o]);
+        gw1[o] = dw1;
+        if (train1) w1[o] = w1[o] - k.lr * (dw1 + k.wd * w1[o]);
+    }
+    ws->y[1][0] = y1;
+    if (keep_z1) ws->s[1][0] = z1;
+    gb1[0] = d1;
+    if (train1) b1[0] = b1[0] - k.lr * (d1 + k.wd * b1[0]);
+    return 1;
+}
+
+/* The activation pairs hidden1_step is compiled for (the others take layers_step): the
+ * logistic or tanh net of FANN's examples, and tanh or ReLU hidden units with a linear
+ * output. */
+#define H1_PAIRS(X)                                                                               \
+    X(BP_ACT_SIGMOID, BP_ACT_SIGMOID)                                                             \
+    X(BP_ACT_TANH, BP_ACT_TANH) X(BP_ACT_TANH, BP_ACT_IDENTITY) X(BP_ACT_RELU, BP_ACT_IDENTITY)
+
+/* hidden1_step for this net, or -1 if it is not an in -> h -> 1 net of a compiled pair. */
+static int hidden1_dispatch(bp_net *net, int loss, sgd_step k, const float *x, const float *y,
+                            float *value)
+{
+    if (net->nlayers != 2 || loss != BP_LOSS_MSE) return -1;
+    const bp_layer *l0 = net->layers[0], *l1 = net->layers[1];
+    if (l0->in > H1_IN || l0->out > H1_HIDDEN || l1->out != 1) return -1;
+    const int a0 = l0->activation, a1 = l1->activation;
+#define H1_CASE(A0, A1)                                                                           \
+    if (a0 == (A0) && a1 == (A1)) return hidden1_step(net, k, x, y, value, A0, A1);
+    H1_PAIRS(H1_CASE)
+#undef H1_CASE
+    return -1;
+}
+
+int bp__net_train_step_tiny(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                            const float *y, size_t n, float *loss_value)
+{
+    if (!tiny_applies(net, opt, loss, x, y, n)) return 0;
+    /* Inputs finite (bp_net_train_step's check; the failure is reported by the caller's
+     * path). A NaN or Inf target makes each of the four losses non-finite, which declines
+     * the step before anything is written. */
+    uint32_t bad = 0;
+    for (size_t i = 0; i < net->inputs; i++) bad |= nonfinite_bit(x[i]);
+    if (NONFINITE_SEEN(bad)) return 0;
+
+    net->ws.rows = 0; /* the activations below belong to this step only */
+    net->ws.x_in = NULL;
+    /* The SGD scalars as step_update's compute_scalars rounds them. */
+    const sgd_step k = {(float)OPT_SET(opt, BP_OPT_LEARNING_RATE),
+                        (float)OPT_SET(opt, BP_OPT_WEIGHT_DECAY)};
+    float value;
+    int done = hidden1_dispatch(net, loss, k, x, y, &value);
+    if (done > 0) net->tiny_hidden1_steps++;
+    if (done < 0) done = layers_step(net, loss, k, x, y, &value);
+    if (!done) return 0;
     opt->steps++;
     net->tiny_steps++;
     if (loss_value != NULL) *loss_value = value;

@@ -37,10 +37,12 @@ static bp_optimizer *sgd(double lr, double wd)
     return opt;
 }
 
-static int output_activation(int loss, int act)
+/* The output activation for loss: for MSE the hidden one (FANN's nets) or, in variant 2,
+ * identity. */
+static int output_activation(int loss, int act, int variant)
 {
     switch (loss) {
-    case BP_LOSS_MSE: return act; /* the FANN-style net: the same activation throughout */
+    case BP_LOSS_MSE: return variant == 2 ? BP_ACT_IDENTITY : act;
     case BP_LOSS_MAE: return BP_ACT_TANH;
     default: return BP_ACT_IDENTITY; /* Huber, BCE on logits */
     }
@@ -58,18 +60,33 @@ typedef struct shape {
     size_t in, widths[3], nw;
 } shape;
 
+/* Does the tiny path run this net through hidden1_step (net_tiny.c)? in -> h -> 1 with
+ * in <= 4, h <= 8, MSE and one of its activation pairs. */
+static int takes_hidden1(const shape *s, int loss, int act, int out_act)
+{
+    if (s->nw != 2 || s->in > 4 || s->widths[0] > 8 || s->widths[1] != 1 || loss != BP_LOSS_MSE)
+        return 0;
+    return (act == BP_ACT_SIGMOID && out_act == BP_ACT_SIGMOID) ||
+           (act == BP_ACT_TANH && out_act == BP_ACT_TANH) ||
+           (act == BP_ACT_TANH && out_act == BP_ACT_IDENTITY) ||
+           (act == BP_ACT_RELU && out_act == BP_ACT_IDENTITY);
+}
+
 /* Every activation but softmax, the four losses the tiny path takes, plain SGD with and
- * without weight decay, a frozen layer, one to three layers of odd widths up to 15:
- * STEPS steps through each path give bit-identical losses, outputs (what bp_net_fit's
- * metrics read), gradients and parameters, and the tiny path ran every step after the
- * first (which binds the optimizer and plans the workspace). */
+ * without weight decay, a frozen layer, one to three layers of odd widths up to 15 (and
+ * in -> h -> 1 nets on both sides of hidden1_step's limits): STEPS steps through each path
+ * give bit-identical losses, outputs (what bp_net_fit's metrics read), gradients and
+ * parameters, and the tiny path ran every step after the first (which binds the optimizer
+ * and plans the workspace), through hidden1_step where it applies. */
 static void tiny_path_matches_the_row_and_general_paths_bit_for_bit(void **state)
 {
     (void)state;
     enum { ROWS = 7, STEPS = 60 };
     static const shape shapes[] = {
-        {2, {4, 1, 0}, 2}, {3, {5, 2, 0}, 2}, {1, {1, 0, 0}, 1}, {15, {13, 15, 3}, 3},
-        {7, {9, 11, 1}, 3}};
+        {2, {4, 1, 0}, 2},  {3, {5, 2, 0}, 2}, {1, {1, 0, 0}, 1}, {15, {13, 15, 3}, 3},
+        {7, {9, 11, 1}, 3}, {4, {8, 1, 0}, 2}, {1, {3, 1, 0}, 2}, {5, {4, 1, 0}, 2},
+        {3, {9, 1, 0}, 2}};
+    size_t hidden1_nets = 0;
     static const int losses[] = {BP_LOSS_MSE, BP_LOSS_MAE, BP_LOSS_HUBER, BP_LOSS_BCE_LOGITS};
     float x[ROWS * 15], t[ROWS * 15];
     for (int act = BP_ACT_IDENTITY; act < BP_ACT_SOFTMAX; act++) {
@@ -79,14 +96,14 @@ static void tiny_path_matches_the_row_and_general_paths_bit_for_bit(void **state
                 for (int variant = 0; variant < 3; variant++) {
                     const shape *s = &shapes[sh];
                     const size_t out = s->widths[s->nw - 1];
+                    const int out_act = output_activation(loss, act, variant);
                     uint64_t rng = 500u + (uint64_t)(act * 1000 + loss * 100) + sh * 10 + variant;
                     bp_test_fill_uniform(x, ROWS * s->in, -1.0f, 1.0f, &rng);
                     fill_targets(t, ROWS * out, loss, &rng);
                     bp_net *net[PATHS];
                     bp_optimizer *opt[PATHS];
                     for (int p = 0; p < PATHS; p++) {
-                        net[p] = make_net(s->in, s->widths, s->nw, act,
-                                          output_activation(loss, act), p);
+                        net[p] = make_net(s->in, s->widths, s->nw, act, out_act, p);
                         opt[p] = sgd(variant == 1 ? 0.02 : 0.05, variant == 1 ? 1e-2 : 0.0);
                         if (variant == 2 && s->nw > 1)
                             assert_status(bp_layer_set(bp_net_layer(net[p], 0),
@@ -121,6 +138,9 @@ static void tiny_path_matches_the_row_and_general_paths_bit_for_bit(void **state
                     }
                     assert_int_equal(bp_optimizer_step_count(opt[TINY]), STEPS);
                     assert_int_equal(net[TINY]->tiny_steps, STEPS - 1);
+                    const int h1 = takes_hidden1(s, loss, act, out_act);
+                    assert_int_equal(net[TINY]->tiny_hidden1_steps, h1 ? STEPS - 1 : 0);
+                    hidden1_nets += (size_t)h1;
                     for (int p = 0; p < PATHS; p++) {
                         bp_optimizer_free(opt[p]);
                         bp_net_free(net[p]);
@@ -129,6 +149,9 @@ static void tiny_path_matches_the_row_and_general_paths_bit_for_bit(void **state
             }
         }
     }
+    /* 3 shapes x (2 same-activation pairs x variants 0, 1 + 2 pairs with a linear output x
+     * variant 2) */
+    assert_int_equal(hidden1_nets, 3 * (2 * 2 + 2 * 1));
 }
 
 /* One step on a net whose optimizer is bound (so that the tiny path would be entered) that
@@ -164,16 +187,22 @@ static void expect_same_failure(bp_net *const net[PATHS], bp_optimizer *const op
     free(before);
 }
 
-/* Three 2-2-1 identity nets, one per path, after one good step (optimizer bound). */
-static void make_bound_nets(bp_net *net[PATHS], bp_optimizer *opt[PATHS], double lr)
+/* Three in -> in -> 1 nets, one per path, hidden activation act (identity: the tiny path
+ * runs layers_step; tanh or ReLU: hidden1_step), linear output, after two good steps: the
+ * first binds the optimizer, the second goes through the tiny path. */
+static void make_bound_nets(bp_net *net[PATHS], bp_optimizer *opt[PATHS], double lr, size_t in,
+                            int act)
 {
-    static const size_t widths[2] = {2, 1};
-    const float x[2] = {0.5f, -0.25f}, y[1] = {0.1f};
+    const size_t widths[2] = {in, 1};
+    const float x[2] = {0.1f, -0.05f}, y[1] = {0.1f};
     for (int p = 0; p < PATHS; p++) {
-        net[p] = make_net(2, widths, 2, BP_ACT_IDENTITY, BP_ACT_IDENTITY, p);
+        net[p] = make_net(in, widths, 2, act, BP_ACT_IDENTITY, p);
         opt[p] = sgd(lr, 0.0);
-        assert_status(bp_net_train_step(net[p], opt[p], BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+        for (int k = 0; k < 2; k++)
+            assert_status(bp_net_train_step(net[p], opt[p], BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
     }
+    assert_int_equal(net[TINY]->tiny_steps, 1);
+    assert_int_equal(net[TINY]->tiny_hidden1_steps, act != BP_ACT_IDENTITY);
 }
 
 static void free_nets(bp_net *net[PATHS], bp_optimizer *opt[PATHS])
@@ -185,76 +214,80 @@ static void free_nets(bp_net *net[PATHS], bp_optimizer *opt[PATHS])
 }
 
 /* Bad arguments and data, a finite loss whose weight gradient overflows, a loss that
- * overflows: each fails alike on the three paths and leaves the parameters as they were. */
+ * overflows: each fails alike on the three paths and leaves the parameters as they were,
+ * whether the tiny path would have run layers_step or hidden1_step. */
 static void tiny_path_failures_match_the_other_paths(void **state)
 {
     (void)state;
+    static const int acts[2] = {BP_ACT_IDENTITY, BP_ACT_TANH};
     bp_net *net[PATHS];
     bp_optimizer *opt[PATHS];
-    make_bound_nets(net, opt, 0.1);
     const float x[2] = {0.5f, -1.0f}, nan_x[2] = {0.5f, NAN}, inf_x[2] = {-INFINITY, 0};
     const float y[1] = {0.25f}, nan_y[1] = {NAN}, inf_y[1] = {INFINITY};
-    expect_same_failure(net, opt, BP_LOSS_MSE, nan_x, y, 1, BP_ERR_NONFINITE);
-    expect_same_failure(net, opt, BP_LOSS_MAE, inf_x, y, 1, BP_ERR_NONFINITE);
-    expect_same_failure(net, opt, BP_LOSS_MSE, x, nan_y, 1, BP_ERR_NONFINITE);
-    expect_same_failure(net, opt, BP_LOSS_BCE_LOGITS, x, inf_y, 1, BP_ERR_NONFINITE);
-    expect_same_failure(net, opt, BP_LOSS_MSE, NULL, y, 1, BP_ERR_INVALID_ARG);
-    expect_same_failure(net, opt, BP_LOSS_MSE, x, NULL, 1, BP_ERR_INVALID_ARG);
-    expect_same_failure(net, opt, BP_LOSS_MSE, x, y, 0, BP_ERR_INVALID_ARG);
-    expect_same_failure(net, opt, BP_LOSS_MSE + 100, x, y, 1, BP_ERR_INVALID_ARG);
-    expect_same_failure(net, opt, BP_LOSS_SOFTMAX_CE, x, y, 1, BP_ERR_STATE);
+    for (int a = 0; a < 2; a++) {
+        make_bound_nets(net, opt, 0.1, 2, acts[a]);
+        expect_same_failure(net, opt, BP_LOSS_MSE, nan_x, y, 1, BP_ERR_NONFINITE);
+        expect_same_failure(net, opt, BP_LOSS_MAE, inf_x, y, 1, BP_ERR_NONFINITE);
+        expect_same_failure(net, opt, BP_LOSS_MSE, x, nan_y, 1, BP_ERR_NONFINITE);
+        expect_same_failure(net, opt, BP_LOSS_BCE_LOGITS, x, inf_y, 1, BP_ERR_NONFINITE);
+        expect_same_failure(net, opt, BP_LOSS_MSE, NULL, y, 1, BP_ERR_INVALID_ARG);
+        expect_same_failure(net, opt, BP_LOSS_MSE, x, NULL, 1, BP_ERR_INVALID_ARG);
+        expect_same_failure(net, opt, BP_LOSS_MSE, x, y, 0, BP_ERR_INVALID_ARG);
+        expect_same_failure(net, opt, BP_LOSS_MSE + 100, x, y, 1, BP_ERR_INVALID_ARG);
+        expect_same_failure(net, opt, BP_LOSS_SOFTMAX_CE, x, y, 1, BP_ERR_STATE);
 
-    /* An optimizer bound to another net's shape. */
-    bp_net *other;
-    assert_status(bp_net_create(&other, 3, 1), BP_OK);
-    assert_status(bp_net_add_dense(other, 1, BP_ACT_IDENTITY), BP_OK);
-    const float x3[3] = {1, 2, 3};
-    bp_optimizer *wrong[PATHS];
-    for (int p = 0; p < PATHS; p++) {
-        wrong[p] = sgd(0.1, 0.0);
-        assert_status(bp_net_train_step(other, wrong[p], BP_LOSS_MSE, x3, y, 1, NULL), BP_OK);
-    }
-    expect_same_failure(net, wrong, BP_LOSS_MSE, x, y, 1, BP_ERR_STATE);
-    for (int p = 0; p < PATHS; p++) bp_optimizer_free(wrong[p]);
-    bp_net_free(other);
-
-    /* A finite loss whose weight gradient overflows (dW = dz x with dz ~ 1e38 and x = 10),
-     * then weights so large that the loss itself overflows. */
-    const float big[6] = {3e37f, 3e37f, 3e37f, 3e37f, 0, 0};
-    const float huge[6] = {3e38f, 3e38f, 3e38f, 3e38f, 0, 0};
-    const float x10[2] = {10, 10}, y0[1] = {0};
-    for (int p = 0; p < PATHS; p++)
-        assert_status(bp_layer_set_weights(bp_net_layer(net[p], 0), big, 4), BP_OK);
-    expect_same_failure(net, opt, BP_LOSS_MSE, x10, y0, 1, BP_ERR_NONFINITE);
-    for (int p = 0; p < PATHS; p++)
-        assert_status(bp_layer_set_weights(bp_net_layer(net[p], 0), huge, 4), BP_OK);
-    expect_same_failure(net, opt, BP_LOSS_MSE, x10, y0, 1, BP_ERR_NONFINITE);
-    expect_same_failure(net, opt, BP_LOSS_HUBER, x10, y0, 1, BP_ERR_NONFINITE);
-    free_nets(net, opt);
-
-    /* 1-1-1 identity nets with a finite loss and a gradient that overflows: in the first
-     * layer's dW = dz x only (x = 1e38, dz = 2e4), then in dz itself (dx = 2e19 * 1e20). */
-    static const size_t one[2] = {1, 1};
-    const float w_small[1] = {1e-38f}, w_100[1] = {100.0f}, w_1[1] = {1.0f}, w_e20[1] = {1e20f};
-    const float x_e38[1] = {1e38f}, x_tenth[1] = {0.1f}, t0[1] = {0};
-    const float *const w0s[2] = {w_small, w_1}, *const w1s[2] = {w_100, w_e20};
-    const float *const xs[2] = {x_e38, x_tenth};
-    for (int c = 0; c < 2; c++) {
+        /* An optimizer bound to another net's shape. */
+        bp_net *other;
+        assert_status(bp_net_create(&other, 3, 1), BP_OK);
+        assert_status(bp_net_add_dense(other, 1, BP_ACT_IDENTITY), BP_OK);
+        const float x3[3] = {1, 2, 3};
+        bp_optimizer *wrong[PATHS];
         for (int p = 0; p < PATHS; p++) {
-            net[p] = make_net(1, one, 2, BP_ACT_IDENTITY, BP_ACT_IDENTITY, p);
-            opt[p] = sgd(0.01, 0.0);
-            assert_status(bp_net_train_step(net[p], opt[p], BP_LOSS_MSE, x_tenth, t0, 1, NULL),
+            wrong[p] = sgd(0.1, 0.0);
+            assert_status(bp_net_train_step(other, wrong[p], BP_LOSS_MSE, x3, y, 1, NULL),
                           BP_OK);
-            assert_status(bp_layer_set_weights(bp_net_layer(net[p], 0), w0s[c], 1), BP_OK);
-            assert_status(bp_layer_set_weights(bp_net_layer(net[p], 1), w1s[c], 1), BP_OK);
         }
-        const float *pred;
-        float value;
-        assert_status(bp_net_forward(net[GENERAL], xs[c], 1, &pred), BP_OK);
-        assert_status(bp_loss_eval(BP_LOSS_MSE, 0.0, pred, t0, 1, 1, &value, NULL), BP_OK);
-        assert_true(isfinite(value)); /* the loss itself is finite */
-        expect_same_failure(net, opt, BP_LOSS_MSE, xs[c], t0, 1, BP_ERR_NONFINITE);
+        expect_same_failure(net, wrong, BP_LOSS_MSE, x, y, 1, BP_ERR_STATE);
+        for (int p = 0; p < PATHS; p++) bp_optimizer_free(wrong[p]);
+        bp_net_free(other);
+
+        if (acts[a] == BP_ACT_IDENTITY) {
+            /* Hidden values that overflow to Inf, so that the loss overflows. */
+            const float big[4] = {3e37f, 3e37f, 3e37f, 3e37f};
+            const float huge[4] = {3e38f, 3e38f, 3e38f, 3e38f};
+            const float x10[2] = {10, 10}, y0[1] = {0};
+            for (int p = 0; p < PATHS; p++)
+                assert_status(bp_layer_set_weights(bp_net_layer(net[p], 0), big, 4), BP_OK);
+            expect_same_failure(net, opt, BP_LOSS_MSE, x10, y0, 1, BP_ERR_NONFINITE);
+            for (int p = 0; p < PATHS; p++)
+                assert_status(bp_layer_set_weights(bp_net_layer(net[p], 0), huge, 4), BP_OK);
+            expect_same_failure(net, opt, BP_LOSS_MSE, x10, y0, 1, BP_ERR_NONFINITE);
+            expect_same_failure(net, opt, BP_LOSS_HUBER, x10, y0, 1, BP_ERR_NONFINITE);
+        }
         free_nets(net, opt);
+
+        /* 1-1-1 nets (identity or ReLU hidden units) with a finite loss and a gradient that
+         * overflows: in the first layer's dW = dz x only (x = 1e38, dz ~ 1e4), in dz itself
+         * (dx = 2e19 * 1e20), in the second layer's dW only (dz 2e10, its x 1e30). */
+        const float w_small[1] = {1e-38f}, w_100[1] = {100.0f}, w_1[1] = {1.0f};
+        const float w_e20[1] = {1e20f}, w_e30[1] = {1e30f}, w_em20[1] = {1e-20f};
+        const float x_e38[1] = {1e38f}, x_tenth[1] = {0.1f}, x_1[1] = {1.0f}, t0[1] = {0};
+        const float *const w0s[3] = {w_small, w_1, w_e30}, *const w1s[3] = {w_100, w_e20, w_em20};
+        const float *const xs[3] = {x_e38, x_tenth, x_1};
+        for (int c = 0; c < 3; c++) {
+            make_bound_nets(net, opt, 0.01, 1, a == 0 ? BP_ACT_IDENTITY : BP_ACT_RELU);
+            for (int p = 0; p < PATHS; p++) {
+                assert_status(bp_layer_set_weights(bp_net_layer(net[p], 0), w0s[c], 1), BP_OK);
+                assert_status(bp_layer_set_weights(bp_net_layer(net[p], 1), w1s[c], 1), BP_OK);
+            }
+            const float *pred;
+            float value;
+            assert_status(bp_net_forward(net[GENERAL], xs[c], 1, &pred), BP_OK);
+            assert_status(bp_loss_eval(BP_LOSS_MSE, 0.0, pred, t0, 1, 1, &value, NULL), BP_OK);
+            assert_true(isfinite(value)); /* the loss itself is finite */
+            expect_same_failure(net, opt, BP_LOSS_MSE, xs[c], t0, 1, BP_ERR_NONFINITE);
+            free_nets(net, opt);
+        }
     }
 }
 
@@ -264,31 +297,35 @@ static void tiny_path_failures_match_the_other_paths(void **state)
 static void diverging_training_fails_alike_on_every_path(void **state)
 {
     (void)state;
-    bp_net *net[PATHS];
-    bp_optimizer *opt[PATHS];
-    make_bound_nets(net, opt, 1000.0);
-    const float x[4] = {3e3f, -2e3f, 1e3f, 4e3f}, y[2] = {1e3f, -5e2f};
-    int failures = 0;
-    for (int k = 0; k < 12; k++) {
-        bp_status st[PATHS];
-        float value[PATHS] = {0};
-        for (int p = 0; p < PATHS; p++)
-            st[p] = bp_net_train_step(net[p], opt[p], BP_LOSS_MSE, x + 2 * (k % 2), y + k % 2, 1,
-                                      &value[p]);
-        size_t np = 0;
-        const float *p0 = bp_net_params(net[TINY], &np);
-        for (int p = 1; p < PATHS; p++) {
-            assert_int_equal(st[0], st[p]);
-            assert_memory_equal(&value[0], &value[p], sizeof value[0]);
-            assert_string_equal(bp_net_last_error(net[0]), bp_net_last_error(net[p]));
-            assert_memory_equal(p0, bp_net_params(net[p], NULL), np * sizeof(float));
-            assert_int_equal(bp_optimizer_step_count(opt[0]), bp_optimizer_step_count(opt[p]));
+    static const int acts[2] = {BP_ACT_IDENTITY, BP_ACT_TANH};
+    for (int a = 0; a < 2; a++) {
+        bp_net *net[PATHS];
+        bp_optimizer *opt[PATHS];
+        make_bound_nets(net, opt, 1000.0, 2, acts[a]);
+        const float x[4] = {3e3f, -2e3f, 1e3f, 4e3f}, y[2] = {1e3f, -5e2f};
+        int failures = 0;
+        for (int k = 0; k < 12; k++) {
+            bp_status st[PATHS];
+            float value[PATHS] = {0};
+            for (int p = 0; p < PATHS; p++)
+                st[p] = bp_net_train_step(net[p], opt[p], BP_LOSS_MSE, x + 2 * (k % 2),
+                                          y + k % 2, 1, &value[p]);
+            size_t np = 0;
+            const float *p0 = bp_net_params(net[TINY], &np);
+            for (int p = 1; p < PATHS; p++) {
+                assert_int_equal(st[0], st[p]);
+                assert_memory_equal(&value[0], &value[p], sizeof value[0]);
+                assert_string_equal(bp_net_last_error(net[0]), bp_net_last_error(net[p]));
+                assert_memory_equal(p0, bp_net_params(net[p], NULL), np * sizeof(float));
+                assert_int_equal(bp_optimizer_step_count(opt[0]),
+                                 bp_optimizer_step_count(opt[p]));
+            }
+            failures += st[0] != BP_OK;
         }
-        failures += st[0] != BP_OK;
+        assert_true(failures > 0); /* the test reached the failing steps */
+        assert_true(net[TINY]->tiny_steps > 1);
+        free_nets(net, opt);
     }
-    assert_true(failures > 0); /* the test reached the failing steps */
-    assert_true(net[TINY]->tiny_steps > 0);
-    free_nets(net, opt);
 }
 
 /* Settings the tiny path does not cover send the step down the other paths (the results
