@@ -4,26 +4,27 @@
  * bp_net_train_step with one row through narrow dense layers (in and out under 16, the
  * layers train_step_row in net.c runs through the scalar kernels), a loss without a softmax
  * (MSE, MAE, Huber, BCE on logits) and plain SGD (no momentum; any weight decay) is a few
- * hundred floating-point operations; train_step_row spent most of its ~1,900 instructions on
- * the walk around them: per-layer calls, the argument and optimizer validation, finite scans
- * of x, y and both gradients, the optimizer's per-step scalars and dispatch (see
- * docs/performance.md, "tiny-online"). Here forward, loss, backward, the finite proof and the
- * update are one routine with no per-layer dispatch beyond a switch on the activation.
+ * hundred floating-point operations; train_step_row spent most of its ~1,900 instructions
+ * per 2-4-1 step on the walk around them: per-layer calls, the argument and optimizer
+ * validation, finite scans of x, y and both gradients, the optimizer's per-step scalars and
+ * dispatch (docs/performance.md, "tiny-online"). Here forward, loss, backward, the finite
+ * proof and the update are one routine: layers_step for any such net, and hidden1_step, which
+ * keeps every value of an in -> h -> 1 MSE net (in <= 4, h <= 8) in registers.
  *
  * Same floats, by construction where possible: the activation functions are activation.c's
- * (act_math.h), the loss is bp__loss_compute itself, and each remaining expression is the
- * one its general-path twin evaluates, in the same order (the sums of the dense row start
- * from 0 and add w[o][i] x[i] for i = 0, 1, ...; dx adds the outputs in order; the update is
- * optimizer.c's sgd_plain). tests/test_tiny.c compares weights and loss bit for bit with
- * train_step_row and the general path.
+ * (act_math.h), the loss other than MSE is bp__loss_compute itself, and each remaining
+ * expression is the one its general-path twin evaluates, in the same order (each sum of the
+ * dense row starts from 0 and adds w[o][i] x[i] for i = 0, 1, ...; dx adds the outputs in
+ * order; the update is optimizer.c's sgd_plain). tests/test_tiny.c compares losses, outputs,
+ * gradients and weights bit for bit with train_step_row and the general walk.
  *
- * Same guarantees: this routine only ever completes a step that the other paths would
- * complete. It declines (returns 0, before writing any parameter or optimizer state) on
+ * Same guarantees: this file only ever completes a step that the other paths would complete.
+ * It declines (returns 0 before writing any parameter, gradient or optimizer state) on
  * anything unusual -- a bad handle or argument, a setting it does not cover, a non-finite
- * input, target, loss or gradient -- and the caller then runs its usual path, which gives
- * the usual status and message. Every gradient value is checked as it is produced (its
- * exponent bits, see nonfinite_bit) before the update; that is exactly the set of steps
- * train_step_row's prove_grad_finite rejects, since dW = dz x and db = dz. */
+ * input, loss or gradient -- and the caller then runs its usual path, which gives the usual
+ * status and message and leaves the usual state. Every gradient is proven finite before
+ * anything is written, rejecting exactly the steps train_step_row's prove_grad_finite
+ * rejects (see backward_act). */
 #include "internal.h"
 
 #include "act_math.h"
@@ -55,7 +56,9 @@ static inline uint32_t nonfinite_bit(float v)
 static int tiny_applies(const bp_net *net, const bp_optimizer *opt, int loss, const float *x,
                         const float *y, size_t n)
 {
-    if (n != 1 || x == NULL || y == NULL || !bp__net_ok(net) || !bp__optimizer_ok(opt))
+    /* First what turns wider nets away (max_width: the inputs and every layer's outputs). */
+    if (n != 1 || !bp__net_ok(net) || net->max_width >= 16 || x == NULL || y == NULL ||
+        !bp__optimizer_ok(opt))
         return 0;
     if (net->tiny_path_off || net->row_path_off || net->grad_hook != NULL || net->accumulate ||
         net->clip_norm > 0.0 || net->clip_value > 0.0 || net->nlayers == 0 ||
@@ -72,8 +75,8 @@ static int tiny_applies(const bp_net *net, const bp_optimizer *opt, int loss, co
         return 0;
     for (size_t i = 0; i < net->nlayers; i++) {
         const bp_layer *l = net->layers[i];
-        if (l->vt != &bp__dense_vtable || l->l2 > 0.0 || l->l1 > 0.0 || l->in >= 16 ||
-            l->out >= 16 || l->activation == BP_ACT_SOFTMAX)
+        if (l->vt != &bp__dense_vtable || l->l2 > 0.0 || l->l1 > 0.0 ||
+            l->activation == BP_ACT_SOFTMAX)
             return 0;
     }
     return 1;
@@ -319,13 +322,14 @@ static int layers_step(bp_net *net, int loss, sgd_step k, const float *x, const 
 #define H1_HIDDEN 8
 
 /* The step for an in -> h -> 1 net (in <= H1_IN, h <= H1_HIDDEN), hidden activation @p a0,
- * output activation @p a1 (constants), MSE: the same floats as layers_step, with every
- * value in a local array of constant size, indexed by constants once the loops are
- * unrolled, so that it stays in a register from the forward pass to the update (in
- * layers_step each layer's outputs, gradients and updated parameters go through memory,
- * a store-to-load delay on the step's critical path each time; a 2-4-1 step takes ~50 ns
- * less this way, see docs/performance.md). Loops run to the constant bounds and skip the
- * rest (branches that predict perfectly). Returns as layers_step. */
+ * output activation @p a1 (constants), MSE: the same floats as layers_step, with the values
+ * in small local arrays the compiler keeps in registers, from the forward pass to the update,
+ * rather than in the workspace (in layers_step each layer's outputs, gradients and updated
+ * parameters go through memory: a store-to-load delay on the step's critical path each
+ * time, and loops of 1-8 trips). A 2-4-1 step takes ~73 ns instead of ~92
+ * (docs/performance.md). Loops run to the constant bounds and stop at the net's widths
+ * (branches that predict perfectly). The gradients are proven finite as in backward_act
+ * before anything is written. Returns as layers_step. */
 static BP__ALWAYS_INLINE int hidden1_step(bp_net *net, sgd_step k, const float *x,
                                           const float *y, float *value, int a0, int a1)
 {
