@@ -12,11 +12,12 @@
  * keeps every value of an in -> h -> 1 MSE net (in <= 4, h <= 8) in registers.
  *
  * Same floats, by construction where possible: the activation functions are activation.c's
- * (act_math.h), the loss other than MSE is bp__loss_compute itself, and each remaining
- * expression is the one its general-path twin evaluates, in the same order (each sum of the
- * dense row starts from 0 and adds w[o][i] x[i] for i = 0, 1, ...; dx adds the outputs in
- * order; the update is optimizer.c's sgd_plain). tests/test_tiny.c compares losses, outputs,
- * gradients and weights bit for bit with train_step_row and the general walk.
+ * (act_math.h), layers_step's sums layer_dense.c's (dense_row.h), the loss other than MSE is
+ * bp__loss_compute itself, and each remaining expression is the one its general-path twin
+ * evaluates, in the same order (each sum of a dense row starts from 0 and adds w[o][i] x[i]
+ * for i = 0, 1, ...; dx adds the outputs in order; the update is optimizer.c's sgd_plain).
+ * tests/test_tiny.c compares losses, outputs, gradients and weights bit for bit with
+ * train_step_row and the general walk.
  *
  * Same guarantees: this file only ever completes a step that the other paths would complete.
  * It declines (returns 0 before writing any parameter, gradient or optimizer state) on
@@ -28,6 +29,7 @@
 #include "internal.h"
 
 #include "act_math.h"
+#include "dense_row.h"
 
 #include <math.h>
 #include <string.h>
@@ -118,40 +120,21 @@ static BP__ALWAYS_INLINE float act_grad_one(int act, const bp__act_params *p, fl
 }
 
 /* One narrow dense layer, one row, activation @p act: z = W x + b, y = f(z), with z kept in
- * @p zs when the derivative needs it. Each sum starts from 0 and adds w[o][i] x[i] in the
- * order of i, then b[o], as row_forward in layer_dense.c (four outputs per pass over x). */
+ * @p zs when the derivative needs it; as row_forward in layer_dense.c (the same sums,
+ * dense_row.h, then + b and the scalar activation). */
 static BP__ALWAYS_INLINE void forward_act(const bp_layer *l, const float *params,
                                           const float *restrict x, float *restrict zs,
                                           float *restrict y, int act)
 {
     /* x: [in], w: [out x in], b: [out], y: [out], zs: [out] or NULL */
-    const size_t in = l->in, out = l->out;
+    const size_t out = l->out;
     const float *restrict w = params + l->param_off;
     const float *restrict b = w + l->nweights;
     const bp__act_params *p = &l->act;
     const int keep_z = act == BP_ACT_GELU || act == BP_ACT_SILU;
-    size_t o = 0;
-    for (; o + 4 <= out; o += 4) {
-        const float *restrict w0 = w + o * in, *restrict w1 = w0 + in;
-        const float *restrict w2 = w1 + in, *restrict w3 = w2 + in;
-        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-        for (size_t i = 0; i < in; i++) {
-            const float xi = x[i];
-            s0 += w0[i] * xi;
-            s1 += w1[i] * xi;
-            s2 += w2[i] * xi;
-            s3 += w3[i] * xi;
-        }
-        const float v0 = s0 + b[o], v1 = s1 + b[o + 1], v2 = s2 + b[o + 2], v3 = s3 + b[o + 3];
-        if (keep_z) zs[o] = v0, zs[o + 1] = v1, zs[o + 2] = v2, zs[o + 3] = v3;
-        y[o] = act_one(act, p, v0), y[o + 1] = act_one(act, p, v1);
-        y[o + 2] = act_one(act, p, v2), y[o + 3] = act_one(act, p, v3);
-    }
-    for (; o < out; o++) {
-        const float *restrict wo = w + o * in;
-        float s = 0.0f;
-        for (size_t i = 0; i < in; i++) s += wo[i] * x[i];
-        const float v = s + b[o];
+    bp__dense_row_sums(w, x, l->in, out, y);
+    for (size_t o = 0; o < out; o++) {
+        const float v = y[o] + b[o];
         if (keep_z) zs[o] = v;
         y[o] = act_one(act, p, v);
     }
