@@ -54,7 +54,10 @@ static inline uint32_t nonfinite_bit(float v)
 #define OPT_SET(opt, key) ((opt)->set[(key) - BP__OPT_KEY_FIRST])
 
 /* 1 if this step is one the fused path takes and every check bp_net_train_step makes before
- * the data (handles, arguments, optimizer settings and binding) would pass. */
+ * the data (handles, arguments, optimizer settings and binding) would pass. bp_net_train_step
+ * asks before it decides on flushing denormals (ftz_worth_it in net.c): at one row that needs
+ * 4096 parameters, more than TINY_MAX_PARAMS, so the other paths run these nets without it
+ * too. */
 static int tiny_applies(const bp_net *net, const bp_optimizer *opt, int loss, const float *x,
                         const float *y, size_t n)
 {
