@@ -20,12 +20,13 @@
  * train_step_row and the general walk.
  *
  * Same guarantees: this file only ever completes a step that the other paths would complete.
- * It declines (returns 0 before writing any parameter, gradient or optimizer state) on
- * anything unusual -- a bad handle or argument, a setting it does not cover, a non-finite
- * input, loss or gradient -- and the caller then runs its usual path, which gives the usual
- * status and message and leaves the usual state. Every gradient is proven finite before
- * anything is written, rejecting exactly the steps train_step_row's prove_grad_finite
- * rejects (see backward_act). */
+ * It declines (returns 0 before writing any parameter or optimizer state) on anything
+ * unusual -- a bad handle or argument, a setting it does not cover, a non-finite input, loss
+ * or gradient -- and the caller then runs its usual path, which gives the usual status and
+ * message and leaves the usual state (gradients written here before a decline are those
+ * that path writes too). Every gradient is proven finite before any parameter moves,
+ * rejecting exactly the steps train_step_row's prove_grad_finite rejects (see
+ * backward_act). */
 #include "internal.h"
 
 #include "act_math.h"
@@ -46,8 +47,8 @@ static inline uint32_t nonfinite_bit(float v)
 
 #define NONFINITE_SEEN(bits) (((bits) & 0x80000000u) != 0)
 
-/* Parameters of the largest net the fused path takes (the gradients and updated parameters
- * are made in stack copies). */
+/* Parameters of the largest net the fused path takes (the updated parameters are made in a
+ * stack copy). */
 #define TINY_MAX_PARAMS 512
 
 /* Optimizer setting @p key (enum bp_optimizer_key). */
@@ -164,11 +165,11 @@ typedef struct sgd_step {
 } sgd_step;
 
 /* One narrow dense layer backward, one row, activation @p act, as row_backward in
- * layer_dense.c: dy -> dz in place, db = dz and dW = dz x^T into @p gs (a copy of the
- * gradient arena), dx = W^T dz (each dx[i] summed from 0 over the outputs in order) unless
- * dx is NULL; and the layer's updated parameters into @p next (optimizer.c's sgd_plain,
- * p -= lr (g + wd p), from the same p and g); both are copied to the net once every
- * gradient is proven finite. Returns a value whose bit 31 is set if any dW or db is not
+ * layer_dense.c: dy -> dz in place, db = dz and dW = dz x^T into the gradient arena @p gs,
+ * dx = W^T dz (each dx[i] summed from 0 over the outputs in order) unless dx is NULL; and
+ * the layer's updated parameters into @p next (optimizer.c's sgd_plain, p -= lr (g + wd p),
+ * from the same p and g), copied to the net once every gradient is proven finite. Returns
+ * a value whose bit 31 is set if any dW or db is not
  * finite: dW row o is d_o x, and since rounding is monotonic, every |d_o x_i| is finite
  * exactly when d_o max|x| is (also when x holds a NaN or Inf, which makes both non-finite),
  * so one product per output proves the row and db_o = d_o. */
@@ -276,23 +277,22 @@ static int layers_step(bp_net *net, int loss, sgd_step k, const float *x, const 
                              g, &is_dz) != BP_OK)
             return 0;
     }
-    /* Backward, with the gradients and the updated parameters in scratch copies: nothing is
-     * written to them before every gradient is proven finite (when one is not, the caller's
-     * path stops at the first bad layer from the top, with the gradients below as they
-     * were). */
-    float gnext[TINY_MAX_PARAMS], next[TINY_MAX_PARAMS];
-    uint32_t bad = 0;
+    /* Backward from the top, as train_step_row: each layer's gradients, then their proof,
+     * stopping at the first layer that fails it (whose gradients train_step_row then
+     * recomputes, the same floats, before it fails there too: the layers below keep theirs,
+     * as on that path). The updated parameters go to a scratch copy, written to the net only
+     * once every gradient is proven finite. */
+    float next[TINY_MAX_PARAMS];
     for (size_t i = li + 1; i-- > 0;) {
         const float *xi = i > 0 ? ws->y[i - 1] : x;
-        bad |= backward_layer(layers[i], params, gnext, next, k, xi, ws->s[i], ws->y[i], g,
-                              i > 0 ? other : NULL);
+        const uint32_t bad = backward_layer(layers[i], params, grads, next, k, xi, ws->s[i],
+                                            ws->y[i], g, i > 0 ? other : NULL);
+        if (NONFINITE_SEEN(bad)) return 0; /* no parameter written */
         float *tmp = g;
         g = other;
         other = tmp;
     }
-    if (NONFINITE_SEEN(bad)) return 0; /* nothing written yet */
-    /* The gradients, and the update proper (step_update: the trainable layers' segments). */
-    for (size_t j = 0; j < net->nparams; j++) grads[j] = gnext[j];
+    /* The update proper (step_update: the trainable layers' segments). */
     for (size_t i = 0; i <= li; i++) {
         const bp_layer *l = layers[i];
         if (!l->trainable) continue;
