@@ -62,7 +62,7 @@ static inline uint32_t nonfinite_bit(float v)
 static int tiny_applies(const bp_net *net, const bp_optimizer *opt, int loss, const float *x,
                         const float *y, size_t n)
 {
-    /* First what turns wider nets away (max_width: the inputs and every layer's outputs). */
+    /* Rows under 16 floats everywhere: max_width is the inputs' and every layer's outputs'. */
     if (n != 1 || !bp__net_ok(net) || net->max_width >= 16 || x == NULL || y == NULL ||
         !bp__optimizer_ok(opt))
         return 0;
@@ -410,8 +410,13 @@ static int hidden1_dispatch(bp_net *net, int loss, sgd_step k, const float *x, c
     return -1;
 }
 
-int bp__net_train_step_tiny(bp_net *net, bp_optimizer *opt, int loss, const float *x,
-                            const float *y, size_t n, float *loss_value)
+/* The step once the net's shape qualifies (tiny_step is called for every online step of
+ * every net: the wider ones leave in bp__net_train_step_tiny before this frame is made). */
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((noinline))
+#endif
+static int tiny_step(bp_net *net, bp_optimizer *opt, int loss, const float *x, const float *y,
+                     size_t n, float *loss_value)
 {
     if (!tiny_applies(net, opt, loss, x, y, n)) return 0;
     /* Inputs finite (bp_net_train_step's check; the failure is reported by the caller's
@@ -435,4 +440,11 @@ int bp__net_train_step_tiny(bp_net *net, bp_optimizer *opt, int loss, const floa
     net->tiny_steps++;
     if (loss_value != NULL) *loss_value = value;
     return 1;
+}
+
+int bp__net_train_step_tiny(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                            const float *y, size_t n, float *loss_value)
+{
+    if (n != 1 || !bp__net_ok(net) || net->max_width >= 16) return 0;
+    return tiny_step(net, opt, loss, x, y, n, loss_value);
 }
