@@ -436,9 +436,10 @@ void bp__dense_row_backward(const bp_layer *l, const float *x, const float *z, c
  * train_step_row. Returns 1 when it ran the step (parameters updated, optimizer stepped,
  * *loss_value written when loss_value is not NULL), or 0 when the step is not one it takes or
  * anything would fail (bad handle or argument, non-finite input or target, non-finite loss or
- * gradient): then no parameter, optimizer state or loss_value has been written, and the
- * caller runs its own path, which reports the failure with its usual status and message.
- * Gradients are proven finite before any parameter moves. */
+ * gradient): then no parameter, optimizer state or loss_value has been written (gradients
+ * only as the caller's path writes them again), and the caller runs its own path, which
+ * reports the failure with its usual status and message. Gradients are proven finite before
+ * any parameter moves. Called before anything else in bp_net_train_step. */
 int bp__net_train_step_tiny(bp_net *net, bp_optimizer *opt, int loss, const float *x,
                             const float *y, size_t n, float *loss_value);
 extern const bp__layer_vtable bp__batchnorm_vtable;

@@ -312,7 +312,7 @@ static int layers_step(bp_net *net, int loss, sgd_step k, const float *x, const 
  * in small local arrays the compiler keeps in registers, from the forward pass to the update,
  * rather than in the workspace (in layers_step each layer's outputs, gradients and updated
  * parameters go through memory: a store-to-load delay on the step's critical path each
- * time, and loops of 1-8 trips). A 2-4-1 step takes ~73 ns instead of ~92
+ * time, and loops of 1-8 trips). A 2-4-1 step takes ~72 ns instead of ~99
  * (docs/performance.md). Loops run to the constant bounds and stop at the net's widths
  * (branches that predict perfectly). The gradients are proven finite as in backward_act
  * before anything is written. Returns as layers_step. */
@@ -327,7 +327,7 @@ static BP__ALWAYS_INLINE int hidden1_step(bp_net *net, sgd_step k, const float *
     const bp__act_params *p0 = &l0->act, *p1 = &l1->act;
     float xv[H1_IN], z0[H1_HIDDEN], y0[H1_HIDDEN], d0[H1_HIDDEN];
     for (size_t i = 0; i < H1_IN; i++) xv[i] = i < in ? x[i] : 0.0f;
-    /* Forward (linear_row's order: each sum from 0 over i, then + b). */
+    /* Forward (bp__dense_row_sums' order: each sum from 0 over i, then + b). */
     float s1 = 0.0f;
     for (size_t o = 0; o < H1_HIDDEN; o++) {
         if (o >= h) break;
