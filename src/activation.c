@@ -5,6 +5,8 @@
  * softplus), so z is only kept for GELU, SiLU and softmax (whose z gives exact log-probs). */
 #include "internal.h"
 
+#include "act_math.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -22,78 +24,6 @@ int bp__act_needs_z(int act)
     return act == BP_ACT_GELU || act == BP_ACT_SILU || act == BP_ACT_SOFTMAX;
 }
 
-/* a if take, else b, through the bits: a conditional on a float comparison is kept as a
- * branch under -ftrapping-math (GCC will not speculate the operations around a compare that
- * may trap), which stops a loop from vectorising. */
-static inline float select_f(int take, float a, float b)
-{
-    uint32_t ua, ub;
-    memcpy(&ua, &a, sizeof ua);
-    memcpy(&ub, &b, sizeof ub);
-    const uint32_t m = 0u - (uint32_t)take;
-    const uint32_t r = (ua & m) | (ub & ~m);
-    float out;
-    memcpy(&out, &r, sizeof out);
-    return out;
-}
-
-/* e^x for x <= 0, branch-free so that loops calling it vectorise (libm's expf is a call
- * per element): x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' degree-6 polynomial, 2^n
- * through the exponent bits. Relative error within 2 ulp of e^x; below -87.3 the result
- * is e^-87.3 (1.2e-38) rather than a subnormal or 0. */
-static inline float exp_neg(float x)
-{
-    x = select_f(x > -87.3f, x, -87.3f);
-    const float fx = x * 1.44269504088896341f + 0.5f;
-    float n = (float)(int32_t)fx; /* floor(fx) for fx in (-126, 1] */
-    n = select_f(n > fx, n - 1.0f, n);
-    const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const float er = p * (r * r) + r + 1.0f;
-    const int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return er * scale;
-}
-
-/* The logistic function, branch-free: e = e^-|z| never overflows; the sign picks 1/(1+e)
- * or e/(1+e) by a bit mask (a conditional compiled to a branch that XOR-like data
- * mispredicts half the time). */
-static inline float sigmoidf(float z)
-{
-    const float e = exp_neg(-fabsf(z));
-    const float inv = 1.0f / (1.0f + e), neg = e * inv;
-    return select_f(z >= 0.0f, inv, neg);
-}
-
-/* The same function through libm's expf (scalar; for narrow rows). */
-static inline float sigmoid_libm(float z)
-{
-    if (z >= 0.0f) return 1.0f / (1.0f + expf(-z));
-    const float e = expf(z);
-    return e / (1.0f + e);
-}
-
-#define GELU_C 0.7978845608028654f /* sqrt(2 / pi) */
-#define GELU_A 0.044715f
-
-static inline float geluf(float z)
-{
-    return 0.5f * z * (1.0f + tanhf(GELU_C * (z + GELU_A * z * z * z)));
-}
-
-static inline float gelu_grad(float z)
-{
-    const float t = tanhf(GELU_C * (z + GELU_A * z * z * z));
-    return 0.5f * (1.0f + t) + 0.5f * z * (1.0f - t * t) * GELU_C * (1.0f + 3.0f * GELU_A * z * z);
-}
-
-static inline float softplusf(float z) { return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z))); }
 
 /* One row-wise loop per activation: the switch is outside the loops, so each inner loop is
  * a simple map the compiler can vectorise. */
@@ -145,9 +75,9 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
         /* Rows narrower than a vector run scalar, where libm's table-driven expf has a
          * shorter dependency chain than the polynomial. */
         if (out < 16) {
-            BP__ROWS(sigmoid_libm(v))
+            BP__ROWS(bp__sigmoid_libm(v))
         } else {
-            BP__ROWS(sigmoidf(v))
+            BP__ROWS(bp__sigmoidf(v))
         }
         break;
     case BP_ACT_TANH: BP__ROWS(tanhf(v)) break;
@@ -162,9 +92,9 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
         BP__ROWS(v > 0.0f ? v : a * expm1f(v))
         break;
     }
-    case BP_ACT_GELU: BP__ROWS(geluf(v)) break;
-    case BP_ACT_SILU: BP__ROWS(v * sigmoidf(v)) break;
-    case BP_ACT_SOFTPLUS: BP__ROWS(softplusf(v)) break;
+    case BP_ACT_GELU: BP__ROWS(bp__geluf(v)) break;
+    case BP_ACT_SILU: BP__ROWS(v * bp__sigmoidf(v)) break;
+    case BP_ACT_SOFTPLUS: BP__ROWS(bp__softplusf(v)) break;
     case BP_ACT_SOFTMAX:
         for (size_t i = 0; i < n; i++) {
             const float *ai = acc + i * out;
@@ -179,7 +109,7 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
             }
             float sum = 0.0f;
             for (size_t j = 0; j < out; j++) {
-                yi[j] = exp_neg(yi[j] - mx);
+                yi[j] = bp__exp_neg(yi[j] - mx);
                 sum += yi[j];
             }
             const float inv = 1.0f / sum;
@@ -241,8 +171,10 @@ static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p
         BP__MAP(y[k] > 0.0f ? 1.0f : y[k] + a)
         break;
     }
-    case BP_ACT_GELU: BP__MAP(gelu_grad(z[k])) break;
-    case BP_ACT_SILU: BP__MAP(sigmoidf(z[k]) * (1.0f + z[k] * (1.0f - sigmoidf(z[k])))) break;
+    case BP_ACT_GELU: BP__MAP(bp__gelu_grad(z[k])) break;
+    case BP_ACT_SILU:
+        BP__MAP(bp__sigmoidf(z[k]) * (1.0f + z[k] * (1.0f - bp__sigmoidf(z[k]))))
+        break;
     case BP_ACT_SOFTPLUS: BP__MAP(-expm1f(-y[k])) break; /* sigmoid(z) = 1 - e^-softplus(z) */
     case BP_ACT_SOFTMAX:
         /* Jacobian-vector product per row: dz_j = y_j (dy_j - sum_k dy_k y_k). */

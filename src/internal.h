@@ -399,6 +399,10 @@ struct bp_net {
     void *grad_hook_user;
     int row_path_off;     /* tests only: nonzero keeps bp_net_train_step off its single-row
                              path (train_step_row in net.c), to compare it with the general one */
+    int tiny_path_off;    /* tests only: nonzero keeps bp_net_train_step off its fused tiny
+                             path (net_tiny.c), to compare it with train_step_row */
+    uint64_t tiny_steps;  /* steps the fused tiny path has completed (tests check it is taken) */
+    uint64_t tiny_hidden1_steps; /* ... of them through its in -> h -> 1 kernel */
     char err[BP__ERR_CAP];
 };
 
@@ -427,6 +431,18 @@ extern const bp__layer_vtable bp__dense_vtable;
 void bp__dense_row_forward(const bp_layer *l, const float *x, float *z, float *y);
 void bp__dense_row_backward(const bp_layer *l, const float *x, const float *z, const float *y,
                             float *dy, int dy_is_dz, float *dx);
+/* The fused training step for tiny nets (net_tiny.c): bp_net_train_step's work for one row
+ * through narrow dense layers (rows under 16 floats; no softmax) with the MSE, MAE, Huber or
+ * BCE-on-logits loss and plain SGD (no momentum), in one routine, with the same floats as
+ * train_step_row. Returns 1 when it ran the step (parameters updated, optimizer stepped,
+ * *loss_value written when loss_value is not NULL), or 0 when the step is not one it takes or
+ * anything would fail (bad handle or argument, non-finite input or target, non-finite loss or
+ * gradient): then no parameter, optimizer state or loss_value has been written (gradients
+ * only as the caller's path writes them again), and the caller runs its own path, which
+ * reports the failure with its usual status and message. Gradients are proven finite before
+ * any parameter moves. Called before anything else in bp_net_train_step. */
+int bp__net_train_step_tiny(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                            const float *y, size_t n, float *loss_value);
 extern const bp__layer_vtable bp__batchnorm_vtable;
 extern const bp__layer_vtable bp__dropout_vtable;
 extern const bp__layer_vtable bp__activation_vtable;

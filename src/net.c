@@ -962,6 +962,7 @@ static bp_status net_train_step(bp_net *net, bp_optimizer *opt, int loss, const 
 bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
                             const float *y, size_t n, float *loss_value)
 {
+    if (bp__net_train_step_tiny(net, opt, loss, x, y, n, loss_value)) return BP_OK; /* net_tiny.c */
     WITH_FTZ(net, n, net_train_step(net, opt, loss, x, y, n, loss_value));
 }
 
