@@ -571,20 +571,12 @@ static void forward_pass(bp_net *net, bp__workspace *ws, const float *x, size_t 
     }
 }
 
-/* Largest |v| over count floats, or INFINITY if any is NaN/Inf. One pass over the bits:
- * with the sign cleared, IEEE floats order like their bit patterns as unsigned integers,
- * and every NaN/Inf pattern is >= that of Inf (an integer max vectorises, fabsf/isfinite
- * did not). */
+/* Largest |v| over count floats, or INFINITY if any is NaN/Inf: bp__max_abs_bits,
+ * multi-versioned. */
 BP__KERNEL
 static float max_abs(const float *restrict v, size_t count)
 {
-    uint32_t m = 0;
-    for (size_t k = 0; k < count; k++) {
-        uint32_t u;
-        memcpy(&u, v + k, sizeof u);
-        u &= 0x7fffffffu;
-        m = u > m ? u : m;
-    }
+    const uint32_t m = bp__max_abs_bits(v, count);
     if (m >= 0x7f800000u) return INFINITY;
     float f;
     memcpy(&f, &m, sizeof f);

@@ -147,13 +147,7 @@ static BP__ALWAYS_INLINE void forward_act(const bp_layer *l, const float *params
 /* Largest |v| over @p count floats through the bits (NaN or Inf if any is). */
 static BP__ALWAYS_INLINE float max_abs_bits(const float *v, size_t count)
 {
-    uint32_t m = 0;
-    for (size_t k = 0; k < count; k++) {
-        uint32_t u;
-        memcpy(&u, v + k, sizeof u);
-        u &= 0x7fffffffu;
-        m = u > m ? u : m;
-    }
+    const uint32_t m = bp__max_abs_bits(v, count);
     float f;
     memcpy(&f, &m, sizeof f);
     return f;
