@@ -172,13 +172,20 @@ typedef struct bp_dataset bp_dataset;
  * Threads and BLAS backend
  * ==========================================================================================*/
 
-/** Set the number of threads BLAS may use (process-wide: OpenBLAS has one thread pool).
+/** Set the library's thread budget (process-wide: OpenBLAS has one thread pool). BLAS runs
+ *  the GEMMs on up to this many threads; the memory-bound passes between them (optimizer
+ *  updates of nets with 65,536 parameters or more) are split across as many threads: the
+ *  calling thread plus worker threads that each network starts on first need, which block
+ *  while idle, never run at the same time as the BLAS threads, are kept off the calling
+ *  thread's CPU (Linux, within the caller's affinity mask) and are joined by bp_net_free().
+ *  Results are bit-identical whatever the split. A process forked from one with workers
+ *  runs those passes on one thread.
  *  @param threads 1 .. 1024; 0 restores the default (all cores or OPENBLAS_NUM_THREADS).
  *  @return BP_OK, or BP_ERR_OUT_OF_RANGE. Not safe to call while another thread is inside
  *  the library. @since 0.1 */
 BP_API bp_status bp_set_num_threads(int threads);
 
-/** @return the number of threads BLAS currently uses (>= 1). @since 0.1 */
+/** @return the thread budget: the number of threads BLAS currently uses (>= 1). @since 0.1 */
 BP_API int bp_get_num_threads(void);
 
 /** @return a static string describing the BLAS backend: library, version and build

@@ -100,10 +100,23 @@ static inline void bp__fp_leave(unsigned csr)
     if ((csr & BP__FTZ_DAZ) != BP__FTZ_DAZ)
         _mm_setcsr((_mm_getcsr() & ~BP__FTZ_DAZ) | (csr & BP__FTZ_DAZ));
 }
+/* Set the calling thread's FTZ and DAZ bits to those of @p csr (a register value another
+ * thread read); returns this thread's register for a later bp__fp_adopt() to restore. */
+static inline unsigned bp__fp_adopt(unsigned csr)
+{
+    const unsigned mine = _mm_getcsr();
+    if ((mine & BP__FTZ_DAZ) != (csr & BP__FTZ_DAZ))
+        _mm_setcsr((mine & ~BP__FTZ_DAZ) | (csr & BP__FTZ_DAZ));
+    return mine;
+}
+static inline unsigned bp__fp_get(void) { return _mm_getcsr(); }
 #else
 static inline unsigned bp__fp_enter(void) { return 0; }
 static inline void bp__fp_leave(unsigned csr) { (void)csr; }
+static inline unsigned bp__fp_adopt(unsigned csr) { return csr; }
+static inline unsigned bp__fp_get(void) { return 0; }
 #endif
+
 
 /* Record a failure: formats the message into @p err (a handle's BP__ERR_CAP buffer, or NULL
  * when there is no handle) and into the thread's bp_last_error(); returns @p status. */
@@ -140,6 +153,26 @@ void *bp__malloc_aligned(const bp__alloc *a, size_t size);
 void bp__free_aligned(const bp__alloc *a, void *p);
 /* a * b without overflow: returns 0 and sets *out, or -1 on overflow. */
 int bp__mul_size(size_t a, size_t b, size_t *out);
+
+/* ---- worker threads (pool.c) ---- */
+/* A pass over [begin, end) of an elementwise job. */
+typedef void (*bp__range_fn)(void *ctx, size_t begin, size_t end);
+typedef struct bp__pool bp__pool;
+/* Passes shorter than this many floats run on the caller's thread alone (waking a worker
+ * costs a few microseconds); longer ones give each thread at least half of it. */
+#define BP__POOL_MIN_FLOATS 65536
+/* Run @p fn over [0, @p n) split into contiguous chunks across up to bp_get_num_threads()
+ * threads: the caller's and the workers of *@p pool, created on first need. Returns when
+ * every chunk is done. Never fails (falls back to the caller's thread alone). */
+void bp__pool_run(bp__pool **pool, const bp__alloc *a, size_t n, bp__range_fn fn, void *ctx);
+/* Workers started so far (0 for NULL). */
+int bp__pool_workers(const bp__pool *pool);
+/* Tests: 1 if every worker's affinity excludes the CPU the caller ran on at the last pass
+ * (stored in *cpu), 0 if one allows it, -1 if not applicable (no workers, no affinity
+ * support, or a caller mask of one CPU). */
+int bp__pool_kept_off(const bp__pool *pool, int *cpu);
+/* Join the workers and free @p pool (allocated from @p a; NULL is a no-op). */
+void bp__pool_free(bp__pool *pool, const bp__alloc *a);
 
 /* ------------------------------------------------------------------------------------------
  * Random numbers: xoshiro256** seeded through splitmix64 (portable, documented, fast)
@@ -413,6 +446,7 @@ struct bp_net {
     bp__fit_state fit;   /* training loop settings, callback, history (train.c) */
     bp_grad_fn grad_hook; /* bp_net_set_grad_hook(): between gradients and update, or NULL */
     void *grad_hook_user;
+    bp__pool *pool;       /* worker threads for elementwise passes (pool.c), or NULL */
     int row_path_off;     /* tests only: nonzero keeps bp_net_train_step off its single-row
                              path (train_step_row in net.c), to compare it with the general one */
     int tiny_path_off;    /* tests only: nonzero keeps bp_net_train_step off its fused tiny

@@ -113,6 +113,7 @@ void bp_net_free(bp_net *net)
     ws_release(net, &net->pws);
     bp__persist_free(net);
     bp__fit_release(net);
+    bp__pool_free(net->pool, &a);
     net->magic = 0;
     bp__free(&a, net);
 }

@@ -659,6 +659,36 @@ static void update_segment(const bp_optimizer *o, const step_scalars *k, float *
     }
 }
 
+/* One update_segment over a slice of a segment, run by the pool's threads. */
+typedef struct update_job {
+    const bp_optimizer *opt;
+    const step_scalars *k;
+    float *p;
+    const float *g;
+    size_t off;
+} update_job;
+
+static void update_range(void *ctx, size_t begin, size_t end)
+{
+    const update_job *j = ctx;
+    update_segment(j->opt, j->k, j->p + begin, j->g + begin, j->off + begin, end - begin);
+}
+
+/* update_segment, split across the net's worker threads when the segment is long enough to
+ * gain (the kernels are elementwise: any split computes the same floats). */
+static void update_segment_par(const bp_optimizer *o, const step_scalars *k, bp_net *net,
+                               size_t off, size_t n)
+{
+    float *p = net->params + off;
+    const float *g = net->grads + off;
+    if (n < BP__POOL_MIN_FLOATS) {
+        update_segment(o, k, p, g, off, n);
+        return;
+    }
+    update_job job = {o, k, p, g, off};
+    bp__pool_run(&net->pool, &net->alloc, n, update_range, &job);
+}
+
 static bp_status step_update(bp_optimizer *opt, bp_net *net);
 
 bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net)
@@ -707,13 +737,12 @@ static bp_status step_update(bp_optimizer *opt, bp_net *net)
     size_t frozen = 0;
     for (size_t li = 0; li < net->nlayers; li++) frozen += !net->layers[li]->trainable;
     if (frozen == 0) {
-        update_segment(opt, &k, net->params, net->grads, 0, net->nparams);
+        update_segment_par(opt, &k, net, 0, net->nparams);
     } else {
         for (size_t li = 0; li < net->nlayers; li++) {
             const bp_layer *l = net->layers[li];
             if (!l->trainable) continue;
-            update_segment(opt, &k, net->params + l->param_off, net->grads + l->param_off,
-                           l->param_off, l->nweights + l->nbiases);
+            update_segment_par(opt, &k, net, l->param_off, l->nweights + l->nbiases);
         }
     }
     opt->steps = t;

@@ -1,0 +1,299 @@
+/* test_pool.c -- the library's worker threads (pool.c): passes split across the thread
+ * budget cover every element once, run with the caller's FTZ/DAZ bits, give the same floats
+ * as one thread, survive fork, and fall back to the caller's thread when they cannot start. */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#  define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#endif
+#include "test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#if defined(__linux__)
+#  include <sched.h>
+#endif
+
+#include "internal.h"
+
+typedef struct cover_job {
+    unsigned char *hits;
+} cover_job;
+
+/* Each chunk counts its own elements (chunks are disjoint). */
+static void cover_range(void *ctx, size_t begin, size_t end)
+{
+    cover_job *j = ctx;
+    for (size_t i = begin; i < end; i++) j->hits[i]++;
+}
+
+static void pass_covers_every_element_once_for_any_length_and_thread_count(void **state)
+{
+    (void)state;
+    const int saved = bp_get_num_threads();
+    bp__pool *pool = NULL;
+    const size_t lengths[] = {0, 1, 17, BP__POOL_MIN_FLOATS - 1, BP__POOL_MIN_FLOATS,
+                              BP__POOL_MIN_FLOATS + 15, 3 * BP__POOL_MIN_FLOATS + 7, 1000003};
+    for (int threads = 1; threads <= 4; threads++) {
+        assert_status(bp_set_num_threads(threads), BP_OK);
+        for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
+            const size_t n = lengths[li];
+            cover_job job = {calloc(n + 1, 1)};
+            assert_non_null(job.hits);
+            bp__pool_run(&pool, &bp__default_alloc, n, cover_range, &job);
+            for (size_t i = 0; i < n; i++) assert_int_equal(job.hits[i], 1);
+            assert_int_equal(job.hits[n], 0);
+            free(job.hits);
+        }
+        /* Workers exist only once a pass was long enough to share, and never more than the
+         * budget needs (the caller's thread is one of the threads). */
+        if (threads == 1) assert_null(pool);
+        if (threads > 1) {
+            assert_non_null(pool);
+            assert_int_equal(bp__pool_workers(pool), threads - 1);
+        }
+    }
+    bp__pool_free(pool, &bp__default_alloc);
+    assert_status(bp_set_num_threads(saved), BP_OK);
+}
+
+#if defined(__x86_64__) && !defined(BP_NO_FTZ)
+#  include <xmmintrin.h>
+
+typedef struct csr_job {
+    float *out;
+} csr_job;
+
+/* Writes, per element, whether FTZ|DAZ were set on the thread that computed it. */
+static void csr_range(void *ctx, size_t begin, size_t end)
+{
+    csr_job *j = ctx;
+    const float bits = (float)(_mm_getcsr() & 0x8040u);
+    for (size_t i = begin; i < end; i++) j->out[i] = bits;
+}
+
+/* Out of line and opaque to constant propagation, so that the multiply happens between the
+ * two _mm_setcsr calls. */
+#  if defined(__clang__)
+#    define BP_TEST_OPAQUE __attribute__((noinline, optnone))
+#  else
+#    define BP_TEST_OPAQUE __attribute__((noinline, noipa))
+#  endif
+BP_TEST_OPAQUE static float twice(volatile float v) { return v * 2.0f; }
+
+static void workers_run_with_the_callers_flush_to_zero_bits(void **state)
+{
+    (void)state;
+    const int saved = bp_get_num_threads();
+    assert_status(bp_set_num_threads(2), BP_OK);
+    bp__pool *pool = NULL;
+    const size_t n = 4 * BP__POOL_MIN_FLOATS;
+    csr_job job = {malloc(n * sizeof(float))};
+    assert_non_null(job.out);
+    const unsigned mine = _mm_getcsr();
+    /* valgrind keeps MXCSR per thread but does not honour FTZ/DAZ: skip where a subnormal
+     * operand survives with DAZ set. */
+    _mm_setcsr(mine | 0x8040u);
+    const float kept = twice(1e-40f);
+    _mm_setcsr(mine);
+    if (kept != 0.0f) {
+        free(job.out);
+        assert_status(bp_set_num_threads(saved), BP_OK);
+        skip();
+    }
+    for (int on = 1; on >= 0; on--) {
+        _mm_setcsr(on ? (mine | 0x8040u) : (mine & ~0x8040u));
+        bp__pool_run(&pool, &bp__default_alloc, n, csr_range, &job);
+        _mm_setcsr(mine);
+        for (size_t i = 0; i < n; i++) assert_true(job.out[i] == (on ? (float)0x8040u : 0.0f));
+    }
+    assert_int_equal(bp__pool_workers(pool), 1);
+    free(job.out);
+    bp__pool_free(pool, &bp__default_alloc);
+    assert_status(bp_set_num_threads(saved), BP_OK);
+}
+#endif
+
+/* After a split pass the workers may not run on the CPU the caller ran on (Linux, when
+ * the caller may use more than one CPU): otherwise the scheduler tends to stack them there
+ * while OpenBLAS's idle thread spins on the other core. */
+static void workers_are_kept_off_the_callers_cpu(void **state)
+{
+    (void)state;
+    const int saved = bp_get_num_threads();
+    assert_status(bp_set_num_threads(2), BP_OK);
+    bp__pool *pool = NULL;
+    const size_t n = 4 * BP__POOL_MIN_FLOATS;
+    cover_job job = {calloc(n, 1)};
+    assert_non_null(job.hits);
+    bp__pool_run(&pool, &bp__default_alloc, n, cover_range, &job);
+    int cpu;
+    const int kept = bp__pool_kept_off(pool, &cpu);
+#if defined(__linux__) && defined(CPU_COUNT)
+    cpu_set_t set;
+    assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
+    if (CPU_COUNT(&set) > 1) {
+        assert_int_equal(kept, 1);
+        assert_true(cpu >= 0);
+    }
+#endif
+    assert_true(kept != 0);
+    free(job.hits);
+    bp__pool_free(pool, &bp__default_alloc);
+    assert_status(bp_set_num_threads(saved), BP_OK);
+}
+
+/* A 320-320 dense net (102,720 parameters: enough for 3 threads of BP__POOL_MIN_FLOATS / 2)
+ * and its gradients for a fixed batch. */
+static bp_net *big_net(void)
+{
+    bp_net *net;
+    assert_status(bp_net_create(&net, 320, 7), BP_OK);
+    assert_status(bp_net_add_dense(net, 320, BP_ACT_TANH), BP_OK);
+    return net;
+}
+
+/* The GEMMs run on one BLAS thread (OpenBLAS's own threads are not TSan-instrumented and
+ * this file runs under TSan in CI); the thread budget is back to what it was for the
+ * optimizer step, the pass under test. */
+static void big_grads(bp_net *net)
+{
+    float x[4 * 320], y[4 * 320];
+    uint64_t rng = 99;
+    bp_test_fill_uniform(x, 4 * 320, -1, 1, &rng);
+    bp_test_fill_uniform(y, 4 * 320, -1, 1, &rng);
+    const int threads = bp_get_num_threads();
+    assert_status(bp_set_num_threads(1), BP_OK);
+    assert_status(bp_net_compute_grads(net, BP_LOSS_MSE, x, y, 4, NULL), BP_OK);
+    assert_status(bp_set_num_threads(threads), BP_OK);
+}
+
+/* Every optimizer's update split across 1, 2 and 3 threads gives the same floats. */
+static void split_optimizer_update_is_bit_identical_to_one_thread(void **state)
+{
+    (void)state;
+    const int saved = bp_get_num_threads();
+    const int kinds[] = {BP_OPTIMIZER_SGD,     BP_OPTIMIZER_ADAGRAD, BP_OPTIMIZER_RMSPROP,
+                         BP_OPTIMIZER_ADAM,    BP_OPTIMIZER_ADAMW,   BP_OPTIMIZER_ADAMAX,
+                         BP_OPTIMIZER_NADAM,   BP_OPTIMIZER_IRPROP_MINUS};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        float *ref = NULL;
+        size_t np = 0;
+        for (int threads = 1; threads <= 3; threads++) {
+            assert_status(bp_set_num_threads(threads), BP_OK);
+            bp_net *net = big_net();
+            bp_optimizer *opt;
+            assert_status(bp_optimizer_create(&opt, kinds[k]), BP_OK);
+            if (kinds[k] == BP_OPTIMIZER_SGD)
+                assert_status(bp_optimizer_set(opt, BP_OPT_MOMENTUM, 0.9), BP_OK);
+            for (int step = 0; step < 3; step++) {
+                big_grads(net);
+                assert_status(bp_optimizer_step(opt, net), BP_OK);
+            }
+            assert_int_equal(bp__pool_workers(net->pool), threads - 1);
+            const float *p = bp_net_params(net, &np);
+            if (ref == NULL) {
+                ref = malloc(np * sizeof *ref);
+                assert_non_null(ref);
+                memcpy(ref, p, np * sizeof *ref);
+            } else {
+                assert_memory_equal(ref, p, np * sizeof *ref);
+            }
+            bp_optimizer_free(opt);
+            bp_net_free(net);
+        }
+        free(ref);
+    }
+    assert_status(bp_set_num_threads(saved), BP_OK);
+}
+
+/* After fork() the child has no workers: its steps run on its own thread and freeing the
+ * net does not wait for threads that are not there. The parent's pool still works. */
+static void forked_child_trains_and_frees_without_the_parents_workers(void **state)
+{
+    (void)state;
+    const int saved = bp_get_num_threads();
+    assert_status(bp_set_num_threads(2), BP_OK);
+    bp_net *net = big_net();
+    bp_optimizer *opt;
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    big_grads(net);
+    assert_status(bp_optimizer_step(opt, net), BP_OK);
+    assert_int_equal(bp__pool_workers(net->pool), 1);
+    const pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        alarm(60); /* a hang would be the failure this test looks for */
+        /* The parent's gradients again; no GEMM, which would start BLAS threads here. */
+        const bp_status s = bp_optimizer_step(opt, net);
+        bp_optimizer_free(opt);
+        bp_net_free(net);
+        _exit(s == BP_OK ? 0 : 1);
+    }
+    int wstatus = 0;
+    assert_int_equal(waitpid(pid, &wstatus, 0), pid);
+    assert_true(WIFEXITED(wstatus));
+    assert_int_equal(WEXITSTATUS(wstatus), 0);
+    big_grads(net);
+    assert_status(bp_optimizer_step(opt, net), BP_OK);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    assert_status(bp_set_num_threads(saved), BP_OK);
+}
+
+/* A pool that cannot be allocated leaves the update on the caller's thread: the step
+ * succeeds with the same floats. */
+static void failed_pool_allocation_falls_back_to_the_callers_thread(void **state)
+{
+    (void)state;
+    const int saved = bp_get_num_threads();
+    bp_test_alloc counter = {0};
+    bp_net *net;
+    assert_status(bp_net_create_ex(&net, 320, 7, bp_test_alloc_fn, bp_test_free_fn, &counter),
+                  BP_OK);
+    assert_status(bp_net_add_dense(net, 320, BP_ACT_TANH), BP_OK);
+    bp_net *ref = big_net();
+    bp_optimizer *opt, *ropt;
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    assert_status(bp_optimizer_create(&ropt, BP_OPTIMIZER_ADAM), BP_OK);
+    /* First step on one thread: every other lazy allocation happens here. */
+    assert_status(bp_set_num_threads(1), BP_OK);
+    for (int step = 0; step < 2; step++) {
+        big_grads(net);
+        big_grads(ref);
+        if (step == 1) {
+            assert_status(bp_set_num_threads(2), BP_OK);
+            counter.fail_at = (long)counter.attempts + 1; /* the next allocation: the pool's */
+        }
+        assert_status(bp_optimizer_step(opt, net), BP_OK);
+        assert_status(bp_optimizer_step(ropt, ref), BP_OK);
+    }
+    assert_true((long)counter.attempts >= counter.fail_at); /* the pool was attempted */
+    assert_null(net->pool);
+    assert_int_equal(bp__pool_workers(ref->pool), 1);
+    size_t np;
+    const float *p = bp_net_params(ref, &np);
+    assert_memory_equal(p, bp_net_params(net, NULL), np * sizeof(float));
+    bp_optimizer_free(opt);
+    bp_optimizer_free(ropt);
+    bp_net_free(net);
+    bp_net_free(ref);
+    assert_int_equal(counter.live, 0);
+    assert_status(bp_set_num_threads(saved), BP_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        bp_add_test(pass_covers_every_element_once_for_any_length_and_thread_count),
+#if defined(__x86_64__) && !defined(BP_NO_FTZ)
+        bp_add_test(workers_run_with_the_callers_flush_to_zero_bits),
+#endif
+        bp_add_test(workers_are_kept_off_the_callers_cpu),
+        bp_add_test(split_optimizer_update_is_bit_identical_to_one_thread),
+        bp_add_test(forked_child_trains_and_frees_without_the_parents_workers),
+        bp_add_test(failed_pool_allocation_falls_back_to_the_callers_thread),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
