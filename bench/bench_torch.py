@@ -8,8 +8,10 @@ Prints one JSON line per case with the same case names and figures as bp_bench:
   dense-gemm-bound   MLP 1024-4096-4096-1024 (ReLU, identity, MSE, SGD), batch 256: samples_per_s
   fmnist-mlp-epoch   784-256-128-10 (ReLU, softmax-CE, Adam), batch 64, shuffled: epoch_s
   inference-latency  784-256-128-10 forward under torch.no_grad(): single_ns, batch256_ns
-Threads: torch.set_num_threads(N) (intra-op); the OpenBLAS core is whatever the environment
-sets, as for the other contestants. Needs Debian's python3-torch (apt-get install python3-torch).
+Threads: torch.set_num_threads(N) (intra-op). Debian's PyTorch does its matrix products in
+OpenBLAS (BLAS_INFO=generic), whose threads follow OPENBLAS_NUM_THREADS, not
+torch.set_num_threads: bench/compare sets it (and OMP_NUM_THREADS) to N. The OpenBLAS core
+is whatever the environment sets, as for the other contestants. Needs Debian's python3-torch (apt-get install python3-torch).
 """
 import argparse
 import gzip
