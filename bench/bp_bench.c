@@ -4,7 +4,7 @@
  *            [--samples N] [--fmnist DIR] [--census FILE] [--list]
  *
  * Every line carries "case", "threads", "backend" (bp_backend_info()) and "git" (the source
- * revision at configure time) plus the case's own figures, so runs on different machines or
+ * revision at build time) plus the case's own figures, so runs on different machines or
  * revisions compare as ratios. Each measurement is a warm-up call followed by the median of
  * --repeat samples.
  *
@@ -21,9 +21,7 @@
 
 #include "internal.h"
 
-#ifndef BP_BENCH_GIT
-#define BP_BENCH_GIT "unknown"
-#endif
+#include "bp_git_revision.h" /* BP_BENCH_GIT, generated at build time */
 
 /* ------------------------------------------------------------------------------------------
  * Case: sgemm -- raw BLAS throughput on one shape (C[m x n] = A[m x k] B[k x n]).

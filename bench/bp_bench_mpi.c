@@ -26,9 +26,7 @@
 
 #include "backprop_mpi.h"
 
-#ifndef BP_BENCH_GIT
-#define BP_BENCH_GIT "unknown"
-#endif
+#include "bp_git_revision.h" /* BP_BENCH_GIT, generated at build time */
 
 typedef struct run_opts {
     int rank, size;
