@@ -167,6 +167,8 @@ typedef struct bp__pool bp__pool;
 void bp__pool_run(bp__pool **pool, const bp__alloc *a, size_t n, bp__range_fn fn, void *ctx);
 /* Workers started so far (0 for NULL). */
 int bp__pool_workers(const bp__pool *pool);
+/* Tests: how many times a worker has joined a pass so far. */
+unsigned long bp__pool_joins(bp__pool *pool);
 /* Tests: 1 if every worker's affinity excludes the CPU the caller ran on at the last pass
  * (stored in *cpu), 0 if one allows it, -1 if not applicable (no workers, no affinity
  * support, or a caller mask of one CPU). */

@@ -68,6 +68,7 @@ static void run_serial(size_t n, bp__range_fn fn, void *ctx)
 
 typedef struct worker_arg {
     struct bp__pool *pool;
+    int index;           /* 1.. (the caller is 0) */
     unsigned long start; /* the pass counter when it started: later passes are its work */
 } worker_arg;
 
@@ -82,6 +83,8 @@ struct bp__pool {
     int quit;
     unsigned long gen; /* bumped per pass */
     int active;        /* workers holding the current pass's descriptor */
+    int parts;         /* threads the current pass may use: workers 1..parts-1 join it */
+    unsigned long joins; /* worker joins of passes, for the tests */
     /* The current pass, written under mu while active == 0. */
     bp__range_fn fn;
     void *ctx;
@@ -120,7 +123,9 @@ static void *worker_main(void *p)
         while (!pool->quit && pool->gen == seen) pthread_cond_wait(&pool->go, &pool->mu);
         if (pool->quit) break;
         seen = pool->gen;
+        if (arg.index >= pool->parts) continue; /* the budget shrank since it started */
         pool->active++;
+        pool->joins++;
         const bp__range_fn fn = pool->fn;
         void *ctx = pool->ctx;
         const size_t n = pool->n, chunk = pool->chunk, nchunks = pool->nchunks;
@@ -149,6 +154,7 @@ static void pool_grow(bp__pool *pool, int want)
     while (pool->nworkers < want) {
         worker_arg *a = &pool->arg[pool->nworkers];
         a->pool = pool;
+        a->index = pool->nworkers + 1;
         a->start = pool->gen;
         if (pthread_create(&pool->th[pool->nworkers], NULL, worker_main, a) != 0) break;
         pool->nworkers++;
@@ -248,6 +254,7 @@ void bp__pool_run(bp__pool **slot, const bp__alloc *a, size_t n, bp__range_fn fn
     pool->n = n;
     pool->chunk = chunk;
     pool->nchunks = nchunks;
+    pool->parts = parts;
     pool->csr = bp__fp_get();
     atomic_store(&pool->next, 0);
     atomic_store(&pool->done, 0);
@@ -270,6 +277,15 @@ void bp__pool_run(bp__pool **slot, const bp__alloc *a, size_t n, bp__range_fn fn
 }
 
 int bp__pool_workers(const bp__pool *pool) { return pool != NULL ? pool->nworkers : 0; }
+
+unsigned long bp__pool_joins(bp__pool *pool)
+{
+    if (pool == NULL) return 0;
+    pthread_mutex_lock(&pool->mu);
+    const unsigned long j = pool->joins;
+    pthread_mutex_unlock(&pool->mu);
+    return j;
+}
 
 int bp__pool_kept_off(const bp__pool *pool, int *cpu)
 {
@@ -315,6 +331,12 @@ void bp__pool_run(bp__pool **slot, const bp__alloc *a, size_t n, bp__range_fn fn
 }
 
 int bp__pool_workers(const bp__pool *pool)
+{
+    (void)pool;
+    return 0;
+}
+
+unsigned long bp__pool_joins(bp__pool *pool)
 {
     (void)pool;
     return 0;

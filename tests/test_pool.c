@@ -7,6 +7,7 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -114,6 +115,56 @@ static void workers_run_with_the_callers_flush_to_zero_bits(void **state)
     assert_status(bp_set_num_threads(saved), BP_OK);
 }
 #endif
+
+typedef struct who_job {
+    pthread_mutex_t mu;
+    pthread_t seen[8];
+    int nseen;
+} who_job;
+
+/* Records each distinct thread that runs a chunk; each chunk takes tens of microseconds,
+ * long enough for every woken worker to find one. */
+static void who_range(void *ctx, size_t begin, size_t end)
+{
+    (void)begin, (void)end;
+    volatile unsigned spin = 0;
+    for (unsigned i = 0; i < 20000; i++) spin = spin + 1;
+    who_job *j = ctx;
+    pthread_mutex_lock(&j->mu);
+    int known = 0;
+    for (int i = 0; i < j->nseen; i++) known |= pthread_equal(j->seen[i], pthread_self());
+    if (!known && j->nseen < 8) j->seen[j->nseen++] = pthread_self();
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Workers started under a larger budget stay out of passes once it shrinks. */
+static void a_shrunk_budget_keeps_extra_workers_out(void **state)
+{
+    (void)state;
+    const int saved = bp_get_num_threads();
+    bp__pool *pool = NULL;
+    const size_t n = 64 * BP__POOL_MIN_FLOATS; /* many chunks: every woken thread finds one */
+    assert_status(bp_set_num_threads(4), BP_OK);
+    who_job job = {PTHREAD_MUTEX_INITIALIZER, {0}, 0};
+    bp__pool_run(&pool, &bp__default_alloc, n, who_range, &job);
+    assert_int_equal(bp__pool_workers(pool), 3);
+    assert_true(job.nseen >= 1 && job.nseen <= 4);
+    /* Joins from here on: at most one per 2-thread pass (worker 1), plus up to 3 late
+     * joins of the 4-thread pass above; without the budget check all three workers join
+     * every pass (about 3 x 20). */
+    const unsigned long joins = bp__pool_joins(pool);
+    for (int threads = 2; threads >= 1; threads--) {
+        assert_status(bp_set_num_threads(threads), BP_OK);
+        for (int pass = 0; pass < 20; pass++) {
+            job.nseen = 0;
+            bp__pool_run(&pool, &bp__default_alloc, n, who_range, &job);
+            assert_true(job.nseen >= 1 && job.nseen <= threads);
+        }
+    }
+    assert_true(bp__pool_joins(pool) - joins <= 20 + 3);
+    bp__pool_free(pool, &bp__default_alloc);
+    assert_status(bp_set_num_threads(saved), BP_OK);
+}
 
 /* After a split pass the workers may not run on the CPU the caller ran on (Linux, when
  * the caller may use more than one CPU): otherwise the scheduler tends to stack them there
@@ -291,6 +342,7 @@ int main(void)
         bp_add_test(workers_run_with_the_callers_flush_to_zero_bits),
 #endif
         bp_add_test(workers_are_kept_off_the_callers_cpu),
+        bp_add_test(a_shrunk_budget_keeps_extra_workers_out),
         bp_add_test(split_optimizer_update_is_bit_identical_to_one_thread),
         bp_add_test(forked_child_trains_and_frees_without_the_parents_workers),
         bp_add_test(failed_pool_allocation_falls_back_to_the_callers_thread),
