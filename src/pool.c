@@ -1,9 +1,9 @@
-/* pool.c -- the library's own worker threads, for the memory-bound elementwise passes that
- * run between BLAS calls (optimizer updates).
+/* pool.c -- the library's own worker threads, for the elementwise passes that run between
+ * BLAS calls (optimizer updates).
  *
  * Why: with 2 BLAS threads the GEMMs of a training step use both cores, but a pass such as
- * the Adam update (4 floats read, 3 written per parameter) ran on one core while BLAS's
- * threads waited. Splitting it across the caller's thread budget (bp_set_num_threads) uses
+ * the Adam update (a square root and a division per parameter, plus 4 floats read and 3
+ * written) ran on one core while BLAS's threads waited. Splitting it across the caller's thread budget (bp_set_num_threads) uses
  * the idle core without oversubscribing: our workers run only while BLAS's threads have
  * nothing to do (the two never overlap in a step), and the caller's thread does a share.
  *
@@ -17,7 +17,9 @@
  * counter, and the caller never waits for a worker to wake: on a loaded machine, where a
  * worker may not get a core for milliseconds, the caller simply claims every chunk itself
  * and the pass costs what it costs on one thread, plus one wake-up call. It waits only for
- * chunks a worker has claimed and not finished.
+ * chunks a worker has claimed and not finished: polling for a bounded time (a sleep and
+ * wake-up there cost as much as the split saved), then blocking. Workers are kept off the
+ * caller's CPU (keep_off_callers_cpu) and join a pass only within its thread budget.
  *
  * Failure is never an error: if the pool cannot be allocated or a thread cannot start, the
  * pass runs on the caller's thread. In a child process after fork() the workers do not
