@@ -52,10 +52,9 @@ unsigned bp_version(void) { return BP_VERSION_NUMBER; }
 
 const char *bp_version_string(void) { return BP_VERSION_STRING; }
 
-/* 1 if any of @p v[0..count) is NaN or +-Inf: one branch-free pass on the exponent bits,
- * multi-versioned (the baseline build only has SSE2). */
-BP__KERNEL
-static unsigned any_nonfinite(const float *restrict v, size_t count)
+/* Nonzero if any of @p v[0..count) is NaN or +-Inf: one branch-free pass on the exponent
+ * bits, which vectorises (no libm call). */
+static BP__ALWAYS_INLINE unsigned nonfinite_bits(const float *restrict v, size_t count)
 {
     unsigned bad = 0;
     for (size_t i = 0; i < count; i++) {
@@ -66,20 +65,18 @@ static unsigned any_nonfinite(const float *restrict v, size_t count)
     return bad;
 }
 
+/* The same, multi-versioned (the baseline build only has SSE2). */
+BP__KERNEL
+static unsigned any_nonfinite(const float *restrict v, size_t count)
+{
+    return nonfinite_bits(v, count);
+}
+
 size_t bp__first_nonfinite(const float *v, size_t count)
 {
     /* The common case, all finite, costs a single read of the data. Short arrays (single
      * rows of tiny layers) skip the multi-versioned call. */
-    unsigned bad = 0;
-    if (count >= 64) {
-        bad = any_nonfinite(v, count);
-    } else {
-        for (size_t i = 0; i < count; i++) {
-            uint32_t u;
-            memcpy(&u, v + i, sizeof u);
-            bad |= (u & 0x7f800000u) == 0x7f800000u;
-        }
-    }
+    const unsigned bad = count >= 64 ? any_nonfinite(v, count) : nonfinite_bits(v, count);
     if (!bad) return count;
     for (size_t i = 0; i < count; i++)
         if (!isfinite(v[i])) return i;

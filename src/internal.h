@@ -117,7 +117,6 @@ static inline unsigned bp__fp_adopt(unsigned csr) { return csr; }
 static inline unsigned bp__fp_get(void) { return 0; }
 #endif
 
-
 /* Record a failure: formats the message into @p err (a handle's BP__ERR_CAP buffer, or NULL
  * when there is no handle) and into the thread's bp_last_error(); returns @p status. */
 bp_status bp__fail(char *err, bp_status status, const char *fmt, ...) BP__PRINTF(3, 4);
