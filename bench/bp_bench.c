@@ -162,53 +162,98 @@ static void run_train_step(void *p)
     if (s != BP_OK) d->status = s;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * The GEMMs of an MLP training step alone (dense-gemm-bound, fmnist-mlp-epoch): y = x W^T per
+ * layer, then per layer from the top dW = dz^T x and dx = dz W (the first layer skips dx), the
+ * shapes and transposes of net.c's dense layers, on buffers of random data.
+ * ----------------------------------------------------------------------------------------*/
+
+enum { MLP_MAX_LAYERS = 3 };
+
+typedef struct mlp_gemms {
+    const size_t *width; /* layers + 1 widths */
+    size_t layers;
+    float *y[MLP_MAX_LAYERS], *dz[MLP_MAX_LAYERS], *w[MLP_MAX_LAYERS], *dw[MLP_MAX_LAYERS],
+        *dx[MLP_MAX_LAYERS];
+} mlp_gemms;
+
+static void mlp_gemms_free(mlp_gemms *g)
+{
+    for (size_t l = 0; l < MLP_MAX_LAYERS; l++)
+        free(g->y[l]), free(g->dz[l]), free(g->w[l]), free(g->dw[l]), free(g->dx[l]);
+    memset(g, 0, sizeof *g);
+}
+
+/* Buffers for up to @p rows rows; W and dz filled from seeds @p seed + l and @p seed + 10 + l.
+ * Returns 0, or -1 out of memory (nothing left allocated). */
+static int mlp_gemms_alloc(mlp_gemms *g, const size_t *width, size_t layers, size_t rows,
+                           unsigned seed)
+{
+    memset(g, 0, sizeof *g);
+    g->width = width;
+    g->layers = layers;
+    for (size_t l = 0; l < layers; l++) {
+        const size_t i = width[l], o = width[l + 1];
+        g->y[l] = malloc(rows * o * sizeof(float));
+        g->dz[l] = malloc(rows * o * sizeof(float));
+        g->w[l] = malloc(i * o * sizeof(float));
+        g->dw[l] = malloc(i * o * sizeof(float));
+        g->dx[l] = malloc(rows * i * sizeof(float));
+        if (!g->y[l] || !g->dz[l] || !g->w[l] || !g->dw[l] || !g->dx[l]) {
+            mlp_gemms_free(g);
+            return -1;
+        }
+        bench_fill(g->w[l], i * o, seed + (unsigned)l);
+        bench_fill(g->dz[l], rows * o, seed + 10 + (unsigned)l);
+    }
+    return 0;
+}
+
+/* One step's GEMMs on @p n rows of input @p x. */
+static void mlp_gemms_step(const mlp_gemms *g, const float *x, size_t n)
+{
+    const size_t *width = g->width;
+    const float *in = x;
+    for (size_t l = 0; l < g->layers; l++) {
+        bp__gemm_blas(0, 1, n, width[l + 1], width[l], 1.0f, in, width[l], g->w[l], width[l],
+                      0.0f, g->y[l], width[l + 1]);
+        in = g->y[l];
+    }
+    for (size_t l = g->layers; l-- > 0;) {
+        const size_t i = width[l], o = width[l + 1];
+        const float *xl = l ? g->y[l - 1] : x;
+        bp__gemm_blas(1, 0, o, i, n, 1.0f, g->dz[l], o, xl, i, 0.0f, g->dw[l], i);
+        if (l) bp__gemm_blas(0, 0, n, i, o, 1.0f, g->dz[l], o, g->w[l], i, 0.0f, g->dx[l], i);
+    }
+}
+
 typedef struct raw_gemms {
-    float *x, *y[DG_LAYERS], *dz[DG_LAYERS], *w[DG_LAYERS], *dw[DG_LAYERS], *dx[DG_LAYERS];
+    const mlp_gemms *g;
+    const float *x;
 } raw_gemms;
 
 /* The GEMMs of one training step of the same MLP, with the same shapes and transposes. */
 static void run_raw_gemms(void *p)
 {
-    raw_gemms *r = p;
-    const size_t n = DG_BATCH;
-    const float *in = r->x;
-    for (size_t l = 0; l < DG_LAYERS; l++) { /* y = x W^T */
-        bp__gemm_blas(0, 1, n, dg_width[l + 1], dg_width[l], 1.0f, in, dg_width[l], r->w[l],
-                      dg_width[l], 0.0f, r->y[l], dg_width[l + 1]);
-        in = r->y[l];
-    }
-    for (size_t l = DG_LAYERS; l-- > 0;) {
-        const size_t i = dg_width[l], o = dg_width[l + 1];
-        const float *xl = l ? r->y[l - 1] : r->x;
-        bp__gemm_blas(1, 0, o, i, n, 1.0f, r->dz[l], o, xl, i, 0.0f, r->dw[l], i); /* dz^T x */
-        if (l) bp__gemm_blas(0, 0, n, i, o, 1.0f, r->dz[l], o, r->w[l], i, 0.0f, r->dx[l], i);
-    }
+    const raw_gemms *r = p;
+    mlp_gemms_step(r->g, r->x, DG_BATCH);
 }
 
 static int case_dense_gemm_bound(const bench_opts *o, bench_json *out)
 {
     const size_t n = DG_BATCH;
     dense_args d = {0};
-    raw_gemms r;
-    memset(&r, 0, sizeof r);
+    mlp_gemms g = {0};
+    raw_gemms r = {&g, NULL};
     int rc = -1;
     float *x = malloc(n * dg_width[0] * sizeof *x), *y = malloc(n * dg_width[3] * sizeof *y);
-    int ok = x != NULL && y != NULL;
+    const int ok = x != NULL && y != NULL &&
+                   mlp_gemms_alloc(&g, dg_width, DG_LAYERS, n, 10) == 0;
     double weights = 0, real_flops = 0;
-    for (size_t l = 0; l < DG_LAYERS && ok; l++) {
+    for (size_t l = 0; l < DG_LAYERS; l++) {
         const size_t i = dg_width[l], on = dg_width[l + 1];
         weights += (double)i * (double)on;
         real_flops += 2.0 * (double)n * (double)i * (double)on * (l ? 3.0 : 2.0);
-        r.y[l] = malloc(n * on * sizeof(float));
-        r.dz[l] = malloc(n * on * sizeof(float));
-        r.w[l] = malloc(i * on * sizeof(float));
-        r.dw[l] = malloc(i * on * sizeof(float));
-        r.dx[l] = malloc(n * i * sizeof(float));
-        ok = r.y[l] && r.dz[l] && r.w[l] && r.dw[l] && r.dx[l];
-        if (ok) {
-            bench_fill(r.w[l], i * on, 10 + l);
-            bench_fill(r.dz[l], n * on, 20 + l);
-        }
     }
     if (!ok) {
         fprintf(stderr, "bp_bench: out of memory for dense-gemm-bound\n");
@@ -257,9 +302,7 @@ static int case_dense_gemm_bound(const bench_opts *o, bench_json *out)
 done:
     bp_optimizer_free(d.opt);
     bp_net_free(d.net);
-    for (size_t l = 0; l < DG_LAYERS; l++) {
-        free(r.y[l]), free(r.dz[l]), free(r.w[l]), free(r.dw[l]), free(r.dx[l]);
-    }
+    mlp_gemms_free(&g);
     free(x);
     free(y);
     return rc;
@@ -479,7 +522,7 @@ typedef struct fm_epoch {
     bp_optimizer *opt;
     size_t *perm;
     float *bx, *by;                 /* gathered batch [64 x 784], [64] */
-    float *y[FM_LAYERS], *dz[FM_LAYERS], *w[FM_LAYERS], *dw[FM_LAYERS], *dx[FM_LAYERS];
+    mlp_gemms g;                    /* the epoch's GEMMs alone */
     bp__rng rng;
     double loss_sum;
     int status;
@@ -530,18 +573,7 @@ static void fm_gemm_epoch(void *p)
     const fm_data *d = e->d;
     for (size_t r = 0; r < d->n; r += FM_BATCH) {
         const size_t n = d->n - r < FM_BATCH ? d->n - r : FM_BATCH;
-        const float *in = d->x + r * FM_IN;
-        for (size_t l = 0; l < FM_LAYERS; l++) {
-            bp__gemm_blas(0, 1, n, fm_width[l + 1], fm_width[l], 1.0f, in, fm_width[l], e->w[l],
-                          fm_width[l], 0.0f, e->y[l], fm_width[l + 1]);
-            in = e->y[l];
-        }
-        for (size_t l = FM_LAYERS; l-- > 0;) {
-            const size_t i = fm_width[l], o = fm_width[l + 1];
-            const float *xl = l ? e->y[l - 1] : d->x + r * FM_IN;
-            bp__gemm_blas(1, 0, o, i, n, 1.0f, e->dz[l], o, xl, i, 0.0f, e->dw[l], i);
-            if (l) bp__gemm_blas(0, 0, n, i, o, 1.0f, e->dz[l], o, e->w[l], i, 0.0f, e->dx[l], i);
-        }
+        mlp_gemms_step(&e->g, d->x + r * FM_IN, n);
     }
 }
 
@@ -563,20 +595,8 @@ static int case_fmnist_mlp_epoch(const bench_opts *o, bench_json *out)
     e.perm = malloc(d.n * sizeof *e.perm);
     e.bx = malloc(FM_BATCH * FM_IN * sizeof(float));
     e.by = malloc(FM_BATCH * sizeof(float));
-    int ok = e.perm != NULL && e.bx != NULL && e.by != NULL;
-    for (size_t l = 0; l < FM_LAYERS && ok; l++) {
-        const size_t i = fm_width[l], on = fm_width[l + 1];
-        e.y[l] = malloc(FM_BATCH * on * sizeof(float));
-        e.dz[l] = malloc(FM_BATCH * on * sizeof(float));
-        e.w[l] = malloc(i * on * sizeof(float));
-        e.dw[l] = malloc(i * on * sizeof(float));
-        e.dx[l] = malloc(FM_BATCH * i * sizeof(float));
-        ok = e.y[l] && e.dz[l] && e.w[l] && e.dw[l] && e.dx[l];
-        if (ok) {
-            bench_fill(e.w[l], i * on, 30 + l);
-            bench_fill(e.dz[l], FM_BATCH * on, 40 + l);
-        }
-    }
+    const int ok = e.perm != NULL && e.bx != NULL && e.by != NULL &&
+                   mlp_gemms_alloc(&e.g, fm_width, FM_LAYERS, FM_BATCH, 30) == 0;
     if (!ok) {
         fprintf(stderr, "bp_bench: out of memory for fmnist-mlp-epoch\n");
         goto done;
@@ -627,8 +647,7 @@ static int case_fmnist_mlp_epoch(const bench_opts *o, bench_json *out)
 done:
     bp_optimizer_free(e.opt);
     bp_net_free(e.net);
-    for (size_t l = 0; l < FM_LAYERS; l++)
-        free(e.y[l]), free(e.dz[l]), free(e.w[l]), free(e.dw[l]), free(e.dx[l]);
+    mlp_gemms_free(&e.g);
     free(e.perm), free(e.bx), free(e.by);
     fm_free(&d);
     return rc;
