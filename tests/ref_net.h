@@ -16,6 +16,10 @@
 void ref_check_grads(bp_net *net, int loss, const float *x, const float *t, size_t n, double rtol,
                      double atol);
 
+/* The activation @p act (any kind but softmax, which needs the whole row) of @p z in double,
+ * from its definition; leaky ReLU's @p slope and ELU's @p alpha. */
+double ref_act(int act, double z, double slope, double alpha);
+
 /* The reference forward pass only: y [n x out] in double from the net's current
  * parameters. */
 void ref_forward_net(bp_net *net, const float *x, size_t n, double *y);

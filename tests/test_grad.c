@@ -3,6 +3,7 @@
  * re-implementation of the forward pass and the loss. The reference forward is also checked
  * against the library's outputs. */
 #include "test_util.h"
+#include "ref_net.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -22,23 +23,6 @@ typedef struct ref_net {
     double slope, alpha;
     double *p; /* copy of the parameters, same layout as bp_net_params() */
 } ref_net;
-
-static double ref_act(int act, double z, double slope, double alpha)
-{
-    switch (act) {
-    case BP_ACT_IDENTITY: return z;
-    case BP_ACT_SIGMOID: return 1.0 / (1.0 + exp(-z));
-    case BP_ACT_TANH: return tanh(z);
-    case BP_ACT_RELU: return z > 0 ? z : 0;
-    case BP_ACT_LEAKY_RELU: return z > 0 ? z : slope * z;
-    case BP_ACT_ELU: return z > 0 ? z : alpha * (exp(z) - 1.0);
-    case BP_ACT_GELU:
-        return 0.5 * z * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (z + 0.044715 * z * z * z)));
-    case BP_ACT_SILU: return z / (1.0 + exp(-z));
-    case BP_ACT_SOFTPLUS: return log(1.0 + exp(z));
-    default: return (double)NAN;
-    }
-}
 
 /* Forward in double; x: [n x in] (double); writes outputs [n x out_last]. */
 static void ref_forward(const ref_net *r, const double *x, size_t n, double *y)
