@@ -1,6 +1,6 @@
-/* act_math.h -- the scalar activation functions shared by activation.c's kernels and the
- * fused single-row training step (net_tiny.c), so that both compute the same floats in the
- * same order by construction. Private: included by those two files only. */
+/* act_math.h -- the scalar activation functions of activation.c's kernels (the multi-versioned
+ * and the scalar single-row instances compute the same floats by construction). Private:
+ * included by activation.c only. */
 #ifndef BP_ACT_MATH_H
 #define BP_ACT_MATH_H
 
@@ -80,6 +80,9 @@ static inline float bp__gelu_grad(float z)
            0.5f * z * (1.0f - t * t) * BP__GELU_C * (1.0f + 3.0f * BP__GELU_A * z * z);
 }
 
-static inline float bp__softplusf(float z) { return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z))); }
+static inline float bp__softplusf(float z)
+{
+    return fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z)));
+}
 
 #endif /* BP_ACT_MATH_H */

@@ -11,7 +11,10 @@
 #include <math.h>
 #include <string.h>
 
-int bp__act_valid(int act) { return act >= BP_ACT_IDENTITY && act <= BP_ACT_SOFTMAX; }
+int bp__act_valid(int act)
+{
+    return act >= BP_ACT_IDENTITY && act <= BP_ACT_SOFTMAX;
+}
 
 const char *bp__act_name(int act)
 {
@@ -25,40 +28,39 @@ int bp__act_needs_z(int act)
     return act == BP_ACT_GELU || act == BP_ACT_SILU || act == BP_ACT_SOFTMAX;
 }
 
-
 /* One row-wise loop per activation: the switch is outside the loops, so each inner loop is
  * a simple map the compiler can vectorise. */
-#define BP__ROWS(body)                                                                            \
-    if (z != NULL) {                                                                              \
-        for (size_t i = 0; i < n; i++) {                                                          \
-            const float *restrict ai = acc + i * out;                                             \
-            float *restrict yi = y + i * out;                                                     \
-            float *restrict zi = z + i * out;                                                     \
-            for (size_t j = 0; j < out; j++) {                                                    \
-                const float v = ai[j] + b[j];                                                     \
-                zi[j] = v;                                                                        \
-                yi[j] = (body);                                                                   \
-            }                                                                                     \
-        }                                                                                         \
-    } else if (acc == y) {                                                                        \
-        /* In place (the dense layer's case): one restrict pointer, or the vectoriser's       \
-         * run-time overlap check sees acc == y and falls back to the scalar loop. */          \
-        for (size_t i = 0; i < n; i++) {                                                          \
-            float *restrict yi = y + i * out;                                                     \
-            for (size_t j = 0; j < out; j++) {                                                    \
-                const float v = yi[j] + b[j];                                                     \
-                yi[j] = (body);                                                                   \
-            }                                                                                     \
-        }                                                                                         \
-    } else {                                                                                      \
-        for (size_t i = 0; i < n; i++) {                                                          \
-            const float *ai = acc + i * out; /* may overlap yi */                                 \
-            float *yi = y + i * out;                                                              \
-            for (size_t j = 0; j < out; j++) {                                                    \
-                const float v = ai[j] + b[j];                                                     \
-                yi[j] = (body);                                                                   \
-            }                                                                                     \
-        }                                                                                         \
+#define BP__ROWS(body)                                                                             \
+    if (z != NULL) {                                                                               \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            const float *restrict ai = acc + i * out;                                              \
+            float *restrict yi = y + i * out;                                                      \
+            float *restrict zi = z + i * out;                                                      \
+            for (size_t j = 0; j < out; j++) {                                                     \
+                const float v = ai[j] + b[j];                                                      \
+                zi[j] = v;                                                                         \
+                yi[j] = (body);                                                                    \
+            }                                                                                      \
+        }                                                                                          \
+    } else if (acc == y) {                                                                         \
+        /* In place (the dense layer's case): one restrict pointer, or the vectoriser's            \
+         * run-time overlap check sees acc == y and falls back to the scalar loop. */              \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            float *restrict yi = y + i * out;                                                      \
+            for (size_t j = 0; j < out; j++) {                                                     \
+                const float v = yi[j] + b[j];                                                      \
+                yi[j] = (body);                                                                    \
+            }                                                                                      \
+        }                                                                                          \
+    } else {                                                                                       \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            const float *ai = acc + i * out; /* may overlap yi */                                  \
+            float *yi = y + i * out;                                                               \
+            for (size_t j = 0; j < out; j++) {                                                     \
+                const float v = ai[j] + b[j];                                                      \
+                yi[j] = (body);                                                                    \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 /* The bodies are instantiated twice: as multi-versioned kernels and as scalar single-row
@@ -75,7 +77,7 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
     case BP_ACT_SIGMOID:
         /* Rows narrower than a vector run scalar, where libm's table-driven expf has a
          * shorter dependency chain than the polynomial. */
-        if (out < 16) {
+        if (out < BP__NARROW_WIDTH) {
             BP__ROWS(bp__sigmoid_libm(v))
         } else {
             BP__ROWS(bp__sigmoidf(v))
@@ -114,7 +116,8 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
                 sum += yi[j];
             }
             const float inv = 1.0f / sum;
-            for (size_t j = 0; j < out; j++) yi[j] *= inv;
+            for (size_t j = 0; j < out; j++)
+                yi[j] *= inv;
         }
         break;
     default: break; /* validated by the caller */
@@ -124,8 +127,8 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
 #undef BP__ROWS
 
 BP__KERNEL
-static void act_forward(int act, const bp__act_params *p, size_t n, size_t out,
-                        const float *acc, const float *b, float *z, float *y)
+static void act_forward(int act, const bp__act_params *p, size_t n, size_t out, const float *acc,
+                        const float *b, float *z, float *y)
 {
     act_forward_body(act, p, n, out, acc, b, z, y);
 }
@@ -143,8 +146,9 @@ void bp__act_forward_row(int act, const bp__act_params *p, size_t out, const flo
     act_forward_body(act, p, 1, out, y, b, z, y);
 }
 
-#define BP__MAP(expr)                                                                             \
-    for (size_t k = 0; k < total; k++) dy[k] *= (expr);
+#define BP__MAP(expr)                                                                              \
+    for (size_t k = 0; k < total; k++)                                                             \
+        dy[k] *= (expr);
 
 static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p, size_t n,
                                                 size_t out, const float *restrict z,
@@ -160,11 +164,13 @@ static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p
      * if-convert the product under -ftrapping-math, and a branch on a random sign pattern
      * mispredicts half the time (measured: 20% of a CNN's training step). */
     case BP_ACT_RELU:
-        for (size_t k = 0; k < total; k++) dy[k] = y[k] > 0.0f ? dy[k] : 0.0f;
+        for (size_t k = 0; k < total; k++)
+            dy[k] = y[k] > 0.0f ? dy[k] : 0.0f;
         break;
     case BP_ACT_LEAKY_RELU: {
         const float s = p->leaky_slope;
-        for (size_t k = 0; k < total; k++) dy[k] = y[k] > 0.0f ? dy[k] : s * dy[k];
+        for (size_t k = 0; k < total; k++)
+            dy[k] = y[k] > 0.0f ? dy[k] : s * dy[k];
         break;
     }
     case BP_ACT_ELU: {
@@ -183,8 +189,10 @@ static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p
             const float *yi = y + i * out;
             float *di = dy + i * out;
             float dot = 0.0f;
-            for (size_t j = 0; j < out; j++) dot += di[j] * yi[j];
-            for (size_t j = 0; j < out; j++) di[j] = yi[j] * (di[j] - dot);
+            for (size_t j = 0; j < out; j++)
+                dot += di[j] * yi[j];
+            for (size_t j = 0; j < out; j++)
+                di[j] = yi[j] * (di[j] - dot);
         }
         break;
     default: break;

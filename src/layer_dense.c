@@ -10,8 +10,6 @@
 #include "layer_kinds.h"
 #include "net.h"
 
-#include "dense_row.h"
-
 #include <math.h>
 
 /* Training keeps the pre-activation z for activations whose derivative needs it. */
@@ -20,15 +18,64 @@ static size_t dense_scratch(const bp_layer *l, size_t n, int training)
     return training && bp__act_needs_z(l->activation) ? n * l->out : 0;
 }
 
+/* dot(w, x) over @p in floats. Sixteen partial sums, combined pairwise at the end, let the
+ * compiler keep the sum in vector registers (a single running sum is a serial chain of adds
+ * it may not reorder); the order is fixed, so the result is the same on every run. */
+static BP__ALWAYS_INLINE float dot_row(const float *restrict w, const float *restrict x, size_t in)
+{
+    enum { L = 16 };
+    size_t i = 0;
+    float s = 0.0f;
+    if (in >= 4 * L) { /* below that the final combine costs more than it saves */
+        float acc[L] = {0};
+        for (; i + L <= in; i += L)
+            for (size_t j = 0; j < L; j++)
+                acc[j] += w[i + j] * x[i + j];
+        for (size_t h = L / 2; h > 0; h /= 2)
+            for (size_t j = 0; j < h; j++)
+                acc[j] += acc[j + h];
+        s = acc[0];
+    }
+    for (; i < in; i++)
+        s += w[i] * x[i];
+    return s;
+}
+
+/* y[o] = dot(W[o], x) for o < out (x: [in], w: [out x in], y: [out]); with rows under 64
+ * floats, four outputs at a time, each its own running sum in dot_row's order (the same
+ * floats): x[i] is loaded once for four products, and four independent chains overlap. */
+static BP__ALWAYS_INLINE void row_sums(const float *restrict w, const float *restrict x, size_t in,
+                                       size_t out, float *restrict y)
+{
+    size_t o = 0;
+    if (in < 64) {
+        for (; o + 4 <= out; o += 4) {
+            const float *restrict w0 = w + o * in, *restrict w1 = w0 + in;
+            const float *restrict w2 = w1 + in, *restrict w3 = w2 + in;
+            float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+            for (size_t i = 0; i < in; i++) {
+                const float xi = x[i];
+                s0 += w0[i] * xi;
+                s1 += w1[i] * xi;
+                s2 += w2[i] * xi;
+                s3 += w3[i] * xi;
+            }
+            y[o] = s0, y[o + 1] = s1, y[o + 2] = s2, y[o + 3] = s3;
+        }
+    }
+    for (; o < out; o++)
+        y[o] = dot_row(w + o * in, x, in);
+}
+
 /* One row (online training, single predictions): y = W x, z = y + b, y = f(z); no GEMM
- * dispatch. Shared by dense_forward and bp__dense_row_forward (scalar: the activation's
- * scalar twin), so both compute the same floats in the same order. */
+ * dispatch. Shared by the vectorised and the narrow (scalar: the activation's scalar twin)
+ * single-row kernels, so both compute the same floats in the same order. */
 static BP__ALWAYS_INLINE void row_forward(const bp_layer *l, const float *x, float *z, float *y,
                                           int scalar)
 {
     /* x: [in], w: [out x in], b: [out], y: [out], z (scratch): [out] or NULL */
     const size_t in = l->in, out = l->out;
-    bp__dense_row_sums(bp__layer_w(l), x, in, out, y);
+    row_sums(bp__layer_w(l), x, in, out, y);
     if (scalar)
         bp__act_forward_row(l->activation, &l->act, out, bp__layer_b(l), z, y);
     else
@@ -54,43 +101,74 @@ static BP__ALWAYS_INLINE void row_backward(const bp_layer *l, const float *x, co
         float *restrict dwo = dw + o * in;
         if (accumulate) {
             db[o] += d;
-            for (size_t i = 0; i < in; i++) dwo[i] += d * x[i];
+            for (size_t i = 0; i < in; i++)
+                dwo[i] += d * x[i];
         } else {
             db[o] = d;
-            for (size_t i = 0; i < in; i++) dwo[i] = d * x[i];
+            for (size_t i = 0; i < in; i++)
+                dwo[i] = d * x[i];
         }
     }
     if (dx != NULL) {
-        for (size_t i = 0; i < in; i++) dx[i] = 0.0f;
+        for (size_t i = 0; i < in; i++)
+            dx[i] = 0.0f;
         for (size_t o = 0; o < out; o++) {
             const float d = dz[o];
             const float *restrict wo = w + o * in;
-            for (size_t i = 0; i < in; i++) dx[i] += d * wo[i];
+            for (size_t i = 0; i < in; i++)
+                dx[i] += d * wo[i];
         }
     }
 }
 
+/* The single-row kernels of narrow layers (in and out under BP__NARROW_WIDTH): the same
+ * source compiled without the vectoriser, and the activation's scalar twin; the same floats
+ * as the vectorised single-row path. */
+static int row_is_narrow(const bp_layer *l)
+{
+    return l->in < BP__NARROW_WIDTH && l->out < BP__NARROW_WIDTH;
+}
+
 BP__SCALAR
-void bp__dense_row_forward(const bp_layer *l, const float *x, float *z, float *y)
+static void row_forward_narrow(const bp_layer *l, const float *x, float *z, float *y)
 {
     row_forward(l, x, z, y, 1);
 }
 
 BP__SCALAR
-void bp__dense_row_backward(const bp_layer *l, const float *x, const float *z, const float *y,
-                            float *dy, int dy_is_dz, float *dx)
+static void row_backward_narrow(const bp_layer *l, const float *x, const float *z, const float *y,
+                                float *dy, int dy_is_dz, float *dx, int accumulate)
 {
-    row_backward(l, x, z, y, dy, dy_is_dz, dx, 0, 1);
+    row_backward(l, x, z, y, dy, dy_is_dz, dx, accumulate, 1);
+}
+
+void bp__dense_row_forward_with(bp_layer *l, int narrow, const float *x, float *z, float *y)
+{
+    if (narrow)
+        row_forward_narrow(l, x, z, y);
+    else
+        row_forward(l, x, z, y, 0);
+}
+
+void bp__dense_row_backward_with(bp_layer *l, int narrow, const float *x, float *z, const float *y,
+                                 float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    if (narrow)
+        row_backward_narrow(l, x, z, y, dy, dy_is_dz, dx, accumulate);
+    else
+        row_backward(l, x, z, y, dy, dy_is_dz, dx, accumulate, 0);
 }
 
 BP__KERNEL
-static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float *y,
-                          int training)
+static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float *y, int training)
 {
     /* x: [n x in], w: [out x in], b: [out], y: [n x out], z (scratch): [n x out] or NULL */
     (void)training;
-    if (n == 1) {
-        row_forward(l, x, z, y, 0);
+    if (n == 1) { /* one row: no GEMM dispatch; narrow rows scalar */
+        if (row_is_narrow(l))
+            row_forward_narrow(l, x, z, y);
+        else
+            row_forward(l, x, z, y, 0);
         return;
     }
     const size_t in = l->in, out = l->out;
@@ -106,7 +184,10 @@ static void dense_backward(bp_layer *l, size_t n, const float *x, float *z, cons
 {
     /* x: [n x in], dy -> dz: [n x out], dw: [out x in], db: [out], dx: [n x in] */
     if (n == 1) {
-        row_backward(l, x, z, y, dy, dy_is_dz, dx, accumulate, 0);
+        if (row_is_narrow(l))
+            row_backward_narrow(l, x, z, y, dy, dy_is_dz, dx, accumulate);
+        else
+            row_backward(l, x, z, y, dy, dy_is_dz, dx, accumulate, 0);
         return;
     }
     const size_t in = l->in, out = l->out;
@@ -115,10 +196,12 @@ static void dense_backward(bp_layer *l, size_t n, const float *x, float *z, cons
     float *restrict db = bp__layer_db(l);
     /* db (+)= sum over rows of dz */
     if (!accumulate)
-        for (size_t j = 0; j < out; j++) db[j] = 0.0f;
+        for (size_t j = 0; j < out; j++)
+            db[j] = 0.0f;
     for (size_t i = 0; i < n; i++) {
         const float *restrict dzi = dz + i * out;
-        for (size_t j = 0; j < out; j++) db[j] += dzi[j];
+        for (size_t j = 0; j < out; j++)
+            db[j] += dzi[j];
     }
     /* dW (+)= dz^T x */
     bp__gemm(1, 0, out, in, n, 1.0f, dz, out, x, in, accumulate ? 1.0f : 0.0f, bp__layer_dw(l), in);
@@ -126,12 +209,36 @@ static void dense_backward(bp_layer *l, size_t n, const float *x, float *z, cons
     if (dx != NULL) bp__gemm(0, 0, n, in, out, 1.0f, dz, out, bp__layer_w(l), in, 0.0f, dx, in);
 }
 
+bp_status bp_net_add_dense(bp_net *net, size_t units, int activation)
+{
+    BP__NET_CHECK(net, "bp_net_add_dense");
+    if (units == 0 || units > BP__MAX_WIDTH)
+        return bp__fail(net->err, BP_ERR_INVALID_ARG,
+                        "bp_net_add_dense: units = %zu is outside 1..%zu", units, BP__MAX_WIDTH);
+    if (!bp__act_valid(activation))
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_add_dense: unknown activation %d",
+                        activation);
+    BP_CHECK(bp__net_check_append(net, "bp_net_add_dense"));
+    const size_t in = bp__net_out_width(net);
+    size_t nw;
+    if (bp__mul_size(units, in, &nw) != 0)
+        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_add_dense: %zu x %zu weights overflow",
+                        units, in);
+    bp_layer *l =
+        bp__layer_new(net, "bp_net_add_dense", &bp__dense_vtable, activation, units, 1, 1);
+    if (l == NULL) return BP_ERR_NOMEM;
+    l->nweights = nw;
+    l->nbiases = units;
+    return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
+}
+
 /* Persistence: units and activation construct the layer; the settings follow. */
 static size_t dense_hyper(const bp_layer *l, bp__hyper *hp, size_t cap)
 {
     const bp__hyper c[2] = {{BP__HP_UNITS, (double)l->out},
                             {BP__HP_ACTIVATION, (double)l->activation}};
-    for (size_t i = 0; i < 2 && i < cap; i++) hp[i] = c[i];
+    for (size_t i = 0; i < 2 && i < cap; i++)
+        hp[i] = c[i];
     return bp__hyper_put_settings(l, hp, cap, 2);
 }
 
@@ -142,20 +249,25 @@ static bp_status dense_construct(bp_net *net, const bp__hyper *hp, size_t count,
     double units, act;
     if (bp__hyper_find(hp, count, BP__HP_UNITS, &units) != 0 ||
         bp__hyper_find(hp, count, BP__HP_ACTIVATION, &act) != 0)
-        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (dense): units or activation "
-                        "missing", net->nlayers);
+        return bp__fail(net->err, BP_ERR_FORMAT,
+                        "layer %zu (dense): units or activation "
+                        "missing",
+                        net->nlayers);
     if (!(units >= 1.0 && units <= 16777216.0 && units == floor(units)) ||
         !(act >= 0.0 && act <= 1000.0 && act == floor(act)))
-        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (dense): units %g or activation %g "
-                        "is not a valid integer", net->nlayers, units, act);
+        return bp__fail(net->err, BP_ERR_FORMAT,
+                        "layer %zu (dense): units %g or activation %g "
+                        "is not a valid integer",
+                        net->nlayers, units, act);
     const size_t out = (size_t)units;
     const size_t in = net->nlayers ? net->layers[net->nlayers - 1]->out : net->inputs;
     size_t nw;
     /* (in + 1) * out parameters: checked against the file before anything is allocated. */
     if (bp__mul_size(in + 1, out, &nw) != 0 || nw != expect_params)
-        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (dense): %zu x %zu needs %zu + %zu "
-                        "parameters, the file holds %zu", net->nlayers, out, in, out * in, out,
-                        expect_params);
+        return bp__fail(net->err, BP_ERR_FORMAT,
+                        "layer %zu (dense): %zu x %zu needs %zu + %zu "
+                        "parameters, the file holds %zu",
+                        net->nlayers, out, in, out * in, out, expect_params);
     const bp_status s = bp_net_add_dense(net, out, (int)act);
     if (s == BP_ERR_INVALID_ARG || s == BP_ERR_STATE) /* unknown activation, softmax inside */
         return bp__fail(net->err, BP_ERR_FORMAT, "%s", bp_last_error());

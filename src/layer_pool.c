@@ -6,7 +6,6 @@
  * maximum (the argmax, found again from x and y: the forward output is an exact copy of that
  * input value), so no mask is stored; overlapping windows (stride < size) add up. */
 #include "util.h"
-#include "pool.h"
 #include "layer.h"
 #include "layer_kinds.h"
 #include "net.h"

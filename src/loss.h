@@ -1,20 +1,52 @@
 /*
- * loss.h -- losses and their gradients (loss.c).
+ * loss.h -- losses: one descriptor per loss (its rules and its kernel), values and gradients
+ * (loss.c).
  */
 #ifndef BP_LOSS_H
 #define BP_LOSS_H
 
 #include "util.h"
 
+/* One loss: everything the walk (walk.c), the fit loop (train.c) and bp_loss_eval() need to
+ * know about it. Adding a loss = one enum bp_loss value, one row in loss.c's table, and its
+ * kernel. */
+typedef struct bp__loss_desc {
+    const char *name;
+    /* Targets per row: 1 class index when set (the index is checked to be an integer in
+     * [0, width)), else one finite value per output. */
+    int sparse_targets;
+    /* The output layer must be softmax, and the gradient is taken with respect to its logits
+     * z (fused softmax + cross-entropy: the kernel writes dL/dz when given the logits). */
+    int softmax_logits;
+    /* Metrics of a batch: NULL for a regression loss (then BP_METRIC_MAE and BP_METRIC_RMSE
+     * apply), else the number of hits counted for BP_METRIC_ACCURACY, per element when
+     * @c hits_per_element (accuracy = hits / elements), else per row. */
+    double (*hits)(const float *pred, const float *target, size_t rows, size_t width);
+    int hits_per_element;
+    /* Mean loss over the batch, and (when grad is not NULL) its gradient: dL/dpred, or dL/dz
+     * when logits is not NULL (softmax_logits losses only). pred, grad: [n x width]; target:
+     * [n x width] or [n] class indices (sparse_targets); delta: the Huber threshold. */
+    double (*kernel)(const float *pred, const float *logits, const float *target, size_t n,
+                     size_t width, double delta, float *grad);
+} bp__loss_desc;
+
+/* The descriptor of enum bp_loss @p loss, or NULL when it is not a loss. */
+const bp__loss_desc *bp__loss_get(int loss);
 int bp__loss_valid(int loss);
 const char *bp__loss_name(int loss);
-/* Check targets: finite values, or integer class indices in [0, width) for the sparse loss. */
-bp_status bp__loss_check_targets(char *err, int loss, const float *target, size_t n,
-                                 size_t width);
+/* Index of the first largest value of v[0 .. width) (the class of an output row). */
+size_t bp__row_argmax(const float *v, size_t width);
+/* Target columns per row for a net with @p out outputs. */
+static inline size_t bp__loss_target_width(const bp__loss_desc *d, size_t out)
+{
+    return d->sparse_targets ? 1 : out;
+}
+/* Check targets: finite values, or integer class indices in [0, width) for sparse targets. */
+bp_status bp__loss_check_targets(char *err, int loss, const float *target, size_t n, size_t width);
 /* Loss value and gradient. pred: [n x width] network outputs. logits: the output layer's
- * pre-softmax z when it is a softmax layer and the loss is a softmax CE (fused path: grad
- * receives dL/dz and *grad_is_dz = 1), else NULL (grad receives dL/dpred). grad may be NULL.
- * Fails with BP_ERR_NONFINITE if the value is not finite. */
+ * pre-softmax z when the loss takes softmax logits (fused path: grad receives dL/dz and
+ * *grad_is_dz = 1), else NULL (grad receives dL/dpred). grad may be NULL. Fails with
+ * BP_ERR_NONFINITE if the value is not finite. */
 bp_status bp__loss_compute(char *err, int loss, double delta, const float *pred,
                            const float *logits, const float *target, size_t n, size_t width,
                            float *value, float *grad, int *grad_is_dz);

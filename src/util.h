@@ -20,13 +20,13 @@
 #define BP__ERR_CAP 256
 
 #if defined(__GNUC__) || defined(__clang__)
-#  define BP__PRINTF(f, a) __attribute__((format(printf, f, a)))
-#  define BP__LIKELY(x) __builtin_expect(!!(x), 1)
-#  define BP__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define BP__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define BP__LIKELY(x)    __builtin_expect(!!(x), 1)
+#define BP__UNLIKELY(x)  __builtin_expect(!!(x), 0)
 #else
-#  define BP__PRINTF(f, a)
-#  define BP__LIKELY(x) (x)
-#  define BP__UNLIKELY(x) (x)
+#define BP__PRINTF(f, a)
+#define BP__LIKELY(x)   (x)
+#define BP__UNLIKELY(x) (x)
 #endif
 
 /* Hot elementwise kernels (optimizer updates, fused activations, gradient scans): compiled
@@ -35,27 +35,27 @@
  * without -march. ISO C mode (-std=c11) keeps floating-point contraction off, so no version
  * fuses a multiply-add and all of them compute bit-identical results. Define BP_NO_CLONES
  * to build the baseline only. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8 && defined(__x86_64__) &&        \
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8 && defined(__x86_64__) &&            \
     defined(__ELF__) && defined(__linux__) && !defined(BP_NO_CLONES)
-#  define BP__KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
+#define BP__KERNEL __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
-#  define BP__KERNEL
+#define BP__KERNEL
 #endif
 
-/* Single-row kernels for tiny layers (net.c's train_step_row): the same source as the
+/* Single-row kernels for narrow layers (layer_dense.c, BP__NARROW_WIDTH): the same source as the
  * multi-versioned kernels, compiled without the vectoriser. A vectorised loop over 2-4
  * elements spends more instructions choosing its path than computing; the results are the
  * same either way (elementwise operations in the same order, no contraction). */
 #if defined(__GNUC__) && !defined(__clang__)
-#  define BP__SCALAR __attribute__((optimize("no-tree-vectorize")))
+#define BP__SCALAR __attribute__((optimize("no-tree-vectorize")))
 #else
-#  define BP__SCALAR
+#define BP__SCALAR
 #endif
 
 #if defined(__GNUC__) || defined(__clang__)
-#  define BP__ALWAYS_INLINE inline __attribute__((always_inline))
+#define BP__ALWAYS_INLINE inline __attribute__((always_inline))
 #else
-#  define BP__ALWAYS_INLINE inline
+#define BP__ALWAYS_INLINE inline
 #endif
 
 /* Largest |v| over @p count floats as a bit pattern: with the sign cleared, IEEE floats
@@ -80,8 +80,8 @@ static BP__ALWAYS_INLINE uint32_t bp__max_abs_bits(const float *v, size_t count)
  * runs kernels (train_step, compute_grads, forward, backward, predict, optimizer step).
  * When the caller already runs with both bits set, neither writes the register. */
 #if (defined(__x86_64__) || (defined(__i386__) && defined(__SSE2__))) && !defined(BP_NO_FTZ)
-#  include <xmmintrin.h>
-#  define BP__FTZ_DAZ 0x8040u
+#include <xmmintrin.h>
+#define BP__FTZ_DAZ 0x8040u
 static inline unsigned bp__fp_enter(void)
 {
     const unsigned csr = _mm_getcsr();
@@ -102,12 +102,27 @@ static inline unsigned bp__fp_adopt(unsigned csr)
         _mm_setcsr((mine & ~BP__FTZ_DAZ) | (csr & BP__FTZ_DAZ));
     return mine;
 }
-static inline unsigned bp__fp_get(void) { return _mm_getcsr(); }
+static inline unsigned bp__fp_get(void)
+{
+    return _mm_getcsr();
+}
 #else
-static inline unsigned bp__fp_enter(void) { return 0; }
-static inline void bp__fp_leave(unsigned csr) { (void)csr; }
-static inline unsigned bp__fp_adopt(unsigned csr) { return csr; }
-static inline unsigned bp__fp_get(void) { return 0; }
+static inline unsigned bp__fp_enter(void)
+{
+    return 0;
+}
+static inline void bp__fp_leave(unsigned csr)
+{
+    (void)csr;
+}
+static inline unsigned bp__fp_adopt(unsigned csr)
+{
+    return csr;
+}
+static inline unsigned bp__fp_get(void)
+{
+    return 0;
+}
 #endif
 
 /* Record a failure: formats the message into @p err (a handle's BP__ERR_CAP buffer, or NULL
@@ -115,10 +130,10 @@ static inline unsigned bp__fp_get(void) { return 0; }
 bp_status bp__fail(char *err, bp_status status, const char *fmt, ...) BP__PRINTF(3, 4);
 
 /* Forward a non-OK status unchanged. */
-#define BP_CHECK(expr)                                                                            \
-    do {                                                                                          \
-        const bp_status bp_check_s_ = (expr);                                                     \
-        if (bp_check_s_ != BP_OK) return bp_check_s_;                                             \
+#define BP_CHECK(expr)                                                                             \
+    do {                                                                                           \
+        const bp_status bp_check_s_ = (expr);                                                      \
+        if (bp_check_s_ != BP_OK) return bp_check_s_;                                              \
     } while (0)
 
 /* Static message for invalid handles passed to *_last_error(). */
