@@ -75,29 +75,21 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
     switch (act) {
     case BP_ACT_IDENTITY: BP__ROWS(v) break;
     case BP_ACT_SIGMOID:
-        /* Rows narrower than a vector run scalar, where libm's table-driven expf has a
-         * shorter dependency chain than the polynomial. */
+        /* Narrow rows run scalar, where libm's table-driven expf has a shorter dependency
+         * chain than the polynomial. */
         if (out < BP__NARROW_WIDTH) {
-            BP__ROWS(bp__sigmoid_libm(v))
+            BP__ROWS(bp__act_one(BP_ACT_SIGMOID, p, v, 1))
         } else {
-            BP__ROWS(bp__sigmoidf(v))
+            BP__ROWS(bp__act_one(BP_ACT_SIGMOID, p, v, 0))
         }
         break;
-    case BP_ACT_TANH: BP__ROWS(tanhf(v)) break;
-    case BP_ACT_RELU: BP__ROWS(v > 0.0f ? v : 0.0f) break;
-    case BP_ACT_LEAKY_RELU: {
-        const float s = p->leaky_slope;
-        BP__ROWS(v > 0.0f ? v : s * v)
-        break;
-    }
-    case BP_ACT_ELU: {
-        const float a = p->elu_alpha;
-        BP__ROWS(v > 0.0f ? v : a * expm1f(v))
-        break;
-    }
-    case BP_ACT_GELU: BP__ROWS(bp__geluf(v)) break;
-    case BP_ACT_SILU: BP__ROWS(v * bp__sigmoidf(v)) break;
-    case BP_ACT_SOFTPLUS: BP__ROWS(bp__softplusf(v)) break;
+    case BP_ACT_TANH: BP__ROWS(bp__act_one(BP_ACT_TANH, p, v, 0)) break;
+    case BP_ACT_RELU: BP__ROWS(bp__act_one(BP_ACT_RELU, p, v, 0)) break;
+    case BP_ACT_LEAKY_RELU: BP__ROWS(bp__act_one(BP_ACT_LEAKY_RELU, p, v, 0)) break;
+    case BP_ACT_ELU: BP__ROWS(bp__act_one(BP_ACT_ELU, p, v, 0)) break;
+    case BP_ACT_GELU: BP__ROWS(bp__act_one(BP_ACT_GELU, p, v, 0)) break;
+    case BP_ACT_SILU: BP__ROWS(bp__act_one(BP_ACT_SILU, p, v, 0)) break;
+    case BP_ACT_SOFTPLUS: BP__ROWS(bp__act_one(BP_ACT_SOFTPLUS, p, v, 0)) break;
     case BP_ACT_SOFTMAX:
         for (size_t i = 0; i < n; i++) {
             const float *ai = acc + i * out;
@@ -146,9 +138,11 @@ void bp__act_forward_row(int act, const bp__act_params *p, size_t out, const flo
     act_forward_body(act, p, 1, out, y, b, z, y);
 }
 
-#define BP__MAP(expr)                                                                              \
+/* dy[k] = dy[k] f'(z[k]) over the rows (the formulas: bp__act_grad_one, act_math.h); z is
+ * read only for the activations that need it. */
+#define BP__MAP(ACT, zk)                                                                           \
     for (size_t k = 0; k < total; k++)                                                             \
-        dy[k] *= (expr);
+        dy[k] = bp__act_grad_one(ACT, p, (zk), y[k], dy[k]);
 
 static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p, size_t n,
                                                 size_t out, const float *restrict z,
@@ -158,31 +152,14 @@ static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p
     const size_t total = n * out;
     switch (act) {
     case BP_ACT_IDENTITY: break;
-    case BP_ACT_SIGMOID: BP__MAP(y[k] * (1.0f - y[k])) break;
-    case BP_ACT_TANH: BP__MAP(1.0f - y[k] * y[k]) break;
-    /* ReLU and leaky ReLU as selects, not products with a 0/1 factor: GCC does not
-     * if-convert the product under -ftrapping-math, and a branch on a random sign pattern
-     * mispredicts half the time (measured: 20% of a CNN's training step). */
-    case BP_ACT_RELU:
-        for (size_t k = 0; k < total; k++)
-            dy[k] = y[k] > 0.0f ? dy[k] : 0.0f;
-        break;
-    case BP_ACT_LEAKY_RELU: {
-        const float s = p->leaky_slope;
-        for (size_t k = 0; k < total; k++)
-            dy[k] = y[k] > 0.0f ? dy[k] : s * dy[k];
-        break;
-    }
-    case BP_ACT_ELU: {
-        const float a = p->elu_alpha;
-        BP__MAP(y[k] > 0.0f ? 1.0f : y[k] + a)
-        break;
-    }
-    case BP_ACT_GELU: BP__MAP(bp__gelu_grad(z[k])) break;
-    case BP_ACT_SILU:
-        BP__MAP(bp__sigmoidf(z[k]) * (1.0f + z[k] * (1.0f - bp__sigmoidf(z[k]))))
-        break;
-    case BP_ACT_SOFTPLUS: BP__MAP(-expm1f(-y[k])) break; /* sigmoid(z) = 1 - e^-softplus(z) */
+    case BP_ACT_SIGMOID: BP__MAP(BP_ACT_SIGMOID, 0.0f) break;
+    case BP_ACT_TANH: BP__MAP(BP_ACT_TANH, 0.0f) break;
+    case BP_ACT_RELU: BP__MAP(BP_ACT_RELU, 0.0f) break;
+    case BP_ACT_LEAKY_RELU: BP__MAP(BP_ACT_LEAKY_RELU, 0.0f) break;
+    case BP_ACT_ELU: BP__MAP(BP_ACT_ELU, 0.0f) break;
+    case BP_ACT_GELU: BP__MAP(BP_ACT_GELU, z[k]) break;
+    case BP_ACT_SILU: BP__MAP(BP_ACT_SILU, z[k]) break;
+    case BP_ACT_SOFTPLUS: BP__MAP(BP_ACT_SOFTPLUS, 0.0f) break;
     case BP_ACT_SOFTMAX:
         /* Jacobian-vector product per row: dz_j = y_j (dy_j - sum_k dy_k y_k). */
         for (size_t i = 0; i < n; i++) {

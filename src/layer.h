@@ -29,9 +29,12 @@ typedef struct bp__layer_vtable {
     void (*forward)(bp_layer *l, size_t n, const float *x, float *scratch, float *y, int training);
     /* dy: [n x out] dL/dy, may be overwritten (scratch). dy_is_dz: dy already holds dL/dz
      * (fused softmax-CE). scratch: what forward left there. Writes dL/dW, dL/db (added when
-     * accumulate), and dx: [n x in] unless dx is NULL (first layer). */
-    void (*backward)(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
-                     float *dy, int dy_is_dz, float *dx, int accumulate);
+     * accumulate), and dx: [n x in] unless dx is NULL (first layer). Returns 1 when it has
+     * itself proven every dW and db it wrote finite (the dense layer's narrow single-row
+     * kernel, as a by-product of computing them), else 0: then the walk proves them
+     * (walk.c, prove_grad_finite). Never 1 for a gradient that is not finite. */
+    int (*backward)(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                    float *dy, int dy_is_dz, float *dx, int accumulate);
     /* Free kind-private data (NULL when the kind has none). */
     void (*destroy)(bp_layer *l);
     /* Deep-copy kind-private data from src into dst (dst is a struct copy of src with priv

@@ -10,6 +10,8 @@
 #include "layer_kinds.h"
 #include "net.h"
 
+#include "act_math.h"
+
 #include <math.h>
 
 /* Training keeps the pre-activation z for activations whose derivative needs it. */
@@ -68,30 +70,24 @@ static BP__ALWAYS_INLINE void row_sums(const float *restrict w, const float *res
 }
 
 /* One row (online training, single predictions): y = W x, z = y + b, y = f(z); no GEMM
- * dispatch. Shared by the vectorised and the narrow (scalar: the activation's scalar twin)
- * single-row kernels, so both compute the same floats in the same order. */
-static BP__ALWAYS_INLINE void row_forward(const bp_layer *l, const float *x, float *z, float *y,
-                                          int scalar)
+ * dispatch. */
+static BP__ALWAYS_INLINE void row_forward(const bp_layer *l, const float *x, float *z, float *y)
 {
     /* x: [in], w: [out x in], b: [out], y: [out], z (scratch): [out] or NULL */
     const size_t in = l->in, out = l->out;
     row_sums(bp__layer_w(l), x, in, out, y);
-    if (scalar)
-        bp__act_forward_row(l->activation, &l->act, out, bp__layer_b(l), z, y);
-    else
-        bp__act_forward(l->activation, &l->act, 1, out, y, bp__layer_b(l), z, y);
+    bp__act_forward(l->activation, &l->act, 1, out, y, bp__layer_b(l), z, y);
 }
 
 /* One row: dy -> dz = dy * f'(z) unless dy_is_dz, db (+)= dz, dW (+)= dz x^T (outer product),
  * dx = W^T dz unless dx is NULL. */
 static BP__ALWAYS_INLINE void row_backward(const bp_layer *l, const float *x, const float *z,
                                            const float *y, float *dy, int dy_is_dz, float *dx,
-                                           int accumulate, int scalar)
+                                           int accumulate)
 {
     /* x: [in], dy -> dz: [out], dw: [out x in], db: [out], dx: [in] or NULL */
     const size_t in = l->in, out = l->out;
-    if (!dy_is_dz && scalar) bp__act_backward_row(l->activation, &l->act, out, z, y, dy);
-    if (!dy_is_dz && !scalar) bp__act_backward(l->activation, &l->act, 1, out, z, y, dy);
+    if (!dy_is_dz) bp__act_backward(l->activation, &l->act, 1, out, z, y, dy);
     const float *dz = dy;
     float *restrict db = bp__layer_db(l);
     float *restrict dw = bp__layer_dw(l);
@@ -121,56 +117,186 @@ static BP__ALWAYS_INLINE void row_backward(const bp_layer *l, const float *x, co
     }
 }
 
-/* The single-row kernels of narrow layers (in and out under BP__NARROW_WIDTH): the same
- * source compiled without the vectoriser, and the activation's scalar twin; the same floats
- * as the vectorised single-row path. */
+/* The single-row kernels of narrow layers (in and out under BP__NARROW_WIDTH: online
+ * training of tiny nets, where the walk around the arithmetic is most of the step). The same
+ * floats as the vectorised row kernels above, in the same order, with no vector code and
+ * no call per activation: each output's sum (row_sums), then + b and the activation
+ * (bp__act_one, the formula activation.c's kernels use); backward each output's dz =
+ * dy f'(z) (bp__act_grad_one), db and dW's row, then dx[i] = sum over the outputs in order
+ * of dz_o W[o][i] (from 0, as above). Softmax, which is row-wise, goes through activation.c's
+ * scalar row functions. */
 static int row_is_narrow(const bp_layer *l)
 {
     return l->in < BP__NARROW_WIDTH && l->out < BP__NARROW_WIDTH;
 }
 
-BP__SCALAR
-static void row_forward_narrow(const bp_layer *l, const float *x, float *z, float *y)
+/* The narrow kernels' bodies for @p in inputs; called with in = 1 .. 4 as a constant, so
+ * that the loops over the inputs unroll completely (tiny nets: no loop overhead). */
+static BP__ALWAYS_INLINE void narrow_forward(const bp_layer *l, size_t in, int act, const float *x,
+                                             float *z, float *y)
 {
-    row_forward(l, x, z, y, 1);
+    /* x: [in], w: [out x in], b: [out], y: [out], z (scratch): [out] or NULL */
+    const size_t out = l->out;
+    const float *restrict w = bp__layer_w(l);
+    const float *restrict b = bp__layer_b(l);
+    if (act == BP_ACT_SOFTMAX) {
+        row_sums(w, x, in, out, y);
+        bp__act_forward_row(act, &l->act, out, b, z, y);
+        return;
+    }
+    /* The sigmoid as activation.c computes it for rows of this width (libm's expf below
+     * BP__NARROW_WIDTH, which is every row this kernel gets from the layer). */
+    const int narrow_sigmoid = out < BP__NARROW_WIDTH;
+    for (size_t o = 0; o < out; o++) {
+        const float *restrict wo = w + o * in;
+        float s = 0.0f; /* row_sums' order: from 0, over the inputs in order */
+        for (size_t i = 0; i < in; i++)
+            s += wo[i] * x[i];
+        const float v = s + b[o];
+        if (z != NULL) z[o] = v;
+        y[o] = bp__act_one(act, &l->act, v, narrow_sigmoid);
+    }
 }
 
-BP__SCALAR
-static void row_backward_narrow(const bp_layer *l, const float *x, const float *z, const float *y,
-                                float *dy, int dy_is_dz, float *dx, int accumulate)
+/* Bit 31 set when @p v is NaN or Inf: one unit added to the exponent field carries out of it
+ * only when the field is all ones. OR-ed over many values, bit 31 tells whether any was
+ * non-finite, without a branch per value. */
+static inline uint32_t nonfinite_bit(float v)
 {
-    row_backward(l, x, z, y, dy, dy_is_dz, dx, accumulate, 1);
+    uint32_t u;
+    memcpy(&u, &v, sizeof u);
+    return (u & 0x7f800000u) + 0x00800000u;
 }
 
-void bp__dense_row_forward_with(bp_layer *l, int narrow, const float *x, float *z, float *y)
+/* Returns 1 when dW and db are proven finite (not accumulated): dW[o][i] is the one rounded
+ * product dz_o x_i and db_o = dz_o, and rounding is monotonic, so every |dz_o x_i| is finite
+ * exactly when dz_o max|x| is (max|x| through the bits: a NaN pattern when x holds a NaN or
+ * Inf, which makes the product non-finite too); one product per output proves its row. */
+static BP__ALWAYS_INLINE int narrow_backward(const bp_layer *l, size_t in, int act, const float *x,
+                                             const float *z, const float *y, float *dy,
+                                             int dy_is_dz, float *dx, int accumulate)
 {
-    if (narrow)
-        row_forward_narrow(l, x, z, y);
-    else
-        row_forward(l, x, z, y, 0);
+    /* x: [in], dy -> dz: [out], dw: [out x in], db: [out], dx: [in] or NULL */
+    const size_t out = l->out;
+    if (!dy_is_dz && act == BP_ACT_SOFTMAX) {
+        bp__act_backward_row(act, &l->act, out, z, y, dy);
+        dy_is_dz = 1;
+    }
+    float *restrict db = bp__layer_db(l);
+    float *restrict dw = bp__layer_dw(l);
+    const float *restrict w = bp__layer_w(l);
+    uint32_t mxb = 0;
+    for (size_t i = 0; i < in; i++) {
+        uint32_t u;
+        memcpy(&u, x + i, sizeof u);
+        u &= 0x7fffffffu;
+        mxb = u > mxb ? u : mxb;
+    }
+    float mx;
+    memcpy(&mx, &mxb, sizeof mx);
+    uint32_t bad = 0;
+    for (size_t o = 0; o < out; o++) {
+        const float d =
+            dy_is_dz ? dy[o] : bp__act_grad_one(act, &l->act, z != NULL ? z[o] : 0.0f, y[o], dy[o]);
+        float *restrict dwo = dw + o * in;
+        dy[o] = d;
+        bad |= nonfinite_bit(d * mx);
+        if (accumulate) {
+            db[o] += d;
+            for (size_t i = 0; i < in; i++)
+                dwo[i] += d * x[i];
+        } else {
+            db[o] = d;
+            for (size_t i = 0; i < in; i++)
+                dwo[i] = d * x[i];
+        }
+    }
+    if (dx != NULL) {
+        for (size_t i = 0; i < in; i++) {
+            float s = 0.0f;
+            for (size_t o = 0; o < out; o++)
+                s += dy[o] * w[o * in + i];
+            dx[i] = s;
+        }
+    }
+    return !accumulate && (bad & 0x80000000u) == 0;
 }
 
-void bp__dense_row_backward_with(bp_layer *l, int narrow, const float *x, float *z, const float *y,
-                                 float *dy, int dy_is_dz, float *dx, int accumulate)
+/* The narrow kernels for activation @p act (a constant where the caller names one): inputs
+ * 1 .. 4 get their own copy. */
+static BP__ALWAYS_INLINE void narrow_forward_in(const bp_layer *l, int act, const float *x,
+                                                float *z, float *y)
 {
-    if (narrow)
-        row_backward_narrow(l, x, z, y, dy, dy_is_dz, dx, accumulate);
-    else
-        row_backward(l, x, z, y, dy, dy_is_dz, dx, accumulate, 0);
+    switch (l->in) {
+    case 1: narrow_forward(l, 1, act, x, z, y); break;
+    case 2: narrow_forward(l, 2, act, x, z, y); break;
+    case 3: narrow_forward(l, 3, act, x, z, y); break;
+    case 4: narrow_forward(l, 4, act, x, z, y); break;
+    default: narrow_forward(l, l->in, act, x, z, y); break;
+    }
+}
+
+static BP__ALWAYS_INLINE int narrow_backward_in(const bp_layer *l, int act, const float *x,
+                                                const float *z, const float *y, float *dy,
+                                                int dy_is_dz, float *dx, int accumulate)
+{
+    switch (l->in) {
+    case 1: return narrow_backward(l, 1, act, x, z, y, dy, dy_is_dz, dx, accumulate);
+    case 2: return narrow_backward(l, 2, act, x, z, y, dy, dy_is_dz, dx, accumulate);
+    case 3: return narrow_backward(l, 3, act, x, z, y, dy, dy_is_dz, dx, accumulate);
+    case 4: return narrow_backward(l, 4, act, x, z, y, dy, dy_is_dz, dx, accumulate);
+    default: return narrow_backward(l, l->in, act, x, z, y, dy, dy_is_dz, dx, accumulate);
+    }
+}
+
+/* The activations of tiny nets (FANN's logistic and tanh nets, ReLU or linear layers) get
+ * copies with the activation a constant (no switch per element); the others share one. */
+BP__SCALAR BP__ALWAYS_INLINE static void row_forward_narrow(const bp_layer *l, const float *x,
+                                                            float *z, float *y)
+{
+    switch (l->activation) {
+    case BP_ACT_IDENTITY: narrow_forward_in(l, BP_ACT_IDENTITY, x, z, y); break;
+    case BP_ACT_SIGMOID: narrow_forward_in(l, BP_ACT_SIGMOID, x, z, y); break;
+    case BP_ACT_TANH: narrow_forward_in(l, BP_ACT_TANH, x, z, y); break;
+    case BP_ACT_RELU: narrow_forward_in(l, BP_ACT_RELU, x, z, y); break;
+    default: narrow_forward_in(l, l->activation, x, z, y); break;
+    }
+}
+
+BP__SCALAR BP__ALWAYS_INLINE static int row_backward_narrow(const bp_layer *l, const float *x,
+                                                            const float *z, const float *y,
+                                                            float *dy, int dy_is_dz, float *dx,
+                                                            int accumulate)
+{
+#define BP__NARROW_BW(act) narrow_backward_in(l, act, x, z, y, dy, dy_is_dz, dx, accumulate)
+    switch (l->activation) {
+    case BP_ACT_IDENTITY: return BP__NARROW_BW(BP_ACT_IDENTITY);
+    case BP_ACT_SIGMOID: return BP__NARROW_BW(BP_ACT_SIGMOID);
+    case BP_ACT_TANH: return BP__NARROW_BW(BP_ACT_TANH);
+    case BP_ACT_RELU: return BP__NARROW_BW(BP_ACT_RELU);
+    default: return BP__NARROW_BW(l->activation);
+    }
+#undef BP__NARROW_BW
+}
+
+/* The vectorised single-row kernels (rows of BP__NARROW_WIDTH floats or more). */
+BP__KERNEL
+static void row_forward_wide(const bp_layer *l, const float *x, float *z, float *y)
+{
+    row_forward(l, x, z, y);
 }
 
 BP__KERNEL
-static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float *y, int training)
+static void row_backward_wide(const bp_layer *l, const float *x, const float *z, const float *y,
+                              float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    row_backward(l, x, z, y, dy, dy_is_dz, dx, accumulate);
+}
+
+BP__KERNEL
+static void batch_forward(bp_layer *l, size_t n, const float *x, float *z, float *y)
 {
     /* x: [n x in], w: [out x in], b: [out], y: [n x out], z (scratch): [n x out] or NULL */
-    (void)training;
-    if (n == 1) { /* one row: no GEMM dispatch; narrow rows scalar */
-        if (row_is_narrow(l))
-            row_forward_narrow(l, x, z, y);
-        else
-            row_forward(l, x, z, y, 0);
-        return;
-    }
     const size_t in = l->in, out = l->out;
     /* y = x W^T */
     bp__gemm(0, 1, n, out, in, 1.0f, x, in, bp__layer_w(l), in, 0.0f, y, out);
@@ -179,17 +305,10 @@ static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float
 }
 
 BP__KERNEL
-static void dense_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y,
+static void batch_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y,
                            float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     /* x: [n x in], dy -> dz: [n x out], dw: [out x in], db: [out], dx: [n x in] */
-    if (n == 1) {
-        if (row_is_narrow(l))
-            row_backward_narrow(l, x, z, y, dy, dy_is_dz, dx, accumulate);
-        else
-            row_backward(l, x, z, y, dy, dy_is_dz, dx, accumulate, 0);
-        return;
-    }
     const size_t in = l->in, out = l->out;
     if (!dy_is_dz) bp__act_backward(l->activation, &l->act, n, out, z, y, dy);
     const float *dz = dy;
@@ -207,6 +326,51 @@ static void dense_backward(bp_layer *l, size_t n, const float *x, float *z, cons
     bp__gemm(1, 0, out, in, n, 1.0f, dz, out, x, in, accumulate ? 1.0f : 0.0f, bp__layer_dw(l), in);
     /* dx = dz W */
     if (dx != NULL) bp__gemm(0, 0, n, in, out, 1.0f, dz, out, bp__layer_w(l), in, 0.0f, dx, in);
+}
+
+/* Tests only (layer_kinds.h): one row through the kernel @p narrow names. */
+void bp__dense_row_forward_with(bp_layer *l, int narrow, const float *x, float *z, float *y)
+{
+    if (narrow)
+        row_forward_narrow(l, x, z, y);
+    else
+        row_forward_wide(l, x, z, y);
+}
+
+int bp__dense_row_backward_with(bp_layer *l, int narrow, const float *x, float *z, const float *y,
+                                float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    if (narrow) return row_backward_narrow(l, x, z, y, dy, dy_is_dz, dx, accumulate);
+    row_backward_wide(l, x, z, y, dy, dy_is_dz, dx, accumulate);
+    return 0;
+}
+
+/* The vtable's entries pick the kernel: one row (online training, single predictions) needs
+ * no GEMM dispatch, and narrow rows run scalar (inlined here: a call costs about as much as
+ * a 2-4-1 layer's arithmetic). These dispatchers are not multi-versioned either. */
+BP__SCALAR
+static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float *y, int training)
+{
+    (void)training;
+    if (n != 1)
+        batch_forward(l, n, x, z, y);
+    else if (row_is_narrow(l))
+        row_forward_narrow(l, x, z, y);
+    else
+        row_forward_wide(l, x, z, y);
+}
+
+BP__SCALAR
+static int dense_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y,
+                          float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    if (n == 1 && row_is_narrow(l))
+        return row_backward_narrow(l, x, z, y, dy, dy_is_dz, dx, accumulate);
+    if (n == 1)
+        row_backward_wide(l, x, z, y, dy, dy_is_dz, dx, accumulate);
+    else
+        batch_backward(l, n, x, z, y, dy, dy_is_dz, dx, accumulate);
+    return 0;
 }
 
 bp_status bp_net_add_dense(bp_net *net, size_t units, int activation)

@@ -30,8 +30,17 @@ typedef struct bp__loss_desc {
                      size_t width, double delta, float *grad);
 } bp__loss_desc;
 
+/* The table (loss.c), indexed by enum bp_loss; rows with a NULL kernel are not losses. */
+extern const bp__loss_desc bp__loss_table[];
+extern const size_t bp__loss_table_size;
+
 /* The descriptor of enum bp_loss @p loss, or NULL when it is not a loss. */
-const bp__loss_desc *bp__loss_get(int loss);
+static inline const bp__loss_desc *bp__loss_get(int loss)
+{
+    if (loss < 0 || (size_t)loss >= bp__loss_table_size || bp__loss_table[loss].kernel == NULL)
+        return NULL;
+    return &bp__loss_table[loss];
+}
 int bp__loss_valid(int loss);
 const char *bp__loss_name(int loss);
 /* Index of the first largest value of v[0 .. width) (the class of an output row). */
@@ -41,8 +50,20 @@ static inline size_t bp__loss_target_width(const bp__loss_desc *d, size_t out)
 {
     return d->sparse_targets ? 1 : out;
 }
-/* Check targets: finite values, or integer class indices in [0, width) for sparse targets. */
-bp_status bp__loss_check_targets(char *err, int loss, const float *target, size_t n, size_t width);
+/* Check targets: finite values, or integer class indices in [0, width) for sparse targets
+ * (the message goes to @p err and the thread's). */
+bp_status bp__loss_check_targets_all(char *err, int loss, const float *target, size_t n,
+                                     size_t width);
+/* The same, with a few finite targets (online training) accepted inline. */
+static inline bp_status bp__loss_check_targets(char *err, int loss, const float *target, size_t n,
+                                               size_t width)
+{
+    const size_t total = n * width;
+    if (!bp__loss_get(loss)->sparse_targets && total < 64 &&
+        bp__max_abs_bits_short(target, total) < 0x7f800000u)
+        return BP_OK;
+    return bp__loss_check_targets_all(err, loss, target, n, width);
+}
 /* Loss value and gradient. pred: [n x width] network outputs. logits: the output layer's
  * pre-softmax z when the loss takes softmax logits (fused path: grad receives dL/dz and
  * *grad_is_dz = 1), else NULL (grad receives dL/dpred). grad may be NULL. Fails with

@@ -73,6 +73,23 @@ static BP__ALWAYS_INLINE uint32_t bp__max_abs_bits(const float *v, size_t count)
     return m;
 }
 
+/* bp__max_abs_bits for a few floats (rows of tiny layers): the same result (any pattern at
+ * or above 0x7f800000 stands for "NaN or Inf"), stopping at the first non-finite value. The
+ * early exit keeps the vectoriser away: over 1-15 floats its prologue and epilogue cost more
+ * than the loop. */
+static BP__ALWAYS_INLINE uint32_t bp__max_abs_bits_short(const float *v, size_t count)
+{
+    uint32_t m = 0;
+    for (size_t k = 0; k < count; k++) {
+        uint32_t u;
+        memcpy(&u, v + k, sizeof u);
+        u &= 0x7fffffffu;
+        if (u >= 0x7f800000u) return u;
+        m = u > m ? u : m;
+    }
+    return m;
+}
+
 /* Flush denormals to zero during the library's own compute (subnormal Adam moments and
  * activations are slow to compute with): bp__fp_enter() sets the SSE control register's
  * FTZ and DAZ bits and returns the caller's register, bp__fp_leave() puts the caller's two

@@ -26,9 +26,8 @@ static size_t round16(size_t v)
 
 /* Plan @p ws for up to @p n rows; training adds the input copy, z buffers and gradients.
  * Reuses the current plan when it is large enough: no allocation in the steady state. */
-static bp_status ws_plan(bp_net *net, bp__workspace *ws, size_t n, int training)
+static bp_status ws_plan_new(bp_net *net, bp__workspace *ws, size_t n, int training)
 {
-    if (ws->block != NULL && ws->n >= n) return BP_OK;
     const size_t nl = net->nlayers;
     size_t floats = 0, bad = 0, t;
     const size_t ptr_bytes = (2 * nl * sizeof(float *) + 63u) & ~(size_t)63u;
@@ -82,6 +81,13 @@ static bp_status ws_plan(bp_net *net, bp__workspace *ws, size_t n, int training)
     return BP_OK;
 }
 
+/* The current plan when it holds @p n rows (the steady state), else a new one. */
+static inline bp_status ws_plan(bp_net *net, bp__workspace *ws, size_t n, int training)
+{
+    if (BP__LIKELY(ws->block != NULL && ws->n >= n)) return BP_OK;
+    return ws_plan_new(net, ws, n, training);
+}
+
 /* ------------------------------------------------------------------------------------------
  * Forward and backward walks
  * ----------------------------------------------------------------------------------------*/
@@ -108,13 +114,24 @@ static float max_abs(const float *restrict v, size_t count)
     return f;
 }
 
+/* max_abs for short rows, inline (a call and the clone's dispatch cost more than the scan). */
+static inline float max_abs_short(const float *v, size_t count)
+{
+    if (count >= 64) return max_abs(v, count);
+    const uint32_t m = bp__max_abs_bits_short(v, count);
+    if (m >= 0x7f800000u) return INFINITY;
+    float f;
+    memcpy(&f, &m, sizeof f);
+    return f;
+}
+
 /* Inputs must be finite; the message goes to @p err (the net's, or NULL for calls that may
  * run concurrently on one net). Batches of BP__WIDE_INPUT floats or more are checked by
  * max_abs (one vectorised read), whose result also stands in for the input's max |x| in
  * the first layer's gradient bound (prove_grad_finite); *@p x_max is -1 when not measured. */
 #define BP__WIDE_INPUT 256
-static bp_status check_input_to(const bp_net *net, char *err, const char *fn, const float *x,
-                                size_t n, float *x_max)
+static BP__ALWAYS_INLINE bp_status check_input_to(const bp_net *net, char *err, const char *fn,
+                                                  const float *x, size_t n, float *x_max)
 {
     const size_t total = n * net->inputs;
     *x_max = -1.0f;
@@ -124,6 +141,8 @@ static bp_status check_input_to(const bp_net *net, char *err, const char *fn, co
             *x_max = m;
             return BP_OK;
         }
+    } else if (bp__max_abs_bits_short(x, total) < 0x7f800000u) {
+        return BP_OK; /* finite: one branch-free pass over the exponent bits */
     }
     const size_t bad = bp__first_nonfinite(x, total);
     if (bad != total)
@@ -154,13 +173,23 @@ static void add_weight_penalty(const bp_layer *l)
  * penalties, kinds other than dense). Otherwise dz and x are scanned and dW = dz^T x,
  * db = sum dz are bounded by n * max|dz| * max|x|, so dW and db are scanned only when that
  * bound could overflow (large layers, and single rows: 16-32 at batch 1 reads 48 floats
- * instead of 544). */
+ * instead of 544).
+ *
+ * A single row (n = 1) of such a layer is proven exactly by one product: dW[o][i] is the one
+ * rounded product dz_o x_i and db = dz, and rounding is monotonic, so every |dz_o x_i| is
+ * finite exactly when max|dz| max|x| is (max through the bits: NaN or Inf when dz or x holds
+ * one, which makes dW non-finite too). A step that fails it takes the path above, which
+ * finds and reports the failure with its usual message. */
 static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *dz, const float *x,
                                    size_t n, int must_scan)
 {
-    const size_t np = l->nweights + l->nbiases;
     /* The first layer's x is the step's input, whose max |x| the input check measured. */
     const int x_known = x == net->ws.x_in && net->ws.x_max >= 0.0f;
+    if (n == 1 && !must_scan && l->vt->grad_bound_dense) {
+        const float mx = x_known ? net->ws.x_max : max_abs_short(x, l->in);
+        if (isfinite(max_abs_short(dz, l->out) * mx)) return BP_OK;
+    }
+    const size_t np = l->nweights + l->nbiases;
     const size_t bound_reads = n * l->out + (x_known ? 0 : n * l->in);
     if (must_scan || !l->vt->grad_bound_dense || 4 * bound_reads >= np) {
         /* Scanning dW and db is as cheap as any bound, or no bound applies. */
@@ -182,9 +211,9 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
 }
 
 /* Walk the layers in reverse. ws->g0 holds dL/dY of the last layer (or dL/dZ when
- * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it
- * (prove_grad_finite). Parameter-free kinds are covered by the layers below them;
- * passthrough layers (flatten) are skipped: their dx is dy. */
+ * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it: by
+ * its backward kernel (which says so) or by prove_grad_finite. Parameter-free kinds are covered by
+ * the layers below them; passthrough layers (flatten) are skipped: their dx is dy. */
 static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_is_dz)
 {
     float *g = ws->g0, *other = ws->g1;
@@ -193,11 +222,13 @@ static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_
         if (l->vt->passthrough && i > 0) continue;
         const float *x = i > 0 ? ws->y[i - 1] : ws->x_in;
         float *dx = i > 0 ? other : NULL;
-        l->vt->backward(l, n, x, ws->s[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
+        const int proven =
+            l->vt->backward(l, n, x, ws->s[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
         dy_is_dz = 0;
         const int penalty = l->l2 > 0.0 || l->l1 > 0.0;
         if (penalty) add_weight_penalty(l);
-        BP_CHECK(prove_grad_finite(net, l, g, x, n, net->accumulate || penalty));
+        if (!proven || penalty)
+            BP_CHECK(prove_grad_finite(net, l, g, x, n, net->accumulate || penalty));
         float *tmp = g;
         g = other;
         other = tmp;
