@@ -76,13 +76,14 @@ size_t bp_layer_param_count(const bp_layer *layer)
     return bp__layer_ok(layer) ? layer->nweights + layer->nbiases : 0;
 }
 
+/* Failures of the const getters go to bp_last_error() only (STYLE §4). */
 static bp_status copy_out(const bp_layer *l, const char *fn, const char *what, const float *src,
                           size_t count, float *dst, size_t capacity)
 {
     if (dst == NULL)
-        return bp__fail(l->net->err, BP_ERR_INVALID_ARG, "%s: dst is NULL", fn);
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: dst is NULL", fn);
     if (capacity < count)
-        return bp__fail(l->net->err, BP_ERR_BUFFER_TOO_SMALL,
+        return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
                         "%s: layer %zu has %zu %s, buffer holds %zu", fn, l->index, count, what,
                         capacity);
     if (count > 0) memcpy(dst, src, count * sizeof(float));
@@ -169,7 +170,7 @@ bp_status bp_layer_output_shape(const bp_layer *layer, size_t *channels, size_t 
 {
     LAYER_CHECK(layer, "bp_layer_output_shape");
     if (channels == NULL || height == NULL || width == NULL)
-        return bp__fail(layer->net->err, BP_ERR_INVALID_ARG,
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
                         "bp_layer_output_shape: outputs must not be NULL");
     *channels = layer->out_c;
     *height = layer->out_h;
@@ -181,7 +182,7 @@ bp_status bp_layer_grad_norm(const bp_layer *layer, double *norm)
 {
     LAYER_CHECK(layer, "bp_layer_grad_norm");
     if (norm == NULL)
-        return bp__fail(layer->net->err, BP_ERR_INVALID_ARG, "bp_layer_grad_norm: norm is NULL");
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_layer_grad_norm: norm is NULL");
     const float *g = bp__layer_dw(layer);
     const size_t np = layer->nweights + layer->nbiases;
     double ss = 0.0;
