@@ -1,5 +1,8 @@
 /* layer.c -- the public layer handle: queries, parameter access, initialisation, settings. */
-#include "internal.h"
+#include "util.h"
+#include "rng.h"
+#include "layer.h"
+#include "net.h"
 
 #include <math.h>
 #include <string.h>

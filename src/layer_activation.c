@@ -4,7 +4,16 @@
  * Forward and backward reuse the fused kernels of activation.c with a zero bias. A softmax
  * activation layer keeps its input (the logits) in the scratch like a dense softmax layer, so
  * the fused softmax + cross-entropy path works with it too. */
-#include "internal.h"
+#include "util.h"
+#include "activation.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
+
+/* Activation layer: save nothing but struct bp_layer.activation (and its act settings). */
+typedef struct bp__activation_priv {
+    float *zeros;         /* [out] zero bias for bp__act_forward */
+} bp__activation_priv;
 
 static size_t act_scratch(const bp_layer *l, size_t n, int training)
 {

@@ -12,10 +12,23 @@
  *   dx = gamma / (m * sqrt(var + eps)) * (m * dy - dbeta - xhat * dgamma).
  * Training scratch: xhat [n x out] then 1/sqrt(var + eps) [C]. Sums run in eight float
  * lanes per row and channel and are combined in double. */
-#include "internal.h"
+#include "util.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include <math.h>
 #include <string.h>
+
+/* Batch normalisation: save momentum, epsilon, running_mean and running_var. */
+typedef struct bp__bn_priv {
+    size_t channels;      /* C: per channel for image data, per feature for flat data */
+    size_t spatial;       /* H*W of each channel (1 for flat data) */
+    double momentum;      /* running = momentum * running + (1 - momentum) * batch */
+    double epsilon;       /* added to the variance */
+    float *running_mean;  /* [channels] */
+    float *running_var;   /* [channels] (biased batch variance, as used in training) */
+} bp__bn_priv;
 
 /* Sums over one channel's run of S values, in eight float lanes (vectorised; each lane adds
  * S/8 values) combined in double. */

@@ -3,7 +3,12 @@
  * Forward:  one sgemm (x [n x in] times W^T [in x out]) plus one fused bias+activation pass.
  * Backward: dz = dy * f'(z) (fused), db = column sums of dz, dW = dz^T x, dx = dz W; the
  *           first layer skips dx. */
-#include "internal.h"
+#include "util.h"
+#include "gemm.h"
+#include "activation.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include "dense_row.h"
 

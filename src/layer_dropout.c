@@ -5,9 +5,18 @@
  * The mask (0 or 1 / (1 - rate) per element) is drawn from the network's generator (so the
  * same seed gives the same masks) and kept in the training scratch for backward:
  * dx = dy * mask. */
-#include "internal.h"
+#include "util.h"
+#include "rng.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include <string.h>
+
+/* Dropout: save rate. */
+typedef struct bp__dropout_priv {
+    double rate;          /* probability of zeroing an activation, [0, 1) */
+} bp__dropout_priv;
 
 static size_t dropout_scratch(const bp_layer *l, size_t n, int training)
 {

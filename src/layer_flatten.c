@@ -5,7 +5,10 @@
  * (vtable passthrough). Only as the first layer, whose input is the caller's buffer, does it
  * copy. A dense layer after an image-shaped layer reads the rows flat anyway; flatten is
  * there so that architectures read as they are drawn. */
-#include "internal.h"
+#include "util.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include <string.h>
 

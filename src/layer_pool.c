@@ -5,9 +5,18 @@
  * Max pooling's backward routes each dy to the first position of its window holding the
  * maximum (the argmax, found again from x and y: the forward output is an exact copy of that
  * input value), so no mask is stored; overlapping windows (stride < size) add up. */
-#include "internal.h"
+#include "util.h"
+#include "pool.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include <string.h>
+
+/* Max and average pooling: save size and stride (no padding). */
+typedef struct bp__pool_priv {
+    size_t size, stride;
+} bp__pool_priv;
 
 static void maxpool_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
                             int training)

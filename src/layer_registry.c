@@ -4,7 +4,10 @@
  * Registering a new kind: give it an enum bp_layer_kind id, fill the persistence members of
  * its vtable (hyper, construct; state_* if it has non-parameter state) and add its vtable to
  * `kinds` below. serialize.c then saves and loads it without knowing it. */
-#include "internal.h"
+#include "util.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include <math.h>
 

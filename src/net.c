@@ -1,6 +1,16 @@
 /* net.c -- the network handle: layer list, parameter arena, workspace, forward/backward walk,
  * train_step and predict. */
-#include "internal.h"
+#include "util.h"
+#include "pool.h"
+#include "rng.h"
+#include "activation.h"
+#include "loss.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
+#include "fit.h"
+#include "optimizer.h"
+#include "persist.h"
 
 #include <math.h>
 #include <stdio.h>
