@@ -6,13 +6,6 @@
 
 #include "util.h"
 
-/* Rows narrower than this many floats (one AVX-512 vector) are "narrow": their single-row
- * kernels run scalar (BP__SCALAR: vector prologues and epilogues cost more than they save
- * over 1-15 elements; the dense layer picks them, layer_dense.c), and the sigmoid takes libm's
- * expf (a shorter dependency chain than the vector polynomial, activation.c). The one place
- * this threshold is written. */
-#define BP__NARROW_WIDTH 16
-
 typedef struct bp__act_params {
     float leaky_slope;
     float elu_alpha;

@@ -234,18 +234,9 @@ bp_status bp__loss_check_targets_all(char *err, int loss, const float *target, s
     return BP_OK;
 }
 
-bp_status bp__loss_compute(char *err, int loss, double delta, const float *pred,
-                           const float *logits, const float *target, size_t n, size_t width,
-                           float *value, float *grad, int *grad_is_dz)
+bp_status bp__loss_not_finite(char *err, const bp__loss_desc *d, double value)
 {
-    const bp__loss_desc *d = bp__loss_get(loss);
-    if (!d->softmax_logits) logits = NULL;
-    const double acc = d->kernel(pred, logits, target, n, width, delta, grad);
-    *grad_is_dz = logits != NULL;
-    *value = (float)acc;
-    if (!isfinite(*value))
-        return bp__fail(err, BP_ERR_NONFINITE, "%s loss is not finite (%g)", d->name, acc);
-    return BP_OK;
+    return bp__fail(err, BP_ERR_NONFINITE, "%s loss is not finite (%g)", d->name, value);
 }
 
 bp_status bp_loss_eval(int loss, double param, const float *pred, const float *target, size_t n,

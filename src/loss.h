@@ -59,17 +59,31 @@ static inline bp_status bp__loss_check_targets(char *err, int loss, const float 
                                                size_t width)
 {
     const size_t total = n * width;
-    if (!bp__loss_get(loss)->sparse_targets && total < 64 &&
+    if (!bp__loss_get(loss)->sparse_targets && total < BP__NARROW_WIDTH &&
         bp__max_abs_bits_short(target, total) < 0x7f800000u)
         return BP_OK;
     return bp__loss_check_targets_all(err, loss, target, n, width);
 }
+/* Record the failure of a loss whose value @p value is not finite (BP_ERR_NONFINITE). */
+bp_status bp__loss_not_finite(char *err, const bp__loss_desc *d, double value);
 /* Loss value and gradient. pred: [n x width] network outputs. logits: the output layer's
  * pre-softmax z when the loss takes softmax logits (fused path: grad receives dL/dz and
  * *grad_is_dz = 1), else NULL (grad receives dL/dpred). grad may be NULL. Fails with
  * BP_ERR_NONFINITE if the value is not finite. */
-bp_status bp__loss_compute(char *err, int loss, double delta, const float *pred,
-                           const float *logits, const float *target, size_t n, size_t width,
-                           float *value, float *grad, int *grad_is_dz);
+static inline bp_status bp__loss_compute(char *err, int loss, double delta, const float *pred,
+                                         const float *logits, const float *target, size_t n,
+                                         size_t width, float *value, float *grad, int *grad_is_dz)
+{
+    const bp__loss_desc *d = bp__loss_get(loss);
+    if (!d->softmax_logits) logits = NULL;
+    const double acc = d->kernel(pred, logits, target, n, width, delta, grad);
+    *grad_is_dz = logits != NULL;
+    *value = (float)acc;
+    /* Finite through the bits (no libm call, no branch on a float compare). */
+    uint32_t u;
+    memcpy(&u, value, sizeof u);
+    if ((u & 0x7f800000u) == 0x7f800000u) return bp__loss_not_finite(err, d, acc);
+    return BP_OK;
+}
 
 #endif /* BP_LOSS_H */

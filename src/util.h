@@ -73,6 +73,14 @@ static BP__ALWAYS_INLINE uint32_t bp__max_abs_bits(const float *v, size_t count)
     return m;
 }
 
+/* Rows narrower than this many floats (one AVX-512 vector) are "narrow": vector prologues
+ * and epilogues cost more than they save over 1-15 elements, so their single-row kernels run
+ * scalar (the dense layer picks them, layer_dense.c), the sigmoid takes libm's expf (a
+ * shorter dependency chain than the vector polynomial, activation.c), and finite checks of
+ * so few floats scan inline (bp__max_abs_bits_short: walk.c, loss.h). The one place this
+ * threshold is written. */
+#define BP__NARROW_WIDTH 16
+
 /* bp__max_abs_bits for a few floats (rows of tiny layers): the same result (any pattern at
  * or above 0x7f800000 stands for "NaN or Inf"), stopping at the first non-finite value. The
  * early exit keeps the vectoriser away: over 1-15 floats its prologue and epilogue cost more
@@ -156,9 +164,10 @@ bp_status bp__fail(char *err, bp_status status, const char *fmt, ...) BP__PRINTF
 /* The one handle check of every public entry point: fail with BP_ERR_INVALID_ARG, the message
  * "<fn>: invalid <kind> handle" in bp_last_error() only (there is no valid handle to hold it),
  * unless @p valid. */
-#define BP__CHECK_HANDLE(valid, kind, fn)                                                         \
-    do {                                                                                          \
-        if (!(valid)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid " kind " handle", fn); \
+#define BP__CHECK_HANDLE(valid, kind, fn)                                                          \
+    do {                                                                                           \
+        if (!(valid))                                                                              \
+            return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid " kind " handle", fn);          \
     } while (0)
 
 /* Static message for invalid handles passed to *_last_error(). */

@@ -117,7 +117,7 @@ static float max_abs(const float *restrict v, size_t count)
 /* max_abs for short rows, inline (a call and the clone's dispatch cost more than the scan). */
 static inline float max_abs_short(const float *v, size_t count)
 {
-    if (count >= 64) return max_abs(v, count);
+    if (count >= BP__NARROW_WIDTH) return max_abs(v, count);
     const uint32_t m = bp__max_abs_bits_short(v, count);
     if (m >= 0x7f800000u) return INFINITY;
     float f;
@@ -141,7 +141,7 @@ static BP__ALWAYS_INLINE bp_status check_input_to(const bp_net *net, char *err, 
             *x_max = m;
             return BP_OK;
         }
-    } else if (bp__max_abs_bits_short(x, total) < 0x7f800000u) {
+    } else if (total < BP__NARROW_WIDTH && bp__max_abs_bits_short(x, total) < 0x7f800000u) {
         return BP_OK; /* finite: one branch-free pass over the exponent bits */
     }
     const size_t bad = bp__first_nonfinite(x, total);
@@ -331,7 +331,7 @@ static void clip_grads(bp_net *net)
     }
 }
 
-bp_status bp__walk_check_loss(bp_net *net, const char *fn, int loss)
+static BP__ALWAYS_INLINE bp_status check_loss(bp_net *net, const char *fn, int loss)
 {
     const bp__loss_desc *d = bp__loss_get(loss);
     if (d == NULL) return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: unknown loss %d", fn, loss);
@@ -342,6 +342,11 @@ bp_status bp__walk_check_loss(bp_net *net, const char *fn, int loss)
                         "%s: %s needs a softmax output layer; layer %zu is %s", fn, d->name,
                         last->index, bp__act_name(last->activation));
     return BP_OK;
+}
+
+bp_status bp__walk_check_loss(bp_net *net, const char *fn, int loss)
+{
+    return check_loss(net, fn, loss);
 }
 
 const float *bp__walk_outputs(const bp_net *net)
@@ -390,7 +395,7 @@ static bp_status step(bp_net *net, int train, bp_optimizer *opt, const char *fn,
     if (x == NULL || y == NULL)
         return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: x and y must not be NULL", fn);
     if (n == 0) return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: n is 0", fn);
-    BP_CHECK(bp__walk_check_loss(net, fn, loss));
+    BP_CHECK(check_loss(net, fn, loss));
     bp_status s;
     if (train && (s = bp__optimizer_validate_for(opt, net)) != BP_OK)
         return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());
