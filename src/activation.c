@@ -72,24 +72,26 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
                                                float *z, float *y)
 {
     /* acc: [n x out] (may alias y), b: [out], z: [n x out] or NULL, y: [n x out] */
+    const bp__act_params q = *p; /* a local copy: the settings stay in registers */
+#define bp__act_one_q(A, P, V, N) bp__act_one(A, &q, V, N)
     switch (act) {
     case BP_ACT_IDENTITY: BP__ROWS(v) break;
     case BP_ACT_SIGMOID:
         /* Narrow rows run scalar, where libm's table-driven expf has a shorter dependency
          * chain than the polynomial. */
         if (out < BP__NARROW_WIDTH) {
-            BP__ROWS(bp__act_one(BP_ACT_SIGMOID, p, v, 1))
+            BP__ROWS(bp__act_one_q(BP_ACT_SIGMOID, p, v, 1))
         } else {
-            BP__ROWS(bp__act_one(BP_ACT_SIGMOID, p, v, 0))
+            BP__ROWS(bp__act_one_q(BP_ACT_SIGMOID, p, v, 0))
         }
         break;
-    case BP_ACT_TANH: BP__ROWS(bp__act_one(BP_ACT_TANH, p, v, 0)) break;
-    case BP_ACT_RELU: BP__ROWS(bp__act_one(BP_ACT_RELU, p, v, 0)) break;
-    case BP_ACT_LEAKY_RELU: BP__ROWS(bp__act_one(BP_ACT_LEAKY_RELU, p, v, 0)) break;
-    case BP_ACT_ELU: BP__ROWS(bp__act_one(BP_ACT_ELU, p, v, 0)) break;
-    case BP_ACT_GELU: BP__ROWS(bp__act_one(BP_ACT_GELU, p, v, 0)) break;
-    case BP_ACT_SILU: BP__ROWS(bp__act_one(BP_ACT_SILU, p, v, 0)) break;
-    case BP_ACT_SOFTPLUS: BP__ROWS(bp__act_one(BP_ACT_SOFTPLUS, p, v, 0)) break;
+    case BP_ACT_TANH: BP__ROWS(bp__act_one_q(BP_ACT_TANH, p, v, 0)) break;
+    case BP_ACT_RELU: BP__ROWS(bp__act_one_q(BP_ACT_RELU, p, v, 0)) break;
+    case BP_ACT_LEAKY_RELU: BP__ROWS(bp__act_one_q(BP_ACT_LEAKY_RELU, p, v, 0)) break;
+    case BP_ACT_ELU: BP__ROWS(bp__act_one_q(BP_ACT_ELU, p, v, 0)) break;
+    case BP_ACT_GELU: BP__ROWS(bp__act_one_q(BP_ACT_GELU, p, v, 0)) break;
+    case BP_ACT_SILU: BP__ROWS(bp__act_one_q(BP_ACT_SILU, p, v, 0)) break;
+    case BP_ACT_SOFTPLUS: BP__ROWS(bp__act_one_q(BP_ACT_SOFTPLUS, p, v, 0)) break;
     case BP_ACT_SOFTMAX:
         for (size_t i = 0; i < n; i++) {
             const float *ai = acc + i * out;
@@ -116,6 +118,7 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
     }
 }
 
+#undef bp__act_one_q
 #undef BP__ROWS
 
 BP__KERNEL
@@ -142,7 +145,7 @@ void bp__act_forward_row(int act, const bp__act_params *p, size_t out, const flo
  * read only for the activations that need it. */
 #define BP__MAP(ACT, zk)                                                                           \
     for (size_t k = 0; k < total; k++)                                                             \
-        dy[k] = bp__act_grad_one(ACT, p, (zk), y[k], dy[k]);
+        dy[k] = bp__act_grad_one(ACT, &q, (zk), y[k], dy[k]);
 
 static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p, size_t n,
                                                 size_t out, const float *restrict z,
@@ -150,6 +153,7 @@ static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p
 {
     /* z, y, dy: [n x out]; dy becomes dz in place. */
     const size_t total = n * out;
+    const bp__act_params q = *p; /* a local copy: the settings stay in registers */
     switch (act) {
     case BP_ACT_IDENTITY: break;
     case BP_ACT_SIGMOID: BP__MAP(BP_ACT_SIGMOID, 0.0f) break;

@@ -142,7 +142,7 @@ static BP__ALWAYS_INLINE bp_status check_input_to(const bp_net *net, char *err, 
             return BP_OK;
         }
     } else if (total < BP__NARROW_WIDTH && bp__max_abs_bits_short(x, total) < 0x7f800000u) {
-        return BP_OK; /* finite: one branch-free pass over the exponent bits */
+        return BP_OK; /* finite: one short pass over the exponent bits */
     }
     const size_t bad = bp__first_nonfinite(x, total);
     if (bad != total)

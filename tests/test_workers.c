@@ -1,4 +1,4 @@
-/* test_pool.c -- the library's worker threads (pool.c): passes split across the thread
+/* test_workers.c -- the library's worker threads (workers.c): passes split across the thread
  * budget cover every element once, run with the caller's FTZ/DAZ bits, give the same floats
  * as one thread, survive fork, and fall back to the caller's thread when they cannot start. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
