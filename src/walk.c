@@ -214,7 +214,8 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
  * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it: by
  * its backward kernel (which says so) or by prove_grad_finite. Parameter-free kinds are covered by
  * the layers below them; passthrough layers (flatten) are skipped: their dx is dy. */
-static bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n, int dy_is_dz)
+static BP__ALWAYS_INLINE bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n,
+                                                 int dy_is_dz)
 {
     float *g = ws->g0, *other = ws->g1;
     for (size_t i = net->nlayers; i-- > 0;) {
@@ -388,8 +389,9 @@ static bp_status grads_pass(bp_net *net, const char *fn, int loss, const float *
  * loss, one backward walk proving every layer's gradient finite, then (train_step) the gradient
  * hook, clipping and the optimizer update. Every argument is checked before anything is written;
  * the activations belong to this call only (bp_net_backward cannot follow it). */
-static bp_status step(bp_net *net, int train, bp_optimizer *opt, const char *fn, int loss,
-                      const float *x, const float *y, size_t n, float *loss_value)
+static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *opt, const char *fn,
+                                        int loss, const float *x, const float *y, size_t n,
+                                        float *loss_value)
 {
     BP__NET_CHECK(net, fn);
     if (x == NULL || y == NULL)
