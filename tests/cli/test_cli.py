@@ -4,12 +4,13 @@
     test_cli.py BACKPROP GROUP [MAN_PAGE | DATASETS_DIR]
 
 GROUP is one of: general, train, predict, eval, info, usage, bad_files, man, census,
-installed.
+plot (docs/figures/plot_history.sh), installed.
 Each group makes its small data sets in a fresh temporary directory, runs the tool and
 checks exit codes (0 ok, 1 run-time failure, 2 usage error), stdout and the messages on
 stderr. Standard library only.
 """
 
+import io
 import math
 import os
 import random
@@ -357,6 +358,41 @@ def group_census(d):
     check(names == ["y0"] and len(values) == n and all(math.isfinite(v[0]) for v in values),
           "census-house predictions", so[:200])
     expect(["eval", "house.bpm", test], 0, out=[f"rows: {n}", "mae: "], cwd=d)
+
+
+def group_plot(d):
+    """docs/figures/plot_history.sh on a regression and a classification history written by
+    `backprop train --history`, with and without validation columns."""
+    script = os.path.abspath(EXTRA)
+    regression_csv(os.path.join(d, "train.csv"))
+    classes_fann(os.path.join(d, "cls.data"))
+    runs = {"reg": ["train.csv", "--header", "--val-split", "0.25"],
+            "reg_noval": ["train.csv", "--header"],
+            "cls": ["cls.data", "--loss", "sparse-ce", "--val", "cls.data"]}
+    for name, args in runs.items():
+        expect(["train", *args, "--epochs", "4", "-q", "-o", name + ".bpm", "--history",
+                name + ".csv"], 0, cwd=d)
+        p = subprocess.run(["sh", script, name + ".csv", name + ".png", name], cwd=d,
+                           capture_output=True, text=True, timeout=120)
+        check(p.returncode == 0, f"plot_history.sh {name}: exit {p.returncode}", p.stderr)
+        png = os.path.join(d, name + ".png")
+        with open(png, "rb") if os.path.exists(png) else io.BytesIO() as f:
+            check(f.read(8) == b"\x89PNG\r\n\x1a\n", f"plot_history.sh {name}: a PNG")
+    # An existing figure is kept unless -f; usage errors exit 2; no partial file on failure.
+    p = subprocess.run(["sh", script, "reg.csv", "reg.png"], cwd=d, capture_output=True,
+                       text=True)
+    check(p.returncode == 1 and "give -f" in p.stderr, "plot_history.sh keeps OUT", p.stderr)
+    p = subprocess.run(["sh", script, "-f", "reg.csv", "reg.png"], cwd=d, capture_output=True,
+                       text=True)
+    check(p.returncode == 0, "plot_history.sh -f overwrites", p.stderr)
+    p = subprocess.run(["sh", script, "reg.csv"], cwd=d, capture_output=True, text=True)
+    check(p.returncode == 2 and "usage" in p.stderr, "plot_history.sh usage", p.stderr)
+    with open(os.path.join(d, "bad.csv"), "w") as f:
+        f.write("a,b\n1,2\n")
+    p = subprocess.run(["sh", script, "bad.csv", "bad.png"], cwd=d, capture_output=True,
+                       text=True)
+    check(p.returncode == 1 and not os.path.exists(os.path.join(d, "bad.png")),
+          "plot_history.sh refuses a CSV without epoch and loss", p.stderr)
 
 
 def group_installed(d):
