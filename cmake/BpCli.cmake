@@ -1,7 +1,8 @@
 # The command-line tool `backprop` (src/cli): an executable built on the public API only,
 # linked to the library like any user program, installed to bin/ with its man page.
 # Included from the top-level CMakeLists.txt; tests in tests/cli.
-option(BP_BUILD_CLI "Build and install the command-line tool backprop (src/cli)" ON)
+option(BP_BUILD_CLI "Build and install the command-line tool backprop (src/cli)"
+       ${PROJECT_IS_TOP_LEVEL})
 if(NOT BP_BUILD_CLI)
   return()
 endif()

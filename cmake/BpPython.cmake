@@ -7,7 +7,8 @@ get_target_property(_bp_py_type backprop TYPE)
 if(NOT _bp_py_type STREQUAL "SHARED_LIBRARY")
   return()
 endif()
-option(BP_INSTALL_PYTHON "Install the Python package's sources to share/backprop/python" ON)
+option(BP_INSTALL_PYTHON "Install the Python package's sources to share/backprop/python"
+       ${PROJECT_IS_TOP_LEVEL})
 if(BP_INSTALL_PYTHON)
   set(BP_PYTHON_DEST "${CMAKE_INSTALL_DATADIR}/backprop/python")
   install(DIRECTORY src/python/ DESTINATION "${BP_PYTHON_DEST}"
