@@ -12,6 +12,8 @@ Checked in each *.md file of the source tree (build directories aside):
     `src/cli/cli_main.c` ...: a path under one of the top-level directories, with an
     extension): the file exists. Paths with wildcards or placeholders (*, <, {, $) and
     build-tree paths (build/...) are not checked.
+CHANGELOG.md is history: it may name files that were removed or renamed since, so only its
+links are checked.
 Prints each broken reference as FILE:LINE: message; exit status 1 if there is any.
 """
 
@@ -85,6 +87,8 @@ def check(path):
             elif fragment and dest.endswith(".md") and fragment not in anchors(dest):
                 errors.append(f"{rel}:{number}: link to {target}: no heading with anchor "
                               f"#{fragment} in {os.path.relpath(dest, ROOT)}")
+        if os.path.basename(path) == "CHANGELOG.md":
+            continue
         prose = re.sub(r"\]\([^)]*\)|https?://\S+", "]", line)  # link targets checked above
         for m in MDNAME.finditer(prose):
             name = m.group(1)
