@@ -457,14 +457,15 @@ int cli_train(int argc, char **argv)
         goto done;
     }
 
-    /* The best epoch of the monitored loss, as the early stopping saw it. */
+    /* The best epoch of the monitored loss, as early stopping sees it: an epoch improves when
+     * its loss is below the best so far minus BP_FIT_MIN_DELTA. */
     size_t hist = bp_net_history_length(net), best = 0;
     int monitor = val ? BP_METRIC_VAL_LOSS : BP_METRIC_LOSS;
     double best_loss = INFINITY, last_loss = NAN, v;
     for (size_t e = 0; e < hist; e++)
         if (bp_net_history_get(net, e, monitor, &v) == BP_OK) {
             last_loss = v;
-            if (v < best_loss) {
+            if (v < best_loss - o.min_delta || e == 0) { /* fit's test of improvement */
                 best_loss = v;
                 best = e;
             }
@@ -524,10 +525,17 @@ int cli_train(int argc, char **argv)
         cli_fail_status(s, "cannot write the history", bp_net_last_error(net));
         goto done;
     }
-    printf("trained %zu epoch%s in %.1f s%s: %s %s (best %s at epoch %zu)\n", hist,
-           hist == 1 ? "" : "s", seconds, hist < (size_t)o.epochs ? " (stopped early)" : "",
-           val ? "val_loss" : "loss", cli_fmt(num, sizeof num, last_loss),
-           cli_fmt(num2, sizeof num2, best_loss), best + 1);
+    /* At an early stop fit restored the best epoch's weights; otherwise the last are kept. */
+    const char *monitored = val ? "val_loss" : "loss";
+    if (hist < (size_t)o.epochs && o.patience > 0)
+        printf("trained %zu epoch%s in %.1f s, stopped early: kept the weights of epoch %zu "
+               "(%s %s; last epoch %s)\n",
+               hist, hist == 1 ? "" : "s", seconds, best + 1, monitored,
+               cli_fmt(num2, sizeof num2, best_loss), cli_fmt(num, sizeof num, last_loss));
+    else
+        printf("trained %zu epoch%s in %.1f s: %s %s (best %s at epoch %zu)\n", hist,
+               hist == 1 ? "" : "s", seconds, monitored, cli_fmt(num, sizeof num, last_loss),
+               cli_fmt(num2, sizeof num2, best_loss), best + 1);
     printf("saved %s: %zu inputs, %zu output%s, %zu parameters\n", o.output, bp_net_input_size(net),
            bp_net_output_size(net), bp_net_output_size(net) == 1 ? "" : "s",
            bp_net_param_count(net));
