@@ -138,12 +138,15 @@ int cli_eval(int argc, char **argv)
     bp_dataset *ds = NULL;
     float *in_off = NULL, *in_sc = NULL, *t_off = NULL, *t_sc = NULL, *raw = NULL, *pred = NULL;
     size_t in_w = 0, t_w = 0;
-    int loss, rc = load_model(&net, model);
+    int loss, r, rc = load_model(&net, model);
     if (rc != CLI_OK) goto done;
     if ((rc = model_loss(net, loss_given, &loss)) != CLI_OK) goto done;
     rc = CLI_FAIL;
     csv_defaults(net, &o);
-    if (cli_load_dataset(&ds, data, &o) != CLI_OK) goto done;
+    if ((r = cli_load_dataset(&ds, data, &o)) != CLI_OK) {
+        rc = r;
+        goto done;
+    }
     if (get_scaler(net, BP_SCALE_INPUTS, &in_off, &in_sc, &in_w) != CLI_OK ||
         get_scaler(net, BP_SCALE_TARGETS, &t_off, &t_sc, &t_w) != CLI_OK)
         goto done;
@@ -274,7 +277,8 @@ static int read_inputs(cli_rows *rows, const bp_net *net, const char *path, cli_
         return CLI_FAIL;
     }
     bp_dataset *ds;
-    if (cli_load_dataset(&ds, path, o) != CLI_OK) return CLI_FAIL;
+    int r = cli_load_dataset(&ds, path, o);
+    if (r != CLI_OK) return r;
     int rc = CLI_OK;
     size_t n = bp_dataset_size(ds);
     if (bp_dataset_input_size(ds) != in) {
@@ -340,7 +344,7 @@ int cli_predict(int argc, char **argv)
     float *in_off = NULL, *in_sc = NULL, *t_off = NULL, *t_sc = NULL, *y = NULL;
     size_t in_w = 0, t_w = 0;
     FILE *out = NULL;
-    int loss = 0, rc = load_model(&net, model);
+    int loss = 0, r, rc = load_model(&net, model);
     if (rc != CLI_OK) goto done;
     rc = CLI_FAIL;
     char buf[64];
@@ -359,7 +363,10 @@ int cli_predict(int argc, char **argv)
         goto done;
     }
     csv_defaults(net, &o);
-    if (read_inputs(&rows, net, data, &o) != CLI_OK) goto done;
+    if ((r = read_inputs(&rows, net, data, &o)) != CLI_OK) {
+        rc = r;
+        goto done;
+    }
     if (get_scaler(net, BP_SCALE_INPUTS, &in_off, &in_sc, &in_w) != CLI_OK ||
         get_scaler(net, BP_SCALE_TARGETS, &t_off, &t_sc, &t_w) != CLI_OK)
         goto done;

@@ -313,13 +313,17 @@ int cli_train(int argc, char **argv)
     float *in_off = NULL, *in_scale = NULL, *t_off = NULL, *t_scale = NULL;
     size_t in_w = 0, t_w = 0;
     bp_status s;
+    int r;
     rc = CLI_FAIL;
 
     if (o.threads > 0 && (s = bp_set_num_threads((int)o.threads)) != BP_OK) {
         cli_fail_status(s, "--threads", NULL);
         goto done;
     }
-    if (cli_load_dataset(&all, o.data, &o.dopts) != CLI_OK) goto done;
+    if ((r = cli_load_dataset(&all, o.data, &o.dopts)) != CLI_OK) {
+        rc = r;
+        goto done;
+    }
     if (o.val_path) {
         cli_data_opts vo = o.dopts;
         vo.labels = o.val_labels ? o.val_labels : (format == CLI_FORMAT_IDX ? NULL : vo.labels);
@@ -328,7 +332,10 @@ int cli_train(int argc, char **argv)
             goto done;
         }
         vo.format = format;
-        if (cli_load_dataset(&val, o.val_path, &vo) != CLI_OK) goto done;
+        if ((r = cli_load_dataset(&val, o.val_path, &vo)) != CLI_OK) {
+            rc = r;
+            goto done;
+        }
         train = all;
         all = NULL;
     } else if (o.val_split > 0.0) {

@@ -3,7 +3,7 @@
 
     test_cli.py BACKPROP GROUP [MAN_PAGE | DATASETS_DIR]
 
-GROUP is one of: general, train, predict, eval, info, usage, bad_files, man, census,
+GROUP is one of: general, train, predict, idx, eval, info, usage, bad_files, man, census,
 plot (docs/figures/plot_history.sh), installed.
 Each group makes its small data sets in a fresh temporary directory, runs the tool and
 checks exit codes (0 ok, 1 run-time failure, 2 usage error), stdout and the messages on
@@ -81,6 +81,25 @@ def classes_fann(path, n=240, seed=5):
         for x0, x1, c in rows:
             f.write(f"{x0:.6f} {x1:.6f}\n{c}\n")
     return rows
+
+
+def idx_pair(images, labels, n=150, seed=7):
+    """IDX files (the MNIST format): n images of 2x3 bytes and their labels 0..2; class c
+    has its bright pixels in column c."""
+    import struct
+    rng = random.Random(seed)
+    pixels, classes = bytearray(), bytearray()
+    for _ in range(n):
+        c = rng.randrange(3)
+        for _row in range(2):
+            for col in range(3):
+                pixels.append(rng.randrange(200, 256) if col == c else rng.randrange(0, 60))
+        classes.append(c)
+    with open(images, "wb") as f:
+        f.write(struct.pack(">4BIII", 0, 0, 8, 3, n, 2, 3) + bytes(pixels))
+    with open(labels, "wb") as f:
+        f.write(struct.pack(">4BI", 0, 0, 8, 1, n) + bytes(classes))
+    return list(classes)
 
 
 def read_csv(text):
@@ -202,6 +221,31 @@ def group_predict(d):
     so, _ = expect(["predict", "b.bpm", "bin.csv", "--logits"], 0, cwd=d)
     names, values = read_csv(so)
     check(names == ["y0"] and values[0][0] < 0 < values[-1][0], "bce: --logits", so[:200])
+
+
+def group_idx(d):
+    """IDX images and labels: sparse-ce by default, no input scaling, --val-labels."""
+    classes = idx_pair(os.path.join(d, "img-ubyte"), os.path.join(d, "lab-ubyte"))
+    idx_pair(os.path.join(d, "vimg-ubyte"), os.path.join(d, "vlab-ubyte"), n=60, seed=8)
+    so, se = expect(["train", "img-ubyte", "--labels", "lab-ubyte", "--val", "vimg-ubyte",
+                     "--val-labels", "vlab-ubyte", "--layers", "16:relu,out", "--epochs", "40",
+                     "--batch", "16", "--lr", "0.01", "--progress", "lines", "-o", "i.bpm"],
+                    0, out="saved i.bpm: 6 inputs, 3 outputs", cwd=d)
+    check("val_accuracy" in se, "classification progress shows val_accuracy", se[:300])
+    expect(["info", "i.bpm"], 0, out=["loss: sparse-ce", "input scaler: none",
+                                      "data_format: idx"], cwd=d)
+    so, _ = expect(["eval", "i.bpm", "vimg-ubyte", "--labels", "vlab-ubyte"], 0,
+                   out=["rows: 60", "accuracy: "], cwd=d)
+    acc = float(so.split("accuracy: ")[1].split()[0])
+    check(acc >= 0.9, f"IDX eval accuracy {acc} >= 0.9", so)
+    so, _ = expect(["predict", "i.bpm", "img-ubyte", "--labels", "lab-ubyte"], 0, cwd=d)
+    names, values = read_csv(so)
+    hits = sum(int(v[0]) == c for v, c in zip(values, classes))
+    check(names == ["class"] and hits >= 0.9 * len(classes), f"IDX predict ({hits} right)")
+    expect(["train", "img-ubyte", "--labels", "lab-ubyte", "--val", "vimg-ubyte", "-o",
+            "x.bpm"], 2, err="--val with IDX data needs --val-labels", cwd=d)
+    expect(["train", "img-ubyte", "--format", "idx", "-o", "x.bpm"], 2,
+           err="IDX images need --labels", cwd=d)
 
 
 def group_eval(d):
