@@ -386,7 +386,7 @@ int cli_train(int argc, char **argv)
         else
             s = bp_net_add_batchnorm(net);
         if (s != BP_OK) {
-            char what[32];
+            char what[48];
             snprintf(what, sizeof what, "--layers: layer %zu", i + 1);
             cli_fail_status(s, what, bp_net_last_error(net));
             rc = CLI_USAGE;
