@@ -70,17 +70,30 @@ class Installation(unittest.TestCase):
         self.assertEqual(bp.library_source, "pkg-config")
         self.assertEqual(os.path.dirname(os.path.realpath(bp.library_path)), LIBDIR)
 
+    def test_pip_installed_package_trains_xor_from_any_directory(self):
+        # The check: no environment variable for the package (pkg-config sees the
+        # test installation through PKG_CONFIG_PATH, as it sees /usr/local by default).
+        with tempfile.TemporaryDirectory() as tmp:
+            p = run_python(XOR_SCRIPT, {"PKG_CONFIG_PATH": os.environ["PKG_CONFIG_PATH"]}, tmp)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            source, path, where = p.stdout.strip().split("|")
+            self.assertEqual(source, "pkg-config")
+            self.assertTrue(os.path.realpath(where).startswith(os.path.realpath(sys.prefix)))
+
     def test_found_through_the_install_prefix_from_any_directory(self):
-        # pkg-config finds nothing (PKG_CONFIG_LIBDIR replaces its default search path), no
-        # environment variable: the library directory recorded by cmake --install is used.
+        # The copy of the package `cmake --install` put in <prefix>/share/backprop/python
+        # (imported from there): pkg-config finds nothing (PKG_CONFIG_LIBDIR replaces its
+        # default search path), no BACKPROP_LIBRARY: the recorded library directory is used.
+        copy = os.environ["BACKPROP_TEST_PACKAGE"]
         with tempfile.TemporaryDirectory() as tmp:
             empty = os.path.join(tmp, "empty")
             os.mkdir(empty)
-            p = run_python(XOR_SCRIPT, {"PKG_CONFIG_LIBDIR": empty}, tmp)
+            p = run_python(XOR_SCRIPT, {"PKG_CONFIG_LIBDIR": empty, "PYTHONPATH": copy}, tmp)
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-            source, path, _ = p.stdout.strip().split("|")
+            source, path, where = p.stdout.strip().split("|")
             self.assertEqual(source, "install prefix")
             self.assertEqual(os.path.dirname(os.path.realpath(path)), LIBDIR)
+            self.assertTrue(os.path.realpath(where).startswith(os.path.realpath(copy)))
 
     def test_environment_variable_is_the_last_resort(self):
         saved = os.environ.get("BACKPROP_LIBRARY")
@@ -94,14 +107,15 @@ class Installation(unittest.TestCase):
                 os.environ["BACKPROP_LIBRARY"] = saved
         self.assertEqual(found[-1], ("BACKPROP_LIBRARY", "/nowhere/libbackprop.so"))
         self.assertEqual(found[0][0], "pkg-config")
-        self.assertIn("install prefix", [s for s, _ in found])
+        self.assertNotIn("install prefix", [s for s, _ in found])  # pip-installed from source
 
     def test_nothing_found_is_an_import_error_that_says_what_to_do(self):
-        code = ("import backprop._find as f, backprop._config as c\n"
-                "c.LIBDIR = None\n"
-                "f.ctypes.util.find_library = lambda name: None\n"
+        # The pip-installed package records no prefix; pkg-config sees nothing, the loader's
+        # cache has no libbackprop (find_library is stubbed in case this machine has one).
+        code = ("import ctypes.util\n"
+                "ctypes.util.find_library = lambda name: None\n"
                 "try:\n"
-                "    f.load()\n"
+                "    import backprop\n"
                 "except ImportError as e:\n"
                 "    print(e)\n")
         with tempfile.TemporaryDirectory() as tmp:
