@@ -147,6 +147,10 @@ typedef struct cli_rows {
 int cli_read_csv(cli_rows *out, const char *path, int delimiter, int header);
 void cli_rows_free(cli_rows *rows);
 
+/** 1 if the first non-blank line of a CSV file has a cell that is not a number (a header),
+ *  0 if all its cells are numbers, -1 if the file cannot be read or has no such line. */
+int cli_csv_has_header(const char *path, int delimiter);
+
 /** Count the columns of the first non-blank line of a CSV file (quotes respected). */
 int cli_csv_columns(const char *path, int delimiter, size_t *columns);
 

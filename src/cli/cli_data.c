@@ -153,6 +153,42 @@ int cli_csv_columns(const char *path, int delimiter, size_t *columns)
     return status;
 }
 
+/* Parse one cell [p, end) as a float; surrounding spaces and double quotes allowed. */
+static int parse_cell(const char *p, const char *end, float *value);
+
+int cli_csv_has_header(const char *path, int delimiter)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    int result = -1;
+    while (getline(&line, &cap, f) >= 0) {
+        if (blank(line)) continue;
+        result = 0;
+        const char *p = line;
+        for (;;) {
+            const char *e = p;
+            int quoted = 0;
+            while (*e && *e != '\n' && *e != '\r' && (quoted || *e != delimiter)) {
+                if (*e == '"') quoted = !quoted;
+                e++;
+            }
+            float v;
+            if (parse_cell(p, e, &v) != 0) {
+                result = 1;
+                break;
+            }
+            if (*e != delimiter) break;
+            p = e + 1;
+        }
+        break;
+    }
+    free(line);
+    fclose(f);
+    return result;
+}
+
 int cli_load_dataset(bp_dataset **out, const char *path, cli_data_opts *o)
 {
     bp_status s;
@@ -192,7 +228,6 @@ void cli_rows_free(cli_rows *rows)
     rows->n = rows->width = 0;
 }
 
-/* Parse one cell [p, end) as a float; surrounding spaces and double quotes allowed. */
 static int parse_cell(const char *p, const char *end, float *value)
 {
     while (p < end && (*p == ' ' || *p == '\t'))

@@ -66,12 +66,20 @@ static int model_loss(const bp_net *net, int given, int *loss)
 }
 
 /* CSV defaults from the model's metadata, where the command line did not give them. */
-static void csv_defaults(const bp_net *net, cli_data_opts *o)
+static void csv_defaults(const bp_net *net, cli_data_opts *o, const char *path)
 {
     char buf[64];
     if (!o->delimiter_set && cli_meta(net, "csv_delimiter", buf, sizeof buf))
         o->delimiter = !strcmp(buf, "tab") ? '\t' : buf[0] ? buf[0] : ',';
-    if (!o->header_set && cli_meta(net, "csv_header", buf, sizeof buf)) o->header = buf[0] == '1';
+    /* The header: as given, else as the file shows (a first line that is not all numbers),
+     * so that a model trained on a file with a header reads one without, and back. */
+    if (!o->header_set && cli_data_format(o, path) == CLI_FORMAT_CSV) {
+        int guess = cli_csv_has_header(path, o->delimiter);
+        if (guess >= 0)
+            o->header = guess;
+        else if (cli_meta(net, "csv_header", buf, sizeof buf))
+            o->header = buf[0] == '1';
+    }
     if (!o->targets_set && cli_meta(net, "csv_targets", buf, sizeof buf)) {
         long first, count;
         if (sscanf(buf, "%ld:%ld", &first, &count) == 2 && first >= 0 && count >= 1) {
@@ -89,7 +97,8 @@ static const char eval_help[] =
     "Usage: backprop eval [options] MODEL DATA\n"
     "\n"
     "Loss and metrics of MODEL on the labelled data set DATA (read like 'backprop train'\n"
-    "reads its data; CSV settings default to those the model was trained with). Inputs are\n"
+    "reads its data; the CSV delimiter and target columns default to those the model was\n"
+    "trained with, the header to what the first line shows). Inputs are\n"
     "scaled with the model's stored scaler; mae and rmse are in the targets' original\n"
     "units, the loss in the units the model was trained in.\n"
     "\n"
@@ -142,7 +151,7 @@ int cli_eval(int argc, char **argv)
     if (rc != CLI_OK) goto done;
     if ((rc = model_loss(net, loss_given, &loss)) != CLI_OK) goto done;
     rc = CLI_FAIL;
-    csv_defaults(net, &o);
+    csv_defaults(net, &o, data);
     if ((r = cli_load_dataset(&ds, data, &o)) != CLI_OK) {
         rc = r;
         goto done;
@@ -234,8 +243,9 @@ static const char predict_help[] =
     "\n"
     "DATA is a CSV file of input rows (all columns are inputs; a file that also has the\n"
     "target columns the model was trained with has them skipped), a FANN file (its inputs\n"
-    "are used) or, with --labels, IDX images. CSV delimiter and header default to those\n"
-    "the model was trained with.\n"
+    "are used) or, with --labels, IDX images. The CSV delimiter defaults to the one the\n"
+    "model was trained with; a first line that is not all numbers is taken as a header\n"
+    "unless --header or --no-header says otherwise.\n"
     "\n"
     "Output columns: y0, y1 ... for regression models; for classifiers (softmax-ce,\n"
     "sparse-ce) the class index, or with --proba the probabilities p0, p1 ...; for bce\n"
@@ -362,7 +372,7 @@ int cli_predict(int argc, char **argv)
         rc = cli_usage("--logits applies to bce models only");
         goto done;
     }
-    csv_defaults(net, &o);
+    csv_defaults(net, &o, data);
     if ((r = read_inputs(&rows, net, data, &o)) != CLI_OK) {
         rc = r;
         goto done;

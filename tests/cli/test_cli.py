@@ -192,6 +192,12 @@ def group_predict(d):
     expect(["predict", "m.bpm", "with_targets.csv", "-o", "out.csv"], 0, cwd=d)
     with open(os.path.join(d, "out.csv")) as f:
         check(f.read() == so, "target columns skipped, -o writes the same CSV")
+    # The header is recognised by what the first line holds, whatever the training file had.
+    regression_csv(os.path.join(d, "bare.csv"), n=50, seed=9, targets=False, header=False)
+    so3, _ = expect(["predict", "m.bpm", "bare.csv"], 0, cwd=d)
+    check(so3 == so, "a file without a header: every row predicted", so3[:200])
+    so3, _ = expect(["predict", "m.bpm", "bare.csv", "--header"], 0, cwd=d)
+    check(len(so3.splitlines()) == 50, "--header forces the first line to be a header")
     so2, _ = expect(["predict", "m.bpm", "new.csv", "--no-column-names"], 0, cwd=d)
     check(so2 == "\n".join(so.splitlines()[1:]) + "\n", "--no-column-names")
     # A classifier: the class index, or the probabilities.
@@ -251,6 +257,8 @@ def group_idx(d):
 def group_eval(d):
     train_regression(d, "-q")
     regression_csv(os.path.join(d, "test.csv"), n=60, seed=11)
+    regression_csv(os.path.join(d, "bare.csv"), n=60, seed=11, header=False)
+    expect(["eval", "m.bpm", "bare.csv"], 0, out="rows: 60", cwd=d)
     so, _ = expect(["eval", "m.bpm", "test.csv"], 0, out=["rows: 60", "loss: ", "mae: "],
                    cwd=d)
     mae = float(so.split("mae: ")[1].split()[0])
