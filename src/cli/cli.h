@@ -131,7 +131,9 @@ void cli_data_opts_init(cli_data_opts *o);
 int cli_data_option(cli_args *a, cli_data_opts *o);
 /** The format a file will be read with (AUTO resolved). */
 int cli_data_format(const cli_data_opts *o, const char *path);
-/** Load @p path as a data set with targets; on failure prints the message, returns CLI_FAIL.
+/** Load @p path as a data set with targets; on failure prints the message, returns CLI_FAIL
+ *  (CLI_USAGE for a usage error). For CSV without --header/--no-header, a first line that
+ *  is not all numbers is taken as a header.
  *  For CSV, a negative target_first is resolved against the file's column count and
  *  written back into @p o. */
 int cli_load_dataset(bp_dataset **out, const char *path, cli_data_opts *o);

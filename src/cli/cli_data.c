@@ -200,6 +200,8 @@ int cli_load_dataset(bp_dataset **out, const char *path, cli_data_opts *o)
         s = bp_dataset_load_idx(out, path, o->labels, 0);
         break;
     default: {
+        if (!o->header_set && cli_csv_has_header(path, o->delimiter) == 1)
+            o->header = 1; /* a first line that is not all numbers */
         long first = o->target_first;
         if (first < 0) {
             size_t columns;

@@ -166,6 +166,11 @@ def group_train(d):
                     "--epochs", "60", "--batch", "16", "--lr", "0.01", "-q", "-o", "c.bpm"], 0,
                    cwd=d)
     check("3 outputs" in so, "sparse-ce output width = class count", so)
+    # The header line is recognised without --header; --no-header makes it data (an error).
+    expect(["train", "train.csv", "--epochs", "1", "-q", "-o", "auto.bpm"], 0, cwd=d)
+    expect(["info", "auto.bpm", "--meta", "csv_header"], 0, out="1", cwd=d)
+    expect(["train", "train.csv", "--no-header", "--epochs", "1", "-q", "-o", "nh.bpm"], 1,
+           err=["train.csv:1", "'x0' is not a number"], cwd=d)
     # --val FILE, --targets with a CSV that has the target first and ';' delimiters.
     with open(os.path.join(d, "semi.csv"), "w") as f:
         for i in range(40):
