@@ -973,8 +973,8 @@ BP_API bp_status bp_optimizer_reset_settings(bp_optimizer *opt);
  *  in a trainable layer; the message names the layer), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net);
 
-/** Forget all state (moments, step sizes, step count, bound shape); settings are kept. The
- *  next step starts afresh on any net.
+/** Forget all state (moments, step sizes, step count, bound shape); settings are kept
+ *  (bp_optimizer_reset_settings() resets those). The next step starts afresh on any net.
  *  @param opt  the optimizer.
  *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
 BP_API bp_status bp_optimizer_reset(bp_optimizer *opt);
