@@ -488,114 +488,87 @@ typedef struct opt_algo {
 #define WD  BP_OPT_WEIGHT_DECAY
 #define EPS BP_OPT_EPSILON
 
+/* One row per algorithm, one field per line. */
+/* clang-format off */
 static const opt_algo algos[] = {
-    [BP_OPTIMIZER_SGD] = {"SGD",
-                          1, /* buf */
-                          {{LR, 0.01},
-                           {BP_OPT_MOMENTUM, 0.0},
-                           {BP_OPT_DAMPENING, 0.0},
-                           {BP_OPT_NESTEROV, 0.0},
-                           {WD, 0.0}},
-                          0,
-                          0,
-                          sgd_check,
-                          sgd_scalars,
-                          sgd_update,
-                          sgd_stepped,
-                          0u},
-    [BP_OPTIMIZER_ADAGRAD] =
-        {"Adagrad",
-         1, /* sum */
-         {{LR, 0.01}, {WD, 0.0}, {EPS, 1e-10}, {BP_OPT_INITIAL_ACCUMULATOR, 0.0}},
-         0,
-         BP_OPT_INITIAL_ACCUMULATOR,
-         NULL,
-         NULL,
-         adagrad_update,
-         NULL,
-         1u /* sum */},
-    [BP_OPTIMIZER_RMSPROP] = {"RMSprop",
-                              3, /* sq, ga, buf */
-                              {{LR, 0.01},
-                               {BP_OPT_MOMENTUM, 0.0},
-                               {WD, 0.0},
-                               {EPS, 1e-8},
-                               {BP_OPT_RHO, 0.99},
-                               {BP_OPT_CENTERED, 0.0}},
-                              0,
-                              0,
-                              NULL,
-                              NULL,
-                              rmsprop_update,
-                              NULL,
-                              1u /* sq */},
-    [BP_OPTIMIZER_ADAM] = {"Adam",
-                           3, /* m, v, vmax */
-                           {{LR, 0.001},
-                            {WD, 0.0},
-                            {BP_OPT_BETA1, 0.9},
-                            {BP_OPT_BETA2, 0.999},
-                            {EPS, 1e-8},
-                            {BP_OPT_AMSGRAD, 0.0}},
-                           0,
-                           0,
-                           NULL,
-                           adam_scalars,
-                           adam_update,
-                           NULL,
-                           6u /* v, vmax */},
-    [BP_OPTIMIZER_ADAMW] = {"AdamW",
-                            3, /* m, v, vmax */
-                            {{LR, 0.001},
-                             {WD, 0.01},
-                             {BP_OPT_BETA1, 0.9},
-                             {BP_OPT_BETA2, 0.999},
-                             {EPS, 1e-8},
-                             {BP_OPT_AMSGRAD, 0.0}},
-                            0,
-                            0,
-                            NULL,
-                            adamw_scalars,
-                            adam_update,
-                            NULL,
-                            6u /* v, vmax */},
-    [BP_OPTIMIZER_ADAMAX] =
-        {"Adamax",
-         2, /* m, u */
-         {{LR, 0.002}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999}, {EPS, 1e-8}},
-         0,
-         0,
-         NULL,
-         adamax_scalars,
-         adamax_update,
-         NULL,
-         2u /* u */},
-    [BP_OPTIMIZER_NADAM] =
-        {"NAdam",
-         2, /* m, v */
-         {{LR, 0.001}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999}, {EPS, 1e-8}},
-         0,
-         0,
-         NULL,
-         nadam_scalars,
-         nadam_update,
-         nadam_stepped,
-         2u /* v */},
-    [BP_OPTIMIZER_IRPROP_MINUS] = {"iRprop-",
-                                   2, /* prev, delta */
-                                   {{BP_OPT_RPROP_ETA_PLUS, 1.2},
-                                    {BP_OPT_RPROP_ETA_MINUS, 0.5},
-                                    {BP_OPT_RPROP_DELTA_INIT, 0.1},
-                                    {BP_OPT_RPROP_DELTA_MIN, 0.0},
-                                    {BP_OPT_RPROP_DELTA_MAX, 50.0}},
-                                   1,
-                                   BP_OPT_RPROP_DELTA_INIT,
-                                   irprop_check,
-                                   NULL,
-                                   irprop_update,
-                                   NULL,
-                                   2u /* delta */},
+    [BP_OPTIMIZER_SGD] = {
+        .name = "SGD",
+        .nslots = 1, /* buf */
+        .keys = {{LR, 0.01}, {BP_OPT_MOMENTUM, 0.0}, {BP_OPT_DAMPENING, 0.0},
+                 {BP_OPT_NESTEROV, 0.0}, {WD, 0.0}},
+        .check = sgd_check,
+        .scalars = sgd_scalars,
+        .update = sgd_update,
+        .stepped = sgd_stepped,
+    },
+    [BP_OPTIMIZER_ADAGRAD] = {
+        .name = "Adagrad",
+        .nslots = 1, /* sum */
+        .keys = {{LR, 0.01}, {WD, 0.0}, {EPS, 1e-10}, {BP_OPT_INITIAL_ACCUMULATOR, 0.0}},
+        .init_slot = 0,
+        .init_key = BP_OPT_INITIAL_ACCUMULATOR,
+        .update = adagrad_update,
+        .nonneg = 1u, /* sum */
+    },
+    [BP_OPTIMIZER_RMSPROP] = {
+        .name = "RMSprop",
+        .nslots = 3, /* sq, ga, buf */
+        .keys = {{LR, 0.01}, {BP_OPT_MOMENTUM, 0.0}, {WD, 0.0}, {EPS, 1e-8}, {BP_OPT_RHO, 0.99},
+                 {BP_OPT_CENTERED, 0.0}},
+        .update = rmsprop_update,
+        .nonneg = 1u, /* sq */
+    },
+    [BP_OPTIMIZER_ADAM] = {
+        .name = "Adam",
+        .nslots = 3, /* m, v, vmax */
+        .keys = {{LR, 0.001}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
+                 {EPS, 1e-8}, {BP_OPT_AMSGRAD, 0.0}},
+        .scalars = adam_scalars,
+        .update = adam_update,
+        .nonneg = 6u, /* v, vmax */
+    },
+    [BP_OPTIMIZER_ADAMW] = {
+        .name = "AdamW",
+        .nslots = 3, /* m, v, vmax */
+        .keys = {{LR, 0.001}, {WD, 0.01}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
+                 {EPS, 1e-8}, {BP_OPT_AMSGRAD, 0.0}},
+        .scalars = adamw_scalars,
+        .update = adam_update,
+        .nonneg = 6u, /* v, vmax */
+    },
+    [BP_OPTIMIZER_ADAMAX] = {
+        .name = "Adamax",
+        .nslots = 2, /* m, u */
+        .keys = {{LR, 0.002}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
+                 {EPS, 1e-8}},
+        .scalars = adamax_scalars,
+        .update = adamax_update,
+        .nonneg = 2u, /* u */
+    },
+    [BP_OPTIMIZER_NADAM] = {
+        .name = "NAdam",
+        .nslots = 2, /* m, v */
+        .keys = {{LR, 0.001}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
+                 {EPS, 1e-8}},
+        .scalars = nadam_scalars,
+        .update = nadam_update,
+        .stepped = nadam_stepped,
+        .nonneg = 2u, /* v */
+    },
+    [BP_OPTIMIZER_IRPROP_MINUS] = {
+        .name = "iRprop-",
+        .nslots = 2, /* prev, delta */
+        .keys = {{BP_OPT_RPROP_ETA_PLUS, 1.2}, {BP_OPT_RPROP_ETA_MINUS, 0.5},
+                 {BP_OPT_RPROP_DELTA_INIT, 0.1}, {BP_OPT_RPROP_DELTA_MIN, 0.0},
+                 {BP_OPT_RPROP_DELTA_MAX, 50.0}},
+        .init_slot = 1,
+        .init_key = BP_OPT_RPROP_DELTA_INIT,
+        .check = irprop_check,
+        .update = irprop_update,
+        .nonneg = 2u, /* delta */
+    },
 };
+/* clang-format on */
 
 #undef LR
 #undef WD
