@@ -1090,6 +1090,8 @@ static void hostile_optimizer_state_is_rejected(void **state)
         {sec + 4, 4, 100000, BP_ERR_FORMAT},                 /* too many settings */
         {sec + 8, 4, 150, BP_ERR_VERSION},                   /* unknown setting key */
         {sec + 12, 8, 0xc000000000000000u, BP_ERR_FORMAT},   /* learning rate -2 */
+        {sec + 24, 8, 0x4000000000000000u, BP_ERR_FORMAT},   /* momentum 2: not Adam's, but
+                                                                still within its bounds */
         {tail + 8, 4, 2, BP_ERR_FORMAT},                     /* bound = 2 */
         {tail + 12, 4, 5, BP_ERR_FORMAT},                    /* momentum flag 5 */
         {tail + 16, 8, 0, BP_ERR_FORMAT},                    /* NAdam product 0 */
@@ -1108,6 +1110,22 @@ static void hostile_optimizer_state_is_rejected(void **state)
         assert_null(back);
         assert_null(oback);
     }
+    /* An in-bounds value for a setting Adam does not read (momentum 0.5, as writers before
+     * 0.2 could store) loads and is dropped: the image written back is the original. */
+    memcpy(b, img, size);
+    assert_int_equal(le32(b + sec + 20), BP_OPT_MOMENTUM);
+    put64(b + sec + 24, 0x3fe0000000000000u);
+    reseal(b, size);
+    assert_status(bp_checkpoint_load_buffer(&back, &oback, b, size), BP_OK);
+    double v = 42.0;
+    assert_status(bp_optimizer_get(oback, BP_OPT_MOMENTUM, &v), BP_ERR_INVALID_ARG);
+    size_t size2;
+    unsigned char *again = save_to_buffer(back, oback, &size2);
+    assert_int_equal(size2, size);
+    assert_memory_equal(again, img, size);
+    free(again);
+    bp_optimizer_free(oback);
+    bp_net_free(back);
     free(b);
     free(img);
     bp_optimizer_free(opt);
