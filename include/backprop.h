@@ -1253,7 +1253,9 @@ BP_API bp_status bp_dataset_one_hot(bp_dataset **out, const bp_dataset *ds, size
  * bit-identical weights (at the same thread count).
  *
  * Learning-rate schedules. base is the optimizer's BP_OPT_LEARNING_RATE when fit starts
- * (fit sets the optimizer's rate before every epoch and puts base back when it returns);
+ * (fit sets the optimizer's rate before every epoch and puts base back when it returns; an
+ * algorithm without a learning rate, iRprop-, holds the default 0.01 and ignores it, and the
+ * history records the scheduled rate all the same);
  * W = BP_FIT_WARMUP_EPOCHS, gamma = BP_FIT_LR_GAMMA, min = BP_FIT_LR_MIN; for an epoch
  * e < W the rate is the linear warm-up base * (e + 1) / W, otherwise, with k = e - W:
  *   - BP_SCHEDULE_CONSTANT     base
