@@ -312,7 +312,8 @@ typedef struct step_scalars {
     double mu_product_next; /* NAdam: P_t */
 } step_scalars;
 
-/* The state slots of one segment: slot s of the segment's first parameter. */
+/* The state slots of one segment: s[i] points at slot i of the segment's first parameter
+ * (NULL beyond the algorithm's slots). */
 typedef float *const seg_slots[BP__OPT_MAX_SLOTS];
 
 #define SET(o, key) ((o)->set[S(key)])
@@ -893,9 +894,9 @@ static void update_segment(const bp_optimizer *o, const step_scalars *k, float *
                            size_t off, size_t n)
 {
     const opt_algo *a = algo_of(o);
-    const size_t np = o->bound_nparams;
-    float *s0 = o->state + off;
-    seg_slots s = {s0, a->nslots > 1 ? s0 + np : NULL, a->nslots > 2 ? s0 + 2 * np : NULL};
+    float *s[BP__OPT_MAX_SLOTS] = {NULL};
+    for (size_t i = 0; i < a->nslots; i++)
+        s[i] = o->state + i * o->bound_nparams + off;
     a->update(o, k, p, g, s, n);
 }
 /* One update_segment over a slice of a segment, run by the pool's threads. */
