@@ -1,66 +1,23 @@
-/* optimizer.c -- gradient-descent updates over a net's parameter arena.
- *
- * Notation, per parameter element: p parameter, g its gradient (dL/dp), t the step number
- * (1 at the first update after create/reset), lr learning rate, wd weight decay. Each rule
- * below is PyTorch's documented formula (torch.optim, 2.x) unless noted; the state slots are
- * kept in the optimizer's one block, slot-major (see struct bp_optimizer in optimizer.h) and
- * start at 0 unless noted.
- *
- * SGD        slots: buf
- *            d = g + wd*p
- *            if momentum != 0:  buf = d                                   (first such step)
- *                               buf = momentum*buf + (1 - dampening)*d     (later steps)
- *                               d = nesterov ? d + momentum*buf : buf
- *            p -= lr*d
- *            Nesterov requires momentum > 0 and dampening = 0 (checked at the step).
- * Adagrad    slots: sum (starts at BP_OPT_INITIAL_ACCUMULATOR); no lr decay
- *            d = g + wd*p;  sum += d*d;  p -= lr * d / (sqrt(sum) + eps)
- * RMSprop    slots: sq, ga, buf;  alpha = BP_OPT_RHO
- *            d = g + wd*p;  sq = alpha*sq + (1 - alpha)*d*d
- *            centered:  ga = alpha*ga + (1 - alpha)*d;  avg = sqrt(max(sq - ga*ga, 0)) + eps
- *            otherwise: avg = sqrt(sq) + eps           (the max(.,0) only absorbs rounding)
- *            momentum > 0: buf = momentum*buf + d/avg;  p -= lr*buf
- *            otherwise:    p -= lr * d/avg             (the same kernel: buf = d/avg)
- * Adam       slots: m, v, vmax
- *            d = g + wd*p;  m = b1*m + (1 - b1)*d;  v = b2*v + (1 - b2)*d*d
- *            amsgrad: vmax = max(vmax, v), vh = vmax;  otherwise vh = v
- *            p -= (lr / (1 - b1^t)) * m / (sqrt(vh) / sqrt(1 - b2^t) + eps)
- * AdamW      as Adam with d = g, after the decoupled decay p *= 1 - lr*wd (done first)
- * Adamax     slots: m, u
- *            d = g + wd*p;  m = b1*m + (1 - b1)*d;  u = max(b2*u, |d| + eps)
- *            p -= (lr / (1 - b1^t)) * m / u
- * NAdam      slots: m, v; PyTorch's NAdam (Dozat 2016 with a momentum schedule), momentum
- *            decay psi = 0.004 fixed:  mu_t = b1*(1 - 0.5*0.96^(t*psi))
- *            P_t = mu_1*...*mu_t (nadam_mu_product)
- *            d = g + wd*p;  m = b1*m + (1 - b1)*d;  v = b2*v + (1 - b2)*d*d
- *            den = sqrt(v / (1 - b2^t)) + eps
- *            p -= lr*(1 - mu_t)/(1 - P_t) * d/den
- *            then p -= lr*mu_{t+1}/(1 - P_t*mu_{t+1}) * m/den
- * iRprop-    slots: prev (previous gradient), delta (starts at BP_OPT_RPROP_DELTA_INIT);
- *            Igel & Huesken 2000; ignores lr and wd:
- *            sign(prev)*sign(g) > 0: delta = min(delta*eta_plus, delta_max)
- *            sign(prev)*sign(g) < 0: delta = max(delta*eta_minus, delta_min), g = 0
- *            p -= sign(g)*delta;  prev = g
- *
- * The step counter t is per optimizer, not per layer: a layer frozen (trainable == 0) for
- * some steps keeps its state untouched and, once unfrozen, sees the global t's bias
- * The step counter t is per optimizer, not per layer: a layer frozen (trainable == 0) for
- * some steps keeps its state untouched and, once unfrozen, sees the global t's bias
- * corrections. Scalars (bias corrections, schedules) are computed once per step in double;
- * each layer's parameters are one contiguous segment updated by one float loop with
- * restrict pointers and no call per element, written for the vectoriser.
+/* optimizer.c -- the optimizer handle: settings, binding to a net's shape, the step over the
+ * parameter arena, and the checkpoint section OPTM (docs/format.md).
  *
  * Each algorithm is one row of the table `algos` below: its name, state slots, the settings
  * that apply with their defaults, the initial value of a slot, a settings check, its per-step
- * scalars, its update kernel and what a checkpoint must validate of its state. Nothing else in
- * the library switches on the algorithm; docs/design.md "How to add an optimizer" is the
- * checklist. The checkpoint section (OPTM, docs/format.md) is encoded and decoded here too.
+ * scalars, its update kernel (optimizer_kernels.c, where each rule is written out) and what a
+ * checkpoint must validate of its state. Nothing else in the library switches on the
+ * algorithm; docs/design.md "How to add an optimizer" is the checklist.
+ *
+ * The step counter t is per optimizer, not per layer: a layer frozen (trainable == 0) for
+ * some steps keeps its state untouched and, once unfrozen, sees the global t's bias
+ * corrections. Scalars (bias corrections, schedules) are computed once per step in double;
+ * each layer's parameters are one contiguous segment updated by one float loop.
  */
 #include "util.h"
 #include "codec.h"
 #include "pool.h"
 #include "net.h"
 #include "optimizer.h"
+#include "optimizer_kernels.h"
 
 #include <math.h>
 #include <string.h>
@@ -134,216 +91,11 @@ static bp_status check_value(char *err, const char *place, int key, double value
     return BP_OK;
 }
 
-/* ------------------------------------------------------------------------------------------
- * Kernels: one pass over one contiguous segment of n parameters
- * ----------------------------------------------------------------------------------------*/
-
-/* SGD without momentum. */
-BP__KERNEL
-static void sgd_plain(size_t n, float *restrict p, const float *restrict g, float lr, float wd)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] -= lr * (g[i] + wd * p[i]);
-}
-
-/* SGD with momentum: buf = a*buf + c*d; p -= lr*(kd*d + kb*buf). The caller picks
- * (a, c) = (0, 1) on the buffer's first step, else (mu, 1 - dampening); (kd, kb) = (1, mu)
- * for Nesterov, else (0, 1). */
-BP__KERNEL
-static void sgd_momentum(size_t n, float *restrict p, const float *restrict g, float *restrict buf,
-                         float lr, float wd, float a, float c, float kd, float kb)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float d = g[i] + wd * p[i];
-        const float b = a * buf[i] + c * d;
-        buf[i] = b;
-        p[i] -= lr * (kd * d + kb * b);
-    }
-}
-
-BP__KERNEL
-static void adagrad(size_t n, float *restrict p, const float *restrict g, float *restrict sum,
-                    float lr, float wd, float eps)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float d = g[i] + wd * p[i];
-        const float s = sum[i] + d * d;
-        sum[i] = s;
-        p[i] -= lr * d / (sqrtf(s) + eps);
-    }
-}
-
-/* RMSprop; kc = 1 for the centred variant (ga tracked), 0 otherwise (ga stays 0). */
-BP__KERNEL
-static void rmsprop(size_t n, float *restrict p, const float *restrict g, float *restrict sq,
-                    float *restrict ga, float *restrict buf, float lr, float wd, float alpha,
-                    float one_m_alpha, float eps, float momentum, float kc)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float d = g[i] + wd * p[i];
-        const float s = alpha * sq[i] + one_m_alpha * d * d;
-        const float m = kc * (alpha * ga[i] + one_m_alpha * d);
-        const float var = s - m * m;
-        const float avg = sqrtf(var > 0.0f ? var : 0.0f) + eps;
-        const float b = momentum * buf[i] + d / avg;
-        sq[i] = s;
-        ga[i] = m;
-        buf[i] = b;
-        p[i] -= lr * b;
-    }
-}
-
-/* Adam and AdamW. decay: AdamW's p *= decay first (1 for Adam); wd: Adam's L2 term (0 for
- * AdamW); step = lr / (1 - b1^t); inv_bc2 = 1 / sqrt(1 - b2^t). amsgrad is a constant at
- * each call site so that each variant compiles to its own branch-free loop. */
-static BP__ALWAYS_INLINE void adam(size_t n, float *restrict p, const float *restrict g,
-                                   float *restrict m, float *restrict v, float *restrict vmax,
-                                   float decay, float wd, float b1, float one_m_b1, float b2,
-                                   float one_m_b2, float step, float inv_bc2, float eps,
-                                   int amsgrad)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float w = p[i] * decay;
-        const float d = g[i] + wd * w;
-        const float mi = b1 * m[i] + one_m_b1 * d;
-        const float vi = b2 * v[i] + one_m_b2 * d * d;
-        float vh = vi;
-        if (amsgrad) {
-            vh = vmax[i] > vi ? vmax[i] : vi;
-            vmax[i] = vh;
-        }
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = w - step * mi / (sqrtf(vh) * inv_bc2 + eps);
-    }
-}
-
-/* The two Adam variants, each its own multi-versioned loop. */
-BP__KERNEL
-static void adam_plain(size_t n, float *restrict p, const float *restrict g, float *restrict m,
-                       float *restrict v, float decay, float wd, float b1, float one_m_b1, float b2,
-                       float one_m_b2, float step, float inv_bc2, float eps)
-{
-    adam(n, p, g, m, v, NULL, decay, wd, b1, one_m_b1, b2, one_m_b2, step, inv_bc2, eps, 0);
-}
-
-BP__KERNEL
-static void adam_amsgrad(size_t n, float *restrict p, const float *restrict g, float *restrict m,
-                         float *restrict v, float *restrict vmax, float decay, float wd, float b1,
-                         float one_m_b1, float b2, float one_m_b2, float step, float inv_bc2,
-                         float eps)
-{
-    adam(n, p, g, m, v, vmax, decay, wd, b1, one_m_b1, b2, one_m_b2, step, inv_bc2, eps, 1);
-}
-
-BP__KERNEL
-static void adamax(size_t n, float *restrict p, const float *restrict g, float *restrict m,
-                   float *restrict u, float wd, float b1, float one_m_b1, float b2, float step,
-                   float eps)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float d = g[i] + wd * p[i];
-        const float mi = b1 * m[i] + one_m_b1 * d;
-        const float a = fabsf(d) + eps;
-        const float bu = b2 * u[i];
-        const float ui = bu > a ? bu : a;
-        m[i] = mi;
-        u[i] = ui;
-        p[i] -= step * mi / ui;
-    }
-}
-
-/* NAdam: cg = lr*(1 - mu_t)/(1 - P_t), cm = lr*mu_{t+1}/(1 - P_{t+1}), inv_bc2 = 1/(1-b2^t). */
-BP__KERNEL
-static void nadam(size_t n, float *restrict p, const float *restrict g, float *restrict m,
-                  float *restrict v, float wd, float b1, float one_m_b1, float b2, float one_m_b2,
-                  float inv_bc2, float eps, float cg, float cm)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float d = g[i] + wd * p[i];
-        const float mi = b1 * m[i] + one_m_b1 * d;
-        const float vi = b2 * v[i] + one_m_b2 * d * d;
-        const float den = sqrtf(vi * inv_bc2) + eps;
-        m[i] = mi;
-        v[i] = vi;
-        const float w = p[i] - cg * d / den;
-        p[i] = w - cm * mi / den;
-    }
-}
-
-BP__KERNEL
-static void irprop_minus(size_t n, float *restrict p, const float *restrict g, float *restrict prev,
-                         float *restrict delta, float eta_plus, float eta_minus, float dmin,
-                         float dmax)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float gi = g[i];
-        /* Compare signs, not the product: a product of tiny gradients may underflow to 0.
-         * agree > 0: same sign; < 0: opposite; 0: one of them is zero. */
-        const float sp = (float)(prev[i] > 0.0f) - (float)(prev[i] < 0.0f);
-        const float sg0 = (float)(gi > 0.0f) - (float)(gi < 0.0f);
-        const float agree = sp * sg0;
-        const float up = delta[i] * eta_plus, down = delta[i] * eta_minus;
-        const float grown = up < dmax ? up : dmax, shrunk = down > dmin ? down : dmin;
-        const float dl = agree > 0.0f ? grown : agree < 0.0f ? shrunk : delta[i];
-        const float ge = agree < 0.0f ? 0.0f : gi;
-        const float sg = agree < 0.0f ? 0.0f : sg0;
-        p[i] -= sg * dl;
-        prev[i] = ge;
-        delta[i] = dl;
-    }
-}
+#define SET(o, key) BP__OPT_SET(o, key)
 
 /* ------------------------------------------------------------------------------------------
- * Per-step scalars and each algorithm's update of one segment
+ * Settings checks at each step
  * ----------------------------------------------------------------------------------------*/
-
-/* Per-step scalars, computed once in double and rounded to float for the kernels. The
- * complements 1 - b are rounded from the double difference, not computed in float from the
- * rounded b (1 - 0.999f is 1.3e-5 away from 0.001 in relative terms). */
-typedef struct step_scalars {
-    float lr, wd, mom, b1, b2, eps;
-    float c1, c2;           /* 1 - b1, 1 - b2 */
-    float rho, c_rho;       /* RMSprop alpha, 1 - alpha */
-    float a, c, kd, kb;     /* SGD momentum coefficients */
-    float decay;            /* AdamW */
-    float step, inv_bc2;    /* Adam family */
-    float cg, cm;           /* NAdam */
-    double mu_product_next; /* NAdam: P_t */
-} step_scalars;
-
-/* The state slots of one segment: s[i] points at slot i of the segment's first parameter
- * (NULL beyond the algorithm's slots). */
-typedef float *const seg_slots[BP__OPT_MAX_SLOTS];
-
-#define SET(o, key) ((o)->set[S(key)])
-
-static void sgd_scalars(const bp_optimizer *o, uint64_t t, step_scalars *k)
-{
-    (void)t;
-    const double mom = SET(o, BP_OPT_MOMENTUM);
-    const int first = !o->sgd_buf_ready;
-    k->a = first ? 0.0f : (float)mom;
-    k->c = first ? 1.0f : (float)(1.0 - SET(o, BP_OPT_DAMPENING));
-    const int nesterov = SET(o, BP_OPT_NESTEROV) != 0.0;
-    k->kd = nesterov ? 1.0f : 0.0f;
-    k->kb = nesterov ? (float)mom : 1.0f;
-}
-
-static void sgd_update(const bp_optimizer *o, const step_scalars *k, float *p, const float *g,
-                       seg_slots s, size_t n)
-{
-    if (SET(o, BP_OPT_MOMENTUM) == 0.0)
-        sgd_plain(n, p, g, k->lr, k->wd);
-    else
-        sgd_momentum(n, p, g, s[0], k->lr, k->wd, k->a, k->c, k->kd, k->kb);
-}
-
-static void sgd_stepped(bp_optimizer *o, const step_scalars *k)
-{
-    (void)k;
-    if (SET(o, BP_OPT_MOMENTUM) != 0.0) o->sgd_buf_ready = 1;
-}
 
 static bp_status sgd_check(bp_optimizer *o)
 {
@@ -354,93 +106,6 @@ static bp_status sgd_check(bp_optimizer *o)
                         "BP_OPT_DAMPENING = 0 (is %g)",
                         SET(o, BP_OPT_MOMENTUM), SET(o, BP_OPT_DAMPENING));
     return BP_OK;
-}
-
-static void adagrad_update(const bp_optimizer *o, const step_scalars *k, float *p, const float *g,
-                           seg_slots s, size_t n)
-{
-    (void)o;
-    adagrad(n, p, g, s[0], k->lr, k->wd, k->eps);
-}
-
-static void rmsprop_update(const bp_optimizer *o, const step_scalars *k, float *p, const float *g,
-                           seg_slots s, size_t n)
-{
-    rmsprop(n, p, g, s[0], s[1], s[2], k->lr, k->wd, k->rho, k->c_rho, k->eps, k->mom,
-            SET(o, BP_OPT_CENTERED) != 0.0 ? 1.0f : 0.0f);
-}
-
-static void adam_scalars(const bp_optimizer *o, uint64_t t, step_scalars *k)
-{
-    const double lr = SET(o, BP_OPT_LEARNING_RATE), td = (double)t;
-    k->decay = 1.0f;
-    k->step = (float)(lr / (1.0 - pow(SET(o, BP_OPT_BETA1), td)));
-    k->inv_bc2 = (float)(1.0 / sqrt(1.0 - pow(SET(o, BP_OPT_BETA2), td)));
-}
-
-/* AdamW: Adam's scalars with the decay decoupled from the gradient. */
-static void adamw_scalars(const bp_optimizer *o, uint64_t t, step_scalars *k)
-{
-    adam_scalars(o, t, k);
-    k->decay = (float)(1.0 - SET(o, BP_OPT_LEARNING_RATE) * SET(o, BP_OPT_WEIGHT_DECAY));
-    k->wd = 0.0f;
-}
-
-static void adam_update(const bp_optimizer *o, const step_scalars *k, float *p, const float *g,
-                        seg_slots s, size_t n)
-{
-    if (SET(o, BP_OPT_AMSGRAD) != 0.0)
-        adam_amsgrad(n, p, g, s[0], s[1], s[2], k->decay, k->wd, k->b1, k->c1, k->b2, k->c2,
-                     k->step, k->inv_bc2, k->eps);
-    else
-        adam_plain(n, p, g, s[0], s[1], k->decay, k->wd, k->b1, k->c1, k->b2, k->c2, k->step,
-                   k->inv_bc2, k->eps);
-}
-
-static void adamax_scalars(const bp_optimizer *o, uint64_t t, step_scalars *k)
-{
-    k->step = (float)(SET(o, BP_OPT_LEARNING_RATE) / (1.0 - pow(SET(o, BP_OPT_BETA1), (double)t)));
-}
-
-static void adamax_update(const bp_optimizer *o, const step_scalars *k, float *p, const float *g,
-                          seg_slots s, size_t n)
-{
-    (void)o;
-    adamax(n, p, g, s[0], s[1], k->wd, k->b1, k->c1, k->b2, k->step, k->eps);
-}
-
-static void nadam_scalars(const bp_optimizer *o, uint64_t t, step_scalars *k)
-{
-    const double lr = SET(o, BP_OPT_LEARNING_RATE), b1 = SET(o, BP_OPT_BETA1), td = (double)t;
-    const double psi = 0.004;
-    const double mu = b1 * (1.0 - 0.5 * pow(0.96, td * psi));
-    const double mu_next = b1 * (1.0 - 0.5 * pow(0.96, (td + 1.0) * psi));
-    const double prod = o->nadam_mu_product * mu;
-    k->mu_product_next = prod;
-    k->cg = (float)(lr * (1.0 - mu) / (1.0 - prod));
-    k->cm = (float)(lr * mu_next / (1.0 - prod * mu_next));
-    k->inv_bc2 = (float)(1.0 / (1.0 - pow(SET(o, BP_OPT_BETA2), td)));
-}
-
-static void nadam_update(const bp_optimizer *o, const step_scalars *k, float *p, const float *g,
-                         seg_slots s, size_t n)
-{
-    (void)o;
-    nadam(n, p, g, s[0], s[1], k->wd, k->b1, k->c1, k->b2, k->c2, k->inv_bc2, k->eps, k->cg, k->cm);
-}
-
-static void nadam_stepped(bp_optimizer *o, const step_scalars *k)
-{
-    o->nadam_mu_product = k->mu_product_next;
-}
-
-static void irprop_update(const bp_optimizer *o, const step_scalars *k, float *p, const float *g,
-                          seg_slots s, size_t n)
-{
-    (void)k;
-    irprop_minus(n, p, g, s[0], s[1], (float)SET(o, BP_OPT_RPROP_ETA_PLUS),
-                 (float)SET(o, BP_OPT_RPROP_ETA_MINUS), (float)SET(o, BP_OPT_RPROP_DELTA_MIN),
-                 (float)SET(o, BP_OPT_RPROP_DELTA_MAX));
 }
 
 static bp_status irprop_check(bp_optimizer *o)
@@ -474,12 +139,12 @@ typedef struct opt_algo {
     /* Settings consistency at each step (NULL: nothing to check); message in o->err. */
     bp_status (*check)(bp_optimizer *o);
     /* Scalars of step t beyond the common ones (NULL: none). */
-    void (*scalars)(const bp_optimizer *o, uint64_t t, step_scalars *k);
+    void (*scalars)(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k);
     /* Update n parameters p from their gradients g and their state slots s. */
-    void (*update)(const bp_optimizer *o, const step_scalars *k, float *p, const float *g,
-                   seg_slots s, size_t n);
+    void (*update)(const bp_optimizer *o, const bp__opt_scalars *k, float *p, const float *g,
+                   bp__opt_slots s, size_t n);
     /* After a successful update: scalar state (NULL: none). */
-    void (*stepped)(bp_optimizer *o, const step_scalars *k);
+    void (*stepped)(bp_optimizer *o, const bp__opt_scalars *k);
     /* Checkpoint codec: the slots whose values are never negative (sums of squares, maxima of
      * magnitudes, step sizes); bit s stands for slot s. */
     unsigned nonneg;
@@ -498,9 +163,9 @@ static const opt_algo algos[] = {
         .keys = {{LR, 0.01}, {BP_OPT_MOMENTUM, 0.0}, {BP_OPT_DAMPENING, 0.0},
                  {BP_OPT_NESTEROV, 0.0}, {WD, 0.0}},
         .check = sgd_check,
-        .scalars = sgd_scalars,
-        .update = sgd_update,
-        .stepped = sgd_stepped,
+        .scalars = bp__opt_sgd_scalars,
+        .update = bp__opt_sgd_update,
+        .stepped = bp__opt_sgd_stepped,
     },
     [BP_OPTIMIZER_ADAGRAD] = {
         .name = "Adagrad",
@@ -508,7 +173,7 @@ static const opt_algo algos[] = {
         .keys = {{LR, 0.01}, {WD, 0.0}, {EPS, 1e-10}, {BP_OPT_INITIAL_ACCUMULATOR, 0.0}},
         .init_slot = 0,
         .init_key = BP_OPT_INITIAL_ACCUMULATOR,
-        .update = adagrad_update,
+        .update = bp__opt_adagrad_update,
         .nonneg = 1u, /* sum */
     },
     [BP_OPTIMIZER_RMSPROP] = {
@@ -516,7 +181,7 @@ static const opt_algo algos[] = {
         .nslots = 3, /* sq, ga, buf */
         .keys = {{LR, 0.01}, {BP_OPT_MOMENTUM, 0.0}, {WD, 0.0}, {EPS, 1e-8}, {BP_OPT_RHO, 0.99},
                  {BP_OPT_CENTERED, 0.0}},
-        .update = rmsprop_update,
+        .update = bp__opt_rmsprop_update,
         .nonneg = 1u, /* sq */
     },
     [BP_OPTIMIZER_ADAM] = {
@@ -524,8 +189,8 @@ static const opt_algo algos[] = {
         .nslots = 3, /* m, v, vmax */
         .keys = {{LR, 0.001}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
                  {EPS, 1e-8}, {BP_OPT_AMSGRAD, 0.0}},
-        .scalars = adam_scalars,
-        .update = adam_update,
+        .scalars = bp__opt_adam_scalars,
+        .update = bp__opt_adam_update,
         .nonneg = 6u, /* v, vmax */
     },
     [BP_OPTIMIZER_ADAMW] = {
@@ -533,8 +198,8 @@ static const opt_algo algos[] = {
         .nslots = 3, /* m, v, vmax */
         .keys = {{LR, 0.001}, {WD, 0.01}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
                  {EPS, 1e-8}, {BP_OPT_AMSGRAD, 0.0}},
-        .scalars = adamw_scalars,
-        .update = adam_update,
+        .scalars = bp__opt_adamw_scalars,
+        .update = bp__opt_adam_update,
         .nonneg = 6u, /* v, vmax */
     },
     [BP_OPTIMIZER_ADAMAX] = {
@@ -542,8 +207,8 @@ static const opt_algo algos[] = {
         .nslots = 2, /* m, u */
         .keys = {{LR, 0.002}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
                  {EPS, 1e-8}},
-        .scalars = adamax_scalars,
-        .update = adamax_update,
+        .scalars = bp__opt_adamax_scalars,
+        .update = bp__opt_adamax_update,
         .nonneg = 2u, /* u */
     },
     [BP_OPTIMIZER_NADAM] = {
@@ -551,9 +216,9 @@ static const opt_algo algos[] = {
         .nslots = 2, /* m, v */
         .keys = {{LR, 0.001}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
                  {EPS, 1e-8}},
-        .scalars = nadam_scalars,
-        .update = nadam_update,
-        .stepped = nadam_stepped,
+        .scalars = bp__opt_nadam_scalars,
+        .update = bp__opt_nadam_update,
+        .stepped = bp__opt_nadam_stepped,
         .nonneg = 2u, /* v */
     },
     [BP_OPTIMIZER_IRPROP_MINUS] = {
@@ -565,7 +230,7 @@ static const opt_algo algos[] = {
         .init_slot = 1,
         .init_key = BP_OPT_RPROP_DELTA_INIT,
         .check = irprop_check,
-        .update = irprop_update,
+        .update = bp__opt_irprop_update,
         .nonneg = 2u, /* delta */
     },
 };
@@ -871,7 +536,7 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
  * ----------------------------------------------------------------------------------------*/
 
 /* The scalars of step t: the common ones, then the algorithm's own. */
-static void compute_scalars(const bp_optimizer *o, uint64_t t, step_scalars *k)
+static void compute_scalars(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k)
 {
     const double b1 = SET(o, BP_OPT_BETA1), b2 = SET(o, BP_OPT_BETA2);
     memset(k, 0, sizeof *k);
@@ -890,8 +555,8 @@ static void compute_scalars(const bp_optimizer *o, uint64_t t, step_scalars *k)
 }
 
 /* Update one layer's segment [off, off + n) with the state slots at the same offsets. */
-static void update_segment(const bp_optimizer *o, const step_scalars *k, float *p, const float *g,
-                           size_t off, size_t n)
+static void update_segment(const bp_optimizer *o, const bp__opt_scalars *k, float *p,
+                           const float *g, size_t off, size_t n)
 {
     const opt_algo *a = algo_of(o);
     float *s[BP__OPT_MAX_SLOTS] = {NULL};
@@ -902,7 +567,7 @@ static void update_segment(const bp_optimizer *o, const step_scalars *k, float *
 /* One update_segment over a slice of a segment, run by the pool's threads. */
 typedef struct update_job {
     const bp_optimizer *opt;
-    const step_scalars *k;
+    const bp__opt_scalars *k;
     float *p;
     const float *g;
     size_t off;
@@ -916,7 +581,7 @@ static void update_range(void *ctx, size_t begin, size_t end)
 
 /* update_segment, split across the net's worker threads when the segment is long enough to
  * gain (the kernels are elementwise: any split computes the same floats). */
-static void update_segment_par(const bp_optimizer *o, const step_scalars *k, bp_net *net,
+static void update_segment_par(const bp_optimizer *o, const bp__opt_scalars *k, bp_net *net,
                                size_t off, size_t n)
 {
     float *p = net->params + off;
@@ -973,7 +638,7 @@ static bp_status step_update(bp_optimizer *opt, bp_net *net)
     if (!opt->bound) BP_CHECK(bp__optimizer_bind(opt, net));
 
     const uint64_t t = opt->steps + 1;
-    step_scalars k;
+    bp__opt_scalars k;
     compute_scalars(opt, t, &k);
     /* The layers' segments tile the arena in order: one pass over it when every layer
      * trains (the kernels are elementwise, so the floats are the same as per segment). */

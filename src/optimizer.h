@@ -1,6 +1,7 @@
 /*
  * optimizer.h -- the optimizer handle, its update and its checkpoint section (optimizer.c).
- * Which algorithms exist, their settings, state slots and kernels are optimizer.c's table.
+ * Which algorithms exist, their settings, state slots and kernels are optimizer.c's table;
+ * the kernels themselves are in optimizer_kernels.c.
  */
 #ifndef BP_OPTIMIZER_H
 #define BP_OPTIMIZER_H
