@@ -246,6 +246,12 @@ class Training(unittest.TestCase):
             self.assertEqual(opt.kind, bp.OPTIMIZER_SGD)
             self.assertAlmostEqual(opt.get("momentum"), 0.9)
             self.assertEqual(opt.get(bp.OPT_NESTEROV), 1)
+            opt.reset_settings()
+            self.assertEqual(opt.get("momentum"), 0)
+            with self.assertRaises(bp.BackpropError) as cm:
+                opt.set(bp.OPT_BETA1, 0.5)  # not an SGD setting
+            self.assertEqual(cm.exception.status, bp.ERR_INVALID_ARG)
+            self.assertIn("BP_OPT_BETA1 does not apply to SGD", cm.exception.message)
             lo, hi = bp.Optimizer.param_bounds("learning_rate")
             self.assertLessEqual(lo, 0.01)
             self.assertGreaterEqual(hi, 1)

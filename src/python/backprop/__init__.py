@@ -317,6 +317,7 @@ PROTOTYPES = {
     "bp_optimizer_param_bounds": (_status, [_I, _c_double_p, _c_double_p]),
     "bp_optimizer_step": (_status, [_OptP, _NetP]),
     "bp_optimizer_reset": (_status, [_OptP]),
+    "bp_optimizer_reset_settings": (_status, [_OptP]),
     "bp_optimizer_step_count": (_U64, [_OptP]),
     "bp_dataset_create": (_status, [_P(_DsP), _c_float_p, _c_float_p, _S, _S, _S]),
     "bp_dataset_free": (None, [_DsP]),
@@ -714,6 +715,11 @@ class Optimizer(_Handle, _Keyed):
 
     def reset(self):
         _check(_lib.bp_optimizer_reset(self._handle()))
+
+    def reset_settings(self):
+        """Every setting back to the algorithm's default (bp_optimizer_reset_settings)."""
+        _check(_lib.bp_optimizer_reset_settings(self._handle()))
+        return self
 
     @property
     def step_count(self):
