@@ -321,6 +321,9 @@ PROTOTYPES = {
     "bp_dataset_load_fann": (_status, [_P(_DsP), _STR]),
     "bp_dataset_save_fann": (_status, [_DsP, _STR]),
     "bp_dataset_load_idx": (_status, [_P(_DsP), _STR, _STR, _S]),
+    "bp_dataset_load_csv_ex": (_status, [_P(_DsP), _STR, _I, _I, _S, _S, _S]),
+    "bp_dataset_load_fann_ex": (_status, [_P(_DsP), _STR, _S]),
+    "bp_dataset_load_idx_ex": (_status, [_P(_DsP), _STR, _STR, _S, _S]),
     "bp_dataset_shuffle": (_status, [_DsP, _U64]),
     "bp_dataset_split": (_status, [_P(_DsP), _P(_DsP), _DsP, _D]),
     "bp_dataset_subset": (_status, [_P(_DsP), _DsP, _S, _S]),
@@ -1296,26 +1299,30 @@ class Dataset(_Handle):
         return self
 
     @classmethod
-    def load_csv(cls, path, target_first, target_count=1, delimiter=",", has_header=False):
-        """bp_dataset_load_csv: columns target_first .. target_first + target_count - 1
-        (0-based) are the targets, the others the inputs."""
+    def load_csv(cls, path, target_first, target_count=1, delimiter=",", has_header=False,
+                 max_decompressed=0):
+        """bp_dataset_load_csv_ex: columns target_first .. target_first + target_count - 1
+        (0-based) are the targets, the others the inputs. max_decompressed bounds a gzip
+        file's decompressed size (0: the library's default, 2**30 bytes)."""
         h = _DsP()
-        _check(_lib.bp_dataset_load_csv(ctypes.byref(h), _path(path), ord(delimiter),
-                                        int(bool(has_header)), int(target_first),
-                                        int(target_count)))
+        _check(_lib.bp_dataset_load_csv_ex(ctypes.byref(h), _path(path), ord(delimiter),
+                                           int(bool(has_header)), int(target_first),
+                                           int(target_count), int(max_decompressed)))
         return cls._wrap(h)
 
     @classmethod
-    def load_fann(cls, path):
+    def load_fann(cls, path, max_decompressed=0):
         h = _DsP()
-        _check(_lib.bp_dataset_load_fann(ctypes.byref(h), _path(path)))
+        _check(_lib.bp_dataset_load_fann_ex(ctypes.byref(h), _path(path),
+                                            int(max_decompressed)))
         return cls._wrap(h)
 
     @classmethod
-    def load_idx(cls, images_path, labels_path, classes=0):
+    def load_idx(cls, images_path, labels_path, classes=0, max_decompressed=0):
         h = _DsP()
-        _check(_lib.bp_dataset_load_idx(ctypes.byref(h), _path(images_path),
-                                        _path(labels_path), int(classes)))
+        _check(_lib.bp_dataset_load_idx_ex(ctypes.byref(h), _path(images_path),
+                                           _path(labels_path), int(classes),
+                                           int(max_decompressed)))
         return cls._wrap(h)
 
     def save_fann(self, path):
