@@ -979,8 +979,9 @@ BP_API uint64_t bp_optimizer_step_count(const bp_optimizer *opt);
  * Loaders read plain files, or gzip-compressed ones (recognised by their first two bytes,
  * 1f 8b, not by the name) when the library is built with zlib. A path must name a regular
  * file: a directory, FIFO, device or socket fails with BP_ERR_IO at once (it is opened
- * without blocking and never read). A gzip file may decompress to at most 2^30 bytes (1 GiB);
- * more is BP_ERR_OUT_OF_RANGE, and the _ex loaders take another limit. Its first
+ * without blocking and never read). A gzip file may decompress to at most 128 times its own
+ * size, but always to 64 MiB and never beyond 1 GiB (2^30 bytes); more is
+ * BP_ERR_OUT_OF_RANGE, and the _ex loaders take another limit. Its first
  * decompressed bytes are checked before the rest is decompressed: a text file (CSV, FANN)
  * must have no NUL byte in its first 4 KiB, an IDX file its magic, and the size an IDX
  * header announces bounds the stream. Memory taken is in proportion to the data actually
@@ -1081,7 +1082,8 @@ BP_API bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int del
  *  @param target_first      as for bp_dataset_load_csv().
  *  @param target_count      as for bp_dataset_load_csv().
  *  @param max_decompressed  the most bytes a gzip file may decompress to: 0 for the default
- *                           (2^30), SIZE_MAX for no limit. Plain files are not limited (they
+ *                           (128 x the file's size, within [64 MiB, 1 GiB]), SIZE_MAX for no
+ *                           limit, any other value exact. Plain files are not limited (they
  *                           take their own size).
  *  @return as bp_dataset_load_csv(), and BP_ERR_OUT_OF_RANGE when a gzip file decompresses
  *  to more than @p max_decompressed bytes. @since 0.2 */
@@ -1104,7 +1106,8 @@ BP_API bp_status bp_dataset_load_fann(bp_dataset **out, const char *path);
 /** bp_dataset_load_fann() with a limit on the decompressed size of a gzip file.
  *  @param out               receives the new data set; NULL on failure.
  *  @param path              file name (plain or gzip).
- *  @param max_decompressed  as for bp_dataset_load_csv_ex(): 0 for 2^30, SIZE_MAX for none.
+ *  @param max_decompressed  as for bp_dataset_load_csv_ex(): 0 for the default,
+ *                           SIZE_MAX for none.
  *  @return as bp_dataset_load_fann(), and BP_ERR_OUT_OF_RANGE beyond the limit.
  *  @since 0.2 */
 BP_API bp_status bp_dataset_load_fann_ex(bp_dataset **out, const char *path,
@@ -1145,7 +1148,8 @@ BP_API bp_status bp_dataset_load_idx(bp_dataset **out, const char *images_path,
  *  @param images_path       images file name.
  *  @param labels_path       labels file name.
  *  @param classes           as for bp_dataset_load_idx().
- *  @param max_decompressed  as for bp_dataset_load_csv_ex(): 0 for 2^30, SIZE_MAX for none;
+ *  @param max_decompressed  as for bp_dataset_load_csv_ex(): 0 for the default,
+ *                           SIZE_MAX for none;
  *                           applies to each of the two files.
  *  @return as bp_dataset_load_idx(), and BP_ERR_OUT_OF_RANGE beyond the limit (also when an
  *  IDX header announces more). @since 0.2 */
@@ -1494,9 +1498,9 @@ BP_API bp_status bp_argmax(const float *values, size_t n, size_t width, size_t *
  *
  * Loading from a path follows the data-set loaders' rules: only regular files (a FIFO or
  * device fails at once with BP_ERR_IO), and a gzip file must start, once decompressed, with
- * the model magic and may decompress to no more than its header's length, nor more than
- * 2^30 bytes (BP_ERR_OUT_OF_RANGE; for a larger model decompress it yourself and use
- * bp_net_load_buffer()).
+ * the model magic and may decompress to no more than its header's length, nor beyond the
+ * data-set loaders' default limit (BP_ERR_OUT_OF_RANGE; for a larger model decompress it
+ * yourself and use bp_net_load_buffer()).
  * ==========================================================================================*/
 
 /** The model-file format version this library writes (and the newest it reads). */

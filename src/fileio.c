@@ -257,13 +257,12 @@ static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kin
     zs.opaque = (voidpf)(uintptr_t)a; /* only passed back to bp__calloc/bp__free */
     if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
         return bp__fail(err, BP_ERR_NOMEM, "%s: cannot start gzip decompression", name);
-    /* max_out: the most output allowed; the buffer holds max_out + 1 bytes at most so that
-     * one byte too many shows. */
-    size_t max_out = limit == SIZE_MAX ? SIZE_MAX - 2 : limit;
-    size_t need = 1, expect = 0;
+    /* max_out: the most output allowed. The buffer never grows past it: once it is full,
+     * one more byte is asked for into `extra`, and getting one means the stream is too long. */
+    size_t max_out = limit, need = 1, expect = 0;
     size_t cap = srclen < SIZE_MAX / 4 - 1 ? srclen * 4 : SIZE_MAX / 4;
     if (cap < 4096) cap = 4096;
-    if (cap > max_out + 1) cap = max_out + 1;
+    if (cap > max_out) cap = max_out;
     size_t len = 0, in_left = srclen;
     const unsigned char *in = src;
     unsigned char *buf = bp__malloc(a, cap + 1);
@@ -273,9 +272,13 @@ static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kin
         goto done;
     }
     for (;;) {
-        if (len == cap) {
+        unsigned char extra;
+        const int full = len >= cap && cap >= max_out;
+        if (len == cap && !full) {
             size_t ncap = next_capacity(cap);
-            if (ncap > max_out + 1) ncap = max_out + 1;
+            /* Up to the limit at once when the step after this one would be a small one:
+             * 66 MB -> 67 MB would hold both blocks for one more megabyte. */
+            if (ncap > max_out || max_out - ncap < ncap / 2) ncap = max_out;
             if (ncap == cap || regrow(a, &buf, len, ncap) != 0) {
                 st = bp__fail(err, BP_ERR_NOMEM, "%s: out of memory after %zu decompressed bytes",
                               name, len);
@@ -284,15 +287,24 @@ static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kin
             cap = ncap;
         }
         const uInt avail_in = in_left > UINT_MAX ? UINT_MAX : (uInt)in_left;
-        const uInt avail_out = cap - len > UINT_MAX ? UINT_MAX : (uInt)(cap - len);
+        const uInt avail_out = full ? 1 : cap - len > UINT_MAX ? UINT_MAX : (uInt)(cap - len);
         zs.next_in = in;
         zs.avail_in = avail_in;
-        zs.next_out = buf + len;
+        zs.next_out = full ? &extra : buf + len;
         zs.avail_out = avail_out;
         const int r = inflate(&zs, Z_NO_FLUSH);
         in += avail_in - zs.avail_in;
         in_left -= avail_in - zs.avail_in;
-        len += avail_out - zs.avail_out;
+        if (full && zs.avail_out == 0) {
+            if (expect > 0)
+                st = bp__fail(err, BP_ERR_FORMAT, "%s: decompresses to more than the %zu bytes "
+                              "its header announces", name, expect);
+            else
+                st = bp__fail(err, BP_ERR_OUT_OF_RANGE, "%s: decompresses to more than the "
+                              "limit of %zu bytes", name, max_out);
+            goto done;
+        }
+        if (!full) len += avail_out - zs.avail_out;
         const int at_end = r == Z_STREAM_END && in_left == 0;
         if (need > 0 && (len >= need || at_end)) {
             st = probe(kind, err, name, buf, len, at_end, &need, &expect);
@@ -326,7 +338,7 @@ static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kin
                           "stream", name, in_left);
             goto done;
         }
-        if (r == Z_OK || (r == Z_BUF_ERROR && len == cap)) continue;
+        if (r == Z_OK || (r == Z_BUF_ERROR && len == cap && !full)) continue;
         if (r == Z_BUF_ERROR) {
             st = bp__fail(err, BP_ERR_FORMAT, "%s: truncated gzip stream (ends after %zu "
                           "decompressed bytes)", name, len);
@@ -349,6 +361,12 @@ done:
 }
 #endif
 
+size_t bp__decompress_limit_default(size_t compressed)
+{
+    const size_t lo = (size_t)64 << 20, hi = (size_t)1 << 30;
+    return compressed > hi / 128 ? hi : compressed * 128 < lo ? lo : compressed * 128;
+}
+
 bp_status bp__read_file_as(const bp__alloc *a, char *err, const char *path, int kind,
                            size_t limit, unsigned char **data, size_t *size)
 {
@@ -365,8 +383,9 @@ bp_status bp__read_file_as(const bp__alloc *a, char *err, const char *path, int 
     }
     bp__path_label(name, path);
 #ifdef BP_HAVE_ZLIB
-    const bp_status st = gunzip(a, err, name, kind, limit == 0 ? BP__DECOMPRESS_LIMIT_DEFAULT
-                                : limit, raw, len, data, size);
+    const bp_status st = gunzip(a, err, name, kind,
+                                limit == 0 ? bp__decompress_limit_default(len) : limit, raw, len,
+                                data, size);
     bp__free(a, raw);
     return st;
 #else

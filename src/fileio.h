@@ -31,15 +31,17 @@ enum bp__read_kind {
     BP__READ_TEXT = 3   /* no NUL byte in the first 4 KiB (CSV, FANN) */
 };
 
-/* Decompressed size allowed when the caller passes 0 as the limit: 2^30 bytes (1 GiB). */
-#define BP__DECOMPRESS_LIMIT_DEFAULT ((size_t)1 << 30)
+/* Decompressed size allowed when the caller passes 0 as the limit: 128 times the compressed
+ * size, but at least 64 MiB and at most 1 GiB (a ratio above 128 is rare in real data and
+ * the rule of zip-bomb guards such as Apache POI's minimum inflate ratio). */
+size_t bp__decompress_limit_default(size_t compressed);
 
 /* Read the whole file at @p path into a new buffer allocated from @p a, followed by one
  * NUL byte that is not counted in *size (so text parsers may stop on it). The file is
  * opened without blocking and must be a regular file (a FIFO, device or directory is
  * BP_ERR_IO at once); a plain file takes its size plus one byte. A file starting with the
  * gzip magic 1f 8b is decompressed (all members), checked as @p kind says on its first
- * bytes, and may decompress to at most @p limit bytes (0: BP__DECOMPRESS_LIMIT_DEFAULT,
+ * bytes, and may decompress to at most @p limit bytes (0: bp__decompress_limit_default(file size),
  * SIZE_MAX: no limit; BP_ERR_OUT_OF_RANGE beyond); the buffer grows with the output
  * actually produced, never to a size a header merely announces. Without zlib a gzip file is
  * BP_ERR_UNSUPPORTED. Returns BP_OK, BP_ERR_IO, BP_ERR_FORMAT (corrupt or truncated gzip,

@@ -218,12 +218,12 @@ static void write_gzip(const char *path, const void *src, size_t len)
     free(gz);
 }
 
-/* 64 MiB of zeros in a ~64 KiB gzip file: every loader used to decompress all of it (with a
- * doubling buffer: 2x) before finding that it is no model, text or IDX file. */
+/* 64 MiB + 1 of zeros in a ~64 KiB gzip file: every loader used to decompress all of it
+ * (with a doubling buffer: 2x) before finding that it is no model, text or IDX file. */
 static void a_gzip_bomb_stops_after_its_first_bytes(void **state)
 {
     (void)state;
-    const size_t big = (size_t)64 << 20;
+    const size_t big = ((size_t)64 << 20) + 1;
     unsigned char *zeros = calloc(big, 1);
     assert_non_null(zeros);
     const char *path = in_dir(0, "zeros.gz");
@@ -268,6 +268,29 @@ static void a_gzip_bomb_stops_after_its_first_bytes(void **state)
     assert_status(bp__dataset_load_idx_with(&ds, &a, path, path, 0, 0), BP_ERR_FORMAT);
     assert_true(tb.peak < bound);
     assert_int_equal(tb.live, 0);
+    /* Unchecked, the default limit applies: 64 MiB for a file this small. */
+    unsigned char *data;
+    size_t size;
+    assert_status(bp__read_file_as(&a, NULL, path, BP__READ_ANY, 0, &data, &size),
+                  BP_ERR_OUT_OF_RANGE);
+    assert_error_contains("decompresses to more than the limit of 67108864 bytes");
+    assert_true(tb.peak < big + big / 2 + bound); /* the output, its last doubling, the file */
+    assert_status(bp__read_file_as(&a, NULL, path, BP__READ_ANY, SIZE_MAX, &data, &size), BP_OK);
+    assert_int_equal(size, big);
+    bp__free(&a, data);
+    assert_int_equal(tb.live, 0);
+}
+
+static void the_default_limit_is_128_times_the_file_within_64_mib_and_1_gib(void **state)
+{
+    (void)state;
+    const size_t mib = (size_t)1 << 20;
+    assert_int_equal(bp__decompress_limit_default(0), 64 * mib);
+    assert_int_equal(bp__decompress_limit_default(64 * mib / 128), 64 * mib);
+    assert_int_equal(bp__decompress_limit_default(mib), 128 * mib);
+    assert_int_equal(bp__decompress_limit_default(8 * mib), 1024 * mib);
+    assert_int_equal(bp__decompress_limit_default(8 * mib + 1), 1024 * mib);
+    assert_int_equal(bp__decompress_limit_default(SIZE_MAX), 1024 * mib);
 }
 
 /* A gzip model followed by 16 MiB of zeros in the same stream: the header's length bounds
@@ -559,6 +582,7 @@ int main(void)
         bp_add_test(a_plain_file_takes_its_size_and_no_more),
 #ifdef BP_HAVE_ZLIB
         bp_add_test(a_gzip_bomb_stops_after_its_first_bytes),
+        bp_add_test(the_default_limit_is_128_times_the_file_within_64_mib_and_1_gib),
         bp_add_test(a_gzip_model_may_not_run_past_its_header_length),
         bp_add_test(an_idx_header_beyond_the_limit_is_refused_early),
         bp_add_test(the_decompression_limit_is_exact_and_settable),

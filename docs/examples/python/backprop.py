@@ -1303,7 +1303,8 @@ class Dataset(_Handle):
                  max_decompressed=0):
         """bp_dataset_load_csv_ex: columns target_first .. target_first + target_count - 1
         (0-based) are the targets, the others the inputs. max_decompressed bounds a gzip
-        file's decompressed size (0: the library's default, 2**30 bytes)."""
+        file's decompressed size (0: the library's default, 128 x the file's size within
+        [64 MiB, 1 GiB]; the largest size_t, e.g. 2**64 - 1: no limit)."""
         h = _DsP()
         _check(_lib.bp_dataset_load_csv_ex(ctypes.byref(h), _path(path), ord(delimiter),
                                            int(bool(has_header)), int(target_first),
