@@ -501,19 +501,27 @@ static void stale_temporary_files_are_removed_by_the_next_save(void **state)
     const char *path = in_dir(0, "killed.bpm");
     assert_status(bp_net_save(net, path), BP_OK);
     for (int k = 0; k < 3; k++) {
+        int ready[2];
+        assert_int_equal(pipe(ready), 0);
         fflush(NULL);
         const pid_t pid = fork();
         assert_true(pid >= 0);
-        if (pid == 0) {
+        if (pid == 0) { /* opens a temporary file, says so, waits to be killed */
             bp__atomic_file w;
-            if (bp__atomic_open(&w, NULL, path) == BP_OK) fputs("partial", w.f);
-            fflush(w.f);
-            raise(SIGKILL);
-            _exit(1);
+            char ok = bp__atomic_open(&w, NULL, path) == BP_OK;
+            if (ok) fputs("partial", w.f), fflush(w.f);
+            (void)!write(ready[1], &ok, 1);
+            for (;;) pause();
         }
+        char ok = 0;
+        assert_int_equal(read(ready[0], &ok, 1), 1);
+        assert_true(ok);
+        assert_int_equal(kill(pid, SIGKILL), 0); /* from outside: as a crash would */
         int status;
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFSIGNALED(status));
+        close(ready[0]);
+        close(ready[1]);
     }
     assert_int_equal(temp_files_left(), 1); /* each child found the last one unlocked */
     /* A save in progress in this process ... */
