@@ -64,13 +64,10 @@ typedef struct bp__layer_vtable {
     size_t (*state_floats)(const bp_layer *l);
     void (*state_write)(const bp_layer *l, float *dst);
     bp_status (*state_read)(bp_layer *l, const float *src, size_t count);
-    /* Which enum bp_layer_key settings apply to the kind: bit (key - BP__LAYER_KEY_FIRST).
-     * bp_layer_set/get reject the others with BP_ERR_INVALID_ARG. */
-    unsigned keys;
-    /* Store / read a kind-specific setting (a key in @c keys that struct bp_layer does not
-     * hold itself); the value was range-checked by layer.c. NULL when the kind has none. */
-    void (*set_key)(bp_layer *l, int key, double value);
-    double (*get_key)(const bp_layer *l, int key);
+    /* The enum bp_layer_key settings that apply to the kind, with their accessors, ended by
+     * an entry with key 0 (layer_settings.c checks bounds before calling set). bp_layer_set/
+     * get reject the keys not listed with BP_ERR_INVALID_ARG. */
+    const struct bp__layer_key *keys;
     /* 1 if backward leaves dz [n x out] in dy with dW = dz^T x and db = column sums of dz
      * (dense), so that backward_pass may bound dW and db instead of scanning them; 0 makes
      * backward_pass scan the layer's whole dW and db. */
@@ -83,9 +80,39 @@ typedef struct bp__layer_vtable {
 /* Largest row width (inputs, any layer's out). */
 #define BP__MAX_WIDTH ((size_t)1 << 24)
 
-/* Bit of a layer key in bp__layer_vtable.keys. */
-#define BP__LAYER_KEY_FIRST 200
-#define BP__LAYER_KEY_BIT(key) (1u << ((unsigned)(key) - BP__LAYER_KEY_FIRST))
+/* One enum bp_layer_key setting of a kind: how to store and read it. @c set receives a value
+ * already checked against the family's bounds (layer_settings.c). */
+typedef struct bp__layer_key {
+    int key;
+    void (*set)(bp_layer *l, double value);
+    double (*get)(const bp_layer *l);
+} bp__layer_key;
+
+/* Defaults of the activation settings every new layer starts with. */
+#define BP__DEFAULT_LEAKY_SLOPE 0.01f
+#define BP__DEFAULT_ELU_ALPHA 1.0f
+
+/* Accessors for the settings struct bp_layer holds itself (layer_settings.c), and table
+ * entries built from them for the kinds' key tables. */
+void bp__layer_set_trainable(bp_layer *l, double v);
+double bp__layer_get_trainable(const bp_layer *l);
+void bp__layer_set_leaky_slope(bp_layer *l, double v);
+double bp__layer_get_leaky_slope(const bp_layer *l);
+void bp__layer_set_elu_alpha(bp_layer *l, double v);
+double bp__layer_get_elu_alpha(const bp_layer *l);
+void bp__layer_set_l2(bp_layer *l, double v);
+double bp__layer_get_l2(const bp_layer *l);
+void bp__layer_set_l1(bp_layer *l, double v);
+double bp__layer_get_l1(const bp_layer *l);
+#define BP__KEY_TRAINABLE {BP_LAYER_TRAINABLE, bp__layer_set_trainable, bp__layer_get_trainable}
+#define BP__KEY_ACTIVATION                                                                        \
+    {BP_LAYER_LEAKY_SLOPE, bp__layer_set_leaky_slope, bp__layer_get_leaky_slope},                 \
+        {BP_LAYER_ELU_ALPHA, bp__layer_set_elu_alpha, bp__layer_get_elu_alpha}
+#define BP__KEY_PENALTIES                                                                         \
+    {BP_LAYER_L2, bp__layer_set_l2, bp__layer_get_l2}, {BP_LAYER_L1, bp__layer_set_l1, bp__layer_get_l1}
+#define BP__KEY_END {0, NULL, NULL}
+/* The kind's entry for @p key, or NULL when the key does not apply to it. */
+const bp__layer_key *bp__layer_key_of(const bp_layer *l, int key);
 
 struct bp_layer {
     uint32_t magic;

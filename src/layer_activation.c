@@ -86,6 +86,8 @@ static bp_status act_construct(bp_net *net, const bp__hyper *hp, size_t count, s
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
 }
 
+static const bp__layer_key act_keys[] = {BP__KEY_TRAINABLE, BP__KEY_ACTIVATION, BP__KEY_END};
+
 const bp__layer_vtable bp__activation_vtable = {
     .kind = BP_LAYER_ACTIVATION,
     .name = "activation",
@@ -94,8 +96,7 @@ const bp__layer_vtable bp__activation_vtable = {
     .backward = act_backward,
     .destroy = act_destroy,
     .clone = act_clone,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
-            BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA),
+    .keys = act_keys,
     .hyper = act_hyper,
     .construct = act_construct,
 };

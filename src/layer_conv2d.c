@@ -273,6 +273,8 @@ static bp_status conv_construct(bp_net *net, const bp__hyper *hp, size_t count, 
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
 }
 
+static const bp__layer_key conv_keys[] = {BP__KEY_TRAINABLE, BP__KEY_ACTIVATION, BP__KEY_PENALTIES, BP__KEY_END};
+
 const bp__layer_vtable bp__conv2d_vtable = {
     .kind = BP_LAYER_CONV2D,
     .name = "conv2d",
@@ -281,9 +283,7 @@ const bp__layer_vtable bp__conv2d_vtable = {
     .backward = conv_backward,
     .destroy = conv_destroy,
     .clone = conv_clone,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
-            BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA) | BP__LAYER_KEY_BIT(BP_LAYER_L2) |
-            BP__LAYER_KEY_BIT(BP_LAYER_L1),
+    .keys = conv_keys,
     .hyper = conv_hyper,
     .construct = conv_construct,
 };

@@ -163,6 +163,8 @@ static bp_status dense_construct(bp_net *net, const bp__hyper *hp, size_t count,
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
 }
 
+static const bp__layer_key dense_keys[] = {BP__KEY_TRAINABLE, BP__KEY_ACTIVATION, BP__KEY_PENALTIES, BP__KEY_END};
+
 const bp__layer_vtable bp__dense_vtable = {
     .kind = BP_LAYER_DENSE,
     .name = "dense",
@@ -176,8 +178,6 @@ const bp__layer_vtable bp__dense_vtable = {
     .state_floats = NULL,
     .state_write = NULL,
     .state_read = NULL,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
-            BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA) | BP__LAYER_KEY_BIT(BP_LAYER_L2) |
-            BP__LAYER_KEY_BIT(BP_LAYER_L1),
+    .keys = dense_keys,
     .grad_bound_dense = 1,
 };

@@ -121,6 +121,14 @@ bp_status bp__fail(char *err, bp_status status, const char *fmt, ...) BP__PRINTF
         if (bp_check_s_ != BP_OK) return bp_check_s_;                                             \
     } while (0)
 
+/* The one handle check of every public entry point: fail with BP_ERR_INVALID_ARG, the message
+ * "<fn>: invalid <kind> handle" in bp_last_error() only (there is no valid handle to hold it),
+ * unless @p valid. */
+#define BP__CHECK_HANDLE(valid, kind, fn)                                                         \
+    do {                                                                                          \
+        if (!(valid)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid " kind " handle", fn); \
+    } while (0)
+
 /* Static message for invalid handles passed to *_last_error(). */
 extern const char bp__invalid_handle_msg[];
 
