@@ -7,33 +7,9 @@
 
 #include "util.h"
 #include "dataset.h"
+#include "fuzz_alloc.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct counted {
-    size_t live, peak;
-} counted;
-
-static void *count_alloc(void *user, size_t n)
-{
-    counted *c = user;
-    unsigned char *p = n <= SIZE_MAX - 16 ? malloc(n + 16) : NULL;
-    if (p == NULL) return NULL;
-    memcpy(p, &n, sizeof n);
-    c->live += n;
-    c->peak = c->live > c->peak ? c->live : c->peak;
-    return p + 16;
-}
-
-static void count_free(void *user, void *q)
-{
-    counted *c = user;
-    if (q == NULL) return;
-    size_t n;
-    memcpy(&n, (unsigned char *)q - 16, sizeof n);
-    c->live -= n;
-    free((unsigned char *)q - 16);
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -45,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(buf, data + 1, size - 1);
     buf[size - 1] = '\0';
     bp_dataset *ds = NULL;
-    counted c = {0, 0};
-    const bp__alloc a = {count_alloc, count_free, &c};
+    fuzz_counted c = {0, 0};
+    const bp__alloc a = {fuzz_count_alloc, fuzz_count_free, &c};
     if (bp__dataset_parse_csv(&ds, &a, "fuzz.csv", buf, size - 1,
                               delims[opt & 7], (opt >> 3) & 1, (opt >> 4) & 3,
                               1 + ((opt >> 6) & 1)) == BP_OK) {
