@@ -1498,7 +1498,9 @@ BP_API bp_status bp_argmax(const float *values, size_t n, size_t width, size_t *
  * - the new file keeps the permission bits of the file it replaces, and its owner and group
  *   where the process may set them (a new file gets 0666 less the umask);
  * - a symbolic link at the path is written through: the file it leads to is replaced and the
- *   link stays (as editors and databases do);
+ *   link stays (as editors and databases do); as Linux's fs.protected_symlinks does, a link
+ *   in a sticky world-writable directory (/tmp) that belongs to neither the caller nor the
+ *   directory's owner is not followed (BP_ERR_IO, "Permission denied");
  * - the temporary file is ".<name>.tmp-bpNN" (NN = 00 .. 63, <name> shortened so that names
  *   up to NAME_MAX work); a save removes every such file of the same target that no running
  *   save holds (one left by a process killed while saving), and a failed save removes its

@@ -413,6 +413,23 @@ bp_status bp__read_file(const bp__alloc *a, char *err, const char *path, unsigne
 #define TMP_SUFFIX_LEN 9u
 #define MAX_LINKS 40u
 
+/* May the link @p link (lstat @p st) be followed? Linux's fs.protected_symlinks rule, which
+ * resolving links by hand would otherwise bypass: not a link in a sticky world-writable
+ * directory (/tmp) owned by someone other than us and the directory's owner, so that a link
+ * planted there cannot make a save replace the planter's choice of file. */
+static int link_may_be_followed(const char *link, const struct stat *st)
+{
+    const char *slash = strrchr(link, '/');
+    char *dir = slash == NULL ? strdup(".") : strdup(link);
+    if (dir == NULL) return 1; /* the follow then fails on its own allocation */
+    if (slash != NULL) dir[slash == link ? 1 : slash - link] = '\0';
+    struct stat ds;
+    const int ok = stat(dir, &ds) != 0 || !(ds.st_mode & S_ISVTX) || !(ds.st_mode & S_IWOTH) ||
+                   st->st_uid == geteuid() || st->st_uid == ds.st_uid;
+    free(dir);
+    return ok;
+}
+
 /* The file a save to @p path replaces: @p path, or the file its symbolic links lead to
  * (a relative link is resolved against the link's directory). malloc'd; NULL with errno. */
 static char *resolve_links(const char *path)
@@ -421,6 +438,11 @@ static char *resolve_links(const char *path)
     for (unsigned hops = 0; cur != NULL; hops++) {
         struct stat st;
         if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode)) return cur; /* ENOENT: a new file */
+        if (!link_may_be_followed(cur, &st)) {
+            free(cur);
+            errno = EACCES;
+            return NULL;
+        }
         char *link = hops < MAX_LINKS ? malloc(PATH_MAX + 1) : NULL;
         const int e0 = hops < MAX_LINKS ? ENOMEM : ELOOP;
         const ssize_t n = link != NULL ? readlink(cur, link, PATH_MAX + 1) : -1;

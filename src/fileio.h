@@ -57,7 +57,8 @@ bp_status bp__read_file(const bp__alloc *a, char *err, const char *path, unsigne
  * rename it over the target, so readers see the old or the new contents, never a mix.
  *
  * - A symbolic link at the path is written through: the file it leads to (after up to 40
- *   links) is replaced, the link stays.
+ *   links) is replaced, the link stays. A link in a sticky world-writable directory owned by
+ *   neither us nor the directory's owner is refused (EACCES), as fs.protected_symlinks does.
  * - The temporary file is ".<name>.~bpNN" (NN = 00 .. 63; <name> cut to fit NAME_MAX) beside
  *   the target, locked (flock) while in use. Open first removes the unlocked ones of that
  *   pattern for the same target: left behind by a process killed while saving.

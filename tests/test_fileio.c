@@ -465,6 +465,24 @@ static void a_save_writes_through_symbolic_links(void **state)
     assert_status(bp_net_save(net, loop_a), BP_ERR_IO);
     assert_error_contains("loop_a: cannot follow its symbolic link");
     assert_int_equal(temp_files_left(), 0);
+    /* In a sticky world-writable directory (/tmp), a link owned by another user is not
+     * followed (fs.protected_symlinks): it could point a save at any file. Needs root to
+     * give the link away. */
+    if (geteuid() == 0) {
+        const char *sticky = in_dir(3, "sticky"); /* slot 0 still holds the target */
+        assert_int_equal(mkdir(sticky, 0777), 0);
+        assert_int_equal(chmod(sticky, 01777), 0);
+        char planted[600];
+        snprintf(planted, sizeof planted, "%s/planted.bpm", sticky);
+        assert_int_equal(symlink(target, planted), 0);
+        assert_int_equal(lchown(planted, 65534, 65534), 0);
+        assert_status(bp_net_save(net, planted), BP_ERR_IO);
+        assert_error_contains("planted.bpm: cannot follow its symbolic link: Permission denied");
+        assert_int_equal(lchown(planted, 0, 0), 0); /* ours: followed */
+        assert_status(bp_net_save(net, planted), BP_OK);
+        assert_int_equal(lstat(planted, &st), 0);
+        assert_true(S_ISLNK(st.st_mode));
+    }
     bp_net_free(net);
 }
 
