@@ -595,6 +595,15 @@ BP_API bp_status bp_net_get(const bp_net *net, int key, double *value);
  *  @return BP_OK, BP_ERR_INVALID_ARG (unknown key or NULL output). @since 0.1 */
 BP_API bp_status bp_net_param_bounds(int key, double *lo, double *hi);
 
+/** Put every network setting (enum bp_net_key) and every training-loop setting (enum
+ *  bp_fit_key) back to its documented default, like zstd's
+ *  ZSTD_CCtx_reset(ZSTD_reset_parameters). Layers, parameters, the epoch callback, the
+ *  gradient hook, scalers, metadata and the history are not touched (layer settings:
+ *  bp_layer_reset_settings()).
+ *  @param net  the network.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.2 */
+BP_API bp_status bp_net_reset_settings(bp_net *net);
+
 /** Write a human-readable table (layer, kind, output shape, parameters, activation) into
  *  @p buf, NUL-terminated.
  *  @param net  the network.

@@ -275,6 +275,7 @@ PROTOTYPES = {
     "bp_net_set": (_status, [_NetP, _I, _D]),
     "bp_net_get": (_status, [_NetP, _I, _c_double_p]),
     "bp_net_param_bounds": (_status, [_I, _c_double_p, _c_double_p]),
+    "bp_net_reset_settings": (_status, [_NetP]),
     "bp_net_summary": (_status, [_NetP, ctypes.c_char_p, _S, _c_size_p]),
     "bp_net_forward": (_status, [_NetP, _c_float_p, _S, _P(_c_float_p)]),
     "bp_net_backward": (_status, [_NetP, _c_float_p, _S]),
