@@ -66,8 +66,12 @@ extern "C" {
 #endif
 
 /** The lowest and highest ONNX operator-set versions (default domain) that import accepts;
- *  export writes BP_ONNX_EXPORT_OPSET. */
-#define BP_ONNX_OPSET_MIN    11
+ *  export writes BP_ONNX_EXPORT_OPSET. Opsets 11-17 are what PyTorch and other current
+ *  exporters write and what the tests exercise with PyTorch models; older models load when
+ *  their operators use the current forms (the legacy attributes of opsets 1-6, such as
+ *  consumed_inputs, broadcast or is_test on BatchNormalization, are reported as
+ *  unsupported). */
+#define BP_ONNX_OPSET_MIN    1
 #define BP_ONNX_OPSET_MAX    17
 #define BP_ONNX_EXPORT_OPSET 13
 

@@ -191,7 +191,7 @@ static const char *init_floats(exporter *e, const char *name, size_t rank, const
     t->dims = arena_calloc(&e->a, rank, sizeof(int64_t));
     uint8_t *raw = arena_calloc(&e->a, count, 4);
     if (e->a.failed) return NULL;
-    memcpy(t->dims, dims, rank * sizeof(int64_t));
+    if (rank > 0) memcpy(t->dims, dims, rank * sizeof(int64_t));
     for (size_t k = 0; k < count; k++) {
         uint32_t u;
         memcpy(&u, &data[k], 4);

@@ -151,6 +151,18 @@ static float *copy_floats(const float *src, size_t n)
 
 /* ---- shape inference for the dynamic nodes (so that Shape nodes after them fold) ---- */
 
+static int auto_pad_is(const Onnx__NodeProto *n, const char *what)
+{
+    const Onnx__AttributeProto *a = bpx_attr(n, "auto_pad");
+    const size_t len = strlen(what);
+    return a != NULL && a->has_s && a->s.len == len && memcmp(a->s.data, what, len) == 0;
+}
+
+static int auto_pad_same(const Onnx__NodeProto *n)
+{
+    return auto_pad_is(n, "SAME_UPPER") || auto_pad_is(n, "SAME_LOWER");
+}
+
 /* Output size of a window along one axis: floor or ceil. */
 static int64_t win_out(int64_t in, int64_t k, int64_t s, int64_t p0, int64_t p1, int ceil_mode)
 {
@@ -203,6 +215,16 @@ static int infer_shape(importer *im, const Onnx__NodeProto *n, const bpx_value *
             for (int j = 0; j < 4; j++)
                 p[j] = a->ints[j];
         const int ceil_mode = attr_i(n, "ceil_mode", 0) != 0;
+        if (auto_pad_same(n)) {
+            for (int j = 0; j < 2; j++)
+                dims[2 + j] = (x->dims[2 + j] + s[j] - 1) / s[j];
+            if (op[0] == 'C') {
+                const bpx_tensor *w = in_const(im, n, 1);
+                if (w == NULL || w->rank != 4) return -1;
+                dims[1] = w->dims[0];
+            }
+            return 0;
+        }
         if (op[0] == 'C') {
             const bpx_tensor *w = in_const(im, n, 1);
             if (w == NULL || w->rank != 4) return -1;
@@ -560,16 +582,15 @@ static bp_status map_add_bias(importer *im, const Onnx__NodeProto *n, const bpx_
     return BP_OK;
 }
 
-static bp_status window_attrs(const Onnx__NodeProto *n, size_t *kh, size_t *kw, size_t *stride,
-                              size_t *pad, int conv)
+/* Kernel, stride and symmetric padding of a Conv or pooling node over data [N x C x H x W]
+ * (@p hw = {H, W}); auto_pad SAME_* becomes explicit padding when it is symmetric. */
+static bp_status window_attrs(const Onnx__NodeProto *n, const int64_t *hw, size_t *kh, size_t *kw,
+                              size_t *stride, size_t *pad, int conv)
 {
     const Onnx__AttributeProto *a = attr_of(n, "auto_pad");
-    if (a != NULL && a->has_s && a->s.len > 0 &&
-        !(a->s.len == 6 && memcmp(a->s.data, "NOTSET", 6) == 0) &&
-        !(a->s.len == 5 && memcmp(a->s.data, "VALID", 5) == 0))
-        return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
-                         "attribute 'auto_pad' = %.*s: only NOTSET and "
-                         "VALID are supported (give explicit pads)",
+    if (a != NULL && a->has_s && a->s.len > 0 && !auto_pad_is(n, "NOTSET") &&
+        !auto_pad_is(n, "VALID") && !auto_pad_same(n))
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "attribute 'auto_pad' = %.*s is not supported",
                          (int)a->s.len, (const char *)a->s.data);
     if ((a = attr_of(n, "dilations")) != NULL)
         for (size_t k = 0; k < a->n_ints; k++)
@@ -613,6 +634,28 @@ static bp_status window_attrs(const Onnx__NodeProto *n, size_t *kh, size_t *kw, 
             return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "attribute 'pads' out of range");
         *pad = (size_t)a->ints[0];
     }
+    if (auto_pad_same(n)) {
+        /* Output ceil(in / stride); the total padding must split evenly, equal for H, W. */
+        const size_t k[2] = {*kh, *kw};
+        size_t p[2];
+        for (int j = 0; j < 2; j++) {
+            const int64_t in = hw[j], s = (int64_t)*stride, out = (in + s - 1) / s;
+            int64_t total = (out - 1) * s + (int64_t)k[j] - in;
+            if (total < 0) total = 0;
+            if (total % 2 != 0)
+                return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                                 "attribute 'auto_pad' = SAME_*: the "
+                                 "padding (%lld) is not symmetric for this input",
+                                 (long long)total);
+            p[j] = (size_t)(total / 2);
+        }
+        if (p[0] != p[1])
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                             "attribute 'auto_pad' = SAME_*: padding %zu "
+                             "and %zu differ between height and width",
+                             p[0], p[1]);
+        *pad = p[0];
+    }
     return BP_OK;
 }
 
@@ -639,7 +682,7 @@ static bp_status map_conv(importer *im, const Onnx__NodeProto *n, const bpx_valu
                          (long long)x->dims[1]);
     size_t kh = (size_t)w->dims[2], kw = (size_t)w->dims[3], stride, pad;
     size_t akh = kh, akw = kw;
-    BP_CHECK(window_attrs(n, &akh, &akw, &stride, &pad, 1));
+    BP_CHECK(window_attrs(n, x->dims + 2, &akh, &akw, &stride, &pad, 1));
     if (akh != kh || akw != kw)
         return NODE_FAIL(BP_ERR_FORMAT, n, "attribute 'kernel_shape' disagrees with W");
     if (pad >= kh || pad >= kw)
@@ -683,7 +726,7 @@ static bp_status map_pool(importer *im, const Onnx__NodeProto *n, const bpx_valu
     if (attr_i(n, "storage_order", 0) != 0)
         return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "attribute 'storage_order' = 1 is not supported");
     size_t kh = 0, kw = 0, stride, pad;
-    BP_CHECK(window_attrs(n, &kh, &kw, &stride, &pad, 0));
+    BP_CHECK(window_attrs(n, x->dims + 2, &kh, &kw, &stride, &pad, 0));
     if (kh != kw)
         return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
                          "attribute 'kernel_shape' = [%zu, %zu]: only "
@@ -770,10 +813,8 @@ static bp_status map_softmax(importer *im, const Onnx__NodeProto *n, const bpx_v
     int64_t axis = attr_i(n, "axis", im->gr.opset >= 13 ? -1 : 1);
     if (axis < 0) axis += (int64_t)x->rank;
     if (axis < 1 || axis >= (int64_t)x->rank)
-        return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
-                         "attribute 'axis' = %lld: the batch axis cannot "
-                         "be normalised",
-                         (long long)attr_i(n, "axis", 0));
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "axis %lld: the batch axis cannot be normalised",
+                         (long long)attr_i(n, "axis", im->gr.opset >= 13 ? -1 : 1));
     size_t before = 1;
     for (int64_t k = 1; k < axis; k++)
         before *= (size_t)x->dims[k];
@@ -783,9 +824,9 @@ static bp_status map_softmax(importer *im, const Onnx__NodeProto *n, const bpx_v
     }
     if (before != 1)
         return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
-                         "attribute 'axis' = %lld: softmax over part of "
-                         "a row is not supported (only over all of each row's features)",
-                         (long long)attr_i(n, "axis", 0));
+                         "axis %lld: softmax over part of a row is not supported (only over "
+                         "all of each row's features)",
+                         (long long)attr_i(n, "axis", im->gr.opset >= 13 ? -1 : 1));
     return add_act(im, n, BP_ACT_SOFTMAX, -1.0);
 }
 
@@ -795,8 +836,14 @@ static bp_status map_node(importer *im, const Onnx__NodeProto *n, const bpx_valu
     const char *op = n->op_type;
     static const char *const none[] = {NULL};
     if (strcmp(op, "Gemm") == 0) return map_gemm(im, n, x);
-    if (strcmp(op, "MatMul") == 0) return map_matmul(im, n, x);
-    if (strcmp(op, "Add") == 0) return map_add_bias(im, n, x);
+    if (strcmp(op, "MatMul") == 0) {
+        BP_CHECK(check_attrs(n, none));
+        return map_matmul(im, n, x);
+    }
+    if (strcmp(op, "Add") == 0) {
+        BP_CHECK(check_attrs(n, none)); /* opsets 1-6: broadcast, axis */
+        return map_add_bias(im, n, x);
+    }
     if (strcmp(op, "Conv") == 0) return map_conv(im, n, x);
     if (strcmp(op, "MaxPool") == 0) return map_pool(im, n, x, 1);
     if (strcmp(op, "AveragePool") == 0) return map_pool(im, n, x, 0);
@@ -828,6 +875,16 @@ static bp_status map_node(importer *im, const Onnx__NodeProto *n, const bpx_valu
         return new_step(im, S_GAP, n) != NULL ? BP_OK : bpx_fail(BP_ERR_NOMEM, "out of memory");
     }
     if (strcmp(op, "Flatten") == 0 || strcmp(op, "Reshape") == 0) {
+        static const char *const flat[] = {"axis", NULL}, *const reshape[] = {"allowzero", NULL};
+        BP_CHECK(check_attrs(n, op[0] == 'F' ? flat : reshape)); /* opsets 1-4: 'shape' */
+        if (attr_i(n, "allowzero", 0) != 0) {
+            const bpx_tensor *sh = in_const(im, n, 1);
+            for (size_t k = 0; sh != NULL && sh->type == BPX_I64 && k < sh->count; k++)
+                if (sh->i[k] == 0)
+                    return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                                     "attribute 'allowzero' = 1 with a "
+                                     "0 in the shape (an empty tensor)");
+        }
         if (!y->has_shape || y->rank != 2)
             return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
                              "only a reshape of each row to a flat "
@@ -836,6 +893,8 @@ static bp_status map_node(importer *im, const Onnx__NodeProto *n, const bpx_valu
         return new_step(im, S_FLATTEN, n) != NULL ? BP_OK : bpx_fail(BP_ERR_NOMEM, "out of memory");
     }
     if (strcmp(op, "Dropout") == 0) {
+        static const char *const known[] = {"ratio", "seed", "is_test", NULL};
+        BP_CHECK(check_attrs(n, known));
         for (size_t k = 1; k < n->n_output; k++)
             if (n->output[k][0] != '\0' && bpx_find(&im->gr, n->output[k]) != NULL)
                 return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "output 'mask' is not supported");
@@ -848,7 +907,10 @@ static bp_status map_node(importer *im, const Onnx__NodeProto *n, const bpx_valu
                              "false");
         return BP_OK; /* identity at inference */
     }
-    if (strcmp(op, "Identity") == 0) return BP_OK;
+    if (strcmp(op, "Identity") == 0) {
+        BP_CHECK(check_attrs(n, none));
+        return BP_OK;
+    }
     if (strcmp(op, "Pad") == 0) {
         static const char *const known[] = {"mode", NULL};
         BP_CHECK(check_attrs(n, known));
@@ -1266,9 +1328,12 @@ static bp_status import_graph(importer *im, bp_net **out, uint64_t seed)
     for (size_t k = 0; k < im->nsteps; k++)
         if (im->steps[k].bias_open) im->steps[k].bias_open = 0; /* MatMul without bias */
     fuse(im);
-    if (im->nsteps == 0)
-        return bpx_fail(BP_ERR_UNSUPPORTED, "the graph computes the identity: a net needs at "
-                                            "least one layer");
+    if (im->nsteps == 0) {
+        /* Only Identity/Dropout: a net needs a layer, the identity activation is one. */
+        step *st = new_step(im, S_ACT, g->node[0]);
+        if (st == NULL) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+        st->out_width = row_size(im->in_rank, im->in_dims);
+    }
     /* Bound what the net will allocate by what the file holds: parameters come from the
      * file's tensors; the layers' per-row outputs (which the net allocates for every row of
      * a batch) may total 2^22 floats plus 64 per byte of the file. */

@@ -262,7 +262,7 @@ static void unsupported_and_malformed_models_are_reported(void **state)
         {"bad_size", BP_ERR_FORMAT, "declares 12000000 elements"},
         {"bad_huge_dims", BP_ERR_FORMAT, "overflows"},
         {"bad_huge_input", BP_ERR_UNSUPPORTED, "2^24"},
-        {"bad_opset", BP_ERR_UNSUPPORTED, "operator set 9"},
+        {"bad_opset", BP_ERR_UNSUPPORTED, "operator set 18"},
         {"bad_erf_gelu", BP_ERR_UNSUPPORTED, "exact (erf) GELU"},
         {"bad_add", BP_ERR_UNSUPPORTED, "node 'shift' (Add)"},
     };
