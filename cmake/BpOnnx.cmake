@@ -113,10 +113,4 @@ install(EXPORT backpropOnnxTargets NAMESPACE backprop:: FILE backprop-onnx-targe
 if(BP_BUILD_TESTS AND BUILD_TESTING)
   add_subdirectory(tests/onnx)
 endif()
-if(BP_BUILD_EXAMPLES)
-  add_executable(onnx_convert docs/examples/onnx_convert.c)
-  target_link_libraries(onnx_convert PRIVATE backprop::onnx)
-  set_target_properties(onnx_convert PROPERTIES C_STANDARD 11 C_EXTENSIONS OFF)
-  bp_target_warnings(onnx_convert)
-  bp_target_sanitize(onnx_convert)
-endif()
+# The converter example (docs/examples/onnx_convert.c) is built by docs/examples.

@@ -4,7 +4,7 @@
  *   onnx_convert model.bpm model.onnx [-N]   backprop -> ONNX (-N: dynamic batch size)
  *
  * The direction is chosen by the input's extension (.onnx imports). Prints the net's
- * summary and ends with a "result:" line. */
+ * summary and ends with a "result: layers=N params=P" line. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +47,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "export: %s: %s\n", bp_status_string(s), bp_onnx_last_error());
     }
     if (s == BP_OK)
-        printf("result: %s -> %s, %zu layers, %zu parameters\n", argv[1], argv[2],
+        printf("%s -> %s\nresult: layers=%zu params=%zu\n", argv[1], argv[2],
                bp_net_layer_count(net), bp_net_param_count(net));
     bp_net_free(net);
     return s == BP_OK ? 0 : 1;

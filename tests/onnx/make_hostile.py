@@ -84,6 +84,11 @@ def main():
     # a bias Add that is not after a MatMul
     cases["bad_add"] = model([helper.make_node("Add", ["x", "b"], ["y"], name="shift")],
                              [w("b", [4])], out=("y", [None, 4]))
+    # valid models with float16 and float64 weights (converted to float32 at import)
+    for dt, np_t in (("fp16", np.float16), ("fp64", np.float64)):
+        wt = numpy_helper.from_array((np.arange(12).reshape(3, 4) / 4.0).astype(np_t), "W")
+        bt = numpy_helper.from_array(np.array([0.5, -1.0, 2.0]).astype(np_t), "b")
+        cases["ok_" + dt] = model(gemm, [wt, bt])
     for name, m in cases.items():
         with open(os.path.join(out, name + ".onnx"), "wb") as f:
             f.write(m.SerializeToString())

@@ -279,6 +279,29 @@ static void unsupported_and_malformed_models_are_reported(void **state)
     }
 }
 
+/* float16 and float64 initializers are converted: W[o][i] = (4 o + i) / 4, b = {0.5, -1, 2}. */
+static void float16_and_float64_weights_are_converted(void **state)
+{
+    (void)state;
+    static const char *const files[] = {"ok_fp16", "ok_fp64"};
+    for (size_t f = 0; f < 2; f++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s.onnx", BP_ONNX_DATA_DIR, files[f]);
+        bp_net *net = NULL;
+        assert_status(bp_onnx_import(&net, path, 1), BP_OK);
+        const float x[4] = {1.0f, 2.0f, 3.0f, 4.0f}, b[3] = {0.5f, -1.0f, 2.0f};
+        float y[3];
+        assert_status(bp_net_predict(net, x, 1, y, 3), BP_OK);
+        for (int o = 0; o < 3; o++) {
+            double want = (double)b[o];
+            for (int i = 0; i < 4; i++)
+                want += (4.0 * o + i) / 4.0 * (double)x[i];
+            assert_close(y[o], want, 1e-6, 0.0);
+        }
+        bp_net_free(net);
+    }
+}
+
 static unsigned char *read_file(const char *name, size_t *size)
 {
     char path[1024];
@@ -404,6 +427,7 @@ int main(void)
         bp_add_test(imported_cnn_fine_tunes),
         bp_add_test(native_nets_round_trip),
         bp_add_test(unsupported_and_malformed_models_are_reported),
+        bp_add_test(float16_and_float64_weights_are_converted),
         bp_add_test(truncated_and_corrupted_files_give_statuses),
         bp_add_test(parse_memory_is_bounded_by_the_input),
         bp_add_test(invalid_arguments_are_rejected),
