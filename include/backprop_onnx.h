@@ -75,9 +75,11 @@ extern "C" {
 #define BP_ONNX_OPSET_MAX    17
 #define BP_ONNX_EXPORT_OPSET 13
 
-/** Parsing allocates at most this many bytes per byte of input (plus 64 KiB): a protobuf
- *  message of a few bytes decodes into a struct of up to a few hundred. */
-#define BP_ONNX_PARSE_FACTOR 256
+/** Parsing allocates at most this many bytes per byte of input (plus 64 KiB). A protobuf
+ *  message of two bytes can decode into a struct of a few hundred bytes, so hostile input
+ *  could otherwise make the parser allocate over 100 times its size; real models stay far
+ *  below this (their bulk is tensor data, decoded one to one). */
+#define BP_ONNX_PARSE_FACTOR 64
 
 /** Flags of bp_onnx_export() (OR them). */
 enum bp_onnx_flag {

@@ -324,6 +324,12 @@ static bp_status export_layer(exporter *e, bp_layer *l, size_t index)
     BP_CHECK(bp_layer_output_shape(l, &c, &h, &w) == BP_OK ? BP_OK
                                                            : bpx_fail_core(BP_ERR_STATE, "layer"));
     const char *x[5] = {e->cur};
+    if (e->rank != 4 && (kind == BP_LAYER_CONV2D || kind == BP_LAYER_MAXPOOL2D ||
+                         kind == BP_LAYER_AVGPOOL2D || kind == BP_LAYER_GLOBAL_AVGPOOL))
+        return bpx_fail(BP_ERR_UNSUPPORTED,
+                        "layer %zu (kind %d) works on images but follows "
+                        "flat rows (or a 1x1 input): no ONNX form is written for that",
+                        index, kind);
     switch (kind) {
     case BP_LAYER_DENSE: {
         snprintf(base, sizeof base, "dense%zu", index);

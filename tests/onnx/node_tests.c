@@ -115,6 +115,7 @@ static void run_case(const char *dir, const char *name, tally *t)
     }
     /* Inputs 1.. become initializers (named as the graph inputs they replace). */
     Onnx__TensorProto *extra[16] = {NULL};
+    char *own_name[16] = {NULL};
     size_t nextra = 0;
     int ok = g->n_input >= 1 && g->n_input <= 16;
     for (size_t k = 1; ok && k < g->n_input; k++) {
@@ -124,6 +125,7 @@ static void run_case(const char *dir, const char *name, tally *t)
             ok = 0;
             break;
         }
+        own_name[nextra] = extra[nextra]->name;
         extra[nextra]->name = g->input[k]->name;
         nextra++;
     }
@@ -147,7 +149,7 @@ static void run_case(const char *dir, const char *name, tally *t)
         g->n_input = old_in;
     }
     for (size_t k = 0; k < nextra; k++) {
-        extra[k]->name = NULL; /* borrowed from the graph input */
+        extra[k]->name = own_name[k]; /* the graph input's name was borrowed */
         onnx__tensor_proto__free_unpacked(extra[k], NULL);
     }
     free(inits);
