@@ -97,7 +97,8 @@ BP_ONNX_API const char *bp_onnx_last_error(void);
  *  @param path  the .onnx file (a serialised ModelProto).
  *  @param seed  seeds the net's generator (dropout masks and later re-initialisation;
  *               the imported weights do not depend on it).
- *  @return BP_OK, BP_ERR_INVALID_ARG (NULL argument), BP_ERR_IO (cannot read), BP_ERR_FORMAT
+ *  @return BP_OK, BP_ERR_INVALID_ARG (NULL argument), BP_ERR_IO (cannot read, or not a regular
+ *  file: FIFOs and devices are refused without reading), BP_ERR_FORMAT
  *  (not a valid ModelProto, inconsistent tensors or shapes), BP_ERR_UNSUPPORTED (an
  *  operator, attribute, data type or graph shape outside the supported subset),
  *  BP_ERR_NONFINITE (NaN/Inf in a weight), BP_ERR_NOMEM. @since 0.2 */

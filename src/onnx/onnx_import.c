@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "onnx_internal.h"
 
@@ -1426,26 +1427,23 @@ bp_status bp_onnx_import(bp_net **out, const char *path, uint64_t seed)
     if (out != NULL) *out = NULL;
     if (out == NULL || path == NULL)
         return bpx_fail(BP_ERR_INVALID_ARG, "bp_onnx_import: NULL argument");
+    /* A regular file only: a FIFO would block and /dev/zero never end. Its size at open
+     * time bounds what is read. */
+    struct stat st;
+    if (stat(path, &st) != 0) return bpx_fail(BP_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return bpx_fail(BP_ERR_IO, "%s: not a regular file", path);
+    if ((uintmax_t)st.st_size > (uintmax_t)(SIZE_MAX / BP_ONNX_PARSE_FACTOR))
+        return bpx_fail(BP_ERR_UNSUPPORTED, "%s: file too large", path);
+    const size_t want = (size_t)st.st_size;
     FILE *f = fopen(path, "rb");
     if (f == NULL) return bpx_fail(BP_ERR_IO, "%s: %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    size_t size = 0, cap = 0;
-    for (;;) {
-        if (size == cap) {
-            cap = cap ? 2 * cap : 65536;
-            unsigned char *b = realloc(buf, cap);
-            if (b == NULL) {
-                free(buf);
-                fclose(f);
-                return bpx_fail(BP_ERR_NOMEM, "%s: out of memory", path);
-            }
-            buf = b;
-        }
-        const size_t got = fread(buf + size, 1, cap - size, f);
-        size += got;
-        if (got == 0) break;
+    unsigned char *buf = malloc(want > 0 ? want : 1);
+    if (buf == NULL) {
+        fclose(f);
+        return bpx_fail(BP_ERR_NOMEM, "%s: out of memory (%zu bytes)", path, want);
     }
-    const int err = ferror(f);
+    const size_t size = fread(buf, 1, want, f);
+    const int err = ferror(f) || size != want;
     fclose(f);
     if (err) {
         free(buf);

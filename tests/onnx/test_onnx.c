@@ -408,6 +408,9 @@ static void invalid_arguments_are_rejected(void **state)
     assert_int_equal(bp_onnx_import(&net, NULL, 1), BP_ERR_INVALID_ARG);
     assert_int_equal(bp_onnx_import(&net, "/nonexistent/model.onnx", 1), BP_ERR_IO);
     assert_non_null(strstr(bp_onnx_last_error(), "/nonexistent/model.onnx"));
+    assert_int_equal(bp_onnx_import(&net, "/dev/zero", 1), BP_ERR_IO); /* not a regular file */
+    assert_non_null(strstr(bp_onnx_last_error(), "not a regular file"));
+    assert_int_equal(bp_onnx_import(&net, BP_ONNX_DATA_DIR, 1), BP_ERR_IO); /* a directory */
     assert_int_equal(bp_onnx_import_buffer(&net, NULL, 4, 1), BP_ERR_INVALID_ARG);
     assert_int_equal(bp_onnx_import_buffer(&net, &one, 0, 1), BP_ERR_INVALID_ARG);
     assert_int_equal(bp_onnx_import_buffer(&net, "garbage!", 8, 1), BP_ERR_FORMAT);
