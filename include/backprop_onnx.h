@@ -24,8 +24,9 @@
  * Every construct outside that subset fails with BP_ERR_UNSUPPORTED and a message naming
  * the operator, the node and the attribute.
  *
- * Hostile input: the parser's allocations are capped at BP_ONNX_PARSE_FACTOR times the
- * input's size plus 64 KiB, tensors are checked against the bytes they hold before
+ * Hostile input: messages nested more than 64 levels deep are refused before parsing, the
+ * parser's allocations are capped at BP_ONNX_PARSE_FACTOR times the input's size plus
+ * 64 KiB, tensors are checked against the bytes they hold before
  * anything is allocated for them, and the net an import builds is bounded by the input's
  * size (docs/onnx.md "Limits"); a malformed input gives BP_ERR_FORMAT, never a crash.
  *

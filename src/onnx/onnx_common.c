@@ -81,6 +81,69 @@ void bpx_allocator_init(ProtobufCAllocator *a, bpx_budget *b, size_t input_size)
     a->allocator_data = b;
 }
 
+/* ---- nesting depth: protobuf-c recurses once per nested message, without a limit ---- */
+
+static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t r = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+        if (*p >= end) return -1;
+        const uint8_t b = *(*p)++;
+        r |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *v = r;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Scan [p, end) as a protobuf message, treating every length-delimited field as a possible
+ * nested message (the wire format does not say which are). Returns 1 when it is a message
+ * whose nesting stays within @p depth_left levels, 0 when it is not a message (then it is
+ * opaque bytes), -1 as soon as a prefix of it nests deeper (protobuf-c would recurse that
+ * deep before noticing anything else). Each byte is scanned at most once per level. */
+static int scan_depth(const uint8_t *p, const uint8_t *end, int depth_left)
+{
+    while (p < end) {
+        uint64_t key, len;
+        if (read_varint(&p, end, &key) != 0 || (key >> 3) == 0) return 0;
+        switch (key & 7) {
+        case 0:
+            if (read_varint(&p, end, &len) != 0) return 0;
+            break;
+        case 1:
+            if (end - p < 8) return 0;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4) return 0;
+            p += 4;
+            break;
+        case 2: {
+            if (read_varint(&p, end, &len) != 0 || len > (uint64_t)(end - p)) return 0;
+            if (len > 0) {
+                if (depth_left == 0) {
+                    /* One level too deep if this is a message at all. */
+                    if (scan_depth(p, p + len, -1) == 1) return -1;
+                } else if (depth_left > 0 && scan_depth(p, p + len, depth_left - 1) == -1) {
+                    return -1;
+                }
+            }
+            p += len;
+            break;
+        }
+        default: return 0;
+        }
+    }
+    return 1;
+}
+
+int bpx_nesting_ok(const uint8_t *buf, size_t size)
+{
+    return scan_depth(buf, buf + size, BPX_MAX_NESTING) != -1;
+}
+
 /* ---- tensors ---- */
 
 void bpx_tensor_free(bpx_tensor *t)

@@ -1376,6 +1376,11 @@ bp_status bp_onnx_import_buffer(bp_net **out, const void *buf, size_t size, uint
     if (out == NULL || buf == NULL || size == 0)
         return bpx_fail(BP_ERR_INVALID_ARG, "bp_onnx_import_buffer: NULL argument or empty "
                                             "buffer");
+    if (!bpx_nesting_ok(buf, size))
+        return bpx_fail(BP_ERR_FORMAT,
+                        "not an ONNX model: messages nested more than %d levels "
+                        "deep",
+                        BPX_MAX_NESTING);
     ProtobufCAllocator alloc;
     bpx_budget budget;
     bpx_allocator_init(&alloc, &budget, size);

@@ -59,6 +59,12 @@ void bpx_tensor_free(bpx_tensor *t);
 bp_status bpx_tensor_decode(bpx_tensor *t, const Onnx__TensorProto *tp, const char *what);
 bp_status bpx_tensor_new(bpx_tensor *t, int type, size_t rank, const int64_t *dims);
 
+/* Messages nested deeper than this are refused before parsing (protobuf-c recurses per
+ * level; a 2 MB file can nest 600,000 levels). Real models nest about 8 levels. */
+#define BPX_MAX_NESTING 64
+/* 0 when @p buf nests messages deeper than BPX_MAX_NESTING. */
+int bpx_nesting_ok(const uint8_t *buf, size_t size);
+
 /* The protobuf allocator with a byte budget (BP_ONNX_PARSE_FACTOR x input + 64 KiB). */
 typedef struct bpx_budget {
     size_t limit, used;

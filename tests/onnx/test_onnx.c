@@ -399,6 +399,37 @@ static void parse_memory_is_bounded_by_the_input(void **state)
     free(buf);
 }
 
+/* Graph.node -> Node.attribute -> Attribute.g -> Graph ... 200,000 times (2.4 MB): protobuf-c
+ * would recurse that deep and overflow the stack; the importer refuses it first. */
+static void deeply_nested_messages_are_refused(void **state)
+{
+    (void)state;
+    const size_t levels = 200000, cap = levels * 3 * 6 + 16;
+    unsigned char *buf = malloc(cap);
+    size_t at = cap, inner = 0; /* written backwards: buf[at .. cap) is the inner message */
+    for (size_t k = 0; k < levels; k++) {
+        static const unsigned char fields[3] = {6, 5, 1}; /* Attribute.g, .attribute, .node */
+        for (int f = 0; f < 3; f++) {
+            unsigned char head[12];
+            head[0] = (unsigned char)(fields[f] << 3 | 2);
+            const size_t hl = 1 + put_varint(head + 1, inner);
+            at -= hl;
+            memcpy(buf + at, head, hl);
+            inner += hl;
+        }
+    }
+    unsigned char head[12];
+    head[0] = 0x3a; /* ModelProto.graph */
+    const size_t hl = 1 + put_varint(head + 1, inner);
+    at -= hl;
+    memcpy(buf + at, head, hl);
+    bp_net *net = NULL;
+    assert_int_equal(bp_onnx_import_buffer(&net, buf + at, cap - at, 1), BP_ERR_FORMAT);
+    assert_non_null(strstr(bp_onnx_last_error(), "nested"));
+    assert_null(net);
+    free(buf);
+}
+
 static void invalid_arguments_are_rejected(void **state)
 {
     (void)state;
@@ -445,6 +476,7 @@ int main(void)
         bp_add_test(float16_and_float64_weights_are_converted),
         bp_add_test(truncated_and_corrupted_files_give_statuses),
         bp_add_test(parse_memory_is_bounded_by_the_input),
+        bp_add_test(deeply_nested_messages_are_refused),
         bp_add_test(invalid_arguments_are_rejected),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
