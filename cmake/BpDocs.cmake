@@ -1,6 +1,10 @@
 # API reference: `cmake --build <build> --target docs` runs Doxygen on include/backprop.h
 # (docs/Doxyfile.in) into <build>/docs/api/html. Any Doxygen warning fails the target: an
-# undocumented public function, parameter or return value is a build error.
+# undocumented public function, parameter or return value is a build error. Top level only: a
+# parent project that adds backprop with add_subdirectory() may have its own `docs` target.
+if(NOT PROJECT_IS_TOP_LEVEL)
+  return()
+endif()
 find_package(Doxygen QUIET)
 set(BP_DOCS_OUTPUT "${PROJECT_BINARY_DIR}/docs/api")
 if(DOXYGEN_EXECUTABLE)
