@@ -19,7 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "rng.h"
+#include "gemm.h"
+#include "layer_kinds.h"
+#include "optimizer.h"
+#include "dataset.h"
 
 #include "bp_git_revision.h" /* BP_BENCH_GIT, generated at build time */
 

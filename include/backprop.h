@@ -868,6 +868,15 @@ BP_API bp_status bp_layer_get(const bp_layer *layer, int key, double *value);
  *  @return BP_OK, BP_ERR_INVALID_ARG (unknown key or NULL output). @since 0.1 */
 BP_API bp_status bp_layer_param_bounds(int key, double *lo, double *hi);
 
+/** Put every setting that applies to the layer's kind back to its default (the defaults
+ *  documented in enum bp_layer_key), like zstd's ZSTD_CCtx_reset(ZSTD_reset_parameters).
+ *  A setting that was an argument of the call that created the layer and has no default
+ *  (the dropout rate of bp_net_add_dropout()) is left as it is. Parameters, gradients and
+ *  running statistics are not touched.
+ *  @param layer  the layer.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.2 */
+BP_API bp_status bp_layer_reset_settings(bp_layer *layer);
+
 /* ============================================================================================
  * Loss
  * ==========================================================================================*/

@@ -3,7 +3,8 @@
  * Forward is one pass: z = acc + b, y = f(z). Backward overwrites dy with dz = dy * f'(z),
  * computed from y wherever the derivative allows (sigmoid, tanh, ReLU family, ELU,
  * softplus), so z is only kept for GELU, SiLU and softmax (whose z gives exact log-probs). */
-#include "internal.h"
+#include "util.h"
+#include "activation.h"
 
 #include "act_math.h"
 

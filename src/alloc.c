@@ -1,5 +1,5 @@
 /* alloc.c -- per-handle allocation with overflow checks and aligned blocks. */
-#include "internal.h"
+#include "util.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,8 @@
 /* dataset.c -- the data set handle: creation, accessors, shuffle, split, scalers, one-hot.
  * The file loaders live in dataset_io.c. */
-#include "internal.h"
+#include "util.h"
+#include "rng.h"
+#include "dataset.h"
 
 #include <math.h>
 #include <stdio.h>

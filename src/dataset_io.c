@@ -4,7 +4,8 @@
  * a single count, and only then wraps the buffers in a data set. Numbers are parsed and
  * printed in the C locale (uselocale: per thread, the caller's locale is restored). */
 #include "fileio.h"
-#include "internal.h"
+#include "util.h"
+#include "dataset.h"
 
 #include <errno.h>
 #include <locale.h>

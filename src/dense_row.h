@@ -4,7 +4,8 @@
 #ifndef BP_DENSE_ROW_H
 #define BP_DENSE_ROW_H
 
-#include "internal.h"
+#include "util.h"
+#include "layer.h"
 
 /* dot(w, x) over @p in floats. Sixteen partial sums, combined pairwise at the end, let the
  * compiler keep the sum in vector registers (a single running sum is a serial chain of adds

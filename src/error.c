@@ -1,5 +1,5 @@
 /* error.c -- status strings, handle messages and the thread-local last error. */
-#include "internal.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdio.h>

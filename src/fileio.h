@@ -7,7 +7,7 @@
 #ifndef BP_FILEIO_H
 #define BP_FILEIO_H
 
-#include "internal.h"
+#include "util.h"
 
 #include <locale.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
 /* gemm.c -- the only file that talks to BLAS: GEMM dispatch, BLAS threads, backend report. */
-#include "internal.h"
+#include "util.h"
+#include "gemm.h"
 
 #include <cblas.h>
 #include <pthread.h>

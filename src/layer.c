@@ -1,5 +1,8 @@
 /* layer.c -- the public layer handle: queries, parameter access, initialisation, settings. */
-#include "internal.h"
+#include "util.h"
+#include "rng.h"
+#include "layer.h"
+#include "net.h"
 
 #include <math.h>
 #include <string.h>
@@ -73,13 +76,14 @@ size_t bp_layer_param_count(const bp_layer *layer)
     return bp__layer_ok(layer) ? layer->nweights + layer->nbiases : 0;
 }
 
+/* Failures of the const getters go to bp_last_error() only (STYLE §4). */
 static bp_status copy_out(const bp_layer *l, const char *fn, const char *what, const float *src,
                           size_t count, float *dst, size_t capacity)
 {
     if (dst == NULL)
-        return bp__fail(l->net->err, BP_ERR_INVALID_ARG, "%s: dst is NULL", fn);
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: dst is NULL", fn);
     if (capacity < count)
-        return bp__fail(l->net->err, BP_ERR_BUFFER_TOO_SMALL,
+        return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
                         "%s: layer %zu has %zu %s, buffer holds %zu", fn, l->index, count, what,
                         capacity);
     if (count > 0) memcpy(dst, src, count * sizeof(float));
@@ -161,107 +165,12 @@ bp_status bp_layer_init_weights(bp_layer *layer, int scheme, double value)
     return BP_OK;
 }
 
-static const char *key_name(int key)
-{
-    switch (key) {
-    case BP_LAYER_TRAINABLE: return "BP_LAYER_TRAINABLE";
-    case BP_LAYER_LEAKY_SLOPE: return "BP_LAYER_LEAKY_SLOPE";
-    case BP_LAYER_ELU_ALPHA: return "BP_LAYER_ELU_ALPHA";
-    case BP_LAYER_BN_MOMENTUM: return "BP_LAYER_BN_MOMENTUM";
-    case BP_LAYER_BN_EPSILON: return "BP_LAYER_BN_EPSILON";
-    case BP_LAYER_DROPOUT_RATE: return "BP_LAYER_DROPOUT_RATE";
-    case BP_LAYER_L2: return "BP_LAYER_L2";
-    case BP_LAYER_L1: return "BP_LAYER_L1";
-    default: return NULL;
-    }
-}
-
-/* Inclusive bounds of every key; flags are 0/1. Returns 0 for an unknown key. */
-static int key_bounds(int key, double *lo, double *hi, int *flag)
-{
-    *flag = 0;
-    switch (key) {
-    case BP_LAYER_TRAINABLE: *lo = 0.0, *hi = 1.0, *flag = 1; return 1;
-    case BP_LAYER_LEAKY_SLOPE: *lo = 0.0, *hi = 1.0; return 1;
-    case BP_LAYER_ELU_ALPHA: *lo = 0.0, *hi = 100.0; return 1;
-    case BP_LAYER_BN_MOMENTUM: *lo = 0.0, *hi = 1.0; return 1;
-    case BP_LAYER_BN_EPSILON: *lo = 1e-12, *hi = 1.0; return 1;
-    case BP_LAYER_DROPOUT_RATE: *lo = 0.0, *hi = nextafter(1.0, 0.0); return 1;
-    case BP_LAYER_L2:
-    case BP_LAYER_L1: *lo = 0.0, *hi = 1e3; return 1;
-    default: return 0;
-    }
-}
-
-/* BP_OK if @p key is known and applies to the layer's kind. */
-static bp_status check_key(const bp_layer *l, const char *fn, int key, char *err)
-{
-    const char *name = key_name(key);
-    if (name == NULL) return bp__fail(err, BP_ERR_INVALID_ARG, "%s: unknown key %d", fn, key);
-    if (!(l->vt->keys & BP__LAYER_KEY_BIT(key)))
-        return bp__fail(err, BP_ERR_INVALID_ARG, "%s: %s does not apply to layer %zu (%s)", fn,
-                        name, l->index, l->vt->name);
-    return BP_OK;
-}
-
-bp_status bp_layer_set(bp_layer *layer, int key, double value)
-{
-    LAYER_CHECK(layer, "bp_layer_set");
-    char *err = layer->net->err;
-    BP_CHECK(check_key(layer, "bp_layer_set", key, err));
-    double lo = 0.0, hi = 0.0;
-    int flag;
-    key_bounds(key, &lo, &hi, &flag);
-    if (flag && value != 0.0 && value != 1.0)
-        return bp__fail(err, BP_ERR_OUT_OF_RANGE, "%s = %g is not 0 or 1", key_name(key), value);
-    if (!(value >= lo && value <= hi))
-        return bp__fail(err, BP_ERR_OUT_OF_RANGE, "%s = %g is outside [%g, %g]", key_name(key),
-                        value, lo, hi);
-    switch (key) {
-    case BP_LAYER_TRAINABLE: layer->trainable = value != 0.0; break;
-    case BP_LAYER_LEAKY_SLOPE: layer->act.leaky_slope = (float)value; break;
-    case BP_LAYER_ELU_ALPHA: layer->act.elu_alpha = (float)value; break;
-    case BP_LAYER_L2: layer->l2 = value; break;
-    case BP_LAYER_L1: layer->l1 = value; break;
-    default: layer->vt->set_key(layer, key, value); break;
-    }
-    return BP_OK;
-}
-
-bp_status bp_layer_get(const bp_layer *layer, int key, double *value)
-{
-    LAYER_CHECK(layer, "bp_layer_get");
-    if (value == NULL)
-        return bp__fail(layer->net->err, BP_ERR_INVALID_ARG, "bp_layer_get: value is NULL");
-    BP_CHECK(check_key(layer, "bp_layer_get", key, layer->net->err));
-    switch (key) {
-    case BP_LAYER_TRAINABLE: *value = layer->trainable; break;
-    case BP_LAYER_LEAKY_SLOPE: *value = (double)layer->act.leaky_slope; break;
-    case BP_LAYER_ELU_ALPHA: *value = (double)layer->act.elu_alpha; break;
-    case BP_LAYER_L2: *value = layer->l2; break;
-    case BP_LAYER_L1: *value = layer->l1; break;
-    default: *value = layer->vt->get_key(layer, key); break;
-    }
-    return BP_OK;
-}
-
-bp_status bp_layer_param_bounds(int key, double *lo, double *hi)
-{
-    if (lo == NULL || hi == NULL)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_layer_param_bounds: lo and hi must not "
-                                                   "be NULL");
-    int flag;
-    if (!key_bounds(key, lo, hi, &flag))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_layer_param_bounds: unknown key %d", key);
-    return BP_OK;
-}
-
 bp_status bp_layer_output_shape(const bp_layer *layer, size_t *channels, size_t *height,
                                 size_t *width)
 {
     LAYER_CHECK(layer, "bp_layer_output_shape");
     if (channels == NULL || height == NULL || width == NULL)
-        return bp__fail(layer->net->err, BP_ERR_INVALID_ARG,
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
                         "bp_layer_output_shape: outputs must not be NULL");
     *channels = layer->out_c;
     *height = layer->out_h;
@@ -273,7 +182,7 @@ bp_status bp_layer_grad_norm(const bp_layer *layer, double *norm)
 {
     LAYER_CHECK(layer, "bp_layer_grad_norm");
     if (norm == NULL)
-        return bp__fail(layer->net->err, BP_ERR_INVALID_ARG, "bp_layer_grad_norm: norm is NULL");
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_layer_grad_norm: norm is NULL");
     const float *g = bp__layer_dw(layer);
     const size_t np = layer->nweights + layer->nbiases;
     double ss = 0.0;

@@ -4,7 +4,16 @@
  * Forward and backward reuse the fused kernels of activation.c with a zero bias. A softmax
  * activation layer keeps its input (the logits) in the scratch like a dense softmax layer, so
  * the fused softmax + cross-entropy path works with it too. */
-#include "internal.h"
+#include "util.h"
+#include "activation.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
+
+/* Activation layer: save nothing but struct bp_layer.activation (and its act settings). */
+typedef struct bp__activation_priv {
+    float *zeros;         /* [out] zero bias for bp__act_forward */
+} bp__activation_priv;
 
 static size_t act_scratch(const bp_layer *l, size_t n, int training)
 {
@@ -77,6 +86,8 @@ static bp_status act_construct(bp_net *net, const bp__hyper *hp, size_t count, s
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
 }
 
+static const bp__layer_key act_keys[] = {BP__KEY_TRAINABLE, BP__KEY_ACTIVATION, BP__KEY_END};
+
 const bp__layer_vtable bp__activation_vtable = {
     .kind = BP_LAYER_ACTIVATION,
     .name = "activation",
@@ -85,8 +96,7 @@ const bp__layer_vtable bp__activation_vtable = {
     .backward = act_backward,
     .destroy = act_destroy,
     .clone = act_clone,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
-            BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA),
+    .keys = act_keys,
     .hyper = act_hyper,
     .construct = act_construct,
 };

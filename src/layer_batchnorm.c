@@ -12,10 +12,23 @@
  *   dx = gamma / (m * sqrt(var + eps)) * (m * dy - dbeta - xhat * dgamma).
  * Training scratch: xhat [n x out] then 1/sqrt(var + eps) [C]. Sums run in eight float
  * lanes per row and channel and are combined in double. */
-#include "internal.h"
+#include "util.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include <math.h>
 #include <string.h>
+
+/* Batch normalisation: save momentum, epsilon, running_mean and running_var. */
+typedef struct bp__bn_priv {
+    size_t channels;      /* C: per channel for image data, per feature for flat data */
+    size_t spatial;       /* H*W of each channel (1 for flat data) */
+    double momentum;      /* running = momentum * running + (1 - momentum) * batch */
+    double epsilon;       /* added to the variance */
+    float *running_mean;  /* [channels] */
+    float *running_var;   /* [channels] (biased batch variance, as used in training) */
+} bp__bn_priv;
 
 /* Sums over one channel's run of S values, in eight float lanes (vectorised; each lane adds
  * S/8 values) combined in double. */
@@ -198,18 +211,17 @@ static bp_status bn_clone(bp_layer *dst, const bp_layer *src)
     return BP_OK;
 }
 
-static void bn_set_key(bp_layer *l, int key, double value)
-{
-    bp__bn_priv *p = l->priv;
-    if (key == BP_LAYER_BN_MOMENTUM) p->momentum = value;
-    if (key == BP_LAYER_BN_EPSILON) p->epsilon = value;
-}
+static void bn_set_momentum(bp_layer *l, double v) { ((bp__bn_priv *)l->priv)->momentum = v; }
+static double bn_get_momentum(const bp_layer *l) { return ((const bp__bn_priv *)l->priv)->momentum; }
+static void bn_set_epsilon(bp_layer *l, double v) { ((bp__bn_priv *)l->priv)->epsilon = v; }
+static double bn_get_epsilon(const bp_layer *l) { return ((const bp__bn_priv *)l->priv)->epsilon; }
 
-static double bn_get_key(const bp_layer *l, int key)
-{
-    const bp__bn_priv *p = l->priv;
-    return key == BP_LAYER_BN_MOMENTUM ? p->momentum : p->epsilon;
-}
+static const bp__layer_key bn_keys[] = {
+    BP__KEY_TRAINABLE,
+    {BP_LAYER_BN_MOMENTUM, bn_set_momentum, bn_get_momentum},
+    {BP_LAYER_BN_EPSILON, bn_set_epsilon, bn_get_epsilon},
+    BP__KEY_END,
+};
 
 /* ---- persistence: settings (momentum, epsilon, trainable) and the running statistics ---- */
 
@@ -260,10 +272,7 @@ const bp__layer_vtable bp__batchnorm_vtable = {
     .backward = bn_backward,
     .destroy = bn_destroy,
     .clone = bn_clone,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_BN_MOMENTUM) |
-            BP__LAYER_KEY_BIT(BP_LAYER_BN_EPSILON),
-    .set_key = bn_set_key,
-    .get_key = bn_get_key,
+    .keys = bn_keys,
     .hyper = bp__hyper_settings_only,
     .construct = bn_construct,
     .state_floats = bn_state_floats,

@@ -11,9 +11,23 @@
  *   sample, accumulating); dx_i = col2im(W^T dz_i) (skipped for the first layer).
  * Training keeps every sample's columns (n*K*P floats) from forward to backward, so im2col
  * runs once per step. All products go through bp__gemm. */
-#include "internal.h"
+#include "util.h"
+#include "gemm.h"
+#include "activation.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include <string.h>
+
+/* Convolution: save filters (= out_c), kernel_h, kernel_w, stride, padding; the activation
+ * is struct bp_layer.activation. zeros is scratch-free constant memory, not state. */
+typedef struct bp__conv_priv {
+    size_t kh, kw, stride, pad;
+    size_t k;             /* in_c * kh * kw: rows of the im2col matrix */
+    size_t p;             /* out_h * out_w: columns of the im2col matrix */
+    float *zeros;         /* [max(p, filters)] zero bias for the fused activation pass */
+} bp__conv_priv;
 
 /* Columns of sample i start at cols + i * K * P; then z (GELU/SiLU only); then dcols. */
 static size_t conv_scratch(const bp_layer *l, size_t n, int training)
@@ -109,6 +123,7 @@ static void col2im(const bp_layer *l, const float *dcols, float *dx)
 /* Bench-only split of the convolution time (bench/bp_bench.c, case cnn-epoch): the library
  * itself is never built with BP_PROFILE. */
 #include <time.h>
+
 double bp__conv_prof_ns[3];
 static double prof_now(void)
 {
@@ -258,6 +273,8 @@ static bp_status conv_construct(bp_net *net, const bp__hyper *hp, size_t count, 
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
 }
 
+static const bp__layer_key conv_keys[] = {BP__KEY_TRAINABLE, BP__KEY_ACTIVATION, BP__KEY_PENALTIES, BP__KEY_END};
+
 const bp__layer_vtable bp__conv2d_vtable = {
     .kind = BP_LAYER_CONV2D,
     .name = "conv2d",
@@ -266,9 +283,7 @@ const bp__layer_vtable bp__conv2d_vtable = {
     .backward = conv_backward,
     .destroy = conv_destroy,
     .clone = conv_clone,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
-            BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA) | BP__LAYER_KEY_BIT(BP_LAYER_L2) |
-            BP__LAYER_KEY_BIT(BP_LAYER_L1),
+    .keys = conv_keys,
     .hyper = conv_hyper,
     .construct = conv_construct,
 };

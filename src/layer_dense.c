@@ -3,7 +3,12 @@
  * Forward:  one sgemm (x [n x in] times W^T [in x out]) plus one fused bias+activation pass.
  * Backward: dz = dy * f'(z) (fused), db = column sums of dz, dW = dz^T x, dx = dz W; the
  *           first layer skips dx. */
-#include "internal.h"
+#include "util.h"
+#include "gemm.h"
+#include "activation.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include "dense_row.h"
 
@@ -158,6 +163,8 @@ static bp_status dense_construct(bp_net *net, const bp__hyper *hp, size_t count,
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
 }
 
+static const bp__layer_key dense_keys[] = {BP__KEY_TRAINABLE, BP__KEY_ACTIVATION, BP__KEY_PENALTIES, BP__KEY_END};
+
 const bp__layer_vtable bp__dense_vtable = {
     .kind = BP_LAYER_DENSE,
     .name = "dense",
@@ -171,8 +178,6 @@ const bp__layer_vtable bp__dense_vtable = {
     .state_floats = NULL,
     .state_write = NULL,
     .state_read = NULL,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE) |
-            BP__LAYER_KEY_BIT(BP_LAYER_ELU_ALPHA) | BP__LAYER_KEY_BIT(BP_LAYER_L2) |
-            BP__LAYER_KEY_BIT(BP_LAYER_L1),
+    .keys = dense_keys,
     .grad_bound_dense = 1,
 };

@@ -5,9 +5,18 @@
  * The mask (0 or 1 / (1 - rate) per element) is drawn from the network's generator (so the
  * same seed gives the same masks) and kept in the training scratch for backward:
  * dx = dy * mask. */
-#include "internal.h"
+#include "util.h"
+#include "rng.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include <string.h>
+
+/* Dropout: save rate. */
+typedef struct bp__dropout_priv {
+    double rate;          /* probability of zeroing an activation, [0, 1) */
+} bp__dropout_priv;
 
 static size_t dropout_scratch(const bp_layer *l, size_t n, int training)
 {
@@ -53,17 +62,17 @@ static bp_status dropout_clone(bp_layer *dst, const bp_layer *src)
     return bp__layer_copy_priv(dst, src, sizeof(bp__dropout_priv));
 }
 
-static void dropout_set_key(bp_layer *l, int key, double value)
+static void dropout_set_rate(bp_layer *l, double v) { ((bp__dropout_priv *)l->priv)->rate = v; }
+static double dropout_get_rate(const bp_layer *l)
 {
-    (void)key; /* only BP_LAYER_DROPOUT_RATE is routed here */
-    ((bp__dropout_priv *)l->priv)->rate = value;
-}
-
-static double dropout_get_key(const bp_layer *l, int key)
-{
-    (void)key;
     return ((const bp__dropout_priv *)l->priv)->rate;
 }
+
+static const bp__layer_key dropout_keys[] = {
+    BP__KEY_TRAINABLE,
+    {BP_LAYER_DROPOUT_RATE, dropout_set_rate, dropout_get_rate},
+    BP__KEY_END,
+};
 
 static bp_status dropout_construct(bp_net *net, const bp__hyper *hp, size_t count,
                                    size_t expect)
@@ -87,9 +96,7 @@ const bp__layer_vtable bp__dropout_vtable = {
     .backward = dropout_backward,
     .destroy = bp__layer_free_priv,
     .clone = dropout_clone,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE) | BP__LAYER_KEY_BIT(BP_LAYER_DROPOUT_RATE),
-    .set_key = dropout_set_key,
-    .get_key = dropout_get_key,
+    .keys = dropout_keys,
     .hyper = bp__hyper_settings_only,
     .construct = dropout_construct,
 };

@@ -5,7 +5,10 @@
  * (vtable passthrough). Only as the first layer, whose input is the caller's buffer, does it
  * copy. A dense layer after an image-shaped layer reads the rows flat anyway; flatten is
  * there so that architectures read as they are drawn. */
-#include "internal.h"
+#include "util.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include <string.h>
 
@@ -33,13 +36,15 @@ static bp_status flatten_construct(bp_net *net, const bp__hyper *hp, size_t coun
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
 }
 
+static const bp__layer_key flatten_keys[] = {BP__KEY_TRAINABLE, BP__KEY_END};
+
 const bp__layer_vtable bp__flatten_vtable = {
     .kind = BP_LAYER_FLATTEN,
     .name = "flatten",
     .scratch_floats = bp__no_scratch,
     .forward = flatten_forward,
     .backward = flatten_backward,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+    .keys = flatten_keys,
     .passthrough = 1,
     .hyper = bp__hyper_settings_only,
     .construct = flatten_construct,

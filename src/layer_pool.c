@@ -5,9 +5,18 @@
  * Max pooling's backward routes each dy to the first position of its window holding the
  * maximum (the argmax, found again from x and y: the forward output is an exact copy of that
  * input value), so no mask is stored; overlapping windows (stride < size) add up. */
-#include "internal.h"
+#include "util.h"
+#include "pool.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
 
 #include <string.h>
+
+/* Max and average pooling: save size and stride (no padding). */
+typedef struct bp__pool_priv {
+    size_t size, stride;
+} bp__pool_priv;
 
 static void maxpool_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
                             int training)
@@ -186,6 +195,8 @@ static bp_status gap_construct(bp_net *net, const bp__hyper *hp, size_t count, s
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
 }
 
+static const bp__layer_key pool_keys[] = {BP__KEY_TRAINABLE, BP__KEY_END};
+
 const bp__layer_vtable bp__maxpool2d_vtable = {
     .kind = BP_LAYER_MAXPOOL2D,
     .name = "maxpool2d",
@@ -194,7 +205,7 @@ const bp__layer_vtable bp__maxpool2d_vtable = {
     .backward = maxpool_backward,
     .destroy = bp__layer_free_priv,
     .clone = pool_clone,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+    .keys = pool_keys,
     .hyper = pool_hyper,
     .construct = maxpool_construct,
 };
@@ -207,7 +218,7 @@ const bp__layer_vtable bp__avgpool2d_vtable = {
     .backward = avgpool_backward,
     .destroy = bp__layer_free_priv,
     .clone = pool_clone,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+    .keys = pool_keys,
     .hyper = pool_hyper,
     .construct = avgpool_construct,
 };
@@ -218,7 +229,7 @@ const bp__layer_vtable bp__global_avgpool_vtable = {
     .scratch_floats = bp__no_scratch,
     .forward = gap_forward,
     .backward = gap_backward,
-    .keys = BP__LAYER_KEY_BIT(BP_LAYER_TRAINABLE),
+    .keys = pool_keys,
     .hyper = bp__hyper_settings_only,
     .construct = gap_construct,
 };

@@ -1,5 +1,6 @@
 /* loss.c -- losses: value and gradient, mean over the batch (see enum bp_loss). */
-#include "internal.h"
+#include "util.h"
+#include "loss.h"
 
 #include <float.h>
 #include <math.h>

@@ -1,6 +1,16 @@
 /* net.c -- the network handle: layer list, parameter arena, workspace, forward/backward walk,
  * train_step and predict. */
-#include "internal.h"
+#include "util.h"
+#include "pool.h"
+#include "rng.h"
+#include "activation.h"
+#include "loss.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
+#include "fit.h"
+#include "optimizer.h"
+#include "persist.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -225,8 +235,8 @@ bp_layer *bp__layer_new(bp_net *net, const char *fn, const bp__layer_vtable *vt,
     l->out_c = out_c, l->out_h = out_h, l->out_w = out_w;
     l->out = out_c * out_h * out_w; /* callers bound each factor's product */
     l->trainable = 1;
-    l->act.leaky_slope = 0.01f;
-    l->act.elu_alpha = 1.0f;
+    l->act.leaky_slope = BP__DEFAULT_LEAKY_SLOPE;
+    l->act.elu_alpha = BP__DEFAULT_ELU_ALPHA;
     return l;
 }
 
@@ -481,7 +491,7 @@ bp_status bp_net_summary(const bp_net *net, char *buf, size_t capacity, size_t *
     tb_printf(&t, "%-5s %-14s %-22s %12s  %s\n", "in", "input", shape, "0", "-");
     for (size_t i = 0; i < net->nlayers; i++) {
         const bp_layer *l = net->layers[i];
-        const int has_act = (l->vt->keys & BP__LAYER_KEY_BIT(BP_LAYER_LEAKY_SLOPE)) != 0;
+        const int has_act = bp__layer_key_of(l, BP_LAYER_LEAKY_SLOPE) != NULL;
         shape_string(shape, sizeof shape, l->out_c, l->out_h, l->out_w);
         tb_printf(&t, "%-5zu %-14s %-22s %12zu  %s\n", i, l->vt->name, shape,
                   l->nweights + l->nbiases, has_act ? bp__act_name(l->activation) : "-");

@@ -27,7 +27,13 @@
  * that path writes too). Every gradient is proven finite before any parameter moves,
  * rejecting exactly the steps train_step_row's prove_grad_finite rejects (see
  * backward_act). */
-#include "internal.h"
+#include "util.h"
+#include "activation.h"
+#include "loss.h"
+#include "layer.h"
+#include "layer_kinds.h"
+#include "net.h"
+#include "optimizer.h"
 
 #include "act_math.h"
 #include "dense_row.h"

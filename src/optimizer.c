@@ -3,7 +3,7 @@
  * Notation, per parameter element: p parameter, g its gradient (dL/dp), t the step number
  * (1 at the first update after create/reset), lr learning rate, wd weight decay. Each rule
  * below is PyTorch's documented formula (torch.optim, 2.x) unless noted; the state slots are
- * kept in the optimizer's one block, slot-major (see struct bp_optimizer in internal.h) and
+ * kept in the optimizer's one block, slot-major (see struct bp_optimizer in optimizer.h) and
  * start at 0 unless noted.
  *
  * SGD        slots: buf
@@ -48,7 +48,10 @@
  * each layer's parameters are one contiguous segment updated by one float loop with
  * restrict pointers and no call per element, written for the vectoriser.
  */
-#include "internal.h"
+#include "util.h"
+#include "pool.h"
+#include "net.h"
+#include "optimizer.h"
 
 #include <math.h>
 #include <string.h>

@@ -27,7 +27,8 @@
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #  define _GNU_SOURCE /* sched_getcpu, pthread_setaffinity_np */
 #endif
-#include "internal.h"
+#include "util.h"
+#include "pool.h"
 
 #if defined(__unix__) || defined(__APPLE__)
 #  define BP__POOL_THREADS 1

@@ -1,6 +1,7 @@
 /* rng.c -- xoshiro256** (Blackman & Vigna, public domain), seeded with splitmix64.
  * Portable and identical on every platform, so a seed reproduces a model everywhere. */
-#include "internal.h"
+#include "util.h"
+#include "rng.h"
 
 #include <math.h>
 

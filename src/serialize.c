@@ -8,7 +8,13 @@
  * through the same setters the public API uses. Integers and floats are little endian on
  * every host, written and read byte by byte. */
 #include "fileio.h"
-#include "internal.h"
+#include "util.h"
+#include "rng.h"
+#include "layer.h"
+#include "net.h"
+#include "fit.h"
+#include "optimizer.h"
+#include "persist.h"
 
 #include <math.h>
 #include <string.h>
@@ -552,7 +558,7 @@ static void put_opt(wr *w, const bp_optimizer *opt)
 }
 
 /* FIT (checkpoints only): the training loop's settings and the counters a resumed bp_net_fit
- * continues from (bp__fit_state, internal.h), so that k epochs + checkpoint + the remaining
+ * continues from (bp__fit_state, fit.h), so that k epochs + checkpoint + the remaining
  * epochs equal all epochs in one go. */
 static void put_fit(wr *w, const bp_net *net)
 {

@@ -6,7 +6,14 @@
  * validation outputs, the best weights) and the history's first rows; every step after
  * that runs in the net's planned workspaces, so nothing is allocated per step. */
 #include "fileio.h"
-#include "internal.h"
+#include "util.h"
+#include "rng.h"
+#include "activation.h"
+#include "loss.h"
+#include "net.h"
+#include "fit.h"
+#include "optimizer.h"
+#include "dataset.h"
 
 #include <float.h>
 #include <math.h>

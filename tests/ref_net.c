@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "pool.h"
+#include "layer.h"
 
 double ref_act(int act, double z, double slope, double alpha)
 {
@@ -49,6 +51,17 @@ static void act_rows(const bp_layer *l, double *v, size_t rows, size_t w)
     }
 }
 
+/* A construction key of layer @p l as its persistence hook describes it (the kind-private
+ * struct stays private to its .c file). */
+static size_t hyper_size(const bp_layer *l, uint32_t key)
+{
+    bp__hyper hp[BP__HYPER_MAX];
+    const size_t count = l->vt->hyper(l, hp, BP__HYPER_MAX);
+    double v = 0.0;
+    if (bp__hyper_find(hp, count, key, &v) != 0) fail_msg("layer %zu: no key %u", l->index, key);
+    return (size_t)v;
+}
+
 /* One layer: x [n x in] -> y [n x out]; p: the layer's parameters (W then b). */
 static void layer_forward(const bp_layer *l, const double *p, const double *x, size_t n, double *y)
 {
@@ -65,7 +78,11 @@ static void layer_forward(const bp_layer *l, const double *p, const double *x, s
         act_rows(l, y, n, l->out);
         break;
     case BP_LAYER_CONV2D: {
-        const bp__conv_priv *cp = l->priv;
+        const struct {
+            size_t kh, kw, stride, pad;
+        } g = {hyper_size(l, BP__HP_KERNEL_H), hyper_size(l, BP__HP_KERNEL_W),
+               hyper_size(l, BP__HP_STRIDE), hyper_size(l, BP__HP_PADDING)},
+          *cp = &g;
         for (size_t i = 0; i < n; i++)
             for (size_t f = 0; f < F; f++)
                 for (size_t oy = 0; oy < OH; oy++)
@@ -87,7 +104,8 @@ static void layer_forward(const bp_layer *l, const double *p, const double *x, s
         break;
     }
     case BP_LAYER_BATCHNORM: {
-        const bp__bn_priv *bp = l->priv;
+        double epsilon = 0.0;
+        assert_int_equal(bp_layer_get(l, BP_LAYER_BN_EPSILON, &epsilon), BP_OK);
         const size_t S = H * W;
         for (size_t c = 0; c < C; c++) {
             double mean = 0.0, var = 0.0;
@@ -104,7 +122,7 @@ static void layer_forward(const bp_layer *l, const double *p, const double *x, s
             for (size_t i = 0; i < n; i++)
                 for (size_t k = 0; k < S; k++) {
                     const size_t at = i * l->in + c * S + k;
-                    y[at] = p[c] * (x[at] - mean) / sqrt(var + bp->epsilon) + p[C + c];
+                    y[at] = p[c] * (x[at] - mean) / sqrt(var + epsilon) + p[C + c];
                 }
         }
         break;
@@ -115,7 +133,9 @@ static void layer_forward(const bp_layer *l, const double *p, const double *x, s
         break;
     case BP_LAYER_MAXPOOL2D:
     case BP_LAYER_AVGPOOL2D: {
-        const bp__pool_priv *pp = l->priv;
+        const struct {
+            size_t size, stride;
+        } g = {hyper_size(l, BP__HP_POOL_SIZE), hyper_size(l, BP__HP_STRIDE)}, *pp = &g;
         for (size_t i = 0; i < n; i++)
             for (size_t c = 0; c < C; c++)
                 for (size_t oy = 0; oy < OH; oy++)

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "net.h"
 #include "ref_net.h"
 
 static uint64_t rng_state = 2024;

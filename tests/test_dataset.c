@@ -9,7 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "util.h"
+#include "dataset.h"
 
 #define DATA(name) BP_TEST_DATA_DIR "/" name
 

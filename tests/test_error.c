@@ -4,7 +4,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "net.h"
 
 static const int all_codes[] = {
     BP_OK,          BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE, BP_ERR_STATE,

@@ -9,7 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "util.h"
+#include "net.h"
 
 /* ---- helpers -------------------------------------------------------------------------- */
 

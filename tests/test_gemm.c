@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "gemm.h"
 
 /* Normalised mean squared error of got against ref. */
 static double nmse(const float *got, const float *ref, size_t count)

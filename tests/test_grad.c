@@ -9,7 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "activation.h"
+#include "loss.h"
+#include "layer.h"
+#include "net.h"
 
 #define N_ROWS 4
 #define N_IN 3

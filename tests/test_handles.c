@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "net.h"
+#include "persist.h"
 
 static bp_net *good_net;
 static bp_optimizer *good_opt;

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "net.h"
 
 static bp_net *make_net(size_t in, const size_t *widths, const int *acts, size_t nl, uint64_t seed)
 {

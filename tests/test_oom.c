@@ -10,7 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "util.h"
+#include "net.h"
+#include "optimizer.h"
+#include "dataset.h"
+#include "persist.h"
 
 static char dir[64];
 static char model_path[128], ckpt_path[128];

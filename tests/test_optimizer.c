@@ -2,13 +2,16 @@
  * its published update rule; settings and bounds; shape binding; frozen layers; non-finite
  * gradients; allocation failure; invalid handles.
  *
- * net.c is not needed: the tests build a net by hand from the structs in internal.h. */
+ * net.c is not needed: the tests build a net by hand from the structs in net.h and layer.h. */
 #include "test_util.h"
 
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "layer.h"
+#include "net.h"
+#include "optimizer.h"
 
 /* ------------------------------------------------------------------------------------------
  * A hand-built net

@@ -16,7 +16,9 @@
 #  include <sched.h>
 #endif
 
-#include "internal.h"
+#include "util.h"
+#include "pool.h"
+#include "net.h"
 
 typedef struct cover_job {
     unsigned char *hits;

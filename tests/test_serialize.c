@@ -15,7 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "util.h"
+#include "rng.h"
+#include "layer.h"
+#include "net.h"
+#include "optimizer.h"
+#include "persist.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
 

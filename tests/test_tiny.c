@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "net.h"
 
 /* The three paths of bp_net_train_step at batch 1. */
 enum { TINY, ROW, GENERAL, PATHS };

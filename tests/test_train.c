@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "layer.h"
+#include "net.h"
 
 static const float xor_x[8] = {0, 0, 0, 1, 1, 0, 1, 1};
 static const float xor_y[4] = {0, 1, 1, 0};

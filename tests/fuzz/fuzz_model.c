@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "util.h"
+#include "dataset.h"
+#include "net.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

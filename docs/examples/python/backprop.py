@@ -297,6 +297,7 @@ PROTOTYPES = {
     "bp_layer_set": (_status, [_LayerP, _I, _D]),
     "bp_layer_get": (_status, [_LayerP, _I, _c_double_p]),
     "bp_layer_param_bounds": (_status, [_I, _c_double_p, _c_double_p]),
+    "bp_layer_reset_settings": (_status, [_LayerP]),
     "bp_loss_eval": (_status, [_I, _D, _c_float_p, _c_float_p, _S, _S, _c_float_p,
                                _c_float_p]),
     "bp_optimizer_create": (_status, [_P(_OptP), _I]),

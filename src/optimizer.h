@@ -1,0 +1,75 @@
+/*
+ * optimizer.h -- the optimizer handle and its update kernels (optimizer.c).
+ */
+#ifndef BP_OPTIMIZER_H
+#define BP_OPTIMIZER_H
+
+#include "util.h"
+
+#define BP__MAGIC_OPT 0x4f505442u   /* "BTPO" */
+
+/* ---- optimizer ---- */
+
+/* Settings are stored by key: set[key - BP__OPT_KEY_FIRST] for enum bp_optimizer_key. */
+#define BP__OPT_KEY_FIRST 100
+#define BP__OPT_KEY_COUNT 17
+/* Most per-parameter state slots any algorithm uses (Adam/AdamW/RMSprop: 3). */
+#define BP__OPT_MAX_SLOTS 3
+
+/* The optimizer. Its per-parameter state is ONE aligned block of nslots * bound_nparams
+ * floats, slot-major: slot s of parameter i is state[s * bound_nparams + i], so each slot of
+ * a layer is a contiguous run parallel to net->params (see optimizer.c for each algorithm's
+ * slots). Everything a checkpoint must save: kind, set[], steps, bound, bound_nparams,
+ * bound_nlayers, bound_hash, sgd_buf_ready, nadam_mu_product and the state floats. */
+struct bp_optimizer {
+    uint32_t magic;
+    int kind;                    /* enum bp_optimizer_kind */
+    bp__alloc alloc;             /* for the state block (the struct itself too) */
+    double set[BP__OPT_KEY_COUNT];
+    uint64_t steps;              /* successful updates since create/reset */
+    int bound;                   /* 0: no state yet (allocated and bound at the next step) */
+    size_t bound_nparams;        /* shape of the net the state belongs to */
+    size_t bound_nlayers;
+    uint64_t bound_hash;         /* bp__optimizer_shape_hash() of that net */
+    float *state;                /* bp__malloc_aligned; NULL until the first step */
+    size_t state_cap;            /* floats allocated (kept across reset for reuse) */
+    int sgd_buf_ready;           /* SGD: momentum buffer holds a value (PyTorch's buf != None) */
+    double nadam_mu_product;     /* NAdam: product of mu_1 .. mu_t (1 when t = 0) */
+    char err[BP__ERR_CAP];
+};
+
+static inline int bp__optimizer_ok(const bp_optimizer *o)
+{
+    return o != NULL && o->magic == BP__MAGIC_OPT;
+}
+
+/* Per-parameter floats of state that algorithm @p kind keeps (0 for an unknown kind). */
+size_t bp__optimizer_state_slots(int kind);
+/* Floats in the bound state block (0 while unbound). */
+size_t bp__optimizer_state_floats(const bp_optimizer *opt);
+/* Hash of a net's shape (layer count and each layer's offset, weight and bias counts). */
+uint64_t bp__optimizer_shape_hash(const bp_net *net);
+/* BP_OK if @p opt and @p net are valid handles, the net has parameters, the settings are
+ * consistent, and the optimizer is unbound or bound to a net of the same shape. Otherwise
+ * the status, with the message in opt->err (when opt is valid) and bp_last_error().
+ * bp_net_train_step() calls it before any forward work. Changes nothing else. */
+bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net);
+/* Allocate (or reuse) and initialise the state for @p net's shape and bind to it; steps = 0.
+ * Used by the first step and by checkpoint loading. BP_ERR_NOMEM leaves opt unbound. */
+bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net);
+
+/* Create an optimizer whose struct and state come from @p a (bp_optimizer_create() passes
+ * bp__default_alloc; checkpoint loading passes the caller's allocator). */
+bp_status bp__optimizer_create_with(bp_optimizer **out, int kind, const bp__alloc *a);
+
+/* Optimizer entry points used by train_step (optimizer.c). */
+/* BP_OK if @p opt is a valid handle, unbound or bound to @p net's shape. */
+bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net);
+/* bp_optimizer_step without its scan for non-finite gradients: for callers (train_step)
+ * that have already proven every gradient finite. */
+bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net);
+/* The update alone: for callers that have already passed bp__optimizer_validate_for(opt, net)
+ * with neither handle changed since, and proven every gradient finite. */
+bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net);
+
+#endif /* BP_OPTIMIZER_H */

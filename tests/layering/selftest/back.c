@@ -1,0 +1,6 @@
+#include "selftest.h"
+
+int st_back(int x)
+{
+    return st_top(x) + 3;
+} /* back (0) -> top (2): the upward edge */

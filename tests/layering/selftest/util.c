@@ -1,0 +1,6 @@
+#include "selftest.h"
+
+int st_util(int x)
+{
+    return x + 1;
+}
