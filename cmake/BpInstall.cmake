@@ -50,10 +50,17 @@ foreach(_dir LIBDIR INCLUDEDIR)
     set(BP_PC_${_dir} "\${prefix}/${CMAKE_INSTALL_${_dir}}")
   endif()
 endforeach()
-set(BP_PC_REQUIRES_PRIVATE "openblas")
+# Libs.private, not Requires.private: pkg-config resolves Requires.private for every query,
+# shared ones too, and fails where openblas.pc or zlib.pc is absent (systems that ship the
+# libraries without them). A static consumer needs only the flags, which are those
+# pkg-config gave here at configure time (--static: OpenBLAS's own dependencies included).
+set(_bp_pc_private ${OPENBLAS_STATIC_LDFLAGS})
 if(BP_WITH_ZLIB)
-  string(APPEND BP_PC_REQUIRES_PRIVATE " zlib")
+  list(APPEND _bp_pc_private ${ZLIB_PC_STATIC_LDFLAGS})
 endif()
+list(APPEND _bp_pc_private -lm -lpthread)
+list(REMOVE_DUPLICATES _bp_pc_private)
+list(JOIN _bp_pc_private " " BP_PC_LIBS_PRIVATE)
 set(BP_PC_PREFIX "@CMAKE_INSTALL_PREFIX@") # left for the install-time pass below
 configure_file(pkgconfig/backprop.pc.in "${PROJECT_BINARY_DIR}/pkgconfig/backprop.pc.stage"
                @ONLY)

@@ -275,8 +275,13 @@ enum bp_optimizer_kind {
 };
 
 /** Optimizer settings for bp_optimizer_set()/bp_optimizer_get() (block 100..199).
- *  Ranges are inclusive; bp_optimizer_param_bounds() returns them. A key that does not apply
- *  to the optimizer's algorithm is accepted, stored and ignored. */
+ *  Ranges are inclusive; bp_optimizer_param_bounds() returns them. Each key applies to the
+ *  algorithms named; bp_optimizer_set()/bp_optimizer_get() refuse it on any other algorithm
+ *  (BP_ERR_INVALID_ARG, "BP_OPT_BETA1 does not apply to SGD"). Applies to: learning rate and
+ *  weight decay: every algorithm but iRprop-; momentum: SGD, RMSprop; dampening, Nesterov:
+ *  SGD; beta1, beta2: Adam, AdamW, Adamax, NAdam; epsilon: Adagrad, RMSprop and the Adam
+ *  family; AMSGrad: Adam, AdamW; rho, centred: RMSprop; initial accumulator: Adagrad;
+ *  BP_OPT_RPROP_*: iRprop-. */
 enum bp_optimizer_key {
     BP_OPT_LEARNING_RATE = 100, /**< step size; [0, 1e3]; default 0.01 (Adam, AdamW, NAdam
                                      0.001; Adamax 0.002) */
@@ -931,18 +936,21 @@ BP_API int bp_optimizer_kind(const bp_optimizer *opt);
 /** Set a setting; it applies from the next step (a learning-rate schedule may call this
  *  between steps).
  *  @param opt  the optimizer.
- *  @param key    an enum bp_optimizer_key value.
+ *  @param key    an enum bp_optimizer_key value that applies to @p opt's algorithm.
  *  @param value  within bp_optimizer_param_bounds(); 0/1 settings take exactly 0 or 1.
- *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, unknown key), BP_ERR_OUT_OF_RANGE
- *  (value outside the bounds or NaN; nothing is clamped, the setting is unchanged).
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, unknown key, or a key that does not
+ *  apply to the algorithm: the message names both; before 0.2 such a key was accepted, stored
+ *  and ignored), BP_ERR_OUT_OF_RANGE (value outside the bounds or NaN; nothing is clamped,
+ *  the setting is unchanged).
  *  @since 0.1 */
 BP_API bp_status bp_optimizer_set(bp_optimizer *opt, int key, double value);
 
 /** Read a setting.
  *  @param opt  the optimizer.
- *  @param key    an enum bp_optimizer_key value.
+ *  @param key    an enum bp_optimizer_key value that applies to @p opt's algorithm.
  *  @param value  receives the setting.
- *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, unknown key, NULL @p value). @since 0.1 */
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, unknown key, a key that does not apply
+ *  to the algorithm, NULL @p value). @since 0.1 */
 BP_API bp_status bp_optimizer_get(const bp_optimizer *opt, int key, double *value);
 
 /** The inclusive bounds of a setting. An open bound (e.g. momentum < 1) is reported as the
@@ -952,6 +960,15 @@ BP_API bp_status bp_optimizer_get(const bp_optimizer *opt, int key, double *valu
  *  @param hi   receives the highest accepted value.
  *  @return BP_OK, BP_ERR_INVALID_ARG (unknown key, NULL @p lo or @p hi). @since 0.1 */
 BP_API bp_status bp_optimizer_param_bounds(int key, double *lo, double *hi);
+
+/** Put every setting back to its algorithm's default (as bp_optimizer_create() chose it),
+ *  like zstd's ZSTD_CCtx_reset(ctx, ZSTD_reset_parameters). The state (moments, step sizes),
+ *  the bound shape and the step count are kept: bp_optimizer_reset() forgets those. Settings
+ *  that take effect when the state is created (BP_OPT_INITIAL_ACCUMULATOR,
+ *  BP_OPT_RPROP_DELTA_INIT) do not change existing state.
+ *  @param opt  the optimizer.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.2 */
+BP_API bp_status bp_optimizer_reset_settings(bp_optimizer *opt);
 
 /** Apply one update to every trainable parameter of @p net from its current gradients.
  *  Layers with BP_LAYER_TRAINABLE 0 are skipped (parameters and optimizer state untouched;
@@ -965,8 +982,8 @@ BP_API bp_status bp_optimizer_param_bounds(int key, double *lo, double *hi);
  *  in a trainable layer; the message names the layer), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net);
 
-/** Forget all state (moments, step sizes, step count, bound shape); settings are kept. The
- *  next step starts afresh on any net.
+/** Forget all state (moments, step sizes, step count, bound shape); settings are kept
+ *  (bp_optimizer_reset_settings() resets those). The next step starts afresh on any net.
  *  @param opt  the optimizer.
  *  @return BP_OK, BP_ERR_INVALID_ARG. @since 0.1 */
 BP_API bp_status bp_optimizer_reset(bp_optimizer *opt);
@@ -1236,7 +1253,9 @@ BP_API bp_status bp_dataset_one_hot(bp_dataset **out, const bp_dataset *ds, size
  * bit-identical weights (at the same thread count).
  *
  * Learning-rate schedules. base is the optimizer's BP_OPT_LEARNING_RATE when fit starts
- * (fit sets the optimizer's rate before every epoch and puts base back when it returns);
+ * (fit sets the optimizer's rate before every epoch and puts base back when it returns; an
+ * algorithm without a learning rate, iRprop-, holds the default 0.01 and ignores it, and the
+ * history records the scheduled rate all the same);
  * W = BP_FIT_WARMUP_EPOCHS, gamma = BP_FIT_LR_GAMMA, min = BP_FIT_LR_MIN; for an epoch
  * e < W the rate is the linear warm-up base * (e + 1) / W, otherwise, with k = e - W:
  *   - BP_SCHEDULE_CONSTANT     base

@@ -181,6 +181,8 @@ public:
     }
     inline void step(Net &net);
     void reset() { detail::check(bp_optimizer_reset(handle())); }
+    /** Every setting back to the algorithm's default (bp_optimizer_reset_settings). */
+    void reset_settings() { detail::check(bp_optimizer_reset_settings(handle())); }
     std::uint64_t step_count() const noexcept { return bp_optimizer_step_count(h_.get()); }
     std::string last_error() const { return bp_optimizer_last_error(handle()); }
 

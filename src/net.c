@@ -10,7 +10,7 @@
 #include "net.h"
 #include "fit.h"
 #include "optimizer.h"
-#include "persist.h"
+#include "meta.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -56,7 +56,10 @@ bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed, bp_alloc_
     net->in_w = 1;
     net->max_width = inputs;
     net->huber_delta = 1.0;
-    bp__fit_init(&net->fit);
+    if (bp__fit_create(net) != BP_OK) {
+        bp__free(&a, net);
+        return bp__fail(NULL, BP_ERR_NOMEM, "bp_net_create: out of memory (training state)");
+    }
     bp__rng_seed(&net->rng, seed);
     *out = net;
     return BP_OK;
@@ -121,8 +124,8 @@ void bp_net_free(bp_net *net)
     bp__free_aligned(&a, net->grads);
     ws_release(net, &net->ws);
     ws_release(net, &net->pws);
-    bp__persist_free(net);
-    bp__fit_release(net);
+    bp__meta_free(net);
+    bp__fit_free(net);
     bp__pool_free(net->pool, &a);
     net->magic = 0;
     bp__free(&a, net);
@@ -392,7 +395,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->clip_norm = src->clip_norm;
     net->clip_value = src->clip_value;
     bp__fit_copy(net, src);
-    if ((s = bp__persist_clone(net, src)) != BP_OK) goto fail;
+    if ((s = bp__meta_clone(net, src)) != BP_OK) goto fail;
     *out = net;
     return BP_OK;
 fail:

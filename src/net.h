@@ -8,7 +8,6 @@
 #include "layer.h"
 #include "rng.h"
 #include "pool.h"
-#include "fit.h"
 
 #define BP__MAGIC_NET 0x4e455442u   /* "BTEN" */
 
@@ -45,9 +44,8 @@ struct bp_net {
     int accumulate;
     double huber_delta;
     double clip_norm, clip_value;
-    struct bp__persist *persist; /* scalers, metadata, training state (serialize.c); NULL
-                                    until one is set */
-    bp__fit_state fit;   /* training loop settings, callback, history (train.c) */
+    struct bp__meta *meta; /* scalers and metadata (meta.c); NULL until one is set */
+    struct bp__fit *fit;   /* training loop settings, callback, history (train.c, fit.h) */
     bp_grad_fn grad_hook; /* bp_net_set_grad_hook(): between gradients and update, or NULL */
     void *grad_hook_user;
     bp__pool *pool;       /* worker threads for elementwise passes (pool.c), or NULL */

@@ -1,110 +1,66 @@
-/* optimizer.c -- gradient-descent updates over a net's parameter arena.
+/* optimizer.c -- the optimizer handle: settings, binding to a net's shape, the step over the
+ * parameter arena, and the checkpoint section OPTM (docs/format.md).
  *
- * Notation, per parameter element: p parameter, g its gradient (dL/dp), t the step number
- * (1 at the first update after create/reset), lr learning rate, wd weight decay. Each rule
- * below is PyTorch's documented formula (torch.optim, 2.x) unless noted; the state slots are
- * kept in the optimizer's one block, slot-major (see struct bp_optimizer in optimizer.h) and
- * start at 0 unless noted.
- *
- * SGD        slots: buf
- *            d = g + wd*p
- *            if momentum != 0:  buf = d                                   (first such step)
- *                               buf = momentum*buf + (1 - dampening)*d     (later steps)
- *                               d = nesterov ? d + momentum*buf : buf
- *            p -= lr*d
- *            Nesterov requires momentum > 0 and dampening = 0 (checked at the step).
- * Adagrad    slots: sum (starts at BP_OPT_INITIAL_ACCUMULATOR); no lr decay
- *            d = g + wd*p;  sum += d*d;  p -= lr * d / (sqrt(sum) + eps)
- * RMSprop    slots: sq, ga, buf;  alpha = BP_OPT_RHO
- *            d = g + wd*p;  sq = alpha*sq + (1 - alpha)*d*d
- *            centered:  ga = alpha*ga + (1 - alpha)*d;  avg = sqrt(max(sq - ga*ga, 0)) + eps
- *            otherwise: avg = sqrt(sq) + eps           (the max(.,0) only absorbs rounding)
- *            momentum > 0: buf = momentum*buf + d/avg;  p -= lr*buf
- *            otherwise:    p -= lr * d/avg             (the same kernel: buf = d/avg)
- * Adam       slots: m, v, vmax
- *            d = g + wd*p;  m = b1*m + (1 - b1)*d;  v = b2*v + (1 - b2)*d*d
- *            amsgrad: vmax = max(vmax, v), vh = vmax;  otherwise vh = v
- *            p -= (lr / (1 - b1^t)) * m / (sqrt(vh) / sqrt(1 - b2^t) + eps)
- * AdamW      as Adam with d = g, after the decoupled decay p *= 1 - lr*wd (done first)
- * Adamax     slots: m, u
- *            d = g + wd*p;  m = b1*m + (1 - b1)*d;  u = max(b2*u, |d| + eps)
- *            p -= (lr / (1 - b1^t)) * m / u
- * NAdam      slots: m, v; PyTorch's NAdam (Dozat 2016 with a momentum schedule), momentum
- *            decay psi = 0.004 fixed:  mu_t = b1*(1 - 0.5*0.96^(t*psi))
- *            P_t = mu_1*...*mu_t (nadam_mu_product)
- *            d = g + wd*p;  m = b1*m + (1 - b1)*d;  v = b2*v + (1 - b2)*d*d
- *            den = sqrt(v / (1 - b2^t)) + eps
- *            p -= lr*(1 - mu_t)/(1 - P_t) * d/den
- *            then p -= lr*mu_{t+1}/(1 - P_t*mu_{t+1}) * m/den
- * iRprop-    slots: prev (previous gradient), delta (starts at BP_OPT_RPROP_DELTA_INIT);
- *            Igel & Huesken 2000; ignores lr and wd:
- *            sign(prev)*sign(g) > 0: delta = min(delta*eta_plus, delta_max)
- *            sign(prev)*sign(g) < 0: delta = max(delta*eta_minus, delta_min), g = 0
- *            p -= sign(g)*delta;  prev = g
+ * Each algorithm is one row of the table `algos` below: its name, state slots, the settings
+ * that apply with their defaults, the initial value of a slot, a settings check, its per-step
+ * scalars, its update kernel (optimizer_kernels.c, where each rule is written out) and what a
+ * checkpoint must validate of its state. Nothing else in the library switches on the
+ * algorithm; docs/design.md "How to add an optimizer" is the checklist.
  *
  * The step counter t is per optimizer, not per layer: a layer frozen (trainable == 0) for
  * some steps keeps its state untouched and, once unfrozen, sees the global t's bias
  * corrections. Scalars (bias corrections, schedules) are computed once per step in double;
- * each layer's parameters are one contiguous segment updated by one float loop with
- * restrict pointers and no call per element, written for the vectoriser.
+ * each layer's parameters are one contiguous segment updated by one float loop.
  */
 #include "util.h"
+#include "codec.h"
 #include "pool.h"
 #include "net.h"
 #include "optimizer.h"
+#include "optimizer_kernels.h"
 
 #include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------------------------
- * Settings: names, bounds, defaults
+ * Settings: names, bounds
  * ----------------------------------------------------------------------------------------*/
 
 typedef struct key_info {
     const char *name;
-    double lo, hi;  /* nominal bounds */
-    int lo_open;    /* lo excluded */
-    int hi_open;    /* hi excluded */
-    int flag;       /* 0/1 only */
+    double lo, hi; /* nominal bounds */
+    int lo_open;   /* lo excluded */
+    int hi_open;   /* hi excluded */
+    int flag;      /* 0/1 only */
+    double held;   /* the value held (and written to checkpoints) by an algorithm the key does
+                      not apply to */
 } key_info;
 
 static const key_info keys[BP__OPT_KEY_COUNT] = {
-    {"BP_OPT_LEARNING_RATE", 0.0, 1e3, 0, 0, 0},
-    {"BP_OPT_MOMENTUM", 0.0, 1.0, 0, 1, 0},
-    {"BP_OPT_DAMPENING", 0.0, 1.0, 0, 0, 0},
-    {"BP_OPT_NESTEROV", 0.0, 1.0, 0, 0, 1},
-    {"BP_OPT_WEIGHT_DECAY", 0.0, 1e3, 0, 0, 0},
-    {"BP_OPT_BETA1", 0.0, 1.0, 0, 1, 0},
-    {"BP_OPT_BETA2", 0.0, 1.0, 0, 1, 0},
-    {"BP_OPT_EPSILON", 0.0, 1.0, 0, 0, 0},
-    {"BP_OPT_AMSGRAD", 0.0, 1.0, 0, 0, 1},
-    {"BP_OPT_RHO", 0.0, 1.0, 0, 1, 0},
-    {"BP_OPT_CENTERED", 0.0, 1.0, 0, 0, 1},
-    {"BP_OPT_INITIAL_ACCUMULATOR", 0.0, 1e3, 0, 0, 0},
-    {"BP_OPT_RPROP_ETA_PLUS", 1.0, 10.0, 0, 0, 0},
-    {"BP_OPT_RPROP_ETA_MINUS", 0.0, 1.0, 1, 0, 0},
-    {"BP_OPT_RPROP_DELTA_INIT", 0.0, 1e3, 0, 0, 0},
-    {"BP_OPT_RPROP_DELTA_MIN", 0.0, 1e3, 0, 0, 0},
-    {"BP_OPT_RPROP_DELTA_MAX", 0.0, 1e6, 0, 0, 0},
+    {"BP_OPT_LEARNING_RATE", 0.0, 1e3, 0, 0, 0, 0.01},
+    {"BP_OPT_MOMENTUM", 0.0, 1.0, 0, 1, 0, 0.0},
+    {"BP_OPT_DAMPENING", 0.0, 1.0, 0, 0, 0, 0.0},
+    {"BP_OPT_NESTEROV", 0.0, 1.0, 0, 0, 1, 0.0},
+    {"BP_OPT_WEIGHT_DECAY", 0.0, 1e3, 0, 0, 0, 0.0},
+    {"BP_OPT_BETA1", 0.0, 1.0, 0, 1, 0, 0.9},
+    {"BP_OPT_BETA2", 0.0, 1.0, 0, 1, 0, 0.999},
+    {"BP_OPT_EPSILON", 0.0, 1.0, 0, 0, 0, 1e-8},
+    {"BP_OPT_AMSGRAD", 0.0, 1.0, 0, 0, 1, 0.0},
+    {"BP_OPT_RHO", 0.0, 1.0, 0, 1, 0, 0.99},
+    {"BP_OPT_CENTERED", 0.0, 1.0, 0, 0, 1, 0.0},
+    {"BP_OPT_INITIAL_ACCUMULATOR", 0.0, 1e3, 0, 0, 0, 0.0},
+    {"BP_OPT_RPROP_ETA_PLUS", 1.0, 10.0, 0, 0, 0, 1.2},
+    {"BP_OPT_RPROP_ETA_MINUS", 0.0, 1.0, 1, 0, 0, 0.5},
+    {"BP_OPT_RPROP_DELTA_INIT", 0.0, 1e3, 0, 0, 0, 0.1},
+    {"BP_OPT_RPROP_DELTA_MIN", 0.0, 1e3, 0, 0, 0, 0.0},
+    {"BP_OPT_RPROP_DELTA_MAX", 0.0, 1e6, 0, 0, 0, 50.0},
 };
 
-#define S(key) ((key) - BP__OPT_KEY_FIRST)
+#define S(key) ((key)-BP__OPT_KEY_FIRST)
 
 static int key_valid(int key)
 {
     return key >= BP__OPT_KEY_FIRST && key < BP__OPT_KEY_FIRST + BP__OPT_KEY_COUNT;
-}
-
-static int kind_valid(int kind)
-{
-    return kind >= BP_OPTIMIZER_SGD && kind <= BP_OPTIMIZER_IRPROP_MINUS;
-}
-
-static const char *kind_name(int kind)
-{
-    static const char *const names[] = {"SGD",   "Adagrad", "RMSprop", "Adam",
-                                        "AdamW", "Adamax",  "NAdam",   "iRprop-"};
-    return kind_valid(kind) ? names[kind - 1] : "unknown";
 }
 
 /* Reported (inclusive) bounds: an open bound becomes the nearest double inside it. */
@@ -115,30 +71,204 @@ static void effective_bounds(int key, double *lo, double *hi)
     *hi = k->hi_open ? nextafter(k->hi, k->lo) : k->hi;
 }
 
+/* BP_OK if @p value is within @p key's bounds, else BP_ERR_OUT_OF_RANGE (message in @p err,
+ * which may be NULL, and bp_last_error()). */
+static bp_status check_value(char *err, const char *place, int key, double value)
+{
+    const key_info *k = &keys[S(key)];
+    if (k->flag) {
+        if (!(value == 0.0 || value == 1.0))
+            return bp__fail(err, BP_ERR_OUT_OF_RANGE, "%s: %s = %g must be 0 or 1", place, k->name,
+                            value);
+        return BP_OK;
+    }
+    double lo, hi;
+    effective_bounds(key, &lo, &hi);
+    if (!(value >= lo && value <= hi)) /* also rejects NaN */
+        return bp__fail(err, BP_ERR_OUT_OF_RANGE, "%s: %s = %g is outside %c%g, %g%c", place,
+                        k->name, value, k->lo_open ? '(' : '[', k->lo, k->hi,
+                        k->hi_open ? ')' : ']');
+    return BP_OK;
+}
+
+#define SET(o, key) BP__OPT_SET(o, key)
+
+/* ------------------------------------------------------------------------------------------
+ * Settings checks at each step
+ * ----------------------------------------------------------------------------------------*/
+
+static bp_status sgd_check(bp_optimizer *o)
+{
+    if (SET(o, BP_OPT_NESTEROV) != 0.0 &&
+        (SET(o, BP_OPT_MOMENTUM) <= 0.0 || SET(o, BP_OPT_DAMPENING) != 0.0))
+        return bp__fail(o->err, BP_ERR_STATE,
+                        "optimizer: SGD Nesterov momentum needs BP_OPT_MOMENTUM > 0 (is %g) and "
+                        "BP_OPT_DAMPENING = 0 (is %g)",
+                        SET(o, BP_OPT_MOMENTUM), SET(o, BP_OPT_DAMPENING));
+    return BP_OK;
+}
+
+static bp_status irprop_check(bp_optimizer *o)
+{
+    if (SET(o, BP_OPT_RPROP_DELTA_MIN) > SET(o, BP_OPT_RPROP_DELTA_MAX))
+        return bp__fail(o->err, BP_ERR_STATE,
+                        "optimizer: iRprop- BP_OPT_RPROP_DELTA_MIN = %g exceeds "
+                        "BP_OPT_RPROP_DELTA_MAX = %g",
+                        SET(o, BP_OPT_RPROP_DELTA_MIN), SET(o, BP_OPT_RPROP_DELTA_MAX));
+    return BP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The algorithms: one row each
+ * ----------------------------------------------------------------------------------------*/
+
+/* A setting that applies to an algorithm, with its default there. */
+typedef struct opt_setting {
+    int key; /* enum bp_optimizer_key; 0 ends the list */
+    double def;
+} opt_setting;
+
+#define OPT_MAX_KEYS 8
+
+typedef struct opt_algo {
+    const char *name;
+    size_t nslots;                  /* per-parameter state floats (<= BP__OPT_MAX_SLOTS) */
+    opt_setting keys[OPT_MAX_KEYS]; /* the settings that apply, with their defaults */
+    int init_slot, init_key;        /* slot init_slot starts at setting init_key (0: every
+                                       slot starts at 0) */
+    /* Settings consistency at each step (NULL: nothing to check); message in o->err. */
+    bp_status (*check)(bp_optimizer *o);
+    /* Scalars of step t beyond the common ones (NULL: none). */
+    void (*scalars)(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k);
+    /* Update n parameters p from their gradients g and their state slots s. */
+    void (*update)(const bp_optimizer *o, const bp__opt_scalars *k, float *p, const float *g,
+                   bp__opt_slots s, size_t n);
+    /* After a successful update: scalar state (NULL: none). */
+    void (*stepped)(bp_optimizer *o, const bp__opt_scalars *k);
+    /* Checkpoint codec: the slots whose values are never negative (sums of squares, maxima of
+     * magnitudes, step sizes); bit s stands for slot s. */
+    unsigned nonneg;
+} opt_algo;
+
+#define LR  BP_OPT_LEARNING_RATE
+#define WD  BP_OPT_WEIGHT_DECAY
+#define EPS BP_OPT_EPSILON
+
+/* One row per algorithm, one field per line. */
+/* clang-format off */
+static const opt_algo algos[] = {
+    [BP_OPTIMIZER_SGD] = {
+        .name = "SGD",
+        .nslots = 1, /* buf */
+        .keys = {{LR, 0.01}, {BP_OPT_MOMENTUM, 0.0}, {BP_OPT_DAMPENING, 0.0},
+                 {BP_OPT_NESTEROV, 0.0}, {WD, 0.0}},
+        .check = sgd_check,
+        .scalars = bp__opt_sgd_scalars,
+        .update = bp__opt_sgd_update,
+        .stepped = bp__opt_sgd_stepped,
+    },
+    [BP_OPTIMIZER_ADAGRAD] = {
+        .name = "Adagrad",
+        .nslots = 1, /* sum */
+        .keys = {{LR, 0.01}, {WD, 0.0}, {EPS, 1e-10}, {BP_OPT_INITIAL_ACCUMULATOR, 0.0}},
+        .init_slot = 0,
+        .init_key = BP_OPT_INITIAL_ACCUMULATOR,
+        .update = bp__opt_adagrad_update,
+        .nonneg = 1u, /* sum */
+    },
+    [BP_OPTIMIZER_RMSPROP] = {
+        .name = "RMSprop",
+        .nslots = 3, /* sq, ga, buf */
+        .keys = {{LR, 0.01}, {BP_OPT_MOMENTUM, 0.0}, {WD, 0.0}, {EPS, 1e-8}, {BP_OPT_RHO, 0.99},
+                 {BP_OPT_CENTERED, 0.0}},
+        .update = bp__opt_rmsprop_update,
+        .nonneg = 1u, /* sq */
+    },
+    [BP_OPTIMIZER_ADAM] = {
+        .name = "Adam",
+        .nslots = 3, /* m, v, vmax */
+        .keys = {{LR, 0.001}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
+                 {EPS, 1e-8}, {BP_OPT_AMSGRAD, 0.0}},
+        .scalars = bp__opt_adam_scalars,
+        .update = bp__opt_adam_update,
+        .nonneg = 6u, /* v, vmax */
+    },
+    [BP_OPTIMIZER_ADAMW] = {
+        .name = "AdamW",
+        .nslots = 3, /* m, v, vmax */
+        .keys = {{LR, 0.001}, {WD, 0.01}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
+                 {EPS, 1e-8}, {BP_OPT_AMSGRAD, 0.0}},
+        .scalars = bp__opt_adamw_scalars,
+        .update = bp__opt_adam_update,
+        .nonneg = 6u, /* v, vmax */
+    },
+    [BP_OPTIMIZER_ADAMAX] = {
+        .name = "Adamax",
+        .nslots = 2, /* m, u */
+        .keys = {{LR, 0.002}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
+                 {EPS, 1e-8}},
+        .scalars = bp__opt_adamax_scalars,
+        .update = bp__opt_adamax_update,
+        .nonneg = 2u, /* u */
+    },
+    [BP_OPTIMIZER_NADAM] = {
+        .name = "NAdam",
+        .nslots = 2, /* m, v */
+        .keys = {{LR, 0.001}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
+                 {EPS, 1e-8}},
+        .scalars = bp__opt_nadam_scalars,
+        .update = bp__opt_nadam_update,
+        .stepped = bp__opt_nadam_stepped,
+        .nonneg = 2u, /* v */
+    },
+    [BP_OPTIMIZER_IRPROP_MINUS] = {
+        .name = "iRprop-",
+        .nslots = 2, /* prev, delta */
+        .keys = {{BP_OPT_RPROP_ETA_PLUS, 1.2}, {BP_OPT_RPROP_ETA_MINUS, 0.5},
+                 {BP_OPT_RPROP_DELTA_INIT, 0.1}, {BP_OPT_RPROP_DELTA_MIN, 0.0},
+                 {BP_OPT_RPROP_DELTA_MAX, 50.0}},
+        .init_slot = 1,
+        .init_key = BP_OPT_RPROP_DELTA_INIT,
+        .check = irprop_check,
+        .update = bp__opt_irprop_update,
+        .nonneg = 2u, /* delta */
+    },
+};
+/* clang-format on */
+
+#undef LR
+#undef WD
+#undef EPS
+
+#define KIND_LAST ((int)(sizeof algos / sizeof algos[0]) - 1)
+
+static int kind_valid(int kind)
+{
+    return kind >= 1 && kind <= KIND_LAST && algos[kind].name != NULL;
+}
+
+static const opt_algo *algo_of(const bp_optimizer *o)
+{
+    return &algos[o->kind];
+}
+
+/* Does setting @p key apply to algorithm @p a? */
+static int applies(const opt_algo *a, int key)
+{
+    for (size_t i = 0; i < OPT_MAX_KEYS && a->keys[i].key != 0; i++)
+        if (a->keys[i].key == key) return 1;
+    return 0;
+}
+
+/* Every setting back to the algorithm's default (held values for the keys that do not
+ * apply). */
 static void set_defaults(bp_optimizer *o)
 {
-    double *s = o->set;
-    const int adam_family = o->kind == BP_OPTIMIZER_ADAM || o->kind == BP_OPTIMIZER_ADAMW ||
-                            o->kind == BP_OPTIMIZER_ADAMAX || o->kind == BP_OPTIMIZER_NADAM;
-    s[S(BP_OPT_LEARNING_RATE)] = o->kind == BP_OPTIMIZER_ADAMAX ? 0.002
-                                 : adam_family                  ? 0.001
-                                                                : 0.01;
-    s[S(BP_OPT_MOMENTUM)] = 0.0;
-    s[S(BP_OPT_DAMPENING)] = 0.0;
-    s[S(BP_OPT_NESTEROV)] = 0.0;
-    s[S(BP_OPT_WEIGHT_DECAY)] = o->kind == BP_OPTIMIZER_ADAMW ? 0.01 : 0.0;
-    s[S(BP_OPT_BETA1)] = 0.9;
-    s[S(BP_OPT_BETA2)] = 0.999;
-    s[S(BP_OPT_EPSILON)] = o->kind == BP_OPTIMIZER_ADAGRAD ? 1e-10 : 1e-8;
-    s[S(BP_OPT_AMSGRAD)] = 0.0;
-    s[S(BP_OPT_RHO)] = 0.99;
-    s[S(BP_OPT_CENTERED)] = 0.0;
-    s[S(BP_OPT_INITIAL_ACCUMULATOR)] = 0.0;
-    s[S(BP_OPT_RPROP_ETA_PLUS)] = 1.2;
-    s[S(BP_OPT_RPROP_ETA_MINUS)] = 0.5;
-    s[S(BP_OPT_RPROP_DELTA_INIT)] = 0.1;
-    s[S(BP_OPT_RPROP_DELTA_MIN)] = 0.0;
-    s[S(BP_OPT_RPROP_DELTA_MAX)] = 50.0;
+    const opt_algo *a = algo_of(o);
+    for (size_t k = 0; k < BP__OPT_KEY_COUNT; k++)
+        o->set[k] = keys[k].held;
+    for (size_t i = 0; i < OPT_MAX_KEYS && a->keys[i].key != 0; i++)
+        o->set[S(a->keys[i].key)] = a->keys[i].def;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -151,8 +281,8 @@ bp_status bp__optimizer_create_with(bp_optimizer **out, int kind, const bp__allo
     *out = NULL;
     if (!kind_valid(kind))
         return bp__fail(NULL, BP_ERR_INVALID_ARG,
-                        "bp_optimizer_create: unknown optimizer kind %d (expected %d .. %d)",
-                        kind, BP_OPTIMIZER_SGD, BP_OPTIMIZER_IRPROP_MINUS);
+                        "bp_optimizer_create: unknown optimizer kind %d (expected %d .. %d)", kind,
+                        1, KIND_LAST);
     bp_optimizer *o = bp__malloc(a, sizeof *o);
     if (o == NULL)
         return bp__fail(NULL, BP_ERR_NOMEM, "bp_optimizer_create: out of memory (%zu bytes)",
@@ -203,24 +333,22 @@ static bp_status unknown_key(char *err, const char *place, int key)
                     place, key, BP__OPT_KEY_FIRST, BP__OPT_KEY_FIRST + BP__OPT_KEY_COUNT - 1);
 }
 
+/* BP_OK if @p key is a setting of @p o's algorithm, else BP_ERR_INVALID_ARG naming both. */
+static bp_status check_key(const bp_optimizer *o, char *err, const char *place, int key)
+{
+    if (!key_valid(key)) return unknown_key(err, place, key);
+    if (!applies(algo_of(o), key))
+        return bp__fail(err, BP_ERR_INVALID_ARG, "%s: %s does not apply to %s", place,
+                        keys[S(key)].name, algo_of(o)->name);
+    return BP_OK;
+}
+
 bp_status bp_optimizer_set(bp_optimizer *opt, int key, double value)
 {
     if (!bp__optimizer_ok(opt))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_optimizer_set: invalid optimizer handle");
-    if (!key_valid(key)) return unknown_key(opt->err, "bp_optimizer_set", key);
-    const key_info *k = &keys[S(key)];
-    if (k->flag) {
-        if (!(value == 0.0 || value == 1.0))
-            return bp__fail(opt->err, BP_ERR_OUT_OF_RANGE,
-                            "bp_optimizer_set: %s = %g must be 0 or 1", k->name, value);
-    } else {
-        double lo, hi;
-        effective_bounds(key, &lo, &hi);
-        if (!(value >= lo && value <= hi)) /* also rejects NaN */
-            return bp__fail(opt->err, BP_ERR_OUT_OF_RANGE,
-                            "bp_optimizer_set: %s = %g is outside %c%g, %g%c", k->name, value,
-                            k->lo_open ? '(' : '[', k->lo, k->hi, k->hi_open ? ')' : ']');
-    }
+    BP_CHECK(check_key(opt, opt->err, "bp_optimizer_set", key));
+    BP_CHECK(check_value(opt->err, "bp_optimizer_set", key, value));
     opt->set[S(key)] = value;
     return BP_OK;
 }
@@ -230,9 +358,8 @@ bp_status bp_optimizer_get(const bp_optimizer *opt, int key, double *value)
     if (!bp__optimizer_ok(opt))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_optimizer_get: invalid optimizer handle");
     /* opt is const: report through bp_last_error() only. */
-    if (!key_valid(key)) return unknown_key(NULL, "bp_optimizer_get", key);
-    if (value == NULL)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_optimizer_get: value is NULL");
+    BP_CHECK(check_key(opt, NULL, "bp_optimizer_get", key));
+    if (value == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_optimizer_get: value is NULL");
     *value = opt->set[S(key)];
     return BP_OK;
 }
@@ -243,6 +370,27 @@ bp_status bp_optimizer_param_bounds(int key, double *lo, double *hi)
     if (lo == NULL || hi == NULL)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_optimizer_param_bounds: lo or hi is NULL");
     effective_bounds(key, lo, hi);
+    return BP_OK;
+}
+
+bp_status bp_optimizer_reset_settings(bp_optimizer *opt)
+{
+    if (!bp__optimizer_ok(opt))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "bp_optimizer_reset_settings: invalid optimizer handle");
+    set_defaults(opt);
+    return BP_OK;
+}
+
+double bp__optimizer_rate(const bp_optimizer *opt)
+{
+    return SET(opt, BP_OPT_LEARNING_RATE);
+}
+
+bp_status bp__optimizer_set_rate(bp_optimizer *opt, double lr)
+{
+    BP_CHECK(check_value(opt->err, "optimizer", BP_OPT_LEARNING_RATE, lr));
+    SET(opt, BP_OPT_LEARNING_RATE) = lr;
     return BP_OK;
 }
 
@@ -267,23 +415,13 @@ bp_status bp_optimizer_reset(bp_optimizer *opt)
 
 size_t bp__optimizer_state_slots(int kind)
 {
-    switch (kind) {
-    case BP_OPTIMIZER_SGD: return 1;     /* buf */
-    case BP_OPTIMIZER_ADAGRAD: return 1; /* sum */
-    case BP_OPTIMIZER_RMSPROP: return 3; /* sq, ga, buf */
-    case BP_OPTIMIZER_ADAM: return 3;    /* m, v, vmax */
-    case BP_OPTIMIZER_ADAMW: return 3;   /* m, v, vmax */
-    case BP_OPTIMIZER_ADAMAX: return 2;  /* m, u */
-    case BP_OPTIMIZER_NADAM: return 2;   /* m, v */
-    case BP_OPTIMIZER_IRPROP_MINUS: return 2; /* prev, delta */
-    default: return 0;
-    }
+    return kind_valid(kind) ? algos[kind].nslots : 0;
 }
 
 size_t bp__optimizer_state_floats(const bp_optimizer *opt)
 {
     if (!bp__optimizer_ok(opt) || !opt->bound) return 0;
-    return bp__optimizer_state_slots(opt->kind) * opt->bound_nparams;
+    return algo_of(opt)->nslots * opt->bound_nparams;
 }
 
 static uint64_t fnv1a(uint64_t h, uint64_t v)
@@ -308,6 +446,13 @@ uint64_t bp__optimizer_shape_hash(const bp_net *net)
     return h;
 }
 
+/* Is @p opt's state for a net of @p net's shape (given its hash)? */
+static int bound_to(const bp_optimizer *opt, const bp_net *net, uint64_t hash)
+{
+    return opt->bound_nparams == net->nparams && opt->bound_nlayers == net->nlayers &&
+           opt->bound_hash == hash;
+}
+
 bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net)
 {
     if (!bp__optimizer_ok(opt))
@@ -316,22 +461,9 @@ bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net)
         return bp__fail(opt->err, BP_ERR_INVALID_ARG, "optimizer: invalid net handle");
     if (net->nlayers == 0 || net->nparams == 0)
         return bp__fail(opt->err, BP_ERR_STATE, "optimizer: the net has no parameters to update");
-    const double *s = opt->set;
-    if (opt->kind == BP_OPTIMIZER_SGD && s[S(BP_OPT_NESTEROV)] != 0.0 &&
-        (s[S(BP_OPT_MOMENTUM)] <= 0.0 || s[S(BP_OPT_DAMPENING)] != 0.0))
-        return bp__fail(opt->err, BP_ERR_STATE,
-                        "optimizer: SGD Nesterov momentum needs BP_OPT_MOMENTUM > 0 (is %g) and "
-                        "BP_OPT_DAMPENING = 0 (is %g)",
-                        s[S(BP_OPT_MOMENTUM)], s[S(BP_OPT_DAMPENING)]);
-    if (opt->kind == BP_OPTIMIZER_IRPROP_MINUS &&
-        s[S(BP_OPT_RPROP_DELTA_MIN)] > s[S(BP_OPT_RPROP_DELTA_MAX)])
-        return bp__fail(opt->err, BP_ERR_STATE,
-                        "optimizer: iRprop- BP_OPT_RPROP_DELTA_MIN = %g exceeds "
-                        "BP_OPT_RPROP_DELTA_MAX = %g",
-                        s[S(BP_OPT_RPROP_DELTA_MIN)], s[S(BP_OPT_RPROP_DELTA_MAX)]);
-    if (opt->bound && (opt->bound_nparams != net->nparams ||
-                       opt->bound_nlayers != net->nlayers ||
-                       opt->bound_hash != net->shape_hash)) {
+    const opt_algo *a = algo_of(opt);
+    if (a->check != NULL) BP_CHECK(a->check(opt));
+    if (opt->bound && !bound_to(opt, net, net->shape_hash)) {
         const int same_counts =
             opt->bound_nparams == net->nparams && opt->bound_nlayers == net->nlayers;
         return bp__fail(opt->err, BP_ERR_STATE,
@@ -343,9 +475,22 @@ bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net)
     return BP_OK;
 }
 
+bp_status bp__optimizer_check_save(const bp_optimizer *opt, const bp_net *net, const char *fn)
+{
+    if (!bp__optimizer_ok(opt))
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid optimizer handle", fn);
+    if (opt->bound && !bound_to(opt, net, bp__optimizer_shape_hash(net)))
+        return bp__fail(NULL, BP_ERR_STATE,
+                        "%s: the optimizer's state is for a net with %zu "
+                        "parameters in %zu layers, not this one (%zu in %zu)",
+                        fn, opt->bound_nparams, opt->bound_nlayers, net->nparams, net->nlayers);
+    return BP_OK;
+}
+
 static void fill(float *restrict v, size_t n, float value)
 {
-    for (size_t i = 0; i < n; i++) v[i] = value;
+    for (size_t i = 0; i < n; i++)
+        v[i] = value;
 }
 
 bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
@@ -354,9 +499,9 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "optimizer: invalid optimizer handle");
     if (!bp__net_ok(net))
         return bp__fail(opt->err, BP_ERR_INVALID_ARG, "optimizer: invalid net handle");
-    const size_t slots = bp__optimizer_state_slots(opt->kind);
+    const opt_algo *a = algo_of(opt);
     size_t floats, bytes;
-    if (bp__mul_size(slots, net->nparams, &floats) != 0 ||
+    if (bp__mul_size(a->nslots, net->nparams, &floats) != 0 ||
         bp__mul_size(floats, sizeof(float), &bytes) != 0)
         return bp__fail(opt->err, BP_ERR_NOMEM,
                         "optimizer: state for %zu parameters overflows size_t", net->nparams);
@@ -366,18 +511,16 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
             return bp__fail(opt->err, BP_ERR_NOMEM,
                             "optimizer: out of memory for %s state (%zu bytes for %zu "
                             "parameters)",
-                            kind_name(opt->kind), bytes, net->nparams);
+                            a->name, bytes, net->nparams);
         bp__free_aligned(&opt->alloc, opt->state);
         opt->state = block;
         opt->state_cap = floats;
     }
-    /* Initial values: zeros, except Adagrad's accumulator and iRprop-'s step sizes. */
+    /* Initial values: zeros, except the slot the algorithm starts at a setting. */
     const size_t np = net->nparams;
     memset(opt->state, 0, bytes);
-    if (opt->kind == BP_OPTIMIZER_ADAGRAD)
-        fill(opt->state, np, (float)opt->set[S(BP_OPT_INITIAL_ACCUMULATOR)]);
-    else if (opt->kind == BP_OPTIMIZER_IRPROP_MINUS)
-        fill(opt->state + np, np, (float)opt->set[S(BP_OPT_RPROP_DELTA_INIT)]);
+    if (a->init_key != 0)
+        fill(opt->state + (size_t)a->init_slot * np, np, (float)opt->set[S(a->init_key)]);
     opt->bound = 1;
     opt->bound_nparams = np;
     opt->bound_nlayers = net->nlayers;
@@ -389,283 +532,42 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
 }
 
 /* ------------------------------------------------------------------------------------------
- * Kernels: one pass over one contiguous segment of n parameters
- * ----------------------------------------------------------------------------------------*/
-
-/* SGD without momentum. */
-BP__KERNEL
-static void sgd_plain(size_t n, float *restrict p, const float *restrict g, float lr, float wd)
-{
-    for (size_t i = 0; i < n; i++) p[i] -= lr * (g[i] + wd * p[i]);
-}
-
-/* SGD with momentum: buf = a*buf + c*d; p -= lr*(kd*d + kb*buf). The caller picks
- * (a, c) = (0, 1) on the buffer's first step, else (mu, 1 - dampening); (kd, kb) = (1, mu)
- * for Nesterov, else (0, 1). */
-BP__KERNEL
-static void sgd_momentum(size_t n, float *restrict p, const float *restrict g,
-                         float *restrict buf, float lr, float wd, float a, float c, float kd,
-                         float kb)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float d = g[i] + wd * p[i];
-        const float b = a * buf[i] + c * d;
-        buf[i] = b;
-        p[i] -= lr * (kd * d + kb * b);
-    }
-}
-
-BP__KERNEL
-static void adagrad(size_t n, float *restrict p, const float *restrict g, float *restrict sum,
-                    float lr, float wd, float eps)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float d = g[i] + wd * p[i];
-        const float s = sum[i] + d * d;
-        sum[i] = s;
-        p[i] -= lr * d / (sqrtf(s) + eps);
-    }
-}
-
-/* RMSprop; kc = 1 for the centred variant (ga tracked), 0 otherwise (ga stays 0). */
-BP__KERNEL
-static void rmsprop(size_t n, float *restrict p, const float *restrict g, float *restrict sq,
-                    float *restrict ga, float *restrict buf, float lr, float wd, float alpha,
-                    float one_m_alpha, float eps, float momentum, float kc)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float d = g[i] + wd * p[i];
-        const float s = alpha * sq[i] + one_m_alpha * d * d;
-        const float m = kc * (alpha * ga[i] + one_m_alpha * d);
-        const float var = s - m * m;
-        const float avg = sqrtf(var > 0.0f ? var : 0.0f) + eps;
-        const float b = momentum * buf[i] + d / avg;
-        sq[i] = s;
-        ga[i] = m;
-        buf[i] = b;
-        p[i] -= lr * b;
-    }
-}
-
-/* Adam and AdamW. decay: AdamW's p *= decay first (1 for Adam); wd: Adam's L2 term (0 for
- * AdamW); step = lr / (1 - b1^t); inv_bc2 = 1 / sqrt(1 - b2^t). amsgrad is a constant at
- * each call site so that each variant compiles to its own branch-free loop. */
-static BP__ALWAYS_INLINE void adam(size_t n, float *restrict p, const float *restrict g,
-                                   float *restrict m, float *restrict v, float *restrict vmax,
-                                   float decay, float wd, float b1, float one_m_b1, float b2,
-                                   float one_m_b2, float step, float inv_bc2, float eps,
-                                   int amsgrad)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float w = p[i] * decay;
-        const float d = g[i] + wd * w;
-        const float mi = b1 * m[i] + one_m_b1 * d;
-        const float vi = b2 * v[i] + one_m_b2 * d * d;
-        float vh = vi;
-        if (amsgrad) {
-            vh = vmax[i] > vi ? vmax[i] : vi;
-            vmax[i] = vh;
-        }
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = w - step * mi / (sqrtf(vh) * inv_bc2 + eps);
-    }
-}
-
-/* The two Adam variants, each its own multi-versioned loop. */
-BP__KERNEL
-static void adam_plain(size_t n, float *restrict p, const float *restrict g, float *restrict m,
-                       float *restrict v, float decay, float wd, float b1, float one_m_b1,
-                       float b2, float one_m_b2, float step, float inv_bc2, float eps)
-{
-    adam(n, p, g, m, v, NULL, decay, wd, b1, one_m_b1, b2, one_m_b2, step, inv_bc2, eps, 0);
-}
-
-BP__KERNEL
-static void adam_amsgrad(size_t n, float *restrict p, const float *restrict g,
-                         float *restrict m, float *restrict v, float *restrict vmax, float decay,
-                         float wd, float b1, float one_m_b1, float b2, float one_m_b2,
-                         float step, float inv_bc2, float eps)
-{
-    adam(n, p, g, m, v, vmax, decay, wd, b1, one_m_b1, b2, one_m_b2, step, inv_bc2, eps, 1);
-}
-
-BP__KERNEL
-static void adamax(size_t n, float *restrict p, const float *restrict g, float *restrict m,
-                   float *restrict u, float wd, float b1, float one_m_b1, float b2, float step,
-                   float eps)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float d = g[i] + wd * p[i];
-        const float mi = b1 * m[i] + one_m_b1 * d;
-        const float a = fabsf(d) + eps;
-        const float bu = b2 * u[i];
-        const float ui = bu > a ? bu : a;
-        m[i] = mi;
-        u[i] = ui;
-        p[i] -= step * mi / ui;
-    }
-}
-
-/* NAdam: cg = lr*(1 - mu_t)/(1 - P_t), cm = lr*mu_{t+1}/(1 - P_{t+1}), inv_bc2 = 1/(1-b2^t). */
-BP__KERNEL
-static void nadam(size_t n, float *restrict p, const float *restrict g, float *restrict m,
-                  float *restrict v, float wd, float b1, float one_m_b1, float b2,
-                  float one_m_b2, float inv_bc2, float eps, float cg, float cm)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float d = g[i] + wd * p[i];
-        const float mi = b1 * m[i] + one_m_b1 * d;
-        const float vi = b2 * v[i] + one_m_b2 * d * d;
-        const float den = sqrtf(vi * inv_bc2) + eps;
-        m[i] = mi;
-        v[i] = vi;
-        const float w = p[i] - cg * d / den;
-        p[i] = w - cm * mi / den;
-    }
-}
-
-BP__KERNEL
-static void irprop_minus(size_t n, float *restrict p, const float *restrict g,
-                         float *restrict prev, float *restrict delta, float eta_plus,
-                         float eta_minus, float dmin, float dmax)
-{
-    for (size_t i = 0; i < n; i++) {
-        const float gi = g[i];
-        /* Compare signs, not the product: a product of tiny gradients may underflow to 0.
-         * agree > 0: same sign; < 0: opposite; 0: one of them is zero. */
-        const float sp = (float)(prev[i] > 0.0f) - (float)(prev[i] < 0.0f);
-        const float sg0 = (float)(gi > 0.0f) - (float)(gi < 0.0f);
-        const float agree = sp * sg0;
-        const float up = delta[i] * eta_plus, down = delta[i] * eta_minus;
-        const float grown = up < dmax ? up : dmax, shrunk = down > dmin ? down : dmin;
-        const float dl = agree > 0.0f ? grown : agree < 0.0f ? shrunk : delta[i];
-        const float ge = agree < 0.0f ? 0.0f : gi;
-        const float sg = agree < 0.0f ? 0.0f : sg0;
-        p[i] -= sg * dl;
-        prev[i] = ge;
-        delta[i] = dl;
-    }
-}
-
-/* ------------------------------------------------------------------------------------------
  * Step
  * ----------------------------------------------------------------------------------------*/
 
-/* Per-step scalars, computed once in double and rounded to float for the kernels. The
- * complements 1 - b are rounded from the double difference, not computed in float from the
- * rounded b (1 - 0.999f is 1.3e-5 away from 0.001 in relative terms). */
-typedef struct step_scalars {
-    float lr, wd, mom, b1, b2, eps;
-    float c1, c2;           /* 1 - b1, 1 - b2 */
-    float rho, c_rho;       /* RMSprop alpha, 1 - alpha */
-    float a, c, kd, kb;     /* SGD momentum coefficients */
-    float decay;            /* AdamW */
-    float step, inv_bc2;    /* Adam family */
-    float cg, cm;           /* NAdam */
-    double mu_product_next; /* NAdam: P_t */
-} step_scalars;
-
-static void compute_scalars(const bp_optimizer *o, uint64_t t, step_scalars *k)
+/* The scalars of step t: the common ones, then the algorithm's own. */
+static void compute_scalars(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k)
 {
-    const double *s = o->set;
-    const double lr = s[S(BP_OPT_LEARNING_RATE)], wd = s[S(BP_OPT_WEIGHT_DECAY)];
-    const double mom = s[S(BP_OPT_MOMENTUM)], b1 = s[S(BP_OPT_BETA1)], b2 = s[S(BP_OPT_BETA2)];
-    const double td = (double)t;
+    const double b1 = SET(o, BP_OPT_BETA1), b2 = SET(o, BP_OPT_BETA2);
     memset(k, 0, sizeof *k);
-    k->lr = (float)lr;
-    k->wd = (float)wd;
-    k->mom = (float)mom;
+    k->lr = (float)SET(o, BP_OPT_LEARNING_RATE);
+    k->wd = (float)SET(o, BP_OPT_WEIGHT_DECAY);
+    k->mom = (float)SET(o, BP_OPT_MOMENTUM);
     k->b1 = (float)b1;
     k->b2 = (float)b2;
-    k->eps = (float)s[S(BP_OPT_EPSILON)];
+    k->eps = (float)SET(o, BP_OPT_EPSILON);
     k->c1 = (float)(1.0 - b1);
     k->c2 = (float)(1.0 - b2);
-    k->rho = (float)s[S(BP_OPT_RHO)];
-    k->c_rho = (float)(1.0 - s[S(BP_OPT_RHO)]);
-    switch (o->kind) {
-    case BP_OPTIMIZER_SGD: {
-        const int first = !o->sgd_buf_ready;
-        k->a = first ? 0.0f : (float)mom;
-        k->c = first ? 1.0f : (float)(1.0 - s[S(BP_OPT_DAMPENING)]);
-        const int nesterov = s[S(BP_OPT_NESTEROV)] != 0.0;
-        k->kd = nesterov ? 1.0f : 0.0f;
-        k->kb = nesterov ? (float)mom : 1.0f;
-        break;
-    }
-    case BP_OPTIMIZER_ADAM:
-    case BP_OPTIMIZER_ADAMW:
-        k->decay = o->kind == BP_OPTIMIZER_ADAMW ? (float)(1.0 - lr * wd) : 1.0f;
-        if (o->kind == BP_OPTIMIZER_ADAMW) k->wd = 0.0f;
-        k->step = (float)(lr / (1.0 - pow(b1, td)));
-        k->inv_bc2 = (float)(1.0 / sqrt(1.0 - pow(b2, td)));
-        break;
-    case BP_OPTIMIZER_ADAMAX:
-        k->step = (float)(lr / (1.0 - pow(b1, td)));
-        break;
-    case BP_OPTIMIZER_NADAM: {
-        const double psi = 0.004;
-        const double mu = b1 * (1.0 - 0.5 * pow(0.96, td * psi));
-        const double mu_next = b1 * (1.0 - 0.5 * pow(0.96, (td + 1.0) * psi));
-        const double prod = o->nadam_mu_product * mu;
-        k->mu_product_next = prod;
-        k->cg = (float)(lr * (1.0 - mu) / (1.0 - prod));
-        k->cm = (float)(lr * mu_next / (1.0 - prod * mu_next));
-        k->inv_bc2 = (float)(1.0 / (1.0 - pow(b2, td)));
-        break;
-    }
-    default: break;
-    }
+    k->rho = (float)SET(o, BP_OPT_RHO);
+    k->c_rho = (float)(1.0 - SET(o, BP_OPT_RHO));
+    const opt_algo *a = algo_of(o);
+    if (a->scalars != NULL) a->scalars(o, t, k);
 }
 
 /* Update one layer's segment [off, off + n) with the state slots at the same offsets. */
-static void update_segment(const bp_optimizer *o, const step_scalars *k, float *p,
+static void update_segment(const bp_optimizer *o, const bp__opt_scalars *k, float *p,
                            const float *g, size_t off, size_t n)
 {
-    const size_t np = o->bound_nparams;
-    float *s0 = o->state + off, *s1 = s0 + np, *s2 = s1 + np;
-    const double *s = o->set;
-    switch (o->kind) {
-    case BP_OPTIMIZER_SGD:
-        if (s[S(BP_OPT_MOMENTUM)] == 0.0)
-            sgd_plain(n, p, g, k->lr, k->wd);
-        else
-            sgd_momentum(n, p, g, s0, k->lr, k->wd, k->a, k->c, k->kd, k->kb);
-        break;
-    case BP_OPTIMIZER_ADAGRAD: adagrad(n, p, g, s0, k->lr, k->wd, k->eps); break;
-    case BP_OPTIMIZER_RMSPROP:
-        rmsprop(n, p, g, s0, s1, s2, k->lr, k->wd, k->rho, k->c_rho, k->eps, k->mom,
-                s[S(BP_OPT_CENTERED)] != 0.0 ? 1.0f : 0.0f);
-        break;
-    case BP_OPTIMIZER_ADAM:
-    case BP_OPTIMIZER_ADAMW:
-        if (s[S(BP_OPT_AMSGRAD)] != 0.0)
-            adam_amsgrad(n, p, g, s0, s1, s2, k->decay, k->wd, k->b1, k->c1, k->b2, k->c2,
-                         k->step, k->inv_bc2, k->eps);
-        else
-            adam_plain(n, p, g, s0, s1, k->decay, k->wd, k->b1, k->c1, k->b2, k->c2, k->step,
-                       k->inv_bc2, k->eps);
-        break;
-    case BP_OPTIMIZER_ADAMAX:
-        adamax(n, p, g, s0, s1, k->wd, k->b1, k->c1, k->b2, k->step, k->eps);
-        break;
-    case BP_OPTIMIZER_NADAM:
-        nadam(n, p, g, s0, s1, k->wd, k->b1, k->c1, k->b2, k->c2, k->inv_bc2, k->eps, k->cg,
-              k->cm);
-        break;
-    case BP_OPTIMIZER_IRPROP_MINUS:
-        irprop_minus(n, p, g, s0, s1, (float)s[S(BP_OPT_RPROP_ETA_PLUS)],
-                     (float)s[S(BP_OPT_RPROP_ETA_MINUS)], (float)s[S(BP_OPT_RPROP_DELTA_MIN)],
-                     (float)s[S(BP_OPT_RPROP_DELTA_MAX)]);
-        break;
-    default: break;
-    }
+    const opt_algo *a = algo_of(o);
+    float *s[BP__OPT_MAX_SLOTS] = {NULL};
+    for (size_t i = 0; i < a->nslots; i++)
+        s[i] = o->state + i * o->bound_nparams + off;
+    a->update(o, k, p, g, s, n);
 }
-
 /* One update_segment over a slice of a segment, run by the pool's threads. */
 typedef struct update_job {
     const bp_optimizer *opt;
-    const step_scalars *k;
+    const bp__opt_scalars *k;
     float *p;
     const float *g;
     size_t off;
@@ -679,7 +581,7 @@ static void update_range(void *ctx, size_t begin, size_t end)
 
 /* update_segment, split across the net's worker threads when the segment is long enough to
  * gain (the kernels are elementwise: any split computes the same floats). */
-static void update_segment_par(const bp_optimizer *o, const step_scalars *k, bp_net *net,
+static void update_segment_par(const bp_optimizer *o, const bp__opt_scalars *k, bp_net *net,
                                size_t off, size_t n)
 {
     float *p = net->params + off;
@@ -724,7 +626,10 @@ bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net)
     return step_update(opt, net);
 }
 
-bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net) { return step_update(opt, net); }
+bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net)
+{
+    return step_update(opt, net);
+}
 
 /* The update proper: the caller has validated @p opt for @p net and proven the gradients
  * finite. */
@@ -733,12 +638,13 @@ static bp_status step_update(bp_optimizer *opt, bp_net *net)
     if (!opt->bound) BP_CHECK(bp__optimizer_bind(opt, net));
 
     const uint64_t t = opt->steps + 1;
-    step_scalars k;
+    bp__opt_scalars k;
     compute_scalars(opt, t, &k);
     /* The layers' segments tile the arena in order: one pass over it when every layer
      * trains (the kernels are elementwise, so the floats are the same as per segment). */
     size_t frozen = 0;
-    for (size_t li = 0; li < net->nlayers; li++) frozen += !net->layers[li]->trainable;
+    for (size_t li = 0; li < net->nlayers; li++)
+        frozen += !net->layers[li]->trainable;
     if (frozen == 0) {
         update_segment_par(opt, &k, net, 0, net->nparams);
     } else {
@@ -749,8 +655,108 @@ static bp_status step_update(bp_optimizer *opt, bp_net *net)
         }
     }
     opt->steps = t;
-    if (opt->kind == BP_OPTIMIZER_SGD && opt->set[S(BP_OPT_MOMENTUM)] != 0.0)
-        opt->sgd_buf_ready = 1;
-    if (opt->kind == BP_OPTIMIZER_NADAM) opt->nadam_mu_product = k.mu_product_next;
+    const opt_algo *a = algo_of(opt);
+    if (a->stepped != NULL) a->stepped(opt, &k);
     return BP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Checkpoint section OPTM (docs/format.md)
+ * ----------------------------------------------------------------------------------------*/
+
+#define OPT_MAX_SETTINGS 256u
+
+void bp__optimizer_encode(bp__wr *w, const bp_optimizer *opt)
+{
+    bp__w_u32(w, (uint32_t)opt->kind);
+    bp__w_u32(w, BP__OPT_KEY_COUNT); /* every key, held values included */
+    for (uint32_t k = 0; k < BP__OPT_KEY_COUNT; k++) {
+        bp__w_u32(w, BP__OPT_KEY_FIRST + k);
+        bp__w_f64(w, opt->set[k]);
+    }
+    bp__w_u64(w, opt->steps);
+    bp__w_u32(w, (uint32_t)opt->bound);
+    bp__w_u32(w, (uint32_t)opt->sgd_buf_ready);
+    bp__w_f64(w, opt->nadam_mu_product);
+    const size_t ns = bp__optimizer_state_floats(opt);
+    bp__w_u64(w, ns);
+    bp__w_f32s(w, opt->state, ns);
+}
+
+/* bp__optimizer_decode's work; on failure the caller frees *out. */
+static bp_status decode(bp_optimizer **out, const bp__alloc *alloc, const bp_net *net, bp__rd *r)
+{
+    const uint32_t kind = bp__r_u32(r), nset = bp__r_u32(r);
+    if (r->short_read) return bp__r_truncated();
+    if (nset > OPT_MAX_SETTINGS)
+        return bp__fail(NULL, BP_ERR_FORMAT, "%lu settings (at most %u)", (unsigned long)nset,
+                        OPT_MAX_SETTINGS);
+    BP_CHECK(bp__r_need(r, nset, 12, "settings"));
+    if (kind > (uint32_t)KIND_LAST || !kind_valid((int)kind))
+        return bp__fail(NULL, BP_ERR_VERSION,
+                        "unknown optimizer kind %lu (written by a newer library?)",
+                        (unsigned long)kind);
+    BP_CHECK(bp__optimizer_create_with(out, (int)kind, alloc));
+    bp_optimizer *opt = *out;
+    const opt_algo *a = algo_of(opt);
+    for (uint32_t k = 0; k < nset; k++) {
+        const uint32_t key = bp__r_u32(r);
+        const double value = bp__r_f64(r);
+        if (key < BP__OPT_KEY_FIRST || key >= BP__OPT_KEY_FIRST + BP__OPT_KEY_COUNT)
+            return bp__fail(NULL, BP_ERR_VERSION,
+                            "unknown optimizer setting %lu (written by a newer library?)",
+                            (unsigned long)key);
+        BP_CHECK(check_value(NULL, "optimizer", (int)key, value));
+        /* A key that does not apply keeps its held value: writers before 0.2 stored
+         * whatever bp_optimizer_set() had accepted there, and no step ever read it. */
+        if (applies(a, (int)key)) opt->set[S(key)] = value;
+    }
+    const uint64_t steps = bp__r_u64(r);
+    const uint32_t bound = bp__r_u32(r), ready = bp__r_u32(r);
+    const double mu = bp__r_f64(r);
+    const uint64_t ns = bp__r_u64(r);
+    if (r->short_read) return bp__r_truncated();
+    if (bound > 1 || ready > 1 || !(mu > 0.0 && mu <= 1.0))
+        return bp__fail(NULL, BP_ERR_FORMAT,
+                        "bound %lu, momentum flag %lu or NAdam product %g out of range",
+                        (unsigned long)bound, (unsigned long)ready, mu);
+    if (!bound) {
+        if (ns != 0 || steps != 0 || ready)
+            return bp__fail(NULL, BP_ERR_FORMAT,
+                            "an unbound optimizer with %llu steps and %llu state floats",
+                            (unsigned long long)steps, (unsigned long long)ns);
+        return BP_OK;
+    }
+    if (net->nparams == 0)
+        return bp__fail(NULL, BP_ERR_FORMAT, "optimizer state for a net without parameters");
+    const size_t np = net->nparams;
+    if (ns != (uint64_t)a->nslots * np)
+        return bp__fail(NULL, BP_ERR_FORMAT, "%llu state floats, expected %zu x %zu",
+                        (unsigned long long)ns, a->nslots, np);
+    BP_CHECK(bp__r_need(r, ns, 4, "state floats"));
+    BP_CHECK(bp__optimizer_bind(opt, net));
+    bp__r_f32s(r, opt->state, (size_t)ns);
+    for (size_t i = 0; i < (size_t)ns; i++) {
+        const float v = opt->state[i];
+        const size_t slot = i / np;
+        if (!isfinite(v) || (v < 0.0f && (a->nonneg >> slot & 1u)))
+            return bp__fail(NULL, BP_ERR_FORMAT, "state slot %zu, parameter %zu is %g", slot,
+                            i % np, (double)v);
+    }
+    opt->steps = steps;
+    opt->sgd_buf_ready = (int)ready;
+    opt->nadam_mu_product = mu;
+    return BP_OK;
+}
+
+bp_status bp__optimizer_decode(bp_optimizer **out, const bp__alloc *alloc, const bp_net *net,
+                               bp__rd *r)
+{
+    *out = NULL;
+    const bp_status s = decode(out, alloc, net, r);
+    if (s != BP_OK) {
+        bp_optimizer_free(*out);
+        *out = NULL;
+    }
+    return s;
 }

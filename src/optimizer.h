@@ -1,12 +1,17 @@
 /*
- * optimizer.h -- the optimizer handle and its update kernels (optimizer.c).
+ * optimizer.h -- the optimizer handle, its update and its checkpoint section (optimizer.c).
+ * Which algorithms exist, their settings, state slots and kernels are optimizer.c's table;
+ * the kernels themselves are in optimizer_kernels.c.
  */
 #ifndef BP_OPTIMIZER_H
 #define BP_OPTIMIZER_H
 
 #include "util.h"
 
-#define BP__MAGIC_OPT 0x4f505442u   /* "BTPO" */
+struct bp__wr;
+struct bp__rd;
+
+#define BP__MAGIC_OPT 0x4f505442u /* "BTPO" */
 
 /* ---- optimizer ---- */
 
@@ -18,23 +23,24 @@
 
 /* The optimizer. Its per-parameter state is ONE aligned block of nslots * bound_nparams
  * floats, slot-major: slot s of parameter i is state[s * bound_nparams + i], so each slot of
- * a layer is a contiguous run parallel to net->params (see optimizer.c for each algorithm's
- * slots). Everything a checkpoint must save: kind, set[], steps, bound, bound_nparams,
- * bound_nlayers, bound_hash, sgd_buf_ready, nadam_mu_product and the state floats. */
+ * a layer is a contiguous run parallel to net->params (see optimizer.c's table for each
+ * algorithm's slots). Only optimizer.c interprets the settings and the state. Everything a
+ * checkpoint must save: kind, set[], steps, bound, bound_nparams, bound_nlayers, bound_hash,
+ * sgd_buf_ready, nadam_mu_product and the state floats. */
 struct bp_optimizer {
     uint32_t magic;
-    int kind;                    /* enum bp_optimizer_kind */
-    bp__alloc alloc;             /* for the state block (the struct itself too) */
+    int kind;        /* enum bp_optimizer_kind */
+    bp__alloc alloc; /* for the state block (the struct itself too) */
     double set[BP__OPT_KEY_COUNT];
-    uint64_t steps;              /* successful updates since create/reset */
-    int bound;                   /* 0: no state yet (allocated and bound at the next step) */
-    size_t bound_nparams;        /* shape of the net the state belongs to */
+    uint64_t steps;       /* successful updates since create/reset */
+    int bound;            /* 0: no state yet (allocated and bound at the next step) */
+    size_t bound_nparams; /* shape of the net the state belongs to */
     size_t bound_nlayers;
-    uint64_t bound_hash;         /* bp__optimizer_shape_hash() of that net */
-    float *state;                /* bp__malloc_aligned; NULL until the first step */
-    size_t state_cap;            /* floats allocated (kept across reset for reuse) */
-    int sgd_buf_ready;           /* SGD: momentum buffer holds a value (PyTorch's buf != None) */
-    double nadam_mu_product;     /* NAdam: product of mu_1 .. mu_t (1 when t = 0) */
+    uint64_t bound_hash;     /* bp__optimizer_shape_hash() of that net */
+    float *state;            /* bp__malloc_aligned; NULL until the first step */
+    size_t state_cap;        /* floats allocated (kept across reset for reuse) */
+    int sgd_buf_ready;       /* SGD: momentum buffer holds a value (PyTorch's buf != None) */
+    double nadam_mu_product; /* NAdam: product of mu_1 .. mu_t (1 when t = 0) */
     char err[BP__ERR_CAP];
 };
 
@@ -63,13 +69,30 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net);
 bp_status bp__optimizer_create_with(bp_optimizer **out, int kind, const bp__alloc *a);
 
 /* Optimizer entry points used by train_step (optimizer.c). */
-/* BP_OK if @p opt is a valid handle, unbound or bound to @p net's shape. */
-bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net);
 /* bp_optimizer_step without its scan for non-finite gradients: for callers (train_step)
  * that have already proven every gradient finite. */
 bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net);
 /* The update alone: for callers that have already passed bp__optimizer_validate_for(opt, net)
  * with neither handle changed since, and proven every gradient finite. */
 bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net);
+
+/* The learning rate a fit schedule drives (train.c): read and written whatever the algorithm,
+ * including one that ignores it (iRprop-), within BP_OPT_LEARNING_RATE's bounds (else
+ * BP_ERR_OUT_OF_RANGE, message in opt->err). @p opt must be valid. */
+double bp__optimizer_rate(const bp_optimizer *opt);
+bp_status bp__optimizer_set_rate(bp_optimizer *opt, double lr);
+
+/* Checkpoint section OPTM (docs/format.md), for serialize.c. */
+/* BP_OK if @p opt is a valid handle whose state (if any) is for @p net's shape; otherwise
+ * BP_ERR_INVALID_ARG or BP_ERR_STATE with "@p fn: ..." in bp_last_error() only. */
+bp_status bp__optimizer_check_save(const bp_optimizer *opt, const bp_net *net, const char *fn);
+/* Write the section's payload (counts only when w->p is NULL). */
+void bp__optimizer_encode(struct bp__wr *w, const bp_optimizer *opt);
+/* Read a payload into a new optimizer allocated from @p alloc, bound to @p net when the file
+ * holds state; every value validated. On failure *out = NULL and the status with the message
+ * in bp_last_error(): BP_ERR_FORMAT (malformed; setting out of bounds as BP_ERR_OUT_OF_RANGE),
+ * BP_ERR_VERSION (unknown kind or key), BP_ERR_NOMEM. */
+bp_status bp__optimizer_decode(bp_optimizer **out, const bp__alloc *alloc, const bp_net *net,
+                               struct bp__rd *r);
 
 #endif /* BP_OPTIMIZER_H */

@@ -7,6 +7,7 @@
  * that runs in the net's planned workspaces, so nothing is allocated per step. */
 #include "fileio.h"
 #include "util.h"
+#include "codec.h"
 #include "rng.h"
 #include "activation.h"
 #include "loss.h"
@@ -33,8 +34,34 @@
 #define HISTORY_RESERVE ((size_t)4096)
 
 /* ------------------------------------------------------------------------------------------
- * Settings (network keys 400..413)
+ * The fit state (fit.h) and its settings (network keys 400..413)
  * ----------------------------------------------------------------------------------------*/
+
+/* Settings are stored by key: set[key - FIT_KEY_FIRST] for enum bp_fit_key. */
+#define FIT_KEY_FIRST 400
+#define FIT_KEY_COUNT 14
+/* A history row: the absolute epoch number, then the BP_METRIC_COUNT metrics. */
+#define FIT_ROW (1 + BP_METRIC_COUNT)
+
+struct bp__fit {
+    double set[FIT_KEY_COUNT]; /* settings */
+    bp_epoch_fn callback;      /* per-epoch callback or NULL */
+    void *callback_user;
+    /* History of the last bp_net_fit call: history_len rows of FIT_ROW doubles, room for
+     * history_cap rows, allocated from the net's allocator. */
+    double *history;
+    size_t history_len, history_cap;
+    /* Counters that survive between fit calls, for a bit-identical resume (a checkpoint
+     * saves them with net->rng and set[] in its FIT section; a fit call with INITIAL_EPOCH
+     * == 0 resets them, one with INITIAL_EPOCH > 0 continues from them): */
+    size_t next_epoch;      /* absolute index of the epoch after the last completed one */
+    double plateau_lr;      /* reduce-on-plateau: current rate (0: not started) */
+    double plateau_best;    /* best monitored loss seen by the plateau schedule */
+    size_t plateau_wait;    /* epochs since that loss last improved */
+    double stop_best;       /* early stopping: best monitored loss (+inf: none yet) */
+    size_t stop_wait;       /* epochs since it last improved */
+    size_t stop_best_epoch; /* absolute epoch at which it was reached */
+};
 
 typedef struct fit_key_info {
     const char *name;
@@ -42,7 +69,7 @@ typedef struct fit_key_info {
     int whole; /* counts, flags and enums must be whole numbers */
 } fit_key_info;
 
-static const fit_key_info fit_keys[BP__FIT_KEY_COUNT] = {
+static const fit_key_info fit_keys[FIT_KEY_COUNT] = {
     {"BP_FIT_EPOCHS", 1.0, 1e9, 10.0, 1},
     {"BP_FIT_BATCH_SIZE", 1.0, 2147483648.0, 32.0, 1},
     {"BP_FIT_SHUFFLE", 0.0, 1.0, 1.0, 1},
@@ -60,9 +87,9 @@ static const fit_key_info fit_keys[BP__FIT_KEY_COUNT] = {
 };
 
 /* Setting @p key of @p f; the key must be valid. */
-#define FIT_SET(f, key) ((f)->set[(key)-BP__FIT_KEY_FIRST])
+#define FIT_SET(f, key) ((f)->set[(key)-FIT_KEY_FIRST])
 
-static void reset_counters(bp__fit_state *f)
+static void reset_counters(struct bp__fit *f)
 {
     f->next_epoch = 0;
     f->plateau_lr = 0.0;
@@ -73,58 +100,125 @@ static void reset_counters(bp__fit_state *f)
     f->stop_best_epoch = 0;
 }
 
-void bp__fit_init(bp__fit_state *f)
+bp_status bp__fit_create(bp_net *net)
 {
-    memset(f, 0, sizeof *f);
-    for (size_t k = 0; k < BP__FIT_KEY_COUNT; k++)
+    struct bp__fit *f = bp__calloc(&net->alloc, 1, sizeof *f);
+    if (f == NULL) return BP_ERR_NOMEM;
+    for (size_t k = 0; k < FIT_KEY_COUNT; k++)
         f->set[k] = fit_keys[k].def;
     reset_counters(f);
+    net->fit = f;
+    return BP_OK;
 }
 
-void bp__fit_release(bp_net *net)
+static void history_free(bp_net *net)
 {
-    bp__free(&net->alloc, net->fit.history);
-    net->fit.history = NULL;
-    net->fit.history_len = net->fit.history_cap = 0;
+    bp__free(&net->alloc, net->fit->history);
+    net->fit->history = NULL;
+    net->fit->history_len = net->fit->history_cap = 0;
+}
+
+void bp__fit_free(bp_net *net)
+{
+    if (net->fit == NULL) return;
+    history_free(net);
+    bp__free(&net->alloc, net->fit);
+    net->fit = NULL;
 }
 
 void bp__fit_copy(bp_net *dst, const bp_net *src)
 {
-    bp__fit_release(dst);
-    dst->fit = src->fit;     /* settings, callback, counters ... */
-    dst->fit.history = NULL; /* ... but not the history */
-    dst->fit.history_len = dst->fit.history_cap = 0;
+    history_free(dst);
+    *dst->fit = *src->fit;    /* settings, callback, counters ... */
+    dst->fit->history = NULL; /* ... but not the history */
+    dst->fit->history_len = dst->fit->history_cap = 0;
 }
 
 int bp__fit_is_key(int key)
 {
-    return key >= BP__FIT_KEY_FIRST && key < BP__FIT_KEY_FIRST + BP__FIT_KEY_COUNT;
+    return key >= FIT_KEY_FIRST && key < FIT_KEY_FIRST + FIT_KEY_COUNT;
 }
 
 bp_status bp__fit_set(bp_net *net, int key, double value)
 {
-    const fit_key_info *k = &fit_keys[key - BP__FIT_KEY_FIRST];
+    const fit_key_info *k = &fit_keys[key - FIT_KEY_FIRST];
     if (!(value >= k->lo && value <= k->hi))
         return bp__fail(net->err, BP_ERR_OUT_OF_RANGE, "%s = %g is outside [%g, %g]", k->name,
                         value, k->lo, k->hi);
     if (k->whole && value != floor(value))
         return bp__fail(net->err, BP_ERR_OUT_OF_RANGE, "%s = %g is not a whole number", k->name,
                         value);
-    FIT_SET(&net->fit, key) = value;
+    FIT_SET(net->fit, key) = value;
     return BP_OK;
 }
 
 bp_status bp__fit_get(const bp_net *net, int key, double *value)
 {
-    *value = FIT_SET(&net->fit, key);
+    *value = FIT_SET(net->fit, key);
     return BP_OK;
 }
 
 bp_status bp__fit_bounds(int key, double *lo, double *hi)
 {
-    *lo = fit_keys[key - BP__FIT_KEY_FIRST].lo;
-    *hi = fit_keys[key - BP__FIT_KEY_FIRST].hi;
+    *lo = fit_keys[key - FIT_KEY_FIRST].lo;
+    *hi = fit_keys[key - FIT_KEY_FIRST].hi;
     return BP_OK;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Checkpoint section FIT (docs/format.md): the settings and the counters a resumed bp_net_fit
+ * continues from, so that k epochs + checkpoint + the remaining epochs equal all epochs in
+ * one go
+ * ----------------------------------------------------------------------------------------*/
+
+void bp__fit_encode(bp__wr *w, const bp_net *net)
+{
+    const struct bp__fit *f = net->fit;
+    bp__w_u32(w, FIT_KEY_COUNT);
+    for (uint32_t k = 0; k < FIT_KEY_COUNT; k++) {
+        bp__w_u32(w, FIT_KEY_FIRST + k);
+        bp__w_f64(w, f->set[k]);
+    }
+    bp__w_u64(w, f->next_epoch);
+    bp__w_f64(w, f->plateau_lr);
+    bp__w_f64(w, f->plateau_best);
+    bp__w_u64(w, f->plateau_wait);
+    bp__w_f64(w, f->stop_best);
+    bp__w_u64(w, f->stop_wait);
+    bp__w_u64(w, f->stop_best_epoch);
+}
+
+bp_status bp__fit_decode(bp_net *net, bp__rd *r)
+{
+    const uint32_t nset = bp__r_u32(r);
+    if (r->short_read) return bp__r_truncated();
+    if (nset > 1000) return bp__fail(NULL, BP_ERR_FORMAT, "%lu settings", (unsigned long)nset);
+    BP_CHECK(bp__r_need(r, nset, 12, "settings"));
+    for (uint32_t k = 0; k < nset; k++) {
+        const uint32_t key = bp__r_u32(r);
+        const double value = bp__r_f64(r);
+        if (!bp__fit_is_key((int)key)) continue; /* a newer library's setting: not ours */
+        BP_CHECK(bp__fit_set(net, (int)key, value));
+    }
+    const uint64_t next = bp__r_u64(r);
+    const double plr = bp__r_f64(r), pbest = bp__r_f64(r);
+    const uint64_t pwait = bp__r_u64(r);
+    const double sbest = bp__r_f64(r);
+    const uint64_t swait = bp__r_u64(r), sepoch = bp__r_u64(r);
+    if (r->short_read) return bp__r_truncated();
+    if (next > 1000000000u || pwait > next || swait > next || sepoch > next ||
+        !(plr >= 0.0 && plr <= 1e3) || isnan(pbest) || isnan(sbest))
+        return bp__fail(NULL, BP_ERR_FORMAT, "training-loop counters out of range");
+    struct bp__fit *f = net->fit;
+    f->next_epoch = (size_t)next;
+    f->plateau_lr = plr;
+    f->plateau_best = pbest;
+    f->plateau_wait = (size_t)pwait;
+    f->stop_best = sbest;
+    f->stop_wait = (size_t)swait;
+    f->stop_best_epoch = (size_t)sepoch;
+    /* The next bp_net_fit continues after the last completed epoch. */
+    return bp__fit_set(net, BP_FIT_INITIAL_EPOCH, (double)next);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -332,7 +426,7 @@ bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *m
  * ----------------------------------------------------------------------------------------*/
 
 /* The learning rate of absolute epoch @p e (formulas in backprop.h, "Training loop"). */
-static double schedule_rate(const bp__fit_state *f, double base, size_t e, size_t epochs)
+static double schedule_rate(const struct bp__fit *f, double base, size_t e, size_t epochs)
 {
     const size_t warm = (size_t)FIT_SET(f, BP_FIT_WARMUP_EPOCHS);
     if (e < warm) return base * (double)(e + 1) / (double)warm;
@@ -365,10 +459,10 @@ static int improved(double loss, double best, double min_delta)
 /* Make room for @p rows history rows (keeping the recorded ones). */
 static bp_status history_reserve(bp_net *net, size_t rows)
 {
-    bp__fit_state *f = &net->fit;
+    struct bp__fit *f = net->fit;
     if (rows <= f->history_cap) return BP_OK;
     size_t bytes;
-    if (bp__mul_size(rows, BP__FIT_ROW * sizeof(double), &bytes) != 0)
+    if (bp__mul_size(rows, FIT_ROW * sizeof(double), &bytes) != 0)
         return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_fit: history of %zu epochs overflows",
                         rows);
     double *h = bp__malloc(&net->alloc, bytes);
@@ -377,7 +471,7 @@ static bp_status history_reserve(bp_net *net, size_t rows)
                         "bp_net_fit: out of memory for a history of "
                         "%zu epochs",
                         rows);
-    if (f->history_len) memcpy(h, f->history, f->history_len * BP__FIT_ROW * sizeof(double));
+    if (f->history_len) memcpy(h, f->history, f->history_len * FIT_ROW * sizeof(double));
     bp__free(&net->alloc, f->history);
     f->history = h;
     f->history_cap = rows;
@@ -386,7 +480,7 @@ static bp_status history_reserve(bp_net *net, size_t rows)
 
 size_t bp_net_history_length(const bp_net *net)
 {
-    return bp__net_ok(net) ? net->fit.history_len : 0;
+    return bp__net_ok(net) ? net->fit->history_len : 0;
 }
 
 bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric, double *value)
@@ -396,12 +490,12 @@ bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric, double
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_history_get: value is NULL");
     if (metric < 0 || metric >= BP_METRIC_COUNT)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_history_get: unknown metric %d", metric);
-    if (epoch >= net->fit.history_len)
+    if (epoch >= net->fit->history_len)
         return bp__fail(NULL, BP_ERR_INDEX,
                         "bp_net_history_get: epoch row %zu is out of range "
                         "(the history has %zu)",
-                        epoch, net->fit.history_len);
-    *value = net->fit.history[epoch * BP__FIT_ROW + 1 + (size_t)metric];
+                        epoch, net->fit->history_len);
+    *value = net->fit->history[epoch * FIT_ROW + 1 + (size_t)metric];
     return BP_OK;
 }
 
@@ -423,10 +517,10 @@ bp_status bp_net_history_save_csv(const bp_net *net, const char *path)
     for (int k = 0; k < BP_METRIC_COUNT; k++)
         fprintf(w.f, ",%s", metric_names[k]);
     fputc('\n', w.f);
-    for (size_t i = 0; i < net->fit.history_len; i++) {
-        const double *row = net->fit.history + i * BP__FIT_ROW;
+    for (size_t i = 0; i < net->fit->history_len; i++) {
+        const double *row = net->fit->history + i * FIT_ROW;
         fprintf(w.f, "%.0f", row[0]);
-        for (int k = 1; k < BP__FIT_ROW; k++) {
+        for (int k = 1; k < FIT_ROW; k++) {
             if (isnan(row[k]))
                 fputs(",nan", w.f);
             else
@@ -445,8 +539,8 @@ bp_status bp_net_history_save_csv(const bp_net *net, const char *path)
 bp_status bp_net_set_epoch_callback(bp_net *net, bp_epoch_fn fn, void *user)
 {
     NET_CHECK(net, "bp_net_set_epoch_callback");
-    net->fit.callback = fn;
-    net->fit.callback_user = fn != NULL ? user : NULL;
+    net->fit->callback = fn;
+    net->fit->callback_user = fn != NULL ? user : NULL;
     return BP_OK;
 }
 
@@ -558,7 +652,7 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
  * early-stopping counters. Returns 1 when early stopping asks to stop. */
 static int update_counters(bp_net *net, size_t e, double mon, const fit_plan *p, int *have_best)
 {
-    bp__fit_state *f = &net->fit;
+    struct bp__fit *f = net->fit;
     const double delta = FIT_SET(f, BP_FIT_MIN_DELTA);
     if ((int)FIT_SET(f, BP_FIT_SCHEDULE) == BP_SCHEDULE_PLATEAU &&
         e >= (size_t)FIT_SET(f, BP_FIT_WARMUP_EPOCHS)) {
@@ -592,7 +686,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
 {
     static const char fn[] = "bp_net_fit";
     NET_CHECK(net, fn);
-    bp__fit_state *f = &net->fit;
+    struct bp__fit *f = net->fit;
     BP_CHECK(check_net_loss(net, fn, loss));
     if (net->accumulate)
         return bp__fail(net->err, BP_ERR_STATE,
@@ -613,8 +707,8 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
         FIT_SET(f, BP_FIT_PATIENCE) > 0.0 && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0;
     const size_t vchunk = val == NULL ? 0 : val->n < EVAL_CHUNK ? val->n : EVAL_CHUNK;
     const size_t yw = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? 1 : out_width(net);
-    double base;
-    BP_CHECK(bp_optimizer_get(opt, BP_OPT_LEARNING_RATE, &base));
+    /* The rate the schedule drives (held, not used, by an algorithm without one: iRprop-). */
+    const double base = bp__optimizer_rate(opt);
 
     /* Everything that can fail before training is done; then the state changes. */
     const size_t todo = start < epochs ? epochs - start : 0;
@@ -630,7 +724,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
     for (size_t e = start; e < epochs; e++) {
         const double t0 = now_seconds();
         const double lr = schedule_rate(f, base, e, epochs);
-        s = bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, lr);
+        s = bp__optimizer_set_rate(opt, lr);
         if (s != BP_OK) {
             s = refail(net, s, fn, "learning rate");
             break;
@@ -654,7 +748,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
             s = history_reserve(net, f->history_cap * 2);
             if (s != BP_OK) break;
         }
-        double *row = f->history + f->history_len++ * BP__FIT_ROW;
+        double *row = f->history + f->history_len++ * FIT_ROW;
         row[0] = (double)e;
         memcpy(row + 1, m, sizeof m);
 
@@ -670,7 +764,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
         if (asked) break;
     }
     /* The base rate goes back (within bounds: it came from the optimizer). */
-    (void)bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, base);
+    (void)bp__optimizer_set_rate(opt, base);
     bp__free_aligned(&net->alloc, p.block);
     return s;
 }

@@ -132,6 +132,11 @@ void errors_carry_status_and_library_message()
     bp::Optimizer opt(BP_OPTIMIZER_ADAM);
     msg = expect_error(BP_ERR_OUT_OF_RANGE, [&] { opt.set(BP_OPT_BETA1, 1.5); });
     CHECK(msg == opt.last_error());
+    msg = expect_error(BP_ERR_INVALID_ARG, [&] { opt.set(BP_OPT_MOMENTUM, 0.5); });
+    CHECK(msg.find("does not apply to Adam") != std::string::npos);
+    opt.set(BP_OPT_BETA1, 0.5);
+    opt.reset_settings();
+    CHECK(opt.get(BP_OPT_BETA1) == 0.9);
     expect_error(BP_ERR_INVALID_ARG, [] { bp::Optimizer bad(99); });
     expect_error(BP_ERR_NONFINITE, [&] {
         net.train_step(opt, BP_LOSS_MSE, {0, NAN, 1, 1}, {0, 1});

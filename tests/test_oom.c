@@ -14,7 +14,6 @@
 #include "net.h"
 #include "optimizer.h"
 #include "dataset.h"
-#include "persist.h"
 
 static char dir[64];
 static char model_path[128], ckpt_path[128];
@@ -23,7 +22,10 @@ static char model_path[128], ckpt_path[128];
  * operation under test, records whether the failure fired, checks the objects, frees all. */
 typedef bp_status (*scenario)(bp_test_alloc *ta, long k, int *injected);
 
-static void arm(bp_test_alloc *ta, long k) { ta->fail_at = (long)ta->attempts + k; }
+static void arm(bp_test_alloc *ta, long k)
+{
+    ta->fail_at = (long)ta->attempts + k;
+}
 /* Did the armed failure happen? Disarms, so that the checks after the operation run
  * without injected failures. */
 static int disarm(bp_test_alloc *ta)
@@ -52,8 +54,8 @@ static long run(const char *what, scenario fn)
                           what, k - 1);
             return k - 1;
         }
-        if (s != BP_ERR_NOMEM) fail_msg("%s, failure %ld: status %d: %s", what, k, s,
-                                        bp_last_error());
+        if (s != BP_ERR_NOMEM)
+            fail_msg("%s, failure %ld: status %d: %s", what, k, s, bp_last_error());
     }
 }
 
@@ -197,7 +199,7 @@ static bp_status clone_scenario(bp_test_alloc *ta, long k, int *injected)
     const float off[5] = {0}, sc[5] = {1, 1, 1, 1, 1};
     assert_status(bp_net_set_scaler(net, BP_SCALE_INPUTS, off, sc, 5), BP_OK);
     assert_status(bp_net_set_meta(net, "a", "b"), BP_OK);
-    assert_status(bp__ckpt_state_put(net, "fit", "xyz", 3), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_EPOCHS, 3), BP_OK);
     arm(ta, k);
     const bp_status s = bp_net_clone(&copy, net);
     *injected = disarm(ta);
@@ -206,7 +208,7 @@ static bp_status clone_scenario(bp_test_alloc *ta, long k, int *injected)
     return s;
 }
 
-static bp_status persist_setters_scenario(bp_test_alloc *ta, long k, int *injected)
+static bp_status scaler_meta_setters_scenario(bp_test_alloc *ta, long k, int *injected)
 {
     bp_net *net;
     assert_status(build(ta, &net), BP_OK);
@@ -215,7 +217,6 @@ static bp_status persist_setters_scenario(bp_test_alloc *ta, long k, int *inject
     bp_status s = bp_net_set_meta(net, "key", "value");
     if (s == BP_OK) s = bp_net_set_meta(net, "key", "other value");
     if (s == BP_OK) s = bp_net_set_scaler(net, BP_SCALE_TARGETS, off, sc, 3);
-    if (s == BP_OK) s = bp__ckpt_state_put(net, "fit", "abc", 3);
     *injected = disarm(ta);
     size_t count;
     float o[3], c[3];
@@ -283,7 +284,6 @@ static int setup(void **state)
     const float off[5] = {0}, sc[5] = {2, 2, 2, 2, 2};
     bad |= bp_net_set_scaler(net, BP_SCALE_INPUTS, off, sc, 5) != BP_OK;
     bad |= bp_net_set_meta(net, "name", "oom") != BP_OK;
-    bad |= bp__ckpt_state_put(net, "fit", "state", 5) != BP_OK;
     bad |= bp_net_save(net, model_path) != BP_OK;
     bad |= bp_checkpoint_save(net, opt, ckpt_path) != BP_OK;
     bad |= bp_checkpoint_save_buffer(net, opt, NULL, 0, &ckpt_size) != BP_ERR_BUFFER_TOO_SMALL;
@@ -341,15 +341,15 @@ static void checkpoint_load_buffer(void **state)
     (void)state;
     run("bp_checkpoint_load_buffer_ex", checkpoint_buffer_scenario);
 }
-static void clone_with_persistence(void **state)
+static void clone_with_scalers_and_metadata(void **state)
 {
     (void)state;
     run("bp_net_clone", clone_scenario);
 }
-static void scaler_meta_state_setters(void **state)
+static void scaler_meta_setters(void **state)
 {
     (void)state;
-    run("scaler/meta/state setters", persist_setters_scenario);
+    run("scaler/meta setters", scaler_meta_setters_scenario);
 }
 static void csv_loader(void **state)
 {
@@ -377,8 +377,8 @@ int main(void)
         bp_add_test(load_from_buffer),
         bp_add_test(checkpoint_load),
         bp_add_test(checkpoint_load_buffer),
-        bp_add_test(clone_with_persistence),
-        bp_add_test(scaler_meta_state_setters),
+        bp_add_test(clone_with_scalers_and_metadata),
+        bp_add_test(scaler_meta_setters),
         bp_add_test(csv_loader),
         bp_add_test(fann_loader),
         bp_add_test(idx_loader),

@@ -6,6 +6,7 @@
 #include "test_util.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util.h"
@@ -17,8 +18,8 @@
  * A hand-built net
  * ----------------------------------------------------------------------------------------*/
 
-#define MAXP 64
-#define MAXL 2
+#define MAXP  64
+#define MAXL  2
 #define STEPS 3
 
 typedef struct fake_net {
@@ -88,9 +89,40 @@ typedef struct hp {
 
 static hp base_hp(void)
 {
-    const hp h = {.lr = 0.01, .b1 = 0.9, .b2 = 0.999, .eps = 1e-8, .rho = 0.99,
-                  .etap = 1.2, .etam = 0.5, .d0 = 0.1, .dmin = 0.0, .dmax = 50.0};
+    const hp h = {.lr = 0.01,
+                  .b1 = 0.9,
+                  .b2 = 0.999,
+                  .eps = 1e-8,
+                  .rho = 0.99,
+                  .etap = 1.2,
+                  .etam = 0.5,
+                  .d0 = 0.1,
+                  .dmin = 0.0,
+                  .dmax = 50.0};
     return h;
+}
+
+/* The settings each algorithm reads (backprop.h, enum bp_optimizer_key), written out here
+ * independently of the library's table. */
+static int applies(int kind, int key)
+{
+    switch (key) {
+    case BP_OPT_LEARNING_RATE:
+    case BP_OPT_WEIGHT_DECAY: return kind != BP_OPTIMIZER_IRPROP_MINUS;
+    case BP_OPT_MOMENTUM: return kind == BP_OPTIMIZER_SGD || kind == BP_OPTIMIZER_RMSPROP;
+    case BP_OPT_DAMPENING:
+    case BP_OPT_NESTEROV: return kind == BP_OPTIMIZER_SGD;
+    case BP_OPT_BETA1:
+    case BP_OPT_BETA2:
+        return kind == BP_OPTIMIZER_ADAM || kind == BP_OPTIMIZER_ADAMW ||
+               kind == BP_OPTIMIZER_ADAMAX || kind == BP_OPTIMIZER_NADAM;
+    case BP_OPT_EPSILON: return kind != BP_OPTIMIZER_SGD && kind != BP_OPTIMIZER_IRPROP_MINUS;
+    case BP_OPT_AMSGRAD: return kind == BP_OPTIMIZER_ADAM || kind == BP_OPTIMIZER_ADAMW;
+    case BP_OPT_RHO:
+    case BP_OPT_CENTERED: return kind == BP_OPTIMIZER_RMSPROP;
+    case BP_OPT_INITIAL_ACCUMULATOR: return kind == BP_OPTIMIZER_ADAGRAD;
+    default: return kind == BP_OPTIMIZER_IRPROP_MINUS; /* BP_OPT_RPROP_* */
+    }
 }
 
 static void apply_hp(bp_optimizer *o, const hp *h)
@@ -99,18 +131,32 @@ static void apply_hp(bp_optimizer *o, const hp *h)
         int key;
         double v;
     } kv[] = {
-        {BP_OPT_LEARNING_RATE, h->lr}, {BP_OPT_MOMENTUM, h->mom},
-        {BP_OPT_DAMPENING, h->damp},   {BP_OPT_NESTEROV, h->nesterov},
-        {BP_OPT_WEIGHT_DECAY, h->wd},  {BP_OPT_BETA1, h->b1},
-        {BP_OPT_BETA2, h->b2},         {BP_OPT_EPSILON, h->eps},
-        {BP_OPT_AMSGRAD, h->ams},      {BP_OPT_RHO, h->rho},
-        {BP_OPT_CENTERED, h->centered}, {BP_OPT_INITIAL_ACCUMULATOR, h->acc0},
-        {BP_OPT_RPROP_ETA_PLUS, h->etap}, {BP_OPT_RPROP_ETA_MINUS, h->etam},
-        {BP_OPT_RPROP_DELTA_INIT, h->d0}, {BP_OPT_RPROP_DELTA_MIN, h->dmin},
+        {BP_OPT_LEARNING_RATE, h->lr},
+        {BP_OPT_MOMENTUM, h->mom},
+        {BP_OPT_DAMPENING, h->damp},
+        {BP_OPT_NESTEROV, h->nesterov},
+        {BP_OPT_WEIGHT_DECAY, h->wd},
+        {BP_OPT_BETA1, h->b1},
+        {BP_OPT_BETA2, h->b2},
+        {BP_OPT_EPSILON, h->eps},
+        {BP_OPT_AMSGRAD, h->ams},
+        {BP_OPT_RHO, h->rho},
+        {BP_OPT_CENTERED, h->centered},
+        {BP_OPT_INITIAL_ACCUMULATOR, h->acc0},
+        {BP_OPT_RPROP_ETA_PLUS, h->etap},
+        {BP_OPT_RPROP_ETA_MINUS, h->etam},
+        {BP_OPT_RPROP_DELTA_INIT, h->d0},
+        {BP_OPT_RPROP_DELTA_MIN, h->dmin},
         {BP_OPT_RPROP_DELTA_MAX, h->dmax},
     };
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        assert_status(bp_optimizer_set(o, kv[i].key, kv[i].v), BP_OK);
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
+        if (applies(bp_optimizer_kind(o), kv[i].key)) {
+            assert_status(bp_optimizer_set(o, kv[i].key, kv[i].v), BP_OK);
+        } else {
+            assert_status(bp_optimizer_set(o, kv[i].key, kv[i].v), BP_ERR_INVALID_ARG);
+            assert_non_null(strstr(bp_optimizer_last_error(o), "does not apply to"));
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -118,17 +164,20 @@ static void apply_hp(bp_optimizer *o, const hp *h)
  * papers / PyTorch documentation (textbook form, not the library's factored form).
  * ----------------------------------------------------------------------------------------*/
 
-static double sgn(double x) { return x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : 0.0; }
+static double sgn(double x)
+{
+    return x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : 0.0;
+}
 
 /* Run `steps` updates of algorithm `kind` on p[0..n) with gradients g[t*n + i]. */
-static void reference(int kind, const hp *h, size_t n, const float *p0, const float *g,
-                      int steps, double *p)
+static void reference(int kind, const hp *h, size_t n, const float *p0, const float *g, int steps,
+                      double *p)
 {
     double s0[MAXP] = {0}, s1[MAXP] = {0}, s2[MAXP] = {0};
     for (size_t i = 0; i < n; i++) {
         p[i] = (double)p0[i];
-        if (kind == BP_OPTIMIZER_ADAGRAD) s0[i] = h->acc0;        /* state_sum */
-        if (kind == BP_OPTIMIZER_IRPROP_MINUS) s1[i] = h->d0;     /* step size */
+        if (kind == BP_OPTIMIZER_ADAGRAD) s0[i] = h->acc0;    /* state_sum */
+        if (kind == BP_OPTIMIZER_IRPROP_MINUS) s1[i] = h->d0; /* step size */
     }
     for (int t = 1; t <= steps; t++) {
         for (size_t i = 0; i < n; i++) {
@@ -197,14 +246,15 @@ static void reference(int kind, const hp *h, size_t n, const float *p0, const fl
             case BP_OPTIMIZER_NADAM: { /* s0: m, s1: v; products recomputed from scratch */
                 gi += h->wd * p[i];
                 double prod_t = 1.0;
-                for (int k = 1; k <= t; k++) prod_t *= h->b1 * (1.0 - 0.5 * pow(0.96, k * 0.004));
+                for (int k = 1; k <= t; k++)
+                    prod_t *= h->b1 * (1.0 - 0.5 * pow(0.96, k * 0.004));
                 const double mu_t = h->b1 * (1.0 - 0.5 * pow(0.96, t * 0.004));
                 const double mu_t1 = h->b1 * (1.0 - 0.5 * pow(0.96, (t + 1) * 0.004));
                 const double prod_t1 = prod_t * mu_t1;
                 s0[i] = h->b1 * s0[i] + (1.0 - h->b1) * gi;
                 s1[i] = h->b2 * s1[i] + (1.0 - h->b2) * gi * gi;
-                const double mhat = mu_t1 * s0[i] / (1.0 - prod_t1) +
-                                    (1.0 - mu_t) * gi / (1.0 - prod_t);
+                const double mhat =
+                    mu_t1 * s0[i] / (1.0 - prod_t1) + (1.0 - mu_t) * gi / (1.0 - prod_t);
                 const double vhat = s1[i] / (1.0 - pow(h->b2, t));
                 p[i] -= h->lr * mhat / (sqrt(vhat) + h->eps);
                 break;
@@ -267,7 +317,8 @@ static void check_case(int kind, const hp *h)
     float p0[MAXP], g[STEPS * MAXP];
     uint64_t seed = 12345u + (uint64_t)kind;
     bp_test_fill_uniform(p0, n, -1.0f, 1.0f, &seed);
-    for (size_t i = 0; i < n; i++) p0[i] += p0[i] < 0.0f ? -0.2f : 0.2f; /* away from 0 */
+    for (size_t i = 0; i < n; i++)
+        p0[i] += p0[i] < 0.0f ? -0.2f : 0.2f; /* away from 0 */
     bp_test_fill_uniform(g, STEPS * n, -1.0f, 1.0f, &seed);
     compare_run(kind, h, &f, p0, g, 3e-7);
 }
@@ -393,7 +444,8 @@ static void adam_amsgrad_matches_reference(void **state)
     h.ams = 0;
     reference(BP_OPTIMIZER_ADAM, &h, NSMALL, small_p0, &small_g[0][0], STEPS, without);
     double diff = 0;
-    for (size_t i = 0; i < NSMALL; i++) diff += fabs(with[i] - without[i]);
+    for (size_t i = 0; i < NSMALL; i++)
+        diff += fabs(with[i] - without[i]);
     assert_true(diff > 1e-4);
 }
 
@@ -477,18 +529,28 @@ static void irprop_minus_follows_sign_rules_on_small_case(void **state)
  * Creation, kind, defaults
  * ----------------------------------------------------------------------------------------*/
 
-static const int all_kinds[] = {
-    BP_OPTIMIZER_SGD,   BP_OPTIMIZER_ADAGRAD, BP_OPTIMIZER_RMSPROP, BP_OPTIMIZER_ADAM,
-    BP_OPTIMIZER_ADAMW, BP_OPTIMIZER_ADAMAX,  BP_OPTIMIZER_NADAM,   BP_OPTIMIZER_IRPROP_MINUS};
+static const int all_kinds[] = {BP_OPTIMIZER_SGD,   BP_OPTIMIZER_ADAGRAD,     BP_OPTIMIZER_RMSPROP,
+                                BP_OPTIMIZER_ADAM,  BP_OPTIMIZER_ADAMW,       BP_OPTIMIZER_ADAMAX,
+                                BP_OPTIMIZER_NADAM, BP_OPTIMIZER_IRPROP_MINUS};
 #define NKINDS (sizeof all_kinds / sizeof all_kinds[0])
 
-static const int all_keys[] = {
-    BP_OPT_LEARNING_RATE,       BP_OPT_MOMENTUM,        BP_OPT_DAMPENING,
-    BP_OPT_NESTEROV,            BP_OPT_WEIGHT_DECAY,    BP_OPT_BETA1,
-    BP_OPT_BETA2,               BP_OPT_EPSILON,         BP_OPT_AMSGRAD,
-    BP_OPT_RHO,                 BP_OPT_CENTERED,        BP_OPT_INITIAL_ACCUMULATOR,
-    BP_OPT_RPROP_ETA_PLUS,      BP_OPT_RPROP_ETA_MINUS, BP_OPT_RPROP_DELTA_INIT,
-    BP_OPT_RPROP_DELTA_MIN,     BP_OPT_RPROP_DELTA_MAX};
+static const int all_keys[] = {BP_OPT_LEARNING_RATE,
+                               BP_OPT_MOMENTUM,
+                               BP_OPT_DAMPENING,
+                               BP_OPT_NESTEROV,
+                               BP_OPT_WEIGHT_DECAY,
+                               BP_OPT_BETA1,
+                               BP_OPT_BETA2,
+                               BP_OPT_EPSILON,
+                               BP_OPT_AMSGRAD,
+                               BP_OPT_RHO,
+                               BP_OPT_CENTERED,
+                               BP_OPT_INITIAL_ACCUMULATOR,
+                               BP_OPT_RPROP_ETA_PLUS,
+                               BP_OPT_RPROP_ETA_MINUS,
+                               BP_OPT_RPROP_DELTA_INIT,
+                               BP_OPT_RPROP_DELTA_MIN,
+                               BP_OPT_RPROP_DELTA_MAX};
 #define NKEYS (sizeof all_keys / sizeof all_keys[0])
 
 static int is_flag(int key)
@@ -543,6 +605,7 @@ static void defaults_match_published_values(void **state)
         bp_optimizer *o;
         assert_status(bp_optimizer_create(&o, all_kinds[k]), BP_OK);
         for (size_t j = 0; j < NKEYS; j++) {
+            if (!applies(all_kinds[k], all_keys[j])) continue; /* no default to read */
             double v = -1, lo, hi;
             assert_status(bp_optimizer_get(o, all_keys[j], &v), BP_OK);
             if (v != expect[k][j]) print_error("kind %d key %d\n", all_kinds[k], all_keys[j]);
@@ -554,6 +617,115 @@ static void defaults_match_published_values(void **state)
     }
 }
 
+/* Every algorithm refuses the keys it does not read, naming key and algorithm: set on the
+ * handle (and bp_last_error()), get through bp_last_error() only; nothing changes. */
+static char set_message[256];
+
+static void keys_that_do_not_apply_are_rejected_naming_key_and_algorithm(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"SGD",   "Adagrad", "RMSprop", "Adam",
+                                        "AdamW", "Adamax",  "NAdam",   "iRprop-"};
+    size_t refused = 0;
+    for (size_t k = 0; k < NKINDS; k++) {
+        bp_optimizer *o;
+        assert_status(bp_optimizer_create(&o, all_kinds[k]), BP_OK);
+        double before[NKEYS];
+        for (size_t j = 0; j < NKEYS; j++)
+            if (applies(all_kinds[k], all_keys[j]))
+                assert_status(bp_optimizer_get(o, all_keys[j], &before[j]), BP_OK);
+        for (size_t j = 0; j < NKEYS; j++) {
+            const int key = all_keys[j];
+            if (applies(all_kinds[k], key)) continue;
+            refused++;
+            double lo, hi, v = 42.0;
+            assert_status(bp_optimizer_param_bounds(key, &lo, &hi), BP_OK); /* still a key */
+            char want[96];
+            snprintf(want, sizeof want, "does not apply to %s", names[k]);
+            assert_status(bp_optimizer_set(o, key, lo), BP_ERR_INVALID_ARG);
+            assert_non_null(strstr(bp_optimizer_last_error(o), want));
+            assert_non_null(strstr(bp_optimizer_last_error(o), "bp_optimizer_set: BP_OPT_"));
+            assert_non_null(strstr(bp_last_error(), want));
+            snprintf(set_message, sizeof set_message, "%s", bp_optimizer_last_error(o));
+            assert_status(bp_optimizer_get(o, key, &v), BP_ERR_INVALID_ARG);
+            assert_true(v == 42.0);
+            assert_non_null(strstr(bp_last_error(), "bp_optimizer_get: BP_OPT_"));
+            assert_non_null(strstr(bp_last_error(), want));
+            /* get is const: the handle's message is the set's, untouched */
+            assert_string_equal(bp_optimizer_last_error(o), set_message);
+        }
+        for (size_t j = 0; j < NKEYS; j++) {
+            if (!applies(all_kinds[k], all_keys[j])) continue;
+            double v;
+            assert_status(bp_optimizer_get(o, all_keys[j], &v), BP_OK);
+            assert_true(v == before[j]);
+        }
+        bp_optimizer_free(o);
+    }
+    /* applicable: SGD 5, Adagrad 4, RMSprop 6, Adam 6, AdamW 6, Adamax 5, NAdam 5, iRprop- 5 */
+    assert_int_equal(refused, NKINDS * NKEYS - 42);
+}
+
+/* bp_optimizer_reset_settings: every setting back to the algorithm's default; state, bound
+ * shape and step count kept, so the next step continues from the moments. */
+static void reset_settings_restores_defaults_and_keeps_state(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < NKINDS; k++) {
+        const int kind = all_kinds[k];
+        bp_optimizer *o, *fresh;
+        assert_status(bp_optimizer_create(&o, kind), BP_OK);
+        assert_status(bp_optimizer_create(&fresh, kind), BP_OK);
+        fake_net f;
+        fake_net_small(&f);
+        memcpy(f.params, small_p0, sizeof small_p0);
+        memcpy(f.grads, small_g[0], sizeof small_g[0]);
+        assert_status(bp_optimizer_step(o, &f.net), BP_OK);
+        /* Move every applicable setting to another valid value. */
+        for (size_t j = 0; j < NKEYS; j++) {
+            const int key = all_keys[j];
+            if (!applies(kind, key)) continue;
+            double lo, hi, v;
+            assert_status(bp_optimizer_param_bounds(key, &lo, &hi), BP_OK);
+            assert_status(bp_optimizer_get(o, key, &v), BP_OK);
+            const double other = is_flag(key) ? 1.0 - v : v == lo ? hi : lo;
+            assert_status(bp_optimizer_set(o, key, other), BP_OK);
+        }
+        const size_t ns = bp__optimizer_state_floats(o);
+        assert_true(ns > 0);
+        float saved[3 * MAXP];
+        memcpy(saved, o->state, ns * sizeof(float));
+        assert_status(bp_optimizer_reset_settings(o), BP_OK);
+        for (size_t j = 0; j < NKEYS; j++) {
+            if (!applies(kind, all_keys[j])) continue;
+            double v, def;
+            assert_status(bp_optimizer_get(o, all_keys[j], &v), BP_OK);
+            assert_status(bp_optimizer_get(fresh, all_keys[j], &def), BP_OK);
+            assert_true(v == def);
+        }
+        assert_int_equal(bp_optimizer_step_count(o), 1);
+        assert_int_equal(bp__optimizer_state_floats(o), ns);
+        assert_memory_equal(saved, o->state, ns * sizeof(float));
+        /* The next step is the second of a default optimizer's run. */
+        fake_net g;
+        fake_net_small(&g);
+        memcpy(g.params, small_p0, sizeof small_p0);
+        memcpy(g.grads, small_g[0], sizeof small_g[0]);
+        assert_status(bp_optimizer_step(fresh, &g.net), BP_OK);
+        assert_memory_equal(f.params, g.params, sizeof f.params);
+        memcpy(f.grads, small_g[1], sizeof small_g[1]);
+        memcpy(g.grads, small_g[1], sizeof small_g[1]);
+        assert_status(bp_optimizer_step(o, &f.net), BP_OK);
+        assert_status(bp_optimizer_step(fresh, &g.net), BP_OK);
+        assert_memory_equal(f.params, g.params, sizeof f.params);
+        assert_int_equal(bp_optimizer_step_count(o), 2);
+        bp_optimizer_free(fresh);
+        bp_optimizer_free(o);
+    }
+    assert_status(bp_optimizer_reset_settings(NULL), BP_ERR_INVALID_ARG);
+    assert_non_null(strstr(bp_last_error(), "bp_optimizer_reset_settings: invalid optimizer"));
+}
+
 /* ------------------------------------------------------------------------------------------
  * Settings
  * ----------------------------------------------------------------------------------------*/
@@ -561,43 +733,50 @@ static void defaults_match_published_values(void **state)
 static void set_get_round_trips_every_key(void **state)
 {
     (void)state;
-    bp_optimizer *o;
-    assert_status(bp_optimizer_create(&o, BP_OPTIMIZER_ADAM), BP_OK);
-    for (size_t j = 0; j < NKEYS; j++) {
-        const int key = all_keys[j];
-        double lo, hi, v;
-        assert_status(bp_optimizer_param_bounds(key, &lo, &hi), BP_OK);
-        const double mid = is_flag(key) ? 1.0 : lo + 0.37 * (hi - lo);
-        const double tries[] = {mid, lo, hi, mid};
-        for (size_t i = 0; i < 4; i++) {
-            assert_status(bp_optimizer_set(o, key, tries[i]), BP_OK);
-            assert_status(bp_optimizer_get(o, key, &v), BP_OK);
-            assert_true(v == tries[i]);
+    for (size_t k = 0; k < NKINDS; k++) {
+        bp_optimizer *o;
+        assert_status(bp_optimizer_create(&o, all_kinds[k]), BP_OK);
+        for (size_t j = 0; j < NKEYS; j++) {
+            const int key = all_keys[j];
+            if (!applies(all_kinds[k], key)) continue;
+            double lo, hi, v;
+            assert_status(bp_optimizer_param_bounds(key, &lo, &hi), BP_OK);
+            const double mid = is_flag(key) ? 1.0 : lo + 0.37 * (hi - lo);
+            const double tries[] = {mid, lo, hi, mid};
+            for (size_t i = 0; i < 4; i++) {
+                assert_status(bp_optimizer_set(o, key, tries[i]), BP_OK);
+                assert_status(bp_optimizer_get(o, key, &v), BP_OK);
+                assert_true(v == tries[i]);
+            }
         }
+        bp_optimizer_free(o);
     }
-    bp_optimizer_free(o);
 }
 
 static void set_rejects_out_of_range_and_nan_keeping_value(void **state)
 {
     (void)state;
-    bp_optimizer *o;
-    assert_status(bp_optimizer_create(&o, BP_OPTIMIZER_SGD), BP_OK);
-    for (size_t j = 0; j < NKEYS; j++) {
-        const int key = all_keys[j];
-        double lo, hi, before, after;
-        assert_status(bp_optimizer_param_bounds(key, &lo, &hi), BP_OK);
-        assert_status(bp_optimizer_get(o, key, &before), BP_OK);
-        const double inf = (double)INFINITY, nan = (double)NAN;
-        const double bad[] = {nextafter(lo, -inf), nextafter(hi, inf), lo - 1.0, hi + 1.0,
-                              nan, inf, -inf, is_flag(key) ? 0.5 : nan};
-        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-            assert_status(bp_optimizer_set(o, key, bad[i]), BP_ERR_OUT_OF_RANGE);
-            assert_status(bp_optimizer_get(o, key, &after), BP_OK);
-            assert_true(after == before);
+    for (size_t k = 0; k < NKINDS; k++) {
+        bp_optimizer *o;
+        assert_status(bp_optimizer_create(&o, all_kinds[k]), BP_OK);
+        for (size_t j = 0; j < NKEYS; j++) {
+            const int key = all_keys[j];
+            if (!applies(all_kinds[k], key)) continue;
+            double lo, hi, before, after;
+            assert_status(bp_optimizer_param_bounds(key, &lo, &hi), BP_OK);
+            assert_status(bp_optimizer_get(o, key, &before), BP_OK);
+            const double inf = (double)INFINITY, nan = (double)NAN;
+            const double bad[] = {
+                nextafter(lo, -inf),     nextafter(hi, inf), lo - 1.0, hi + 1.0, nan, inf, -inf,
+                is_flag(key) ? 0.5 : nan};
+            for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                assert_status(bp_optimizer_set(o, key, bad[i]), BP_ERR_OUT_OF_RANGE);
+                assert_status(bp_optimizer_get(o, key, &after), BP_OK);
+                assert_true(after == before);
+            }
         }
+        bp_optimizer_free(o);
     }
-    bp_optimizer_free(o);
 }
 
 static void set_messages_name_key_value_and_range(void **state)
@@ -608,13 +787,15 @@ static void set_messages_name_key_value_and_range(void **state)
     assert_status(bp_optimizer_set(o, BP_OPT_MOMENTUM, 1.5), BP_ERR_OUT_OF_RANGE);
     assert_non_null(strstr(bp_optimizer_last_error(o), "BP_OPT_MOMENTUM = 1.5 is outside [0, 1)"));
     assert_non_null(strstr(bp_last_error(), "BP_OPT_MOMENTUM = 1.5 is outside [0, 1)"));
-    assert_status(bp_optimizer_set(o, BP_OPT_RPROP_ETA_MINUS, 0.0), BP_ERR_OUT_OF_RANGE);
-    assert_non_null(
-        strstr(bp_optimizer_last_error(o), "BP_OPT_RPROP_ETA_MINUS = 0 is outside (0, 1]"));
     assert_status(bp_optimizer_set(o, BP_OPT_LEARNING_RATE, (double)NAN), BP_ERR_OUT_OF_RANGE);
     assert_non_null(strstr(bp_optimizer_last_error(o), "BP_OPT_LEARNING_RATE = nan"));
     assert_status(bp_optimizer_set(o, BP_OPT_NESTEROV, 2.0), BP_ERR_OUT_OF_RANGE);
     assert_non_null(strstr(bp_optimizer_last_error(o), "BP_OPT_NESTEROV = 2 must be 0 or 1"));
+    bp_optimizer_free(o);
+    assert_status(bp_optimizer_create(&o, BP_OPTIMIZER_IRPROP_MINUS), BP_OK);
+    assert_status(bp_optimizer_set(o, BP_OPT_RPROP_ETA_MINUS, 0.0), BP_ERR_OUT_OF_RANGE);
+    assert_non_null(
+        strstr(bp_optimizer_last_error(o), "BP_OPT_RPROP_ETA_MINUS = 0 is outside (0, 1]"));
     bp_optimizer_free(o);
 }
 
@@ -682,8 +863,8 @@ static void reset_keeps_settings_and_clears_state(void **state)
     memcpy(before, f.params, sizeof before);
     assert_status(bp_optimizer_step(o, &f.net), BP_OK);
     for (size_t i = 0; i < NSMALL; i++)
-        assert_close(f.params[i], (double)before[i] - 0.05 * (small_g[0][i] > 0 ? 1.0 : -1.0),
-                     1e-6, 1e-7);
+        assert_close(f.params[i], (double)before[i] - 0.05 * (small_g[0][i] > 0 ? 1.0 : -1.0), 1e-6,
+                     1e-7);
     bp_optimizer_free(o);
 }
 
@@ -755,12 +936,14 @@ static void frozen_layer_and_its_state_are_untouched(void **state)
     assert_true(f.params[3] != small_p0[3] && f.params[4] != small_p0[4]);
     const size_t np = f.net.nparams;
     for (size_t s = 0; s < bp__optimizer_state_slots(BP_OPTIMIZER_ADAM); s++)
-        for (size_t i = 0; i < 3; i++) assert_true(o->state[s * np + i] == 0.0f);
+        for (size_t i = 0; i < 3; i++)
+            assert_true(o->state[s * np + i] == 0.0f);
 
     /* Unfrozen, it moves. */
     f.layer[0].trainable = 1;
     assert_status(bp_optimizer_step(o, &f.net), BP_OK);
-    for (size_t i = 0; i < 3; i++) assert_true(f.params[i] != small_p0[i]);
+    for (size_t i = 0; i < 3; i++)
+        assert_true(f.params[i] != small_p0[i]);
 
     /* Every layer frozen: a successful step that changes nothing. */
     f.layer[0].trainable = f.layer[1].trainable = 0;
@@ -985,6 +1168,8 @@ int main(void)
         bp_add_test(create_reports_kind),
         bp_add_test(create_rejects_unknown_kind_and_clears_out),
         bp_add_test(defaults_match_published_values),
+        bp_add_test(keys_that_do_not_apply_are_rejected_naming_key_and_algorithm),
+        bp_add_test(reset_settings_restores_defaults_and_keeps_state),
         bp_add_test(set_get_round_trips_every_key),
         bp_add_test(set_rejects_out_of_range_and_nan_keeping_value),
         bp_add_test(set_messages_name_key_value_and_range),

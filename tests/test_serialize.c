@@ -1,6 +1,6 @@
 /* test_serialize.c -- model files and checkpoints: round trips through buffers and files,
- * the format's byte layout, hostile and corrupted input, scalers, metadata, training-state
- * records, bit-identical resumption in a fresh process, atomic saves under file faults, and
+ * the format's byte layout, hostile and corrupted input, scalers, metadata, the training
+ * loop's section, bit-identical resumption in a fresh process, atomic saves under file faults, and
  * the committed golden model. */
 #include "test_util.h"
 
@@ -20,7 +20,6 @@
 #include "layer.h"
 #include "net.h"
 #include "optimizer.h"
-#include "persist.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
@@ -74,8 +73,7 @@ static unsigned char *save_to_buffer(const bp_net *net, const bp_optimizer *opt,
 {
     size_t need = 0;
     if (opt != NULL)
-        assert_status(bp_checkpoint_save_buffer(net, opt, NULL, 0, &need),
-                      BP_ERR_BUFFER_TOO_SMALL);
+        assert_status(bp_checkpoint_save_buffer(net, opt, NULL, 0, &need), BP_ERR_BUFFER_TOO_SMALL);
     else
         assert_status(bp_net_save_buffer(net, NULL, 0, &need), BP_ERR_BUFFER_TOO_SMALL);
     unsigned char *buf = malloc(need);
@@ -95,12 +93,14 @@ static uint32_t le32(const unsigned char *p)
 
 static void put32(unsigned char *p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 
 static void put64(unsigned char *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 
 /* After editing a file image: rewrite its total length and CRC so that only the edit is
@@ -118,7 +118,8 @@ static size_t find_section(const unsigned char *b, size_t size, const char *tag)
     while (at + 16 <= size - 4) {
         if (memcmp(b + at, tag, 4) == 0) return at;
         uint64_t len = 0;
-        for (int i = 7; i >= 0; i--) len = len << 8 | b[at + 8 + i];
+        for (int i = 7; i >= 0; i--)
+            len = len << 8 | b[at + 8 + i];
         at += 16 + (size_t)len;
     }
     fail_msg("section %s not found", tag);
@@ -281,7 +282,8 @@ static void file_layout_is_little_endian_with_magic_version_and_crc(void **state
     /* The weights 1.0f, -2.0f, 0.5f appear as 00 00 80 3f, 00 00 00 c0, 00 00 00 3f. */
     const unsigned char f[12] = {0, 0, 0x80, 0x3f, 0, 0, 0, 0xc0, 0, 0, 0, 0x3f};
     int found = 0;
-    for (size_t i = 0; i + 12 <= size; i++) found |= memcmp(buf + i, f, 12) == 0;
+    for (size_t i = 0; i + 12 <= size; i++)
+        found |= memcmp(buf + i, f, 12) == 0;
     assert_true(found);
     free(buf);
     bp_net_free(net);
@@ -424,26 +426,26 @@ static void hostile_values_behind_a_valid_checksum_are_rejected(void **state)
         uint64_t value;
         bp_status expect;
     } cases[] = {
-        {sec, 8, 0, BP_ERR_FORMAT},                       /* zero inputs */
-        {sec, 8, (uint64_t)1 << 40, BP_ERR_FORMAT},       /* huge inputs */
-        {sec + 8, 8, 0, BP_ERR_FORMAT},                   /* zero channels */
-        {sec + 8, 8, 3, BP_ERR_FORMAT},                   /* shape 3 x 1 x 1 != 2 inputs */
-        {sec + 16, 8, 2, BP_ERR_FORMAT},                  /* shape 2 x 2 x 1 != 2 inputs */
-        {sec + 24, 8, (uint64_t)1 << 62, BP_ERR_FORMAT},  /* product overflows */
-        {sec + 32, 8, 0, BP_OK},                          /* one rng word 0: fine */
-        {sec + 88, 4, 7, BP_ERR_FORMAT},                  /* accumulate = 7 */
-        {sec + 92, 4, 0xffffffffu, BP_ERR_FORMAT},        /* 4 billion layers */
-        {sec + 92, 4, 2, BP_ERR_FORMAT},                  /* a layer more than held */
-        {layer, 4, 99, BP_ERR_VERSION},                   /* unknown kind */
-        {layer + 4, 4, 1000, BP_ERR_FORMAT},              /* too many hyper-parameters */
-        {layer + 8, 4, 777, BP_ERR_FORMAT},               /* units missing */
-        {layer + 8 + 24, 4, 777, BP_ERR_VERSION},         /* unknown setting key */
-        {layer + 8 + 24, 4, 50, BP_ERR_VERSION},          /* unknown construction key */
-        {nparams_at, 8, (uint64_t)1 << 60, BP_ERR_FORMAT}, /* parameter count overflow */
-        {nparams_at, 8, 8, BP_ERR_FORMAT},                /* count differs from the shape */
+        {sec, 8, 0, BP_ERR_FORMAT},                         /* zero inputs */
+        {sec, 8, (uint64_t)1 << 40, BP_ERR_FORMAT},         /* huge inputs */
+        {sec + 8, 8, 0, BP_ERR_FORMAT},                     /* zero channels */
+        {sec + 8, 8, 3, BP_ERR_FORMAT},                     /* shape 3 x 1 x 1 != 2 inputs */
+        {sec + 16, 8, 2, BP_ERR_FORMAT},                    /* shape 2 x 2 x 1 != 2 inputs */
+        {sec + 24, 8, (uint64_t)1 << 62, BP_ERR_FORMAT},    /* product overflows */
+        {sec + 32, 8, 0, BP_OK},                            /* one rng word 0: fine */
+        {sec + 88, 4, 7, BP_ERR_FORMAT},                    /* accumulate = 7 */
+        {sec + 92, 4, 0xffffffffu, BP_ERR_FORMAT},          /* 4 billion layers */
+        {sec + 92, 4, 2, BP_ERR_FORMAT},                    /* a layer more than held */
+        {layer, 4, 99, BP_ERR_VERSION},                     /* unknown kind */
+        {layer + 4, 4, 1000, BP_ERR_FORMAT},                /* too many hyper-parameters */
+        {layer + 8, 4, 777, BP_ERR_FORMAT},                 /* units missing */
+        {layer + 8 + 24, 4, 777, BP_ERR_VERSION},           /* unknown setting key */
+        {layer + 8 + 24, 4, 50, BP_ERR_VERSION},            /* unknown construction key */
+        {nparams_at, 8, (uint64_t)1 << 60, BP_ERR_FORMAT},  /* parameter count overflow */
+        {nparams_at, 8, 8, BP_ERR_FORMAT},                  /* count differs from the shape */
         {nparams_at + 8, 4, 0x7fc00000u, BP_ERR_NONFINITE}, /* NaN weight */
         {nparams_at + 8, 4, 0x7f800000u, BP_ERR_NONFINITE}, /* Inf weight */
-        {nparams_at + 8 + 36, 8, 3, BP_ERR_FORMAT},       /* dense has no extra state */
+        {nparams_at + 8 + 36, 8, 3, BP_ERR_FORMAT},         /* dense has no extra state */
         {nparams_at + 8 + 36, 8, (uint64_t)-1, BP_ERR_FORMAT},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -454,15 +456,20 @@ static void hostile_values_behind_a_valid_checksum_are_rejected(void **state)
         const bp_status s = bp_net_load_buffer(&out, b, size);
         if (s != cases[i].expect) print_error("case %zu: %s\n", i, bp_last_error());
         assert_status(s, cases[i].expect);
-        if (s == BP_OK) bp_net_free(out);
-        else assert_null(out);
+        if (s == BP_OK)
+            bp_net_free(out);
+        else
+            assert_null(out);
     }
     /* Each hyper-parameter value: units 0, a fractional activation, NaN slope. */
     const struct {
         uint32_t key;
         double value;
-    } hv[] = {{BP__HP_UNITS, 0.0}, {BP__HP_ACTIVATION, 2.5}, {BP__HP_ACTIVATION, 55.0},
-              {BP_LAYER_LEAKY_SLOPE, (double)NAN}, {BP_LAYER_TRAINABLE, 3.0}};
+    } hv[] = {{BP__HP_UNITS, 0.0},
+              {BP__HP_ACTIVATION, 2.5},
+              {BP__HP_ACTIVATION, 55.0},
+              {BP_LAYER_LEAKY_SLOPE, (double)NAN},
+              {BP_LAYER_TRAINABLE, 3.0}};
     for (size_t i = 0; i < sizeof hv / sizeof hv[0]; i++) {
         memcpy(b, buf, size);
         for (uint32_t k = 0; k < nh; k++) {
@@ -545,8 +552,7 @@ static void scalers_are_validated_stored_and_removed(void **state)
     assert_memory_equal(o, off, sizeof off);
     assert_memory_equal(s, sc, sizeof sc);
     assert_status(bp_net_get_scaler(net, BP_SCALE_INPUTS, o, s, 2, NULL), BP_ERR_INVALID_ARG);
-    assert_status(bp_net_get_scaler(NULL, BP_SCALE_INPUTS, o, s, 2, &count),
-                  BP_ERR_INVALID_ARG);
+    assert_status(bp_net_get_scaler(NULL, BP_SCALE_INPUTS, o, s, 2, &count), BP_ERR_INVALID_ARG);
     assert_status(bp_net_set_scaler(net, BP_SCALE_INPUTS, NULL, NULL, 0), BP_OK);
     assert_status(bp_net_get_scaler(net, BP_SCALE_INPUTS, o, s, 2, &count), BP_OK);
     assert_int_equal(count, 0);
@@ -619,14 +625,14 @@ static void metadata_is_set_replaced_removed_and_bounded(void **state)
     bp_net_free(net);
 }
 
-static void clone_copies_scalers_metadata_and_training_state(void **state)
+static void clone_copies_scalers_metadata_and_fit_settings(void **state)
 {
     (void)state;
     bp_net *net = make_net(2), *copy;
     const float off[5] = {0}, sc[5] = {1, 1, 1, 1, 1};
     assert_status(bp_net_set_scaler(net, BP_SCALE_INPUTS, off, sc, 5), BP_OK);
     assert_status(bp_net_set_meta(net, "who", "me"), BP_OK);
-    assert_status(bp__ckpt_state_put(net, "fit", "\x01\x02", 2), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_EPOCHS, 7), BP_OK);
     assert_status(bp_net_clone(&copy, net), BP_OK);
     bp_net_free(net);
     char buf[8];
@@ -636,49 +642,40 @@ static void clone_copies_scalers_metadata_and_training_state(void **state)
     float o[5], s[5];
     assert_status(bp_net_get_scaler(copy, BP_SCALE_INPUTS, o, s, 5, &count), BP_OK);
     assert_int_equal(count, 5);
-    const void *data;
-    size_t len;
-    assert_status(bp__ckpt_state_get(copy, "fit", &data, &len), BP_OK);
-    assert_int_equal(len, 2);
-    assert_memory_equal(data, "\x01\x02", 2);
+    double epochs;
+    assert_status(bp_net_get(copy, BP_FIT_EPOCHS, &epochs), BP_OK);
+    assert_true(epochs == 7.0);
     bp_net_free(copy);
 }
 
-static void training_state_records_travel_in_checkpoints_only(void **state)
+/* No release wrote the retired TRST section (training-state records); a file holding one is
+ * refused like any unknown required section, and a model file is no checkpoint. */
+static void retired_trst_section_is_an_unknown_required_section(void **state)
 {
     (void)state;
     bp_net *net = make_net(2), *back;
     bp_optimizer *opt, *oback;
     assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
-    const unsigned char blob[5] = {0, 1, 0, 2, 0xff};
-    assert_status(bp__ckpt_state_put(net, "fit", blob, 5), BP_OK);
-    assert_status(bp__ckpt_state_put(net, "empty", NULL, 0), BP_OK); /* absent: no-op */
-    assert_status(bp__ckpt_state_put(net, "zero", blob, 0), BP_OK);
-    assert_status(bp__ckpt_state_put(net, "", blob, 1), BP_ERR_OUT_OF_RANGE);
-    assert_status(bp__ckpt_state_put(NULL, "x", blob, 1), BP_ERR_INVALID_ARG);
-    assert_status(bp__ckpt_state_put(net, "x", NULL, 1), BP_ERR_INVALID_ARG);
     size_t size;
     unsigned char *img = save_to_buffer(net, opt, &size);
-    assert_status(bp_checkpoint_load_buffer(&back, &oback, img, size), BP_OK);
-    const void *data;
-    size_t len;
-    assert_status(bp__ckpt_state_get(back, "fit", &data, &len), BP_OK);
-    assert_int_equal(len, 5);
-    assert_memory_equal(data, blob, 5);
-    assert_status(bp__ckpt_state_get(back, "zero", &data, &len), BP_OK);
-    assert_int_equal(len, 0);
-    assert_status(bp__ckpt_state_get(back, "nope", &data, &len), BP_ERR_INDEX);
-    assert_null(data);
-    assert_status(bp__ckpt_state_put(back, "fit", NULL, 0), BP_OK);
-    assert_status(bp__ckpt_state_get(back, "fit", &data, &len), BP_ERR_INDEX);
-    bp_net_free(back);
-    bp_optimizer_free(oback);
+    /* Append "TRST", required, 4 bytes: a record count of 0. */
+    const size_t grown = size + 20;
+    unsigned char *b = malloc(grown);
+    assert_non_null(b);
+    memcpy(b, img, size - 4);
+    unsigned char *sec = b + size - 4;
+    memcpy(sec, "TRST", 4);
+    put32(sec + 4, 1);
+    put64(sec + 8, 4);
+    put32(sec + 16, 0);
+    reseal(b, grown);
+    assert_status(bp_checkpoint_load_buffer(&back, &oback, b, grown), BP_ERR_VERSION);
+    assert_null(back);
+    assert_null(oback);
+    assert_non_null(strstr(bp_last_error(), "TRST: unknown required section"));
+    free(b);
     free(img);
-    /* A model file leaves the training state out. */
     img = save_to_buffer(net, NULL, &size);
-    assert_status(bp_net_load_buffer(&back, img, size), BP_OK);
-    assert_status(bp__ckpt_state_get(back, "fit", &data, &len), BP_ERR_INDEX);
-    bp_net_free(back);
     assert_status(bp_checkpoint_load_buffer(&back, &oback, img, size), BP_ERR_FORMAT);
     assert_non_null(strstr(bp_last_error(), "not a checkpoint"));
     free(img);
@@ -697,7 +694,8 @@ static void make_data(void)
     bp_test_fill_uniform(rx, RN * RIN, -1, 1, &st);
     for (int i = 0; i < RN; i++) {
         const int c = (rx[i * RIN] + rx[i * RIN + 1] > 0) + (rx[i * RIN + 2] > 0.5f);
-        for (int k = 0; k < ROUT; k++) ry[i * ROUT + k] = k == c ? 1.0f : 0.0f;
+        for (int k = 0; k < ROUT; k++)
+            ry[i * ROUT + k] = k == c ? 1.0f : 0.0f;
     }
 }
 
@@ -826,8 +824,8 @@ static void resume_is_bit_identical(int kind)
     size_t np;
     const float *want = bp_net_params(ref, &np);
     const int more = N - K;
-    float *got = continue_in_child(ckpt, continue_steps, &more, np,
-                                   (parent_objects){ref, ropt, NULL});
+    float *got =
+        continue_in_child(ckpt, continue_steps, &more, np, (parent_objects){ref, ropt, NULL});
     assert_memory_equal(got, want, np * sizeof(float));
     /* And not trivially: training moved the weights away from the checkpoint. */
     bp_net *at_k;
@@ -921,8 +919,7 @@ static void fit_resume_is_bit_identical(int kind)
     size_t np;
     const float *want = bp_net_params(ref, &np);
     const fit_more more = {ds, K, N};
-    float *got = continue_in_child(ckpt, continue_fit, &more, np,
-                                   (parent_objects){ref, ropt, ds});
+    float *got = continue_in_child(ckpt, continue_fit, &more, np, (parent_objects){ref, ropt, ds});
     assert_memory_equal(got, want, np * sizeof(float));
     free(got);
     bp_optimizer_free(ropt);
@@ -1089,14 +1086,16 @@ static void hostile_optimizer_state_is_rejected(void **state)
         uint64_t value;
         bp_status expect;
     } cases[] = {
-        {sec, 4, 99, BP_ERR_VERSION},             /* unknown kind */
-        {sec + 4, 4, 100000, BP_ERR_FORMAT},      /* too many settings */
-        {sec + 8, 4, 150, BP_ERR_VERSION},        /* unknown setting key */
-        {sec + 12, 8, 0xc000000000000000u, BP_ERR_FORMAT}, /* learning rate -2 */
-        {tail + 8, 4, 2, BP_ERR_FORMAT},          /* bound = 2 */
-        {tail + 12, 4, 5, BP_ERR_FORMAT},         /* momentum flag 5 */
-        {tail + 16, 8, 0, BP_ERR_FORMAT},         /* NAdam product 0 */
-        {tail + 24, 8, 7, BP_ERR_FORMAT},         /* state count wrong */
+        {sec, 4, 99, BP_ERR_VERSION},                        /* unknown kind */
+        {sec + 4, 4, 100000, BP_ERR_FORMAT},                 /* too many settings */
+        {sec + 8, 4, 150, BP_ERR_VERSION},                   /* unknown setting key */
+        {sec + 12, 8, 0xc000000000000000u, BP_ERR_FORMAT},   /* learning rate -2 */
+        {sec + 24, 8, 0x4000000000000000u, BP_ERR_FORMAT},   /* momentum 2: not Adam's, but
+                                                                still within its bounds */
+        {tail + 8, 4, 2, BP_ERR_FORMAT},                     /* bound = 2 */
+        {tail + 12, 4, 5, BP_ERR_FORMAT},                    /* momentum flag 5 */
+        {tail + 16, 8, 0, BP_ERR_FORMAT},                    /* NAdam product 0 */
+        {tail + 24, 8, 7, BP_ERR_FORMAT},                    /* state count wrong */
         {tail + 32 + 4 * np, 4, 0xbf800000u, BP_ERR_FORMAT}, /* v = -1 */
         {tail + 32, 4, 0x7f800000u, BP_ERR_FORMAT},          /* m = Inf */
     };
@@ -1111,6 +1110,22 @@ static void hostile_optimizer_state_is_rejected(void **state)
         assert_null(back);
         assert_null(oback);
     }
+    /* An in-bounds value for a setting Adam does not read (momentum 0.5, as writers before
+     * 0.2 could store) loads and is dropped: the image written back is the original. */
+    memcpy(b, img, size);
+    assert_int_equal(le32(b + sec + 20), BP_OPT_MOMENTUM);
+    put64(b + sec + 24, 0x3fe0000000000000u);
+    reseal(b, size);
+    assert_status(bp_checkpoint_load_buffer(&back, &oback, b, size), BP_OK);
+    double v = 42.0;
+    assert_status(bp_optimizer_get(oback, BP_OPT_MOMENTUM, &v), BP_ERR_INVALID_ARG);
+    size_t size2;
+    unsigned char *again = save_to_buffer(back, oback, &size2);
+    assert_int_equal(size2, size);
+    assert_memory_equal(again, img, size);
+    free(again);
+    bp_optimizer_free(oback);
+    bp_net_free(back);
     free(b);
     free(img);
     bp_optimizer_free(opt);
@@ -1214,11 +1229,14 @@ static bp_net *check_golden(const char *bpm, const char *txt)
     assert_int_equal(out, bp_net_output_size(net));
     float *x = malloc(n * in * sizeof(float)), *want = malloc(n * out * sizeof(float));
     float *got = malloc(n * out * sizeof(float));
-    for (size_t i = 0; i < n * in; i++) assert_int_equal(fscanf(f, "%a", &x[i]), 1);
-    for (size_t i = 0; i < n * out; i++) assert_int_equal(fscanf(f, "%a", &want[i]), 1);
+    for (size_t i = 0; i < n * in; i++)
+        assert_int_equal(fscanf(f, "%a", &x[i]), 1);
+    for (size_t i = 0; i < n * out; i++)
+        assert_int_equal(fscanf(f, "%a", &want[i]), 1);
     fclose(f);
     assert_status(bp_net_predict(net, x, n, got, n * out), BP_OK);
-    for (size_t i = 0; i < n * out; i++) assert_close(got[i], want[i], 1e-5, 1e-6);
+    for (size_t i = 0; i < n * out; i++)
+        assert_close(got[i], want[i], 1e-5, 1e-6);
     /* This version writes the same bytes again (update the golden file, with a format
      * version bump, only when the writer changes on purpose). */
     size_t gsize, size;
@@ -1237,8 +1255,8 @@ static bp_net *check_golden(const char *bpm, const char *txt)
 static void golden_model_still_loads_and_predicts_the_same(void **state)
 {
     (void)state;
-    bp_net *net = check_golden(BP_TEST_DATA_DIR "/golden_model.bpm",
-                               BP_TEST_DATA_DIR "/golden_model.txt");
+    bp_net *net =
+        check_golden(BP_TEST_DATA_DIR "/golden_model.bpm", BP_TEST_DATA_DIR "/golden_model.txt");
     char meta[64];
     assert_status(bp_net_get_meta(net, "written_by", meta, sizeof meta, NULL), BP_OK);
     assert_string_equal(meta, "tests/make_golden.c");
@@ -1249,20 +1267,73 @@ static void golden_model_still_loads_and_predicts_the_same(void **state)
     bp_net_free(net);
 }
 
+/* tests/data/golden_ckpt_v1_{sgd,irprop}.bpc: checkpoints written by tests/make_golden.c of
+ * format version 1 (copies of its fuzz seeds) while bp_optimizer_set() still accepted keys
+ * that do not apply: SGD with momentum 0.5, and iRprop- holding BP_OPT_MOMENTUM = 0.5 too.
+ * Both load with their state bit for bit; this version writes the SGD one back byte for
+ * byte, and the iRprop- one with that inapplicable setting at its held value, 0. */
+static void golden_checkpoints_still_load_and_save_the_same(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path;
+        int kind;
+    } files[] = {{BP_TEST_DATA_DIR "/golden_ckpt_v1_sgd.bpc", BP_OPTIMIZER_SGD},
+                 {BP_TEST_DATA_DIR "/golden_ckpt_v1_irprop.bpc", BP_OPTIMIZER_IRPROP_MINUS}};
+    for (size_t i = 0; i < 2; i++) {
+        size_t gsize, size;
+        unsigned char *golden = read_all(files[i].path, &gsize);
+        bp_net *net;
+        bp_optimizer *opt;
+        assert_status(bp_checkpoint_load(&net, &opt, files[i].path), BP_OK);
+        assert_int_equal(bp_optimizer_kind(opt), files[i].kind);
+        assert_int_equal(bp_optimizer_step_count(opt), 3);
+        double v;
+        if (files[i].kind == BP_OPTIMIZER_SGD) {
+            assert_status(bp_optimizer_get(opt, BP_OPT_MOMENTUM, &v), BP_OK);
+            assert_true(v == 0.5);
+        } else {
+            assert_status(bp_optimizer_get(opt, BP_OPT_MOMENTUM, &v), BP_ERR_INVALID_ARG);
+            assert_status(bp_optimizer_get(opt, BP_OPT_RPROP_ETA_PLUS, &v), BP_OK);
+            assert_true(v == 1.2);
+        }
+        /* The state floats are the file's (slot-major, after the settings and scalars). */
+        const size_t at = find_section(golden, gsize, "OPTM");
+        const size_t nset = le32(golden + at + 20);
+        const size_t ns = bp__optimizer_state_floats(opt);
+        assert_int_equal(ns, (files[i].kind == BP_OPTIMIZER_SGD ? 1 : 2) * bp_net_param_count(net));
+        assert_memory_equal(opt->state, golden + at + 24 + 12 * nset + 32, ns * sizeof(float));
+        unsigned char *img = save_to_buffer(net, opt, &size);
+        assert_int_equal(size, gsize);
+        if (files[i].kind == BP_OPTIMIZER_IRPROP_MINUS) {
+            /* Settings are (u32 key, f64 value) pairs in key order from 100: momentum is the
+             * second. */
+            assert_int_equal(le32(golden + at + 24 + 12), BP_OPT_MOMENTUM);
+            put64(golden + at + 24 + 12 + 4, 0); /* +0.0 */
+            reseal(golden, gsize);
+        }
+        assert_memory_equal(img, golden, size);
+        free(img);
+        free(golden);
+        bp_optimizer_free(opt);
+        bp_net_free(net);
+    }
+}
+
 /* Every layer kind: conv2d, batch norm (with running statistics), activation, max, average
  * and global average pooling, flatten, dense, dropout; and the image input shape. */
 static void golden_cnn_with_every_layer_kind_still_loads_and_predicts_the_same(void **state)
 {
     (void)state;
-    bp_net *net = check_golden(BP_TEST_DATA_DIR "/golden_cnn.bpm",
-                               BP_TEST_DATA_DIR "/golden_cnn.txt");
+    bp_net *net =
+        check_golden(BP_TEST_DATA_DIR "/golden_cnn.bpm", BP_TEST_DATA_DIR "/golden_cnn.txt");
     size_t c, h, w;
     assert_status(bp_net_input_shape(net, &c, &h, &w), BP_OK);
     assert_true(c == 1 && h == 6 && w == 6);
-    static const int kinds[] = {BP_LAYER_CONV2D,    BP_LAYER_BATCHNORM,      BP_LAYER_ACTIVATION,
-                                BP_LAYER_MAXPOOL2D, BP_LAYER_CONV2D,         BP_LAYER_AVGPOOL2D,
+    static const int kinds[] = {BP_LAYER_CONV2D,         BP_LAYER_BATCHNORM, BP_LAYER_ACTIVATION,
+                                BP_LAYER_MAXPOOL2D,      BP_LAYER_CONV2D,    BP_LAYER_AVGPOOL2D,
                                 BP_LAYER_GLOBAL_AVGPOOL, BP_LAYER_FLATTEN,   BP_LAYER_DENSE,
-                                BP_LAYER_DROPOUT,   BP_LAYER_DENSE};
+                                BP_LAYER_DROPOUT,        BP_LAYER_DENSE};
     assert_int_equal(bp_net_layer_count(net), sizeof kinds / sizeof kinds[0]);
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         assert_int_equal(bp_layer_kind(bp_net_layer(net, i)), kinds[i]);
@@ -1289,7 +1360,8 @@ static void cnn_checkpoint_resumes_bit_identically(void **state)
     float x[N * IN], y[N];
     uint64_t st = 5;
     bp_test_fill_uniform(x, N * IN, -1, 1, &st);
-    for (int i = 0; i < N; i++) y[i] = (float)(i % 2);
+    for (int i = 0; i < N; i++)
+        y[i] = (float)(i % 2);
     bp_net *nets[2];
     bp_optimizer *opts[2];
     for (int k = 0; k < 2; k++) {
@@ -1303,11 +1375,11 @@ static void cnn_checkpoint_resumes_bit_identically(void **state)
         assert_status(bp_optimizer_create(&opts[k], BP_OPTIMIZER_ADAM), BP_OK);
     }
     for (int s = 0; s < 10; s++)
-        assert_status(bp_net_train_step(nets[0], opts[0], BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N,
-                                        NULL), BP_OK);
+        assert_status(bp_net_train_step(nets[0], opts[0], BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL),
+                      BP_OK);
     for (int s = 0; s < 4; s++)
-        assert_status(bp_net_train_step(nets[1], opts[1], BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N,
-                                        NULL), BP_OK);
+        assert_status(bp_net_train_step(nets[1], opts[1], BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL),
+                      BP_OK);
     size_t size;
     assert_status(bp_checkpoint_save_buffer(nets[1], opts[1], NULL, 0, &size),
                   BP_ERR_BUFFER_TOO_SMALL);
@@ -1318,8 +1390,8 @@ static void cnn_checkpoint_resumes_bit_identically(void **state)
     bp_net_free(nets[1]);
     assert_status(bp_checkpoint_load_buffer(&nets[1], &opts[1], buf, size), BP_OK);
     for (int s = 4; s < 10; s++)
-        assert_status(bp_net_train_step(nets[1], opts[1], BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N,
-                                        NULL), BP_OK);
+        assert_status(bp_net_train_step(nets[1], opts[1], BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL),
+                      BP_OK);
     const size_t np = bp_net_param_count(nets[0]);
     assert_memory_equal(bp_net_params(nets[0], NULL), bp_net_params(nets[1], NULL),
                         np * sizeof(float));
@@ -1338,6 +1410,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         bp_add_test(golden_cnn_with_every_layer_kind_still_loads_and_predicts_the_same),
+        bp_add_test(golden_checkpoints_still_load_and_save_the_same),
         bp_add_test(cnn_checkpoint_resumes_bit_identically),
         bp_add_test(fit_resume_is_bit_identical_for_sgd_momentum),
         bp_add_test(fit_resume_is_bit_identical_for_adam),
@@ -1357,8 +1430,8 @@ int main(void)
         bp_add_test(load_and_save_reject_bad_arguments),
         bp_add_test(scalers_are_validated_stored_and_removed),
         bp_add_test(metadata_is_set_replaced_removed_and_bounded),
-        bp_add_test(clone_copies_scalers_metadata_and_training_state),
-        bp_add_test(training_state_records_travel_in_checkpoints_only),
+        bp_add_test(clone_copies_scalers_metadata_and_fit_settings),
+        bp_add_test(retired_trst_section_is_an_unknown_required_section),
         bp_add_test(resume_is_bit_identical_for_sgd_momentum),
         bp_add_test(resume_is_bit_identical_for_adam),
         bp_add_test(resume_is_bit_identical_for_irprop_minus),

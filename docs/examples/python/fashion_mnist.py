@@ -1,17 +1,18 @@
 #!/usr/bin/env python3
 """fashion_mnist.py -- the Fashion-MNIST MLP of docs/examples/fashion_mnist.c, from Python.
 
-    BACKPROP_LIBRARY=build/test/libbackprop.so PYTHONPATH=docs/examples/python \\
-        python3 docs/examples/python/fashion_mnist.py [--epochs N] [--seed S] [--limit N]
-                                                      [--data DIR]
+    python3 docs/examples/python/fashion_mnist.py [--epochs N] [--seed S] [--limit N]
+                                                  [--data DIR]
+
+with the package installed (pip install ./src/python; see src/python/README.md).
 
 Same network, data and settings as the C example, so the same seed gives the same weights
 and the same accuracy (same BLAS thread count): 784-256-128-10 (ReLU, ReLU, softmax), sparse
 softmax cross-entropy, Adam (rate 1e-3, cosine-annealed to 0 over the run), batches of 64, the
 60000 training images of the Debian package dataset-fashion-mnist, the 10000 test images as
-the validation set. Ends with the same machine-readable line as the C program:
-    result: test_accuracy=0.8912 test_loss=0.3100 epochs=10 train_seconds=41.2
-Exits 2 if the data set is not installed.
+the validation set. Ends with the same machine-readable line as the C program,
+"result: test_accuracy=... test_loss=... epochs=10 train_seconds=...", with the accuracy and
+loss that docs/performance.md gives for seed 1. Exits 2 if the data set is not installed.
 """
 
 import argparse

@@ -1,15 +1,17 @@
-"""backprop -- Python binding of libbackprop through ctypes (standard library only).
+"""backprop -- Python binding of libbackprop through ctypes (standard library only;
+NumPy used when installed, never required).
 
     import backprop as bp
     with bp.Net(2, seed=42) as net, bp.Optimizer(bp.OPTIMIZER_ADAM, learning_rate=0.05) as opt:
         net.add_dense(8, bp.ACT_TANH).add_dense(1, bp.ACT_SIGMOID)
-        x, y = [0, 0, 0, 1, 1, 0, 1, 1], [0, 1, 1, 0]
-        for _ in range(500):
-            net.train_step(opt, bp.LOSS_MSE, x, y)
-        print(list(net.predict(x)))
+        x, y = [[0, 0], [0, 1], [1, 0], [1, 1]], [0, 1, 1, 0]
+        net.fit(opt, bp.LOSS_MSE, (x, y), epochs=500, batch_size=4)
+        print(net.predict(x))
 
-The shared library is found through the environment variable BACKPROP_LIBRARY (a path), else
-the system loader (ctypes.util.find_library("backprop"), then "libbackprop.so.0").
+The shared library is found by itself (backprop._find): pkg-config's libdir for backprop,
+then the install prefix recorded by `cmake --install`, then ctypes.util.find_library, then
+the environment variable BACKPROP_LIBRARY as the last resort; library_path tells which file
+was loaded and library_source how it was found.
 
 Conventions:
   - Handles (Net, Optimizer, Dataset) own their C object: close() frees it, `with` closes it,
@@ -24,8 +26,9 @@ Conventions:
     one, a NumPy float32 array) is passed without copying (a read-only one is copied);
     anything else (a list, nested lists, a NumPy array of another dtype) is converted to
     float32 first. bytes and str are refused rather than read as numbers.
-  - Float outputs: array.array('f') by default; a NumPy array shaped [rows x cols] when the
-    input was a NumPy array; or the caller's own writable float32 buffer given as out=.
+  - Float outputs: NumPy float32 arrays shaped [rows x cols] when NumPy is installed,
+    array.array('f') (flat, row-major) when it is not; or the caller's own writable float32
+    buffer given as out=.
   - Enumerations and keys are module constants (ACT_TANH, OPT_LEARNING_RATE ...) with the
     header's names minus the BP_ prefix.
   - Threads: ctypes releases the GIL during each library call, so distinct handles may be
@@ -34,21 +37,26 @@ Conventions:
 
 import array
 import ctypes
-import ctypes.util
 import math
 import os
 import sys
 import weakref
+
+from . import _find
+from .progress import Progress
 
 try:  # NumPy is optional: used when present, never required.
     import numpy as _np
 except ImportError:  # pragma: no cover - depends on the machine
     _np = None
 
-__all__ = ["BackpropError", "Net", "Layer", "Optimizer", "Dataset", "version",
+__version__ = "0.1.0"  # the library version this package is written for (backprop.h)
+
+__all__ = ["BackpropError", "Net", "Layer", "Optimizer", "Dataset", "Progress", "version",
            "version_string", "status_string", "last_error", "set_num_threads",
            "get_num_threads", "backend_info", "loss_eval", "scaler_apply", "scaler_invert",
-           "library_path", "format_version", "metric_count", "metric_name", "argmax"]
+           "library_path", "library_source", "format_version", "metric_count", "metric_name",
+           "argmax"]
 
 # ------------------------------------------------------------------------------------------
 # Constants: the header's enumerations (tests/python/test_binding.py checks each value
@@ -309,6 +317,7 @@ PROTOTYPES = {
     "bp_optimizer_param_bounds": (_status, [_I, _c_double_p, _c_double_p]),
     "bp_optimizer_step": (_status, [_OptP, _NetP]),
     "bp_optimizer_reset": (_status, [_OptP]),
+    "bp_optimizer_reset_settings": (_status, [_OptP]),
     "bp_optimizer_step_count": (_U64, [_OptP]),
     "bp_dataset_create": (_status, [_P(_DsP), _c_float_p, _c_float_p, _S, _S, _S]),
     "bp_dataset_free": (None, [_DsP]),
@@ -363,27 +372,19 @@ PROTOTYPES = {
 }
 
 
-def _find_library():
-    path = os.environ.get("BACKPROP_LIBRARY")
-    if path:
-        return path
-    return ctypes.util.find_library("backprop") or "libbackprop.so.0"
-
-
 def _load():
-    path = _find_library()
-    try:
-        lib = ctypes.CDLL(path)
-    except OSError as e:
-        raise ImportError(f"backprop: cannot load the shared library {path!r} ({e}); set "
-                          "BACKPROP_LIBRARY to the path of libbackprop.so") from None
+    lib, path, source = _find.load()
     for name, (restype, argtypes) in PROTOTYPES.items():
-        fn = getattr(lib, name)
+        try:
+            fn = getattr(lib, name)
+        except AttributeError:
+            raise ImportError(f"backprop: {path} (found by {source}) has no {name}: the "
+                              f"library is older than this package ({__version__})") from None
         fn.restype, fn.argtypes = restype, argtypes
-    return lib, path
+    return lib, path, source
 
 
-_lib, library_path = _load()
+_lib, library_path, library_source = _load()
 lib = _lib  # the raw functions, declared with their prototypes, for anything not wrapped
 
 
@@ -540,17 +541,17 @@ def _writable(out, what):
 
 
 class _Out:
-    """An output of @p count floats: the caller's writable float32 buffer, a NumPy array
-    (when @p like is one) or an array.array('f')."""
+    """An output of @p count floats: the caller's writable float32 buffer, else a NumPy
+    array of @p shape when NumPy is installed, else a flat array.array('f')."""
 
-    def __init__(self, count, shape, like=None, out=None, what="out"):
+    def __init__(self, count, shape, out=None, what="out", numpy=None):
         if out is not None:
             self._arr = _writable(out, what + ": out")
             if len(self._arr) < count:
                 _fail(ERR_BUFFER_TOO_SMALL, f"{what}: out holds {len(self._arr)} floats, "
                                             f"{count} needed")
             self.value = out
-        elif _np is not None and isinstance(like, _np.ndarray):
+        elif _np is not None and numpy is not False:
             self.value = _np.zeros(shape, dtype=_np.float32)
             self._arr = (ctypes.c_float * count).from_buffer(self.value)
         else:
@@ -560,8 +561,14 @@ class _Out:
         self.capacity = len(self._arr)
 
 
-def _copy_floats(ptr, count):
-    """A copy of @p count floats at a borrowed pointer, as array.array('f')."""
+def _copy_floats(ptr, count, shape=None):
+    """A copy of @p count floats at a borrowed pointer: a NumPy array of @p shape (flat if
+    None) when NumPy is installed, else array.array('f')."""
+    if _np is not None:
+        out = _np.empty(shape if shape is not None else (count,), dtype=_np.float32)
+        if count:
+            ctypes.memmove(out.ctypes.data, ptr, 4 * count)
+        return out
     out = array.array("f", bytes(4 * count))
     if count:
         ctypes.memmove(out.buffer_info()[0], ptr, 4 * count)
@@ -709,6 +716,11 @@ class Optimizer(_Handle, _Keyed):
     def reset(self):
         _check(_lib.bp_optimizer_reset(self._handle()))
 
+    def reset_settings(self):
+        """Every setting back to the algorithm's default (bp_optimizer_reset_settings)."""
+        _check(_lib.bp_optimizer_reset_settings(self._handle()))
+        return self
+
     @property
     def step_count(self):
         return _lib.bp_optimizer_step_count(self._handle())
@@ -789,26 +801,25 @@ class Layer(_Keyed):
     def _get(self, fn, shape, numpy):
         h = self._handle()
         count = math.prod(shape)
-        like = _np.empty(0) if numpy and _np is not None else None
-        out = _Out(count, shape, like)
+        out = _Out(count, shape, numpy=numpy)
         if count:
             _check(fn(h, out.ptr, out.capacity))
         return out.value
 
-    def weights(self, numpy=False):
+    def weights(self, numpy=None):
         """The weights (see _shapes: dense W [out x in] row-major, conv2d [filters x
-        C*kh*kw], batchnorm gamma [C]; empty for kinds without parameters), as
-        array.array('f') or, if numpy=True and NumPy is installed, a NumPy array."""
+        C*kh*kw], batchnorm gamma [C]; empty for kinds without parameters): a NumPy array
+        when NumPy is installed (numpy=False asks for a flat array.array('f'))."""
         return self._get(_lib.bp_layer_get_weights, self._shapes()[0], numpy)
 
-    def biases(self, numpy=False):
+    def biases(self, numpy=None):
         """One bias per output channel (batchnorm: beta [C]); empty without parameters."""
         return self._get(_lib.bp_layer_get_biases, self._shapes()[1], numpy)
 
-    def weight_grad(self, numpy=False):
+    def weight_grad(self, numpy=None):
         return self._get(_lib.bp_layer_get_weight_grad, self._shapes()[0], numpy)
 
-    def bias_grad(self, numpy=False):
+    def bias_grad(self, numpy=None):
         return self._get(_lib.bp_layer_get_bias_grad, self._shapes()[1], numpy)
 
     def set_weights(self, values):
@@ -976,10 +987,7 @@ class Net(_Handle, _Keyed):
         y = _c_float_p()
         _check(_lib.bp_net_forward(self._handle(), data.ptr, n, ctypes.byref(y)))
         width = self.output_size
-        out = _copy_floats(y, n * width)
-        if _np is not None and isinstance(x, _np.ndarray):
-            return _np.frombuffer(out, dtype=_np.float32).reshape(n, width).copy()
-        return out
+        return _copy_floats(y, n * width, (n, width))
 
     def backward(self, dy, n=None):
         """Backward pass from dL/dY [n x out] of the last forward()."""
@@ -1014,7 +1022,7 @@ class Net(_Handle, _Keyed):
         """Inference on rows x [n x in]: returns the outputs [n x out] (see module doc)."""
         data, n = self._x(x, n, "predict")
         width = self.output_size
-        result = _Out(n * width, (n, width), x, out, "predict")
+        result = _Out(n * width, (n, width), out, "predict")
         _check(_lib.bp_net_predict(self._handle(), data.ptr, n, result.ptr, result.capacity))
         return result.value
 
@@ -1028,7 +1036,7 @@ class Net(_Handle, _Keyed):
         buffer of predict_scratch_floats(n) floats; allocated per call when None)."""
         data, n = self._x(x, n, "predict_ws")
         width = self.output_size
-        result = _Out(n * width, (n, width), x, out, "predict_ws")
+        result = _Out(n * width, (n, width), out, "predict_ws")
         need = self.predict_scratch_floats(n)
         work = _writable(scratch, "predict_ws: scratch") if scratch is not None else \
             (ctypes.c_float * max(need, 1))()
@@ -1132,6 +1140,7 @@ class Net(_Handle, _Keyed):
         return value stops training. An exception raised by the callback stops training
         and is re-raised by fit(). None clears it."""
         h = self._handle()
+        self._epoch_cb = callback
         if callback is None:
             _check(_lib.bp_net_set_epoch_callback(h, EPOCH_FN(), None))
             self._epoch_fn = None
@@ -1185,22 +1194,71 @@ class Net(_Handle, _Keyed):
             self._hook_error = None
             raise error
 
-    def fit(self, opt, loss, train, val=None, callback=None, **settings):
-        """bp_net_fit: train on the Dataset train (validation on val, may be None) for the
-        BP_FIT_* settings given by keyword (epochs=10, batch_size=32, schedule=...,
-        patience=...); callback as set_epoch_callback(). Returns history()."""
+    def _dataset(self, data, loss, what):
+        """(Dataset, owned): a Dataset as it is, or a new one from an (x, y) pair."""
+        if data is None or isinstance(data, Dataset):
+            return data, False
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            outputs = 1 if loss == LOSS_SPARSE_SOFTMAX_CE else self.output_size
+            return Dataset(data[0], data[1], inputs=self.input_size, outputs=outputs), True
+        raise TypeError(f"{what}: expected a Dataset or an (x, y) pair, got "
+                        f"{type(data).__name__}")
+
+    def fit(self, opt, loss, train, val=None, callback=None, progress=None, file=None,
+            **settings):
+        """bp_net_fit: train on @p train, a Dataset or an (x, y) pair of arrays, with
+        validation on @p val (likewise, or None). Returns history().
+
+        Keyword settings are the FIT_* keys in lower case (epochs=10, batch_size=32,
+        schedule=SCHEDULE_COSINE, patience=5 ...) and hold for this call only: the net's
+        own settings (Net.set) are put back when fit returns, so fit(epochs=1) then fit()
+        trains 1 epoch, then the net's number of epochs.
+
+        callback(epoch, metrics) is called after every epoch, after the one set with
+        set_epoch_callback() if any (see there). progress shows the epochs: None or False
+        (default: quiet), True or "auto" (a bar redrawn in place when @p file is a terminal,
+        one line per epoch otherwise), "bar", "lines"; @p file defaults to sys.stdout."""
+        keys = [(self._key(name), value) for name, value in settings.items()]
+        train_ds, own_train = self._dataset(train, loss, "fit: train")
+        try:
+            val_ds, own_val = self._dataset(val, loss, "fit: val")
+        except BaseException:
+            if own_train:
+                train_ds.close()
+            raise
         h = self._handle()
-        for name, value in settings.items():
-            self.set(self._key(name), value)
-        if callback is not None:
-            self.set_epoch_callback(callback)
+        persistent = getattr(self, "_epoch_cb", None)
+        saved, show = [], None
         self._callback_error = None
         try:
-            status = _lib.bp_net_fit(h, opt._handle(), int(loss), train._handle(),
-                                     val._handle() if val is not None else None)
+            for key, value in keys:
+                saved.append((key, self.get(key)))
+                self.set(key, value)
+            if progress:
+                show = Progress(self.get(FIT_EPOCHS), "auto" if progress is True else progress,
+                                file, first_epoch=self.get(FIT_INITIAL_EPOCH))
+            calls = [c for c in (persistent, callback, show) if c is not None]
+            if calls != [persistent] and calls:
+                def every(epoch, metrics):
+                    stop = False
+                    for c in calls:
+                        stop = bool(c(epoch, metrics)) or stop
+                    return stop
+                self.set_epoch_callback(every)
+            status = _lib.bp_net_fit(h, opt._handle(), int(loss), train_ds._handle(),
+                                     val_ds._handle() if val_ds is not None else None)
         finally:
-            if callback is not None:
-                self.set_epoch_callback(None)
+            if show is not None:
+                show.close()
+            if not self.closed:
+                if getattr(self, "_epoch_cb", None) is not persistent:
+                    self.set_epoch_callback(persistent)
+                for key, value in reversed(saved):
+                    self.set(key, value)
+            if own_train:
+                train_ds.close()
+            if own_val:
+                val_ds.close()
         error, self._callback_error = self._callback_error, None
         if error is not None:
             raise error
@@ -1209,10 +1267,15 @@ class Net(_Handle, _Keyed):
         return self.history()
 
     def evaluate(self, loss, ds):
-        """bp_net_evaluate: {"loss", "accuracy", "mae", "rmse"} on a Dataset (NaN where a
-        metric does not apply)."""
+        """bp_net_evaluate: {"loss", "accuracy", "mae", "rmse"} on a Dataset or an (x, y)
+        pair (NaN where a metric does not apply)."""
+        data, owned = self._dataset(ds, loss, "evaluate")
         values = (ctypes.c_double * 4)()
-        _check(_lib.bp_net_evaluate(self._handle(), int(loss), ds._handle(), values, 4))
+        try:
+            _check(_lib.bp_net_evaluate(self._handle(), int(loss), data._handle(), values, 4))
+        finally:
+            if owned:
+                data.close()
         return {metric_name(i): values[i] for i in range(4)}
 
     def history(self):
@@ -1241,7 +1304,7 @@ class Net(_Handle, _Keyed):
 
     def params(self):
         """A copy of the whole parameter vector (bp_net_params)."""
-        return _copy_floats(*self._vector(_lib.bp_net_params))
+        return _copy_floats(*self._vector(_lib.bp_net_params))  # flat [param_count]
 
     def set_params(self, values):
         """Overwrite the parameter vector; values must hold exactly param_count floats."""
@@ -1297,9 +1360,23 @@ class Dataset(_Handle):
         return self
 
     @classmethod
-    def load_csv(cls, path, target_first, target_count=1, delimiter=",", has_header=False):
+    def load_csv(cls, path, target_first=-1, target_count=1, *, delimiter=",",
+                 has_header=False):
         """bp_dataset_load_csv: columns target_first .. target_first + target_count - 1
-        (0-based) are the targets, the others the inputs."""
+        are the targets, the others the inputs. Columns count from 0; a negative
+        target_first counts from the end (-1, the default: the last column).
+
+        delimiter and has_header are keyword-only: the C function takes (path, delimiter,
+        has_header, target_first, target_count), and a call in that order raises TypeError
+        here instead of reading the wrong columns."""
+        if not isinstance(target_first, int) or not isinstance(target_count, int):
+            raise TypeError("load_csv(path, target_first=-1, target_count=1, *, delimiter=',', "
+                            "has_header=False): target_first and target_count are column "
+                            "numbers; give delimiter= and has_header= by keyword")
+        if target_first < 0:
+            target_first += _csv_columns(path, delimiter)
+            if target_first < 0:
+                _fail(ERR_INDEX, f"load_csv: {path}: target column out of range")
         h = _DsP()
         _check(_lib.bp_dataset_load_csv(ctypes.byref(h), _path(path), ord(delimiter),
                                         int(bool(has_header)), int(target_first),
@@ -1342,13 +1419,13 @@ class Dataset(_Handle):
         return _lib.bp_dataset_output_size(self._handle())
 
     def inputs(self):
-        """A copy of the inputs [n x in] as array.array('f')."""
+        """A copy of the inputs [n x in] (NumPy, or a flat array.array('f'))."""
         return _copy_floats(_lib.bp_dataset_inputs(self._handle()),
-                            self.size * self.input_size)
+                            self.size * self.input_size, (self.size, self.input_size))
 
     def targets(self):
         return _copy_floats(_lib.bp_dataset_targets(self._handle()),
-                            self.size * self.output_size)
+                            self.size * self.output_size, (self.size, self.output_size))
 
     def shuffle(self, seed):
         _check(_lib.bp_dataset_shuffle(self._handle(), int(seed)))
@@ -1367,7 +1444,7 @@ class Dataset(_Handle):
         return Dataset._wrap(h)
 
     def fit_scaler(self, kind=SCALE_STANDARD, part=SCALE_INPUTS):
-        """(offset, scale) per column of @p part, as two array.array('f')."""
+        """(offset, scale) per column of @p part (NumPy arrays or array.array('f'))."""
         width = self.input_size if part == SCALE_INPUTS else self.output_size
         offset, scale = _Out(width, (width,)), _Out(width, (width,))
         _check(_lib.bp_dataset_fit_scaler(self._handle(), int(kind), int(part), offset.ptr,
@@ -1405,13 +1482,42 @@ def metric_name(metric):
     return _text(_lib.bp_metric_name(int(metric)))
 
 
-def argmax(values, width):
-    """bp_argmax: the index of the largest value of each row of width floats, as a list."""
+def argmax(values, width=None):
+    """bp_argmax: the index of the largest value of each row of width floats (width may be
+    left out for a 2-D array): a NumPy integer array, or a list without NumPy."""
     data = _In(values, "argmax: values")
+    if width is None:
+        if not data.shape or len(data.shape) != 2:
+            raise TypeError("argmax: give width for values that are not a 2-D array")
+        width = data.shape[1]
     n = _rows(data, width, "argmax: values")
     index = (ctypes.c_size_t * max(n, 1))()
     _check(_lib.bp_argmax(data.ptr, n, int(width), index, n))
+    if _np is not None:
+        return _np.array(index[:n], dtype=_np.intp)
     return list(index[:n])
+
+
+def _csv_columns(path, delimiter):
+    """The number of cells of the first non-blank line of a CSV file (quotes respected)."""
+    import gzip
+    try:
+        with open(path, "rb") as f:
+            gz = f.read(2) == b"\x1f\x8b"
+        opener = gzip.open if gz else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    cells, quoted = 1, False
+                    for ch in line.rstrip("\r\n"):
+                        if ch == '"':
+                            quoted = not quoted
+                        elif ch == delimiter and not quoted:
+                            cells += 1
+                    return cells
+    except OSError as e:
+        _fail(ERR_IO, f"load_csv: {path}: {e.strerror or e}")
+    _fail(ERR_FORMAT, f"load_csv: {path}: no data rows")
 
 
 def format_version():
@@ -1428,7 +1534,7 @@ def loss_eval(loss, pred, target, width, param=0.0, gradient=True):
     if t.count != need:
         _fail(ERR_SHAPE, f"loss_eval: target holds {t.count} floats, {need} expected")
     value = ctypes.c_float()
-    grad = _Out(n * width, (n, width), pred) if gradient else None
+    grad = _Out(n * width, (n, width)) if gradient else None
     _check(_lib.bp_loss_eval(int(loss), float(param), p.ptr, t.ptr, n, width,
                              ctypes.byref(value), grad.ptr if grad else None))
     return value.value, (grad.value if grad else None)

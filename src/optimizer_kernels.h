@@ -1,0 +1,60 @@
+/*
+ * optimizer_kernels.h -- each algorithm's per-step scalars and its update of one segment of
+ * parameters (optimizer_kernels.c), named by the rows of optimizer.c's algorithm table.
+ */
+#ifndef BP_OPTIMIZER_KERNELS_H
+#define BP_OPTIMIZER_KERNELS_H
+
+#include "util.h"
+#include "optimizer.h"
+
+/* Per-step scalars, computed once in double and rounded to float for the kernels. The
+ * complements 1 - b are rounded from the double difference, not computed in float from the
+ * rounded b (1 - 0.999f is 1.3e-5 away from 0.001 in relative terms). */
+typedef struct bp__opt_scalars {
+    float lr, wd, mom, b1, b2, eps;
+    float c1, c2;           /* 1 - b1, 1 - b2 */
+    float rho, c_rho;       /* RMSprop alpha, 1 - alpha */
+    float a, c, kd, kb;     /* SGD momentum coefficients */
+    float decay;            /* AdamW */
+    float step, inv_bc2;    /* Adam family */
+    float cg, cm;           /* NAdam */
+    double mu_product_next; /* NAdam: P_t */
+} bp__opt_scalars;
+
+/* The state slots of one segment: s[i] points at slot i of the segment's first parameter
+ * (NULL beyond the algorithm's slots). */
+typedef float *const bp__opt_slots[BP__OPT_MAX_SLOTS];
+
+/* Setting @p key of optimizer @p o (a valid enum bp_optimizer_key). */
+#define BP__OPT_SET(o, key) ((o)->set[(key)-BP__OPT_KEY_FIRST])
+
+/* Scalars of step t beyond the common ones optimizer.c computes (lr, wd, mom, b1, b2, eps,
+ * c1, c2, rho, c_rho). */
+void bp__opt_sgd_scalars(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k);
+void bp__opt_adam_scalars(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k);
+void bp__opt_adamw_scalars(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k);
+void bp__opt_adamax_scalars(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k);
+void bp__opt_nadam_scalars(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k);
+
+/* Update n parameters p from their gradients g and their state slots s. */
+void bp__opt_sgd_update(const bp_optimizer *o, const bp__opt_scalars *k, float *p, const float *g,
+                        bp__opt_slots s, size_t n);
+void bp__opt_adagrad_update(const bp_optimizer *o, const bp__opt_scalars *k, float *p,
+                            const float *g, bp__opt_slots s, size_t n);
+void bp__opt_rmsprop_update(const bp_optimizer *o, const bp__opt_scalars *k, float *p,
+                            const float *g, bp__opt_slots s, size_t n);
+void bp__opt_adam_update(const bp_optimizer *o, const bp__opt_scalars *k, float *p, const float *g,
+                         bp__opt_slots s, size_t n);
+void bp__opt_adamax_update(const bp_optimizer *o, const bp__opt_scalars *k, float *p,
+                           const float *g, bp__opt_slots s, size_t n);
+void bp__opt_nadam_update(const bp_optimizer *o, const bp__opt_scalars *k, float *p, const float *g,
+                          bp__opt_slots s, size_t n);
+void bp__opt_irprop_update(const bp_optimizer *o, const bp__opt_scalars *k, float *p,
+                           const float *g, bp__opt_slots s, size_t n);
+
+/* After a successful update: the scalar state (SGD's buffer flag, NAdam's product). */
+void bp__opt_sgd_stepped(bp_optimizer *o, const bp__opt_scalars *k);
+void bp__opt_nadam_stepped(bp_optimizer *o, const bp__opt_scalars *k);
+
+#endif /* BP_OPTIMIZER_KERNELS_H */
