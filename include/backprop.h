@@ -1003,7 +1003,16 @@ BP_API uint64_t bp_optimizer_step_count(const bp_optimizer *opt);
  * into one-hot rows for BP_LOSS_SOFTMAX_CE.
  *
  * Loaders read plain files, or gzip-compressed ones (recognised by their first two bytes,
- * 1f 8b, not by the name) when the library is built with zlib. They never trust a file:
+ * 1f 8b, not by the name) when the library is built with zlib. A path must name a regular
+ * file: a directory, FIFO, device or socket fails with BP_ERR_IO at once (it is opened
+ * without blocking and never read). A gzip file may decompress to at most 128 times its own
+ * size, but always to 64 MiB and never beyond 1 GiB (2^30 bytes); more is
+ * BP_ERR_OUT_OF_RANGE, and the _ex loaders take another limit. Its first
+ * decompressed bytes are checked before the rest is decompressed: a text file (CSV, FANN)
+ * must have no NUL byte in its first 4 KiB, an IDX file its magic, and the size an IDX
+ * header announces bounds the stream. Memory taken is in proportion to the data actually
+ * read (the file, or its decompressed bytes, plus the floats it holds), never to a count a
+ * file merely announces. They never trust a file:
  * malformed contents give BP_ERR_FORMAT (BP_ERR_NONFINITE for NaN/Inf numbers) and a
  * message through bp_last_error() naming the file, and where it applies the line and
  * column: "iris.csv:17: column 3: 'abc' is not a number". Lines and columns of text files
@@ -1072,7 +1081,8 @@ BP_API const float *bp_dataset_targets(const bp_dataset *ds);
  *  @p target_first .. @p target_first + @p target_count - 1 are the targets, every other
  *  column (in file order) an input. Cells may be surrounded by spaces and by double quotes
  *  ("5.1"); a quoted header cell may contain the delimiter. CRLF and LF line ends, a missing
- *  final newline and blank lines are accepted. Class labels must already be numbers.
+ *  final newline, blank lines and a UTF-8 byte-order mark (EF BB BF) at the start are
+ *  accepted. Class labels must already be numbers.
  *  @param out           receives the new data set; NULL on failure.
  *  @param path          file name (plain or gzip).
  *  @param delimiter     one of ',' ';' tab (9) ' ' '|' ':' (with ' ', exactly one space
@@ -1090,6 +1100,23 @@ BP_API const float *bp_dataset_targets(const bp_dataset *ds);
 BP_API bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int delimiter,
                                      int has_header, size_t target_first, size_t target_count);
 
+/** bp_dataset_load_csv() with a limit on the decompressed size of a gzip file.
+ *  @param out               receives the new data set; NULL on failure.
+ *  @param path              file name (plain or gzip).
+ *  @param delimiter         as for bp_dataset_load_csv().
+ *  @param has_header        as for bp_dataset_load_csv().
+ *  @param target_first      as for bp_dataset_load_csv().
+ *  @param target_count      as for bp_dataset_load_csv().
+ *  @param max_decompressed  the most bytes a gzip file may decompress to: 0 for the default
+ *                           (128 x the file's size, within [64 MiB, 1 GiB]), SIZE_MAX for no
+ *                           limit, any other value exact. Plain files are not limited (they
+ *                           take their own size).
+ *  @return as bp_dataset_load_csv(), and BP_ERR_OUT_OF_RANGE when a gzip file decompresses
+ *  to more than @p max_decompressed bytes. @since 0.2 */
+BP_API bp_status bp_dataset_load_csv_ex(bp_dataset **out, const char *path, int delimiter,
+                                        int has_header, size_t target_first,
+                                        size_t target_count, size_t max_decompressed);
+
 /** Load a FANN training file: the numbers "num_data num_input num_output", then for each
  *  sample num_input inputs followed by num_output outputs. Any whitespace (spaces, tabs,
  *  newlines, CRLF) may separate numbers, as FANN itself tolerates.
@@ -1101,6 +1128,16 @@ BP_API bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int del
  *  number); BP_ERR_NONFINITE; BP_ERR_NOMEM. The message names file, line and sample.
  *  @since 0.1 */
 BP_API bp_status bp_dataset_load_fann(bp_dataset **out, const char *path);
+
+/** bp_dataset_load_fann() with a limit on the decompressed size of a gzip file.
+ *  @param out               receives the new data set; NULL on failure.
+ *  @param path              file name (plain or gzip).
+ *  @param max_decompressed  as for bp_dataset_load_csv_ex(): 0 for the default,
+ *                           SIZE_MAX for none.
+ *  @return as bp_dataset_load_fann(), and BP_ERR_OUT_OF_RANGE beyond the limit.
+ *  @since 0.2 */
+BP_API bp_status bp_dataset_load_fann_ex(bp_dataset **out, const char *path,
+                                         size_t max_decompressed);
 
 /** Save @p ds as a FANN training file readable by bp_dataset_load_fann() and by FANN's
  *  fann_read_train_from_file(). Values are written with 9 significant digits, which reads
@@ -1131,6 +1168,20 @@ BP_API bp_status bp_dataset_save_fann(const bp_dataset *ds, const char *path);
  *  @since 0.1 */
 BP_API bp_status bp_dataset_load_idx(bp_dataset **out, const char *images_path,
                                      const char *labels_path, size_t classes);
+
+/** bp_dataset_load_idx() with a limit on the decompressed size of each gzip file.
+ *  @param out               receives the new data set; NULL on failure.
+ *  @param images_path       images file name.
+ *  @param labels_path       labels file name.
+ *  @param classes           as for bp_dataset_load_idx().
+ *  @param max_decompressed  as for bp_dataset_load_csv_ex(): 0 for the default,
+ *                           SIZE_MAX for none;
+ *                           applies to each of the two files.
+ *  @return as bp_dataset_load_idx(), and BP_ERR_OUT_OF_RANGE beyond the limit (also when an
+ *  IDX header announces more). @since 0.2 */
+BP_API bp_status bp_dataset_load_idx_ex(bp_dataset **out, const char *images_path,
+                                        const char *labels_path, size_t classes,
+                                        size_t max_decompressed);
 
 /** Shuffle the samples in place (Fisher-Yates driven by the library's xoshiro256**
  *  generator seeded with @p seed); each input row stays paired with its target row. The
@@ -1461,7 +1512,25 @@ BP_API bp_status bp_argmax(const float *values, size_t n, size_t width, size_t *
  *
  * Files are written atomically: into a temporary file in the same directory, flushed and
  * synced, then renamed over the target, so a failed save (disk full, no permission, the path
- * is a directory) returns BP_ERR_IO and leaves any previous file at the path intact.
+ * is a directory) returns BP_ERR_IO and leaves any previous file at the path intact. The same
+ * holds for every file the library writes (bp_dataset_save_fann, bp_net_history_save_csv):
+ * - the new file keeps the permission bits of the file it replaces, and its owner and group
+ *   where the process may set them (a new file gets 0666 less the umask);
+ * - a symbolic link at the path is written through: the file it leads to is replaced and the
+ *   link stays (as editors and databases do); as Linux's fs.protected_symlinks does, a link
+ *   in a sticky world-writable directory (/tmp) that belongs to neither the caller nor the
+ *   directory's owner is not followed (BP_ERR_IO, "Permission denied");
+ * - the temporary file is ".<name>.tmp-bpNN" (NN = 00 .. 63, <name> shortened so that names
+ *   up to NAME_MAX work); a save removes every such file of the same target that no running
+ *   save holds (one left by a process killed while saving), and a failed save removes its
+ *   own;
+ * - after the rename the directory is synced, so the new name survives a power loss.
+ *
+ * Loading from a path follows the data-set loaders' rules: only regular files (a FIFO or
+ * device fails at once with BP_ERR_IO), and a gzip file must start, once decompressed, with
+ * the model magic and may decompress to no more than its header's length, nor beyond the
+ * data-set loaders' default limit (BP_ERR_OUT_OF_RANGE; for a larger model decompress it
+ * yourself and use bp_net_load_buffer()).
  * ==========================================================================================*/
 
 /** The model-file format version this library writes (and the newest it reads). */

@@ -11,7 +11,10 @@
 #include <math.h>
 #include <string.h>
 
-int bp__act_valid(int act) { return act >= BP_ACT_IDENTITY && act <= BP_ACT_SOFTMAX; }
+int bp__act_valid(int act)
+{
+    return act >= BP_ACT_IDENTITY && act <= BP_ACT_SOFTMAX;
+}
 
 const char *bp__act_name(int act)
 {
@@ -25,40 +28,39 @@ int bp__act_needs_z(int act)
     return act == BP_ACT_GELU || act == BP_ACT_SILU || act == BP_ACT_SOFTMAX;
 }
 
-
 /* One row-wise loop per activation: the switch is outside the loops, so each inner loop is
  * a simple map the compiler can vectorise. */
-#define BP__ROWS(body)                                                                            \
-    if (z != NULL) {                                                                              \
-        for (size_t i = 0; i < n; i++) {                                                          \
-            const float *restrict ai = acc + i * out;                                             \
-            float *restrict yi = y + i * out;                                                     \
-            float *restrict zi = z + i * out;                                                     \
-            for (size_t j = 0; j < out; j++) {                                                    \
-                const float v = ai[j] + b[j];                                                     \
-                zi[j] = v;                                                                        \
-                yi[j] = (body);                                                                   \
-            }                                                                                     \
-        }                                                                                         \
-    } else if (acc == y) {                                                                        \
-        /* In place (the dense layer's case): one restrict pointer, or the vectoriser's       \
-         * run-time overlap check sees acc == y and falls back to the scalar loop. */          \
-        for (size_t i = 0; i < n; i++) {                                                          \
-            float *restrict yi = y + i * out;                                                     \
-            for (size_t j = 0; j < out; j++) {                                                    \
-                const float v = yi[j] + b[j];                                                     \
-                yi[j] = (body);                                                                   \
-            }                                                                                     \
-        }                                                                                         \
-    } else {                                                                                      \
-        for (size_t i = 0; i < n; i++) {                                                          \
-            const float *ai = acc + i * out; /* may overlap yi */                                 \
-            float *yi = y + i * out;                                                              \
-            for (size_t j = 0; j < out; j++) {                                                    \
-                const float v = ai[j] + b[j];                                                     \
-                yi[j] = (body);                                                                   \
-            }                                                                                     \
-        }                                                                                         \
+#define BP__ROWS(body)                                                                             \
+    if (z != NULL) {                                                                               \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            const float *restrict ai = acc + i * out;                                              \
+            float *restrict yi = y + i * out;                                                      \
+            float *restrict zi = z + i * out;                                                      \
+            for (size_t j = 0; j < out; j++) {                                                     \
+                const float v = ai[j] + b[j];                                                      \
+                zi[j] = v;                                                                         \
+                yi[j] = (body);                                                                    \
+            }                                                                                      \
+        }                                                                                          \
+    } else if (acc == y) {                                                                         \
+        /* In place (the dense layer's case): one restrict pointer, or the vectoriser's            \
+         * run-time overlap check sees acc == y and falls back to the scalar loop. */              \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            float *restrict yi = y + i * out;                                                      \
+            for (size_t j = 0; j < out; j++) {                                                     \
+                const float v = yi[j] + b[j];                                                      \
+                yi[j] = (body);                                                                    \
+            }                                                                                      \
+        }                                                                                          \
+    } else {                                                                                       \
+        for (size_t i = 0; i < n; i++) {                                                           \
+            const float *ai = acc + i * out; /* may overlap yi */                                  \
+            float *yi = y + i * out;                                                               \
+            for (size_t j = 0; j < out; j++) {                                                     \
+                const float v = ai[j] + b[j];                                                      \
+                yi[j] = (body);                                                                    \
+            }                                                                                      \
+        }                                                                                          \
     }
 
 /* The bodies are instantiated twice: as multi-versioned kernels and as scalar single-row
@@ -70,32 +72,26 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
                                                float *z, float *y)
 {
     /* acc: [n x out] (may alias y), b: [out], z: [n x out] or NULL, y: [n x out] */
+    const bp__act_params q = *p; /* a local copy: the settings stay in registers */
+#define bp__act_one_q(A, P, V, N) bp__act_one(A, &q, V, N)
     switch (act) {
     case BP_ACT_IDENTITY: BP__ROWS(v) break;
     case BP_ACT_SIGMOID:
-        /* Rows narrower than a vector run scalar, where libm's table-driven expf has a
-         * shorter dependency chain than the polynomial. */
-        if (out < 16) {
-            BP__ROWS(bp__sigmoid_libm(v))
+        /* Narrow rows run scalar, where libm's table-driven expf has a shorter dependency
+         * chain than the polynomial. */
+        if (out < BP__NARROW_WIDTH) {
+            BP__ROWS(bp__act_one_q(BP_ACT_SIGMOID, p, v, 1))
         } else {
-            BP__ROWS(bp__sigmoidf(v))
+            BP__ROWS(bp__act_one_q(BP_ACT_SIGMOID, p, v, 0))
         }
         break;
-    case BP_ACT_TANH: BP__ROWS(tanhf(v)) break;
-    case BP_ACT_RELU: BP__ROWS(v > 0.0f ? v : 0.0f) break;
-    case BP_ACT_LEAKY_RELU: {
-        const float s = p->leaky_slope;
-        BP__ROWS(v > 0.0f ? v : s * v)
-        break;
-    }
-    case BP_ACT_ELU: {
-        const float a = p->elu_alpha;
-        BP__ROWS(v > 0.0f ? v : a * expm1f(v))
-        break;
-    }
-    case BP_ACT_GELU: BP__ROWS(bp__geluf(v)) break;
-    case BP_ACT_SILU: BP__ROWS(v * bp__sigmoidf(v)) break;
-    case BP_ACT_SOFTPLUS: BP__ROWS(bp__softplusf(v)) break;
+    case BP_ACT_TANH: BP__ROWS(bp__act_one_q(BP_ACT_TANH, p, v, 0)) break;
+    case BP_ACT_RELU: BP__ROWS(bp__act_one_q(BP_ACT_RELU, p, v, 0)) break;
+    case BP_ACT_LEAKY_RELU: BP__ROWS(bp__act_one_q(BP_ACT_LEAKY_RELU, p, v, 0)) break;
+    case BP_ACT_ELU: BP__ROWS(bp__act_one_q(BP_ACT_ELU, p, v, 0)) break;
+    case BP_ACT_GELU: BP__ROWS(bp__act_one_q(BP_ACT_GELU, p, v, 0)) break;
+    case BP_ACT_SILU: BP__ROWS(bp__act_one_q(BP_ACT_SILU, p, v, 0)) break;
+    case BP_ACT_SOFTPLUS: BP__ROWS(bp__act_one_q(BP_ACT_SOFTPLUS, p, v, 0)) break;
     case BP_ACT_SOFTMAX:
         for (size_t i = 0; i < n; i++) {
             const float *ai = acc + i * out;
@@ -114,18 +110,20 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
                 sum += yi[j];
             }
             const float inv = 1.0f / sum;
-            for (size_t j = 0; j < out; j++) yi[j] *= inv;
+            for (size_t j = 0; j < out; j++)
+                yi[j] *= inv;
         }
         break;
     default: break; /* validated by the caller */
     }
 }
 
+#undef bp__act_one_q
 #undef BP__ROWS
 
 BP__KERNEL
-static void act_forward(int act, const bp__act_params *p, size_t n, size_t out,
-                        const float *acc, const float *b, float *z, float *y)
+static void act_forward(int act, const bp__act_params *p, size_t n, size_t out, const float *acc,
+                        const float *b, float *z, float *y)
 {
     act_forward_body(act, p, n, out, acc, b, z, y);
 }
@@ -143,8 +141,11 @@ void bp__act_forward_row(int act, const bp__act_params *p, size_t out, const flo
     act_forward_body(act, p, 1, out, y, b, z, y);
 }
 
-#define BP__MAP(expr)                                                                             \
-    for (size_t k = 0; k < total; k++) dy[k] *= (expr);
+/* dy[k] = dy[k] f'(z[k]) over the rows (the formulas: bp__act_grad_one, act_math.h); z is
+ * read only for the activations that need it. */
+#define BP__MAP(ACT, zk)                                                                           \
+    for (size_t k = 0; k < total; k++)                                                             \
+        dy[k] = bp__act_grad_one(ACT, &q, (zk), y[k], dy[k]);
 
 static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p, size_t n,
                                                 size_t out, const float *restrict z,
@@ -152,39 +153,27 @@ static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p
 {
     /* z, y, dy: [n x out]; dy becomes dz in place. */
     const size_t total = n * out;
+    const bp__act_params q = *p; /* a local copy: the settings stay in registers */
     switch (act) {
     case BP_ACT_IDENTITY: break;
-    case BP_ACT_SIGMOID: BP__MAP(y[k] * (1.0f - y[k])) break;
-    case BP_ACT_TANH: BP__MAP(1.0f - y[k] * y[k]) break;
-    /* ReLU and leaky ReLU as selects, not products with a 0/1 factor: GCC does not
-     * if-convert the product under -ftrapping-math, and a branch on a random sign pattern
-     * mispredicts half the time (measured: 20% of a CNN's training step). */
-    case BP_ACT_RELU:
-        for (size_t k = 0; k < total; k++) dy[k] = y[k] > 0.0f ? dy[k] : 0.0f;
-        break;
-    case BP_ACT_LEAKY_RELU: {
-        const float s = p->leaky_slope;
-        for (size_t k = 0; k < total; k++) dy[k] = y[k] > 0.0f ? dy[k] : s * dy[k];
-        break;
-    }
-    case BP_ACT_ELU: {
-        const float a = p->elu_alpha;
-        BP__MAP(y[k] > 0.0f ? 1.0f : y[k] + a)
-        break;
-    }
-    case BP_ACT_GELU: BP__MAP(bp__gelu_grad(z[k])) break;
-    case BP_ACT_SILU:
-        BP__MAP(bp__sigmoidf(z[k]) * (1.0f + z[k] * (1.0f - bp__sigmoidf(z[k]))))
-        break;
-    case BP_ACT_SOFTPLUS: BP__MAP(-expm1f(-y[k])) break; /* sigmoid(z) = 1 - e^-softplus(z) */
+    case BP_ACT_SIGMOID: BP__MAP(BP_ACT_SIGMOID, 0.0f) break;
+    case BP_ACT_TANH: BP__MAP(BP_ACT_TANH, 0.0f) break;
+    case BP_ACT_RELU: BP__MAP(BP_ACT_RELU, 0.0f) break;
+    case BP_ACT_LEAKY_RELU: BP__MAP(BP_ACT_LEAKY_RELU, 0.0f) break;
+    case BP_ACT_ELU: BP__MAP(BP_ACT_ELU, 0.0f) break;
+    case BP_ACT_GELU: BP__MAP(BP_ACT_GELU, z[k]) break;
+    case BP_ACT_SILU: BP__MAP(BP_ACT_SILU, z[k]) break;
+    case BP_ACT_SOFTPLUS: BP__MAP(BP_ACT_SOFTPLUS, 0.0f) break;
     case BP_ACT_SOFTMAX:
         /* Jacobian-vector product per row: dz_j = y_j (dy_j - sum_k dy_k y_k). */
         for (size_t i = 0; i < n; i++) {
             const float *yi = y + i * out;
             float *di = dy + i * out;
             float dot = 0.0f;
-            for (size_t j = 0; j < out; j++) dot += di[j] * yi[j];
-            for (size_t j = 0; j < out; j++) di[j] = yi[j] * (di[j] - dot);
+            for (size_t j = 0; j < out; j++)
+                dot += di[j] * yi[j];
+            for (size_t j = 0; j < out; j++)
+                di[j] = yi[j] * (di[j] - dot);
         }
         break;
     default: break;

@@ -70,7 +70,10 @@ bp_status bp_dataset_create(bp_dataset **out, const float *x, const float *y, si
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "dataset_create: n = %zu, inputs = %zu, "
                         "outputs = %zu; each must be >= 1", n, inputs, outputs);
     size_t nx, ny;
-    if (bp__mul_size(n, inputs, &nx) != 0 || bp__mul_size(n, outputs, &ny) != 0)
+    /* Byte sizes too: no array holds more than SIZE_MAX bytes, and checking before the scan
+     * keeps it from reading past what the caller has. */
+    if (bp__mul_size(n, inputs, &nx) != 0 || bp__mul_size(n, outputs, &ny) != 0 ||
+        nx > SIZE_MAX / sizeof(float) || ny > SIZE_MAX / sizeof(float))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "dataset_create: %zu samples of %zu + %zu "
                         "values overflow", n, inputs, outputs);
     size_t bad = bp__first_nonfinite(x, nx);
@@ -322,7 +325,7 @@ static bp_status scale_array(const char *what, float (*f)(float, float, float),
                         offset == NULL ? "offset" : scale == NULL ? "scale" : "values");
     if (width == 0) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: width is 0", what);
     size_t total;
-    if (bp__mul_size(n, width, &total) != 0)
+    if (bp__mul_size(n, width, &total) != 0 || total > SIZE_MAX / sizeof(float))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: %zu rows of %zu overflow", what, n, width);
     const size_t c = bad_scaler_column(offset, scale, width);
     if (c < width)

@@ -43,14 +43,15 @@ bp_status bp__dataset_parse_idx(bp_dataset **out, const bp__alloc *a, const char
                                 const unsigned char *images, size_t images_size,
                                 const char *labels_name, const unsigned char *labels,
                                 size_t labels_size, size_t classes);
-/* The public file loaders with every allocation (file buffer, decompression, data) from
- * @p a; the public functions pass bp__default_alloc. */
+/* The public file loaders (the _ex ones) with every allocation (file buffer, decompression,
+ * data) from @p a; the public functions pass bp__default_alloc. */
 bp_status bp__dataset_load_csv_with(bp_dataset **out, const bp__alloc *a, const char *path,
                                     int delimiter, int has_header, size_t target_first,
-                                    size_t target_count);
-bp_status bp__dataset_load_fann_with(bp_dataset **out, const bp__alloc *a, const char *path);
+                                    size_t target_count, size_t max_decompressed);
+bp_status bp__dataset_load_fann_with(bp_dataset **out, const bp__alloc *a, const char *path,
+                                     size_t max_decompressed);
 bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a,
                                     const char *images_path, const char *labels_path,
-                                    size_t classes);
+                                    size_t classes, size_t max_decompressed);
 
 #endif /* BP_DATASET_H */

@@ -63,25 +63,17 @@ static bp_status number_error(int kind, const char *name, size_t line, const cha
                     snip);
 }
 
-/* Make room for @p rows rows of @p width floats in *v (capacity *cap rows, @p used rows in
- * use). Returns 0, or -1 on overflow or out of memory (then *v is unchanged). */
-static int reserve_rows(const bp__alloc *a, float **v, size_t *cap, size_t used, size_t rows,
-                        size_t width)
+/* A new array of @p rows x @p width floats (NULL when rows is 0, or on overflow or out of
+ * memory: *failed is then set). */
+static float *alloc_rows(const bp__alloc *a, size_t rows, size_t width, int *failed)
 {
-    if (rows <= *cap) return 0;
-    size_t ncap = *cap < 64 ? 64 : *cap, bytes;
-    while (ncap < rows) {
-        if (ncap > SIZE_MAX / 2) return -1;
-        ncap *= 2;
-    }
-    if (bp__mul_size(ncap, width, &bytes) != 0 || bytes > SIZE_MAX / sizeof(float)) return -1;
-    float *q = bp__malloc(a, bytes * sizeof(float));
-    if (q == NULL) return -1;
-    if (used > 0) memcpy(q, *v, used * width * sizeof(float));
-    bp__free(a, *v);
-    *v = q;
-    *cap = ncap;
-    return 0;
+    size_t count;
+    if (rows == 0) return NULL;
+    float *v = bp__mul_size(rows, width, &count) != 0 || count > SIZE_MAX / sizeof(float)
+                   ? NULL
+                   : bp__malloc(a, count * sizeof(float));
+    if (v == NULL) *failed = 1;
+    return v;
 }
 
 /* ---- CSV ------------------------------------------------------------------------------- */
@@ -168,6 +160,34 @@ static bp_status csv_record(const csv_ctx *c, const char **pp, size_t *line, flo
     return BP_OK;
 }
 
+/* Skip blank (whitespace-only) lines from *pp; returns 0 at the end of the buffer. */
+static int csv_skip_blank(const csv_ctx *c, const char **pp, size_t *line)
+{
+    for (;;) {
+        const char *q = *pp;
+        while (q < c->end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+        if (q >= c->end) return 0;
+        if (*q != '\n') return 1;
+        *pp = q + 1;
+        (*line)++;
+    }
+}
+
+/* The number of records from @p p on that have the first one's number of columns, up to the
+ * first that has not or is malformed: csv_parse stores at most that many rows (less the
+ * header), so the data takes memory in proportion to its cells, never more. */
+static size_t csv_count(const csv_ctx *c, const char *p)
+{
+    size_t count = 0, line = 1, first = 0, nc;
+    while (csv_skip_blank(c, &p, &line)) {
+        if (csv_record(c, &p, &line, NULL, NULL, &nc) != BP_OK || (count > 0 && nc != first))
+            break;
+        first = nc;
+        count++;
+    }
+    return count;
+}
+
 static int csv_delimiter_ok(int d)
 {
     return d == ',' || d == ';' || d == '\t' || d == ' ' || d == '|' || d == ':';
@@ -180,24 +200,23 @@ static bp_status csv_parse(const void *ctx, const bp__alloc *a, const char *name
     c.name = name;
     const char *p = buf;
     c.end = buf + size;
-    size_t line = 1, rows = 0, cap_x = 0, cap_y = 0, in = 0;
-    float *x = NULL, *y = NULL;
+    if (size >= 3 && memcmp(p, "\xef\xbb\xbf", 3) == 0) p += 3; /* UTF-8 byte-order mark */
+    size_t line = 1, rows = 0, cap = csv_count(&c, p), in = 0;
+    float *x = NULL, *y = NULL, *scratch = NULL;
     bp_status st = BP_OK;
-    for (;;) {
-        const char *q = p; /* skip blank (whitespace-only) lines */
-        while (q < c.end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
-        if (q < c.end && *q == '\n') {
-            p = q + 1;
-            line++;
-            continue;
-        }
-        if (q >= c.end) break;
+    while (csv_skip_blank(&c, &p, &line)) {
         size_t nc;
         if (c.cols == 0) {
             const char *start = p;
             const size_t start_line = line;
             st = csv_record(&c, &p, &line, NULL, NULL, &nc);
             if (st != BP_OK) goto fail;
+            if (c.tc > SIZE_MAX - c.tf) { /* the range wraps: print the arguments as given */
+                st = bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: %zu columns, but the targets are "
+                              "%zu columns from index %zu (counting from 0)", c.name, start_line,
+                              nc, c.tc, c.tf);
+                goto fail;
+            }
             if (c.tf >= nc || c.tc > nc - c.tf) {
                 st = bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: %zu columns, but the targets are "
                               "columns %zu .. %zu (counting from 1)", c.name, start_line, nc,
@@ -212,22 +231,43 @@ static bp_status csv_parse(const void *ctx, const bp__alloc *a, const char *name
             c.cols = nc;
             c.first_line = start_line;
             in = nc - c.tc;
+            if (c.has_header) cap--;
+            int failed = 0;
+            x = alloc_rows(a, cap, in, &failed);
+            y = alloc_rows(a, cap, c.tc, &failed);
+            if (failed) {
+                st = bp__fail(NULL, BP_ERR_NOMEM, "%s: out of memory for %zu rows of %zu "
+                              "columns", c.name, cap, nc);
+                goto fail;
+            }
             if (c.has_header) continue;
             p = start;
             line = start_line;
         }
         const size_t row_line = line;
-        if (reserve_rows(a, &x, &cap_x, rows, rows + 1, in) != 0 ||
-            reserve_rows(a, &y, &cap_y, rows, rows + 1, c.tc) != 0) {
-            st = bp__fail(NULL, BP_ERR_NOMEM, "%s:%zu: out of memory after %zu rows", c.name,
-                          line, rows);
-            goto fail;
+        float *xr, *yr;
+        if (rows < cap) {
+            xr = x + rows * in;
+            yr = y + rows * c.tc;
+        } else { /* the record csv_count stopped at: it fails below; parse it aside */
+            int failed = 0;
+            scratch = alloc_rows(a, 1, c.cols, &failed);
+            if (failed) {
+                st = bp__fail(NULL, BP_ERR_NOMEM, "%s:%zu: out of memory", c.name, line);
+                goto fail;
+            }
+            xr = scratch;
+            yr = scratch + in;
         }
-        st = csv_record(&c, &p, &line, x + rows * in, y + rows * c.tc, &nc);
+        st = csv_record(&c, &p, &line, xr, yr, &nc);
         if (st != BP_OK) goto fail;
         if (nc != c.cols) {
             st = bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: %zu columns, expected %zu (as on line "
                           "%zu)", c.name, row_line, nc, c.cols, c.first_line);
+            goto fail;
+        }
+        if (rows == cap) { /* csv_count and this loop disagree: a bug, never bad input */
+            st = bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: record not counted", c.name, row_line);
             goto fail;
         }
         rows++;
@@ -241,6 +281,7 @@ static bp_status csv_parse(const void *ctx, const bp__alloc *a, const char *name
 fail:
     bp__free(a, x);
     bp__free(a, y);
+    bp__free(a, scratch);
     return st;
 }
 
@@ -260,15 +301,17 @@ static bp_status run_text(const char *what, const bp__alloc *a, const char *name
     return st;
 }
 
-/* Read @p path (plain or gzip) and run @p parse on it in the C locale. */
-static bp_status load_text(const char *what, const bp__alloc *a, const char *path,
+/* Read @p path (plain or gzip, at most @p limit bytes decompressed) and run @p parse on it
+ * in the C locale. */
+static bp_status load_text(const char *what, const bp__alloc *a, const char *path, size_t limit,
                            text_parser parse, const void *ctx, bp_dataset **out)
 {
     unsigned char *buf;
     size_t size;
-    BP_CHECK(bp__read_file(a, NULL, path, &buf, &size));
+    char name[BP__LABEL_CAP];
+    BP_CHECK(bp__read_file_as(a, NULL, path, BP__READ_TEXT, limit, &buf, &size));
     const bp_status st =
-        run_text(what, a, bp__path_base(path), (const char *)buf, size, parse, ctx, out);
+        run_text(what, a, bp__path_label(name, path), (const char *)buf, size, parse, ctx, out);
     bp__free(a, buf);
     return st;
 }
@@ -299,7 +342,7 @@ bp_status bp__dataset_parse_csv(bp_dataset **out, const bp__alloc *a, const char
 
 bp_status bp__dataset_load_csv_with(bp_dataset **out, const bp__alloc *a, const char *path,
                                     int delimiter, int has_header, size_t target_first,
-                                    size_t target_count)
+                                    size_t target_count, size_t max_decompressed)
 {
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: out is NULL");
     *out = NULL;
@@ -307,14 +350,22 @@ bp_status bp__dataset_load_csv_with(bp_dataset **out, const bp__alloc *a, const 
     BP_CHECK(csv_args(delimiter, has_header, target_count));
     const csv_ctx c = {NULL, NULL, (char)delimiter, target_first, target_count, 0, 0,
                        has_header};
-    return load_text("load_csv", a, path, csv_parse, &c, out);
+    return load_text("load_csv", a, path, max_decompressed, csv_parse, &c, out);
 }
 
 bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int delimiter, int has_header,
                               size_t target_first, size_t target_count)
 {
     return bp__dataset_load_csv_with(out, &bp__default_alloc, path, delimiter, has_header,
-                                     target_first, target_count);
+                                     target_first, target_count, 0);
+}
+
+bp_status bp_dataset_load_csv_ex(bp_dataset **out, const char *path, int delimiter,
+                                 int has_header, size_t target_first, size_t target_count,
+                                 size_t max_decompressed)
+{
+    return bp__dataset_load_csv_with(out, &bp__default_alloc, path, delimiter, has_header,
+                                     target_first, target_count, max_decompressed);
 }
 
 /* ---- FANN ------------------------------------------------------------------------------ */
@@ -436,17 +487,23 @@ bp_status bp__dataset_parse_fann(bp_dataset **out, const bp__alloc *a, const cha
     return run_text("load_fann", a, name, buf, size, fann_parse, NULL, out);
 }
 
-bp_status bp__dataset_load_fann_with(bp_dataset **out, const bp__alloc *a, const char *path)
+bp_status bp__dataset_load_fann_with(bp_dataset **out, const bp__alloc *a, const char *path,
+                                     size_t max_decompressed)
 {
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_fann: out is NULL");
     *out = NULL;
     if (path == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_fann: path is NULL");
-    return load_text("load_fann", a, path, fann_parse, NULL, out);
+    return load_text("load_fann", a, path, max_decompressed, fann_parse, NULL, out);
 }
 
 bp_status bp_dataset_load_fann(bp_dataset **out, const char *path)
 {
-    return bp__dataset_load_fann_with(out, &bp__default_alloc, path);
+    return bp__dataset_load_fann_with(out, &bp__default_alloc, path, 0);
+}
+
+bp_status bp_dataset_load_fann_ex(bp_dataset **out, const char *path, size_t max_decompressed)
+{
+    return bp__dataset_load_fann_with(out, &bp__default_alloc, path, max_decompressed);
 }
 
 static void write_row(FILE *f, const float *v, size_t width)
@@ -563,7 +620,7 @@ bp_status bp__dataset_parse_idx(bp_dataset **out, const bp__alloc *a, const char
 
 bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a,
                                     const char *images_path, const char *labels_path,
-                                    size_t classes)
+                                    size_t classes, size_t max_decompressed)
 {
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_idx: out is NULL");
     *out = NULL;
@@ -575,11 +632,14 @@ bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a,
                         classes);
     unsigned char *img, *lab;
     size_t img_size, lab_size;
-    BP_CHECK(bp__read_file(a, NULL, images_path, &img, &img_size));
-    bp_status st = bp__read_file(a, NULL, labels_path, &lab, &lab_size);
+    char iname[BP__LABEL_CAP], lname[BP__LABEL_CAP];
+    BP_CHECK(bp__read_file_as(a, NULL, images_path, BP__READ_IDX, max_decompressed, &img,
+                              &img_size));
+    bp_status st = bp__read_file_as(a, NULL, labels_path, BP__READ_IDX, max_decompressed, &lab,
+                                    &lab_size);
     if (st == BP_OK) {
-        st = bp__dataset_parse_idx(out, a, bp__path_base(images_path), img, img_size,
-                                   bp__path_base(labels_path), lab, lab_size, classes);
+        st = bp__dataset_parse_idx(out, a, bp__path_label(iname, images_path), img, img_size,
+                                   bp__path_label(lname, labels_path), lab, lab_size, classes);
         bp__free(a, lab);
     }
     bp__free(a, img);
@@ -589,5 +649,13 @@ bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a,
 bp_status bp_dataset_load_idx(bp_dataset **out, const char *images_path, const char *labels_path,
                               size_t classes)
 {
-    return bp__dataset_load_idx_with(out, &bp__default_alloc, images_path, labels_path, classes);
+    return bp__dataset_load_idx_with(out, &bp__default_alloc, images_path, labels_path, classes,
+                                     0);
+}
+
+bp_status bp_dataset_load_idx_ex(bp_dataset **out, const char *images_path,
+                                 const char *labels_path, size_t classes, size_t max_decompressed)
+{
+    return bp__dataset_load_idx_with(out, &bp__default_alloc, images_path, labels_path, classes,
+                                     max_decompressed);
 }

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 /* At or below this many multiply-adds bp__gemm uses the plain loop instead of BLAS.
  * Measured with `bp_bench --case gemm-crossover` (docs/performance.md): on the reference
  * machine (AMD EPYC Zen 4, OpenBLAS 0.3.21 Cooperlake kernels, -O3) the loop wins only at
@@ -25,12 +24,13 @@ static inline float beta_term(float beta, const float *cij)
 }
 
 void bp__gemm_naive(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
-                    const float *a, size_t lda, const float *b, size_t ldb, float beta,
-                    float *c, size_t ldc)
+                    const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
+                    size_t ldc)
 {
     if (k == 0) {
         for (size_t i = 0; i < m; i++)
-            for (size_t j = 0; j < n; j++) c[i * ldc + j] = beta_term(beta, c + i * ldc + j);
+            for (size_t j = 0; j < n; j++)
+                c[i * ldc + j] = beta_term(beta, c + i * ldc + j);
         return;
     }
     if (trans_b) {
@@ -42,9 +42,11 @@ void bp__gemm_naive(int trans_a, int trans_b, size_t m, size_t n, size_t k, floa
                 float s = 0.0f;
                 if (!trans_a) {
                     const float *restrict ai = a + i * lda;
-                    for (size_t p = 0; p < k; p++) s += ai[p] * bj[p];
+                    for (size_t p = 0; p < k; p++)
+                        s += ai[p] * bj[p];
                 } else {
-                    for (size_t p = 0; p < k; p++) s += a[p * lda + i] * bj[p];
+                    for (size_t p = 0; p < k; p++)
+                        s += a[p * lda + i] * bj[p];
                 }
                 ci[j] = alpha * s + beta_term(beta, ci + j);
             }
@@ -57,14 +59,17 @@ void bp__gemm_naive(int trans_a, int trans_b, size_t m, size_t n, size_t k, floa
         const float a0 = alpha * (trans_a ? a[i] : a[i * lda]);
         const float *restrict b0 = b;
         if (beta == 0.0f) {
-            for (size_t j = 0; j < n; j++) ci[j] = a0 * b0[j];
+            for (size_t j = 0; j < n; j++)
+                ci[j] = a0 * b0[j];
         } else {
-            for (size_t j = 0; j < n; j++) ci[j] = a0 * b0[j] + beta * ci[j];
+            for (size_t j = 0; j < n; j++)
+                ci[j] = a0 * b0[j] + beta * ci[j];
         }
         for (size_t p = 1; p < k; p++) {
             const float aip = alpha * (trans_a ? a[p * lda + i] : a[i * lda + p]);
             const float *restrict bp = b + p * ldb;
-            for (size_t j = 0; j < n; j++) ci[j] += aip * bp[j];
+            for (size_t j = 0; j < n; j++)
+                ci[j] += aip * bp[j];
         }
     }
 }
@@ -78,9 +83,8 @@ void bp__gemm_blas(int trans_a, int trans_b, size_t m, size_t n, size_t k, float
                 (blasint)lda, b, (blasint)ldb, beta, c, (blasint)ldc);
 }
 
-void bp__gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
-              const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
-              size_t ldc)
+void bp__gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha, const float *a,
+              size_t lda, const float *b, size_t ldb, float beta, float *c, size_t ldc)
 {
     if (m == 0 || n == 0) return;
     if (m * n * k <= bp__gemm_small_threshold)
@@ -93,29 +97,15 @@ void bp__gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alph
  * Threads
  * ----------------------------------------------------------------------------------------*/
 
-static pthread_once_t default_threads_once = PTHREAD_ONCE_INIT;
-static int default_threads = 1; /* written once, under pthread_once */
-
-static void read_default_threads(void)
-{
-    const int t = openblas_get_num_threads();
-    default_threads = t > 0 ? t : 1;
-}
-
-bp_status bp_set_num_threads(int threads)
-{
-    if (threads < 0 || threads > 1024)
-        return bp__fail(NULL, BP_ERR_OUT_OF_RANGE,
-                        "bp_set_num_threads: %d threads is outside 0..1024", threads);
-    pthread_once(&default_threads_once, read_default_threads);
-    openblas_set_num_threads(threads == 0 ? default_threads : threads);
-    return BP_OK;
-}
-
-int bp_get_num_threads(void)
+int bp__gemm_get_threads(void)
 {
     const int t = openblas_get_num_threads();
     return t > 0 ? t : 1;
+}
+
+void bp__gemm_set_threads(int threads)
+{
+    openblas_set_num_threads(threads);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -128,11 +118,10 @@ static char backend_text[512]; /* written once, under pthread_once; read-only af
 /* Cores OpenBLAS may pick that use no AVX instructions (its pre-Sandybridge x86 kernels). */
 static int core_is_pre_avx(const char *core)
 {
-    static const char *const old[] = {"Prescott", "Core2",   "Penryn",  "Dunnington",
-                                      "Nehalem",  "Atom",    "Katmai",  "Coppermine",
-                                      "Northwood", "Banias", "Opteron", "Opteron_SSE3",
-                                      "Barcelona", "Bobcat", "Nano",    "generic",
-                                      "Unknown"};
+    static const char *const old[] = {
+        "Prescott",  "Core2",      "Penryn",    "Dunnington", "Nehalem", "Atom",
+        "Katmai",    "Coppermine", "Northwood", "Banias",     "Opteron", "Opteron_SSE3",
+        "Barcelona", "Bobcat",     "Nano",      "generic",    "Unknown"};
     for (size_t i = 0; i < sizeof old / sizeof old[0]; i++)
         if (strcmp(core, old[i]) == 0) return 1;
     return 0;
@@ -151,9 +140,10 @@ static void build_backend_text(void)
     if (core == NULL) core = "unknown";
     if (config == NULL) config = "OpenBLAS";
     int len = snprintf(backend_text, sizeof backend_text, "%s; core=%s; cpu=%s", config, core,
-                       avx512 ? "avx512" : avx2 ? "avx2" : "pre-avx2");
-    if (len > 0 && (size_t)len < sizeof backend_text && (avx2 || avx512) &&
-        core_is_pre_avx(core)) {
+                       avx512 ? "avx512"
+                       : avx2 ? "avx2"
+                              : "pre-avx2");
+    if (len > 0 && (size_t)len < sizeof backend_text && (avx2 || avx512) && core_is_pre_avx(core)) {
         snprintf(backend_text + len, sizeof backend_text - (size_t)len,
                  "; hint: OpenBLAS did not recognise this CPU and runs pre-AVX kernels: "
                  "set OPENBLAS_CORETYPE=%s for ~4x faster GEMM",

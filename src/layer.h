@@ -26,13 +26,15 @@ typedef struct bp__layer_vtable {
      * NULL when that is 0). training: 1 in forward/train_step, 0 in predict. With training
      * 0 the layer and its net MUST NOT be written (only scratch and y): bp_net_predict_ws()
      * runs it from several threads at once on one net. */
-    void (*forward)(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
-                    int training);
+    void (*forward)(bp_layer *l, size_t n, const float *x, float *scratch, float *y, int training);
     /* dy: [n x out] dL/dy, may be overwritten (scratch). dy_is_dz: dy already holds dL/dz
      * (fused softmax-CE). scratch: what forward left there. Writes dL/dW, dL/db (added when
-     * accumulate), and dx: [n x in] unless dx is NULL (first layer). */
-    void (*backward)(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
-                     float *dy, int dy_is_dz, float *dx, int accumulate);
+     * accumulate), and dx: [n x in] unless dx is NULL (first layer). Returns 1 when it has
+     * itself proven every dW and db it wrote finite (the dense layer's narrow single-row
+     * kernel, as a by-product of computing them), else 0: then the walk proves them
+     * (walk.c, prove_grad_finite). Never 1 for a gradient that is not finite. */
+    int (*backward)(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                    float *dy, int dy_is_dz, float *dx, int accumulate);
     /* Free kind-private data (NULL when the kind has none). */
     void (*destroy)(bp_layer *l);
     /* Deep-copy kind-private data from src into dst (dst is a struct copy of src with priv
@@ -117,25 +119,24 @@ const bp__layer_key *bp__layer_key_of(const bp_layer *l, int key);
 struct bp_layer {
     uint32_t magic;
     const bp__layer_vtable *vt;
-    bp_net *net;         /* owner */
-    size_t index;        /* position in net */
-    int activation;      /* enum bp_activation (BP_ACT_IDENTITY for kinds without one) */
-    size_t in, out;      /* per-row widths */
+    bp_net *net;    /* owner */
+    size_t index;   /* position in net */
+    int activation; /* enum bp_activation (BP_ACT_IDENTITY for kinds without one) */
+    size_t in, out; /* per-row widths */
     /* Shapes of one row, channels-first (NCHW): in = in_c*in_h*in_w, out = out_c*out_h*out_w.
      * Flat data is [width x 1 x 1]. */
     size_t in_c, in_h, in_w;
     size_t out_c, out_h, out_w;
     size_t fan_in, fan_out; /* for weight initialisation (dense: in, out; conv: C*kh*kw,
                                F*kh*kw) */
-    double l2, l1;       /* weight penalties added to dW in backward (BP_LAYER_L2 / _L1) */
-    size_t param_off;    /* offset of this layer's parameters in net->params / grads */
-    size_t nweights;     /* weights first ... */
-    size_t nbiases;      /* ... then biases */
+    double l2, l1;          /* weight penalties added to dW in backward (BP_LAYER_L2 / _L1) */
+    size_t param_off;       /* offset of this layer's parameters in net->params / grads */
+    size_t nweights;        /* weights first ... */
+    size_t nbiases;         /* ... then biases */
     int trainable;
     bp__act_params act;
-    void *priv;          /* kind-private data */
+    void *priv; /* kind-private data */
 };
-
 
 /* The output shape of the last layer (the input shape when there is none). */
 void bp__net_out_shape(const bp_net *net, size_t *c, size_t *h, size_t *w);
@@ -153,13 +154,12 @@ size_t bp__no_scratch(const bp_layer *l, size_t n, int training);
 void bp__layer_free_priv(bp_layer *l);
 bp_status bp__layer_copy_priv(bp_layer *dst, const bp_layer *src, size_t size);
 /* Append @p l with bp__net_append_layer, discarding it on failure. */
-bp_status bp__net_append_or_discard(bp_net *net, bp_layer *l, int init_scheme,
-                                    double init_value);
+bp_status bp__net_append_or_discard(bp_net *net, bp_layer *l, int init_scheme, double init_value);
 /* Fill the layer's weights by @p scheme from the net's generator; biases to 0. */
 void bp__layer_init_params(bp_layer *l, int scheme, double value);
 int bp__init_valid(int scheme);
 
-/* Network internals for layer kinds (net.c). */
+/* Appending to a net, for layer kinds (layer.c). */
 /* Fails with BP_ERR_STATE if nothing may follow the current last layer (softmax). */
 bp_status bp__net_check_append(bp_net *net, const char *fn);
 /* Append a layer struct the caller filled (vt, activation, in, out, nweights, nbiases,

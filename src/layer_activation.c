@@ -12,7 +12,7 @@
 
 /* Activation layer: save nothing but struct bp_layer.activation (and its act settings). */
 typedef struct bp__activation_priv {
-    float *zeros;         /* [out] zero bias for bp__act_forward */
+    float *zeros; /* [out] zero bias for bp__act_forward */
 } bp__activation_priv;
 
 static size_t act_scratch(const bp_layer *l, size_t n, int training)
@@ -28,15 +28,16 @@ static void act_forward(bp_layer *l, size_t n, const float *x, float *z, float *
     bp__act_forward(l->activation, &l->act, n, l->out, x, p->zeros, z, y);
 }
 
-static void act_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y, float *dy,
-                         int dy_is_dz, float *dx, int accumulate)
+static int act_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y, float *dy,
+                        int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)accumulate;
-    if (dx == NULL) return;
+    if (dx == NULL) return 0;
     if (!dy_is_dz) bp__act_backward(l->activation, &l->act, n, l->out, z, y, dy);
     const size_t total = n * l->out;
     for (size_t k = 0; k < total; k++)
         dx[k] = dy[k];
+    return 0;
 }
 
 static void act_destroy(bp_layer *l)

@@ -22,12 +22,12 @@
 
 /* Batch normalisation: save momentum, epsilon, running_mean and running_var. */
 typedef struct bp__bn_priv {
-    size_t channels;      /* C: per channel for image data, per feature for flat data */
-    size_t spatial;       /* H*W of each channel (1 for flat data) */
-    double momentum;      /* running = momentum * running + (1 - momentum) * batch */
-    double epsilon;       /* added to the variance */
-    float *running_mean;  /* [channels] */
-    float *running_var;   /* [channels] (biased batch variance, as used in training) */
+    size_t channels;     /* C: per channel for image data, per feature for flat data */
+    size_t spatial;      /* H*W of each channel (1 for flat data) */
+    double momentum;     /* running = momentum * running + (1 - momentum) * batch */
+    double epsilon;      /* added to the variance */
+    float *running_mean; /* [channels] */
+    float *running_var;  /* [channels] (biased batch variance, as used in training) */
 } bp__bn_priv;
 
 /* Sums over one channel's run of S values, in eight float lanes (vectorised; each lane adds
@@ -140,8 +140,8 @@ static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, fl
     }
 }
 
-static void bn_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
-                        float *dy, int dy_is_dz, float *dx, int accumulate)
+static int bn_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                       float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)y, (void)dy_is_dz;
     const bp__bn_priv *p = l->priv;
@@ -166,6 +166,7 @@ static void bn_backward(bp_layer *l, size_t n, const float *x, float *scratch, c
                 xi[k] = scale * (di[k] - mb - hi[k] * mg);
         }
     }
+    return 0;
 }
 
 static void bn_destroy(bp_layer *l)
@@ -253,12 +254,16 @@ static bp_status bn_state_read(bp_layer *l, const float *src, size_t count)
     bp__bn_priv *p = l->priv;
     const size_t c = p->channels;
     if (count != 2 * c)
-        return bp__fail(l->net->err, BP_ERR_FORMAT, "layer %zu (batchnorm): %zu state floats, "
-                        "expected %zu", l->index, count, 2 * c);
+        return bp__fail(l->net->err, BP_ERR_FORMAT,
+                        "layer %zu (batchnorm): %zu state floats, "
+                        "expected %zu",
+                        l->index, count, 2 * c);
     for (size_t i = 0; i < 2 * c; i++)
         if (!isfinite(src[i]) || (i >= c && src[i] < 0.0f))
-            return bp__fail(l->net->err, BP_ERR_NONFINITE, "layer %zu (batchnorm): running "
-                            "statistic %zu is %g", l->index, i, (double)src[i]);
+            return bp__fail(l->net->err, BP_ERR_NONFINITE,
+                            "layer %zu (batchnorm): running "
+                            "statistic %zu is %g",
+                            l->index, i, (double)src[i]);
     memcpy(p->running_mean, src, c * sizeof(float));
     memcpy(p->running_var, src + c, c * sizeof(float));
     return BP_OK;

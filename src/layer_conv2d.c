@@ -24,9 +24,9 @@
  * is struct bp_layer.activation. zeros is scratch-free constant memory, not state. */
 typedef struct bp__conv_priv {
     size_t kh, kw, stride, pad;
-    size_t k;             /* in_c * kh * kw: rows of the im2col matrix */
-    size_t p;             /* out_h * out_w: columns of the im2col matrix */
-    float *zeros;         /* [max(p, filters)] zero bias for the fused activation pass */
+    size_t k;     /* in_c * kh * kw: rows of the im2col matrix */
+    size_t p;     /* out_h * out_w: columns of the im2col matrix */
+    float *zeros; /* [max(p, filters)] zero bias for the fused activation pass */
 } bp__conv_priv;
 
 /* Columns of sample i start at cols + i * K * P; then z (GELU/SiLU only); then dcols. */
@@ -166,8 +166,8 @@ static void conv_forward(bp_layer *l, size_t n, const float *x, float *scratch, 
     PROF_STOP(t_all, BP__PROF_TOTAL);
 }
 
-static void conv_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
-                          float *dy, int dy_is_dz, float *dx, int accumulate)
+static int conv_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                         float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)dy_is_dz;
     PROF_START(t_all);
@@ -208,6 +208,7 @@ static void conv_backward(bp_layer *l, size_t n, const float *x, float *scratch,
         }
     }
     PROF_STOP(t_all, BP__PROF_TOTAL);
+    return 0;
 }
 
 static void conv_destroy(bp_layer *l)
@@ -243,18 +244,24 @@ static bp_status conv_clone(bp_layer *dst, const bp_layer *src)
 static size_t conv_hyper(const bp_layer *l, bp__hyper *hp, size_t cap)
 {
     const bp__conv_priv *p = l->priv;
-    const bp__hyper c[6] = {{BP__HP_FILTERS, (double)l->out_c}, {BP__HP_KERNEL_H, (double)p->kh},
-                            {BP__HP_KERNEL_W, (double)p->kw},   {BP__HP_STRIDE, (double)p->stride},
-                            {BP__HP_PADDING, (double)p->pad},
-                            {BP__HP_ACTIVATION, (double)l->activation}};
-    for (size_t i = 0; i < 6 && i < cap; i++) hp[i] = c[i];
+    const bp__hyper c[6] = {
+        {BP__HP_FILTERS, (double)l->out_c}, {BP__HP_KERNEL_H, (double)p->kh},
+        {BP__HP_KERNEL_W, (double)p->kw},   {BP__HP_STRIDE, (double)p->stride},
+        {BP__HP_PADDING, (double)p->pad},   {BP__HP_ACTIVATION, (double)l->activation}};
+    for (size_t i = 0; i < 6 && i < cap; i++)
+        hp[i] = c[i];
     return bp__hyper_put_settings(l, hp, cap, 6);
 }
 
 static bp_status conv_construct(bp_net *net, const bp__hyper *hp, size_t count, size_t expect)
 {
-    static const uint32_t known[] = {BP__HP_FILTERS, BP__HP_KERNEL_H, BP__HP_KERNEL_W,
-                                     BP__HP_STRIDE,  BP__HP_PADDING,  BP__HP_ACTIVATION, 0};
+    static const uint32_t known[] = {BP__HP_FILTERS,
+                                     BP__HP_KERNEL_H,
+                                     BP__HP_KERNEL_W,
+                                     BP__HP_STRIDE,
+                                     BP__HP_PADDING,
+                                     BP__HP_ACTIVATION,
+                                     0};
     size_t f, kh, kw, stride, pad, act, c, h, w, k, want;
     BP_CHECK(bp__hyper_get_size(net, "conv2d", hp, count, BP__HP_FILTERS, 1, BP__MAX_WIDTH, &f));
     BP_CHECK(bp__hyper_get_size(net, "conv2d", hp, count, BP__HP_KERNEL_H, 1, 1024, &kh));
@@ -265,8 +272,10 @@ static bp_status conv_construct(bp_net *net, const bp__hyper *hp, size_t count, 
     bp__net_out_shape(net, &c, &h, &w);
     /* filters x (C kh kw) weights + filters biases, checked before anything is allocated. */
     if (bp__mul_size(kh * kw, c, &k) != 0 || bp__mul_size(k + 1, f, &want) != 0)
-        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (conv2d): parameter count "
-                        "overflows", net->nlayers);
+        return bp__fail(net->err, BP_ERR_FORMAT,
+                        "layer %zu (conv2d): parameter count "
+                        "overflows",
+                        net->nlayers);
     BP_CHECK(bp__hyper_expect_params(net, "conv2d", want, expect));
     const bp_status s = bp_net_add_conv2d(net, f, kh, kw, stride, pad, (int)act);
     if (s != BP_OK) return bp__hyper_add_failed(net, s);

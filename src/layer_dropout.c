@@ -15,7 +15,7 @@
 
 /* Dropout: save rate. */
 typedef struct bp__dropout_priv {
-    double rate;          /* probability of zeroing an activation, [0, 1) */
+    double rate; /* probability of zeroing an activation, [0, 1) */
 } bp__dropout_priv;
 
 static size_t dropout_scratch(const bp_layer *l, size_t n, int training)
@@ -47,14 +47,15 @@ static void dropout_forward(bp_layer *l, size_t n, const float *x, float *mask, 
         y[k] = x[k] * mask[k];
 }
 
-static void dropout_backward(bp_layer *l, size_t n, const float *x, float *mask, const float *y,
-                             float *dy, int dy_is_dz, float *dx, int accumulate)
+static int dropout_backward(bp_layer *l, size_t n, const float *x, float *mask, const float *y,
+                            float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)y, (void)dy_is_dz, (void)accumulate;
-    if (dx == NULL) return;
+    if (dx == NULL) return 0;
     const size_t total = n * l->out;
     for (size_t k = 0; k < total; k++)
         dx[k] = dy[k] * mask[k];
+    return 0;
 }
 
 static bp_status dropout_clone(bp_layer *dst, const bp_layer *src)
@@ -81,8 +82,7 @@ static bp_status dropout_construct(bp_net *net, const bp__hyper *hp, size_t coun
     double rate;
     BP_CHECK(bp__hyper_expect_params(net, "dropout", 0, expect));
     if (bp__hyper_find(hp, count, BP_LAYER_DROPOUT_RATE, &rate) != 0)
-        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (dropout): rate missing",
-                        net->nlayers);
+        return bp__fail(net->err, BP_ERR_FORMAT, "layer %zu (dropout): rate missing", net->nlayers);
     const bp_status s = bp_net_add_dropout(net, rate);
     if (s != BP_OK) return bp__hyper_add_failed(net, s);
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);

@@ -19,15 +19,15 @@ static void flatten_forward(bp_layer *l, size_t n, const float *x, float *scratc
     memcpy(y, x, n * l->out * sizeof(float));
 }
 
-static void flatten_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
-                             float *dy, int dy_is_dz, float *dx, int accumulate)
+static int flatten_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                            float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)scratch, (void)y, (void)dy_is_dz, (void)accumulate;
     if (dx != NULL) memcpy(dx, dy, n * l->in * sizeof(float));
+    return 0;
 }
 
-static bp_status flatten_construct(bp_net *net, const bp__hyper *hp, size_t count,
-                                   size_t expect)
+static bp_status flatten_construct(bp_net *net, const bp__hyper *hp, size_t count, size_t expect)
 {
     static const uint32_t known[] = {0};
     BP_CHECK(bp__hyper_expect_params(net, "flatten", 0, expect));

@@ -17,6 +17,14 @@ extern const bp__layer_vtable bp__avgpool2d_vtable;
 extern const bp__layer_vtable bp__global_avgpool_vtable;
 extern const bp__layer_vtable bp__flatten_vtable;
 
+/* Tests only: the dense layer's single-row forward and backward (n = 1) with the kernel
+ * chosen by @p narrow (1: the scalar kernels of narrow rows, 0: the vectorised ones) whatever
+ * the layer's widths; its forward and backward choose by BP__NARROW_WIDTH. Arguments as the
+ * vtable's forward and backward (backward returns 1 when the kernel proved dW and db
+ * finite). */
+void bp__dense_row_forward_with(bp_layer *l, int narrow, const float *x, float *z, float *y);
+int bp__dense_row_backward_with(bp_layer *l, int narrow, const float *x, float *z, const float *y,
+                                float *dy, int dy_is_dz, float *dx, int accumulate);
 
 #ifdef BP_PROFILE
 /* Only in the bench's profiled build of layer_conv2d.c: nanoseconds spent in im2col and

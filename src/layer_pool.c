@@ -6,7 +6,6 @@
  * maximum (the argmax, found again from x and y: the forward output is an exact copy of that
  * input value), so no mask is stored; overlapping windows (stride < size) add up. */
 #include "util.h"
-#include "pool.h"
 #include "layer.h"
 #include "layer_kinds.h"
 #include "net.h"
@@ -41,11 +40,11 @@ static void maxpool_forward(bp_layer *l, size_t n, const float *x, float *scratc
     }
 }
 
-static void maxpool_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
-                             float *dy, int dy_is_dz, float *dx, int accumulate)
+static int maxpool_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                            float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)scratch, (void)dy_is_dz, (void)accumulate;
-    if (dx == NULL) return;
+    if (dx == NULL) return 0;
     const bp__pool_priv *p = l->priv;
     const size_t W = l->in_w, OH = l->out_h, OW = l->out_w, sz = p->size, s = p->stride;
     const size_t planes = n * l->out_c, in_plane = l->in_h * W;
@@ -64,6 +63,7 @@ static void maxpool_backward(bp_layer *l, size_t n, const float *x, float *scrat
                 dxc[at] += dc[oy * OW + ox];
             }
     }
+    return 0;
 }
 
 static void avgpool_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
@@ -89,11 +89,11 @@ static void avgpool_forward(bp_layer *l, size_t n, const float *x, float *scratc
     }
 }
 
-static void avgpool_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
-                             float *dy, int dy_is_dz, float *dx, int accumulate)
+static int avgpool_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                            float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)scratch, (void)y, (void)dy_is_dz, (void)accumulate;
-    if (dx == NULL) return;
+    if (dx == NULL) return 0;
     const bp__pool_priv *p = l->priv;
     const size_t W = l->in_w, OH = l->out_h, OW = l->out_w, sz = p->size, s = p->stride;
     const size_t planes = n * l->out_c, in_plane = l->in_h * W;
@@ -111,6 +111,7 @@ static void avgpool_backward(bp_layer *l, size_t n, const float *x, float *scrat
                         win[a * W + b] += g;
             }
     }
+    return 0;
 }
 
 static void gap_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
@@ -129,11 +130,11 @@ static void gap_forward(bp_layer *l, size_t n, const float *x, float *scratch, f
     }
 }
 
-static void gap_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
-                         float *dy, int dy_is_dz, float *dx, int accumulate)
+static int gap_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                        float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     (void)x, (void)scratch, (void)y, (void)dy_is_dz, (void)accumulate;
-    if (dx == NULL) return;
+    if (dx == NULL) return 0;
     const size_t planes = n * l->out_c, S = l->in_h * l->in_w;
     const float inv = 1.0f / (float)S;
     for (size_t pl = 0; pl < planes; pl++) {
@@ -142,6 +143,7 @@ static void gap_backward(bp_layer *l, size_t n, const float *x, float *scratch, 
         for (size_t k = 0; k < S; k++)
             dxc[k] = g;
     }
+    return 0;
 }
 
 static bp_status pool_clone(bp_layer *dst, const bp_layer *src)
@@ -154,8 +156,10 @@ static bp_status pool_clone(bp_layer *dst, const bp_layer *src)
 static size_t pool_hyper(const bp_layer *l, bp__hyper *hp, size_t cap)
 {
     const bp__pool_priv *p = l->priv;
-    const bp__hyper c[2] = {{BP__HP_POOL_SIZE, (double)p->size}, {BP__HP_STRIDE, (double)p->stride}};
-    for (size_t i = 0; i < 2 && i < cap; i++) hp[i] = c[i];
+    const bp__hyper c[2] = {{BP__HP_POOL_SIZE, (double)p->size},
+                            {BP__HP_STRIDE, (double)p->stride}};
+    for (size_t i = 0; i < 2 && i < cap; i++)
+        hp[i] = c[i];
     return bp__hyper_put_settings(l, hp, cap, 2);
 }
 
@@ -168,20 +172,18 @@ static bp_status pool_construct(bp_net *net, const bp__hyper *hp, size_t count, 
     BP_CHECK(bp__hyper_expect_params(net, kind, 0, expect));
     BP_CHECK(bp__hyper_get_size(net, kind, hp, count, BP__HP_POOL_SIZE, 1, 1024, &size));
     BP_CHECK(bp__hyper_get_size(net, kind, hp, count, BP__HP_STRIDE, 1, 1024, &stride));
-    const bp_status s = max ? bp_net_add_maxpool2d(net, size, stride)
-                            : bp_net_add_avgpool2d(net, size, stride);
+    const bp_status s =
+        max ? bp_net_add_maxpool2d(net, size, stride) : bp_net_add_avgpool2d(net, size, stride);
     if (s != BP_OK) return bp__hyper_add_failed(net, s);
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
 }
 
-static bp_status maxpool_construct(bp_net *net, const bp__hyper *hp, size_t count,
-                                   size_t expect)
+static bp_status maxpool_construct(bp_net *net, const bp__hyper *hp, size_t count, size_t expect)
 {
     return pool_construct(net, hp, count, expect, 1);
 }
 
-static bp_status avgpool_construct(bp_net *net, const bp__hyper *hp, size_t count,
-                                   size_t expect)
+static bp_status avgpool_construct(bp_net *net, const bp__hyper *hp, size_t count, size_t expect)
 {
     return pool_construct(net, hp, count, expect, 0);
 }

@@ -27,7 +27,7 @@ static const key_info family[] = {
     {BP_LAYER_ELU_ALPHA, "BP_LAYER_ELU_ALPHA", 0.0, 100.0, (double)BP__DEFAULT_ELU_ALPHA, 0},
     {BP_LAYER_BN_MOMENTUM, "BP_LAYER_BN_MOMENTUM", 0.0, 1.0, 0.99, 0},
     {BP_LAYER_BN_EPSILON, "BP_LAYER_BN_EPSILON", 1e-12, 1.0, 1e-5, 0},
-    {BP_LAYER_DROPOUT_RATE, "BP_LAYER_DROPOUT_RATE", 0.0, 0x1.fffffffffffffp-1, NAN, 0},
+    {BP_LAYER_DROPOUT_RATE, "BP_LAYER_DROPOUT_RATE", 0.0, 0x1.fffffffffffffp-1, (double)NAN, 0},
     {BP_LAYER_L2, "BP_LAYER_L2", 0.0, 1e3, 0.0, 0},
     {BP_LAYER_L1, "BP_LAYER_L1", 0.0, 1e3, 0.0, 0},
 };

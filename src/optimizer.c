@@ -14,7 +14,7 @@
  */
 #include "util.h"
 #include "codec.h"
-#include "pool.h"
+#include "workers.h"
 #include "net.h"
 #include "optimizer.h"
 #include "optimizer_kernels.h"
@@ -586,12 +586,12 @@ static void update_segment_par(const bp_optimizer *o, const bp__opt_scalars *k, 
 {
     float *p = net->params + off;
     const float *g = net->grads + off;
-    if (n < BP__POOL_MIN_FLOATS) {
+    if (n < BP__WORKERS_MIN_FLOATS) {
         update_segment(o, k, p, g, off, n);
         return;
     }
     update_job job = {o, k, p, g, off};
-    bp__pool_run(&net->pool, &net->alloc, n, update_range, &job);
+    bp__workers_run(&net->workers, &net->alloc, n, update_range, &job);
 }
 
 static bp_status step_update(bp_optimizer *opt, bp_net *net);

@@ -584,7 +584,7 @@ static bp_status load_path(const char *fn, bp_net **net_out, bp_optimizer **opt_
     BP_CHECK(load_args(fn, net_out, opt_out, with_opt, path, alloc_fn, free_fn, user, &a));
     unsigned char *data;
     size_t size;
-    BP_CHECK(bp__read_file(&a, NULL, path, &data, &size));
+    BP_CHECK(bp__read_file_as(&a, NULL, path, BP__READ_MODEL, 0, &data, &size));
     const bp_status st =
         decode(data, size, bp__path_base(path), &a, net_out, with_opt ? opt_out : NULL);
     bp__free(&a, data);

@@ -9,9 +9,9 @@
 #include "util.h"
 #include "codec.h"
 #include "rng.h"
-#include "activation.h"
 #include "loss.h"
 #include "net.h"
+#include "walk.h"
 #include "fit.h"
 #include "optimizer.h"
 #include "dataset.h"
@@ -247,46 +247,26 @@ typedef struct metric_sums {
     size_t rows;
 } metric_sums;
 
-static size_t row_argmax(const float *v, size_t width)
-{
-    size_t best = 0;
-    for (size_t j = 1; j < width; j++)
-        if (v[j] > v[best]) best = j;
-    return best;
-}
-
 /* Add a batch: @p value is its mean loss, pred [rows x width] the outputs, target
- * [rows x width] (or [rows] class indices for the sparse loss). */
+ * [rows x width] (or [rows] class indices for a sparse-target loss). */
 static void metrics_add(metric_sums *m, int loss, float value, const float *pred,
                         const float *target, size_t rows, size_t width)
 {
+    const bp__loss_desc *d = bp__loss_get(loss);
     m->loss += (double)value * (double)rows;
     m->rows += rows;
-    switch (loss) {
-    case BP_LOSS_SOFTMAX_CE:
-        for (size_t i = 0; i < rows; i++)
-            m->hits += row_argmax(pred + i * width, width) == row_argmax(target + i * width, width);
-        break;
-    case BP_LOSS_SPARSE_SOFTMAX_CE:
-        for (size_t i = 0; i < rows; i++)
-            m->hits += row_argmax(pred + i * width, width) == (size_t)target[i];
-        break;
-    case BP_LOSS_BCE_LOGITS:
-        for (size_t k = 0; k < rows * width; k++)
-            m->hits += (pred[k] > 0.0f) == (target[k] >= 0.5f);
-        break;
-    default: { /* MSE, MAE, Huber */
-        double a = 0.0, s = 0.0;
-        for (size_t k = 0; k < rows * width; k++) {
-            const double d = (double)pred[k] - (double)target[k];
-            a += fabs(d);
-            s += d * d;
-        }
-        m->abs += a;
-        m->sq += s;
-        break;
+    if (d->hits != NULL) {
+        m->hits += d->hits(pred, target, rows, width);
+        return;
     }
+    double a = 0.0, s = 0.0;
+    for (size_t k = 0; k < rows * width; k++) {
+        const double e = (double)pred[k] - (double)target[k];
+        a += fabs(e);
+        s += e * e;
     }
+    m->abs += a;
+    m->sq += s;
 }
 
 /* out[0..4): LOSS, ACCURACY, MAE, RMSE. */
@@ -297,14 +277,12 @@ static void metrics_finish(const metric_sums *m, int loss, size_t width, double 
     out[BP_METRIC_ACCURACY] = (double)NAN;
     out[BP_METRIC_MAE] = (double)NAN;
     out[BP_METRIC_RMSE] = (double)NAN;
-    switch (loss) {
-    case BP_LOSS_SOFTMAX_CE:
-    case BP_LOSS_SPARSE_SOFTMAX_CE: out[BP_METRIC_ACCURACY] = m->hits / rows; break;
-    case BP_LOSS_BCE_LOGITS: out[BP_METRIC_ACCURACY] = m->hits / elems; break;
-    default:
+    const bp__loss_desc *d = bp__loss_get(loss);
+    if (d->hits != NULL) {
+        out[BP_METRIC_ACCURACY] = m->hits / (d->hits_per_element ? elems : rows);
+    } else {
         out[BP_METRIC_MAE] = m->abs / elems;
         out[BP_METRIC_RMSE] = sqrt(m->sq / elems);
-        break;
     }
 }
 
@@ -317,11 +295,6 @@ static size_t out_width(const bp_net *net)
     return net->layers[net->nlayers - 1]->out;
 }
 
-static int is_softmax_ce(int loss)
-{
-    return loss == BP_LOSS_SOFTMAX_CE || loss == BP_LOSS_SPARSE_SOFTMAX_CE;
-}
-
 /* Re-record the thread's last message on the net, prefixed with @p fn and @p what. */
 static bp_status refail(bp_net *net, bp_status s, const char *fn, const char *what)
 {
@@ -332,16 +305,7 @@ static bp_status refail(bp_net *net, bp_status s, const char *fn, const char *wh
 
 static bp_status check_net_loss(bp_net *net, const char *fn, int loss)
 {
-    if (!bp__loss_valid(loss))
-        return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: unknown loss %d", fn, loss);
-    if (net->nlayers == 0) return bp__fail(net->err, BP_ERR_STATE, "%s: the net has no layers", fn);
-    const bp_layer *last = net->layers[net->nlayers - 1];
-    if (is_softmax_ce(loss) && last->activation != BP_ACT_SOFTMAX)
-        return bp__fail(net->err, BP_ERR_STATE,
-                        "%s: %s needs a softmax output layer; layer "
-                        "%zu is %s",
-                        fn, bp__loss_name(loss), last->index, bp__act_name(last->activation));
-    return BP_OK;
+    return bp__walk_check_loss(net, fn, loss);
 }
 
 /* @p ds (named @p what in messages) fits @p net and @p loss: widths and target values. */
@@ -357,12 +321,13 @@ static bp_status check_set(bp_net *net, const char *fn, const char *what, int lo
                         "takes %zu",
                         fn, what, ds->in, net->inputs);
     const size_t out = out_width(net);
-    if (loss == BP_LOSS_SPARSE_SOFTMAX_CE && ds->out != 1)
+    const bp__loss_desc *d = bp__loss_get(loss);
+    if (d->sparse_targets && ds->out != 1)
         return bp__fail(net->err, BP_ERR_SHAPE,
                         "%s: the %s set has %zu target columns; "
-                        "sparse_softmax_ce takes 1 (class indices)",
-                        fn, what, ds->out);
-    if (loss != BP_LOSS_SPARSE_SOFTMAX_CE && ds->out != out)
+                        "%s takes 1 (class indices)",
+                        fn, what, ds->out, d->name);
+    if (!d->sparse_targets && ds->out != out)
         return bp__fail(net->err, BP_ERR_SHAPE,
                         "%s: the %s set has %zu target columns, the "
                         "net has %zu outputs",
@@ -381,7 +346,7 @@ static bp_status check_set(bp_net *net, const char *fn, const char *what, int lo
 static bp_status eval_set(bp_net *net, int loss, const bp_dataset *ds, float *buf, size_t chunk,
                           double *out)
 {
-    const size_t width = out_width(net), yw = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? 1 : width;
+    const size_t width = out_width(net), yw = bp__loss_target_width(bp__loss_get(loss), width);
     metric_sums m = {0};
     for (size_t r = 0; r < ds->n; r += chunk) {
         const size_t rows = ds->n - r < chunk ? ds->n - r : chunk;
@@ -608,7 +573,7 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
                              const fit_plan *p, size_t bs, size_t epoch, double *m)
 {
     const size_t n = train->n, in = net->inputs, width = out_width(net);
-    const size_t yw = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? 1 : width;
+    const size_t yw = bp__loss_target_width(bp__loss_get(loss), width);
     metric_sums sums = {0};
     if (p->order != NULL) {
         /* A fresh Fisher-Yates shuffle of the identity: only the generator state matters. */
@@ -641,8 +606,8 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
                      r + rows - 1);
             return refail(net, s, "bp_net_fit", where);
         }
-        /* train_step leaves this batch's outputs (before its update) in the workspace. */
-        metrics_add(&sums, loss, value, net->ws.y[net->nlayers - 1], yb, rows, width);
+        /* The outputs of this batch's forward walk (before the update). */
+        metrics_add(&sums, loss, value, bp__walk_outputs(net), yb, rows, width);
     }
     metrics_finish(&sums, loss, width, m);
     return BP_OK;
@@ -706,7 +671,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
     const int keep_best =
         FIT_SET(f, BP_FIT_PATIENCE) > 0.0 && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0;
     const size_t vchunk = val == NULL ? 0 : val->n < EVAL_CHUNK ? val->n : EVAL_CHUNK;
-    const size_t yw = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? 1 : out_width(net);
+    const size_t yw = bp__loss_target_width(bp__loss_get(loss), out_width(net));
     /* The rate the schedule drives (held, not used, by an algorithm without one: iRprop-). */
     const double base = bp__optimizer_rate(opt);
 
@@ -793,6 +758,6 @@ bp_status bp_argmax(const float *values, size_t n, size_t width, size_t *index, 
             return bp__fail(NULL, BP_ERR_NONFINITE, "bp_argmax: row %zu, column %zu is NaN",
                             k / width, k % width);
     for (size_t i = 0; i < n; i++)
-        index[i] = row_argmax(values + i * width, width);
+        index[i] = bp__row_argmax(values + i * width, width);
     return BP_OK;
 }

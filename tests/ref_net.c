@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "util.h"
-#include "pool.h"
+#include "workers.h"
 #include "layer.h"
 
 double ref_act(int act, double z, double slope, double alpha)

@@ -116,6 +116,25 @@ static void create_rejects_null_zero_and_overflowing_sizes(void **state)
     assert_null(ds);
 }
 
+/* Sizes whose element count fits in size_t but whose byte size does not: no array that big
+ * exists, so the call must fail before it reads (it used to scan x past its end). */
+static void create_and_scalers_reject_byte_size_overflow_before_reading(void **state)
+{
+    (void)state;
+    bp_dataset *ds = (bp_dataset *)&ds;
+    const size_t huge = (size_t)1 << (sizeof(size_t) * 8 - 2); /* 2^62: x 4 bytes wraps */
+    assert_status(bp_dataset_create(&ds, x6, y6, huge, 1, 1), BP_ERR_INVALID_ARG);
+    assert_error_contains("overflow");
+    assert_null(ds);
+    assert_status(bp_dataset_create(&ds, x6, y6, 6, 2, huge), BP_ERR_INVALID_ARG);
+    assert_status(bp_dataset_create(&ds, x6, y6, huge / 2 + 1, 2, 1), BP_ERR_INVALID_ARG);
+    float values[2] = {1, 2};
+    const float offset[1] = {0}, scale[1] = {1};
+    assert_status(bp_scaler_apply(offset, scale, 1, values, huge), BP_ERR_INVALID_ARG);
+    assert_status(bp_scaler_invert(offset, scale, 1, values, huge), BP_ERR_INVALID_ARG);
+    assert_true(values[0] == 1.0f && values[1] == 2.0f);
+}
+
 static void create_rejects_nonfinite_with_row_and_column(void **state)
 {
     (void)state;
@@ -268,6 +287,14 @@ static void csv_rejects_empty_file_header_only_and_missing_targets(void **state)
     assert_status(bp_dataset_load_csv(&ds, p, ',', 0, 1, 2), BP_ERR_FORMAT);
     assert_error_contains("short.csv:1: 2 columns, but the targets are columns 2 .. 3");
     assert_status(bp_dataset_load_csv(&ds, p, ',', 0, SIZE_MAX, SIZE_MAX), BP_ERR_FORMAT);
+    /* A range that wraps around is printed as given, not as "columns 0 .. 18446744073709551614". */
+    char want[128];
+    snprintf(want, sizeof want, "short.csv:1: 2 columns, but the targets are %zu columns from "
+             "index %zu (counting from 0)", (size_t)SIZE_MAX, (size_t)SIZE_MAX);
+    assert_error_contains(want);
+    assert_status(bp_dataset_load_csv(&ds, p, ',', 0, SIZE_MAX, 1), BP_ERR_FORMAT);
+    snprintf(want, sizeof want, "1 columns from index %zu", (size_t)SIZE_MAX);
+    assert_error_contains(want);
     assert_status(bp_dataset_load_csv(&ds, p, ',', 0, 0, 2), BP_ERR_FORMAT);
     assert_error_contains("no column is left for the inputs");
     assert_null(ds);
@@ -294,6 +321,76 @@ static void csv_rejects_nonfinite_and_unterminated_quote(void **state)
     assert_status(bp_dataset_load_csv(&ds, p, ',', 0, 1, 1), BP_ERR_FORMAT);
     assert_error_contains("'?2' is not a number");
     assert_null(ds);
+}
+
+static void csv_accepts_a_utf8_byte_order_mark(void **state)
+{
+    (void)state;
+    bp_dataset *ds;
+    /* Data on the first line: the mark is not part of the first cell. */
+    const char *p = write_text("bom.csv", "\xef\xbb\xbf" "1,2\n3,4\n");
+    assert_status(bp_dataset_load_csv(&ds, p, ',', 0, 1, 1), BP_OK);
+    assert_int_equal(bp_dataset_size(ds), 2);
+    assert_true(bp_dataset_inputs(ds)[0] == 1.0f && bp_dataset_targets(ds)[1] == 4.0f);
+    bp_dataset_free(ds);
+    /* And with a header, quoted first cell, CRLF. */
+    p = write_text("bom.csv", "\xef\xbb\xbf\"a\",b\r\n5,6\r\n");
+    assert_status(bp_dataset_load_csv(&ds, p, ',', 1, 1, 1), BP_OK);
+    assert_int_equal(bp_dataset_size(ds), 1);
+    bp_dataset_free(ds);
+    /* Only at the very start: elsewhere it is still not a number. */
+    p = write_text("bom.csv", "1,2\n\xef\xbb\xbf" "3,4\n");
+    assert_status(bp_dataset_load_csv(&ds, p, ',', 0, 1, 1), BP_ERR_FORMAT);
+    assert_error_contains("bom.csv:2: column 1");
+}
+
+/* Memory in proportion to the data: one row of 200,000 columns (0.4 MB of text, 0.8 MB of
+ * floats) used to reserve 64 rows (51 MB); the rows a file holds are counted first. */
+static void csv_memory_is_in_proportion_to_the_data(void **state)
+{
+    (void)state;
+    const size_t cols = 200000;
+    char *text = malloc(cols * 2 + 1);
+    assert_non_null(text);
+    for (size_t c = 0; c < cols; c++) {
+        text[2 * c] = (char)('0' + c % 10);
+        text[2 * c + 1] = c + 1 < cols ? ',' : '\n';
+    }
+    const char *p = write_tmp("wide.csv", text, cols * 2);
+    bp_test_bytes tb = {0, 0, 0};
+    const bp__alloc a = {bp_test_bytes_alloc_fn, bp_test_bytes_free_fn, &tb};
+    bp_dataset *ds;
+    assert_status(bp__dataset_load_csv_with(&ds, &a, p, ',', 0, 0, 1, 0), BP_OK);
+    assert_int_equal(bp_dataset_size(ds), 1);
+    assert_int_equal(bp_dataset_input_size(ds), cols - 1);
+    const size_t data = cols * sizeof(float), file = cols * 2 + 1;
+    assert_true(tb.live <= data + 1024);       /* what the data set keeps */
+    assert_true(tb.peak <= data + file + 1024); /* while loading: the file and the data */
+    bp_dataset_free(ds);
+    /* Many rows: still exactly the rows (no doubling reserve kept). */
+    for (size_t c = 0; c < 1000; c++) memcpy(text + 4 * c, "7,8\n", 4);
+    p = write_tmp("tall.csv", text, 4000);
+    assert_status(bp__dataset_load_csv_with(&ds, &a, p, ',', 0, 1, 1, 0), BP_OK);
+    assert_int_equal(bp_dataset_size(ds), 1000);
+    assert_true(tb.live <= 1000 * 2 * sizeof(float) + 1024);
+    bp_dataset_free(ds);
+    /* A short first row followed by long ones, and the other way round: the error is the
+     * ragged row's, and nothing is reserved for rows that are not there. */
+    memcpy(text, "1,2\n", 4);
+    for (size_t c = 0; c < 1000; c++) memcpy(text + 4 + 2 * c, c + 1 < 1000 ? "5," : "5\n", 2);
+    p = write_tmp("ragged.csv", text, 4 + 2000);
+    tb.peak = 0;
+    assert_status(bp__dataset_load_csv_with(&ds, &a, p, ',', 0, 1, 1, 0), BP_ERR_FORMAT);
+    assert_error_contains("ragged.csv:2: 1000 columns, expected 2 (as on line 1)");
+    assert_true(tb.peak <= 2 * 4006 + 1024);
+    for (size_t r = 0; r < 1000; r++) memcpy(text + 4 + 2000 + 2 * r, "9\n", 2);
+    p = write_tmp("ragged.csv", text + 4, 2000 + 2000);
+    tb.peak = 0;
+    assert_status(bp__dataset_load_csv_with(&ds, &a, p, ',', 0, 0, 1, 0), BP_ERR_FORMAT);
+    assert_error_contains("ragged.csv:2: 1 columns, expected 1000 (as on line 1)");
+    assert_true(tb.peak <= 3 * 4000 + 1024); /* was 1000 rows x 1000 columns reserved */
+    assert_int_equal(tb.live, 0);
+    free(text);
 }
 
 static void csv_rejects_invalid_arguments(void **state)
@@ -917,6 +1014,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         bp_add_test(create_copies_arrays_and_reports_sizes),
         bp_add_test(create_rejects_null_zero_and_overflowing_sizes),
+        bp_add_test(create_and_scalers_reject_byte_size_overflow_before_reading),
         bp_add_test(create_rejects_nonfinite_with_row_and_column),
         bp_add_test(invalid_handles_give_zero_null_and_static_message),
         bp_add_test(csv_loads_iris_with_150_rows_4_inputs_3_classes),
@@ -926,6 +1024,8 @@ int main(void)
         bp_add_test(csv_rejects_ragged_row_with_line),
         bp_add_test(csv_rejects_empty_file_header_only_and_missing_targets),
         bp_add_test(csv_rejects_nonfinite_and_unterminated_quote),
+        bp_add_test(csv_accepts_a_utf8_byte_order_mark),
+        bp_add_test(csv_memory_is_in_proportion_to_the_data),
         bp_add_test(csv_rejects_invalid_arguments),
         bp_add_test(fann_loads_file_with_irregular_whitespace),
         bp_add_test(fann_round_trips_exact_floats_through_save),

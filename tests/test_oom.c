@@ -232,7 +232,7 @@ static bp_status csv_scenario(bp_test_alloc *ta, long k, int *injected)
     const bp__alloc a = tracked(ta);
     arm(ta, k);
     const bp_status s =
-        bp__dataset_load_csv_with(&ds, &a, BP_TEST_DATA_DIR "/iris.csv", ',', 1, 4, 1);
+        bp__dataset_load_csv_with(&ds, &a, BP_TEST_DATA_DIR "/iris.csv", ',', 1, 4, 1, 0);
     *injected = disarm(ta);
     if (s == BP_OK) assert_int_equal(bp_dataset_size(ds), 150);
     bp_dataset_free(ds);
@@ -244,7 +244,7 @@ static bp_status fann_scenario(bp_test_alloc *ta, long k, int *injected)
     bp_dataset *ds;
     const bp__alloc a = tracked(ta);
     arm(ta, k);
-    const bp_status s = bp__dataset_load_fann_with(&ds, &a, BP_TEST_DATA_DIR "/xor.fann");
+    const bp_status s = bp__dataset_load_fann_with(&ds, &a, BP_TEST_DATA_DIR "/xor.fann", 0);
     *injected = disarm(ta);
     bp_dataset_free(ds);
     return s;
@@ -262,7 +262,7 @@ static bp_status idx_scenario(bp_test_alloc *ta, long k, int *injected)
     const char *img = BP_TEST_DATA_DIR "/tiny-images-idx3-ubyte";
     const char *lab = BP_TEST_DATA_DIR "/tiny-labels-idx1-ubyte";
 #endif
-    const bp_status s = bp__dataset_load_idx_with(&ds, &a, img, lab, 10);
+    const bp_status s = bp__dataset_load_idx_with(&ds, &a, img, lab, 10, 0);
     *injected = disarm(ta);
     bp_dataset_free(ds);
     return s;

@@ -11,6 +11,7 @@
 #include "util.h"
 #include "layer.h"
 #include "net.h"
+#include "layer_kinds.h"
 
 static const float xor_x[8] = {0, 0, 0, 1, 1, 0, 1, 1};
 static const float xor_y[4] = {0, 1, 1, 0};
@@ -38,7 +39,8 @@ static int xor_solved(int kind, double lr, double momentum, uint64_t seed, int s
     float out[4];
     assert_status(bp_net_predict(net, xor_x, 4, out, 4), BP_OK);
     int ok = 1;
-    for (int i = 0; i < 4; i++) ok &= (out[i] > 0.5f) == (xor_y[i] > 0.5f);
+    for (int i = 0; i < 4; i++)
+        ok &= (out[i] > 0.5f) == (xor_y[i] > 0.5f);
     bp_optimizer_free(opt);
     bp_net_free(net);
     return ok;
@@ -70,7 +72,8 @@ static void linear_regression_recovers_true_weights(void **state)
     bp_test_fill_uniform(x, N * IN, -1, 1, &st);
     for (int i = 0; i < N; i++) {
         y[i] = b_true;
-        for (int k = 0; k < IN; k++) y[i] += w_true[k] * x[i * IN + k];
+        for (int k = 0; k < IN; k++)
+            y[i] += w_true[k] * x[i * IN + k];
     }
     bp_net *net;
     assert_status(bp_net_create(&net, IN, 3), BP_OK);
@@ -82,7 +85,8 @@ static void linear_regression_recovers_true_weights(void **state)
     float w[IN], b;
     assert_status(bp_layer_get_weights(bp_net_layer(net, 0), w, IN), BP_OK);
     assert_status(bp_layer_get_biases(bp_net_layer(net, 0), &b, 1), BP_OK);
-    for (int k = 0; k < IN; k++) assert_close(w[k], w_true[k], 0, 1e-3);
+    for (int k = 0; k < IN; k++)
+        assert_close(w[k], w_true[k], 0, 1e-3);
     assert_close(b, b_true, 0, 1e-3);
     assert_true(loss < 1e-6f);
     bp_optimizer_free(opt);
@@ -96,7 +100,8 @@ static void train(bp_net *net, bp_optimizer *opt, int steps)
     uint64_t st = 5;
     for (int s = 0; s < steps; s++) {
         bp_test_fill_uniform(x, N * 4, -1, 1, &st);
-        for (int i = 0; i < N; i++) y[i] = (float)(i % 3);
+        for (int i = 0; i < N; i++)
+            y[i] = (float)(i % 3);
         assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL), BP_OK);
     }
 }
@@ -114,13 +119,15 @@ static void same_seed_gives_bit_identical_weights_after_100_steps(void **state)
 {
     (void)state;
     bp_net *a = small_classifier(42), *b = small_classifier(42), *c = small_classifier(43);
-    bp_optimizer *oa = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0), *ob = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0),
+    bp_optimizer *oa = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0),
+                 *ob = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0),
                  *oc = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0);
     train(a, oa, 100);
     train(b, ob, 100);
     train(c, oc, 100);
     size_t np;
-    const float *pa = bp_net_params(a, &np), *pb = bp_net_params(b, NULL), *pc = bp_net_params(c, NULL);
+    const float *pa = bp_net_params(a, &np), *pb = bp_net_params(b, NULL),
+                *pc = bp_net_params(c, NULL);
     assert_memory_equal(pa, pb, np * sizeof(float));
     assert_memory_not_equal(pa, pc, np * sizeof(float));
     assert_int_equal(bp_optimizer_step_count(oa), 100);
@@ -141,7 +148,8 @@ static void fused_softmax_ce_gradients_match_the_unfused_path(void **state)
     float x[N * 4], y[N] = {0, 1, 2, 1, 0}, onehot[N * 3] = {0};
     uint64_t st = 3;
     bp_test_fill_uniform(x, N * 4, -1, 1, &st);
-    for (int i = 0; i < N; i++) onehot[i * 3 + (int)y[i]] = 1;
+    for (int i = 0; i < N; i++)
+        onehot[i * 3 + (int)y[i]] = 1;
     size_t np;
     const float *g = bp_net_grads(net, &np);
     float *fused = malloc(np * sizeof(float)), *fused1h = malloc(np * sizeof(float));
@@ -174,7 +182,8 @@ static void compute_grads_then_step_equals_train_step(void **state)
     (void)state;
     enum { N = 6 };
     bp_net *a = small_classifier(21), *b = small_classifier(21);
-    bp_optimizer *oa = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0), *ob = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0);
+    bp_optimizer *oa = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0),
+                 *ob = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0);
     float x[N * 4], y[N] = {0, 1, 2, 2, 1, 0};
     uint64_t st = 8;
     bp_test_fill_uniform(x, N * 4, -1, 1, &st);
@@ -192,16 +201,21 @@ static void compute_grads_then_step_equals_train_step(void **state)
     assert_non_null(g1);
     assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 3, NULL), BP_OK);
     memcpy(g1, bp_net_grads(b, NULL), np * sizeof(float));
-    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x + 12, y + 3, 3, NULL), BP_OK);
-    for (size_t k = 0; k < np; k++) g1[k] += bp_net_grads(b, NULL)[k];
+    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x + 12, y + 3, 3, NULL),
+                  BP_OK);
+    for (size_t k = 0; k < np; k++)
+        g1[k] += bp_net_grads(b, NULL)[k];
     assert_status(bp_net_set(b, BP_NET_ACCUMULATE_GRADS, 1), BP_OK);
     assert_status(bp_net_zero_grad(b), BP_OK);
     assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 3, NULL), BP_OK);
-    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x + 12, y + 3, 3, NULL), BP_OK);
-    for (size_t k = 0; k < np; k++) assert_close(bp_net_grads(b, NULL)[k], g1[k], 1e-5, 1e-7);
+    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x + 12, y + 3, 3, NULL),
+                  BP_OK);
+    for (size_t k = 0; k < np; k++)
+        assert_close(bp_net_grads(b, NULL)[k], g1[k], 1e-5, 1e-7);
     assert_status(bp_net_compute_grads(NULL, BP_LOSS_MSE, x, y, 1, NULL), BP_ERR_INVALID_ARG);
     assert_status(bp_net_compute_grads(b, BP_LOSS_MSE, NULL, y, 1, NULL), BP_ERR_INVALID_ARG);
-    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 0, NULL), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_compute_grads(b, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 0, NULL),
+                  BP_ERR_INVALID_ARG);
     free(g1);
     bp_optimizer_free(oa);
     bp_optimizer_free(ob);
@@ -224,7 +238,8 @@ static int test_hook(void *user, bp_net *net, int status, size_t rows, float *lo
     if (status != BP_OK) return status;
     size_t np;
     float *g = bp_net_grads(net, &np);
-    for (size_t k = 0; k < np; k++) g[k] *= h->scale;
+    for (size_t k = 0; k < np; k++)
+        g[k] *= h->scale;
     *loss_value = h->loss_out;
     return h->fail_with;
 }
@@ -291,7 +306,8 @@ static double grad_norm(bp_net *net)
     size_t np;
     const float *g = bp_net_grads(net, &np);
     double s = 0;
-    for (size_t k = 0; k < np; k++) s += (double)g[k] * (double)g[k];
+    for (size_t k = 0; k < np; k++)
+        s += (double)g[k] * (double)g[k];
     return sqrt(s);
 }
 
@@ -356,11 +372,13 @@ static void no_allocation_after_the_first_step_at_a_batch_size(void **state)
     float x[64 * 4], y[64];
     uint64_t st = 1;
     bp_test_fill_uniform(x, 64 * 4, -1, 1, &st);
-    for (int i = 0; i < 64; i++) y[i] = (float)(i % 3);
+    for (int i = 0; i < 64; i++)
+        y[i] = (float)(i % 3);
     assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 64, NULL), BP_OK);
     const size_t after_first = ta.attempts;
     for (int s = 0; s < 50; s++)
-        assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 64, NULL), BP_OK);
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 64, NULL),
+                      BP_OK);
     /* A smaller (last) batch reuses the plan too. */
     assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 17, NULL), BP_OK);
     assert_int_equal(ta.attempts, after_first);
@@ -476,8 +494,10 @@ static void wide_input_gradient_overflow_is_caught_by_the_measured_input_bound(v
     assert_status(bp_net_create(&net, IN, 1), BP_OK);
     assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
     float w[IN], x[ROWS * IN], y[ROWS] = {0, 0};
-    for (size_t i = 0; i < IN; i++) w[i] = 1e-38f;
-    for (size_t i = 0; i < ROWS * IN; i++) x[i] = 3e38f;
+    for (size_t i = 0; i < IN; i++)
+        w[i] = 1e-38f;
+    for (size_t i = 0; i < ROWS * IN; i++)
+        x[i] = 3e38f;
     assert_status(bp_layer_set_weights(bp_net_layer(net, 0), w, IN), BP_OK);
     bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.1, 0);
     float before[IN + 1];
@@ -494,7 +514,8 @@ static void wide_input_gradient_overflow_is_caught_by_the_measured_input_bound(v
     assert_status(bp_net_backward(net, dy, ROWS), BP_ERR_NONFINITE);
     assert_non_null(strstr(bp_net_last_error(net), "layer 0"));
     /* A modest input of the same width trains. */
-    for (size_t i = 0; i < ROWS * IN; i++) x[i] = 0.5f;
+    for (size_t i = 0; i < ROWS * IN; i++)
+        x[i] = 0.5f;
     assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, ROWS, &lv), BP_OK);
     assert_true(isfinite(lv));
     bp_optimizer_free(opt);
@@ -502,18 +523,18 @@ static void wide_input_gradient_overflow_is_caught_by_the_measured_input_bound(v
 }
 
 /* ------------------------------------------------------------------------------------------
- * The single-row path (train_step_row in net.c) against the general one
+ * Single rows: the dense layer's row kernels against its batch kernels, and its narrow
+ * (scalar) row kernels against the vectorised ones
  * ----------------------------------------------------------------------------------------*/
 
 /* in -> h -> h -> out, hidden activation act, output activation and targets fitting loss. */
-static bp_net *row_net(size_t in, size_t h, size_t out, int act, int out_act, int general)
+static bp_net *row_net(size_t in, size_t h, size_t out, int act, int out_act)
 {
     bp_net *net;
     assert_status(bp_net_create(&net, in, 7), BP_OK);
     assert_status(bp_net_add_dense(net, h, act), BP_OK);
     assert_status(bp_net_add_dense(net, h, act), BP_OK);
     assert_status(bp_net_add_dense(net, out, out_act), BP_OK);
-    net->row_path_off = general;
     return net;
 }
 
@@ -558,16 +579,30 @@ static bp_optimizer *row_opt(int variant)
     }
 }
 
+/* sum (a - b)^2 / sum b^2 over count floats (0 when both are 0). */
+static double nmse(const float *a, const float *b, size_t count)
+{
+    double num = 0.0, den = 0.0;
+    for (size_t k = 0; k < count; k++) {
+        const double d = (double)a[k] - (double)b[k];
+        num += d * d;
+        den += (double)b[k] * (double)b[k];
+    }
+    return den > 0.0 ? num / den : num;
+}
+
 /* Every hidden activation, every loss, SGD (plain, momentum, Nesterov with weight decay)
- * and Adam, narrow layers (scalar kernels) and wide ones (the multi-versioned kernels):
- * 100 steps at batch 1 through train_step_row and through the general walk give the same
- * losses, gradients and parameters, bit for bit. */
-static void single_row_path_matches_the_general_path_bit_for_bit(void **state)
+ * and Adam, narrow layers (the scalar row kernels) and wide ones (the vectorised row
+ * kernels): 100 steps of one row give the gradients, losses and parameters of 100 steps of a
+ * batch of that row twice, which runs the batch (GEMM) kernels. The mean over two equal rows
+ * is the row's loss and gradient in exact arithmetic; the kernels add in other orders (BLAS
+ * fuses multiply-adds), so the floats agree to rounding, not bit for bit. */
+static void single_row_steps_match_the_batch_kernels(void **state)
 {
     (void)state;
     enum { ROWS = 10, STEPS = 100 };
     static const size_t shapes[2][3] = {{3, 5, 2}, {20, 24, 17}};
-    float x[ROWS * 20], t[ROWS * 17];
+    float x[ROWS * 20], t[ROWS * 17], x2[2 * 20], t2[2 * 17];
     for (int act = BP_ACT_IDENTITY; act < BP_ACT_SOFTMAX; act++) {
         for (int loss = BP_LOSS_MSE; loss <= BP_LOSS_SPARSE_SOFTMAX_CE; loss++) {
             for (int variant = 0; variant < 4; variant++) {
@@ -578,78 +613,134 @@ static void single_row_path_matches_the_general_path_bit_for_bit(void **state)
                     bp_test_fill_uniform(x, ROWS * in, -1.0f, 1.0f, &rng);
                     row_targets(t, ROWS, out, loss, &rng);
                     const int oa = loss_output_activation(loss);
-                    bp_net *lean = row_net(in, h, out, act, oa, 0);
-                    bp_net *general = row_net(in, h, out, act, oa, 1);
+                    bp_net *single = row_net(in, h, out, act, oa);
+                    bp_net *batch = row_net(in, h, out, act, oa);
                     bp_optimizer *o1 = row_opt(variant), *o2 = row_opt(variant);
                     for (int k = 0; k < STEPS; k++) {
                         const size_t r = (size_t)k % ROWS;
+                        for (int d = 0; d < 2; d++) {
+                            memcpy(x2 + (size_t)d * in, x + r * in, in * sizeof(float));
+                            memcpy(t2 + (size_t)d * tw, t + r * tw, tw * sizeof(float));
+                        }
                         float l1 = 0.0f, l2 = 0.0f;
-                        const bp_status s1 = bp_net_train_step(lean, o1, loss, x + r * in,
-                                                               t + r * tw, 1, &l1);
-                        const bp_status s2 = bp_net_train_step(general, o2, loss, x + r * in,
-                                                               t + r * tw, 1, &l2);
+                        const bp_status s1 =
+                            bp_net_train_step(single, o1, loss, x + r * in, t + r * tw, 1, &l1);
+                        const bp_status s2 = bp_net_train_step(batch, o2, loss, x2, t2, 2, &l2);
                         if (s1 != BP_OK || s2 != BP_OK)
-                            print_message("act %d loss %d opt %d shape %d step %d: %d %d %s\n",
-                                          act, loss, variant, sh, k, s1, s2,
-                                          bp_net_last_error(general));
+                            print_message("act %d loss %d opt %d shape %d step %d: %d %d %s\n", act,
+                                          loss, variant, sh, k, s1, s2, bp_net_last_error(single));
                         assert_int_equal(s1, BP_OK);
                         assert_int_equal(s2, BP_OK);
-                        assert_memory_equal(&l1, &l2, sizeof l1);
+                        assert_true(fabsf(l1 - l2) <= 1e-4f * (1.0f + fabsf(l2)));
                     }
                     size_t np = 0;
-                    const float *p1 = bp_net_params(lean, &np);
-                    assert_memory_equal(p1, bp_net_params(general, NULL), np * sizeof(float));
-                    assert_memory_equal(bp_net_grads(lean, NULL), bp_net_grads(general, NULL),
-                                        np * sizeof(float));
+                    const float *p1 = bp_net_params(single, &np);
+                    const double ep = nmse(p1, bp_net_params(batch, NULL), np);
+                    const double eg =
+                        nmse(bp_net_grads(single, NULL), bp_net_grads(batch, NULL), np);
+                    if (!(ep < 1e-9 && eg < 1e-6))
+                        print_message("act %d loss %d opt %d shape %d: NMSE params %g grads %g\n",
+                                      act, loss, variant, sh, ep, eg);
+                    assert_true(ep < 1e-9);
+                    assert_true(eg < 1e-6);
                     bp_optimizer_free(o1);
                     bp_optimizer_free(o2);
-                    bp_net_free(lean);
-                    bp_net_free(general);
+                    bp_net_free(single);
+                    bp_net_free(batch);
                 }
             }
         }
     }
 }
 
-/* One bad step through both paths: same status, same message, parameters untouched. */
-static void expect_same_failure(bp_net *lean, bp_net *general, int loss, const float *x,
-                                const float *y, bp_status expected)
-{
-    bp_net *nets[2] = {lean, general};
-    char msg[2][BP__ERR_CAP];
-    for (int i = 0; i < 2; i++) {
-        bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.1, 0);
-        size_t np = 0;
-        const float *p = bp_net_params(nets[i], &np);
-        float *before = malloc(np * sizeof *before);
-        assert_non_null(before);
-        memcpy(before, p, np * sizeof *before);
-        assert_status(bp_net_train_step(nets[i], opt, loss, x, y, 1, NULL), expected);
-        snprintf(msg[i], sizeof msg[i], "%s", bp_net_last_error(nets[i]));
-        assert_memory_equal(before, p, np * sizeof *before);
-        assert_int_equal(bp_optimizer_step_count(opt), 0);
-        free(before);
-        bp_optimizer_free(opt);
-    }
-    assert_string_equal(msg[0], msg[1]);
-}
-
-static void single_row_path_rejects_bad_input_like_the_general_path(void **state)
+/* The dense layer's two single-row kernels (scalar for narrow rows, vectorised for wide
+ * ones; the layer picks by BP__NARROW_WIDTH) compute the same floats, for every activation,
+ * on both sides of the threshold, with and without accumulation and the fused dL/dz. */
+static void narrow_row_kernels_match_the_vectorised_ones_bit_for_bit(void **state)
 {
     (void)state;
-    bp_net *lean = row_net(2, 3, 3, BP_ACT_TANH, BP_ACT_SOFTMAX, 0);
-    bp_net *general = row_net(2, 3, 3, BP_ACT_TANH, BP_ACT_SOFTMAX, 1);
+    static const size_t widths[][2] = {{1, 1}, {2, 4}, {3, 5}, {15, 15}, {15, 16}, {20, 24}};
+    for (int act = BP_ACT_IDENTITY; act <= BP_ACT_SOFTMAX; act++) {
+        for (size_t w = 0; w < sizeof widths / sizeof widths[0]; w++) {
+            const size_t in = widths[w][0], out = widths[w][1];
+            bp_net *net;
+            assert_status(bp_net_create(&net, in, 3), BP_OK);
+            assert_status(bp_net_add_dense(net, out, act), BP_OK);
+            bp_layer *l = bp_net_layer(net, 0);
+            uint64_t rng = 77u + (uint64_t)act * 10u + w;
+            size_t np = 0;
+            float *p = bp_net_params(net, &np);
+            bp_test_fill_uniform(p, np, -1.5f, 1.5f, &rng);
+            float x[24], z[2][24], y[2][24], dy0[24], dy[2][24], dx[2][24], g[2][24 * 25];
+            bp_test_fill_uniform(x, in, -2.0f, 2.0f, &rng);
+            bp_test_fill_uniform(dy0, out, -1.0f, 1.0f, &rng);
+            for (int mode = 0; mode < 4; mode++) { /* bit 0: accumulate, bit 1: dy is dz */
+                for (int narrow = 0; narrow < 2; narrow++) {
+                    float *grads = bp_net_grads(net, NULL);
+                    for (size_t k = 0; k < np; k++)
+                        grads[k] = 0.25f;
+                    memset(z[narrow], 0, sizeof z[narrow]);
+                    bp__dense_row_forward_with(l, narrow, x, z[narrow], y[narrow]);
+                    memcpy(dy[narrow], dy0, out * sizeof(float));
+                    const int proven =
+                        bp__dense_row_backward_with(l, narrow, x, z[narrow], y[narrow], dy[narrow],
+                                                    (mode & 2) != 0, dx[narrow], mode & 1);
+                    /* The narrow kernel proves unaccumulated gradients finite itself. */
+                    assert_int_equal(proven, narrow && !(mode & 1));
+                    memcpy(g[narrow], grads, np * sizeof(float));
+                }
+                assert_memory_equal(y[0], y[1], out * sizeof(float));
+                assert_memory_equal(z[0], z[1], out * sizeof(float));
+                assert_memory_equal(dy[0], dy[1], out * sizeof(float));
+                assert_memory_equal(dx[0], dx[1], in * sizeof(float));
+                assert_memory_equal(g[0], g[1], np * sizeof(float));
+            }
+            /* A dW that overflows (x * dz beyond FLT_MAX) is never claimed proven. */
+            if (in <= 15 && out <= 15 && act != BP_ACT_SOFTMAX) {
+                x[0] = 3e38f;
+                for (size_t o = 0; o < out; o++)
+                    dy[1][o] = 100.0f;
+                assert_int_equal(
+                    bp__dense_row_backward_with(l, 1, x, z[1], y[1], dy[1], 1, dx[1], 0), 0);
+            }
+            bp_net_free(net);
+        }
+    }
+}
+
+/* One bad single-row step: the expected status and a message, parameters and optimizer
+ * untouched. */
+static void expect_failure(bp_net *net, int loss, const float *x, const float *y,
+                           bp_status expected)
+{
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.1, 0);
+    size_t np = 0;
+    const float *p = bp_net_params(net, &np);
+    float *before = malloc(np * sizeof *before);
+    assert_non_null(before);
+    memcpy(before, p, np * sizeof *before);
+    assert_status(bp_net_train_step(net, opt, loss, x, y, 1, NULL), expected);
+    assert_true(strlen(bp_net_last_error(net)) > 0);
+    assert_memory_equal(before, p, np * sizeof *before);
+    assert_int_equal(bp_optimizer_step_count(opt), 0);
+    free(before);
+    bp_optimizer_free(opt);
+}
+
+static void single_row_step_rejects_bad_input_and_leaves_the_net_untouched(void **state)
+{
+    (void)state;
+    bp_net *net = row_net(2, 3, 3, BP_ACT_TANH, BP_ACT_SOFTMAX);
     const float x[2] = {0.5f, -1.0f}, nan_x[2] = {0.5f, NAN};
     const float y[3] = {0, 1, 0}, inf_y[3] = {0, INFINITY, 0};
     const float cls_bad[1] = {3}, cls_frac[1] = {0.5f}, cls_nan[1] = {NAN};
-    expect_same_failure(lean, general, BP_LOSS_SOFTMAX_CE, nan_x, y, BP_ERR_NONFINITE);
-    expect_same_failure(lean, general, BP_LOSS_SOFTMAX_CE, x, inf_y, BP_ERR_NONFINITE);
-    expect_same_failure(lean, general, BP_LOSS_SPARSE_SOFTMAX_CE, x, cls_bad, BP_ERR_INDEX);
-    expect_same_failure(lean, general, BP_LOSS_SPARSE_SOFTMAX_CE, x, cls_frac, BP_ERR_INDEX);
-    expect_same_failure(lean, general, BP_LOSS_SPARSE_SOFTMAX_CE, x, cls_nan, BP_ERR_NONFINITE);
-    expect_same_failure(lean, general, BP_LOSS_MSE + 100, x, y, BP_ERR_INVALID_ARG);
-    bp_net_free(lean);
-    bp_net_free(general);
+    expect_failure(net, BP_LOSS_SOFTMAX_CE, nan_x, y, BP_ERR_NONFINITE);
+    expect_failure(net, BP_LOSS_SOFTMAX_CE, x, inf_y, BP_ERR_NONFINITE);
+    expect_failure(net, BP_LOSS_SPARSE_SOFTMAX_CE, x, cls_bad, BP_ERR_INDEX);
+    expect_failure(net, BP_LOSS_SPARSE_SOFTMAX_CE, x, cls_frac, BP_ERR_INDEX);
+    expect_failure(net, BP_LOSS_SPARSE_SOFTMAX_CE, x, cls_nan, BP_ERR_NONFINITE);
+    expect_failure(net, BP_LOSS_MSE + 100, x, y, BP_ERR_INVALID_ARG);
+    bp_net_free(net);
 
     /* A finite loss whose gradient overflows (see overflowing_gradient_stops_before_the_update),
      * and weights so large that the loss itself overflows. */
@@ -657,17 +748,12 @@ static void single_row_path_rejects_bad_input_like_the_general_path(void **state
     const float huge[6] = {3e38f, 3e38f, 3e38f, 3e38f, 0, 0};
     const float *weights[2] = {big, huge};
     for (int w = 0; w < 2; w++) {
-        bp_net *nets[2];
-        for (int i = 0; i < 2; i++) {
-            assert_status(bp_net_create(&nets[i], 2, 1), BP_OK);
-            assert_status(bp_net_add_dense(nets[i], 2, BP_ACT_IDENTITY), BP_OK);
-            assert_status(bp_net_add_dense(nets[i], 1, BP_ACT_IDENTITY), BP_OK);
-            assert_status(bp_layer_set_weights(bp_net_layer(nets[i], 0), weights[w], 4), BP_OK);
-            nets[i]->row_path_off = i;
-        }
-        expect_same_failure(nets[0], nets[1], BP_LOSS_MSE, x10, y0, BP_ERR_NONFINITE);
-        bp_net_free(nets[0]);
-        bp_net_free(nets[1]);
+        assert_status(bp_net_create(&net, 2, 1), BP_OK);
+        assert_status(bp_net_add_dense(net, 2, BP_ACT_IDENTITY), BP_OK);
+        assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
+        assert_status(bp_layer_set_weights(bp_net_layer(net, 0), weights[w], 4), BP_OK);
+        expect_failure(net, BP_LOSS_MSE, x10, y0, BP_ERR_NONFINITE);
+        bp_net_free(net);
     }
 }
 
@@ -687,8 +773,9 @@ int main(void)
         bp_add_test(bad_input_leaves_the_network_untouched),
         bp_add_test(overflowing_gradient_stops_before_the_update),
         bp_add_test(wide_input_gradient_overflow_is_caught_by_the_measured_input_bound),
-        bp_add_test(single_row_path_matches_the_general_path_bit_for_bit),
-        bp_add_test(single_row_path_rejects_bad_input_like_the_general_path),
+        bp_add_test(single_row_steps_match_the_batch_kernels),
+        bp_add_test(narrow_row_kernels_match_the_vectorised_ones_bit_for_bit),
+        bp_add_test(single_row_step_rejects_bad_input_and_leaves_the_net_untouched),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

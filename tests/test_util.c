@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 void bp_test_assert_close(double a, double b, double rtol, double atol, const char *sa,
                           const char *sb, const char *file, int line)
@@ -45,6 +46,31 @@ void *bp_test_alloc_fn(void *user, size_t size)
         t->live++;
     }
     return p;
+}
+
+/* Each block carries its size in a 16-byte prefix (keeps malloc's alignment). */
+void *bp_test_bytes_alloc_fn(void *user, size_t size)
+{
+    bp_test_bytes *t = user;
+    if (size > SIZE_MAX - 16) return NULL;
+    unsigned char *p = malloc(size + 16);
+    if (p == NULL) return NULL;
+    memcpy(p, &size, sizeof size);
+    t->live += size;
+    t->peak = t->live > t->peak ? t->live : t->peak;
+    t->largest = size > t->largest ? size : t->largest;
+    return p + 16;
+}
+
+void bp_test_bytes_free_fn(void *user, void *p)
+{
+    bp_test_bytes *t = user;
+    if (p == NULL) return;
+    unsigned char *b = (unsigned char *)p - 16;
+    size_t size;
+    memcpy(&size, b, sizeof size);
+    t->live -= size;
+    free(b);
 }
 
 void bp_test_free_fn(void *user, void *p)

@@ -38,4 +38,12 @@ typedef struct bp_test_alloc {
 void *bp_test_alloc_fn(void *user, size_t size);
 void bp_test_free_fn(void *user, void *p);
 
+/* Byte-counting allocator (same callback types): bytes live now, the peak of live bytes, and
+ * the largest single block, for tests that bound how much memory a call takes. */
+typedef struct bp_test_bytes {
+    size_t live, peak, largest;
+} bp_test_bytes;
+void *bp_test_bytes_alloc_fn(void *user, size_t size);
+void bp_test_bytes_free_fn(void *user, void *p);
+
 #endif

@@ -331,6 +331,9 @@ PROTOTYPES = {
     "bp_dataset_load_fann": (_status, [_P(_DsP), _STR]),
     "bp_dataset_save_fann": (_status, [_DsP, _STR]),
     "bp_dataset_load_idx": (_status, [_P(_DsP), _STR, _STR, _S]),
+    "bp_dataset_load_csv_ex": (_status, [_P(_DsP), _STR, _I, _I, _S, _S, _S]),
+    "bp_dataset_load_fann_ex": (_status, [_P(_DsP), _STR, _S]),
+    "bp_dataset_load_idx_ex": (_status, [_P(_DsP), _STR, _STR, _S, _S]),
     "bp_dataset_shuffle": (_status, [_DsP, _U64]),
     "bp_dataset_split": (_status, [_P(_DsP), _P(_DsP), _DsP, _D]),
     "bp_dataset_subset": (_status, [_P(_DsP), _DsP, _S, _S]),
@@ -1361,14 +1364,16 @@ class Dataset(_Handle):
 
     @classmethod
     def load_csv(cls, path, target_first=-1, target_count=1, *, delimiter=",",
-                 has_header=False):
+                 has_header=False, max_decompressed=0):
         """bp_dataset_load_csv: columns target_first .. target_first + target_count - 1
         are the targets, the others the inputs. Columns count from 0; a negative
         target_first counts from the end (-1, the default: the last column).
 
         delimiter and has_header are keyword-only: the C function takes (path, delimiter,
         has_header, target_first, target_count), and a call in that order raises TypeError
-        here instead of reading the wrong columns."""
+        here instead of reading the wrong columns. max_decompressed (bp_dataset_load_csv_ex)
+        bounds a gzip file's decompressed size: 0 for the library's default (128 x the file's
+        size within [64 MiB, 1 GiB]), the largest size_t (2**64 - 1) for no limit."""
         if not isinstance(target_first, int) or not isinstance(target_count, int):
             raise TypeError("load_csv(path, target_first=-1, target_count=1, *, delimiter=',', "
                             "has_header=False): target_first and target_count are column "
@@ -1378,22 +1383,24 @@ class Dataset(_Handle):
             if target_first < 0:
                 _fail(ERR_INDEX, f"load_csv: {path}: target column out of range")
         h = _DsP()
-        _check(_lib.bp_dataset_load_csv(ctypes.byref(h), _path(path), ord(delimiter),
-                                        int(bool(has_header)), int(target_first),
-                                        int(target_count)))
+        _check(_lib.bp_dataset_load_csv_ex(ctypes.byref(h), _path(path), ord(delimiter),
+                                           int(bool(has_header)), int(target_first),
+                                           int(target_count), int(max_decompressed)))
         return cls._wrap(h)
 
     @classmethod
-    def load_fann(cls, path):
+    def load_fann(cls, path, max_decompressed=0):
         h = _DsP()
-        _check(_lib.bp_dataset_load_fann(ctypes.byref(h), _path(path)))
+        _check(_lib.bp_dataset_load_fann_ex(ctypes.byref(h), _path(path),
+                                            int(max_decompressed)))
         return cls._wrap(h)
 
     @classmethod
-    def load_idx(cls, images_path, labels_path, classes=0):
+    def load_idx(cls, images_path, labels_path, classes=0, max_decompressed=0):
         h = _DsP()
-        _check(_lib.bp_dataset_load_idx(ctypes.byref(h), _path(images_path),
-                                        _path(labels_path), int(classes)))
+        _check(_lib.bp_dataset_load_idx_ex(ctypes.byref(h), _path(images_path),
+                                           _path(labels_path), int(classes),
+                                           int(max_decompressed)))
         return cls._wrap(h)
 
     def save_fann(self, path):

@@ -1,14 +1,16 @@
-/* pool.c -- the library's own worker threads, for the elementwise passes that run between
+/* workers.c -- the thread budget (bp_set_num_threads, shared with BLAS through gemm.c) and
+ * the library's own worker threads, for the elementwise passes that run between
  * BLAS calls (optimizer updates).
  *
  * Why: with 2 BLAS threads the GEMMs of a training step use both cores, but a pass such as
  * the Adam update (a square root and a division per parameter, plus 4 floats read and 3
- * written) ran on one core while BLAS's threads waited. Splitting it across the caller's thread budget (bp_set_num_threads) uses
- * the idle core without oversubscribing: our workers run only while BLAS's threads have
- * nothing to do (the two never overlap in a step), and the caller's thread does a share.
+ * written) ran on one core while BLAS's threads waited. Splitting it across the caller's thread
+ * budget (bp_set_num_threads) uses the idle core without oversubscribing: our workers run only
+ * while BLAS's threads have nothing to do (the two never overlap in a step), and the caller's
+ * thread does a share.
  *
  * How: a pool belongs to one network, is created on first use by a pass large enough to
- * gain (BP__POOL_MIN_FLOATS), and is joined by bp_net_free. Workers block on a condition
+ * gain (BP__WORKERS_MIN_FLOATS), and is joined by bp_net_free. Workers block on a condition
  * variable between passes (no spinning, DESIGN.md §4), block every signal, and run with the
  * caller's FTZ/DAZ bits so that each chunk computes the same floats the caller would. The
  * passes are elementwise, so any split gives bit-identical results.
@@ -25,39 +27,45 @@
  * pass runs on the caller's thread. In a child process after fork() the workers do not
  * exist: the pool is not used there, and freeing it does not join. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-#  define _GNU_SOURCE /* sched_getcpu, pthread_setaffinity_np */
+#define _GNU_SOURCE /* sched_getcpu, pthread_setaffinity_np */
 #endif
 #include "util.h"
-#include "pool.h"
+#include "workers.h"
+#include "gemm.h"
+
+#include <pthread.h>
 
 #if defined(__unix__) || defined(__APPLE__)
-#  define BP__POOL_THREADS 1
-#  include <pthread.h>
-#  include <signal.h>
-#  include <stdatomic.h>
-#  include <unistd.h>
-#  if defined(__linux__)
-#    include <sched.h>
-#  endif
+#define BP__WORKERS_THREADS 1
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 #else
-#  define BP__POOL_THREADS 0
+#define BP__WORKERS_THREADS 0
 #endif
 
 /* Workers per pool, at most (the caller's thread is one more). */
-#define BP__POOL_MAX_WORKERS 15
+#define BP__WORKERS_MAX_WORKERS 15
 
 /* Chunks are multiples of 16 floats (one 64-byte cache line, so no two threads write the
- * same line), at least BP__POOL_CHUNK_MIN floats, and about 8 per thread so that a late
+ * same line), at least BP__WORKERS_CHUNK_MIN floats, and about 8 per thread so that a late
  * worker still finds some. */
-#define BP__POOL_ALIGN 16
-#define BP__POOL_CHUNK_MIN 8192
+#define BP__WORKERS_ALIGN     16
+#define BP__WORKERS_CHUNK_MIN 8192
 
 /* How long the caller polls for the workers' last chunks before it blocks: PAUSE takes
  * ~65 cycles on Zen and ~140 on recent Intel cores, so 2048 of them are 30-70 us. */
-#define BP__POOL_SPIN 2048
+#define BP__WORKERS_SPIN 2048
 #if defined(__x86_64__) || defined(__i386__)
-#  include <immintrin.h>
-static inline void bp__cpu_relax(void) { _mm_pause(); }
+#include <immintrin.h>
+static inline void bp__cpu_relax(void)
+{
+    _mm_pause();
+}
 #else
 static inline void bp__cpu_relax(void) {}
 #endif
@@ -67,41 +75,41 @@ static void run_serial(size_t n, bp__range_fn fn, void *ctx)
     if (n > 0) fn(ctx, 0, n);
 }
 
-#if BP__POOL_THREADS
+#if BP__WORKERS_THREADS
 
 typedef struct worker_arg {
-    struct bp__pool *pool;
+    struct bp__workers *pool;
     int index;           /* 1.. (the caller is 0) */
     unsigned long start; /* the pass counter when it started: later passes are its work */
 } worker_arg;
 
-struct bp__pool {
+struct bp__workers {
     pid_t pid; /* the process whose threads these are */
     pthread_mutex_t mu;
     pthread_cond_t go;   /* a pass started (or quit) */
     pthread_cond_t idle; /* the last chunk finished, or a worker left a pass */
-    pthread_t th[BP__POOL_MAX_WORKERS];
-    worker_arg arg[BP__POOL_MAX_WORKERS];
+    pthread_t th[BP__WORKERS_MAX_WORKERS];
+    worker_arg arg[BP__WORKERS_MAX_WORKERS];
     int nworkers; /* started */
     int quit;
-    unsigned long gen; /* bumped per pass */
-    int active;        /* workers holding the current pass's descriptor */
-    int parts;         /* threads the current pass may use: workers 1..parts-1 join it */
+    unsigned long gen;   /* bumped per pass */
+    int active;          /* workers holding the current pass's descriptor */
+    int parts;           /* threads the current pass may use: workers 1..parts-1 join it */
     unsigned long joins; /* worker joins of passes, for the tests */
     /* The current pass, written under mu while active == 0. */
     bp__range_fn fn;
     void *ctx;
     size_t n, chunk, nchunks;
-    unsigned csr; /* the caller's MXCSR (its FTZ/DAZ bits are adopted) */
-    int away_from; /* the caller's CPU at the last check, or -1 */
-    int steered;   /* 1 if the workers' masks exclude away_from */
+    unsigned csr;       /* the caller's MXCSR (its FTZ/DAZ bits are adopted) */
+    int away_from;      /* the caller's CPU at the last check, or -1 */
+    int steered;        /* 1 if the workers' masks exclude away_from */
     atomic_size_t next; /* next chunk to claim */
     atomic_size_t done; /* chunks finished */
 };
 
 /* Claim and run chunks of the current pass until none is left. Returns 1 if this thread
  * finished the pass's last chunk. */
-static int claim_chunks(bp__pool *pool, bp__range_fn fn, void *ctx, size_t n, size_t chunk,
+static int claim_chunks(bp__workers *pool, bp__range_fn fn, void *ctx, size_t n, size_t chunk,
                         size_t nchunks)
 {
     int last = 0;
@@ -119,11 +127,12 @@ static int claim_chunks(bp__pool *pool, bp__range_fn fn, void *ctx, size_t n, si
 static void *worker_main(void *p)
 {
     const worker_arg arg = *(const worker_arg *)p;
-    bp__pool *pool = arg.pool;
+    bp__workers *pool = arg.pool;
     unsigned long seen = arg.start;
     pthread_mutex_lock(&pool->mu);
     for (;;) {
-        while (!pool->quit && pool->gen == seen) pthread_cond_wait(&pool->go, &pool->mu);
+        while (!pool->quit && pool->gen == seen)
+            pthread_cond_wait(&pool->go, &pool->mu);
         if (pool->quit) break;
         seen = pool->gen;
         if (arg.index >= pool->parts) continue; /* the budget shrank since it started */
@@ -148,9 +157,9 @@ static void *worker_main(void *p)
 }
 
 /* Start workers until there are @p want (or a start fails). Called with no pass running. */
-static void pool_grow(bp__pool *pool, int want)
+static void workers_grow(bp__workers *pool, int want)
 {
-    if (want > BP__POOL_MAX_WORKERS) want = BP__POOL_MAX_WORKERS;
+    if (want > BP__WORKERS_MAX_WORKERS) want = BP__WORKERS_MAX_WORKERS;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* workers inherit: no signal runs on them */
@@ -170,7 +179,7 @@ static void pool_grow(bp__pool *pool, int want)
  * worker on the caller's CPU, the other one being busy with OpenBLAS's idle-spinning server
  * thread, and the two halves of a pass ran one after the other: Fashion-MNIST epochs at 2
  * threads were bimodal, 0.475 or 0.53 s. Redone only when the caller has moved. */
-static void keep_off_callers_cpu(bp__pool *pool)
+static void keep_off_callers_cpu(bp__workers *pool)
 {
 #if defined(__linux__) && defined(CPU_ZERO)
     const int cpu = sched_getcpu();
@@ -190,9 +199,9 @@ static void keep_off_callers_cpu(bp__pool *pool)
 #endif
 }
 
-static bp__pool *pool_create(const bp__alloc *a)
+static bp__workers *workers_create(const bp__alloc *a)
 {
-    bp__pool *pool = bp__calloc(a, 1, sizeof *pool);
+    bp__workers *pool = bp__calloc(a, 1, sizeof *pool);
     if (pool == NULL) return NULL;
     if (pthread_mutex_init(&pool->mu, NULL) != 0) goto fail_mu;
     if (pthread_cond_init(&pool->go, NULL) != 0) goto fail_go;
@@ -211,31 +220,31 @@ fail_mu:
     return NULL;
 }
 
-void bp__pool_run(bp__pool **slot, const bp__alloc *a, size_t n, bp__range_fn fn, void *ctx)
+void bp__workers_run(bp__workers **slot, const bp__alloc *a, size_t n, bp__range_fn fn, void *ctx)
 {
     int threads = bp_get_num_threads();
-    if (threads > BP__POOL_MAX_WORKERS + 1) threads = BP__POOL_MAX_WORKERS + 1;
-    /* Each thread gets at least BP__POOL_MIN_FLOATS / 2 floats. */
-    const size_t useful = n / (BP__POOL_MIN_FLOATS / 2);
+    if (threads > BP__WORKERS_MAX_WORKERS + 1) threads = BP__WORKERS_MAX_WORKERS + 1;
+    /* Each thread gets at least BP__WORKERS_MIN_FLOATS / 2 floats. */
+    const size_t useful = n / (BP__WORKERS_MIN_FLOATS / 2);
     if ((size_t)threads > useful) threads = (int)useful;
     if (threads < 2) {
         run_serial(n, fn, ctx);
         return;
     }
-    bp__pool *pool = *slot;
+    bp__workers *pool = *slot;
     if (pool != NULL && pool->pid != getpid()) {
         run_serial(n, fn, ctx); /* a forked child: the workers stayed in the parent */
         return;
     }
     if (pool == NULL) {
-        pool = *slot = pool_create(a);
+        pool = *slot = workers_create(a);
         if (pool == NULL) {
             run_serial(n, fn, ctx);
             return;
         }
     }
     if (pool->nworkers < threads - 1) {
-        pool_grow(pool, threads - 1);
+        workers_grow(pool, threads - 1);
         pool->away_from = -1; /* the new workers have the default mask */
     }
     keep_off_callers_cpu(pool);
@@ -245,13 +254,14 @@ void bp__pool_run(bp__pool **slot, const bp__alloc *a, size_t n, bp__range_fn fn
         return;
     }
     size_t chunk = n / (8 * (size_t)parts);
-    if (chunk < BP__POOL_CHUNK_MIN) chunk = BP__POOL_CHUNK_MIN;
-    chunk += (BP__POOL_ALIGN - chunk % BP__POOL_ALIGN) % BP__POOL_ALIGN;
+    if (chunk < BP__WORKERS_CHUNK_MIN) chunk = BP__WORKERS_CHUNK_MIN;
+    chunk += (BP__WORKERS_ALIGN - chunk % BP__WORKERS_ALIGN) % BP__WORKERS_ALIGN;
     const size_t nchunks = (n + chunk - 1) / chunk;
 
     pthread_mutex_lock(&pool->mu);
     /* A worker that woke late for the previous pass may still hold its descriptor. */
-    while (pool->active > 0) pthread_cond_wait(&pool->idle, &pool->mu);
+    while (pool->active > 0)
+        pthread_cond_wait(&pool->idle, &pool->mu);
     pool->fn = fn;
     pool->ctx = ctx;
     pool->n = n;
@@ -270,18 +280,22 @@ void bp__pool_run(bp__pool **slot, const bp__alloc *a, size_t n, bp__range_fn fn
      * them on this core, which has nothing else to do, rather than sleep and pay a
      * wake-up (5-30 us on the reference VM); block only if that takes unusually long (the
      * worker was preempted). */
-    for (unsigned spin = 0; spin < BP__POOL_SPIN; spin++) {
+    for (unsigned spin = 0; spin < BP__WORKERS_SPIN; spin++) {
         if (atomic_load(&pool->done) == nchunks) return;
         bp__cpu_relax();
     }
     pthread_mutex_lock(&pool->mu);
-    while (atomic_load(&pool->done) < nchunks) pthread_cond_wait(&pool->idle, &pool->mu);
+    while (atomic_load(&pool->done) < nchunks)
+        pthread_cond_wait(&pool->idle, &pool->mu);
     pthread_mutex_unlock(&pool->mu);
 }
 
-int bp__pool_workers(const bp__pool *pool) { return pool != NULL ? pool->nworkers : 0; }
+int bp__workers_count(const bp__workers *pool)
+{
+    return pool != NULL ? pool->nworkers : 0;
+}
 
-unsigned long bp__pool_joins(bp__pool *pool)
+unsigned long bp__workers_joins(bp__workers *pool)
 {
     if (pool == NULL) return 0;
     pthread_mutex_lock(&pool->mu);
@@ -290,7 +304,7 @@ unsigned long bp__pool_joins(bp__pool *pool)
     return j;
 }
 
-int bp__pool_kept_off(const bp__pool *pool, int *cpu)
+int bp__workers_kept_off(const bp__workers *pool, int *cpu)
 {
     *cpu = -1;
 #if defined(__linux__) && defined(CPU_ZERO)
@@ -308,7 +322,7 @@ int bp__pool_kept_off(const bp__pool *pool, int *cpu)
 #endif
 }
 
-void bp__pool_free(bp__pool *pool, const bp__alloc *a)
+void bp__workers_free(bp__workers *pool, const bp__alloc *a)
 {
     if (pool == NULL) return;
     if (pool->pid == getpid()) {
@@ -316,7 +330,8 @@ void bp__pool_free(bp__pool *pool, const bp__alloc *a)
         pool->quit = 1;
         pthread_cond_broadcast(&pool->go);
         pthread_mutex_unlock(&pool->mu);
-        for (int i = 0; i < pool->nworkers; i++) pthread_join(pool->th[i], NULL);
+        for (int i = 0; i < pool->nworkers; i++)
+            pthread_join(pool->th[i], NULL);
         pthread_cond_destroy(&pool->idle);
         pthread_cond_destroy(&pool->go);
         pthread_mutex_destroy(&pool->mu);
@@ -327,31 +342,61 @@ void bp__pool_free(bp__pool *pool, const bp__alloc *a)
 
 #else /* no threads on this platform: every pass runs on the caller's thread */
 
-void bp__pool_run(bp__pool **slot, const bp__alloc *a, size_t n, bp__range_fn fn, void *ctx)
+void bp__workers_run(bp__workers **slot, const bp__alloc *a, size_t n, bp__range_fn fn, void *ctx)
 {
     (void)slot, (void)a;
     run_serial(n, fn, ctx);
 }
 
-int bp__pool_workers(const bp__pool *pool)
+int bp__workers_count(const bp__workers *pool)
 {
     (void)pool;
     return 0;
 }
 
-unsigned long bp__pool_joins(bp__pool *pool)
+unsigned long bp__workers_joins(bp__workers *pool)
 {
     (void)pool;
     return 0;
 }
 
-int bp__pool_kept_off(const bp__pool *pool, int *cpu)
+int bp__workers_kept_off(const bp__workers *pool, int *cpu)
 {
     (void)pool;
     *cpu = -1;
     return -1;
 }
 
-void bp__pool_free(bp__pool *pool, const bp__alloc *a) { (void)pool, (void)a; }
+void bp__workers_free(bp__workers *pool, const bp__alloc *a)
+{
+    (void)pool, (void)a;
+}
 
 #endif
+
+/* ------------------------------------------------------------------------------------------
+ * The thread budget: one number for BLAS's threads and ours (BLAS keeps it).
+ * ----------------------------------------------------------------------------------------*/
+
+static pthread_once_t default_threads_once = PTHREAD_ONCE_INIT;
+static int default_threads = 1; /* written once, under pthread_once */
+
+static void read_default_threads(void)
+{
+    default_threads = bp__gemm_get_threads();
+}
+
+bp_status bp_set_num_threads(int threads)
+{
+    if (threads < 0 || threads > 1024)
+        return bp__fail(NULL, BP_ERR_OUT_OF_RANGE,
+                        "bp_set_num_threads: %d threads is outside 0..1024", threads);
+    pthread_once(&default_threads_once, read_default_threads);
+    bp__gemm_set_threads(threads == 0 ? default_threads : threads);
+    return BP_OK;
+}
+
+int bp_get_num_threads(void)
+{
+    return bp__gemm_get_threads();
+}

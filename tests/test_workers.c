@@ -1,8 +1,8 @@
-/* test_pool.c -- the library's worker threads (pool.c): passes split across the thread
+/* test_workers.c -- the library's worker threads (workers.c): passes split across the thread
  * budget cover every element once, run with the caller's FTZ/DAZ bits, give the same floats
  * as one thread, survive fork, and fall back to the caller's thread when they cannot start. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
-#  define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #endif
 #include "test_util.h"
 
@@ -13,11 +13,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #if defined(__linux__)
-#  include <sched.h>
+#include <sched.h>
 #endif
 
 #include "util.h"
-#include "pool.h"
+#include "workers.h"
 #include "net.h"
 
 typedef struct cover_job {
@@ -28,24 +28,32 @@ typedef struct cover_job {
 static void cover_range(void *ctx, size_t begin, size_t end)
 {
     cover_job *j = ctx;
-    for (size_t i = begin; i < end; i++) j->hits[i]++;
+    for (size_t i = begin; i < end; i++)
+        j->hits[i]++;
 }
 
 static void pass_covers_every_element_once_for_any_length_and_thread_count(void **state)
 {
     (void)state;
     const int saved = bp_get_num_threads();
-    bp__pool *pool = NULL;
-    const size_t lengths[] = {0, 1, 17, BP__POOL_MIN_FLOATS - 1, BP__POOL_MIN_FLOATS,
-                              BP__POOL_MIN_FLOATS + 15, 3 * BP__POOL_MIN_FLOATS + 7, 1000003};
+    bp__workers *pool = NULL;
+    const size_t lengths[] = {0,
+                              1,
+                              17,
+                              BP__WORKERS_MIN_FLOATS - 1,
+                              BP__WORKERS_MIN_FLOATS,
+                              BP__WORKERS_MIN_FLOATS + 15,
+                              3 * BP__WORKERS_MIN_FLOATS + 7,
+                              1000003};
     for (int threads = 1; threads <= 4; threads++) {
         assert_status(bp_set_num_threads(threads), BP_OK);
         for (size_t li = 0; li < sizeof lengths / sizeof lengths[0]; li++) {
             const size_t n = lengths[li];
             cover_job job = {calloc(n + 1, 1)};
             assert_non_null(job.hits);
-            bp__pool_run(&pool, &bp__default_alloc, n, cover_range, &job);
-            for (size_t i = 0; i < n; i++) assert_int_equal(job.hits[i], 1);
+            bp__workers_run(&pool, &bp__default_alloc, n, cover_range, &job);
+            for (size_t i = 0; i < n; i++)
+                assert_int_equal(job.hits[i], 1);
             assert_int_equal(job.hits[n], 0);
             free(job.hits);
         }
@@ -54,15 +62,15 @@ static void pass_covers_every_element_once_for_any_length_and_thread_count(void 
         if (threads == 1) assert_null(pool);
         if (threads > 1) {
             assert_non_null(pool);
-            assert_int_equal(bp__pool_workers(pool), threads - 1);
+            assert_int_equal(bp__workers_count(pool), threads - 1);
         }
     }
-    bp__pool_free(pool, &bp__default_alloc);
+    bp__workers_free(pool, &bp__default_alloc);
     assert_status(bp_set_num_threads(saved), BP_OK);
 }
 
 #if defined(__x86_64__) && !defined(BP_NO_FTZ)
-#  include <xmmintrin.h>
+#include <xmmintrin.h>
 
 typedef struct csr_job {
     float *out;
@@ -73,25 +81,29 @@ static void csr_range(void *ctx, size_t begin, size_t end)
 {
     csr_job *j = ctx;
     const float bits = (float)(_mm_getcsr() & 0x8040u);
-    for (size_t i = begin; i < end; i++) j->out[i] = bits;
+    for (size_t i = begin; i < end; i++)
+        j->out[i] = bits;
 }
 
 /* Out of line and opaque to constant propagation, so that the multiply happens between the
  * two _mm_setcsr calls. */
-#  if defined(__clang__)
-#    define BP_TEST_OPAQUE __attribute__((noinline, optnone))
-#  else
-#    define BP_TEST_OPAQUE __attribute__((noinline, noipa))
-#  endif
-BP_TEST_OPAQUE static float twice(volatile float v) { return v * 2.0f; }
+#if defined(__clang__)
+#define BP_TEST_OPAQUE __attribute__((noinline, optnone))
+#else
+#define BP_TEST_OPAQUE __attribute__((noinline, noipa))
+#endif
+BP_TEST_OPAQUE static float twice(volatile float v)
+{
+    return v * 2.0f;
+}
 
 static void workers_run_with_the_callers_flush_to_zero_bits(void **state)
 {
     (void)state;
     const int saved = bp_get_num_threads();
     assert_status(bp_set_num_threads(2), BP_OK);
-    bp__pool *pool = NULL;
-    const size_t n = 4 * BP__POOL_MIN_FLOATS;
+    bp__workers *pool = NULL;
+    const size_t n = 4 * BP__WORKERS_MIN_FLOATS;
     csr_job job = {malloc(n * sizeof(float))};
     assert_non_null(job.out);
     const unsigned mine = _mm_getcsr();
@@ -107,13 +119,14 @@ static void workers_run_with_the_callers_flush_to_zero_bits(void **state)
     }
     for (int on = 1; on >= 0; on--) {
         _mm_setcsr(on ? (mine | 0x8040u) : (mine & ~0x8040u));
-        bp__pool_run(&pool, &bp__default_alloc, n, csr_range, &job);
+        bp__workers_run(&pool, &bp__default_alloc, n, csr_range, &job);
         _mm_setcsr(mine);
-        for (size_t i = 0; i < n; i++) assert_true(job.out[i] == (on ? (float)0x8040u : 0.0f));
+        for (size_t i = 0; i < n; i++)
+            assert_true(job.out[i] == (on ? (float)0x8040u : 0.0f));
     }
-    assert_int_equal(bp__pool_workers(pool), 1);
+    assert_int_equal(bp__workers_count(pool), 1);
     free(job.out);
-    bp__pool_free(pool, &bp__default_alloc);
+    bp__workers_free(pool, &bp__default_alloc);
     assert_status(bp_set_num_threads(saved), BP_OK);
 }
 #endif
@@ -130,11 +143,13 @@ static void who_range(void *ctx, size_t begin, size_t end)
 {
     (void)begin, (void)end;
     volatile unsigned spin = 0;
-    for (unsigned i = 0; i < 20000; i++) spin = spin + 1;
+    for (unsigned i = 0; i < 20000; i++)
+        spin = spin + 1;
     who_job *j = ctx;
     pthread_mutex_lock(&j->mu);
     int known = 0;
-    for (int i = 0; i < j->nseen; i++) known |= pthread_equal(j->seen[i], pthread_self());
+    for (int i = 0; i < j->nseen; i++)
+        known |= pthread_equal(j->seen[i], pthread_self());
     if (!known && j->nseen < 8) j->seen[j->nseen++] = pthread_self();
     pthread_mutex_unlock(&j->mu);
 }
@@ -144,27 +159,27 @@ static void a_shrunk_budget_keeps_extra_workers_out(void **state)
 {
     (void)state;
     const int saved = bp_get_num_threads();
-    bp__pool *pool = NULL;
-    const size_t n = 64 * BP__POOL_MIN_FLOATS; /* many chunks: every woken thread finds one */
+    bp__workers *pool = NULL;
+    const size_t n = 64 * BP__WORKERS_MIN_FLOATS; /* many chunks: every woken thread finds one */
     assert_status(bp_set_num_threads(4), BP_OK);
     who_job job = {PTHREAD_MUTEX_INITIALIZER, {0}, 0};
-    bp__pool_run(&pool, &bp__default_alloc, n, who_range, &job);
-    assert_int_equal(bp__pool_workers(pool), 3);
+    bp__workers_run(&pool, &bp__default_alloc, n, who_range, &job);
+    assert_int_equal(bp__workers_count(pool), 3);
     assert_true(job.nseen >= 1 && job.nseen <= 4);
     /* Joins from here on: at most one per 2-thread pass (worker 1), plus up to 3 late
      * joins of the 4-thread pass above; without the budget check all three workers join
      * every pass (about 3 x 20). */
-    const unsigned long joins = bp__pool_joins(pool);
+    const unsigned long joins = bp__workers_joins(pool);
     for (int threads = 2; threads >= 1; threads--) {
         assert_status(bp_set_num_threads(threads), BP_OK);
         for (int pass = 0; pass < 20; pass++) {
             job.nseen = 0;
-            bp__pool_run(&pool, &bp__default_alloc, n, who_range, &job);
+            bp__workers_run(&pool, &bp__default_alloc, n, who_range, &job);
             assert_true(job.nseen >= 1 && job.nseen <= threads);
         }
     }
-    assert_true(bp__pool_joins(pool) - joins <= 20 + 3);
-    bp__pool_free(pool, &bp__default_alloc);
+    assert_true(bp__workers_joins(pool) - joins <= 20 + 3);
+    bp__workers_free(pool, &bp__default_alloc);
     assert_status(bp_set_num_threads(saved), BP_OK);
 }
 
@@ -176,13 +191,13 @@ static void workers_are_kept_off_the_callers_cpu(void **state)
     (void)state;
     const int saved = bp_get_num_threads();
     assert_status(bp_set_num_threads(2), BP_OK);
-    bp__pool *pool = NULL;
-    const size_t n = 4 * BP__POOL_MIN_FLOATS;
+    bp__workers *pool = NULL;
+    const size_t n = 4 * BP__WORKERS_MIN_FLOATS;
     cover_job job = {calloc(n, 1)};
     assert_non_null(job.hits);
-    bp__pool_run(&pool, &bp__default_alloc, n, cover_range, &job);
+    bp__workers_run(&pool, &bp__default_alloc, n, cover_range, &job);
     int cpu;
-    const int kept = bp__pool_kept_off(pool, &cpu);
+    const int kept = bp__workers_kept_off(pool, &cpu);
 #if defined(__linux__) && defined(CPU_COUNT)
     cpu_set_t set;
     assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
@@ -193,11 +208,11 @@ static void workers_are_kept_off_the_callers_cpu(void **state)
 #endif
     assert_true(kept != 0);
     free(job.hits);
-    bp__pool_free(pool, &bp__default_alloc);
+    bp__workers_free(pool, &bp__default_alloc);
     assert_status(bp_set_num_threads(saved), BP_OK);
 }
 
-/* A 320-320 dense net (102,720 parameters: enough for 3 threads of BP__POOL_MIN_FLOATS / 2)
+/* A 320-320 dense net (102,720 parameters: enough for 3 threads of BP__WORKERS_MIN_FLOATS / 2)
  * and its gradients for a fixed batch. */
 static bp_net *big_net(void)
 {
@@ -227,9 +242,9 @@ static void split_optimizer_update_is_bit_identical_to_one_thread(void **state)
 {
     (void)state;
     const int saved = bp_get_num_threads();
-    const int kinds[] = {BP_OPTIMIZER_SGD,     BP_OPTIMIZER_ADAGRAD, BP_OPTIMIZER_RMSPROP,
-                         BP_OPTIMIZER_ADAM,    BP_OPTIMIZER_ADAMW,   BP_OPTIMIZER_ADAMAX,
-                         BP_OPTIMIZER_NADAM,   BP_OPTIMIZER_IRPROP_MINUS};
+    const int kinds[] = {BP_OPTIMIZER_SGD,   BP_OPTIMIZER_ADAGRAD,     BP_OPTIMIZER_RMSPROP,
+                         BP_OPTIMIZER_ADAM,  BP_OPTIMIZER_ADAMW,       BP_OPTIMIZER_ADAMAX,
+                         BP_OPTIMIZER_NADAM, BP_OPTIMIZER_IRPROP_MINUS};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         float *ref = NULL;
         size_t np = 0;
@@ -244,7 +259,7 @@ static void split_optimizer_update_is_bit_identical_to_one_thread(void **state)
                 big_grads(net);
                 assert_status(bp_optimizer_step(opt, net), BP_OK);
             }
-            assert_int_equal(bp__pool_workers(net->pool), threads - 1);
+            assert_int_equal(bp__workers_count(net->workers), threads - 1);
             const float *p = bp_net_params(net, &np);
             if (ref == NULL) {
                 ref = malloc(np * sizeof *ref);
@@ -273,7 +288,7 @@ static void forked_child_trains_and_frees_without_the_parents_workers(void **sta
     assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
     big_grads(net);
     assert_status(bp_optimizer_step(opt, net), BP_OK);
-    assert_int_equal(bp__pool_workers(net->pool), 1);
+    assert_int_equal(bp__workers_count(net->workers), 1);
     const pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -323,8 +338,8 @@ static void failed_pool_allocation_falls_back_to_the_callers_thread(void **state
         assert_status(bp_optimizer_step(ropt, ref), BP_OK);
     }
     assert_true((long)counter.attempts >= counter.fail_at); /* the pool was attempted */
-    assert_null(net->pool);
-    assert_int_equal(bp__pool_workers(ref->pool), 1);
+    assert_null(net->workers);
+    assert_int_equal(bp__workers_count(ref->workers), 1);
     size_t np;
     const float *p = bp_net_params(ref, &np);
     assert_memory_equal(p, bp_net_params(net, NULL), np * sizeof(float));
