@@ -171,6 +171,8 @@ FIT_WARMUP_EPOCHS = 410
 FIT_PLATEAU_PATIENCE = 411
 FIT_COSINE_EPOCHS = 412
 FIT_INITIAL_EPOCH = 413
+FIT_KEEP_BEST = 414
+FIT_PROGRESS_SECONDS = 415
 
 SCHEDULE_CONSTANT = 0
 SCHEDULE_STEP = 1
@@ -233,6 +235,10 @@ ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 EPOCH_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
                             ctypes.POINTER(ctypes.c_double), ctypes.c_size_t)
+EPOCH_FN_V2 = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.c_size_t,
+                               ctypes.POINTER(ctypes.c_double), ctypes.c_size_t)
+BATCH_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.c_size_t,
+                            ctypes.c_size_t, ctypes.c_size_t, ctypes.c_double)
 GRAD_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.c_int,
                            ctypes.c_size_t, ctypes.POINTER(ctypes.c_float))
 
@@ -346,10 +352,13 @@ PROTOTYPES = {
     "bp_metric_count": (_S, []),
     "bp_metric_name": (_STR, [_I]),
     "bp_net_set_epoch_callback": (_status, [_NetP, EPOCH_FN, ctypes.c_void_p]),
+    "bp_net_set_epoch_callback_v2": (_status, [_NetP, EPOCH_FN_V2, ctypes.c_void_p]),
+    "bp_net_set_batch_callback": (_status, [_NetP, BATCH_FN, ctypes.c_void_p]),
     "bp_net_fit": (_status, [_NetP, _OptP, _I, _DsP, _DsP]),
     "bp_net_evaluate": (_status, [_NetP, _I, _DsP, _c_double_p, _S]),
     "bp_net_history_length": (_S, [_NetP]),
     "bp_net_history_get": (_status, [_NetP, _S, _I, _c_double_p]),
+    "bp_net_history_best": (_status, [_NetP, _c_size_p]),
     "bp_net_history_save_csv": (_status, [_NetP, _STR]),
     "bp_argmax": (_status, [_c_float_p, _S, _S, _c_size_p, _S]),
     "bp_format_version": (ctypes.c_uint, []),
