@@ -359,8 +359,21 @@ enum bp_net_key {
     BP_NET_HUBER_DELTA = 301,      /**< Huber loss threshold; (0, 1e6]; default 1 */
     BP_NET_CLIP_NORM = 302,        /**< if > 0, train_step scales all gradients so their
                                         global L2 norm is at most this; [0, 1e9]; default 0 */
-    BP_NET_CLIP_VALUE = 303        /**< if > 0, train_step clamps each gradient element to
+    BP_NET_CLIP_VALUE = 303,       /**< if > 0, train_step clamps each gradient element to
                                         [-v, v] (after norm clipping); [0, 1e9]; default 0 */
+    BP_NET_APPLY_SCALERS = 304     /**< 0/1, default 0. 1: bp_net_predict() and
+                                        bp_net_evaluate() take raw inputs and give raw
+                                        outputs: they apply the input scaler kept with
+                                        bp_net_set_scaler() to the inputs and invert the
+                                        target scaler on the outputs (each only when set;
+                                        evaluate then measures loss and metrics in the raw
+                                        target units, against the data set's raw targets).
+                                        Training (train_step, fit and fit's validation),
+                                        forward and bp_net_predict_ws() never apply them:
+                                        train on scaled data. Copied by bp_net_clone(), not
+                                        saved in model files (set it after loading). The
+                                        first predict with an input scaler allocates one
+                                        chunk of scaled rows, kept by the net. @since 0.2 */
 };
 
 /* ============================================================================================
@@ -705,14 +718,16 @@ typedef int (*bp_grad_fn)(void *user, bp_net *net, int status, size_t rows, floa
 BP_API bp_status bp_net_set_grad_hook(bp_net *net, bp_grad_fn fn, void *user);
 
 /** Inference on any number of rows (processed internally in batches; no size limit).
- *  Does not disturb the activations kept for bp_net_backward().
+ *  Does not disturb the activations kept for bp_net_backward(). With BP_NET_APPLY_SCALERS
+ *  (since 0.2) @p x is raw and @p y in original units (the stored scalers applied).
  *  @param net  the network.
  *  @param x         inputs [n x in].
  *  @param n  rows, >= 1.
  *  @param y         caller buffer for the outputs [n x out].
  *  @param capacity  number of floats @p y can hold, >= n * out.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_BUFFER_TOO_SMALL,
- *  BP_ERR_NONFINITE, BP_ERR_NOMEM. @since 0.1 */
+ *  BP_ERR_NONFINITE (also: an input or output that scales to Inf with
+ *  BP_NET_APPLY_SCALERS), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y,
                                 size_t capacity);
 
@@ -1524,7 +1539,9 @@ BP_API bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_d
                             const bp_dataset *val);
 
 /** Loss and metrics of @p net on a whole data set (inference in batches, like
- *  bp_net_predict(); the activations kept for bp_net_backward() are not disturbed).
+ *  bp_net_predict(); the activations kept for bp_net_backward() are not disturbed). With
+ *  BP_NET_APPLY_SCALERS (since 0.2) @p ds is raw (unscaled inputs and targets) and the
+ *  loss, MAE and RMSE are in the targets' original units.
  *  @param net  the network (its inference workspace is used).
  *  @param loss     an enum bp_loss value; widths as for bp_net_fit().
  *  @param ds       the data set.
@@ -1762,8 +1779,15 @@ BP_API bp_status bp_checkpoint_load_buffer_ex(bp_net **net_out, bp_optimizer **o
                                               void *user);
 
 /** Keep a data scaler (as computed by bp_dataset_fit_scaler()) with the network, so that it
- *  is saved and loaded with the model. The net does not apply it: scale inputs with
- *  bp_scaler_apply() before predicting and unscale outputs with bp_scaler_invert().
+ *  is saved and loaded with the model. The net applies it only when asked: with
+ *  BP_NET_APPLY_SCALERS = 1, bp_net_predict() and bp_net_evaluate() scale raw inputs and
+ *  give raw outputs (one call from raw inputs to original units):
+ *
+ *      bp_net_set(net, BP_NET_APPLY_SCALERS, 1);
+ *      bp_net_predict(net, raw_row, 1, &price, 1);   // price in the original units
+ *
+ *  Otherwise (the default) scale inputs with bp_scaler_apply() before predicting and unscale
+ *  outputs with bp_scaler_invert().
  *  @param net  the network.
  *  @param part    BP_SCALE_INPUTS (count must equal the input width) or BP_SCALE_TARGETS
  *                 (count must equal the current output width; needs a layer).

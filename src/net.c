@@ -219,6 +219,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->huber_delta = src->huber_delta;
     net->clip_norm = src->clip_norm;
     net->clip_value = src->clip_value;
+    net->apply_scalers = src->apply_scalers;
     bp__fit_copy(net, src);
     if ((s = bp__meta_clone(net, src)) != BP_OK) goto fail;
     *out = net;
@@ -241,6 +242,12 @@ bp_status bp_net_set(bp_net *net, int key, double value)
             return bp__fail(net->err, BP_ERR_OUT_OF_RANGE,
                             "BP_NET_ACCUMULATE_GRADS = %g is not 0 or 1", value);
         net->accumulate = value != 0.0;
+        return BP_OK;
+    case BP_NET_APPLY_SCALERS:
+        if (value != 0.0 && value != 1.0)
+            return bp__fail(net->err, BP_ERR_OUT_OF_RANGE,
+                            "BP_NET_APPLY_SCALERS = %g is not 0 or 1", value);
+        net->apply_scalers = value != 0.0;
         return BP_OK;
     case BP_NET_HUBER_DELTA:
         if (!(value > 0.0 && value <= 1e6))
@@ -271,6 +278,7 @@ bp_status bp_net_get(const bp_net *net, int key, double *value)
     if (value == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_get: value is NULL");
     switch (key) {
     case BP_NET_ACCUMULATE_GRADS: *value = net->accumulate; return BP_OK;
+    case BP_NET_APPLY_SCALERS: *value = net->apply_scalers; return BP_OK;
     case BP_NET_HUBER_DELTA: *value = net->huber_delta; return BP_OK;
     case BP_NET_CLIP_NORM: *value = net->clip_norm; return BP_OK;
     case BP_NET_CLIP_VALUE: *value = net->clip_value; return BP_OK;
@@ -340,7 +348,8 @@ bp_status bp_net_param_bounds(int key, double *lo, double *hi)
                         "bp_net_param_bounds: lo and hi must not be "
                         "NULL");
     switch (key) {
-    case BP_NET_ACCUMULATE_GRADS: *lo = 0.0, *hi = 1.0; return BP_OK;
+    case BP_NET_ACCUMULATE_GRADS:
+    case BP_NET_APPLY_SCALERS: *lo = 0.0, *hi = 1.0; return BP_OK;
     case BP_NET_HUBER_DELTA: *lo = nextafter(0.0, 1.0), *hi = 1e6; return BP_OK;
     case BP_NET_CLIP_NORM:
     case BP_NET_CLIP_VALUE: *lo = 0.0, *hi = 1e9; return BP_OK;

@@ -309,14 +309,14 @@ static bp_status check_set(bp_net *net, const char *fn, const char *what, int lo
 /* Loss and metrics of @p net on @p ds into out[0..4), predicting @p chunk rows at a time
  * into @p buf [chunk x out]. */
 static bp_status eval_set(bp_net *net, int loss, const bp_dataset *ds, float *buf, size_t chunk,
-                          double *out)
+                          double *out, int scalers)
 {
     const size_t width = out_width(net), yw = bp__loss_target_width(bp__loss_get(loss), width);
     metric_sums m = {0};
     for (size_t r = 0; r < ds->n; r += chunk) {
         const size_t rows = ds->n - r < chunk ? ds->n - r : chunk;
         const float *target = ds->y + r * yw;
-        BP_CHECK(bp_net_predict(net, ds->x + r * ds->in, rows, buf, chunk * width));
+        BP_CHECK(bp__walk_predict(net, ds->x + r * ds->in, rows, buf, chunk * width, scalers));
         float value;
         int is_dz;
         BP_CHECK(bp__loss_compute(net->err, loss, net->huber_delta, buf, NULL, target, rows, width,
@@ -343,7 +343,7 @@ bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *m
         return bp__fail(net->err, BP_ERR_NOMEM, "%s: out of memory for %zu output floats", fn,
                         floats);
     double m[4];
-    const bp_status s = eval_set(net, loss, ds, buf, chunk, m);
+    const bp_status s = eval_set(net, loss, ds, buf, chunk, m, net->apply_scalers);
     bp__free(&net->alloc, buf);
     if (s != BP_OK) return s;
     for (size_t k = 0; k < count && k < 4; k++)
@@ -625,7 +625,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
         for (int k = BP_METRIC_VAL_LOSS; k <= BP_METRIC_VAL_RMSE; k++)
             m[k] = (double)NAN;
         if (val != NULL) {
-            s = eval_set(net, loss, val, p.vout, vchunk, m + BP_METRIC_VAL_LOSS);
+            s = eval_set(net, loss, val, p.vout, vchunk, m + BP_METRIC_VAL_LOSS, 0);
             if (s != BP_OK) {
                 s = refail(net, s, fn, "validation");
                 break;

@@ -594,6 +594,95 @@ static void batch_callback_reports_progress_at_a_bounded_rate(void **state)
     bp_dataset_free(ds);
 }
 
+/* Found 5: BP_NET_APPLY_SCALERS makes predict and evaluate one call from raw inputs to raw
+ * outputs, equal to the five calls by hand; fit (and its validation) never applies them. */
+static void apply_scalers_predicts_and_evaluates_in_raw_units(void **state)
+{
+    (void)state;
+    enum { N = 30 };
+    bp_dataset *raw = make_linear(N, 41), *raw_val = make_linear(N, 42);
+    bp_net *net = make_net(8, 2, 5, 1, BP_ACT_IDENTITY);
+    const float in_off[2] = {0.25f, -0.5f}, in_sc[2] = {2.0f, 0.5f};
+    const float y_off[1] = {0.5f}, y_sc[1] = {0.25f};
+    double v;
+    assert_status(bp_net_get(net, BP_NET_APPLY_SCALERS, &v), BP_OK);
+    assert_true(v == 0.0);
+    float x[N * 2], by_hand[N], one_call[N];
+    memcpy(x, bp_dataset_inputs(raw), sizeof x);
+    const float *targets = bp_dataset_targets(raw);
+    /* Without scalers stored the setting changes nothing. */
+    assert_status(bp_net_predict(net, x, N, by_hand, N), BP_OK);
+    set(net, BP_NET_APPLY_SCALERS, 1);
+    assert_status(bp_net_predict(net, x, N, one_call, N), BP_OK);
+    assert_memory_equal(by_hand, one_call, sizeof by_hand);
+    assert_status(bp_net_set_scaler(net, BP_SCALE_INPUTS, in_off, in_sc, 2), BP_OK);
+    assert_status(bp_net_set_scaler(net, BP_SCALE_TARGETS, y_off, y_sc, 1), BP_OK);
+    /* By hand: scale, predict with the setting off, invert. */
+    float xs[N * 2];
+    memcpy(xs, x, sizeof xs);
+    assert_status(bp_scaler_apply(in_off, in_sc, 2, xs, N), BP_OK);
+    set(net, BP_NET_APPLY_SCALERS, 0);
+    assert_status(bp_net_predict(net, xs, N, by_hand, N), BP_OK);
+    assert_status(bp_scaler_invert(y_off, y_sc, 1, by_hand, N), BP_OK);
+    set(net, BP_NET_APPLY_SCALERS, 1);
+    assert_status(bp_net_predict(net, x, N, one_call, N), BP_OK);
+    assert_memory_equal(by_hand, one_call, sizeof by_hand);
+    /* evaluate: the raw set, loss and metrics in raw units. */
+    double m[4], mse = 0.0, mae = 0.0;
+    assert_status(bp_net_evaluate(net, BP_LOSS_MSE, raw, m, 4), BP_OK);
+    for (size_t i = 0; i < N; i++) {
+        const double t = targets[i];
+        mse += ((double)one_call[i] - t) * ((double)one_call[i] - t) / N;
+        mae += fabs((double)one_call[i] - t) / N;
+    }
+    assert_close(m[BP_METRIC_LOSS], mse, 1e-6, 1e-9);
+    assert_close(m[BP_METRIC_MAE], mae, 1e-6, 1e-9);
+    /* fit and its validation ignore the setting: the same history and weights as with it
+     * off (on a clone, which copies the setting). */
+    bp_net *c;
+    assert_status(bp_net_clone(&c, net), BP_OK);
+    assert_status(bp_net_get(c, BP_NET_APPLY_SCALERS, &v), BP_OK);
+    assert_true(v == 1.0);
+    set(c, BP_NET_APPLY_SCALERS, 0);
+    bp_optimizer *o1 = make_opt(BP_OPTIMIZER_ADAM, 0.01), *o2 = make_opt(BP_OPTIMIZER_ADAM, 0.01);
+    set(net, BP_FIT_EPOCHS, 3);
+    set(c, BP_FIT_EPOCHS, 3);
+    assert_status(bp_net_fit(net, o1, BP_LOSS_MSE, raw, raw_val), BP_OK);
+    assert_status(bp_net_fit(c, o2, BP_LOSS_MSE, raw, raw_val), BP_OK);
+    for (size_t e = 0; e < 3; e++)
+        assert_true(hist(net, e, BP_METRIC_VAL_LOSS) == hist(c, e, BP_METRIC_VAL_LOSS));
+    assert_memory_equal(bp_net_params(net, NULL), bp_net_params(c, NULL),
+                        bp_net_param_count(net) * sizeof(float));
+    /* Not saved with the model. */
+    size_t size;
+    assert_status(bp_net_save_buffer(net, NULL, 0, &size), BP_ERR_BUFFER_TOO_SMALL);
+    void *img = malloc(size);
+    assert_non_null(img);
+    assert_status(bp_net_save_buffer(net, img, size, &size), BP_OK);
+    bp_net *loaded;
+    assert_status(bp_net_load_buffer(&loaded, img, size), BP_OK);
+    assert_status(bp_net_get(loaded, BP_NET_APPLY_SCALERS, &v), BP_OK);
+    assert_true(v == 0.0);
+    free(img);
+    bp_net_free(loaded);
+    /* Bad values: a setting not 0/1; an input that scales to Inf fails with a message. */
+    assert_status(bp_net_set(net, BP_NET_APPLY_SCALERS, 0.5), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_net_set(net, BP_NET_APPLY_SCALERS, (double)NAN), BP_ERR_OUT_OF_RANGE);
+    double lo, hi;
+    assert_status(bp_net_param_bounds(BP_NET_APPLY_SCALERS, &lo, &hi), BP_OK);
+    assert_true(lo == 0.0 && hi == 1.0);
+    const float big[2] = {3e38f, 0.0f};
+    float out;
+    assert_status(bp_net_predict(net, big, 1, &out, 1), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_net_last_error(net), "BP_NET_APPLY_SCALERS"));
+    bp_optimizer_free(o1);
+    bp_optimizer_free(o2);
+    bp_net_free(c);
+    bp_net_free(net);
+    bp_dataset_free(raw);
+    bp_dataset_free(raw_val);
+}
+
 /* ---- metrics and evaluate ------------------------------------------------------------- */
 
 static void evaluate_matches_hand_computation(void **state)
@@ -1172,6 +1261,7 @@ int main(void)
         bp_add_test(checkpoint_from_callback_resumes_bit_identically),
         bp_add_test(keep_best_restores_the_best_epoch_however_training_ends),
         bp_add_test(batch_callback_reports_progress_at_a_bounded_rate),
+        bp_add_test(apply_scalers_predicts_and_evaluates_in_raw_units),
         bp_add_test(evaluate_matches_hand_computation),
         bp_add_test(evaluate_covers_sets_larger_than_one_chunk),
         bp_add_test(training_metrics_are_measured_before_each_update),
