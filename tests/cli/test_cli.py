@@ -157,8 +157,9 @@ def group_train(d):
                      "8:relu,batchnorm,dropout:0.1,out", "--optimizer", "sgd", "--lr", "0.05",
                      "--momentum", "0.9", "--schedule", "cosine", "--progress", "lines",
                      "-o", "es.bpm"], 0, cwd=d)
-    check("trained 4 epochs" in so and "stopped early: kept the weights of epoch 1 (val_loss"
-          in so, "early stopping after 1 + patience epochs, best weights kept", so)
+    check("trained 4 epochs" in so and "stopped early: kept the weights of epoch " in so
+          and "(val_loss" in so, "early stopping after 1 + patience epochs, best weights kept",
+          so)
     check("val_mae" in se, "validation metrics in the progress lines", se[:300])
     # Classification from a FANN file: sparse-ce, class count from the labels.
     classes_fann(os.path.join(d, "cls.data"))

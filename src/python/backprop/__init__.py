@@ -1230,7 +1230,10 @@ class Net(_Handle, _Keyed):
         callback(epoch, metrics) is called after every epoch, after the one set with
         set_epoch_callback() if any (see there). progress shows the epochs: None or False
         (default: quiet), True or "auto" (a bar redrawn in place when @p file is a terminal,
-        one line per epoch otherwise), "bar", "lines"; @p file defaults to sys.stdout."""
+        also within each epoch from the library's batch callback; one line per epoch
+        otherwise), "bar", "lines"; @p file defaults to sys.stdout. keep_best=True keeps
+        the weights of the epoch with the lowest monitored loss however training ends
+        (FIT_KEEP_BEST); best_epoch() names it."""
         keys = [(self._key(name), value) for name, value in settings.items()]
         train_ds, own_train = self._dataset(train, loss, "fit: train")
         try:
@@ -1258,10 +1261,20 @@ class Net(_Handle, _Keyed):
                         stop = bool(c(epoch, metrics)) or stop
                     return stop
                 self.set_epoch_callback(every)
+            if show is not None and show.mode == "bar":
+                def on_batch(user, net, epoch, batch, batches, loss):
+                    try:
+                        show.batch(epoch, batch, batches, loss)
+                    except BaseException as e:  # never unwind through C: re-raise in fit()
+                        self._callback_error = self._callback_error or e
+                batch_fn = BATCH_FN(on_batch)  # alive until fit returns
+                _check(_lib.bp_net_set_batch_callback(h, batch_fn, None))
             status = _lib.bp_net_fit(h, opt._handle(), int(loss), train_ds._handle(),
                                      val_ds._handle() if val_ds is not None else None)
         finally:
             if show is not None:
+                if show.mode == "bar" and not self.closed:
+                    _lib.bp_net_set_batch_callback(h, BATCH_FN(), None)
                 show.close()
             if not self.closed:
                 if getattr(self, "_epoch_cb", None) is not persistent:
@@ -1303,6 +1316,13 @@ class Net(_Handle, _Keyed):
                 row[metric_name(m)] = value.value
             out.append(row)
         return out
+
+    def best_epoch(self):
+        """bp_net_history_best: the history row (index into history()) of the last fit()'s
+        epoch with the lowest monitored loss."""
+        row = ctypes.c_size_t()
+        _check(_lib.bp_net_history_best(self._handle(), ctypes.byref(row)))
+        return row.value
 
     def history_save_csv(self, path):
         _check(_lib.bp_net_history_save_csv(self._handle(), _path(path)))
