@@ -643,7 +643,9 @@ static void apply_scalers_predicts_and_evaluates_in_raw_units(void **state)
     assert_status(bp_net_clone(&c, net), BP_OK);
     assert_status(bp_net_get(c, BP_NET_APPLY_SCALERS, &v), BP_OK);
     assert_true(v == 1.0);
-    set(c, BP_NET_APPLY_SCALERS, 0);
+    assert_status(bp_net_reset_settings(c), BP_OK); /* a setting like any other: default 0 */
+    assert_status(bp_net_get(c, BP_NET_APPLY_SCALERS, &v), BP_OK);
+    assert_true(v == 0.0);
     bp_optimizer *o1 = make_opt(BP_OPTIMIZER_ADAM, 0.01), *o2 = make_opt(BP_OPTIMIZER_ADAM, 0.01);
     set(net, BP_FIT_EPOCHS, 3);
     set(c, BP_FIT_EPOCHS, 3);
