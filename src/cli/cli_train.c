@@ -132,6 +132,21 @@ static int on_epoch(void *user, size_t epoch, const double *m, size_t count)
     return 0;
 }
 
+/* Bar mode: the position within an epoch, from the library's batch callback (at most about
+ * 10 calls a second; the epoch's last batch is left to on_epoch's line). */
+static void on_batch(void *user, const bp_net *net, size_t epoch, size_t batch, size_t batches,
+                     double loss)
+{
+    progress *p = user;
+    (void)net;
+    if (p->mode != PROGRESS_BAR || batch + 1 >= batches) return;
+    char num[32];
+    fprintf(stderr, "\r\033[K%zu/%zu batch %zu/%zu - loss %s", epoch + 1, p->epochs, batch + 1,
+            batches, cli_fmt(num, sizeof num, loss));
+    p->drawn = 1;
+    fflush(stderr);
+}
+
 static int is_regression(int loss)
 {
     return loss == BP_LOSS_MSE || loss == BP_LOSS_MAE || loss == BP_LOSS_HUBER;
@@ -456,12 +471,14 @@ int cli_train(int argc, char **argv)
     prog.regression = is_regression(o.loss);
     prog.unit_scale = t_w == 1 ? (double)t_scale[0] : 1.0;
     bp_net_set_epoch_callback(net, on_epoch, &prog);
+    bp_net_set_batch_callback(net, on_batch, &prog);
 
     double t0 = now_seconds();
     s = bp_net_fit(net, opt, o.loss, train, val);
     double seconds = now_seconds() - t0;
     if (prog.drawn) fputc('\n', stderr);
     bp_net_set_epoch_callback(net, NULL, NULL);
+    bp_net_set_batch_callback(net, NULL, NULL);
     if (s != BP_OK) {
         cli_fail_status(s, "training failed", bp_net_last_error(net));
         goto done;
