@@ -257,6 +257,10 @@ struct bp__dsmap {
     size_t rows, in, out, stride, rpb, blocks;
     int type;
     float table[TABLE_VALUES]; /* uint8 codes to values */
+    /* Decoding without the table when it is exactly table[q] = q / divisor (pixels q / 255)
+     * or q * scale: arithmetic vectorises, a table lookup per byte does not. */
+    int table_form; /* 0: lookup, 1: q / divisor, 2: q * scale */
+    float divisor, scale;
     const unsigned char *crcs; /* [blocks] little-endian CRC-32 of each block */
     atomic_uchar *verified;    /* [blocks] 1 once a block's CRC has matched */
     crc_tables crc;
@@ -292,6 +296,20 @@ size_t bp__dsmap_inputs(const struct bp__dsmap *m)
 size_t bp__dsmap_outputs(const struct bp__dsmap *m)
 {
     return m->out;
+}
+
+/* Set m->table_form: whether every entry equals q / divisor, or q * scale, exactly. */
+static void classify_table(struct bp__dsmap *m)
+{
+    const float d = m->table[255] != 0.0f ? 255.0f / m->table[255] : 0.0f, s = m->table[1];
+    int div = isfinite(d) && d != 0.0f, mul = 1;
+    for (unsigned q = 0; q < TABLE_VALUES; q++) {
+        div &= div && (float)q / d == m->table[q];
+        mul &= (float)q * s == m->table[q];
+    }
+    m->table_form = div ? 1 : mul ? 2 : 0;
+    m->divisor = d;
+    m->scale = s;
 }
 
 /* Check the header and metadata of the file mapped at m->base (m->length bytes). */
@@ -368,6 +386,7 @@ static bp_status map_parse(struct bp__dsmap *m, const char *fn)
                                 fn, name, q);
         }
         meta += TABLE_VALUES * 4u;
+        classify_table(m);
     }
     m->crcs = meta;
     return BP_OK;
@@ -465,8 +484,18 @@ bp_status bp__dsmap_read(struct bp__dsmap *m, char *err, size_t first, const siz
         const unsigned char *p = m->data + r * m->stride;
         float *xr = x + i * in;
         if (m->type == BP_DATA_UINT8) {
-            for (size_t c = 0; c < in; c++)
-                xr[c] = m->table[p[c]];
+            if (m->table_form == 1) {
+                const float d = m->divisor;
+                for (size_t c = 0; c < in; c++)
+                    xr[c] = (float)p[c] / d;
+            } else if (m->table_form == 2) {
+                const float sc = m->scale;
+                for (size_t c = 0; c < in; c++)
+                    xr[c] = (float)p[c] * sc;
+            } else {
+                for (size_t c = 0; c < in; c++)
+                    xr[c] = m->table[p[c]];
+            }
             p += in;
         } else {
             copy_f32(xr, p, in);

@@ -192,6 +192,29 @@ static void uint8_round_trip_is_exact(void **state)
     bp_dataset_free(ds);
 }
 
+/* Every code 0..255 present: tables q / 255, q * 0.25 (decoded arithmetically) and an
+ * irregular one (decoded by lookup) all read back exactly. */
+static void uint8_decoding_forms_are_exact(void **state)
+{
+    (void)state;
+    float x[512], y[2] = {0, 1};
+    for (int form = 0; form < 3; form++) {
+        for (int k = 0; k < 512; k++) {
+            const int q = (k * 7) % 256;
+            x[k] = form == 0   ? (float)q / 255.0f
+                   : form == 1 ? (float)q * 0.25f
+                               : (float)(q * q) / 7.0f - 3.0f;
+        }
+        bp_dataset *ds, *m;
+        assert_status(bp_dataset_create(&ds, x, y, 2, 256, 1), BP_OK);
+        assert_status(bp_dataset_save_binary(ds, tmp_path("q.bpds"), BP_DATA_UINT8), BP_OK);
+        assert_status(bp_dataset_open_mapped(&m, tmp_path("q.bpds")), BP_OK);
+        assert_same_rows(m, ds, 0);
+        bp_dataset_free(m);
+        bp_dataset_free(ds);
+    }
+}
+
 static void views_share_the_file(void **state)
 {
     (void)state;
@@ -482,6 +505,7 @@ int main(void)
         bp_add_test(crc_matches_the_model_files),
         bp_add_test(float32_round_trip),
         bp_add_test(uint8_round_trip_is_exact),
+        bp_add_test(uint8_decoding_forms_are_exact),
         bp_add_test(views_share_the_file),
         bp_add_test(read_only_operations_are_refused),
         bp_add_test(bad_arguments),
