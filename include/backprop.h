@@ -642,9 +642,11 @@ BP_API bp_status bp_net_zero_grad(bp_net *net);
  *  @param y           targets [n x out], or [n] class indices for BP_LOSS_SPARSE_SOFTMAX_CE.
  *  @param n  rows, >= 1.
  *  @param loss_value  if not NULL, receives the batch loss before the update.
- *  @return BP_OK; BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_INDEX (class index out of
- *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient: parameters are then
- *  untouched), BP_ERR_NOMEM, or an optimizer error. After the first call at a given n, no
+ *  @return BP_OK; BP_ERR_INVALID_ARG (also: n x inputs or n x outputs overflows, a
+ *  BP_LOSS_BCE_LOGITS target outside [0, 1]), BP_ERR_STATE, BP_ERR_INDEX (class index out of
+ *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient, also one a gradient hook
+ *  wrote: parameters are then untouched), BP_ERR_NOMEM, or an optimizer error; a gradient
+ *  hook's error status (one that is no bp_status becomes BP_ERR_STATE). After the first call at a given n, no
  *  further allocation happens. @since 0.1 */
 BP_API bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
                                    const float *y, size_t n, float *loss_value);

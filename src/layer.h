@@ -201,6 +201,8 @@ int bp__hyper_find(const bp__hyper *hp, size_t count, uint32_t key, double *valu
 /* Write the enum bp_layer_key settings that apply to the layer's kind (vt->keys) into
  * hp[at ..] (as far as cap allows); returns at + their count. */
 size_t bp__hyper_put_settings(const bp_layer *l, bp__hyper *hp, size_t cap, size_t at);
+/* BP_ERR_FORMAT (naming the layer and key) when a key appears twice in a layer record. */
+bp_status bp__hyper_check_unique(bp_net *net, const char *kind, const bp__hyper *hp, size_t count);
 /* A construction key that must be an integer in [lo, hi]: BP_ERR_FORMAT (naming the layer)
  * when missing or out of range. */
 bp_status bp__hyper_get_size(bp_net *net, const char *kind, const bp__hyper *hp, size_t count,

@@ -35,6 +35,7 @@ struct bp_net {
     float *params; /* aligned arena: every layer's W then b */
     float *grads;  /* same layout */
     size_t nparams;
+    size_t cap_params; /* floats allocated in params and grads (grown geometrically) */
     bp__rng rng;
     bp__workspace ws;    /* training forward/backward */
     bp__workspace pws;   /* bp_net_predict */
@@ -46,7 +47,7 @@ struct bp_net {
     double clip_norm, clip_value;
     struct bp__meta *meta; /* scalers and metadata (meta.c); NULL until one is set */
     struct bp__fit *fit;   /* training loop settings, callback, history (train.c, fit.h) */
-    bp_grad_fn grad_hook; /* bp_net_set_grad_hook(): between gradients and update, or NULL */
+    bp_grad_fn grad_hook;  /* bp_net_set_grad_hook(): between gradients and update, or NULL */
     void *grad_hook_user;
     bp__workers *workers; /* worker threads for elementwise passes (workers.c), or NULL */
     char err[BP__ERR_CAP];
