@@ -1546,7 +1546,9 @@ BP_API unsigned bp_format_version(void);
  *  @param net  the network.
  *  @param path  the file name.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (a target scaler that no longer matches
- *  the output width), BP_ERR_IO (the previous file is then intact), BP_ERR_NOMEM.
+ *  the output width), BP_ERR_NONFINITE (a parameter is NaN or Inf, e.g. written through
+ *  bp_net_params(): such a file could not be loaded, so nothing is written), BP_ERR_IO (the
+ *  previous file is then intact), BP_ERR_NOMEM.
  *  Thread-safe on a net nobody modifies. @since 0.1 */
 BP_API bp_status bp_net_save(const bp_net *net, const char *path);
 
@@ -1611,7 +1613,8 @@ BP_API bp_status bp_net_load_buffer_ex(bp_net **out, const void *buf, size_t siz
  *  @param opt  an optimizer that is unbound or bound to @p net's shape.
  *  @param path  the file name.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (optimizer bound to another shape),
- *  BP_ERR_IO (previous file intact), BP_ERR_NOMEM. @since 0.1 */
+ *  BP_ERR_NONFINITE (a parameter or optimizer state value the loader would refuse: nothing
+ *  written), BP_ERR_IO (previous file intact), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_checkpoint_save(const bp_net *net, const bp_optimizer *opt,
                                     const char *path);
 

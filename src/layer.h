@@ -77,6 +77,13 @@ typedef struct bp__layer_vtable {
     /* 1 if y is x unchanged in memory (flatten): the workspace aliases the layer's output to
      * its input, and forward and backward are skipped (dx = dy). */
     int passthrough;
+    /* State a training forward pass computes but must not keep until its step succeeds
+     * (batch norm's running statistics): forward stages it in its scratch; the walk calls
+     * commit(l, scratch, n, 0) to verify it (BP_ERR_NONFINITE, message in net->err, when
+     * it is no state the layer could keep: the step then fails with nothing changed) and,
+     * once the step has succeeded, commit(l, scratch, n, 1) to keep it. NULL for kinds
+     * without such state; kinds with it count in net->nstaged. */
+    bp_status (*commit)(bp_layer *l, const float *scratch, size_t n, int apply);
 } bp__layer_vtable;
 
 /* Largest row width (inputs, any layer's out). */

@@ -216,6 +216,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->in_w = src->in_w;
     net->max_width = src->max_width;
     net->shape_hash = src->shape_hash;
+    net->nstaged = src->nstaged;
     net->accumulate = src->accumulate;
     net->huber_delta = src->huber_delta;
     net->clip_norm = src->clip_norm;

@@ -36,6 +36,7 @@ struct bp_net {
     float *grads;  /* same layout */
     size_t nparams;
     size_t cap_params; /* floats allocated in params and grads (grown geometrically) */
+    size_t nstaged;    /* layers whose kind has vt->commit (staged training state) */
     bp__rng rng;
     bp__workspace ws;    /* training forward/backward */
     bp__workspace pws;   /* bp_net_predict */

@@ -488,6 +488,20 @@ bp_status bp__optimizer_check_save(const bp_optimizer *opt, const bp_net *net, c
                         "%s: the optimizer's state is for a net with %zu "
                         "parameters in %zu layers, not this one (%zu in %zu)",
                         fn, opt->bound_nparams, opt->bound_nlayers, net->nparams, net->nlayers);
+    /* What the checkpoint loader would refuse is not written (a save over a good file would
+     * destroy it): every state float finite, the squared-gradient slots non-negative. */
+    if (opt->bound) {
+        const opt_algo *a = algo_of(opt);
+        const size_t np = opt->bound_nparams, ns = a->nslots * np;
+        for (size_t i = 0; i < ns; i++) {
+            const float v = opt->state[i];
+            if (!isfinite(v) || (v < 0.0f && (a->nonneg >> (i / np) & 1u)))
+                return bp__fail(NULL, BP_ERR_NONFINITE,
+                                "%s: the optimizer's state slot %zu for parameter %zu is %g: a "
+                                "checkpoint holding it could not be loaded; nothing written",
+                                fn, i / np, i % np, (double)v);
+        }
+    }
     return BP_OK;
 }
 

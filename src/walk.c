@@ -279,6 +279,18 @@ static int ftz_worth_it(const bp_net *net, size_t n)
         return s_;                                                                                 \
     } while (0)
 
+/* The staged training state of the last forward walk over @p n rows (batch norm's running
+ * statistics, see bp__layer_vtable.commit): verified (@p apply 0; BP_ERR_NONFINITE with
+ * nothing kept) or kept (1). Only nets with such layers walk them (net->nstaged). */
+static bp_status staged(bp_net *net, const bp__workspace *ws, size_t n, int apply)
+{
+    for (size_t i = 0; i < net->nlayers; i++) {
+        bp_layer *l = net->layers[i];
+        if (l->vt->commit != NULL) BP_CHECK(l->vt->commit(l, ws->s[i], n, apply));
+    }
+    return BP_OK;
+}
+
 static bp_status net_forward(bp_net *net, const float *x, size_t n, const float **y)
 {
     BP__NET_CHECK(net, "bp_net_forward");
@@ -294,7 +306,16 @@ static bp_status net_forward(bp_net *net, const float *x, size_t n, const float 
     memcpy(ws->x, x, n * net->inputs * sizeof(float));
     ws->x_in = ws->x;
     ws->x_max = x_max;
+    const bp__rng rng0 = net->rng;
     forward_pass(net, ws, ws->x, n, 1);
+    if (net->nstaged) {
+        const bp_status s = staged(net, ws, n, 0);
+        if (s != BP_OK) {
+            net->rng = rng0; /* a failed call leaves the net as it was */
+            return s;
+        }
+        (void)staged(net, ws, n, 1);
+    }
     ws->rows = n;
     *y = ws->y[net->nlayers - 1];
     return BP_OK;
@@ -447,9 +468,18 @@ static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *op
     if (train && (s = bp__optimizer_validate_for(opt, net)) != BP_OK)
         return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());
     float value = 0.0f;
+    /* Transactional: the generator (dropout masks) is restored and the staged running
+     * statistics are not kept unless the whole step succeeds. */
+    const bp__rng rng0 = net->rng;
     s = grads_pass(net, fn, loss, x, y, n, &value);
+    if (net->nstaged && s == BP_OK) s = staged(net, &net->ws, n, 0);
     if (!train) { /* bp_net_compute_grads */
-        if (s == BP_OK && loss_value != NULL) *loss_value = value;
+        if (s != BP_OK) {
+            net->rng = rng0;
+            return s;
+        }
+        if (net->nstaged) (void)staged(net, &net->ws, n, 1);
+        if (loss_value != NULL) *loss_value = value;
         return s;
     }
     if (net->grad_hook != NULL) {
@@ -459,19 +489,28 @@ static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *op
         memcpy(local, net->err, sizeof local);
         (void)bp__fail(NULL, BP_OK, "%s", ""); /* the hook's message, if any, is its own */
         const int hs = net->grad_hook(net->grad_hook_user, net, (int)s, n, &value);
-        if (s != BP_OK) return bp__fail(net->err, s, "%s", local);
-        if (hs != BP_OK) return hook_failed(net, fn, hs);
-        if (!isfinite(value))
-            return bp__fail(net->err, BP_ERR_NONFINITE,
-                            "%s: the gradient hook reported a loss of %g", fn, (double)value);
+        if (s == BP_OK && hs != BP_OK)
+            s = hook_failed(net, fn, hs);
+        else if (s != BP_OK)
+            s = bp__fail(net->err, s, "%s", local);
+        else if (!isfinite(value))
+            s = bp__fail(net->err, BP_ERR_NONFINITE, "%s: the gradient hook reported a loss of %g",
+                         fn, (double)value);
     }
-    if (s != BP_OK) return s;
+    if (s != BP_OK) {
+        net->rng = rng0;
+        return s;
+    }
     if (net->clip_norm > 0.0 || net->clip_value > 0.0) clip_grads(net);
     /* The hook may have done anything with the handles and the gradients: validate them
      * again after it, and prove the gradients it leaves finite. */
     s = net->grad_hook != NULL ? bp__optimizer_step_trusted(opt, net)
                                : bp__optimizer_update(opt, net);
-    if (s != BP_OK) return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());
+    if (s != BP_OK) {
+        net->rng = rng0;
+        return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());
+    }
+    if (net->nstaged) (void)staged(net, &net->ws, n, 1);
     if (loss_value != NULL) *loss_value = value;
     return BP_OK;
 }

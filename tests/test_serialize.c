@@ -1500,6 +1500,42 @@ static void a_duplicated_construction_key_is_refused(void **state)
     bp_net_free(net);
 }
 
+/* Issue 18, finding 3: a net the loader would refuse is not saved (a save over a good model
+ * would destroy it). A NaN parameter (here written through bp_net_params(), as an update
+ * overflow would leave one) and an Inf optimizer moment: every save fails with
+ * BP_ERR_NONFINITE and a message naming the value, and the file on disk is kept. */
+static void a_net_that_could_not_be_loaded_is_not_saved(void **state)
+{
+    (void)state;
+    bp_net *net = make_net(3);
+    bp_optimizer *opt;
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    float x[5] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f}, y[3] = {0.0f, 1.0f, 0.5f};
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+    char path[128];
+    path_in_dir(path, sizeof path, "refuse.bpm");
+    assert_status(bp_net_save(net, path), BP_OK);
+    float *p = bp_net_params(net, NULL);
+    const float keep = p[7];
+    p[7] = (float)NAN;
+    size_t size;
+    unsigned char buf[64];
+    assert_status(bp_net_save(net, path), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_last_error(), "could not be loaded"));
+    assert_status(bp_net_save_buffer(net, buf, sizeof buf, &size), BP_ERR_NONFINITE);
+    assert_status(bp_checkpoint_save_buffer(net, opt, buf, sizeof buf, &size), BP_ERR_NONFINITE);
+    bp_net *back;
+    assert_status(bp_net_load(&back, path), BP_OK); /* the earlier file is intact */
+    bp_net_free(back);
+    p[7] = keep;
+    opt->state[2] = (float)INFINITY;
+    assert_status(bp_checkpoint_save_buffer(net, opt, buf, sizeof buf, &size), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_last_error(), "optimizer"));
+    assert_status(bp_net_save(net, path), BP_OK); /* the model alone is fine */
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1523,6 +1559,7 @@ int main(void)
         bp_add_test(hostile_values_behind_a_valid_checksum_are_rejected),
         bp_add_test(loading_allocates_in_proportion_to_the_file),
         bp_add_test(a_duplicated_construction_key_is_refused),
+        bp_add_test(a_net_that_could_not_be_loaded_is_not_saved),
         bp_add_test(load_and_save_reject_bad_arguments),
         bp_add_test(scalers_are_validated_stored_and_removed),
         bp_add_test(metadata_is_set_replaced_removed_and_bounded),
