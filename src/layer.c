@@ -130,7 +130,7 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
     net->layers[net->nlayers++] = l;
     net->nparams = total;
     if (l->out > net->max_width) net->max_width = l->out;
-    net->nstaged += l->vt->commit != NULL;
+    net->nstaged += l->vt->commit != NULL || l->vt->draws_rng;
     net->shape_hash = bp__optimizer_shape_hash_layer(net->shape_hash, l);
     bp__layer_init_params(l, init_scheme, init_value);
     /* Shapes changed: the workspaces are replanned on the next call. */

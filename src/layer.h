@@ -84,6 +84,9 @@ typedef struct bp__layer_vtable {
      * once the step has succeeded, commit(l, scratch, n, 1) to keep it. NULL for kinds
      * without such state; kinds with it count in net->nstaged. */
     bp_status (*commit)(bp_layer *l, const float *scratch, size_t n, int apply);
+    /* 1 if a training forward draws from the net's generator (dropout masks): a failed step
+     * restores it. Counted in net->nstaged too. */
+    int draws_rng;
 } bp__layer_vtable;
 
 /* Largest row width (inputs, any layer's out). */

@@ -36,7 +36,9 @@ struct bp_net {
     float *grads;  /* same layout */
     size_t nparams;
     size_t cap_params; /* floats allocated in params and grads (grown geometrically) */
-    size_t nstaged;    /* layers whose kind has vt->commit (staged training state) */
+    size_t nstaged;    /* layers whose training forward changes the net: vt->commit (staged
+                          state) or vt->draws_rng; 0 keeps the step free of transactions */
+    bp__rng rng_saved; /* the generator before the current step (restored if it fails) */
     bp__rng rng;
     bp__workspace ws;    /* training forward/backward */
     bp__workspace pws;   /* bp_net_predict */

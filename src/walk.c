@@ -154,8 +154,10 @@ static bp_status check_rows(const bp_net *net, char *err, const char *fn, size_t
 static BP__ALWAYS_INLINE bp_status check_input_to(const bp_net *net, char *err, const char *fn,
                                                   const float *x, size_t n, float *x_max)
 {
-    if (BP__UNLIKELY(rows_overflow(n, net->inputs) || rows_overflow(n, bp__net_out_width(net))))
-        return check_rows(net, err, fn, n);
+    /* Fewer than 2^32 rows of at most 2^28 floats cannot overflow (max_width bounds inputs
+     * and every output): one test in the common case. */
+    if (BP__UNLIKELY(((n >> 31) >> 1 | net->max_width >> 28) != 0))
+        BP_CHECK(check_rows(net, err, fn, n));
     const size_t total = n * net->inputs;
     *x_max = -1.0f;
     if (total >= BP__WIDE_INPUT) {
@@ -281,7 +283,8 @@ static int ftz_worth_it(const bp_net *net, size_t n)
 
 /* The staged training state of the last forward walk over @p n rows (batch norm's running
  * statistics, see bp__layer_vtable.commit): verified (@p apply 0; BP_ERR_NONFINITE with
- * nothing kept) or kept (1). Only nets with such layers walk them (net->nstaged). */
+ * nothing kept) or kept (1). Only nets with such layers (or layers drawing from the
+ * generator, whose state the step saves in net->rng_saved) pay for it (net->nstaged). */
 static bp_status staged(bp_net *net, const bp__workspace *ws, size_t n, int apply)
 {
     for (size_t i = 0; i < net->nlayers; i++) {
@@ -306,12 +309,12 @@ static bp_status net_forward(bp_net *net, const float *x, size_t n, const float 
     memcpy(ws->x, x, n * net->inputs * sizeof(float));
     ws->x_in = ws->x;
     ws->x_max = x_max;
-    const bp__rng rng0 = net->rng;
+    if (net->nstaged) net->rng_saved = net->rng;
     forward_pass(net, ws, ws->x, n, 1);
     if (net->nstaged) {
         const bp_status s = staged(net, ws, n, 0);
         if (s != BP_OK) {
-            net->rng = rng0; /* a failed call leaves the net as it was */
+            net->rng = net->rng_saved; /* a failed call leaves the net as it was */
             return s;
         }
         (void)staged(net, ws, n, 1);
@@ -470,12 +473,12 @@ static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *op
     float value = 0.0f;
     /* Transactional: the generator (dropout masks) is restored and the staged running
      * statistics are not kept unless the whole step succeeds. */
-    const bp__rng rng0 = net->rng;
+    if (net->nstaged) net->rng_saved = net->rng;
     s = grads_pass(net, fn, loss, x, y, n, &value);
     if (net->nstaged && s == BP_OK) s = staged(net, &net->ws, n, 0);
     if (!train) { /* bp_net_compute_grads */
         if (s != BP_OK) {
-            net->rng = rng0;
+            if (net->nstaged) net->rng = net->rng_saved;
             return s;
         }
         if (net->nstaged) (void)staged(net, &net->ws, n, 1);
@@ -498,7 +501,7 @@ static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *op
                          fn, (double)value);
     }
     if (s != BP_OK) {
-        net->rng = rng0;
+        if (net->nstaged) net->rng = net->rng_saved;
         return s;
     }
     if (net->clip_norm > 0.0 || net->clip_value > 0.0) clip_grads(net);
@@ -507,7 +510,7 @@ static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *op
     s = net->grad_hook != NULL ? bp__optimizer_step_trusted(opt, net)
                                : bp__optimizer_update(opt, net);
     if (s != BP_OK) {
-        net->rng = rng0;
+        if (net->nstaged) net->rng = net->rng_saved;
         return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());
     }
     if (net->nstaged) (void)staged(net, &net->ws, n, 1);
