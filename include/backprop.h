@@ -676,9 +676,11 @@ BP_API bp_status bp_net_zero_grad(bp_net *net);
  *  @param y           targets [n x out], or [n] class indices for BP_LOSS_SPARSE_SOFTMAX_CE.
  *  @param n  rows, >= 1.
  *  @param loss_value  if not NULL, receives the batch loss before the update.
- *  @return BP_OK; BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_INDEX (class index out of
- *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient: parameters are then
- *  untouched), BP_ERR_NOMEM, or an optimizer error. After the first call at a given n, no
+ *  @return BP_OK; BP_ERR_INVALID_ARG (also: n x inputs or n x outputs overflows, a
+ *  BP_LOSS_BCE_LOGITS target outside [0, 1]), BP_ERR_STATE, BP_ERR_INDEX (class index out of
+ *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient, also one a gradient hook
+ *  wrote: parameters are then untouched), BP_ERR_NOMEM, or an optimizer error; a gradient
+ *  hook's error status (one that is no bp_status becomes BP_ERR_STATE). After the first call at a given n, no
  *  further allocation happens. @since 0.1 */
 BP_API bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
                                    const float *y, size_t n, float *loss_value);
@@ -1740,7 +1742,9 @@ BP_API unsigned bp_format_version(void);
  *  @param net  the network.
  *  @param path  the file name.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (a target scaler that no longer matches
- *  the output width), BP_ERR_IO (the previous file is then intact), BP_ERR_NOMEM.
+ *  the output width), BP_ERR_NONFINITE (a parameter is NaN or Inf, e.g. written through
+ *  bp_net_params(): such a file could not be loaded, so nothing is written), BP_ERR_IO (the
+ *  previous file is then intact), BP_ERR_NOMEM.
  *  Thread-safe on a net nobody modifies. @since 0.1 */
 BP_API bp_status bp_net_save(const bp_net *net, const char *path);
 
@@ -1805,7 +1809,8 @@ BP_API bp_status bp_net_load_buffer_ex(bp_net **out, const void *buf, size_t siz
  *  @param opt  an optimizer that is unbound or bound to @p net's shape.
  *  @param path  the file name.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (optimizer bound to another shape),
- *  BP_ERR_IO (previous file intact), BP_ERR_NOMEM. @since 0.1 */
+ *  BP_ERR_NONFINITE (a parameter or optimizer state value the loader would refuse: nothing
+ *  written), BP_ERR_IO (previous file intact), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_checkpoint_save(const bp_net *net, const bp_optimizer *opt,
                                     const char *path);
 
