@@ -460,8 +460,10 @@ BP_API void bp_net_free(bp_net *net);
 BP_API bp_status bp_net_clone(bp_net **out, const bp_net *net);
 
 /** @param net  the network.
- *  @return the detailed message of the last failed call on @p net ("" if none, a static
- *  message if @p net is invalid). Borrowed: valid until the next call on @p net. @since 0.1 */
+ *  @return the detailed message of the last failed call on @p net or its layers that may
+ *  modify them ("" if none, a static message if @p net is invalid); calls taking a const net
+ *  or layer (getters, saving, history export ...) report in bp_last_error() only. Borrowed:
+ *  valid until the next call on @p net. @since 0.1 */
 BP_API const char *bp_net_last_error(const bp_net *net);
 
 /** Append a dense (fully connected) layer y = f(x W^T + b), W [units x in], b [units].
@@ -1127,8 +1129,10 @@ BP_API bp_status bp_dataset_create(bp_dataset **out, const float *x, const float
 BP_API void bp_dataset_free(bp_dataset *ds);
 
 /** @param ds  the data set.
- *  @return the detailed message of the last failed call on @p ds ("" if none, a static
- *  message if @p ds is invalid). Borrowed: valid until the next call on @p ds. @since 0.1 */
+ *  @return the detailed message of the last failed call on @p ds that may modify it ("" if
+ *  none, a static message if @p ds is invalid); calls taking a const data set (subset,
+ *  split, scalers, class counts, saving ...) report in bp_last_error() only. Borrowed: valid
+ *  until the next call on @p ds. @since 0.1 */
 BP_API const char *bp_dataset_last_error(const bp_dataset *ds);
 
 /** @param ds  the data set.

@@ -11,9 +11,13 @@
 /* Largest integer below which every integer is exactly representable as float. */
 #define BP__MAX_CLASS_INDEX 16777216.0f
 
-/* Failures on a const handle still record their message on it: err is logically mutable
- * (one thread at a time per handle, as for every call). */
-static char *ds_err(const bp_dataset *ds) { return (char *)(uintptr_t)ds->err; }
+/* Calls on a const data set report failures in bp_last_error() only (the handle's message
+ * belongs to the calls that may modify it): the one rule for const handles. */
+static char *ds_err(const bp_dataset *ds)
+{
+    (void)ds;
+    return NULL;
+}
 
 bp_status bp__dataset_adopt(bp_dataset **out, const bp__alloc *a, float *x, float *y, size_t n,
                             size_t in, size_t outs)
@@ -175,11 +179,8 @@ bp_status bp_dataset_subset(bp_dataset **out, const bp_dataset *ds, size_t start
         *out = v;
         return BP_OK;
     }
-    const bp_status st = ds_copy(out, &ds->alloc, ds->x + start * ds->in,
-                                 ds->y + start * ds->out, count, ds->in, ds->out);
-    if (st != BP_OK) /* ds_copy recorded the message thread-locally; keep it on ds too */
-        snprintf(ds_err(ds), BP__ERR_CAP, "%s", bp_last_error());
-    return st;
+    return ds_copy(out, &ds->alloc, ds->x + start * ds->in, ds->y + start * ds->out, count,
+                   ds->in, ds->out);
 }
 
 bp_status bp_dataset_split(bp_dataset **first, bp_dataset **second, const bp_dataset *ds,

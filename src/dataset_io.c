@@ -516,7 +516,7 @@ bp_status bp_dataset_save_fann(const bp_dataset *ds, const char *path)
 {
     if (!bp__dataset_ok(ds))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
-    char *err = (char *)(uintptr_t)ds->err; /* logically mutable, see dataset.c */
+    char *err = NULL; /* a const data set: bp_last_error() only, see dataset.c */
     if (path == NULL) return bp__fail(err, BP_ERR_INVALID_ARG, "save_fann: path is NULL");
     if (!bp__dataset_resident(ds))
         return bp__fail(err, BP_ERR_UNSUPPORTED, "save_fann: the data set is memory-mapped; "

@@ -521,7 +521,7 @@ bp_status bp__dataset_read(const bp_dataset *ds, const size_t *idx, size_t start
                            float *x, float *y)
 {
     if (ds->map != NULL)
-        return bp__dsmap_read(ds->map, (char *)(uintptr_t)ds->err, ds->first, idx, start, k, x, y);
+        return bp__dsmap_read(ds->map, NULL, ds->first, idx, start, k, x, y);
     const size_t in = ds->in, out = ds->out;
     if (idx == NULL) {
         memcpy(x, ds->x + start * in, k * in * sizeof(float));
@@ -540,10 +540,11 @@ bp_status bp__dataset_read(const bp_dataset *ds, const size_t *idx, size_t start
  * Public: bp_dataset_save_binary, bp_dataset_open_mapped
  * ----------------------------------------------------------------------------------------*/
 
-/* Failures on a const handle still record their message on it (as in dataset.c). */
+/* Failures on a const handle are reported in bp_last_error() only (as in dataset.c). */
 static char *ds_err(const bp_dataset *ds)
 {
-    return (char *)(uintptr_t)ds->err;
+    (void)ds;
+    return NULL;
 }
 
 /* Rows read per pass when a data set is scanned or encoded. */

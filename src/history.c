@@ -10,12 +10,6 @@
 #include <math.h>
 #include <string.h>
 
-#define NET_CHECK(net, fn)                                                                         \
-    do {                                                                                           \
-        if (!bp__net_ok(net))                                                                      \
-            return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);               \
-    } while (0)
-
 void bp__history_free(bp_net *net)
 {
     bp__free(&net->alloc, net->fit->history);
@@ -70,7 +64,7 @@ size_t bp_net_history_length(const bp_net *net)
 
 bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric, double *value)
 {
-    NET_CHECK(net, "bp_net_history_get");
+    BP__NET_CHECK(net, "bp_net_history_get");
     if (value == NULL)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_history_get: value is NULL");
     if (metric < 0 || metric >= BP_METRIC_COUNT)
@@ -86,7 +80,7 @@ bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric, double
 
 bp_status bp_net_history_best(const bp_net *net, size_t *row)
 {
-    NET_CHECK(net, "bp_net_history_best");
+    BP__NET_CHECK(net, "bp_net_history_best");
     if (row == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_history_best: row is NULL");
     const struct bp__fit *f = net->fit;
     if (f->history_len == 0)
@@ -103,8 +97,8 @@ bp_status bp_net_history_best(const bp_net *net, size_t *row)
 
 bp_status bp_net_history_save_csv(const bp_net *net, const char *path)
 {
-    NET_CHECK(net, "bp_net_history_save_csv");
-    char *err = (char *)(uintptr_t)net->err; /* the message buffer is logically mutable */
+    BP__NET_CHECK(net, "bp_net_history_save_csv");
+    char *err = NULL; /* a const net: bp_last_error() only */
     if (path == NULL)
         return bp__fail(err, BP_ERR_INVALID_ARG, "bp_net_history_save_csv: path is NULL");
     bp__atomic_file w;

@@ -10,12 +10,6 @@
 #include <math.h>
 #include <string.h>
 
-#define LAYER_CHECK(l, fn)                                                                         \
-    do {                                                                                           \
-        if (!bp__layer_ok(l))                                                                      \
-            return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid layer handle", fn);             \
-    } while (0)
-
 int bp__init_valid(int scheme)
 {
     return scheme >= BP_INIT_DEFAULT && scheme <= BP_INIT_NORMAL;
@@ -282,49 +276,49 @@ static bp_status copy_in(bp_layer *l, const char *fn, const char *what, float *d
 
 bp_status bp_layer_get_weights(const bp_layer *layer, float *dst, size_t capacity)
 {
-    LAYER_CHECK(layer, "bp_layer_get_weights");
+    BP__LAYER_CHECK(layer, "bp_layer_get_weights");
     return copy_out(layer, "bp_layer_get_weights", "weights", bp__layer_w(layer), layer->nweights,
                     dst, capacity);
 }
 
 bp_status bp_layer_set_weights(bp_layer *layer, const float *src, size_t count)
 {
-    LAYER_CHECK(layer, "bp_layer_set_weights");
+    BP__LAYER_CHECK(layer, "bp_layer_set_weights");
     return copy_in(layer, "bp_layer_set_weights", "weights", bp__layer_w(layer), layer->nweights,
                    src, count);
 }
 
 bp_status bp_layer_get_biases(const bp_layer *layer, float *dst, size_t capacity)
 {
-    LAYER_CHECK(layer, "bp_layer_get_biases");
+    BP__LAYER_CHECK(layer, "bp_layer_get_biases");
     return copy_out(layer, "bp_layer_get_biases", "biases", bp__layer_b(layer), layer->nbiases, dst,
                     capacity);
 }
 
 bp_status bp_layer_set_biases(bp_layer *layer, const float *src, size_t count)
 {
-    LAYER_CHECK(layer, "bp_layer_set_biases");
+    BP__LAYER_CHECK(layer, "bp_layer_set_biases");
     return copy_in(layer, "bp_layer_set_biases", "biases", bp__layer_b(layer), layer->nbiases, src,
                    count);
 }
 
 bp_status bp_layer_get_weight_grad(const bp_layer *layer, float *dst, size_t capacity)
 {
-    LAYER_CHECK(layer, "bp_layer_get_weight_grad");
+    BP__LAYER_CHECK(layer, "bp_layer_get_weight_grad");
     return copy_out(layer, "bp_layer_get_weight_grad", "weights", bp__layer_dw(layer),
                     layer->nweights, dst, capacity);
 }
 
 bp_status bp_layer_get_bias_grad(const bp_layer *layer, float *dst, size_t capacity)
 {
-    LAYER_CHECK(layer, "bp_layer_get_bias_grad");
+    BP__LAYER_CHECK(layer, "bp_layer_get_bias_grad");
     return copy_out(layer, "bp_layer_get_bias_grad", "biases", bp__layer_db(layer), layer->nbiases,
                     dst, capacity);
 }
 
 bp_status bp_layer_init_weights(bp_layer *layer, int scheme, double value)
 {
-    LAYER_CHECK(layer, "bp_layer_init_weights");
+    BP__LAYER_CHECK(layer, "bp_layer_init_weights");
     if (!bp__init_valid(scheme))
         return bp__fail(layer->net->err, BP_ERR_INVALID_ARG,
                         "bp_layer_init_weights: unknown scheme %d", scheme);
@@ -341,7 +335,7 @@ bp_status bp_layer_init_weights(bp_layer *layer, int scheme, double value)
 bp_status bp_layer_output_shape(const bp_layer *layer, size_t *channels, size_t *height,
                                 size_t *width)
 {
-    LAYER_CHECK(layer, "bp_layer_output_shape");
+    BP__LAYER_CHECK(layer, "bp_layer_output_shape");
     if (channels == NULL || height == NULL || width == NULL)
         return bp__fail(NULL, BP_ERR_INVALID_ARG,
                         "bp_layer_output_shape: outputs must not be NULL");
@@ -353,7 +347,7 @@ bp_status bp_layer_output_shape(const bp_layer *layer, size_t *channels, size_t 
 
 bp_status bp_layer_grad_norm(const bp_layer *layer, double *norm)
 {
-    LAYER_CHECK(layer, "bp_layer_grad_norm");
+    BP__LAYER_CHECK(layer, "bp_layer_grad_norm");
     if (norm == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_layer_grad_norm: norm is NULL");
     const float *g = bp__layer_dw(layer);
     const size_t np = layer->nweights + layer->nbiases;

@@ -233,4 +233,7 @@ bp_status bp__hyper_apply_settings(bp_layer *l, const bp__hyper *hp, size_t coun
 
 /* CRC-32 (IEEE 802.3, zlib's crc32): continue @p crc (0 to start) over @p size bytes. */
 
+/* Refuse an invalid layer handle (BP__CHECK_HANDLE, util.h). */
+#define BP__LAYER_CHECK(l, fn) BP__CHECK_HANDLE(bp__layer_ok(l), "layer", fn)
+
 #endif /* BP_LAYER_H */

@@ -71,8 +71,7 @@ const bp__layer_vtable bp__activation_vtable = {
 
 bp_status bp_net_add_activation(bp_net *net, int activation)
 {
-    if (!bp__net_ok(net))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_add_activation: invalid net handle");
+    BP__NET_CHECK(net, "bp_net_add_activation");
     if (!bp__act_valid(activation))
         return bp__fail(net->err, BP_ERR_INVALID_ARG,
                         "bp_net_add_activation: unknown activation %d", activation);

@@ -329,8 +329,7 @@ const bp__layer_vtable bp__batchnorm_vtable = {
 
 bp_status bp_net_add_batchnorm(bp_net *net)
 {
-    if (!bp__net_ok(net))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_add_batchnorm: invalid net handle");
+    BP__NET_CHECK(net, "bp_net_add_batchnorm");
     BP_CHECK(bp__net_check_append(net, "bp_net_add_batchnorm"));
     size_t c, h, w;
     bp__net_out_shape(net, &c, &h, &w);

@@ -297,7 +297,7 @@ const bp__layer_vtable bp__conv2d_vtable = {
 bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h, size_t kernel_w,
                             size_t stride, size_t padding, int activation)
 {
-    if (!bp__net_ok(net)) return bp__fail(NULL, BP_ERR_INVALID_ARG, FN ": invalid net handle");
+    BP__NET_CHECK(net, FN);
     if (!bp__act_valid(activation) || activation == BP_ACT_SOFTMAX)
         return bp__fail(net->err, BP_ERR_INVALID_ARG,
                         FN ": activation %d is unknown or softmax (softmax belongs to a dense "

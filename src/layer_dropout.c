@@ -106,8 +106,7 @@ const bp__layer_vtable bp__dropout_vtable = {
 
 bp_status bp_net_add_dropout(bp_net *net, double rate)
 {
-    if (!bp__net_ok(net))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_add_dropout: invalid net handle");
+    BP__NET_CHECK(net, "bp_net_add_dropout");
     double lo, hi;
     bp_layer_param_bounds(BP_LAYER_DROPOUT_RATE, &lo, &hi);
     if (!(rate >= lo && rate <= hi))

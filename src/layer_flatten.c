@@ -52,8 +52,7 @@ const bp__layer_vtable bp__flatten_vtable = {
 
 bp_status bp_net_add_flatten(bp_net *net)
 {
-    if (!bp__net_ok(net))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_add_flatten: invalid net handle");
+    BP__NET_CHECK(net, "bp_net_add_flatten");
     BP_CHECK(bp__net_check_append(net, "bp_net_add_flatten"));
     size_t C, H, W;
     bp__net_out_shape(net, &C, &H, &W);

@@ -239,7 +239,7 @@ const bp__layer_vtable bp__global_avgpool_vtable = {
 static bp_status add_pool(bp_net *net, const char *fn, const bp__layer_vtable *vt, size_t size,
                           size_t stride)
 {
-    if (!bp__net_ok(net)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);
+    BP__NET_CHECK(net, fn);
     if (size == 0 || stride == 0 || size > 1024 || stride > 1024)
         return bp__fail(net->err, BP_ERR_INVALID_ARG,
                         "%s: size %zu and stride %zu must be in 1..1024", fn, size, stride);
@@ -275,8 +275,7 @@ bp_status bp_net_add_avgpool2d(bp_net *net, size_t size, size_t stride)
 
 bp_status bp_net_add_global_avgpool(bp_net *net)
 {
-    if (!bp__net_ok(net))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_add_global_avgpool: invalid net handle");
+    BP__NET_CHECK(net, "bp_net_add_global_avgpool");
     BP_CHECK(bp__net_check_append(net, "bp_net_add_global_avgpool"));
     size_t C, H, W;
     bp__net_out_shape(net, &C, &H, &W);

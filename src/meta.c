@@ -198,12 +198,6 @@ bp_status bp__meta_unscale_outputs(bp_net *net, const char *fn, float *y, size_t
  * Public: scalers and metadata
  * ----------------------------------------------------------------------------------------*/
 
-#define NET_ARG(net, fn)                                                                           \
-    do {                                                                                           \
-        if (!bp__net_ok(net))                                                                      \
-            return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);               \
-    } while (0)
-
 static size_t out_width(const bp_net *net)
 {
     return net->nlayers ? net->layers[net->nlayers - 1]->out : 0;
@@ -237,7 +231,7 @@ static bp_status scaler_check(const bp_net *net, char *err, int part, const floa
 bp_status bp_net_set_scaler(bp_net *net, int part, const float *offset, const float *scale,
                             size_t count)
 {
-    NET_ARG(net, "bp_net_set_scaler");
+    BP__NET_CHECK(net, "bp_net_set_scaler");
     if (!part_valid(part))
         return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_set_scaler: unknown part %d", part);
     const int idx = part - 1;
@@ -264,7 +258,7 @@ bp_status bp_net_set_scaler(bp_net *net, int part, const float *offset, const fl
 bp_status bp_net_get_scaler(const bp_net *net, int part, float *offset, float *scale,
                             size_t capacity, size_t *count)
 {
-    NET_ARG(net, "bp_net_get_scaler");
+    BP__NET_CHECK(net, "bp_net_get_scaler");
     if (count == NULL || !part_valid(part))
         return bp__fail(NULL, BP_ERR_INVALID_ARG,
                         "bp_net_get_scaler: count is NULL or part %d unknown", part);
@@ -295,7 +289,7 @@ static size_t bounded_len(const char *s, size_t max)
 
 bp_status bp_net_set_meta(bp_net *net, const char *key, const char *value)
 {
-    NET_ARG(net, "bp_net_set_meta");
+    BP__NET_CHECK(net, "bp_net_set_meta");
     if (key == NULL) return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_set_meta: key is NULL");
     const size_t klen = bounded_len(key, META_KEY_MAX);
     if (klen == 0 || klen > META_KEY_MAX)
@@ -319,7 +313,7 @@ bp_status bp_net_set_meta(bp_net *net, const char *key, const char *value)
 bp_status bp_net_get_meta(const bp_net *net, const char *key, char *buf, size_t capacity,
                           size_t *needed)
 {
-    NET_ARG(net, "bp_net_get_meta");
+    BP__NET_CHECK(net, "bp_net_get_meta");
     if (key == NULL || (buf == NULL && capacity > 0))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_get_meta: key or buf is NULL");
     const size_t klen = bounded_len(key, META_KEY_MAX);

@@ -179,8 +179,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
 {
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_clone: out is NULL");
     *out = NULL;
-    if (!bp__net_ok(src))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_clone: invalid net handle");
+    BP__NET_CHECK(src, "bp_net_clone");
     bp_net *net;
     BP_CHECK(
         bp_net_create_ex(&net, src->inputs, 0, src->alloc.alloc, src->alloc.free, src->alloc.user));

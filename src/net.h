@@ -87,11 +87,7 @@ static inline int bp__layer_ok(const bp_layer *l)
 void bp__net_settings_defaults(bp_net *net);
 
 /* Refuse an invalid net handle: return BP_ERR_INVALID_ARG from the calling function. */
-#define BP__NET_CHECK(net, fn)                                                                     \
-    do {                                                                                           \
-        if (!bp__net_ok(net))                                                                      \
-            return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);               \
-    } while (0)
+#define BP__NET_CHECK(net, fn) BP__CHECK_HANDLE(bp__net_ok(net), "net", fn)
 
 /* Width of the net's output rows (its input width while it has no layers). */
 static inline size_t bp__net_out_width(const bp_net *net)

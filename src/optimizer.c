@@ -345,8 +345,7 @@ static bp_status check_key(const bp_optimizer *o, char *err, const char *place, 
 
 bp_status bp_optimizer_set(bp_optimizer *opt, int key, double value)
 {
-    if (!bp__optimizer_ok(opt))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_optimizer_set: invalid optimizer handle");
+    BP__OPT_CHECK(opt, "bp_optimizer_set");
     BP_CHECK(check_key(opt, opt->err, "bp_optimizer_set", key));
     BP_CHECK(check_value(opt->err, "bp_optimizer_set", key, value));
     opt->set[S(key)] = value;
@@ -355,8 +354,7 @@ bp_status bp_optimizer_set(bp_optimizer *opt, int key, double value)
 
 bp_status bp_optimizer_get(const bp_optimizer *opt, int key, double *value)
 {
-    if (!bp__optimizer_ok(opt))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_optimizer_get: invalid optimizer handle");
+    BP__OPT_CHECK(opt, "bp_optimizer_get");
     /* opt is const: report through bp_last_error() only. */
     BP_CHECK(check_key(opt, NULL, "bp_optimizer_get", key));
     if (value == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_optimizer_get: value is NULL");
@@ -375,9 +373,7 @@ bp_status bp_optimizer_param_bounds(int key, double *lo, double *hi)
 
 bp_status bp_optimizer_reset_settings(bp_optimizer *opt)
 {
-    if (!bp__optimizer_ok(opt))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG,
-                        "bp_optimizer_reset_settings: invalid optimizer handle");
+    BP__OPT_CHECK(opt, "bp_optimizer_reset_settings");
     set_defaults(opt);
     return BP_OK;
 }
@@ -396,8 +392,7 @@ bp_status bp__optimizer_set_rate(bp_optimizer *opt, double lr)
 
 bp_status bp_optimizer_reset(bp_optimizer *opt)
 {
-    if (!bp__optimizer_ok(opt))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_optimizer_reset: invalid optimizer handle");
+    BP__OPT_CHECK(opt, "bp_optimizer_reset");
     /* The block is kept for reuse by the next bind; its contents are re-initialised there. */
     opt->bound = 0;
     opt->bound_nparams = 0;
@@ -481,8 +476,7 @@ bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net)
 
 bp_status bp__optimizer_check_save(const bp_optimizer *opt, const bp_net *net, const char *fn)
 {
-    if (!bp__optimizer_ok(opt))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid optimizer handle", fn);
+    BP__OPT_CHECK(opt, fn);
     if (opt->bound && !bound_to(opt, net, bp__optimizer_shape_hash(net)))
         return bp__fail(NULL, BP_ERR_STATE,
                         "%s: the optimizer's state is for a net with %zu "

@@ -97,4 +97,7 @@ void bp__optimizer_encode(struct bp__wr *w, const bp_optimizer *opt);
 bp_status bp__optimizer_decode(bp_optimizer **out, const bp__alloc *alloc, const bp_net *net,
                                struct bp__rd *r);
 
+/* Refuse an invalid optimizer handle (BP__CHECK_HANDLE, util.h). */
+#define BP__OPT_CHECK(opt, fn) BP__CHECK_HANDLE(bp__optimizer_ok(opt), "optimizer", fn)
+
 #endif /* BP_OPTIMIZER_H */

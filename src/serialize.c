@@ -378,7 +378,7 @@ static bp_status encode(bp__wr *w, const bp_net *net, const bp_optimizer *opt)
 static bp_status save_check(const char *fn, const bp_net *net, const bp_optimizer *opt,
                             int with_opt)
 {
-    if (!bp__net_ok(net)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);
+    BP__NET_CHECK(net, fn);
     /* A net the loader would refuse is not written: a save over a good model would destroy
      * it (parameters are the state a step can make non-finite; running statistics are
      * verified by every step before they are kept). */

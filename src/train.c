@@ -21,12 +21,6 @@
 #include <string.h>
 #include <time.h>
 
-#define NET_CHECK(net, fn)                                                                         \
-    do {                                                                                           \
-        if (!bp__net_ok(net))                                                                      \
-            return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);               \
-    } while (0)
-
 #define BP__PI 3.14159265358979323846
 /* Rows per inference chunk in evaluate and validation (bp_net_predict's own chunk). */
 #define EVAL_CHUNK ((size_t)1024)
@@ -361,7 +355,7 @@ bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *m
                           size_t count)
 {
     static const char fn[] = "bp_net_evaluate";
-    NET_CHECK(net, fn);
+    BP__NET_CHECK(net, fn);
     if (metrics == NULL || count == 0)
         return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: metrics is NULL or count is 0", fn);
     BP_CHECK(check_net_loss(net, fn, loss));
@@ -425,7 +419,7 @@ static int improved(double loss, double best, double min_delta)
 
 bp_status bp_net_set_epoch_callback(bp_net *net, bp_epoch_fn fn, void *user)
 {
-    NET_CHECK(net, "bp_net_set_epoch_callback");
+    BP__NET_CHECK(net, "bp_net_set_epoch_callback");
     net->fit->callback = fn;
     net->fit->callback_v2 = NULL;
     net->fit->callback_user = fn != NULL ? user : NULL;
@@ -434,7 +428,7 @@ bp_status bp_net_set_epoch_callback(bp_net *net, bp_epoch_fn fn, void *user)
 
 bp_status bp_net_set_epoch_callback_v2(bp_net *net, bp_epoch_fn_v2 fn, void *user)
 {
-    NET_CHECK(net, "bp_net_set_epoch_callback_v2");
+    BP__NET_CHECK(net, "bp_net_set_epoch_callback_v2");
     net->fit->callback = NULL;
     net->fit->callback_v2 = fn;
     net->fit->callback_user = fn != NULL ? user : NULL;
@@ -443,7 +437,7 @@ bp_status bp_net_set_epoch_callback_v2(bp_net *net, bp_epoch_fn_v2 fn, void *use
 
 bp_status bp_net_set_batch_callback(bp_net *net, bp_batch_fn fn, void *user)
 {
-    NET_CHECK(net, "bp_net_set_batch_callback");
+    BP__NET_CHECK(net, "bp_net_set_batch_callback");
     net->fit->batch_fn = fn;
     net->fit->batch_user = fn != NULL ? user : NULL;
     return BP_OK;
@@ -617,7 +611,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
                      const bp_dataset *val)
 {
     static const char fn[] = "bp_net_fit";
-    NET_CHECK(net, fn);
+    BP__NET_CHECK(net, fn);
     struct bp__fit *f = net->fit;
     BP_CHECK(check_net_loss(net, fn, loss));
     if (net->accumulate)

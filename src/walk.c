@@ -611,8 +611,7 @@ bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *
                             float *scratch, size_t scratch_floats)
 {
     /* Messages go to the calling thread's bp_last_error() only: net->err is shared. */
-    if (!bp__net_ok(net))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_predict_ws: invalid net handle");
+    BP__NET_CHECK(net, "bp_net_predict_ws");
     if (x == NULL || y == NULL || scratch == NULL)
         return bp__fail(NULL, BP_ERR_INVALID_ARG,
                         "bp_net_predict_ws: x, y and scratch must not be NULL");

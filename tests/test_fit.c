@@ -913,7 +913,7 @@ static void history_csv_round_trips(void **state)
     unlink(path);
 
     assert_status(bp_net_history_save_csv(net, "/nonexistent-dir/h.csv"), BP_ERR_IO);
-    assert_true(strlen(bp_net_last_error(net)) > 0);
+    assert_non_null(strstr(bp_last_error(), "h.csv")); /* a const net: bp_last_error() only */
     assert_status(bp_net_history_save_csv(net, NULL), BP_ERR_INVALID_ARG);
     assert_status(bp_net_history_save_csv(NULL, path), BP_ERR_INVALID_ARG);
 
