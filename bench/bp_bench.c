@@ -220,8 +220,8 @@ static void mlp_gemms_step(const mlp_gemms *g, const float *x, size_t n)
     const size_t *width = g->width;
     const float *in = x;
     for (size_t l = 0; l < g->layers; l++) {
-        bp__gemm_blas(0, 1, n, width[l + 1], width[l], 1.0f, in, width[l], g->w[l], width[l],
-                      0.0f, g->y[l], width[l + 1]);
+        bp__gemm_blas(0, 1, n, width[l + 1], width[l], 1.0f, in, width[l], g->w[l], width[l], 0.0f,
+                      g->y[l], width[l + 1]);
         in = g->y[l];
     }
     for (size_t l = g->layers; l-- > 0;) {
@@ -252,8 +252,7 @@ static int case_dense_gemm_bound(const bench_opts *o, bench_json *out)
     raw_gemms r = {&g, NULL};
     int rc = -1;
     float *x = malloc(n * dg_width[0] * sizeof *x), *y = malloc(n * dg_width[3] * sizeof *y);
-    const int ok = x != NULL && y != NULL &&
-                   mlp_gemms_alloc(&g, dg_width, DG_LAYERS, n, 10) == 0;
+    const int ok = x != NULL && y != NULL && mlp_gemms_alloc(&g, dg_width, DG_LAYERS, n, 10) == 0;
     double weights = 0, real_flops = 0;
     for (size_t l = 0; l < DG_LAYERS; l++) {
         const size_t i = dg_width[l], on = dg_width[l + 1];
@@ -311,6 +310,64 @@ done:
     free(x);
     free(y);
     return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Cases: tanh-spiral, tanh-mlp8 -- tanh MLPs IN-64-64-64-1 trained full batch with Adam (MSE):
+ * microseconds per bp_net_train_step. 2 inputs at 193 rows is a two-spiral-sized problem; 8
+ * at 256 rows the issue's second shape. Transcendental activations dominate these steps.
+ * ----------------------------------------------------------------------------------------*/
+
+static int tanh_mlp_case(const bench_opts *o, bench_json *out, size_t in, size_t n,
+                         const char *shape)
+{
+    dense_args d = {0};
+    int rc = -1;
+    float *x = malloc(n * in * sizeof *x), *y = malloc(n * sizeof *y);
+    if (x == NULL || y == NULL) {
+        fprintf(stderr, "bp_bench: out of memory for %s\n", shape);
+        goto done;
+    }
+    bench_fill(x, n * in, 5);
+    bench_fill(y, n, 6);
+    if (bp_net_create(&d.net, in, 1) != BP_OK ||
+        bp_net_add_dense(d.net, 64, BP_ACT_TANH) != BP_OK ||
+        bp_net_add_dense(d.net, 64, BP_ACT_TANH) != BP_OK ||
+        bp_net_add_dense(d.net, 64, BP_ACT_TANH) != BP_OK ||
+        bp_net_add_dense(d.net, 1, BP_ACT_IDENTITY) != BP_OK ||
+        bp_optimizer_create(&d.opt, BP_OPTIMIZER_ADAM) != BP_OK ||
+        bp_optimizer_set(d.opt, BP_OPT_LEARNING_RATE, 1e-3) != BP_OK) {
+        fprintf(stderr, "bp_bench: %s setup: %s\n", shape, bp_last_error());
+        goto done;
+    }
+    d.x = x, d.y = y, d.n = n;
+    const double ns = bench_time_ns(run_train_step, &d, o->repeat, 20000000);
+    if (d.status != BP_OK || ns < 0) {
+        fprintf(stderr, "bp_bench: %s: %s\n", shape, bp_last_error());
+        goto done;
+    }
+    bench_json_field_str(out, "shape", shape);
+    bench_json_field_int(out, "batch", (long long)n);
+    bench_json_field_int(out, "repeat", o->repeat);
+    bench_json_field_num(out, "step_us", ns / 1e3);
+    bench_json_field_num(out, "samples_per_s", (double)n * 1e9 / ns);
+    rc = 0;
+done:
+    bp_optimizer_free(d.opt);
+    bp_net_free(d.net);
+    free(x);
+    free(y);
+    return rc;
+}
+
+static int case_tanh_spiral(const bench_opts *o, bench_json *out)
+{
+    return tanh_mlp_case(o, out, 2, 193, "2-64-64-64-1");
+}
+
+static int case_tanh_mlp8(const bench_opts *o, bench_json *out)
+{
+    return tanh_mlp_case(o, out, 8, 256, "8-64-64-64-1");
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -421,9 +478,9 @@ static const size_t fm_width[FM_LAYERS + 1] = {FM_IN, FM_H1, FM_H2, FM_OUT};
 
 typedef struct fm_data {
     bp_dataset *train, *test;
-    float *buf;             /* random data when the real set is missing (owns x and y) */
-    const float *x, *y;     /* training inputs [n x 784], class indices [n] */
-    const float *tx, *ty;   /* test set, or NULL */
+    float *buf;           /* random data when the real set is missing (owns x and y) */
+    const float *x, *y;   /* training inputs [n x 784], class indices [n] */
+    const float *tx, *ty; /* test set, or NULL */
     size_t n, tn;
     const char *name;
 } fm_data;
@@ -467,9 +524,11 @@ static int fm_load(const bench_opts *o, fm_data *d)
         }
         float *x = d->buf, *y = d->buf + d->n * FM_IN;
         bench_fill(x, d->n * FM_IN, 7);
-        for (size_t k = 0; k < d->n * FM_IN; k++) x[k] = 0.5f * (x[k] + 1.0f); /* [0, 1) */
+        for (size_t k = 0; k < d->n * FM_IN; k++)
+            x[k] = 0.5f * (x[k] + 1.0f); /* [0, 1) */
         bench_fill(y, d->n, 8);
-        for (size_t k = 0; k < d->n; k++) y[k] = (float)(int)(5.0f * (y[k] + 1.0f)); /* 0..9 */
+        for (size_t k = 0; k < d->n; k++)
+            y[k] = (float)(int)(5.0f * (y[k] + 1.0f)); /* 0..9 */
         d->x = x, d->y = y;
     }
     if (o->samples < d->n) d->n = o->samples;
@@ -526,8 +585,8 @@ typedef struct fm_epoch {
     bp_net *net;
     bp_optimizer *opt;
     size_t *perm;
-    float *bx, *by;                 /* gathered batch [64 x 784], [64] */
-    mlp_gemms g;                    /* the epoch's GEMMs alone */
+    float *bx, *by; /* gathered batch [64 x 784], [64] */
+    mlp_gemms g;    /* the epoch's GEMMs alone */
     bp__rng rng;
     double loss_sum;
     int status;
@@ -537,7 +596,8 @@ typedef struct fm_epoch {
 static void fm_shuffle(fm_epoch *e)
 {
     const size_t n = e->d->n;
-    for (size_t i = 0; i < n; i++) e->perm[i] = i;
+    for (size_t i = 0; i < n; i++)
+        e->perm[i] = i;
     for (size_t i = n; i > 1; i--) {
         const size_t j = (size_t)bp__rng_below(&e->rng, i);
         const size_t t = e->perm[i - 1];
@@ -560,8 +620,8 @@ static void fm_train_epoch(void *p)
             e->by[i] = d->y[src];
         }
         float loss;
-        const bp_status s = bp_net_train_step(e->net, e->opt, BP_LOSS_SPARSE_SOFTMAX_CE, e->bx,
-                                              e->by, rows, &loss);
+        const bp_status s =
+            bp_net_train_step(e->net, e->opt, BP_LOSS_SPARSE_SOFTMAX_CE, e->bx, e->by, rows, &loss);
         if (s != BP_OK) {
             e->status = s;
             return;
@@ -822,6 +882,8 @@ static const bench_case cases[] = {
      case_gemm_crossover},
     {"dense-gemm-bound", "MLP 1024-4096-4096-1024 train_step, batch 256, vs raw sgemm (ratio)",
      case_dense_gemm_bound},
+    {"tanh-spiral", "2-64-64-64-1 tanh MLP, full batch of 193, Adam (step_us)", case_tanh_spiral},
+    {"tanh-mlp8", "8-64-64-64-1 tanh MLP, full batch of 256, Adam (step_us)", case_tanh_mlp8},
     {"tiny-online", "2-4-1 sigmoid XOR, batch 1, SGD (ns_per_update)", case_tiny_online},
     {"small-online", "16-32-1 sigmoid on census-house, batch 1, SGD (ns_per_update)",
      case_small_online},
@@ -903,7 +965,12 @@ static int run_case(const bench_case *c, const bench_opts *o)
 
 int main(int argc, char **argv)
 {
-    bench_opts o = {9, 256, 1024, 1024, (size_t)-1, "/usr/share/datasets/fashion-mnist",
+    bench_opts o = {9,
+                    256,
+                    1024,
+                    1024,
+                    (size_t)-1,
+                    "/usr/share/datasets/fashion-mnist",
                     "/usr/share/doc/libfann-dev/examples/datasets/census-house.train"};
     int selected[NCASES] = {0}, any = 0;
     for (int i = 1; i < argc; i++) {
