@@ -787,6 +787,78 @@ done:
 
 enum { CNN_BATCH = 128, CNN_EPOCH = 60000 };
 
+/* The GEMMs of one training step of that net alone, at the shapes the layers use with one
+ * chunk per batch (layer_conv2d.c): per convolution (F filters, K = C*3*3, P output pixels)
+ * forward [F x K] [K x n*P], dW [F x n*P] [n*P x K]^T and, for the second, dX [K x F]^T
+ * [F x n*P]; then the dense layers 1600-128-10 (mlp_gemms, plus the first one's dX). Random
+ * data. */
+typedef struct cnn_gemms {
+    float *w[2], *cols[2], *t[2], *dw[2], *dcols;
+    mlp_gemms dense;
+    float *flat;
+} cnn_gemms;
+
+static const size_t cnn_conv_shape[2][3] = {{32, 9, 26 * 26}, {64, 288, 11 * 11}}; /* F, K, P */
+static const size_t cnn_dense_width[3] = {1600, 128, 10};
+
+static void cnn_gemms_free(cnn_gemms *g)
+{
+    for (int c = 0; c < 2; c++)
+        free(g->w[c]), free(g->cols[c]), free(g->t[c]), free(g->dw[c]);
+    free(g->dcols);
+    free(g->flat);
+    mlp_gemms_free(&g->dense);
+    memset(g, 0, sizeof *g);
+}
+
+static int cnn_gemms_alloc(cnn_gemms *g)
+{
+    memset(g, 0, sizeof *g);
+    const size_t n = CNN_BATCH;
+    int ok = 1;
+    for (int c = 0; c < 2; c++) {
+        const size_t F = cnn_conv_shape[c][0], K = cnn_conv_shape[c][1],
+                     P = cnn_conv_shape[c][2];
+        g->w[c] = malloc(F * K * sizeof(float));
+        g->dw[c] = malloc(F * K * sizeof(float));
+        g->cols[c] = malloc(K * n * P * sizeof(float));
+        g->t[c] = malloc(F * n * P * sizeof(float));
+        ok = ok && g->w[c] && g->dw[c] && g->cols[c] && g->t[c];
+        if (ok) {
+            bench_fill(g->w[c], F * K, 20 + (unsigned)c);
+            bench_fill(g->cols[c], K * n * P, 22 + (unsigned)c);
+            bench_fill(g->t[c], F * n * P, 24 + (unsigned)c);
+        }
+    }
+    g->dcols = malloc(288 * n * 121 * sizeof(float));
+    g->flat = malloc(n * 1600 * sizeof(float));
+    ok = ok && g->dcols && g->flat && mlp_gemms_alloc(&g->dense, cnn_dense_width, 2, n, 30) == 0;
+    if (!ok) {
+        cnn_gemms_free(g);
+        return -1;
+    }
+    bench_fill(g->flat, n * 1600, 31);
+    return 0;
+}
+
+static void run_cnn_gemms(void *p)
+{
+    const cnn_gemms *g = p;
+    const size_t n = CNN_BATCH;
+    for (int c = 0; c < 2; c++) {
+        const size_t F = cnn_conv_shape[c][0], K = cnn_conv_shape[c][1],
+                     NP = n * cnn_conv_shape[c][2];
+        bp__gemm_blas(0, 0, F, NP, K, 1.0f, g->w[c], K, g->cols[c], NP, 1.0f, g->t[c], NP);
+        bp__gemm_blas(0, 1, F, K, NP, 1.0f, g->t[c], NP, g->cols[c], NP, 0.0f, g->dw[c], K);
+        if (c == 1)
+            bp__gemm_blas(1, 0, K, NP, F, 1.0f, g->w[c], K, g->t[c], NP, 0.0f, g->dcols, NP);
+    }
+    mlp_gemms_step(&g->dense, g->flat, n);
+    /* the first dense layer's dX, which mlp_gemms_step leaves out (the convolutions need it) */
+    bp__gemm_blas(0, 0, n, 1600, 128, 1.0f, g->dense.dz[0], 128, g->dense.w[0], 1600, 0.0f,
+                  g->dense.dx[0], 1600);
+}
+
 static bp_status cnn_build(bp_net **out)
 {
     bp_net *net;
@@ -820,8 +892,10 @@ static int case_cnn_epoch(const bench_opts *o, bench_json *out)
           *y = malloc(pool * CNN_BATCH * sizeof *y);
     bp_net *net = NULL;
     bp_optimizer *opt = NULL;
+    cnn_gemms g;
+    memset(&g, 0, sizeof g);
     int rc = -1;
-    if (x == NULL || y == NULL || cnn_build(&net) != BP_OK ||
+    if (x == NULL || y == NULL || cnn_gemms_alloc(&g) != 0 || cnn_build(&net) != BP_OK ||
         bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM) != BP_OK) {
         fprintf(stderr, "bp_bench: cnn-epoch: %s\n", bp_last_error());
         goto done;
@@ -844,6 +918,8 @@ static int case_cnn_epoch(const bench_opts *o, bench_json *out)
     }
     const double ns = (double)(bench_now_ns() - t0);
     const double conv = bp__conv_prof_ns[BP__PROF_TOTAL];
+    const double gemm_ns = bench_time_ns(run_cnn_gemms, &g, o->repeat, 0);
+    const double per_epoch = (double)((CNN_EPOCH + CNN_BATCH - 1) / CNN_BATCH);
     bench_json_field_int(out, "batch", CNN_BATCH);
     bench_json_field_int(out, "batches", (long long)batches);
     bench_json_field_num(out, "batch_ms", ns / (double)batches * 1e-6);
@@ -852,6 +928,8 @@ static int case_cnn_epoch(const bench_opts *o, bench_json *out)
     bench_json_field_num(out, "conv_share", conv / ns);
     bench_json_field_num(out, "conv_sgemm_share", bp__conv_prof_ns[BP__PROF_GEMM] / conv);
     bench_json_field_num(out, "conv_im2col_share", bp__conv_prof_ns[BP__PROF_COLS] / conv);
+    bench_json_field_num(out, "gemm_only_s", gemm_ns * per_epoch * 1e-9);
+    bench_json_field_num(out, "epoch_over_gemm", ns / (double)batches / gemm_ns);
     rc = 0;
     goto done;
 fail:
@@ -859,6 +937,7 @@ fail:
 done:
     bp_optimizer_free(opt);
     bp_net_free(net);
+    cnn_gemms_free(&g);
     free(x);
     free(y);
     return rc;
@@ -889,7 +968,7 @@ static const bench_case cases[] = {
      case_fmnist_mlp_epoch},
     {"inference-latency", "784-256-128-10 predict: 1 sample and 256 (single_ns, batch256_ns)",
      case_inference_latency},
-    {"cnn-epoch", "Fashion-MNIST-shaped CNN: epoch_s, conv sgemm and im2col shares",
+    {"cnn-epoch", "Fashion-MNIST-shaped CNN: epoch_s, conv sgemm and im2col shares, gemm_only_s",
      case_cnn_epoch},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
