@@ -595,6 +595,15 @@ BP_API bp_status bp_net_get(const bp_net *net, int key, double *value);
  *  @return BP_OK, BP_ERR_INVALID_ARG (unknown key or NULL output). @since 0.1 */
 BP_API bp_status bp_net_param_bounds(int key, double *lo, double *hi);
 
+/** Put every network setting (enum bp_net_key) and every training-loop setting (enum
+ *  bp_fit_key) back to its documented default, like zstd's
+ *  ZSTD_CCtx_reset(ZSTD_reset_parameters). Layers, parameters, the epoch callback, the
+ *  gradient hook, scalers, metadata and the history are not touched (layer settings:
+ *  bp_layer_reset_settings()).
+ *  @param net  the network.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.2 */
+BP_API bp_status bp_net_reset_settings(bp_net *net);
+
 /** Write a human-readable table (layer, kind, output shape, parameters, activation) into
  *  @p buf, NUL-terminated.
  *  @param net  the network.
@@ -881,6 +890,41 @@ BP_API bp_status bp_layer_param_bounds(int key, double *lo, double *hi);
  *  @param layer  the layer.
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.2 */
 BP_API bp_status bp_layer_reset_settings(bp_layer *layer);
+
+/** The kernel geometry of a convolution or pooling layer, as given when it was created:
+ *  conv2d kernel_h x kernel_w, stride and padding; max/avg pooling size x size, stride and
+ *  padding 0. For interchange formats (e.g. the ONNX exporter) and inspection.
+ *  @param layer     the layer.
+ *  @param kernel_h  receives the kernel (window) height.
+ *  @param kernel_w  receives the kernel (window) width.
+ *  @param stride    receives the stride (both directions).
+ *  @param padding   receives the zero padding on every side.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL output, or a kind without a
+ *  kernel; nothing is written then). @since 0.2 */
+BP_API bp_status bp_layer_kernel_shape(const bp_layer *layer, size_t *kernel_h,
+                                       size_t *kernel_w, size_t *stride, size_t *padding);
+
+/** Copy the layer's non-parameter state, the values a model file saves besides weights and
+ *  biases: batchnorm running mean [C] followed by running variance [C] (2C floats); no
+ *  state (count 0) for the other kinds.
+ *  @param layer     the layer.
+ *  @param dst       caller buffer receiving the state (may be NULL when @p capacity is 0).
+ *  @param capacity  floats @p dst can hold.
+ *  @param count     if not NULL, receives the state's float count (also on
+ *                   BP_ERR_BUFFER_TOO_SMALL, so a first call with capacity 0 sizes it).
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_BUFFER_TOO_SMALL. @since 0.2 */
+BP_API bp_status bp_layer_get_state(const bp_layer *layer, float *dst, size_t capacity,
+                                    size_t *count);
+
+/** Replace the layer's non-parameter state (layout of bp_layer_get_state()), e.g. the
+ *  running statistics of a batch-normalisation layer imported from another framework.
+ *  Validated before anything changes.
+ *  @param layer  the layer.
+ *  @param src    the new state; copied.
+ *  @param count  floats in @p src; must equal the state's float count.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (count differs), BP_ERR_NONFINITE (a value
+ *  is NaN/Inf, or a variance is negative; nothing is changed). @since 0.2 */
+BP_API bp_status bp_layer_set_state(bp_layer *layer, const float *src, size_t count);
 
 /* ============================================================================================
  * Loss

@@ -265,6 +265,8 @@ public:
         detail::check(bp_layer_param_bounds(key, &b.lo, &b.hi));
         return b;
     }
+    /** Every setting back to its default (bp_layer_reset_settings). */
+    void reset_settings() { detail::check(bp_layer_reset_settings(handle())); }
     bp_layer *handle() const { return detail::require(h_, "bp::Layer"); }
 
 private:
@@ -526,6 +528,8 @@ public:
         detail::check(bp_net_param_bounds(key, &b.lo, &b.hi));
         return b;
     }
+    /** Every network and training-loop setting back to its default (bp_net_reset_settings). */
+    void reset_settings() { detail::check(bp_net_reset_settings(handle())); }
     std::string summary() const
     {
         std::size_t needed = 0;

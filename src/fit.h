@@ -26,6 +26,8 @@ int bp__fit_is_key(int key);
 bp_status bp__fit_set(bp_net *net, int key, double value);
 bp_status bp__fit_get(const bp_net *net, int key, double *value);
 bp_status bp__fit_bounds(int key, double *lo, double *hi);
+/* Every fit setting back to its default (bp_net_reset_settings). */
+void bp__fit_reset_settings(bp_net *net);
 
 /* Checkpoint section FIT, for serialize.c: write the payload (counts only when w->p is NULL);
  * read one into @p net's fit state, every value validated (failures as the status with the

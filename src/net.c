@@ -47,7 +47,7 @@ bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed, bp_alloc_
     net->in_h = 1;
     net->in_w = 1;
     net->max_width = inputs;
-    net->huber_delta = 1.0;
+    bp__net_settings_defaults(net);
     if (bp__fit_create(net) != BP_OK) {
         bp__free(&a, net);
         return bp__fail(NULL, BP_ERR_NOMEM, "bp_net_create: out of memory (training state)");
@@ -232,52 +232,85 @@ fail:
  * Settings and summary
  * ----------------------------------------------------------------------------------------*/
 
+/* The network settings family (block 300): one row per key with its bounds, default and
+ * accessors; bp_net_set/get/param_bounds/reset_settings read it, and pass the fit loop's keys
+ * (block 400) to train.c, which owns their table. */
+static void set_accumulate(bp_net *n, double v) { n->accumulate = v != 0.0; }
+static double get_accumulate(const bp_net *n) { return n->accumulate; }
+static void set_huber(bp_net *n, double v) { n->huber_delta = v; }
+static double get_huber(const bp_net *n) { return n->huber_delta; }
+static void set_clip_norm(bp_net *n, double v) { n->clip_norm = v; }
+static double get_clip_norm(const bp_net *n) { return n->clip_norm; }
+static void set_clip_value(bp_net *n, double v) { n->clip_value = v; }
+static double get_clip_value(const bp_net *n) { return n->clip_value; }
+
+typedef struct net_key_info {
+    int key;
+    const char *name;
+    double lo, hi;     /* inclusive; an open bound is the nearest double inside it */
+    const char *range; /* the bounds as the messages print them */
+    double def;
+    int flag; /* 0/1 only */
+    void (*set)(bp_net *net, double value);
+    double (*get)(const bp_net *net);
+} net_key_info;
+
+static const net_key_info net_keys[] = {
+    {BP_NET_ACCUMULATE_GRADS, "BP_NET_ACCUMULATE_GRADS", 0.0, 1.0, "{0, 1}", 0.0, 1,
+     set_accumulate, get_accumulate},
+    {BP_NET_HUBER_DELTA, "BP_NET_HUBER_DELTA", 0x1p-1074, 1e6, "(0, 1e6]", 1.0, 0, set_huber,
+     get_huber},
+    {BP_NET_CLIP_NORM, "BP_NET_CLIP_NORM", 0.0, 1e9, "[0, 1e9]", 0.0, 0, set_clip_norm,
+     get_clip_norm},
+    {BP_NET_CLIP_VALUE, "BP_NET_CLIP_VALUE", 0.0, 1e9, "[0, 1e9]", 0.0, 0, set_clip_value,
+     get_clip_value},
+};
+
+static const net_key_info *net_key(int key)
+{
+    for (size_t i = 0; i < sizeof net_keys / sizeof net_keys[0]; i++)
+        if (net_keys[i].key == key) return &net_keys[i];
+    return NULL;
+}
+
+void bp__net_settings_defaults(bp_net *net)
+{
+    for (size_t i = 0; i < sizeof net_keys / sizeof net_keys[0]; i++)
+        net_keys[i].set(net, net_keys[i].def);
+}
+
 bp_status bp_net_set(bp_net *net, int key, double value)
 {
     BP__NET_CHECK(net, "bp_net_set");
-    switch (key) {
-    case BP_NET_ACCUMULATE_GRADS:
-        if (value != 0.0 && value != 1.0)
-            return bp__fail(net->err, BP_ERR_OUT_OF_RANGE,
-                            "BP_NET_ACCUMULATE_GRADS = %g is not 0 or 1", value);
-        net->accumulate = value != 0.0;
-        return BP_OK;
-    case BP_NET_HUBER_DELTA:
-        if (!(value > 0.0 && value <= 1e6))
-            return bp__fail(net->err, BP_ERR_OUT_OF_RANGE,
-                            "BP_NET_HUBER_DELTA = %g is outside (0, 1e6]", value);
-        net->huber_delta = value;
-        return BP_OK;
-    case BP_NET_CLIP_NORM:
-    case BP_NET_CLIP_VALUE:
-        if (!(value >= 0.0 && value <= 1e9))
-            return bp__fail(net->err, BP_ERR_OUT_OF_RANGE, "%s = %g is outside [0, 1e9]",
-                            key == BP_NET_CLIP_NORM ? "BP_NET_CLIP_NORM" : "BP_NET_CLIP_VALUE",
-                            value);
-        if (key == BP_NET_CLIP_NORM)
-            net->clip_norm = value;
-        else
-            net->clip_value = value;
-        return BP_OK;
-    default:
-        if (bp__fit_is_key(key)) return bp__fit_set(net, key, value);
-        return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_set: unknown key %d", key);
-    }
+    if (bp__fit_is_key(key)) return bp__fit_set(net, key, value);
+    const net_key_info *k = net_key(key);
+    if (k == NULL) return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_set: unknown key %d", key);
+    if (k->flag && value != 0.0 && value != 1.0)
+        return bp__fail(net->err, BP_ERR_OUT_OF_RANGE, "%s = %g is not 0 or 1", k->name, value);
+    if (!(value >= k->lo && value <= k->hi))
+        return bp__fail(net->err, BP_ERR_OUT_OF_RANGE, "%s = %g is outside %s", k->name, value,
+                        k->range);
+    k->set(net, value);
+    return BP_OK;
 }
 
 bp_status bp_net_get(const bp_net *net, int key, double *value)
 {
     BP__NET_CHECK(net, "bp_net_get");
     if (value == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_get: value is NULL");
-    switch (key) {
-    case BP_NET_ACCUMULATE_GRADS: *value = net->accumulate; return BP_OK;
-    case BP_NET_HUBER_DELTA: *value = net->huber_delta; return BP_OK;
-    case BP_NET_CLIP_NORM: *value = net->clip_norm; return BP_OK;
-    case BP_NET_CLIP_VALUE: *value = net->clip_value; return BP_OK;
-    default:
-        if (bp__fit_is_key(key)) return bp__fit_get(net, key, value);
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_get: unknown key %d", key);
-    }
+    if (bp__fit_is_key(key)) return bp__fit_get(net, key, value);
+    const net_key_info *k = net_key(key);
+    if (k == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_get: unknown key %d", key);
+    *value = k->get(net);
+    return BP_OK;
+}
+
+bp_status bp_net_reset_settings(bp_net *net)
+{
+    BP__NET_CHECK(net, "bp_net_reset_settings");
+    bp__net_settings_defaults(net);
+    bp__fit_reset_settings(net);
+    return BP_OK;
 }
 
 typedef struct text_buf {
@@ -337,15 +370,12 @@ bp_status bp_net_param_bounds(int key, double *lo, double *hi)
 {
     if (lo == NULL || hi == NULL)
         return bp__fail(NULL, BP_ERR_INVALID_ARG,
-                        "bp_net_param_bounds: lo and hi must not be "
-                        "NULL");
-    switch (key) {
-    case BP_NET_ACCUMULATE_GRADS: *lo = 0.0, *hi = 1.0; return BP_OK;
-    case BP_NET_HUBER_DELTA: *lo = nextafter(0.0, 1.0), *hi = 1e6; return BP_OK;
-    case BP_NET_CLIP_NORM:
-    case BP_NET_CLIP_VALUE: *lo = 0.0, *hi = 1e9; return BP_OK;
-    default:
-        if (bp__fit_is_key(key)) return bp__fit_bounds(key, lo, hi);
+                        "bp_net_param_bounds: lo and hi must not be NULL");
+    if (bp__fit_is_key(key)) return bp__fit_bounds(key, lo, hi);
+    const net_key_info *k = net_key(key);
+    if (k == NULL)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_param_bounds: unknown key %d", key);
-    }
+    *lo = k->lo;
+    *hi = k->hi;
+    return BP_OK;
 }

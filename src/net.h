@@ -78,6 +78,9 @@ static inline int bp__layer_ok(const bp_layer *l)
     return l != NULL && l->magic == BP__MAGIC_LAYER && bp__net_ok(l->net);
 }
 
+/* Every network setting (block 300) to its default (net.c). */
+void bp__net_settings_defaults(bp_net *net);
+
 /* Refuse an invalid net handle: return BP_ERR_INVALID_ARG from the calling function. */
 #define BP__NET_CHECK(net, fn)                                                                     \
     do {                                                                                           \

@@ -158,6 +158,12 @@ bp_status bp__fit_get(const bp_net *net, int key, double *value)
     return BP_OK;
 }
 
+void bp__fit_reset_settings(bp_net *net)
+{
+    for (size_t k = 0; k < FIT_KEY_COUNT; k++)
+        net->fit->set[k] = fit_keys[k].def;
+}
+
 bp_status bp__fit_bounds(int key, double *lo, double *hi)
 {
     *lo = fit_keys[key - FIT_KEY_FIRST].lo;

@@ -585,6 +585,42 @@ static void forward_out_of_memory_is_reported(void **state)
     assert_int_equal(ta.live, 0);
 }
 
+static void reset_settings_restores_every_net_and_fit_default(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create(&net, 3, 1), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_TANH), BP_OK);
+    static const int keys[] = {BP_NET_ACCUMULATE_GRADS, BP_NET_HUBER_DELTA, BP_NET_CLIP_NORM,
+                               BP_NET_CLIP_VALUE,       BP_FIT_EPOCHS,      BP_FIT_BATCH_SIZE,
+                               BP_FIT_SCHEDULE,         BP_FIT_LR_GAMMA,    BP_FIT_PATIENCE};
+    enum { NK = sizeof keys / sizeof keys[0] };
+    double def[NK];
+    for (size_t i = 0; i < NK; i++) {
+        double lo, hi, v;
+        assert_status(bp_net_get(net, keys[i], &def[i]), BP_OK);
+        assert_status(bp_net_param_bounds(keys[i], &lo, &hi), BP_OK);
+        /* Move each setting away from its default, to a bound that differs from it. */
+        assert_status(bp_net_set(net, keys[i], def[i] == hi ? lo : hi), BP_OK);
+        assert_status(bp_net_get(net, keys[i], &v), BP_OK);
+        assert_true(v != def[i]);
+    }
+    float w[6], w2[6];
+    assert_status(bp_layer_get_weights(bp_net_layer(net, 0), w, 6), BP_OK);
+    assert_status(bp_net_reset_settings(net), BP_OK);
+    for (size_t i = 0; i < NK; i++) {
+        double v;
+        assert_status(bp_net_get(net, keys[i], &v), BP_OK);
+        assert_close(v, def[i], 0, 0);
+    }
+    /* Parameters are not settings. */
+    assert_status(bp_layer_get_weights(bp_net_layer(net, 0), w2, 6), BP_OK);
+    assert_memory_equal(w, w2, sizeof w);
+    assert_status(bp_net_reset_settings(NULL), BP_ERR_INVALID_ARG);
+    assert_non_null(strstr(bp_last_error(), "bp_net_reset_settings"));
+    bp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -603,6 +639,7 @@ int main(void)
         bp_add_test(backward_accumulates_when_asked),
         bp_add_test(net_settings_validate_and_round_trip),
         bp_add_test(param_bounds_match_what_set_accepts),
+        bp_add_test(reset_settings_restores_every_net_and_fit_default),
         bp_add_test(summary_lists_layers_and_reports_size),
         bp_add_test(clone_is_deep_and_independent),
         bp_add_test(clone_out_of_memory_leaks_nothing),

@@ -1,0 +1,624 @@
+/*
+ * onnx_export.c -- bp_net -> ONNX model (IR 8, opset BP_ONNX_EXPORT_OPSET).
+ *
+ * The model is built as protobuf-c structs whose memory is owned by a small arena (every
+ * allocation is recorded and freed together), then packed. Each layer becomes one node (or
+ * a few: an activation after a Gemm or Conv, a Flatten before a Gemm on image rows, the
+ * decomposition of GELU and SiLU, which opset 13 has no operator for).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "onnx_internal.h"
+
+typedef struct arena {
+    void **ptrs;
+    size_t n, cap;
+    int failed;
+} arena;
+
+static void *arena_keep(arena *a, void *p)
+{
+    if (p == NULL) {
+        a->failed = 1;
+        return NULL;
+    }
+    if (a->n == a->cap) {
+        const size_t cap = a->cap ? 2 * a->cap : 256;
+        void **v = realloc(a->ptrs, cap * sizeof *v);
+        if (v == NULL) {
+            free(p);
+            a->failed = 1;
+            return NULL;
+        }
+        a->ptrs = v;
+        a->cap = cap;
+    }
+    a->ptrs[a->n++] = p;
+    return p;
+}
+
+static void *arena_calloc(arena *a, size_t n, size_t size)
+{
+    return arena_keep(a, calloc(n > 0 ? n : 1, size));
+}
+
+static char *arena_str(arena *a, const char *s)
+{
+    const size_t len = strlen(s) + 1;
+    char *d = arena_calloc(a, len, 1);
+    if (d != NULL) memcpy(d, s, len);
+    return d;
+}
+
+static void arena_free(arena *a)
+{
+    for (size_t k = 0; k < a->n; k++)
+        free(a->ptrs[k]);
+    free(a->ptrs);
+}
+
+/* Growable pointer arrays for the graph's repeated fields. */
+typedef struct plist {
+    void **v;
+    size_t n, cap;
+} plist;
+
+static void plist_push(arena *a, plist *l, void *p)
+{
+    if (p == NULL || a->failed) {
+        a->failed = 1;
+        return;
+    }
+    if (l->n == l->cap) {
+        const size_t cap = l->cap ? 2 * l->cap : 16;
+        void **v = arena_calloc(a, cap, sizeof *v);
+        if (v == NULL) return;
+        if (l->n > 0) memcpy(v, l->v, l->n * sizeof *v);
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = p;
+}
+
+typedef struct exporter {
+    arena a;
+    plist nodes, inits;
+    size_t counter; /* for unique value names */
+    char cur[96];   /* the current data value */
+    size_t rank;    /* of the current value: 2 or 4 */
+} exporter;
+
+static char *fresh(exporter *e, const char *stem)
+{
+    char buf[96];
+    snprintf(buf, sizeof buf, "%s_%zu", stem, e->counter++);
+    return arena_str(&e->a, buf);
+}
+
+static Onnx__NodeProto *node(exporter *e, const char *op, const char *name, size_t nin,
+                             const char *const *in)
+{
+    Onnx__NodeProto *n = arena_calloc(&e->a, 1, sizeof *n);
+    if (n == NULL) return NULL;
+    onnx__node_proto__init(n);
+    n->op_type = arena_str(&e->a, op);
+    n->name = arena_str(&e->a, name);
+    n->n_input = nin;
+    n->input = arena_calloc(&e->a, nin, sizeof(char *));
+    n->n_output = 1;
+    n->output = arena_calloc(&e->a, 1, sizeof(char *));
+    if (e->a.failed) return NULL;
+    for (size_t k = 0; k < nin; k++)
+        n->input[k] = arena_str(&e->a, in[k]);
+    n->output[0] = fresh(e, name);
+    plist_push(&e->a, &e->nodes, n);
+    if (!e->a.failed) snprintf(e->cur, sizeof e->cur, "%s", n->output[0]);
+    return e->a.failed ? NULL : n;
+}
+
+static void attr_add(exporter *e, Onnx__NodeProto *n, Onnx__AttributeProto *at)
+{
+    if (n == NULL || at == NULL) {
+        e->a.failed = 1;
+        return;
+    }
+    Onnx__AttributeProto **v = arena_calloc(&e->a, n->n_attribute + 1, sizeof *v);
+    if (v == NULL) return;
+    if (n->n_attribute > 0) memcpy(v, n->attribute, n->n_attribute * sizeof *v);
+    v[n->n_attribute++] = at;
+    n->attribute = v;
+}
+
+static Onnx__AttributeProto *attr_new(exporter *e, const char *name, int type)
+{
+    Onnx__AttributeProto *at = arena_calloc(&e->a, 1, sizeof *at);
+    if (at == NULL) return NULL;
+    onnx__attribute_proto__init(at);
+    at->name = arena_str(&e->a, name);
+    at->has_type = 1;
+    at->type = type;
+    return at;
+}
+
+static void attr_int(exporter *e, Onnx__NodeProto *n, const char *name, int64_t v)
+{
+    Onnx__AttributeProto *at = attr_new(e, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    if (at != NULL) {
+        at->has_i = 1;
+        at->i = v;
+    }
+    attr_add(e, n, at);
+}
+
+static void attr_float(exporter *e, Onnx__NodeProto *n, const char *name, double v)
+{
+    Onnx__AttributeProto *at = attr_new(e, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    if (at != NULL) {
+        at->has_f = 1;
+        at->f = (float)v;
+    }
+    attr_add(e, n, at);
+}
+
+static void attr_ints(exporter *e, Onnx__NodeProto *n, const char *name, size_t count,
+                      const int64_t *v)
+{
+    Onnx__AttributeProto *at = attr_new(e, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    if (at != NULL) {
+        at->ints = arena_calloc(&e->a, count, sizeof(int64_t));
+        if (at->ints != NULL) {
+            memcpy(at->ints, v, count * sizeof(int64_t));
+            at->n_ints = count;
+        }
+    }
+    attr_add(e, n, at);
+}
+
+/* A float32 initializer (raw little-endian data); returns its name. */
+static const char *init_floats(exporter *e, const char *name, size_t rank, const int64_t *dims,
+                               const float *data, size_t count)
+{
+    Onnx__TensorProto *t = arena_calloc(&e->a, 1, sizeof *t);
+    if (t == NULL) return NULL;
+    onnx__tensor_proto__init(t);
+    t->name = arena_str(&e->a, name);
+    t->has_data_type = 1;
+    t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    t->n_dims = rank;
+    t->dims = arena_calloc(&e->a, rank, sizeof(int64_t));
+    uint8_t *raw = arena_calloc(&e->a, count, 4);
+    if (e->a.failed) return NULL;
+    if (rank > 0) memcpy(t->dims, dims, rank * sizeof(int64_t));
+    for (size_t k = 0; k < count; k++) {
+        uint32_t u;
+        memcpy(&u, &data[k], 4);
+        for (int b = 0; b < 4; b++)
+            raw[4 * k + (size_t)b] = (uint8_t)(u >> (8 * b));
+    }
+    t->has_raw_data = 1;
+    t->raw_data.len = 4 * count;
+    t->raw_data.data = raw;
+    plist_push(&e->a, &e->inits, t);
+    return t->name;
+}
+
+static const char *scalar(exporter *e, const char *stem, float v)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s_%zu", stem, e->counter++);
+    return init_floats(e, name, 0, NULL, &v, 1);
+}
+
+/* Flatten image rows to [N x features] (Gemm and row-wise Softmax need it). */
+static void flatten(exporter *e, const char *name)
+{
+    if (e->rank == 2) return;
+    const char *in[1] = {e->cur};
+    attr_int(e, node(e, "Flatten", name, 1, in), "axis", 1);
+    e->rank = 2;
+}
+
+static bp_status activation(exporter *e, const bp_layer *l, int act, const char *base)
+{
+    char name[96];
+    snprintf(name, sizeof name, "%s.act", base);
+    const char *x[1] = {e->cur};
+    double p = 0.0;
+    switch (act) {
+    case BP_ACT_IDENTITY: return BP_OK;
+    case BP_ACT_SIGMOID: node(e, "Sigmoid", name, 1, x); break;
+    case BP_ACT_TANH: node(e, "Tanh", name, 1, x); break;
+    case BP_ACT_RELU: node(e, "Relu", name, 1, x); break;
+    case BP_ACT_SOFTPLUS: node(e, "Softplus", name, 1, x); break;
+    case BP_ACT_LEAKY_RELU:
+        if (bp_layer_get(l, BP_LAYER_LEAKY_SLOPE, &p) != BP_OK)
+            return bpx_fail_core(BP_ERR_STATE, base);
+        attr_float(e, node(e, "LeakyRelu", name, 1, x), "alpha", p);
+        break;
+    case BP_ACT_ELU:
+        if (bp_layer_get(l, BP_LAYER_ELU_ALPHA, &p) != BP_OK)
+            return bpx_fail_core(BP_ERR_STATE, base);
+        attr_float(e, node(e, "Elu", name, 1, x), "alpha", p);
+        break;
+    case BP_ACT_SOFTMAX:
+        flatten(e, name);
+        x[0] = e->cur;
+        attr_int(e, node(e, "Softmax", name, 1, x), "axis", -1);
+        break;
+    case BP_ACT_SILU: {
+        char v[96];
+        snprintf(v, sizeof v, "%s", e->cur);
+        node(e, "Sigmoid", name, 1, x);
+        const char *in[2] = {v, e->cur};
+        node(e, "Mul", name, 2, in);
+        break;
+    }
+    case BP_ACT_GELU: {
+        /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as torch writes its tanh form. */
+        char v[96], t[96];
+        snprintf(v, sizeof v, "%s", e->cur);
+        const char *in[2] = {v, v};
+        node(e, "Mul", name, 2, in); /* x^2 */
+        snprintf(t, sizeof t, "%s", e->cur);
+        in[1] = t;
+        node(e, "Mul", name, 2, in); /* x^3 */
+        snprintf(t, sizeof t, "%s", e->cur);
+        in[0] = scalar(e, "gelu_kappa", 0.044715f);
+        in[1] = t;
+        node(e, "Mul", name, 2, in);
+        snprintf(t, sizeof t, "%s", e->cur);
+        in[0] = v;
+        in[1] = t;
+        node(e, "Add", name, 2, in);
+        snprintf(t, sizeof t, "%s", e->cur);
+        in[0] = scalar(e, "gelu_beta", 0.7978845608028654f);
+        in[1] = t;
+        node(e, "Mul", name, 2, in);
+        snprintf(t, sizeof t, "%s", e->cur);
+        in[0] = t;
+        node(e, "Tanh", name, 1, in);
+        snprintf(t, sizeof t, "%s", e->cur);
+        in[0] = scalar(e, "gelu_one", 1.0f);
+        in[1] = t;
+        node(e, "Add", name, 2, in);
+        snprintf(t, sizeof t, "%s", e->cur);
+        in[0] = v;
+        in[1] = t;
+        node(e, "Mul", name, 2, in);
+        snprintf(t, sizeof t, "%s", e->cur);
+        in[0] = scalar(e, "gelu_half", 0.5f);
+        in[1] = t;
+        node(e, "Mul", name, 2, in);
+        break;
+    }
+    default: return bpx_fail(BP_ERR_UNSUPPORTED, "%s: activation %d has no ONNX form", base, act);
+    }
+    return e->a.failed ? bpx_fail(BP_ERR_NOMEM, "out of memory") : BP_OK;
+}
+
+/* Copy a layer's weights and biases into fresh arena buffers. */
+static bp_status layer_params(exporter *e, const bp_layer *l, float **w, size_t *nw, float **b,
+                              size_t *nb, const char *base)
+{
+    const size_t total = bp_layer_param_count(l);
+    size_t c, h, wd;
+    if (bp_layer_output_shape(l, &c, &h, &wd) != BP_OK) return bpx_fail_core(BP_ERR_STATE, base);
+    *nb = c;
+    *nw = total - c;
+    *w = arena_calloc(&e->a, *nw, sizeof(float));
+    *b = arena_calloc(&e->a, *nb, sizeof(float));
+    if (e->a.failed) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+    bp_status s = bp_layer_get_weights(l, *w, *nw);
+    if (s == BP_OK) s = bp_layer_get_biases(l, *b, *nb);
+    return s == BP_OK ? BP_OK : bpx_fail_core(s, base);
+}
+
+static bp_status export_layer(exporter *e, bp_layer *l, size_t index)
+{
+    const int kind = bp_layer_kind(l);
+    char base[64], name[96];
+    size_t c, h, w;
+    BP_CHECK(bp_layer_output_shape(l, &c, &h, &w) == BP_OK ? BP_OK
+                                                           : bpx_fail_core(BP_ERR_STATE, "layer"));
+    const char *x[5] = {e->cur};
+    if (e->rank != 4 && (kind == BP_LAYER_CONV2D || kind == BP_LAYER_MAXPOOL2D ||
+                         kind == BP_LAYER_AVGPOOL2D || kind == BP_LAYER_GLOBAL_AVGPOOL))
+        return bpx_fail(BP_ERR_UNSUPPORTED,
+                        "layer %zu (kind %d) works on images but follows "
+                        "flat rows (or a 1x1 input): no ONNX form is written for that",
+                        index, kind);
+    switch (kind) {
+    case BP_LAYER_DENSE: {
+        snprintf(base, sizeof base, "dense%zu", index);
+        flatten(e, base);
+        float *wt, *b;
+        size_t nw, nb;
+        BP_CHECK(layer_params(e, l, &wt, &nw, &b, &nb, base));
+        const size_t in = nb > 0 ? nw / nb : 0;
+        const int64_t wd[2] = {(int64_t)nb, (int64_t)in}, bd[1] = {(int64_t)nb};
+        snprintf(name, sizeof name, "%s.weight", base);
+        x[0] = e->cur;
+        x[1] = init_floats(e, name, 2, wd, wt, nw);
+        snprintf(name, sizeof name, "%s.bias", base);
+        x[2] = init_floats(e, name, 1, bd, b, nb);
+        if (e->a.failed) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+        attr_int(e, node(e, "Gemm", base, 3, x), "transB", 1);
+        return activation(e, l, bp_layer_activation(l), base);
+    }
+    case BP_LAYER_CONV2D: {
+        snprintf(base, sizeof base, "conv%zu", index);
+        size_t kh, kw, st, pad;
+        if (bp_layer_kernel_shape(l, &kh, &kw, &st, &pad) != BP_OK)
+            return bpx_fail_core(BP_ERR_STATE, base);
+        float *wt, *b;
+        size_t nw, nb;
+        BP_CHECK(layer_params(e, l, &wt, &nw, &b, &nb, base));
+        const size_t cin = nw / (nb * kh * kw);
+        const int64_t wd[4] = {(int64_t)nb, (int64_t)cin, (int64_t)kh, (int64_t)kw};
+        const int64_t bd[1] = {(int64_t)nb};
+        snprintf(name, sizeof name, "%s.weight", base);
+        x[1] = init_floats(e, name, 4, wd, wt, nw);
+        snprintf(name, sizeof name, "%s.bias", base);
+        x[2] = init_floats(e, name, 1, bd, b, nb);
+        if (e->a.failed) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+        Onnx__NodeProto *n = node(e, "Conv", base, 3, x);
+        const int64_t k2[2] = {(int64_t)kh, (int64_t)kw}, s2[2] = {(int64_t)st, (int64_t)st};
+        const int64_t p4[4] = {(int64_t)pad, (int64_t)pad, (int64_t)pad, (int64_t)pad};
+        attr_ints(e, n, "kernel_shape", 2, k2);
+        attr_ints(e, n, "strides", 2, s2);
+        attr_ints(e, n, "pads", 4, p4);
+        return activation(e, l, bp_layer_activation(l), base);
+    }
+    case BP_LAYER_BATCHNORM: {
+        snprintf(base, sizeof base, "bn%zu", index);
+        float *g, *b;
+        size_t ng, nb, ns = 0;
+        BP_CHECK(layer_params(e, l, &g, &ng, &b, &nb, base));
+        const bp_status q = bp_layer_get_state(l, NULL, 0, &ns);
+        if ((q != BP_OK && q != BP_ERR_BUFFER_TOO_SMALL) || ns != 2 * nb)
+            return bpx_fail_core(BP_ERR_STATE, base);
+        float *st = arena_calloc(&e->a, ns, sizeof(float));
+        if (st == NULL) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+        if (bp_layer_get_state(l, st, ns, NULL) != BP_OK) return bpx_fail_core(BP_ERR_STATE, base);
+        const int64_t d[1] = {(int64_t)nb};
+        static const char *const parts[4] = {"weight", "bias", "running_mean", "running_var"};
+        const float *data[4] = {g, b, st, st + nb};
+        for (int k = 0; k < 4; k++) {
+            snprintf(name, sizeof name, "%s.%s", base, parts[k]);
+            x[k + 1] = init_floats(e, name, 1, d, data[k], nb);
+        }
+        if (e->a.failed) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+        double eps = 1e-5, mom = 0.9;
+        (void)bp_layer_get(l, BP_LAYER_BN_EPSILON, &eps);
+        (void)bp_layer_get(l, BP_LAYER_BN_MOMENTUM, &mom);
+        Onnx__NodeProto *n = node(e, "BatchNormalization", base, 5, x);
+        attr_float(e, n, "epsilon", eps);
+        attr_float(e, n, "momentum", mom);
+        break;
+    }
+    case BP_LAYER_DROPOUT: return BP_OK; /* the identity at inference */
+    case BP_LAYER_MAXPOOL2D:
+    case BP_LAYER_AVGPOOL2D: {
+        snprintf(base, sizeof base, "%s%zu", kind == BP_LAYER_MAXPOOL2D ? "maxpool" : "avgpool",
+                 index);
+        size_t kh, kw, st, pad;
+        if (bp_layer_kernel_shape(l, &kh, &kw, &st, &pad) != BP_OK)
+            return bpx_fail_core(BP_ERR_STATE, base);
+        Onnx__NodeProto *n =
+            node(e, kind == BP_LAYER_MAXPOOL2D ? "MaxPool" : "AveragePool", base, 1, x);
+        const int64_t k2[2] = {(int64_t)kh, (int64_t)kw}, s2[2] = {(int64_t)st, (int64_t)st};
+        attr_ints(e, n, "kernel_shape", 2, k2);
+        attr_ints(e, n, "strides", 2, s2);
+        break;
+    }
+    case BP_LAYER_GLOBAL_AVGPOOL:
+        snprintf(base, sizeof base, "gap%zu", index);
+        node(e, "GlobalAveragePool", base, 1, x);
+        break;
+    case BP_LAYER_FLATTEN:
+        snprintf(base, sizeof base, "flatten%zu", index);
+        flatten(e, base);
+        break;
+    case BP_LAYER_ACTIVATION:
+        snprintf(base, sizeof base, "act%zu", index);
+        return activation(e, l, bp_layer_activation(l), base);
+    default:
+        return bpx_fail(BP_ERR_UNSUPPORTED, "layer %zu: kind %d has no ONNX form", index, kind);
+    }
+    return e->a.failed ? bpx_fail(BP_ERR_NOMEM, "out of memory") : BP_OK;
+}
+
+static Onnx__ValueInfoProto *value_info(exporter *e, const char *name, size_t rank,
+                                        const int64_t *dims, int dynamic)
+{
+    Onnx__ValueInfoProto *v = arena_calloc(&e->a, 1, sizeof *v);
+    Onnx__TypeProto *t = arena_calloc(&e->a, 1, sizeof *t);
+    Onnx__TypeProto__Tensor *tt = arena_calloc(&e->a, 1, sizeof *tt);
+    Onnx__TensorShapeProto *sh = arena_calloc(&e->a, 1, sizeof *sh);
+    Onnx__TensorShapeProto__Dimension **dv = arena_calloc(&e->a, rank, sizeof *dv);
+    if (e->a.failed) return NULL;
+    onnx__value_info_proto__init(v);
+    onnx__type_proto__init(t);
+    onnx__type_proto__tensor__init(tt);
+    onnx__tensor_shape_proto__init(sh);
+    for (size_t k = 0; k < rank; k++) {
+        Onnx__TensorShapeProto__Dimension *d = arena_calloc(&e->a, 1, sizeof *d);
+        if (d == NULL) return NULL;
+        onnx__tensor_shape_proto__dimension__init(d);
+        if (k == 0 && dynamic) {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+            d->dim_param = arena_str(&e->a, "N");
+        } else {
+            d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+            d->dim_value = k == 0 ? 1 : dims[k];
+        }
+        dv[k] = d;
+    }
+    sh->n_dim = rank;
+    sh->dim = dv;
+    tt->has_elem_type = 1;
+    tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+    tt->shape = sh;
+    t->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+    t->tensor_type = tt;
+    v->name = arena_str(&e->a, name);
+    v->type = t;
+    return e->a.failed ? NULL : v;
+}
+
+/* Build the model and pack it into a malloc'd buffer. */
+static bp_status export_model(bp_net *net, int flags, uint8_t **out, size_t *out_size)
+{
+    exporter e;
+    memset(&e, 0, sizeof e);
+    bp_status s = BP_OK;
+    const size_t nl = bp_net_layer_count(net);
+    size_t c, h, w;
+    if (bp_net_input_shape(net, &c, &h, &w) != BP_OK)
+        return bpx_fail_core(BP_ERR_INVALID_ARG, "bp_onnx_export");
+    if (nl == 0) return bpx_fail(BP_ERR_STATE, "bp_onnx_export: the net has no layers");
+    const int dyn = (flags & BP_ONNX_DYNAMIC_BATCH) != 0;
+    const int image = h * w > 1;
+    int64_t in_dims[4] = {1, (int64_t)c, (int64_t)h, (int64_t)w};
+    e.rank = image ? 4 : 2;
+    snprintf(e.cur, sizeof e.cur, "input");
+    for (size_t k = 0; k < nl && s == BP_OK; k++) {
+        s = export_layer(&e, bp_net_layer(net, k), k);
+    }
+    if (s != BP_OK) {
+        arena_free(&e.a);
+        return s;
+    }
+    /* The last value is called "output". */
+    if (e.nodes.n == 0 || strcmp(e.cur, "input") == 0) {
+        const char *x[1] = {e.cur};
+        node(&e, "Identity", "output_identity", 1, x);
+    }
+    Onnx__NodeProto *last = e.nodes.n > 0 ? e.nodes.v[e.nodes.n - 1] : NULL;
+    if (last != NULL) last->output[0] = arena_str(&e.a, "output");
+    bp_layer *ll = bp_net_layer(net, nl - 1);
+    size_t oc, oh, ow;
+    (void)bp_layer_output_shape(ll, &oc, &oh, &ow);
+    const int64_t out_dims[4] = {1, (int64_t)oc, (int64_t)oh, (int64_t)ow};
+    const int64_t flat_out[2] = {1, (int64_t)(oc * oh * ow)};
+
+    Onnx__ModelProto m;
+    Onnx__GraphProto g;
+    Onnx__OperatorSetIdProto opset;
+    Onnx__OperatorSetIdProto *opsets[1] = {&opset};
+    onnx__model_proto__init(&m);
+    onnx__graph_proto__init(&g);
+    onnx__operator_set_id_proto__init(&opset);
+    opset.domain = arena_str(&e.a, "");
+    opset.has_version = 1;
+    opset.version = BP_ONNX_EXPORT_OPSET;
+    m.has_ir_version = 1;
+    m.ir_version = 8;
+    m.producer_name = arena_str(&e.a, "backprop");
+    m.producer_version = arena_str(&e.a, bp_version_string());
+    m.n_opset_import = 1;
+    m.opset_import = opsets;
+    m.graph = &g;
+    g.name = arena_str(&e.a, "backprop");
+    Onnx__ValueInfoProto *vin = value_info(&e, "input", image ? 4 : 2,
+                                           image ? in_dims : (const int64_t[]){1, (int64_t)c}, dyn);
+    Onnx__ValueInfoProto *vout =
+        value_info(&e, "output", e.rank, e.rank == 4 ? out_dims : flat_out, dyn);
+    Onnx__ValueInfoProto *ins[1] = {vin}, *outs[1] = {vout};
+    g.n_input = 1;
+    g.input = ins;
+    g.n_output = 1;
+    g.output = outs;
+    g.n_node = e.nodes.n;
+    g.node = (Onnx__NodeProto **)e.nodes.v;
+    g.n_initializer = e.inits.n;
+    g.initializer = (Onnx__TensorProto **)e.inits.v;
+    if (e.a.failed) {
+        arena_free(&e.a);
+        return bpx_fail(BP_ERR_NOMEM, "bp_onnx_export: out of memory");
+    }
+    const size_t size = onnx__model_proto__get_packed_size(&m);
+    uint8_t *buf = malloc(size > 0 ? size : 1);
+    if (buf == NULL) {
+        arena_free(&e.a);
+        return bpx_fail(BP_ERR_NOMEM, "bp_onnx_export: out of memory (%zu bytes)", size);
+    }
+    onnx__model_proto__pack(&m, buf);
+    arena_free(&e.a);
+    *out = buf;
+    *out_size = size;
+    return BP_OK;
+}
+
+static bp_status check_args(bp_net *net, int flags, const char *fn)
+{
+    if (net == NULL || bp_net_layer_count(net) == 0) {
+        size_t c, h, w;
+        if (net == NULL || bp_net_input_shape(net, &c, &h, &w) != BP_OK)
+            return bpx_fail(BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);
+        return bpx_fail(BP_ERR_STATE, "%s: the net has no layers", fn);
+    }
+    if ((flags & ~BP_ONNX_DYNAMIC_BATCH) != 0)
+        return bpx_fail(BP_ERR_INVALID_ARG, "%s: unknown flags 0x%x", fn, (unsigned)flags);
+    return BP_OK;
+}
+
+bp_status bp_onnx_export_buffer(bp_net *net, void *buf, size_t capacity, size_t *size, int flags)
+{
+    bpx_clear_error();
+    BP_CHECK(check_args(net, flags, "bp_onnx_export_buffer"));
+    if (size == NULL || (buf == NULL && capacity > 0))
+        return bpx_fail(BP_ERR_INVALID_ARG, "bp_onnx_export_buffer: NULL argument");
+    uint8_t *img;
+    size_t n;
+    BP_CHECK(export_model(net, flags, &img, &n));
+    *size = n;
+    bp_status s = BP_OK;
+    if (n > capacity)
+        s = bpx_fail(BP_ERR_BUFFER_TOO_SMALL,
+                     "bp_onnx_export_buffer: the model needs %zu bytes, "
+                     "capacity %zu",
+                     n, capacity);
+    else
+        memcpy(buf, img, n);
+    free(img);
+    return s;
+}
+
+bp_status bp_onnx_export(bp_net *net, const char *path, int flags)
+{
+    bpx_clear_error();
+    BP_CHECK(check_args(net, flags, "bp_onnx_export"));
+    if (path == NULL) return bpx_fail(BP_ERR_INVALID_ARG, "bp_onnx_export: NULL path");
+    uint8_t *img;
+    size_t n;
+    BP_CHECK(export_model(net, flags, &img, &n));
+    /* Write beside the target, then rename over it. */
+    const size_t len = strlen(path);
+    char *tmp = malloc(len + 16);
+    if (tmp == NULL) {
+        free(img);
+        return bpx_fail(BP_ERR_NOMEM, "bp_onnx_export: out of memory");
+    }
+    snprintf(tmp, len + 16, "%s.tmp-onnx", path);
+    bp_status s = BP_OK;
+    FILE *f = fopen(tmp, "wb");
+    if (f == NULL) {
+        s = bpx_fail(BP_ERR_IO, "%s: %s", tmp, strerror(errno));
+    } else {
+        const size_t wrote = fwrite(img, 1, n, f);
+        const int bad = wrote != n || fflush(f) != 0;
+        if (fclose(f) != 0 || bad) {
+            s = bpx_fail(BP_ERR_IO, "%s: write failed", tmp);
+        } else if (rename(tmp, path) != 0) {
+            s = bpx_fail(BP_ERR_IO, "%s: %s", path, strerror(errno));
+        }
+        if (s != BP_OK) remove(tmp);
+    }
+    free(tmp);
+    free(img);
+    return s;
+}
