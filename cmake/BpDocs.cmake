@@ -8,6 +8,12 @@
 # `cmake --install` installs the reference when it has been built: HTML to
 # <docdir>/html, the pages to <mandir>/man3. BP_BUILD_DOCS=ON builds it with the default
 # target, so that a plain build-and-install includes it.
+#
+# Top level only: a parent project that adds backprop with add_subdirectory() may have its own
+# `docs` target.
+if(NOT PROJECT_IS_TOP_LEVEL)
+  return()
+endif()
 find_package(Doxygen QUIET)
 option(BP_BUILD_DOCS "Build the API reference (Doxygen) with the default target" OFF)
 set(BP_DOCS_OUTPUT "${PROJECT_BINARY_DIR}/docs/api")

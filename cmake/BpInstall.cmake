@@ -31,9 +31,10 @@ configure_package_config_file(cmake/backpropConfig.cmake.in
   "${PROJECT_BINARY_DIR}/backpropConfig.cmake"
   INSTALL_DESTINATION "${PROJECT_BINARY_DIR}"
   INSTALL_PREFIX "${PROJECT_BINARY_DIR}")
-# 0.x: a minor release may break the ABI, so only the same MAJOR.MINOR is compatible.
-write_basic_package_version_file("${PROJECT_BINARY_DIR}/backpropConfigVersion.cmake"
-  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMinorVersion)
+# 0.x: a minor release may break the ABI. find_package(backprop 0) accepts any 0.x,
+# find_package(backprop 0.1) only 0.1.z (rules in the template).
+configure_file(cmake/backpropConfigVersion.cmake.in
+               "${PROJECT_BINARY_DIR}/backpropConfigVersion.cmake" @ONLY)
 install(FILES
   "${PROJECT_BINARY_DIR}/cmake/backpropConfig.cmake"
   "${PROJECT_BINARY_DIR}/backpropConfigVersion.cmake"
@@ -69,13 +70,22 @@ install(FILES "${PROJECT_BINARY_DIR}/pkgconfig/backprop.pc"
         DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
 
 # --- Optional MPI component (cmake/BpMpi.cmake): library, header, backprop-mpi.pc --------
+# Its own export set and targets file (backpropMpiTargets.cmake), loaded only by
+# find_package(backprop COMPONENTS mpi), and its own install component `mpi`
+# (cmake --install build --component mpi): a distribution can ship it in a separate package,
+# and a plain find_package(backprop) neither needs these files nor looks for MPI.
 if(BP_WITH_MPI)
-  install(TARGETS backprop_mpi EXPORT backpropTargets
-    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}"
-    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}"
-    RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}"
+  install(TARGETS backprop_mpi EXPORT backpropMpiTargets
+    ARCHIVE DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mpi
+    LIBRARY DESTINATION "${CMAKE_INSTALL_LIBDIR}" COMPONENT mpi
+    RUNTIME DESTINATION "${CMAKE_INSTALL_BINDIR}" COMPONENT mpi
     INCLUDES DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
-  install(FILES include/backprop_mpi.h DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+  install(FILES include/backprop_mpi.h DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
+          COMPONENT mpi)
+  install(EXPORT backpropMpiTargets NAMESPACE backprop:: DESTINATION "${BP_CMAKE_PACKAGE_DIR}"
+          COMPONENT mpi)
+  export(EXPORT backpropMpiTargets NAMESPACE backprop::
+         FILE "${PROJECT_BINARY_DIR}/backpropMpiTargets.cmake")
   # MPI's own pkg-config module when there is one (Debian: mpi-c for Open MPI and MPICH),
   # else the flags CMake's FindMPI found.
   pkg_check_modules(MPI_PC QUIET mpi-c)
@@ -101,7 +111,8 @@ if(BP_WITH_MPI)
   configure_file(pkgconfig/backprop-mpi.pc.in
                  "${PROJECT_BINARY_DIR}/pkgconfig/backprop-mpi.pc.stage" @ONLY)
   install(CODE "configure_file(\"${PROJECT_BINARY_DIR}/pkgconfig/backprop-mpi.pc.stage\"
-                               \"${PROJECT_BINARY_DIR}/pkgconfig/backprop-mpi.pc\" @ONLY)")
+                               \"${PROJECT_BINARY_DIR}/pkgconfig/backprop-mpi.pc\" @ONLY)"
+          COMPONENT mpi)
   install(FILES "${PROJECT_BINARY_DIR}/pkgconfig/backprop-mpi.pc"
-          DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig")
+          DESTINATION "${CMAKE_INSTALL_LIBDIR}/pkgconfig" COMPONENT mpi)
 endif()

@@ -1,5 +1,6 @@
 # Optional MPI component (issue 9): libbackprop_mpi, CMake target backprop::mpi, header
-# backprop_mpi.h, pkg-config module backprop-mpi (installed by BpInstall.cmake). Built when
+# backprop_mpi.h, pkg-config module backprop-mpi (installed by BpInstall.cmake, in its own
+# export set and install component, for find_package(backprop COMPONENTS mpi)). Built when
 # MPI is found; libbackprop itself never links MPI. Included from the top-level
 # CMakeLists.txt after the backprop target and before BpInstall.
 find_package(MPI QUIET COMPONENTS C)

@@ -178,7 +178,12 @@ typedef struct bp_dataset bp_dataset;
  *  calling thread plus worker threads that each network starts on first need, which block
  *  while idle, never run at the same time as the BLAS threads, are kept off the calling
  *  thread's CPU (Linux, within the caller's affinity mask) and are joined by bp_net_free().
- *  Results are bit-identical whatever the split. A process forked from one with workers
+ *  What is and is not thread-count independent: the split of those memory-bound passes
+ *  never changes a result (each element is updated alone, with no reduction across
+ *  threads), but BLAS's own threading may (OpenBLAS can choose other kernels and summation
+ *  orders for another thread count), so results are bit-identical for the same seed, calls
+ *  and thread count, and may differ in the last bits between thread counts (since 0.2 this
+ *  says so; 0.1 read as thread-count independence). A process forked from one with workers
  *  runs those passes on one thread.
  *  @param threads 1 .. 1024; 0 restores the default (all cores or OPENBLAS_NUM_THREADS).
  *  @return BP_OK, or BP_ERR_OUT_OF_RANGE. Not safe to call while another thread is inside
@@ -254,7 +259,12 @@ enum bp_loss {
                                   stable form max(z,0) - z t + log(1 + e^-|z|) */
     BP_LOSS_SOFTMAX_CE = 5,  /**< categorical cross-entropy of a softmax output layer against
                                   one-hot (or probability) target rows [n x out]; sum over
-                                  classes, mean over rows; fused with softmax in train_step */
+                                  classes, mean over rows; fused with softmax in train_step.
+                                  L = -sum_j t_j log p_j for any finite target rows; rows
+                                  that do not sum to 1 (label weights, smoothing without
+                                  normalising) get the exact gradient of that loss, dL/dz =
+                                  (p sum_j t_j - t) / n, as in PyTorch (since 0.2; 0.1 used
+                                  (p - t) / n, right only for rows summing to 1) */
     BP_LOSS_SPARSE_SOFTMAX_CE = 6 /**< as BP_LOSS_SOFTMAX_CE with targets given as class
                                   indices [n] (0 .. out-1, stored as float) */
 };
@@ -349,8 +359,21 @@ enum bp_net_key {
     BP_NET_HUBER_DELTA = 301,      /**< Huber loss threshold; (0, 1e6]; default 1 */
     BP_NET_CLIP_NORM = 302,        /**< if > 0, train_step scales all gradients so their
                                         global L2 norm is at most this; [0, 1e9]; default 0 */
-    BP_NET_CLIP_VALUE = 303        /**< if > 0, train_step clamps each gradient element to
+    BP_NET_CLIP_VALUE = 303,       /**< if > 0, train_step clamps each gradient element to
                                         [-v, v] (after norm clipping); [0, 1e9]; default 0 */
+    BP_NET_APPLY_SCALERS = 304     /**< 0/1, default 0. 1: bp_net_predict() and
+                                        bp_net_evaluate() take raw inputs and give raw
+                                        outputs: they apply the input scaler kept with
+                                        bp_net_set_scaler() to the inputs and invert the
+                                        target scaler on the outputs (each only when set;
+                                        evaluate then measures loss and metrics in the raw
+                                        target units, against the data set's raw targets).
+                                        Training (train_step, fit and fit's validation),
+                                        forward and bp_net_predict_ws() never apply them:
+                                        train on scaled data. Copied by bp_net_clone(), not
+                                        saved in model files (set it after loading). The
+                                        first predict with an input scaler allocates one
+                                        chunk of scaled rows, kept by the net. @since 0.2 */
 };
 
 /* ============================================================================================
@@ -471,7 +494,9 @@ BP_API bp_status bp_net_add_dense(bp_net *net, size_t units, int activation);
  *  biased variance in training mode and the running ones in inference (see above). gamma
  *  and beta (one each per channel) are the layer's weights (initialised to 1) and biases
  *  (0), trained like any other; running mean 0 and variance 1 at first, updated in every
- *  training-mode forward pass with BP_LAYER_BN_MOMENTUM; BP_LAYER_BN_EPSILON. Backward is
+ *  training-mode forward pass with BP_LAYER_BN_MOMENTUM, the running variance with the
+ *  unbiased batch variance var * M / (M - 1) over the M values of a channel, as PyTorch
+ *  (since 0.2; 0.1 used the biased one); BP_LAYER_BN_EPSILON. Backward is
  *  the closed form of the batch-statistics forward. A batch of one row normalises flat
  *  features to 0: train with batches of several rows. bp_layer_init_weights() re-draws
  *  gamma like any weights; BP_INIT_CONSTANT with 1 restores the initial value.
@@ -702,14 +727,16 @@ typedef int (*bp_grad_fn)(void *user, bp_net *net, int status, size_t rows, floa
 BP_API bp_status bp_net_set_grad_hook(bp_net *net, bp_grad_fn fn, void *user);
 
 /** Inference on any number of rows (processed internally in batches; no size limit).
- *  Does not disturb the activations kept for bp_net_backward().
+ *  Does not disturb the activations kept for bp_net_backward(). With BP_NET_APPLY_SCALERS
+ *  (since 0.2) @p x is raw and @p y in original units (the stored scalers applied).
  *  @param net  the network.
  *  @param x         inputs [n x in].
  *  @param n  rows, >= 1.
  *  @param y         caller buffer for the outputs [n x out].
  *  @param capacity  number of floats @p y can hold, >= n * out.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_BUFFER_TOO_SMALL,
- *  BP_ERR_NONFINITE, BP_ERR_NOMEM. @since 0.1 */
+ *  BP_ERR_NONFINITE (also: an input or output that scales to Inf with
+ *  BP_NET_APPLY_SCALERS), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y,
                                 size_t capacity);
 
@@ -745,7 +772,9 @@ BP_API bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, 
  *  @param net  the network.
  *  @param count  if not NULL, receives the number of floats.
  *  @return a pointer borrowed from @p net, valid until a layer is added or the net freed;
- *  writes through it change the model. NULL for an invalid handle or no layers. @since 0.1 */
+ *  writes through it change the model. NULL for an invalid handle, no layers, or layers
+ *  that have no parameters (e.g. only activation, pooling or flatten layers; @p count then
+ *  receives 0). @since 0.1 */
 BP_API float *bp_net_params(bp_net *net, size_t *count);
 
 /** The gradient vector, laid out exactly like bp_net_params(): dL/dW, dL/db per layer.
@@ -753,7 +782,7 @@ BP_API float *bp_net_params(bp_net *net, size_t *count);
  *  @param net  the network.
  *  @param count  if not NULL, receives the number of floats.
  *  @return a pointer borrowed from @p net, valid like bp_net_params()'s; NULL for an
- *  invalid handle or no layers.
+ *  invalid handle, no layers, or layers without parameters (@p count then receives 0).
  *  @since 0.1 */
 BP_API float *bp_net_grads(bp_net *net, size_t *count);
 
@@ -1395,10 +1424,22 @@ enum bp_fit_key {
                                         the rate is multiplied by gamma; [1, 1e9]; default 5 */
     BP_FIT_COSINE_EPOCHS = 412,    /**< cosine period T in epochs after the warm-up; [0, 1e9];
                                         0 = EPOCHS - WARMUP (default) */
-    BP_FIT_INITIAL_EPOCH = 413     /**< first epoch to train (resume); [0, 1e9]; default 0.
+    BP_FIT_INITIAL_EPOCH = 413,    /**< first epoch to train (resume); [0, 1e9]; default 0.
                                         0 resets the early-stopping and plateau counters kept
                                         in the net; > 0 continues from them. fit leaves this
                                         setting as it was */
+    BP_FIT_KEEP_BEST = 414,        /**< 0/1, default 0: when fit returns BP_OK, however
+                                        training ended (epochs done, early stop, the callback
+                                        asked), the net holds the weights at the end of the
+                                        epoch of this call with the lowest monitored loss
+                                        (the row bp_net_history_best() names; a copy of the
+                                        parameters is kept during the call). Independent of
+                                        PATIENCE; overrides RESTORE_BEST. Not on an error
+                                        return. @since 0.2 */
+    BP_FIT_PROGRESS_SECONDS = 415  /**< minimum wall-clock seconds between two calls of the
+                                        batch callback within an epoch (it is always called
+                                        after the epoch's last batch); [0, 3600]; default
+                                        0.1; 0 = after every batch. @since 0.2 */
 };
 
 /** Learning-rate schedules for BP_FIT_SCHEDULE (formulas in the section comment). */
@@ -1455,15 +1496,66 @@ BP_API const char *bp_metric_name(int metric);
  *  @param count    BP_METRIC_COUNT.
  *  @return 0 to continue, nonzero to stop training after this epoch (bp_net_fit() then
  *  returns BP_OK). The callback may read the network (history, predict, save it) but must
- *  not free it, change its layers, or call bp_net_fit() on it. */
+ *  not free it, change its layers, or call bp_net_fit() on it. Since 0.2 the optimizer holds
+ *  its base rate while the callback runs (see bp_epoch_fn_v2), so checkpoints saved here
+ *  resume exactly. */
 typedef int (*bp_epoch_fn)(void *user, size_t epoch, const double *metrics, size_t count);
 
-/** Set or clear the epoch callback of @p net (copied by bp_net_clone()).
+/** Set or clear the epoch callback of @p net (copied by bp_net_clone()). A net has one epoch
+ *  callback: this replaces one set with bp_net_set_epoch_callback_v2().
  *  @param net  the network whose bp_net_fit() calls @p fn.
  *  @param fn    the callback, or NULL to clear it.
  *  @param user  passed to @p fn; not dereferenced by the library.
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.1 */
 BP_API bp_status bp_net_set_epoch_callback(bp_net *net, bp_epoch_fn fn, void *user);
+
+/** Epoch callback that also receives the network being trained: as bp_epoch_fn, called at
+ *  the same point with the same rules (it may read the net, predict with it, save it or a
+ *  checkpoint, but not free it, change its layers or call bp_net_fit() on it). While it
+ *  runs, the optimizer holds the base learning rate (fit sets the scheduled one again
+ *  before the next epoch), so a checkpoint saved here and resumed with
+ *  BP_FIT_INITIAL_EPOCH = epoch + 1 gives the same weights as the uninterrupted run.
+ *  (A new type rather than a changed bp_epoch_fn: changing a function-pointer type breaks
+ *  every compiled caller; the 0.1 type and setter stay.)
+ *  @param user     the pointer given to bp_net_set_epoch_callback_v2().
+ *  @param net      the network bp_net_fit() is training.
+ *  @param epoch    the absolute epoch number (from 0).
+ *  @param metrics  the epoch's metrics [count], indexed by enum bp_metric; borrowed.
+ *  @param count    BP_METRIC_COUNT.
+ *  @return 0 to continue, nonzero to stop training after this epoch. @since 0.2 */
+typedef int (*bp_epoch_fn_v2)(void *user, bp_net *net, size_t epoch, const double *metrics,
+                              size_t count);
+
+/** Set or clear the epoch callback of @p net in its 0.2 form (copied by bp_net_clone());
+ *  replaces one set with bp_net_set_epoch_callback().
+ *  @param net   the network whose bp_net_fit() calls @p fn.
+ *  @param fn    the callback, or NULL to clear it.
+ *  @param user  passed to @p fn; not dereferenced by the library.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.2 */
+BP_API bp_status bp_net_set_epoch_callback_v2(bp_net *net, bp_epoch_fn_v2 fn, void *user);
+
+/** Batch (progress) callback: called by bp_net_fit() after a training step, at a bounded
+ *  rate: after the last batch of every epoch, and after another batch only when
+ *  BP_FIT_PROGRESS_SECONDS (default 0.1 s) of wall-clock time have passed since its
+ *  previous call in that epoch (or the epoch's start); with 0 after every batch. So at most
+ *  about 10 calls a second plus one per epoch by default, whatever the batch size. Meant
+ *  for progress bars: it cannot stop training (the epoch callback can).
+ *  @param user     the pointer given to bp_net_set_batch_callback().
+ *  @param net      the network being trained: read-only here (no predict, save or setter).
+ *  @param epoch    the absolute epoch number (from 0).
+ *  @param batch    index of the batch just trained in the epoch, 0 .. batches - 1.
+ *  @param batches  batches in the epoch (ceil(rows / batch size)).
+ *  @param loss     the running training loss: the mean loss of the epoch's batches so far,
+ *                  weighted by rows (BP_METRIC_LOSS once the epoch is done). @since 0.2 */
+typedef void (*bp_batch_fn)(void *user, const bp_net *net, size_t epoch, size_t batch,
+                            size_t batches, double loss);
+
+/** Set or clear the batch callback of @p net (copied by bp_net_clone()).
+ *  @param net   the network whose bp_net_fit() calls @p fn.
+ *  @param fn    the callback, or NULL to clear it.
+ *  @param user  passed to @p fn; not dereferenced by the library.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.2 */
+BP_API bp_status bp_net_set_batch_callback(bp_net *net, bp_batch_fn fn, void *user);
 
 /** Train @p net on @p train for the epochs [BP_FIT_INITIAL_EPOCH, BP_FIT_EPOCHS) with the
  *  settings described in this section. The history is replaced by this call's epochs.
@@ -1491,7 +1583,9 @@ BP_API bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_d
                             const bp_dataset *val);
 
 /** Loss and metrics of @p net on a whole data set (inference in batches, like
- *  bp_net_predict(); the activations kept for bp_net_backward() are not disturbed).
+ *  bp_net_predict(); the activations kept for bp_net_backward() are not disturbed). With
+ *  BP_NET_APPLY_SCALERS (since 0.2) @p ds is raw (unscaled inputs and targets) and the
+ *  loss, MAE and RMSE are in the targets' original units.
  *  @param net  the network (its inference workspace is used).
  *  @param loss     an enum bp_loss value; widths as for bp_net_fit().
  *  @param ds       the data set.
@@ -1518,6 +1612,16 @@ BP_API size_t bp_net_history_length(const bp_net *net);
  *  BP_ERR_INDEX (@p epoch out of range). @since 0.1 */
 BP_API bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric,
                                     double *value);
+
+/** The best epoch of the last bp_net_fit() call: the first history row with the lowest
+ *  monitored loss (the validation loss when that call had a validation set, otherwise the
+ *  training loss) — the epoch whose weights BP_FIT_KEEP_BEST restores. Its absolute epoch
+ *  number is BP_FIT_INITIAL_EPOCH of that call + @p row.
+ *  @param net  the network.
+ *  @param row  receives the history row, 0 .. bp_net_history_length() - 1.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL @p row), BP_ERR_STATE (empty
+ *  history). @since 0.2 */
+BP_API bp_status bp_net_history_best(const bp_net *net, size_t *row);
 
 /** Write the history as CSV: a header line "epoch,loss,accuracy,mae,rmse,val_loss,
  *  val_accuracy,val_mae,val_rmse,learning_rate,seconds", then one line per recorded epoch
@@ -1719,8 +1823,15 @@ BP_API bp_status bp_checkpoint_load_buffer_ex(bp_net **net_out, bp_optimizer **o
                                               void *user);
 
 /** Keep a data scaler (as computed by bp_dataset_fit_scaler()) with the network, so that it
- *  is saved and loaded with the model. The net does not apply it: scale inputs with
- *  bp_scaler_apply() before predicting and unscale outputs with bp_scaler_invert().
+ *  is saved and loaded with the model. The net applies it only when asked: with
+ *  BP_NET_APPLY_SCALERS = 1, bp_net_predict() and bp_net_evaluate() scale raw inputs and
+ *  give raw outputs (one call from raw inputs to original units):
+ *
+ *      bp_net_set(net, BP_NET_APPLY_SCALERS, 1);
+ *      bp_net_predict(net, raw_row, 1, &price, 1);   // price in the original units
+ *
+ *  Otherwise (the default) scale inputs with bp_scaler_apply() before predicting and unscale
+ *  outputs with bp_scaler_invert().
  *  @param net  the network.
  *  @param part    BP_SCALE_INPUTS (count must equal the input width) or BP_SCALE_TARGETS
  *                 (count must equal the current output width; needs a layer).

@@ -655,6 +655,14 @@ public:
         detail::check(bp_net_history_get(handle(), epoch, metric, &v));
         return v;
     }
+    /** bp_net_history_best(): the history row of the last fit()'s best epoch (the one
+     *  BP_FIT_KEEP_BEST restores). @since 0.2 */
+    std::size_t history_best() const
+    {
+        std::size_t row = 0;
+        detail::check(bp_net_history_best(handle(), &row));
+        return row;
+    }
     /** bp_net_history_save_csv(). */
     void history_save_csv(const std::string &path) const
     {

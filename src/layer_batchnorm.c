@@ -3,7 +3,9 @@
  *
  *   training:   mu, var = mean and biased variance of the batch (over n rows, and over H*W
  *               positions of each channel); xhat = (x - mu) / sqrt(var + eps);
- *               y = gamma * xhat + beta; running = m * running + (1 - m) * batch.
+ *               y = gamma * xhat + beta; running = m * running + (1 - m) * batch, where
+ *               the running variance takes the unbiased batch variance var * M / (M - 1)
+ *               over the M values of a channel (PyTorch's rule; the biased one when M = 1).
  *   inference:  the same with the running mean and variance.
  *
  * Parameters: gamma [C] (the layer's "weights", initialised to 1) then beta [C] ("biases",
@@ -27,7 +29,7 @@ typedef struct bp__bn_priv {
     double momentum;     /* running = momentum * running + (1 - momentum) * batch */
     double epsilon;      /* added to the variance */
     float *running_mean; /* [channels] */
-    float *running_var;  /* [channels] (biased batch variance, as used in training) */
+    float *running_var;  /* [channels] (unbiased batch variance, as PyTorch) */
 } bp__bn_priv;
 
 /* Sums over one channel's run of S values, in eight float lanes (vectorised; each lane adds
@@ -136,7 +138,8 @@ static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, fl
             }
         }
         p->running_mean[c] = (float)(mom * (double)p->running_mean[c] + (1.0 - mom) * mean);
-        p->running_var[c] = (float)(mom * (double)p->running_var[c] + (1.0 - mom) * var);
+        const double uvar = m > 1.0 ? var * m / (m - 1.0) : var; /* unbiased */
+        p->running_var[c] = (float)(mom * (double)p->running_var[c] + (1.0 - mom) * uvar);
     }
 }
 

@@ -99,10 +99,11 @@ static double row_logsumexp(const float *z, size_t width)
     return (double)mx + (double)bp__log_pos(s);
 }
 
-/* Cross-entropy of softmax outputs p against targets t (one-hot or class indices):
+/* Cross-entropy of softmax outputs p against targets t (one-hot, soft or class indices):
  * L = -mean over rows of sum_j t_j log p_j. With the logits z, log p_j = z_j - logsumexp(z)
- * and dL/dz = (p - t) / n (softmax and cross-entropy fused); without, log p_j from p and
- * dL/dp = -t / (n p). */
+ * and dL/dz = (p * s - t) / n with s = sum_j t_j (softmax and cross-entropy fused; the exact
+ * gradient of L for any targets: s = 1 for one-hot rows and class indices, where p * s is p
+ * bit for bit); without, log p_j from p and dL/dp = -t / (n p). */
 static BP__ALWAYS_INLINE double softmax_ce(const float *pred, const float *logits,
                                            const float *target, size_t n, size_t width, float *grad,
                                            int sparse)
@@ -113,6 +114,12 @@ static BP__ALWAYS_INLINE double softmax_ce(const float *pred, const float *logit
         const float *pi = pred + i * width;
         float *gi = grad ? grad + i * width : NULL;
         const double lse = logits ? row_logsumexp(logits + i * width, width) : 0.0;
+        float s = 1.0f; /* sum of the row's targets (1 for class indices) */
+        if (!sparse && gi != NULL && logits != NULL) {
+            s = 0.0f;
+            for (size_t j = 0; j < width; j++)
+                s += target[i * width + j];
+        }
         for (size_t j = 0; j < width; j++) {
             const float t = sparse ? ((size_t)target[i] == j ? 1.0f : 0.0f) : target[i * width + j];
             if (t != 0.0f) {
@@ -122,7 +129,7 @@ static BP__ALWAYS_INLINE double softmax_ce(const float *pred, const float *logit
             }
             if (gi != NULL) {
                 if (logits != NULL) {
-                    gi[j] = (pi[j] - t) * inv_n; /* fused: dL/dz of softmax + CE */
+                    gi[j] = (pi[j] * s - t) * inv_n; /* fused: dL/dz of softmax + CE */
                 } else {
                     gi[j] = -t * inv_n / fmaxf(pi[j], FLT_MIN); /* dL/dp */
                 }

@@ -9,6 +9,7 @@
 #include "meta.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define META_MAX_ENTRIES 1024u
@@ -30,6 +31,8 @@ struct bp__meta {
     float *scaler[2]; /* part - 1: [2 x count] offsets then scales, or NULL */
     size_t scaler_count[2];
     kv_list meta; /* values are NUL-free strings */
+    float *xbuf;  /* BP_NET_APPLY_SCALERS: scaled input rows [xcap floats]; not cloned */
+    size_t xcap;
 };
 
 /* ------------------------------------------------------------------------------------------
@@ -116,6 +119,7 @@ void bp__meta_free(bp_net *net)
     for (int i = 0; i < 2; i++)
         bp__free(&net->alloc, m->scaler[i]);
     kv_free(&net->alloc, &m->meta);
+    bp__free(&net->alloc, m->xbuf);
     bp__free(&net->alloc, m);
     net->meta = NULL;
 }
@@ -149,6 +153,45 @@ bp_status bp__meta_clone(bp_net *dst, const bp_net *src)
         BP_CHECK(kv_put(&dst->alloc, &dst->meta->meta, e->key, e->klen, kv_value(e), e->vlen));
     }
     return BP_OK;
+}
+
+/* Re-record the thread's last message on the net, prefixed with @p fn and @p what. */
+static bp_status scaler_fail(bp_net *net, bp_status s, const char *fn, const char *what)
+{
+    char msg[BP__ERR_CAP];
+    snprintf(msg, sizeof msg, "%s", bp_last_error());
+    return bp__fail(net->err, s, "%s: BP_NET_APPLY_SCALERS: %s scaler: %s", fn, what, msg);
+}
+
+bp_status bp__meta_scale_inputs(bp_net *net, const char *fn, const float **x, size_t rows)
+{
+    struct bp__meta *m = net->meta;
+    if (m == NULL || m->scaler[0] == NULL) return BP_OK;
+    const size_t need = rows * net->inputs; /* rows is one predict chunk: no overflow */
+    if (need > m->xcap) {
+        float *b = bp__malloc(&net->alloc, need * sizeof(float));
+        if (b == NULL)
+            return bp__fail(net->err, BP_ERR_NOMEM, "%s: out of memory for %zu scaled input floats",
+                            fn, need);
+        bp__free(&net->alloc, m->xbuf);
+        m->xbuf = b;
+        m->xcap = need;
+    }
+    memcpy(m->xbuf, *x, need * sizeof(float));
+    const bp_status s = bp_scaler_apply(m->scaler[0], m->scaler[0] + m->scaler_count[0],
+                                        net->inputs, m->xbuf, rows);
+    if (s != BP_OK) return scaler_fail(net, s, fn, "input");
+    *x = m->xbuf;
+    return BP_OK;
+}
+
+bp_status bp__meta_unscale_outputs(bp_net *net, const char *fn, float *y, size_t rows)
+{
+    const struct bp__meta *m = net->meta;
+    if (m == NULL || m->scaler[1] == NULL) return BP_OK;
+    const bp_status s = bp_scaler_invert(m->scaler[1], m->scaler[1] + m->scaler_count[1],
+                                         m->scaler_count[1], y, rows);
+    return s == BP_OK ? BP_OK : scaler_fail(net, s, fn, "target");
 }
 
 /* ------------------------------------------------------------------------------------------

@@ -15,6 +15,14 @@ struct bp__rd;
 void bp__meta_free(bp_net *net);
 bp_status bp__meta_clone(bp_net *dst, const bp_net *src);
 
+/* BP_NET_APPLY_SCALERS, for predict and evaluate (walk.c): point *x at a copy of its @p rows
+ * input rows with the stored input scaler applied (leave it when there is none), in a
+ * buffer the net keeps (allocated at the first call, grown when a larger chunk comes); and
+ * invert the stored target scaler on @p rows output rows in place. Failures (BP_ERR_NOMEM,
+ * BP_ERR_NONFINITE when a value scales to Inf) with "@p fn: ..." on the net. */
+bp_status bp__meta_scale_inputs(bp_net *net, const char *fn, const float **x, size_t rows);
+bp_status bp__meta_unscale_outputs(bp_net *net, const char *fn, float *y, size_t rows);
+
 /* For a save: BP_OK unless the target scaler no longer fits the net's output width
  * (BP_ERR_STATE, "@p fn: ..." in bp_last_error() only). */
 bp_status bp__meta_check_save(const bp_net *net, const char *fn);

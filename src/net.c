@@ -219,6 +219,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->huber_delta = src->huber_delta;
     net->clip_norm = src->clip_norm;
     net->clip_value = src->clip_value;
+    net->apply_scalers = src->apply_scalers;
     bp__fit_copy(net, src);
     if ((s = bp__meta_clone(net, src)) != BP_OK) goto fail;
     *out = net;
@@ -237,6 +238,8 @@ fail:
  * (block 400) to train.c, which owns their table. */
 static void set_accumulate(bp_net *n, double v) { n->accumulate = v != 0.0; }
 static double get_accumulate(const bp_net *n) { return n->accumulate; }
+static void set_apply_scalers(bp_net *n, double v) { n->apply_scalers = v != 0.0; }
+static double get_apply_scalers(const bp_net *n) { return n->apply_scalers; }
 static void set_huber(bp_net *n, double v) { n->huber_delta = v; }
 static double get_huber(const bp_net *n) { return n->huber_delta; }
 static void set_clip_norm(bp_net *n, double v) { n->clip_norm = v; }
@@ -264,6 +267,8 @@ static const net_key_info net_keys[] = {
      get_clip_norm},
     {BP_NET_CLIP_VALUE, "BP_NET_CLIP_VALUE", 0.0, 1e9, "[0, 1e9]", 0.0, 0, set_clip_value,
      get_clip_value},
+    {BP_NET_APPLY_SCALERS, "BP_NET_APPLY_SCALERS", 0.0, 1.0, "{0, 1}", 0.0, 1, set_apply_scalers,
+     get_apply_scalers},
 };
 
 static const net_key_info *net_key(int key)

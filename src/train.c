@@ -1,6 +1,6 @@
 /* train.c -- the training loop (step five, "repeat"): bp_net_fit over bp_net_train_step with
  * batching, shuffling, metrics, validation, learning-rate schedules, early stopping, the
- * epoch callback and the history; bp_net_evaluate and bp_argmax.
+ * epoch and batch callbacks, recording the history (queried in history.c); bp_net_evaluate.
  *
  * Memory: a fit call allocates its buffers once (shuffle order, one gathered batch, the
  * validation outputs, the best weights) and the history's first rows; every step after
@@ -37,32 +37,6 @@
  * The fit state (fit.h) and its settings (network keys 400..413)
  * ----------------------------------------------------------------------------------------*/
 
-/* Settings are stored by key: set[key - FIT_KEY_FIRST] for enum bp_fit_key. */
-#define FIT_KEY_FIRST 400
-#define FIT_KEY_COUNT 14
-/* A history row: the absolute epoch number, then the BP_METRIC_COUNT metrics. */
-#define FIT_ROW (1 + BP_METRIC_COUNT)
-
-struct bp__fit {
-    double set[FIT_KEY_COUNT]; /* settings */
-    bp_epoch_fn callback;      /* per-epoch callback or NULL */
-    void *callback_user;
-    /* History of the last bp_net_fit call: history_len rows of FIT_ROW doubles, room for
-     * history_cap rows, allocated from the net's allocator. */
-    double *history;
-    size_t history_len, history_cap;
-    /* Counters that survive between fit calls, for a bit-identical resume (a checkpoint
-     * saves them with net->rng and set[] in its FIT section; a fit call with INITIAL_EPOCH
-     * == 0 resets them, one with INITIAL_EPOCH > 0 continues from them): */
-    size_t next_epoch;      /* absolute index of the epoch after the last completed one */
-    double plateau_lr;      /* reduce-on-plateau: current rate (0: not started) */
-    double plateau_best;    /* best monitored loss seen by the plateau schedule */
-    size_t plateau_wait;    /* epochs since that loss last improved */
-    double stop_best;       /* early stopping: best monitored loss (+inf: none yet) */
-    size_t stop_wait;       /* epochs since it last improved */
-    size_t stop_best_epoch; /* absolute epoch at which it was reached */
-};
-
 typedef struct fit_key_info {
     const char *name;
     double lo, hi, def;
@@ -84,7 +58,12 @@ static const fit_key_info fit_keys[FIT_KEY_COUNT] = {
     {"BP_FIT_PLATEAU_PATIENCE", 1.0, 1e9, 5.0, 1},
     {"BP_FIT_COSINE_EPOCHS", 0.0, 1e9, 0.0, 1},
     {"BP_FIT_INITIAL_EPOCH", 0.0, 1e9, 0.0, 1},
+    {"BP_FIT_KEEP_BEST", 0.0, 1.0, 0.0, 1},
+    {"BP_FIT_PROGRESS_SECONDS", 0.0, 3600.0, 0.1, 0},
 };
+
+/* Settings 400..413 existed in 0.1 (always written to checkpoints). */
+#define FIT_KEYS_V01 14u
 
 /* Setting @p key of @p f; the key must be valid. */
 #define FIT_SET(f, key) ((f)->set[(key)-FIT_KEY_FIRST])
@@ -111,24 +90,17 @@ bp_status bp__fit_create(bp_net *net)
     return BP_OK;
 }
 
-static void history_free(bp_net *net)
-{
-    bp__free(&net->alloc, net->fit->history);
-    net->fit->history = NULL;
-    net->fit->history_len = net->fit->history_cap = 0;
-}
-
 void bp__fit_free(bp_net *net)
 {
     if (net->fit == NULL) return;
-    history_free(net);
+    bp__history_free(net);
     bp__free(&net->alloc, net->fit);
     net->fit = NULL;
 }
 
 void bp__fit_copy(bp_net *dst, const bp_net *src)
 {
-    history_free(dst);
+    bp__history_free(dst);
     *dst->fit = *src->fit;    /* settings, callback, counters ... */
     dst->fit->history = NULL; /* ... but not the history */
     dst->fit->history_len = dst->fit->history_cap = 0;
@@ -180,8 +152,15 @@ bp_status bp__fit_bounds(int key, double *lo, double *hi)
 void bp__fit_encode(bp__wr *w, const bp_net *net)
 {
     const struct bp__fit *f = net->fit;
-    bp__w_u32(w, FIT_KEY_COUNT);
+    /* The 0.1 settings always; later ones only when not at their default (a reader fills
+     * in the default for a missing key), so a checkpoint that does not use them is byte
+     * for byte what 0.1 wrote. */
+    uint32_t nset = 0;
+    for (uint32_t k = 0; k < FIT_KEY_COUNT; k++)
+        nset += k < FIT_KEYS_V01 || f->set[k] != fit_keys[k].def;
+    bp__w_u32(w, nset);
     for (uint32_t k = 0; k < FIT_KEY_COUNT; k++) {
+        if (k >= FIT_KEYS_V01 && f->set[k] == fit_keys[k].def) continue;
         bp__w_u32(w, FIT_KEY_FIRST + k);
         bp__w_f64(w, f->set[k]);
     }
@@ -230,20 +209,6 @@ bp_status bp__fit_decode(bp_net *net, bp__rd *r)
 /* ------------------------------------------------------------------------------------------
  * Metrics
  * ----------------------------------------------------------------------------------------*/
-
-size_t bp_metric_count(void)
-{
-    return BP_METRIC_COUNT;
-}
-
-static const char *const metric_names[BP_METRIC_COUNT] = {
-    "loss",         "accuracy", "mae",      "rmse",          "val_loss",
-    "val_accuracy", "val_mae",  "val_rmse", "learning_rate", "seconds"};
-
-const char *bp_metric_name(int metric)
-{
-    return metric >= 0 && metric < BP_METRIC_COUNT ? metric_names[metric] : "unknown";
-}
 
 /* Sums over the rows seen so far, turned into LOSS, ACCURACY, MAE, RMSE by metrics_finish. */
 typedef struct metric_sums {
@@ -350,14 +315,14 @@ static bp_status check_set(bp_net *net, const char *fn, const char *what, int lo
 /* Loss and metrics of @p net on @p ds into out[0..4), predicting @p chunk rows at a time
  * into @p buf [chunk x out]. */
 static bp_status eval_set(bp_net *net, int loss, const bp_dataset *ds, float *buf, size_t chunk,
-                          double *out)
+                          double *out, int scalers)
 {
     const size_t width = out_width(net), yw = bp__loss_target_width(bp__loss_get(loss), width);
     metric_sums m = {0};
     for (size_t r = 0; r < ds->n; r += chunk) {
         const size_t rows = ds->n - r < chunk ? ds->n - r : chunk;
         const float *target = ds->y + r * yw;
-        BP_CHECK(bp_net_predict(net, ds->x + r * ds->in, rows, buf, chunk * width));
+        BP_CHECK(bp__walk_predict(net, ds->x + r * ds->in, rows, buf, chunk * width, scalers));
         float value;
         int is_dz;
         BP_CHECK(bp__loss_compute(net->err, loss, net->huber_delta, buf, NULL, target, rows, width,
@@ -384,7 +349,7 @@ bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *m
         return bp__fail(net->err, BP_ERR_NOMEM, "%s: out of memory for %zu output floats", fn,
                         floats);
     double m[4];
-    const bp_status s = eval_set(net, loss, ds, buf, chunk, m);
+    const bp_status s = eval_set(net, loss, ds, buf, chunk, m, net->apply_scalers);
     bp__free(&net->alloc, buf);
     if (s != BP_OK) return s;
     for (size_t k = 0; k < count && k < 4; k++)
@@ -424,86 +389,6 @@ static int improved(double loss, double best, double min_delta)
 }
 
 /* ------------------------------------------------------------------------------------------
- * History
- * ----------------------------------------------------------------------------------------*/
-
-/* Make room for @p rows history rows (keeping the recorded ones). */
-static bp_status history_reserve(bp_net *net, size_t rows)
-{
-    struct bp__fit *f = net->fit;
-    if (rows <= f->history_cap) return BP_OK;
-    size_t bytes;
-    if (bp__mul_size(rows, FIT_ROW * sizeof(double), &bytes) != 0)
-        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_fit: history of %zu epochs overflows",
-                        rows);
-    double *h = bp__malloc(&net->alloc, bytes);
-    if (h == NULL)
-        return bp__fail(net->err, BP_ERR_NOMEM,
-                        "bp_net_fit: out of memory for a history of "
-                        "%zu epochs",
-                        rows);
-    if (f->history_len) memcpy(h, f->history, f->history_len * FIT_ROW * sizeof(double));
-    bp__free(&net->alloc, f->history);
-    f->history = h;
-    f->history_cap = rows;
-    return BP_OK;
-}
-
-size_t bp_net_history_length(const bp_net *net)
-{
-    return bp__net_ok(net) ? net->fit->history_len : 0;
-}
-
-bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric, double *value)
-{
-    NET_CHECK(net, "bp_net_history_get");
-    if (value == NULL)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_history_get: value is NULL");
-    if (metric < 0 || metric >= BP_METRIC_COUNT)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_history_get: unknown metric %d", metric);
-    if (epoch >= net->fit->history_len)
-        return bp__fail(NULL, BP_ERR_INDEX,
-                        "bp_net_history_get: epoch row %zu is out of range "
-                        "(the history has %zu)",
-                        epoch, net->fit->history_len);
-    *value = net->fit->history[epoch * FIT_ROW + 1 + (size_t)metric];
-    return BP_OK;
-}
-
-bp_status bp_net_history_save_csv(const bp_net *net, const char *path)
-{
-    NET_CHECK(net, "bp_net_history_save_csv");
-    char *err = (char *)(uintptr_t)net->err; /* the message buffer is logically mutable */
-    if (path == NULL)
-        return bp__fail(err, BP_ERR_INVALID_ARG, "bp_net_history_save_csv: path is NULL");
-    bp__atomic_file w;
-    BP_CHECK(bp__atomic_open(&w, err, path));
-    bp__c_locale loc; /* numbers with '.', whatever the caller's locale */
-    const bp_status s = bp__c_locale_begin(&loc, err, "bp_net_history_save_csv");
-    if (s != BP_OK) {
-        bp__atomic_abort(&w);
-        return s;
-    }
-    fputs("epoch", w.f);
-    for (int k = 0; k < BP_METRIC_COUNT; k++)
-        fprintf(w.f, ",%s", metric_names[k]);
-    fputc('\n', w.f);
-    for (size_t i = 0; i < net->fit->history_len; i++) {
-        const double *row = net->fit->history + i * FIT_ROW;
-        fprintf(w.f, "%.0f", row[0]);
-        for (int k = 1; k < FIT_ROW; k++) {
-            if (isnan(row[k]))
-                fputs(",nan", w.f);
-            else
-                fprintf(w.f, ",%.9g", row[k]);
-        }
-        fputc('\n', w.f);
-    }
-    bp__c_locale_end(&loc);
-    return bp__atomic_commit(&w, err, path);
-}
-
-/* ------------------------------------------------------------------------------------------
  * Fit
  * ----------------------------------------------------------------------------------------*/
 
@@ -511,7 +396,25 @@ bp_status bp_net_set_epoch_callback(bp_net *net, bp_epoch_fn fn, void *user)
 {
     NET_CHECK(net, "bp_net_set_epoch_callback");
     net->fit->callback = fn;
+    net->fit->callback_v2 = NULL;
     net->fit->callback_user = fn != NULL ? user : NULL;
+    return BP_OK;
+}
+
+bp_status bp_net_set_epoch_callback_v2(bp_net *net, bp_epoch_fn_v2 fn, void *user)
+{
+    NET_CHECK(net, "bp_net_set_epoch_callback_v2");
+    net->fit->callback = NULL;
+    net->fit->callback_v2 = fn;
+    net->fit->callback_user = fn != NULL ? user : NULL;
+    return BP_OK;
+}
+
+bp_status bp_net_set_batch_callback(bp_net *net, bp_batch_fn fn, void *user)
+{
+    NET_CHECK(net, "bp_net_set_batch_callback");
+    net->fit->batch_fn = fn;
+    net->fit->batch_user = fn != NULL ? user : NULL;
     return BP_OK;
 }
 
@@ -581,6 +484,10 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
     const size_t n = train->n, in = net->inputs, width = out_width(net);
     const size_t yw = bp__loss_target_width(bp__loss_get(loss), width);
     metric_sums sums = {0};
+    struct bp__fit *f = net->fit;
+    const size_t batches = (n + bs - 1) / bs;
+    const double every = FIT_SET(f, BP_FIT_PROGRESS_SECONDS);
+    double last = f->batch_fn != NULL ? now_seconds() : 0.0;
     if (p->order != NULL) {
         /* A fresh Fisher-Yates shuffle of the identity: only the generator state matters. */
         for (size_t i = 0; i < n; i++)
@@ -614,6 +521,15 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
         }
         /* The outputs of this batch's forward walk (before the update). */
         metrics_add(&sums, loss, value, bp__walk_outputs(net), yb, rows, width);
+        if (f->batch_fn != NULL) {
+            /* Bounded rate: after the epoch's last batch, and after another one only when
+             * BP_FIT_PROGRESS_SECONDS have passed since the previous call (or the start). */
+            const size_t b = r / bs;
+            if (b + 1 == batches || every == 0.0 || now_seconds() - last >= every) {
+                f->batch_fn(f->batch_user, net, epoch, b, batches, sums.loss / (double)sums.rows);
+                if (every > 0.0) last = now_seconds();
+            }
+        }
     }
     metrics_finish(&sums, loss, width, m);
     return BP_OK;
@@ -621,9 +537,16 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
 
 /* After epoch @p e with monitored loss @p mon: update the plateau rate and the
  * early-stopping counters. Returns 1 when early stopping asks to stop. */
-static int update_counters(bp_net *net, size_t e, double mon, const fit_plan *p, int *have_best)
+static int update_counters(bp_net *net, size_t e, double mon, const fit_plan *p, int *have_best,
+                           double *call_best)
 {
     struct bp__fit *f = net->fit;
+    const int keep = FIT_SET(f, BP_FIT_KEEP_BEST) != 0.0;
+    if (keep && mon < *call_best) { /* the lowest monitored loss of this call: its weights */
+        *call_best = mon;
+        memcpy(p->best, net->params, net->nparams * sizeof(float));
+        *have_best = 1;
+    }
     const double delta = FIT_SET(f, BP_FIT_MIN_DELTA);
     if ((int)FIT_SET(f, BP_FIT_SCHEDULE) == BP_SCHEDULE_PLATEAU &&
         e >= (size_t)FIT_SET(f, BP_FIT_WARMUP_EPOCHS)) {
@@ -641,7 +564,7 @@ static int update_counters(bp_net *net, size_t e, double mon, const fit_plan *p,
         f->stop_best = mon;
         f->stop_wait = 0;
         f->stop_best_epoch = e;
-        if (p->best != NULL) {
+        if (p->best != NULL && !keep) {
             memcpy(p->best, net->params, net->nparams * sizeof(float));
             *have_best = 1;
         }
@@ -674,8 +597,9 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
     const size_t batch = (size_t)FIT_SET(f, BP_FIT_BATCH_SIZE);
     const size_t n = train->n, bs = batch < n ? batch : n;
     const int shuffle = FIT_SET(f, BP_FIT_SHUFFLE) != 0.0;
+    const int keep_all = FIT_SET(f, BP_FIT_KEEP_BEST) != 0.0;
     const int keep_best =
-        FIT_SET(f, BP_FIT_PATIENCE) > 0.0 && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0;
+        keep_all || (FIT_SET(f, BP_FIT_PATIENCE) > 0.0 && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0);
     const size_t vchunk = val == NULL ? 0 : val->n < EVAL_CHUNK ? val->n : EVAL_CHUNK;
     const size_t yw = bp__loss_target_width(bp__loss_get(loss), out_width(net));
     /* The rate the schedule drives (held, not used, by an algorithm without one: iRprop-). */
@@ -683,7 +607,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
 
     /* Everything that can fail before training is done; then the state changes. */
     const size_t todo = start < epochs ? epochs - start : 0;
-    BP_CHECK(history_reserve(net, todo < HISTORY_RESERVE ? todo : HISTORY_RESERVE));
+    BP_CHECK(bp__history_reserve(net, todo < HISTORY_RESERVE ? todo : HISTORY_RESERVE));
     fit_plan p;
     BP_CHECK(plan_fit(net, &p, n, bs, yw, shuffle, vchunk, keep_best));
     f->history_len = 0;
@@ -691,6 +615,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
     if (start == 0 || f->plateau_lr <= 0.0) f->plateau_lr = base;
     const int mon_key = val != NULL ? BP_METRIC_VAL_LOSS : BP_METRIC_LOSS;
     int have_best = 0;
+    double call_best = HUGE_VAL;
 
     for (size_t e = start; e < epochs; e++) {
         const double t0 = now_seconds();
@@ -706,7 +631,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
         for (int k = BP_METRIC_VAL_LOSS; k <= BP_METRIC_VAL_RMSE; k++)
             m[k] = (double)NAN;
         if (val != NULL) {
-            s = eval_set(net, loss, val, p.vout, vchunk, m + BP_METRIC_VAL_LOSS);
+            s = eval_set(net, loss, val, p.vout, vchunk, m + BP_METRIC_VAL_LOSS, 0);
             if (s != BP_OK) {
                 s = refail(net, s, fn, "validation");
                 break;
@@ -716,54 +641,36 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
         m[BP_METRIC_SECONDS] = now_seconds() - t0;
 
         if (f->history_len == f->history_cap) {
-            s = history_reserve(net, f->history_cap * 2);
+            s = bp__history_reserve(net, f->history_cap * 2);
             if (s != BP_OK) break;
         }
         double *row = f->history + f->history_len++ * FIT_ROW;
         row[0] = (double)e;
         memcpy(row + 1, m, sizeof m);
 
-        const int early = update_counters(net, e, m[mon_key], &p, &have_best);
+        const int early = update_counters(net, e, m[mon_key], &p, &have_best, &call_best);
         f->next_epoch = e + 1;
-        const int asked =
-            f->callback != NULL && f->callback(f->callback_user, e, m, BP_METRIC_COUNT) != 0;
+        /* The optimizer holds the base rate while the callback runs, so that a checkpoint
+         * saved there resumes exactly (the next epoch sets its scheduled rate again). */
+        (void)bp__optimizer_set_rate(opt, base);
+        int asked = 0;
+        if (f->callback != NULL)
+            asked = f->callback(f->callback_user, e, m, BP_METRIC_COUNT) != 0;
+        else if (f->callback_v2 != NULL)
+            asked = f->callback_v2(f->callback_user, net, e, m, BP_METRIC_COUNT) != 0;
         if (early) {
-            if (have_best && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0)
+            if (have_best && !keep_all && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0)
                 memcpy(net->params, p.best, net->nparams * sizeof(float));
             break;
         }
         if (asked) break;
     }
+    /* BP_FIT_KEEP_BEST: the best epoch's weights, however training ended (not on errors,
+     * which leave the weights as they were before the failing step). */
+    if (s == BP_OK && keep_all && have_best)
+        memcpy(net->params, p.best, net->nparams * sizeof(float));
     /* The base rate goes back (within bounds: it came from the optimizer). */
     (void)bp__optimizer_set_rate(opt, base);
     bp__free_aligned(&net->alloc, p.block);
     return s;
-}
-
-/* ------------------------------------------------------------------------------------------
- * argmax
- * ----------------------------------------------------------------------------------------*/
-
-bp_status bp_argmax(const float *values, size_t n, size_t width, size_t *index, size_t capacity)
-{
-    size_t total;
-    if (values == NULL || index == NULL)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG,
-                        "bp_argmax: values and index must not be "
-                        "NULL");
-    if (n == 0 || width == 0 || bp__mul_size(n, width, &total) != 0)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG,
-                        "bp_argmax: n = %zu and width = %zu must be "
-                        ">= 1 and their product representable",
-                        n, width);
-    if (capacity < n)
-        return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL, "bp_argmax: %zu rows, index holds %zu", n,
-                        capacity);
-    for (size_t k = 0; k < total; k++)
-        if (isnan(values[k]))
-            return bp__fail(NULL, BP_ERR_NONFINITE, "bp_argmax: row %zu, column %zu is NaN",
-                            k / width, k % width);
-    for (size_t i = 0; i < n; i++)
-        index[i] = bp__row_argmax(values + i * width, width);
-    return BP_OK;
 }

@@ -9,6 +9,7 @@
 #include "loss.h"
 #include "layer.h"
 #include "net.h"
+#include "meta.h"
 #include "optimizer.h"
 #include "walk.h"
 
@@ -459,7 +460,10 @@ static size_t ws_rows(size_t n)
     return n < BP__PREDICT_CHUNK ? n : BP__PREDICT_CHUNK;
 }
 
-static bp_status net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
+/* With @p scalers (BP_NET_APPLY_SCALERS, not in fit's validation): the stored input scaler
+ * is applied to each chunk's inputs and the target scaler inverted on its outputs. */
+static bp_status net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity,
+                             int scalers)
 {
     BP__NET_CHECK(net, "bp_net_predict");
     if (x == NULL || y == NULL)
@@ -478,8 +482,11 @@ static bp_status net_predict(bp_net *net, const float *x, size_t n, float *y, si
     BP_CHECK(ws_plan(net, &net->pws, chunk, 0));
     for (size_t r = 0; r < n; r += chunk) {
         const size_t rows = n - r < chunk ? n - r : chunk;
-        forward_pass(net, &net->pws, x + r * net->inputs, rows, 0);
+        const float *in = x + r * net->inputs;
+        if (scalers) BP_CHECK(bp__meta_scale_inputs(net, "bp_net_predict", &in, rows));
+        forward_pass(net, &net->pws, in, rows, 0);
         memcpy(y + r * out, net->pws.y[net->nlayers - 1], rows * out * sizeof(float));
+        if (scalers) BP_CHECK(bp__meta_unscale_outputs(net, "bp_net_predict", y + r * out, rows));
     }
     return BP_OK;
 }
@@ -555,5 +562,11 @@ bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *
 
 bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity)
 {
-    WITH_FTZ(net, n, net_predict(net, x, n, y, capacity));
+    WITH_FTZ(net, n, net_predict(net, x, n, y, capacity, bp__net_ok(net) && net->apply_scalers));
+}
+
+bp_status bp__walk_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity,
+                           int scalers)
+{
+    WITH_FTZ(net, n, net_predict(net, x, n, y, capacity, scalers));
 }

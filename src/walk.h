@@ -17,5 +17,10 @@ bp_status bp__walk_check_loss(bp_net *net, const char *fn, int loss);
  * bp_net_compute_grads), valid until the next call that walks or changes the net: the fit
  * loop reads a batch's predictions here after its step. */
 const float *bp__walk_outputs(const bp_net *net);
+/* bp_net_predict with the scalers applied (@p scalers nonzero: the stored input scaler on
+ * the inputs, the target scaler inverted on the outputs) or not, whatever
+ * BP_NET_APPLY_SCALERS says: bp_net_evaluate follows the setting, fit's validation never. */
+bp_status bp__walk_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity,
+                           int scalers);
 
 #endif /* BP_WALK_H */

@@ -146,10 +146,15 @@ static void inference_uses_running_statistics(void **state)
     const float *y;
     assert_status(bp_net_forward(net, b1, N, &y), BP_OK);
     assert_status(bp_net_forward(net, b2, N, &y), BP_OK);
-    /* batch 1: mean 3, var (4+1+0+9)/4 = 3.5; batch 2: mean 1, var (25+1+1+49)/4 = 19 */
+    /* batch 1: mean 3, var (4+1+0+9)/4 = 3.5; batch 2: mean 1, var (25+1+1+49)/4 = 19;
+     * the running variance takes the unbiased ones, 3.5 * 4/3 and 19 * 4/3 (as PyTorch's
+     * BatchNorm1d: torch's running_var after these two batches with momentum 0.25 is
+     * 0.75 * (0.75 * 1 + 0.25 * 14/3) + 0.25 * 76/3 = 373/48 = 7.7708333, PyTorch 1.13:
+     * 7.770833492279053 in float32) */
     double rm = 0.0, rv = 1.0;
-    rm = 0.75 * rm + 0.25 * 3.0, rv = 0.75 * rv + 0.25 * 3.5;
-    rm = 0.75 * rm + 0.25 * 1.0, rv = 0.75 * rv + 0.25 * 19.0;
+    rm = 0.75 * rm + 0.25 * 3.0, rv = 0.75 * rv + 0.25 * (3.5 * 4.0 / 3.0);
+    rm = 0.75 * rm + 0.25 * 1.0, rv = 0.75 * rv + 0.25 * (19.0 * 4.0 / 3.0);
+    assert_close(rv, 373.0 / 48.0, 1e-12, 0.0);
     assert_status(bp_net_predict(net, q, 2, out, 2), BP_OK);
     for (size_t i = 0; i < 2; i++)
         assert_close(out[i], ((double)q[i] - rm) / sqrt(rv + 1e-3), 1e-5, 1e-6);
@@ -157,15 +162,17 @@ static void inference_uses_running_statistics(void **state)
     float again;
     assert_status(bp_net_predict(net, q + 1, 1, &again, 1), BP_OK);
     assert_close(again, out[1], 0.0, 0.0);
-    /* Momentum 0: the running statistics are the last batch's, so inference on that batch
-     * reproduces the training output. */
+    /* Momentum 0: the running statistics are the last batch's (its mean and unbiased
+     * variance 14/3), so inference on that batch is the training output scaled by
+     * sqrt((3.5 + eps) / (14/3 + eps)). */
     assert_status(bp_layer_set(bn, BP_LAYER_BN_MOMENTUM, 0.0), BP_OK);
     assert_status(bp_net_forward(net, b1, N, &y), BP_OK);
     float train_y[N], pred[N];
     memcpy(train_y, y, sizeof train_y);
     assert_status(bp_net_predict(net, b1, N, pred, N), BP_OK);
+    const double ratio = sqrt((3.5 + 1e-3) / (14.0 / 3.0 + 1e-3));
     for (size_t i = 0; i < N; i++)
-        assert_close(pred[i], train_y[i], 1e-5, 1e-6);
+        assert_close(pred[i], (double)train_y[i] * ratio, 1e-5, 1e-6);
     bp_net_free(net);
 }
 

@@ -239,6 +239,7 @@ void models_save_load_and_resume()
     }
     CHECK(!msg.empty() && msg == bp::last_error());
     expect_error(BP_ERR_IO, [] { bp::Net::load("/nonexistent/model.bpm"); });
+    expect_error(BP_ERR_STATE, [] { bp::Net(2, 1).history_best(); }); // no fit yet
     CHECK(bp::format_version() >= 1);
 }
 
@@ -258,6 +259,8 @@ void fit_with_callback_history_and_errors()
     net.fit(opt, BP_LOSS_MSE, ds, &ds);
     CHECK(calls == 300 && net.history_length() == 300);
     CHECK(net.history(299, BP_METRIC_VAL_LOSS) < net.history(0, BP_METRIC_VAL_LOSS));
+    const std::size_t best = net.history_best();
+    CHECK(best < 300 && net.history(best, BP_METRIC_VAL_LOSS) <= net.history(299, BP_METRIC_VAL_LOSS));
     std::vector<double> m = net.evaluate(BP_LOSS_MSE, ds);
     CHECK(m.size() == 4 && m[BP_METRIC_LOSS] < 0.02 && std::isnan(m[BP_METRIC_ACCURACY]));
 

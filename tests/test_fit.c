@@ -93,6 +93,8 @@ static void fit_keys_have_documented_defaults_bounds_and_checks(void **state)
         {BP_FIT_PLATEAU_PATIENCE, 5, 1, 1e9},
         {BP_FIT_COSINE_EPOCHS, 0, 0, 1e9},
         {BP_FIT_INITIAL_EPOCH, 0, 0, 1e9},
+        {BP_FIT_KEEP_BEST, 0, 0, 1},
+        {BP_FIT_PROGRESS_SECONDS, 0.1, 0, 3600},
     };
     bp_net *net = make_net(1, 2, 0, 1, BP_ACT_IDENTITY);
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
@@ -117,12 +119,12 @@ static void fit_keys_have_documented_defaults_bounds_and_checks(void **state)
     assert_non_null(strstr(bp_net_last_error(net), "whole"));
     assert_status(bp_net_set(net, BP_FIT_SCHEDULE, 5), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_net_set(net, BP_FIT_MIN_DELTA, 0.25), BP_OK); /* not a count */
-    assert_status(bp_net_set(net, 414, 1), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_set(net, 416, 1), BP_ERR_INVALID_ARG);
     assert_status(bp_net_set(net, 399 + 101, 1), BP_ERR_INVALID_ARG);
     double v;
-    assert_status(bp_net_get(net, 414, &v), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_get(net, 416, &v), BP_ERR_INVALID_ARG);
     assert_status(bp_net_get(net, BP_FIT_EPOCHS, NULL), BP_ERR_INVALID_ARG);
-    assert_status(bp_net_param_bounds(414, &v, &v), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_param_bounds(416, &v, &v), BP_ERR_INVALID_ARG);
     assert_status(bp_net_param_bounds(BP_FIT_EPOCHS, NULL, &v), BP_ERR_INVALID_ARG);
     assert_status(bp_net_set(NULL, BP_FIT_EPOCHS, 3), BP_ERR_INVALID_ARG);
     bp_net_free(net);
@@ -385,6 +387,302 @@ static void callback_can_stop_training_and_be_cleared(void **state)
     bp_optimizer_free(opt);
     bp_dataset_free(ds);
     bp_net_free(net);
+}
+
+/* ---- issue 17: checkpoints from the callback, keep-best, progress ---------------------- */
+
+enum { CK_EPOCHS = 5 };
+
+typedef struct ckpts {
+    bp_net *net; /* the net fit trains (the v2 callback must receive it) */
+    bp_optimizer *opt;
+    void *buf[CK_EPOCHS];
+    size_t size[CK_EPOCHS];
+    size_t calls;
+} ckpts;
+
+static int checkpoint_cb(void *user, bp_net *net, size_t epoch, const double *metrics, size_t count)
+{
+    ckpts *c = user;
+    (void)metrics;
+    assert_int_equal(count, BP_METRIC_COUNT);
+    assert_ptr_equal(net, c->net);
+    assert_int_equal(epoch, c->calls);
+    size_t size;
+    assert_status(bp_checkpoint_save_buffer(net, c->opt, NULL, 0, &size),
+                  BP_ERR_BUFFER_TOO_SMALL);
+    c->buf[epoch] = malloc(size);
+    assert_non_null(c->buf[epoch]);
+    assert_status(bp_checkpoint_save_buffer(net, c->opt, c->buf[epoch], size, &c->size[epoch]),
+                  BP_OK);
+    c->calls++;
+    return 0;
+}
+
+/* Found 1: a checkpoint saved from the epoch callback at every epoch of a scheduled run,
+ * resumed from each, ends bit-identical to the uninterrupted run (0.1 stored the scheduled
+ * rate as the optimizer's base rate). */
+static void checkpoint_from_callback_resumes_bit_identically(void **state)
+{
+    (void)state;
+    bp_dataset *ds = make_linear(40, 3);
+    bp_net *net = make_net(17, 2, 6, 1, BP_ACT_IDENTITY);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_ADAM, 0.003);
+    set(net, BP_FIT_EPOCHS, CK_EPOCHS);
+    set(net, BP_FIT_BATCH_SIZE, 8);
+    set(net, BP_FIT_SCHEDULE, BP_SCHEDULE_COSINE);
+    set(net, BP_FIT_WARMUP_EPOCHS, 1);
+    ckpts c = {.net = net, .opt = opt};
+    assert_status(bp_net_set_epoch_callback_v2(net, checkpoint_cb, &c), BP_OK);
+    assert_status(bp_net_fit(net, opt, BP_LOSS_MSE, ds, NULL), BP_OK);
+    assert_int_equal(c.calls, CK_EPOCHS);
+    double lr;
+    assert_status(bp_optimizer_get(opt, BP_OPT_LEARNING_RATE, &lr), BP_OK);
+    assert_true(lr == 0.003);
+    for (size_t k = 0; k + 1 < CK_EPOCHS; k++) {
+        bp_net *r;
+        bp_optimizer *ro;
+        assert_status(bp_checkpoint_load_buffer(&r, &ro, c.buf[k], c.size[k]), BP_OK);
+        assert_status(bp_optimizer_get(ro, BP_OPT_LEARNING_RATE, &lr), BP_OK);
+        assert_true(lr == 0.003); /* the base rate, not the scheduled one */
+        double first;
+        assert_status(bp_net_get(r, BP_FIT_INITIAL_EPOCH, &first), BP_OK);
+        assert_true(first == (double)(k + 1));
+        assert_status(bp_net_fit(r, ro, BP_LOSS_MSE, ds, NULL), BP_OK);
+        assert_int_equal(bp_net_history_length(r), CK_EPOCHS - 1 - k);
+        assert_memory_equal(bp_net_params(r, NULL), bp_net_params(net, NULL),
+                            bp_net_param_count(net) * sizeof(float));
+        bp_optimizer_free(ro);
+        bp_net_free(r);
+    }
+    for (size_t k = 0; k < CK_EPOCHS; k++)
+        free(c.buf[k]);
+    /* Setting the 0.1 callback replaces the v2 one, and NULL clears. */
+    c.calls = 0;
+    assert_status(bp_net_set_epoch_callback(net, stop_after, &(size_t){1}), BP_OK);
+    set(net, BP_FIT_EPOCHS, 3);
+    assert_status(bp_net_fit(net, opt, BP_LOSS_MSE, ds, NULL), BP_OK);
+    assert_int_equal(c.calls, 0);
+    assert_int_equal(bp_net_history_length(net), 1);
+    assert_status(bp_net_set_epoch_callback_v2(net, NULL, NULL), BP_OK);
+    assert_status(bp_net_fit(net, opt, BP_LOSS_MSE, ds, NULL), BP_OK);
+    assert_int_equal(bp_net_history_length(net), 3);
+    assert_status(bp_net_set_epoch_callback_v2(NULL, checkpoint_cb, &c), BP_ERR_INVALID_ARG);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    bp_dataset_free(ds);
+}
+
+/* Found 4: BP_FIT_KEEP_BEST restores the best epoch's weights when the epoch budget runs out
+ * (no early stopping), and bp_net_history_best names that epoch. */
+static void keep_best_restores_the_best_epoch_however_training_ends(void **state)
+{
+    (void)state;
+    const float x[8] = {-1, -0.75f, -0.5f, -0.25f, 0.25f, 0.5f, 0.75f, 1};
+    float yt[8], yv[8];
+    for (int i = 0; i < 8; i++)
+        yt[i] = x[i], yv[i] = 0.5f * x[i];
+    bp_dataset *tr, *va;
+    assert_status(bp_dataset_create(&tr, x, yt, 8, 1, 1), BP_OK);
+    assert_status(bp_dataset_create(&va, x, yv, 8, 1, 1), BP_OK);
+    snapshots *s = malloc(sizeof *s);
+    assert_non_null(s);
+    for (int keep = 0; keep <= 1; keep++) {
+        bp_net *net = make_net(4, 1, 0, 1, BP_ACT_IDENTITY);
+        assert_status(bp_layer_init_weights(bp_net_layer(net, 0), BP_INIT_ZEROS, 0), BP_OK);
+        bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.05);
+        size_t row;
+        assert_status(bp_net_history_best(net, &row), BP_ERR_STATE); /* no fit yet */
+        set(net, BP_FIT_EPOCHS, 40);
+        set(net, BP_FIT_BATCH_SIZE, 8);
+        set(net, BP_FIT_KEEP_BEST, keep);
+        memset(s, 0, sizeof *s);
+        s->net = net;
+        assert_status(bp_net_set_epoch_callback(net, snapshot_cb, s), BP_OK);
+        assert_status(bp_net_fit(net, opt, BP_LOSS_MSE, tr, va), BP_OK);
+        assert_int_equal(bp_net_history_length(net), 40); /* the budget ran out */
+        assert_status(bp_net_history_best(net, &row), BP_OK);
+        for (size_t e = 0; e < 40; e++)
+            assert_true(hist(net, row, BP_METRIC_VAL_LOSS) <= hist(net, e, BP_METRIC_VAL_LOSS));
+        assert_true(row >= 2 && row < 30); /* the validation loss fell, then rose */
+        const float *p = bp_net_params(net, NULL);
+        const size_t want = keep ? row : 39;
+        assert_true(p[0] == s->w[want][0] && p[1] == s->w[want][1]);
+        if (keep) assert_true(p[0] != s->w[39][0]);
+        /* Without a validation set the training loss is monitored. */
+        assert_status(bp_net_fit(net, opt, BP_LOSS_MSE, tr, NULL), BP_OK);
+        assert_status(bp_net_history_best(net, &row), BP_OK);
+        for (size_t e = 0; e < 40; e++)
+            assert_true(hist(net, row, BP_METRIC_LOSS) <= hist(net, e, BP_METRIC_LOSS));
+        bp_optimizer_free(opt);
+        bp_net_free(net);
+    }
+    assert_status(bp_net_history_best(NULL, &(size_t){0}), BP_ERR_INVALID_ARG);
+    bp_net *net = make_net(4, 1, 0, 1, BP_ACT_IDENTITY);
+    assert_status(bp_net_history_best(net, NULL), BP_ERR_INVALID_ARG);
+    bp_net_free(net);
+    free(s);
+    bp_dataset_free(tr);
+    bp_dataset_free(va);
+}
+
+typedef struct progress {
+    const bp_net *net;
+    size_t calls, epoch[64], batch[64], batches[64];
+    double loss[64];
+} progress;
+
+static void progress_cb(void *user, const bp_net *net, size_t epoch, size_t batch, size_t batches,
+                        double loss)
+{
+    progress *p = user;
+    assert_ptr_equal(net, p->net);
+    if (p->calls < 64) {
+        p->epoch[p->calls] = epoch;
+        p->batch[p->calls] = batch;
+        p->batches[p->calls] = batches;
+        p->loss[p->calls] = loss;
+    }
+    p->calls++;
+}
+
+/* Issue 17 item 2: the batch callback, every batch with PROGRESS_SECONDS 0, only the last
+ * batch of each epoch with a long interval; the running loss ends at the epoch's loss. */
+static void batch_callback_reports_progress_at_a_bounded_rate(void **state)
+{
+    (void)state;
+    bp_dataset *ds = make_linear(20, 5);
+    bp_net *net = make_net(6, 2, 4, 1, BP_ACT_IDENTITY);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_ADAM, 0.01);
+    set(net, BP_FIT_EPOCHS, 3);
+    set(net, BP_FIT_BATCH_SIZE, 6); /* 4 batches: 6, 6, 6, 2 rows */
+    set(net, BP_FIT_PROGRESS_SECONDS, 0);
+    progress p = {.net = net};
+    assert_status(bp_net_set_batch_callback(net, progress_cb, &p), BP_OK);
+    assert_status(bp_net_fit(net, opt, BP_LOSS_MSE, ds, NULL), BP_OK);
+    assert_int_equal(p.calls, 12);
+    for (size_t i = 0; i < 12; i++) {
+        assert_int_equal(p.epoch[i], i / 4);
+        assert_int_equal(p.batch[i], i % 4);
+        assert_int_equal(p.batches[i], 4);
+        assert_true(isfinite(p.loss[i]) && p.loss[i] >= 0.0);
+    }
+    for (size_t e = 0; e < 3; e++)
+        assert_close(p.loss[e * 4 + 3], hist(net, e, BP_METRIC_LOSS), 1e-12, 0.0);
+    memset(&p, 0, sizeof p);
+    p.net = net;
+    set(net, BP_FIT_PROGRESS_SECONDS, 3600);
+    assert_status(bp_net_fit(net, opt, BP_LOSS_MSE, ds, NULL), BP_OK);
+    assert_int_equal(p.calls, 3); /* the last batch of each epoch only */
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(p.batch[i], 3);
+    /* Copied by clone; cleared with NULL. */
+    bp_net *c;
+    memset(&p, 0, sizeof p);
+    assert_status(bp_net_clone(&c, net), BP_OK);
+    p.net = c;
+    assert_status(bp_net_fit(c, opt, BP_LOSS_MSE, ds, NULL), BP_OK);
+    assert_int_equal(p.calls, 3);
+    assert_status(bp_net_set_batch_callback(net, NULL, &p), BP_OK);
+    p.calls = 0;
+    assert_status(bp_net_fit(net, opt, BP_LOSS_MSE, ds, NULL), BP_OK);
+    assert_int_equal(p.calls, 0);
+    assert_status(bp_net_set_batch_callback(NULL, progress_cb, &p), BP_ERR_INVALID_ARG);
+    bp_net_free(c);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    bp_dataset_free(ds);
+}
+
+/* Found 5: BP_NET_APPLY_SCALERS makes predict and evaluate one call from raw inputs to raw
+ * outputs, equal to the five calls by hand; fit (and its validation) never applies them. */
+static void apply_scalers_predicts_and_evaluates_in_raw_units(void **state)
+{
+    (void)state;
+    enum { N = 30 };
+    bp_dataset *raw = make_linear(N, 41), *raw_val = make_linear(N, 42);
+    bp_net *net = make_net(8, 2, 5, 1, BP_ACT_IDENTITY);
+    const float in_off[2] = {0.25f, -0.5f}, in_sc[2] = {2.0f, 0.5f};
+    const float y_off[1] = {0.5f}, y_sc[1] = {0.25f};
+    double v;
+    assert_status(bp_net_get(net, BP_NET_APPLY_SCALERS, &v), BP_OK);
+    assert_true(v == 0.0);
+    float x[N * 2], by_hand[N], one_call[N];
+    memcpy(x, bp_dataset_inputs(raw), sizeof x);
+    const float *targets = bp_dataset_targets(raw);
+    /* Without scalers stored the setting changes nothing. */
+    assert_status(bp_net_predict(net, x, N, by_hand, N), BP_OK);
+    set(net, BP_NET_APPLY_SCALERS, 1);
+    assert_status(bp_net_predict(net, x, N, one_call, N), BP_OK);
+    assert_memory_equal(by_hand, one_call, sizeof by_hand);
+    assert_status(bp_net_set_scaler(net, BP_SCALE_INPUTS, in_off, in_sc, 2), BP_OK);
+    assert_status(bp_net_set_scaler(net, BP_SCALE_TARGETS, y_off, y_sc, 1), BP_OK);
+    /* By hand: scale, predict with the setting off, invert. */
+    float xs[N * 2];
+    memcpy(xs, x, sizeof xs);
+    assert_status(bp_scaler_apply(in_off, in_sc, 2, xs, N), BP_OK);
+    set(net, BP_NET_APPLY_SCALERS, 0);
+    assert_status(bp_net_predict(net, xs, N, by_hand, N), BP_OK);
+    assert_status(bp_scaler_invert(y_off, y_sc, 1, by_hand, N), BP_OK);
+    set(net, BP_NET_APPLY_SCALERS, 1);
+    assert_status(bp_net_predict(net, x, N, one_call, N), BP_OK);
+    assert_memory_equal(by_hand, one_call, sizeof by_hand);
+    /* evaluate: the raw set, loss and metrics in raw units. */
+    double m[4], mse = 0.0, mae = 0.0;
+    assert_status(bp_net_evaluate(net, BP_LOSS_MSE, raw, m, 4), BP_OK);
+    for (size_t i = 0; i < N; i++) {
+        const double t = targets[i];
+        mse += ((double)one_call[i] - t) * ((double)one_call[i] - t) / N;
+        mae += fabs((double)one_call[i] - t) / N;
+    }
+    assert_close(m[BP_METRIC_LOSS], mse, 1e-6, 1e-9);
+    assert_close(m[BP_METRIC_MAE], mae, 1e-6, 1e-9);
+    /* fit and its validation ignore the setting: the same history and weights as with it
+     * off (on a clone, which copies the setting). */
+    bp_net *c;
+    assert_status(bp_net_clone(&c, net), BP_OK);
+    assert_status(bp_net_get(c, BP_NET_APPLY_SCALERS, &v), BP_OK);
+    assert_true(v == 1.0);
+    assert_status(bp_net_reset_settings(c), BP_OK); /* a setting like any other: default 0 */
+    assert_status(bp_net_get(c, BP_NET_APPLY_SCALERS, &v), BP_OK);
+    assert_true(v == 0.0);
+    bp_optimizer *o1 = make_opt(BP_OPTIMIZER_ADAM, 0.01), *o2 = make_opt(BP_OPTIMIZER_ADAM, 0.01);
+    set(net, BP_FIT_EPOCHS, 3);
+    set(c, BP_FIT_EPOCHS, 3);
+    assert_status(bp_net_fit(net, o1, BP_LOSS_MSE, raw, raw_val), BP_OK);
+    assert_status(bp_net_fit(c, o2, BP_LOSS_MSE, raw, raw_val), BP_OK);
+    for (size_t e = 0; e < 3; e++)
+        assert_true(hist(net, e, BP_METRIC_VAL_LOSS) == hist(c, e, BP_METRIC_VAL_LOSS));
+    assert_memory_equal(bp_net_params(net, NULL), bp_net_params(c, NULL),
+                        bp_net_param_count(net) * sizeof(float));
+    /* Not saved with the model. */
+    size_t size;
+    assert_status(bp_net_save_buffer(net, NULL, 0, &size), BP_ERR_BUFFER_TOO_SMALL);
+    void *img = malloc(size);
+    assert_non_null(img);
+    assert_status(bp_net_save_buffer(net, img, size, &size), BP_OK);
+    bp_net *loaded;
+    assert_status(bp_net_load_buffer(&loaded, img, size), BP_OK);
+    assert_status(bp_net_get(loaded, BP_NET_APPLY_SCALERS, &v), BP_OK);
+    assert_true(v == 0.0);
+    free(img);
+    bp_net_free(loaded);
+    /* Bad values: a setting not 0/1; an input that scales to Inf fails with a message. */
+    assert_status(bp_net_set(net, BP_NET_APPLY_SCALERS, 0.5), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_net_set(net, BP_NET_APPLY_SCALERS, (double)NAN), BP_ERR_OUT_OF_RANGE);
+    double lo, hi;
+    assert_status(bp_net_param_bounds(BP_NET_APPLY_SCALERS, &lo, &hi), BP_OK);
+    assert_true(lo == 0.0 && hi == 1.0);
+    const float big[2] = {3e38f, 0.0f};
+    float out;
+    assert_status(bp_net_predict(net, big, 1, &out, 1), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_net_last_error(net), "BP_NET_APPLY_SCALERS"));
+    bp_optimizer_free(o1);
+    bp_optimizer_free(o2);
+    bp_net_free(c);
+    bp_net_free(net);
+    bp_dataset_free(raw);
+    bp_dataset_free(raw_val);
 }
 
 /* ---- metrics and evaluate ------------------------------------------------------------- */
@@ -962,6 +1260,10 @@ int main(void)
         bp_add_test(plateau_schedule_cuts_the_rate_when_the_loss_stalls),
         bp_add_test(early_stopping_restores_the_best_weights),
         bp_add_test(callback_can_stop_training_and_be_cleared),
+        bp_add_test(checkpoint_from_callback_resumes_bit_identically),
+        bp_add_test(keep_best_restores_the_best_epoch_however_training_ends),
+        bp_add_test(batch_callback_reports_progress_at_a_bounded_rate),
+        bp_add_test(apply_scalers_predicts_and_evaluates_in_raw_units),
         bp_add_test(evaluate_matches_hand_computation),
         bp_add_test(evaluate_covers_sets_larger_than_one_chunk),
         bp_add_test(training_metrics_are_measured_before_each_update),

@@ -85,6 +85,10 @@ static void net_functions_reject_foreign_handles(void **state)
         BAD(bp_net_get_scaler(net, BP_SCALE_INPUTS, buf, y, 2, &n));
         BAD(bp_net_set_meta(net, "k", "v"));
         BAD(bp_net_get_meta(net, "k", text, sizeof text, &n));
+        BAD(bp_net_set_epoch_callback_v2(net, NULL, NULL));
+        BAD(bp_net_set_batch_callback(net, NULL, NULL));
+        BAD(bp_net_history_best(net, &n));
+        BAD(bp_net_set(net, BP_NET_APPLY_SCALERS, 1));
         /* The optimizer slot of the two-handle calls (with every non-optimizer). */
         bp_optimizer *opt = bads[i] == (void *)good_opt ? (void *)good_net : bads[i];
         BAD(bp_net_train_step(good_net, opt, BP_LOSS_MSE, buf, buf, 1, NULL));

@@ -86,12 +86,49 @@ static void bad_input_is_rejected_with_a_message(void **state)
     assert_close(v, 42, 0, 0); /* untouched on failure */
 }
 
+/* Soft targets whose rows do not sum to 1 (issue 17): the fused softmax + CE gradient of
+ * bp_net_compute_grads equals the unfused one (bp_loss_eval's dL/dp through the softmax
+ * layer), which is the exact gradient of L = -sum t log p; with 0.1's (p - t) / n the two
+ * differed by p (s - 1) / n. */
+static void softmax_ce_unnormalised_targets_fused_matches_loss(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create(&net, 3, 5), BP_OK);
+    assert_status(bp_net_add_dense(net, 4, BP_ACT_SOFTMAX), BP_OK);
+    const float x[6] = {0.5f, -1, 0.25f, 1, 0.3f, -0.7f};
+    const float t[8] = {0.2f, 0.9f, 0, 0.4f, /* sums to 1.5 */ 0, 0.1f, 0.2f, 0.1f /* 0.4 */};
+    float fused_loss;
+    size_t np;
+    assert_status(bp_net_compute_grads(net, BP_LOSS_SOFTMAX_CE, x, t, 2, &fused_loss), BP_OK);
+    const float *g = bp_net_grads(net, &np);
+    float fused[16 + 4];
+    assert_int_equal(np, 16);
+    memcpy(fused, g, np * sizeof(float));
+    const float *y;
+    float v, dy[8];
+    assert_status(bp_net_forward(net, x, 2, &y), BP_OK);
+    assert_status(bp_loss_eval(BP_LOSS_SOFTMAX_CE, 0, y, t, 2, 4, &v, dy), BP_OK);
+    assert_close(v, fused_loss, 1e-6, 1e-7);
+    assert_status(bp_net_zero_grad(net), BP_OK);
+    assert_status(bp_net_backward(net, dy, 2), BP_OK);
+    double diff = 0.0, scale = 0.0;
+    for (size_t k = 0; k < np; k++) {
+        diff = fmax(diff, fabs((double)g[k] - (double)fused[k]));
+        scale = fmax(scale, fabs((double)g[k]));
+    }
+    assert_true(scale > 1e-3);
+    assert_true(diff <= 1e-5 * scale);
+    bp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         bp_add_test(mse_mae_huber_match_hand_values),
         bp_add_test(bce_logits_is_stable_for_large_logits),
         bp_add_test(softmax_ce_one_hot_and_sparse_agree),
+        bp_add_test(softmax_ce_unnormalised_targets_fused_matches_loss),
         bp_add_test(bad_input_is_rejected_with_a_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

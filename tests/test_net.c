@@ -368,6 +368,18 @@ static void forward_backward_and_predict_reject_bad_input(void **state)
     assert_status(bp_net_predict(empty, x, 2, out, 4), BP_ERR_STATE);
     assert_status(bp_net_zero_grad(NULL), BP_ERR_INVALID_ARG);
     assert_null(bp_net_params(NULL, NULL));
+    { /* a net whose layers have no parameters: NULL and a count of 0 (documented) */
+        bp_net *pf;
+        size_t np = 99;
+        assert_status(bp_net_create(&pf, 3, 1), BP_OK);
+        assert_status(bp_net_add_activation(pf, BP_ACT_TANH), BP_OK);
+        assert_null(bp_net_params(pf, &np));
+        assert_int_equal(np, 0);
+        np = 99;
+        assert_null(bp_net_grads(pf, &np));
+        assert_int_equal(np, 0);
+        bp_net_free(pf);
+    }
     assert_null(bp_net_grads(empty, NULL));
     assert_int_equal(bp_net_layer_count(NULL), 0);
     assert_int_equal(bp_net_input_size(NULL), 0);

@@ -351,8 +351,7 @@ int cli_predict(int argc, char **argv)
 
     bp_net *net = NULL;
     cli_rows rows = {0};
-    float *in_off = NULL, *in_sc = NULL, *t_off = NULL, *t_sc = NULL, *y = NULL;
-    size_t in_w = 0, t_w = 0;
+    float *y = NULL;
     FILE *out = NULL;
     int loss = 0, r, rc = load_model(&net, model);
     if (rc != CLI_OK) goto done;
@@ -377,12 +376,10 @@ int cli_predict(int argc, char **argv)
         rc = r;
         goto done;
     }
-    if (get_scaler(net, BP_SCALE_INPUTS, &in_off, &in_sc, &in_w) != CLI_OK ||
-        get_scaler(net, BP_SCALE_TARGETS, &t_off, &t_sc, &t_w) != CLI_OK)
-        goto done;
-    bp_status s;
-    if (in_w && (s = bp_scaler_apply(in_off, in_sc, in_w, rows.values, rows.n)) != BP_OK) {
-        cli_fail_status(s, "scaling the inputs", NULL);
+    /* Raw rows in, original units out: the library applies the stored scalers. */
+    bp_status s = bp_net_set(net, BP_NET_APPLY_SCALERS, 1);
+    if (s != BP_OK) {
+        cli_fail_status(s, "scalers", bp_net_last_error(net));
         goto done;
     }
     size_t width = bp_net_output_size(net), chunk = 1024;
@@ -407,7 +404,6 @@ int cli_predict(int argc, char **argv)
     for (size_t r0 = 0; r0 < rows.n; r0 += chunk) {
         size_t n = rows.n - r0 < chunk ? rows.n - r0 : chunk;
         s = bp_net_predict(net, rows.values + r0 * rows.width, n, y, chunk * width);
-        if (s == BP_OK && t_w == width) s = bp_scaler_invert(t_off, t_sc, t_w, y, n);
         if (s != BP_OK) {
             cli_fail_status(s, "prediction failed", bp_net_last_error(net));
             goto done;
@@ -437,10 +433,6 @@ int cli_predict(int argc, char **argv)
 done:
     if (out && out != stdout && fclose(out) != 0 && rc == CLI_OK)
         rc = cli_fail("%s: write error", output);
-    free(in_off);
-    free(in_sc);
-    free(t_off);
-    free(t_sc);
     free(y);
     cli_rows_free(&rows);
     bp_net_free(net);

@@ -49,8 +49,9 @@ static const char train_help[] =
     "  --epochs N          epochs (default 10)\n"
     "  --batch N           rows per step (default 32)\n"
     "  --patience N        early stopping: stop after N epochs without improvement of the\n"
-    "                      validation loss (the training loss without validation data) and\n"
-    "                      restore the best weights; 0 (default) is off\n"
+    "                      validation loss (the training loss without validation data);\n"
+    "                      0 (default) is off. However training ends, the saved model\n"
+    "                      has the weights of the epoch with the lowest such loss\n"
     "  --min-delta X       an improvement must exceed X (default 0)\n"
     "  --scale S           input scaling fitted on the training rows: standard (default;\n"
     "                      none for IDX), minmax, none\n"
@@ -129,6 +130,21 @@ static int on_epoch(void *user, size_t epoch, const double *m, size_t count)
     }
     fflush(stderr);
     return 0;
+}
+
+/* Bar mode: the position within an epoch, from the library's batch callback (at most about
+ * 10 calls a second; the epoch's last batch is left to on_epoch's line). */
+static void on_batch(void *user, const bp_net *net, size_t epoch, size_t batch, size_t batches,
+                     double loss)
+{
+    progress *p = user;
+    (void)net;
+    if (p->mode != PROGRESS_BAR || batch + 1 >= batches) return;
+    char num[32];
+    fprintf(stderr, "\r\033[K%zu/%zu batch %zu/%zu - loss %s", epoch + 1, p->epochs, batch + 1,
+            batches, cli_fmt(num, sizeof num, loss));
+    p->drawn = 1;
+    fflush(stderr);
 }
 
 static int is_regression(int loss)
@@ -439,6 +455,7 @@ int cli_train(int argc, char **argv)
                         {BP_FIT_PATIENCE, (double)o.patience},
                         {BP_FIT_MIN_DELTA, o.min_delta},
                         {BP_FIT_RESTORE_BEST, 1.0},
+                        {BP_FIT_KEEP_BEST, 1.0}, /* the best epoch's weights, always */
                         {BP_FIT_SCHEDULE, (double)o.schedule}};
     for (size_t i = 0; i < sizeof fit_settings / sizeof fit_settings[0]; i++)
         if ((s = bp_net_set(net, fit_settings[i].key, fit_settings[i].value)) != BP_OK) {
@@ -454,30 +471,27 @@ int cli_train(int argc, char **argv)
     prog.regression = is_regression(o.loss);
     prog.unit_scale = t_w == 1 ? (double)t_scale[0] : 1.0;
     bp_net_set_epoch_callback(net, on_epoch, &prog);
+    bp_net_set_batch_callback(net, on_batch, &prog);
 
     double t0 = now_seconds();
     s = bp_net_fit(net, opt, o.loss, train, val);
     double seconds = now_seconds() - t0;
     if (prog.drawn) fputc('\n', stderr);
     bp_net_set_epoch_callback(net, NULL, NULL);
+    bp_net_set_batch_callback(net, NULL, NULL);
     if (s != BP_OK) {
         cli_fail_status(s, "training failed", bp_net_last_error(net));
         goto done;
     }
 
-    /* The best epoch of the monitored loss, as early stopping sees it: an epoch improves when
-     * its loss is below the best so far minus BP_FIT_MIN_DELTA. */
+    /* The best epoch of the monitored loss, whose weights BP_FIT_KEEP_BEST kept. */
     size_t hist = bp_net_history_length(net), best = 0;
     int monitor = val ? BP_METRIC_VAL_LOSS : BP_METRIC_LOSS;
-    double best_loss = INFINITY, last_loss = NAN, v;
-    for (size_t e = 0; e < hist; e++)
-        if (bp_net_history_get(net, e, monitor, &v) == BP_OK) {
-            last_loss = v;
-            if (v < best_loss - o.min_delta || e == 0) { /* fit's test of improvement */
-                best_loss = v;
-                best = e;
-            }
-        }
+    double best_loss = NAN, last_loss = NAN;
+    if (hist > 0 && bp_net_history_best(net, &best) == BP_OK) {
+        (void)bp_net_history_get(net, best, monitor, &best_loss);
+        (void)bp_net_history_get(net, hist - 1, monitor, &last_loss);
+    }
 
     char buf[512], num[32], num2[32];
     const struct {
@@ -533,17 +547,13 @@ int cli_train(int argc, char **argv)
         cli_fail_status(s, "cannot write the history", bp_net_last_error(net));
         goto done;
     }
-    /* At an early stop fit restored the best epoch's weights; otherwise the last are kept. */
+    /* However training ended, fit kept the best epoch's weights (BP_FIT_KEEP_BEST). */
     const char *monitored = val ? "val_loss" : "loss";
-    if (hist < (size_t)o.epochs && o.patience > 0)
-        printf("trained %zu epoch%s in %.1f s, stopped early: kept the weights of epoch %zu "
-               "(%s %s; last epoch %s)\n",
-               hist, hist == 1 ? "" : "s", seconds, best + 1, monitored,
-               cli_fmt(num2, sizeof num2, best_loss), cli_fmt(num, sizeof num, last_loss));
-    else
-        printf("trained %zu epoch%s in %.1f s: %s %s (best %s at epoch %zu)\n", hist,
-               hist == 1 ? "" : "s", seconds, monitored, cli_fmt(num, sizeof num, last_loss),
-               cli_fmt(num2, sizeof num2, best_loss), best + 1);
+    printf("trained %zu epoch%s in %.1f s%s: kept the weights of epoch %zu (%s %s; last epoch "
+           "%s)\n",
+           hist, hist == 1 ? "" : "s", seconds,
+           hist < (size_t)o.epochs && o.patience > 0 ? ", stopped early" : "", best + 1, monitored,
+           cli_fmt(num2, sizeof num2, best_loss), cli_fmt(num, sizeof num, last_loss));
     printf("saved %s: %zu inputs, %zu output%s, %zu parameters\n", o.output, bp_net_input_size(net),
            bp_net_output_size(net), bp_net_output_size(net) == 1 ? "" : "s",
            bp_net_param_count(net));

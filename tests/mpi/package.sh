@@ -6,7 +6,8 @@
 #   package.sh find-package       PREFIX WORK SRC CMAKE  -- MPIEXEC ARGS...
 #
 # Builds tests/mpi/consumer_mpi.c against the installed backprop-mpi and runs it with the
-# launcher command after "--" (mpiexec -n 2 ...). Every step must succeed.
+# launcher command after "--" (mpiexec -n 2 ...); find-package also checks that
+# OPTIONAL_COMPONENTS mpi finds the component. Every step must succeed.
 set -euo pipefail
 
 die() { echo "package.sh: $*" >&2; exit 1; }
@@ -47,6 +48,9 @@ find-package)
     step "$cmake" -S "$src/find_package" -B "$work" -DCMAKE_PREFIX_PATH="$prefix"
     step "$cmake" --build "$work"
     step "$@" "$work/consumer_mpi"
+    # OPTIONAL_COMPONENTS mpi finds it too (tests/consumer/components).
+    step "$cmake" -S "$src/../consumer/components" -B "$work/optional" \
+        -DCMAKE_PREFIX_PATH="$prefix" -DBP_CASE=optional-mpi -DBP_EXPECT_MPI=ON
     ;;
 *)
     die "unknown mode '$mode'"

@@ -190,6 +190,40 @@ class Fit(unittest.TestCase):
             with self.assertRaises(ValueError):
                 net.fit(self.opt, bp.LOSS_MSE, (XOR_X, XOR_Y), epochs=2, progress="fancy")
 
+    def test_bar_advances_within_an_epoch_from_the_batch_callback(self):
+        class Terminal(io.StringIO):
+            def isatty(self):
+                return True
+        with xor_net() as net:
+            tty = Terminal()
+            net.fit(self.opt, bp.LOSS_MSE, (XOR_X, XOR_Y), epochs=2, batch_size=1,
+                    progress_seconds=0, progress=True, file=tty)
+            out = tty.getvalue()
+            for b in (1, 2, 3):  # the 4th, last, batch is the epoch's line
+                self.assertIn(f"Epoch 2/2 - batch {b}/4 - loss: ", out)
+            self.assertNotIn("batch 4/4", out)
+            self.assertIn("Epoch 2/2 [" + "=" * 30 + "]", out)
+            self.assertTrue(out.endswith("\n") and out.count("\n") == 1, repr(out))
+
+    def test_keep_best_and_best_epoch(self):
+        with xor_net() as net:
+            history = net.fit(self.opt, bp.LOSS_MSE, (XOR_X, XOR_Y), epochs=30, keep_best=True)
+            best = net.best_epoch()
+            losses = [row["loss"] for row in history]
+            self.assertEqual(best, losses.index(min(losses)))
+            self.assertEqual(net.get("keep_best"), 0)  # per call
+
+    def test_apply_scalers_predicts_in_original_units(self):
+        with xor_net() as net:
+            x = [[0.0, 1.0], [1.0, 0.0]]
+            net.set_scaler(bp.SCALE_INPUTS, [0.5, 0.5], [2.0, 2.0])
+            net.set_scaler(bp.SCALE_TARGETS, [10.0], [0.5])
+            scaled = net.predict([[-1.0, 1.0], [1.0, -1.0]])
+            net.set("apply_scalers", 1)
+            raw = net.predict(x)
+            for r, s in zip(_flat(raw), _flat(scaled)):
+                self.assertAlmostEqual(r, s / 0.5 + 10.0, places=4)
+
     def test_persistent_callback_runs_with_progress_and_stays(self):
         seen = []
         with xor_net() as net:
@@ -236,6 +270,11 @@ class LoadCsv(unittest.TestCase):
             with self.assertRaises(bp.BackpropError) as e:
                 bp.Dataset.load_csv(os.path.join(tmp, "missing.csv"))
             self.assertEqual(e.exception.status, bp.ERR_IO)
+
+
+def _flat(values):
+    """The values of a predict() result, [n x out] ndarray or flat array, as a flat list."""
+    return [float(v) for row in values for v in (row if hasattr(row, "__len__") else [row])]
 
 
 if __name__ == "__main__":

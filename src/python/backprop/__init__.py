@@ -156,6 +156,7 @@ NET_ACCUMULATE_GRADS = 300
 NET_HUBER_DELTA = 301
 NET_CLIP_NORM = 302
 NET_CLIP_VALUE = 303
+NET_APPLY_SCALERS = 304
 
 FIT_EPOCHS = 400
 FIT_BATCH_SIZE = 401
@@ -171,6 +172,8 @@ FIT_WARMUP_EPOCHS = 410
 FIT_PLATEAU_PATIENCE = 411
 FIT_COSINE_EPOCHS = 412
 FIT_INITIAL_EPOCH = 413
+FIT_KEEP_BEST = 414
+FIT_PROGRESS_SECONDS = 415
 
 SCHEDULE_CONSTANT = 0
 SCHEDULE_STEP = 1
@@ -233,6 +236,10 @@ ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 FREE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
 EPOCH_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t,
                             ctypes.POINTER(ctypes.c_double), ctypes.c_size_t)
+EPOCH_FN_V2 = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.c_size_t,
+                               ctypes.POINTER(ctypes.c_double), ctypes.c_size_t)
+BATCH_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.c_size_t,
+                            ctypes.c_size_t, ctypes.c_size_t, ctypes.c_double)
 GRAD_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.c_int,
                            ctypes.c_size_t, ctypes.POINTER(ctypes.c_float))
 
@@ -350,10 +357,13 @@ PROTOTYPES = {
     "bp_metric_count": (_S, []),
     "bp_metric_name": (_STR, [_I]),
     "bp_net_set_epoch_callback": (_status, [_NetP, EPOCH_FN, ctypes.c_void_p]),
+    "bp_net_set_epoch_callback_v2": (_status, [_NetP, EPOCH_FN_V2, ctypes.c_void_p]),
+    "bp_net_set_batch_callback": (_status, [_NetP, BATCH_FN, ctypes.c_void_p]),
     "bp_net_fit": (_status, [_NetP, _OptP, _I, _DsP, _DsP]),
     "bp_net_evaluate": (_status, [_NetP, _I, _DsP, _c_double_p, _S]),
     "bp_net_history_length": (_S, [_NetP]),
     "bp_net_history_get": (_status, [_NetP, _S, _I, _c_double_p]),
+    "bp_net_history_best": (_status, [_NetP, _c_size_p]),
     "bp_net_history_save_csv": (_status, [_NetP, _STR]),
     "bp_argmax": (_status, [_c_float_p, _S, _S, _c_size_p, _S]),
     "bp_format_version": (ctypes.c_uint, []),
@@ -1224,7 +1234,10 @@ class Net(_Handle, _Keyed):
         callback(epoch, metrics) is called after every epoch, after the one set with
         set_epoch_callback() if any (see there). progress shows the epochs: None or False
         (default: quiet), True or "auto" (a bar redrawn in place when @p file is a terminal,
-        one line per epoch otherwise), "bar", "lines"; @p file defaults to sys.stdout."""
+        also within each epoch from the library's batch callback; one line per epoch
+        otherwise), "bar", "lines"; @p file defaults to sys.stdout. keep_best=True keeps
+        the weights of the epoch with the lowest monitored loss however training ends
+        (FIT_KEEP_BEST); best_epoch() names it."""
         keys = [(self._key(name), value) for name, value in settings.items()]
         train_ds, own_train = self._dataset(train, loss, "fit: train")
         try:
@@ -1252,10 +1265,20 @@ class Net(_Handle, _Keyed):
                         stop = bool(c(epoch, metrics)) or stop
                     return stop
                 self.set_epoch_callback(every)
+            if show is not None and show.mode == "bar":
+                def on_batch(user, net, epoch, batch, batches, loss):
+                    try:
+                        show.batch(epoch, batch, batches, loss)
+                    except BaseException as e:  # never unwind through C: re-raise in fit()
+                        self._callback_error = self._callback_error or e
+                batch_fn = BATCH_FN(on_batch)  # alive until fit returns
+                _check(_lib.bp_net_set_batch_callback(h, batch_fn, None))
             status = _lib.bp_net_fit(h, opt._handle(), int(loss), train_ds._handle(),
                                      val_ds._handle() if val_ds is not None else None)
         finally:
             if show is not None:
+                if show.mode == "bar" and not self.closed:
+                    _lib.bp_net_set_batch_callback(h, BATCH_FN(), None)
                 show.close()
             if not self.closed:
                 if getattr(self, "_epoch_cb", None) is not persistent:
@@ -1297,6 +1320,13 @@ class Net(_Handle, _Keyed):
                 row[metric_name(m)] = value.value
             out.append(row)
         return out
+
+    def best_epoch(self):
+        """bp_net_history_best: the history row (index into history()) of the last fit()'s
+        epoch with the lowest monitored loss."""
+        row = ctypes.c_size_t()
+        _check(_lib.bp_net_history_best(self._handle(), ctypes.byref(row)))
+        return row.value
 
     def history_save_csv(self, path):
         _check(_lib.bp_net_history_save_csv(self._handle(), _path(path)))

@@ -1,9 +1,10 @@
 """Progress display for Net.fit(progress=...): a Keras-like bar redrawn after every epoch on
 a terminal, one line per epoch otherwise.
 
-The library calls back once per epoch (a per-batch hook is planned), so the bar advances by
-epochs: "Epoch 3/10 [=======>............] - 0.41s/epoch - eta 2.9s - loss: 0.1234 -
-val_loss: 0.1500".
+The bar advances by epochs: "Epoch 3/10 [=======>............] - 0.41s/epoch - eta 2.9s -
+loss: 0.1234 - val_loss: 0.1500"; within an epoch, fit() feeds batch() from the library's
+batch callback (bp_net_set_batch_callback, at most about 10 calls a second), which redraws
+the line as "Epoch 3/10 - batch 120/375 - loss: 0.1302".
 """
 
 import math
@@ -65,6 +66,15 @@ class Progress:
             self._open = True
         self.file.flush()
         return False
+
+    def batch(self, epoch, batch, batches, loss):
+        """Progress within an epoch (bar mode only; lines mode prints per epoch)."""
+        if self.mode != "bar" or batch + 1 >= batches:
+            return  # the epoch's line replaces it
+        self.file.write(f"\r\x1b[KEpoch {epoch + 1}/{self.epochs} - batch {batch + 1}/{batches}"
+                        f" - loss: {loss:.4g}")
+        self._open = True
+        self.file.flush()
 
     def close(self):
         if self._open:
