@@ -220,8 +220,8 @@ static void mlp_gemms_step(const mlp_gemms *g, const float *x, size_t n)
     const size_t *width = g->width;
     const float *in = x;
     for (size_t l = 0; l < g->layers; l++) {
-        bp__gemm_blas(0, 1, n, width[l + 1], width[l], 1.0f, in, width[l], g->w[l], width[l],
-                      0.0f, g->y[l], width[l + 1]);
+        bp__gemm_blas(0, 1, n, width[l + 1], width[l], 1.0f, in, width[l], g->w[l], width[l], 0.0f,
+                      g->y[l], width[l + 1]);
         in = g->y[l];
     }
     for (size_t l = g->layers; l-- > 0;) {
@@ -252,8 +252,7 @@ static int case_dense_gemm_bound(const bench_opts *o, bench_json *out)
     raw_gemms r = {&g, NULL};
     int rc = -1;
     float *x = malloc(n * dg_width[0] * sizeof *x), *y = malloc(n * dg_width[3] * sizeof *y);
-    const int ok = x != NULL && y != NULL &&
-                   mlp_gemms_alloc(&g, dg_width, DG_LAYERS, n, 10) == 0;
+    const int ok = x != NULL && y != NULL && mlp_gemms_alloc(&g, dg_width, DG_LAYERS, n, 10) == 0;
     double weights = 0, real_flops = 0;
     for (size_t l = 0; l < DG_LAYERS; l++) {
         const size_t i = dg_width[l], on = dg_width[l + 1];
@@ -479,9 +478,9 @@ static const size_t fm_width[FM_LAYERS + 1] = {FM_IN, FM_H1, FM_H2, FM_OUT};
 
 typedef struct fm_data {
     bp_dataset *train, *test;
-    float *buf;             /* random data when the real set is missing (owns x and y) */
-    const float *x, *y;     /* training inputs [n x 784], class indices [n] */
-    const float *tx, *ty;   /* test set, or NULL */
+    float *buf;           /* random data when the real set is missing (owns x and y) */
+    const float *x, *y;   /* training inputs [n x 784], class indices [n] */
+    const float *tx, *ty; /* test set, or NULL */
     size_t n, tn;
     const char *name;
 } fm_data;
@@ -525,9 +524,11 @@ static int fm_load(const bench_opts *o, fm_data *d)
         }
         float *x = d->buf, *y = d->buf + d->n * FM_IN;
         bench_fill(x, d->n * FM_IN, 7);
-        for (size_t k = 0; k < d->n * FM_IN; k++) x[k] = 0.5f * (x[k] + 1.0f); /* [0, 1) */
+        for (size_t k = 0; k < d->n * FM_IN; k++)
+            x[k] = 0.5f * (x[k] + 1.0f); /* [0, 1) */
         bench_fill(y, d->n, 8);
-        for (size_t k = 0; k < d->n; k++) y[k] = (float)(int)(5.0f * (y[k] + 1.0f)); /* 0..9 */
+        for (size_t k = 0; k < d->n; k++)
+            y[k] = (float)(int)(5.0f * (y[k] + 1.0f)); /* 0..9 */
         d->x = x, d->y = y;
     }
     if (o->samples < d->n) d->n = o->samples;
@@ -584,8 +585,8 @@ typedef struct fm_epoch {
     bp_net *net;
     bp_optimizer *opt;
     size_t *perm;
-    float *bx, *by;                 /* gathered batch [64 x 784], [64] */
-    mlp_gemms g;                    /* the epoch's GEMMs alone */
+    float *bx, *by; /* gathered batch [64 x 784], [64] */
+    mlp_gemms g;    /* the epoch's GEMMs alone */
     bp__rng rng;
     double loss_sum;
     int status;
@@ -595,7 +596,8 @@ typedef struct fm_epoch {
 static void fm_shuffle(fm_epoch *e)
 {
     const size_t n = e->d->n;
-    for (size_t i = 0; i < n; i++) e->perm[i] = i;
+    for (size_t i = 0; i < n; i++)
+        e->perm[i] = i;
     for (size_t i = n; i > 1; i--) {
         const size_t j = (size_t)bp__rng_below(&e->rng, i);
         const size_t t = e->perm[i - 1];
@@ -618,8 +620,8 @@ static void fm_train_epoch(void *p)
             e->by[i] = d->y[src];
         }
         float loss;
-        const bp_status s = bp_net_train_step(e->net, e->opt, BP_LOSS_SPARSE_SOFTMAX_CE, e->bx,
-                                              e->by, rows, &loss);
+        const bp_status s =
+            bp_net_train_step(e->net, e->opt, BP_LOSS_SPARSE_SOFTMAX_CE, e->bx, e->by, rows, &loss);
         if (s != BP_OK) {
             e->status = s;
             return;
@@ -817,8 +819,7 @@ static int cnn_gemms_alloc(cnn_gemms *g)
     const size_t n = CNN_BATCH;
     int ok = 1;
     for (int c = 0; c < 2; c++) {
-        const size_t F = cnn_conv_shape[c][0], K = cnn_conv_shape[c][1],
-                     P = cnn_conv_shape[c][2];
+        const size_t F = cnn_conv_shape[c][0], K = cnn_conv_shape[c][1], P = cnn_conv_shape[c][2];
         g->w[c] = malloc(F * K * sizeof(float));
         g->dw[c] = malloc(F * K * sizeof(float));
         g->cols[c] = malloc(K * n * P * sizeof(float));
@@ -1042,7 +1043,12 @@ static int run_case(const bench_case *c, const bench_opts *o)
 
 int main(int argc, char **argv)
 {
-    bench_opts o = {9, 256, 1024, 1024, (size_t)-1, "/usr/share/datasets/fashion-mnist",
+    bench_opts o = {9,
+                    256,
+                    1024,
+                    1024,
+                    (size_t)-1,
+                    "/usr/share/datasets/fashion-mnist",
                     "/usr/share/doc/libfann-dev/examples/datasets/census-house.train"};
     int selected[NCASES] = {0}, any = 0;
     for (int i = 1; i < argc; i++) {
