@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 #include "rng.h"
@@ -719,6 +720,127 @@ done:
 }
 
 /* ------------------------------------------------------------------------------------------
+ * Case: mapped-epoch -- one bp_net_fit epoch (shuffled, batch 64) of the Fashion-MNIST MLP
+ * from a memory-mapped uint8 data-set file (bp_dataset_save_binary, bp_dataset_open_mapped)
+ * against the same epoch from the rows in memory, interleaved in one run, fresh nets of the
+ * same seed: mapped_over_memory is the ratio of the medians (issue 19's floor: <= 1.05), and
+ * the weights after each pair must be bit-identical. first_mapped_epoch_s: an epoch from a
+ * freshly opened mapping, which also checks every block's CRC-32.
+ * ----------------------------------------------------------------------------------------*/
+
+typedef struct mapped_run {
+    const bp_dataset *ds;
+    bp_net *net;
+    int status;
+} mapped_run;
+
+static void mapped_fit(void *p)
+{
+    mapped_run *r = p;
+    bp_optimizer *opt = NULL;
+    r->status = bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM);
+    if (r->status == BP_OK) r->status = bp_net_set(r->net, BP_FIT_EPOCHS, 1);
+    if (r->status == BP_OK) r->status = bp_net_set(r->net, BP_FIT_BATCH_SIZE, FM_BATCH);
+    if (r->status == BP_OK)
+        r->status = bp_net_fit(r->net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, r->ds, NULL);
+    bp_optimizer_free(opt);
+}
+
+/* Time one epoch of a fresh net (seed 42) on @p ds; its weights stay in *net. */
+static double mapped_epoch(const bp_dataset *ds, bp_net **net, int *status)
+{
+    bp_optimizer *unused = NULL;
+    if (fm_net(net, &unused) != 0) {
+        *status = BP_ERR_NOMEM;
+        return 0.0;
+    }
+    bp_optimizer_free(unused);
+    mapped_run r = {ds, *net, BP_OK};
+    const double ns = fm_time_once(mapped_fit, &r);
+    *status = r.status;
+    return ns;
+}
+
+static int same_weights(bp_net *a, bp_net *b)
+{
+    size_t na, nb;
+    const float *pa = bp_net_params(a, &na), *pb = bp_net_params(b, &nb);
+    return na == nb && memcmp(pa, pb, na * sizeof(float)) == 0;
+}
+
+static int case_mapped_epoch(const bench_opts *o, bench_json *out)
+{
+    fm_data d;
+    if (fm_load(o, &d) != 0) return -1;
+    int rc = -1;
+    bp_dataset *mem = NULL, *mapped = NULL, *fresh = NULL;
+    char path[1024];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/bp_bench_mapped_%ld.bpds",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", (long)getpid());
+    if (d.train == NULL) /* random data: quantise to q / 255 so that it codes as uint8 */
+        for (size_t k = 0; k < d.n * FM_IN; k++)
+            d.buf[k] = (float)(int)(d.buf[k] * 255.0f) / 255.0f;
+    bp_status s = d.train != NULL && d.n == bp_dataset_size(d.train)
+                      ? bp_dataset_subset(&mem, d.train, 0, d.n)
+                      : bp_dataset_create(&mem, d.x, d.y, d.n, FM_IN, 1);
+    if (s == BP_OK) s = bp_dataset_save_binary(mem, path, BP_DATA_UINT8);
+    if (s == BP_OK) s = bp_dataset_open_mapped(&fresh, path);
+    if (s == BP_OK) s = bp_dataset_open_mapped(&mapped, path);
+    if (s != BP_OK) {
+        fprintf(stderr, "bp_bench: mapped-epoch: %s\n", bp_last_error());
+        goto done;
+    }
+    /* A first epoch from the fresh mapping (CRC checks included), then warm-up of both. */
+    bp_net *a = NULL, *b = NULL;
+    int st1, st2;
+    const double first_ns = mapped_epoch(fresh, &a, &st1);
+    bp_net_free(a);
+    (void)mapped_epoch(mapped, &a, &st2);
+    bp_net_free(a);
+    const int rounds = o->repeat;
+    double *tm = malloc((size_t)rounds * sizeof(double));
+    double *tp = malloc((size_t)rounds * sizeof(double));
+    int identical = 1;
+    for (int k = 0; tm != NULL && tp != NULL && k < rounds && st1 == BP_OK && st2 == BP_OK; k++) {
+        tm[k] = mapped_epoch(mem, &a, &st1);
+        tp[k] = mapped_epoch(mapped, &b, &st2);
+        if (st1 == BP_OK && st2 == BP_OK) identical &= same_weights(a, b);
+        bp_net_free(a);
+        bp_net_free(b);
+    }
+    if (tm == NULL || tp == NULL || st1 != BP_OK || st2 != BP_OK) {
+        fprintf(stderr, "bp_bench: mapped-epoch: %s\n",
+                tm == NULL || tp == NULL ? "out of memory" : bp_last_error());
+        free(tm), free(tp);
+        goto done;
+    }
+    const double mem_ns = bench_median(tm, (size_t)rounds);
+    const double map_ns = bench_median(tp, (size_t)rounds);
+    free(tm), free(tp);
+    bench_json_field_str(out, "shape", "784-256-128-10");
+    bench_json_field_str(out, "data", d.name);
+    bench_json_field_int(out, "samples", (long long)d.n);
+    bench_json_field_int(out, "batch", FM_BATCH);
+    bench_json_field_int(out, "repeat", rounds);
+    bench_json_field_num(out, "memory_epoch_s", mem_ns / 1e9);
+    bench_json_field_num(out, "mapped_epoch_s", map_ns / 1e9);
+    bench_json_field_num(out, "mapped_over_memory", map_ns / mem_ns);
+    bench_json_field_num(out, "floor", 1.05);
+    bench_json_field_num(out, "first_mapped_epoch_s", first_ns / 1e9);
+    bench_json_field_int(out, "bit_identical", identical);
+    rc = identical ? 0 : -1;
+    if (!identical) fprintf(stderr, "bp_bench: mapped-epoch: weights differ from memory's\n");
+done:
+    bp_dataset_free(mem);
+    bp_dataset_free(mapped);
+    bp_dataset_free(fresh);
+    remove(path);
+    fm_free(&d);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
  * Case: inference-latency -- bp_net_predict on the Fashion-MNIST MLP: one sample, and a
  * batch of 256.
  * ----------------------------------------------------------------------------------------*/
@@ -967,6 +1089,8 @@ static const bench_case cases[] = {
      case_small_online},
     {"fmnist-mlp-epoch", "784-256-128-10 Adam epoch, batch 64, vs its GEMMs alone (epoch_s)",
      case_fmnist_mlp_epoch},
+    {"mapped-epoch", "Fashion-MNIST MLP fit epoch: mapped uint8 file vs memory (ratio)",
+     case_mapped_epoch},
     {"inference-latency", "784-256-128-10 predict: 1 sample and 256 (single_ns, batch256_ns)",
      case_inference_latency},
     {"cnn-epoch", "Fashion-MNIST-shaped CNN: epoch_s, conv sgemm and im2col shares, gemm_only_s",

@@ -676,9 +676,11 @@ BP_API bp_status bp_net_zero_grad(bp_net *net);
  *  @param y           targets [n x out], or [n] class indices for BP_LOSS_SPARSE_SOFTMAX_CE.
  *  @param n  rows, >= 1.
  *  @param loss_value  if not NULL, receives the batch loss before the update.
- *  @return BP_OK; BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_INDEX (class index out of
- *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient: parameters are then
- *  untouched), BP_ERR_NOMEM, or an optimizer error. After the first call at a given n, no
+ *  @return BP_OK; BP_ERR_INVALID_ARG (also: n x inputs or n x outputs overflows, a
+ *  BP_LOSS_BCE_LOGITS target outside [0, 1]), BP_ERR_STATE, BP_ERR_INDEX (class index out of
+ *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient, also one a gradient hook
+ *  wrote: parameters are then untouched), BP_ERR_NOMEM, or an optimizer error; a gradient
+ *  hook's error status (one that is no bp_status becomes BP_ERR_STATE). After the first call at a given n, no
  *  further allocation happens. @since 0.1 */
 BP_API bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
                                    const float *y, size_t n, float *loss_value);
@@ -1143,7 +1145,8 @@ BP_API size_t bp_dataset_output_size(const bp_dataset *ds);
 
 /** @param ds  the data set.
  *  @return the inputs [n x in], borrowed from @p ds: valid until @p ds is modified
- *  (shuffled, scaled) or freed; NULL for an invalid handle. @since 0.1 */
+ *  (shuffled, scaled) or freed; NULL for an invalid handle or a memory-mapped set
+ *  (bp_dataset_open_mapped(), whose rows are only decoded when read). @since 0.1 */
 BP_API const float *bp_dataset_inputs(const bp_dataset *ds);
 
 /** @param ds  the data set.
@@ -1256,6 +1259,52 @@ BP_API bp_status bp_dataset_load_idx_ex(bp_dataset **out, const char *images_pat
                                         const char *labels_path, size_t classes,
                                         size_t max_decompressed);
 
+/** Element types of the inputs in a binary data-set file (pass as int). @since 0.2 */
+enum bp_data_type {
+    BP_DATA_FLOAT32 = 1, /**< inputs stored as little-endian float32 (4 bytes a value) */
+    BP_DATA_UINT8 = 2    /**< inputs stored as one-byte codes into a table of 256 float values
+                              (e.g. pixel q stands for q / 255): a quarter of the size */
+};
+
+/** Write @p ds as a binary data-set file (docs/format.md, "Data-set file") for
+ *  bp_dataset_open_mapped(): a header, little-endian rows (inputs of @p type, targets
+ *  float32) and a CRC-32 per block of about 1 MiB of rows. The file is replaced atomically
+ *  (written beside it, then renamed). With BP_DATA_UINT8 the input values are coded by
+ *  rank: the distinct values (at most 256, e.g. pixels loaded by bp_dataset_load_idx())
+ *  make the file's value table, so reading gives back exactly the same floats.
+ *  @param ds    the data set (in memory or mapped); unchanged.
+ *  @param path  the file to write.
+ *  @param type  an enum bp_data_type value.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE (BP_DATA_UINT8 with more than 256
+ *  distinct input values), BP_ERR_IO, BP_ERR_NOMEM; for a mapped @p ds also its read errors
+ *  (BP_ERR_CHECKSUM). @since 0.2 */
+BP_API bp_status bp_dataset_save_binary(const bp_dataset *ds, const char *path, int type);
+
+/** Open a binary data-set file written by bp_dataset_save_binary() as a read-only,
+ *  memory-mapped data set: nothing of the rows is read or copied at open (the header, the
+ *  value table and the block checksums are checked, and the file's length against the
+ *  header), so the set may be larger than memory. bp_net_fit() and bp_net_evaluate() read
+ *  it a batch at a time, decoding uint8 codes to float; shuffling (BP_FIT_SHUFFLE) orders
+ *  rows by index, so a mapped set trains bit-identically to the same rows in memory with
+ *  the same seed. Each block's CRC-32 is checked the first time one of its rows is read:
+ *  a corrupted block fails that call with BP_ERR_CHECKSUM naming the block (bp_net_fit()
+ *  stops before the step that would have used it: the weights are those after the last
+ *  good step). Targets are checked per batch as they are read, not in advance.
+ *  bp_dataset_subset() and bp_dataset_split() of a mapped set are views of the same file
+ *  (no copy; each keeps the mapping alive). bp_dataset_inputs() and bp_dataset_targets()
+ *  return NULL for a mapped set; bp_dataset_shuffle(), the scalers, bp_dataset_class_count(),
+ *  bp_dataset_one_hot() and bp_dataset_save_fann() fail with BP_ERR_UNSUPPORTED (save the
+ *  set scaled or one-hot, or load it into memory). The file must not be truncated or
+ *  rewritten in place while mapped (the atomic writers of this library replace it instead,
+ *  which leaves the mapped old file intact).
+ *  @param out   receives the data set; NULL on failure. Free with bp_dataset_free().
+ *  @param path  the file.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_IO (cannot open, not a regular file, cannot map),
+ *  BP_ERR_FORMAT (bad header, sizes that disagree with the file's length), BP_ERR_VERSION,
+ *  BP_ERR_CHECKSUM (header or metadata), BP_ERR_UNSUPPORTED (larger than the address space),
+ *  BP_ERR_NOMEM. @since 0.2 */
+BP_API bp_status bp_dataset_open_mapped(bp_dataset **out, const char *path);
+
 /** Shuffle the samples in place (Fisher-Yates driven by the library's xoshiro256**
  *  generator seeded with @p seed); each input row stays paired with its target row. The
  *  same seed and data set give the same order on every platform. Does not allocate.
@@ -1276,7 +1325,8 @@ BP_API bp_status bp_dataset_shuffle(bp_dataset *ds, uint64_t seed);
 BP_API bp_status bp_dataset_split(bp_dataset **first, bp_dataset **second, const bp_dataset *ds,
                                   double fraction);
 
-/** Copy the samples @p start .. @p start + @p count - 1 of @p ds into a new data set.
+/** Copy the samples @p start .. @p start + @p count - 1 of @p ds into a new data set (of a
+ *  memory-mapped set: a view of the same file, nothing copied).
  *  @param out    receives the copy; NULL on failure. Free with bp_dataset_free().
  *  @param ds  the data set.
  *  @param start  index of the first sample to copy, from 0.
@@ -1692,7 +1742,9 @@ BP_API unsigned bp_format_version(void);
  *  @param net  the network.
  *  @param path  the file name.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (a target scaler that no longer matches
- *  the output width), BP_ERR_IO (the previous file is then intact), BP_ERR_NOMEM.
+ *  the output width), BP_ERR_NONFINITE (a parameter is NaN or Inf, e.g. written through
+ *  bp_net_params(): such a file could not be loaded, so nothing is written), BP_ERR_IO (the
+ *  previous file is then intact), BP_ERR_NOMEM.
  *  Thread-safe on a net nobody modifies. @since 0.1 */
 BP_API bp_status bp_net_save(const bp_net *net, const char *path);
 
@@ -1757,7 +1809,8 @@ BP_API bp_status bp_net_load_buffer_ex(bp_net **out, const void *buf, size_t siz
  *  @param opt  an optimizer that is unbound or bound to @p net's shape.
  *  @param path  the file name.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (optimizer bound to another shape),
- *  BP_ERR_IO (previous file intact), BP_ERR_NOMEM. @since 0.1 */
+ *  BP_ERR_NONFINITE (a parameter or optimizer state value the loader would refuse: nothing
+ *  written), BP_ERR_IO (previous file intact), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_checkpoint_save(const bp_net *net, const bp_optimizer *opt,
                                     const char *path);
 

@@ -260,7 +260,9 @@ BP_MPI_API bp_status bp_mpi_evaluate(bp_net *net, int loss, const bp_dataset *ds
  *  parameter counts, set sizes or batch sizes differ); BP_ERR_STATE (replicas that differ
  *  beyond their weights, in which case every rank's weights are put back; ranks that stop
  *  at different epochs; MPI not initialised); BP_ERR_NOMEM (the shard copy, 1/p of the
- *  training set); BP_ERR_UNSUPPORTED (more than INT_MAX rows or parameters); BP_ERR_IO.
+ *  training set); BP_ERR_UNSUPPORTED (more than INT_MAX rows or parameters; with more than
+ *  one rank, a memory-mapped training set, bp_dataset_open_mapped(), whose shard would be
+ *  copied); BP_ERR_IO.
  *  @since 0.1 */
 BP_MPI_API bp_status bp_mpi_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset *train,
                                 const bp_dataset *val, MPI_Comm comm);

@@ -99,7 +99,7 @@ static BP__ALWAYS_INLINE void act_forward_body(int act, const bp__act_params *p,
             float *zi = z != NULL ? z + i * out : NULL;
             float mx = -INFINITY;
             for (size_t j = 0; j < out; j++) {
-                const float v = ai[j] + b[j];
+                const float v = b != NULL ? ai[j] + b[j] : ai[j];
                 if (zi != NULL) zi[j] = v;
                 yi[j] = v;
                 mx = v > mx ? v : mx;
@@ -132,6 +132,29 @@ void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, con
                      const float *b, float *z, float *y)
 {
     act_forward(act, p, n, out, acc, b, z, y);
+}
+
+/* Zero bias for bp__act_apply: constant memory shared by every layer. */
+#define BP__ACT_ZEROS 1024u
+static const float act_zeros[BP__ACT_ZEROS];
+
+void bp__act_apply(int act, const bp__act_params *p, size_t n, size_t out, const float *x, float *z,
+                   float *y)
+{
+    if (act == BP_ACT_SOFTMAX) { /* row-wise: the softmax branch takes no bias (NULL) */
+        act_forward(act, p, n, out, x, NULL, z, y);
+        return;
+    }
+    if (out <= BP__ACT_ZEROS) { /* the rows as they are (the kernels pick by row width) */
+        act_forward(act, p, n, out, x, act_zeros, z, y);
+        return;
+    }
+    /* Elementwise: the n x out floats as rows of BP__ACT_ZEROS and one shorter rest. */
+    const size_t total = n * out, rows = total / BP__ACT_ZEROS, rest = total % BP__ACT_ZEROS;
+    const size_t done = rows * BP__ACT_ZEROS;
+    act_forward(act, p, rows, BP__ACT_ZEROS, x, act_zeros, z, y);
+    if (rest)
+        act_forward(act, p, 1, rest, x + done, act_zeros, z != NULL ? z + done : NULL, y + done);
 }
 
 BP__SCALAR

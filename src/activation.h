@@ -19,6 +19,11 @@ int bp__act_needs_z(int act);
  * acc, y: [n x out]; b: [out]; z: [n x out] or NULL (then not stored). acc may equal y. */
 void bp__act_forward(int act, const bp__act_params *p, size_t n, size_t out, const float *acc,
                      const float *b, float *z, float *y);
+/* bp__act_forward without a bias: y = f(x) (z = x stored when z is not NULL); x may equal y.
+ * Allocates nothing: the layers without parameters (activation, conv's activation pass) need
+ * no zero-bias buffer of their width. */
+void bp__act_apply(int act, const bp__act_params *p, size_t n, size_t out, const float *x, float *z,
+                   float *y);
 /* One row (n = 1, in place: y = f(y + b)) without the vectoriser, for tiny layers (see
  * BP__SCALAR); same results as bp__act_forward / bp__act_backward. */
 void bp__act_forward_row(int act, const bp__act_params *p, size_t out, const float *b, float *z,

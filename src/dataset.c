@@ -91,6 +91,7 @@ void bp_dataset_free(bp_dataset *ds)
 {
     if (!bp__dataset_ok(ds)) return;
     const bp__alloc a = ds->alloc;
+    bp__dsmap_release(ds->map);
     bp__free(&a, ds->x);
     bp__free(&a, ds->y);
     memset(ds, 0, sizeof *ds);
@@ -111,6 +112,16 @@ const float *bp_dataset_targets(const bp_dataset *ds)
     return bp__dataset_ok(ds) ? ds->y : NULL;
 }
 
+/* Operations that need the rows in memory fail on a mapped (read-only, decoded per batch)
+ * set. */
+static bp_status need_resident(const bp_dataset *ds, const char *fn)
+{
+    if (bp__dataset_resident(ds)) return BP_OK;
+    return bp__fail(ds_err(ds), BP_ERR_UNSUPPORTED, "%s: the data set is memory-mapped "
+                    "(read-only, rows decoded when read); load the rows into memory for this",
+                    fn);
+}
+
 static void swap_rows(float *v, size_t width, size_t i, size_t j)
 {
     float *a = v + i * width, *b = v + j * width;
@@ -125,6 +136,7 @@ bp_status bp_dataset_shuffle(bp_dataset *ds, uint64_t seed)
 {
     if (!bp__dataset_ok(ds))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    BP_CHECK(need_resident(ds, "dataset_shuffle"));
     bp__rng rng;
     bp__rng_seed(&rng, seed);
     /* Fisher-Yates: row i swaps with a uniform row in [0, i]. */
@@ -148,6 +160,21 @@ bp_status bp_dataset_subset(bp_dataset **out, const bp_dataset *ds, size_t start
     if (start >= ds->n || count > ds->n - start)
         return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE, "dataset_subset: rows %zu + %zu "
                         "exceed the %zu samples", start, count, ds->n);
+    if (ds->map != NULL) { /* a view of the same file: no copy */
+        bp_dataset *v = bp__calloc(&ds->alloc, 1, sizeof *v);
+        if (v == NULL)
+            return bp__fail(ds_err(ds), BP_ERR_NOMEM, "dataset_subset: out of memory");
+        v->magic = BP__MAGIC_DATA;
+        v->alloc = ds->alloc;
+        v->n = count;
+        v->in = ds->in;
+        v->out = ds->out;
+        v->map = ds->map;
+        v->first = ds->first + start;
+        bp__dsmap_retain(ds->map);
+        *out = v;
+        return BP_OK;
+    }
     const bp_status st = ds_copy(out, &ds->alloc, ds->x + start * ds->in,
                                  ds->y + start * ds->out, count, ds->in, ds->out);
     if (st != BP_OK) /* ds_copy recorded the message thread-locally; keep it on ds too */
@@ -211,6 +238,7 @@ bp_status bp_dataset_fit_scaler(const bp_dataset *ds, int kind, int part, float 
 {
     if (!bp__dataset_ok(ds))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    BP_CHECK(need_resident(ds, "fit_scaler"));
     size_t w;
     const float *v = part_of(ds, part, &w);
     if (v == NULL)
@@ -294,6 +322,7 @@ bp_status bp_dataset_apply_scaler(bp_dataset *ds, int part, const float *offset,
 {
     if (!bp__dataset_ok(ds))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    BP_CHECK(need_resident(ds, "apply_scaler"));
     size_t w;
     float *v = part_of(ds, part, &w);
     if (v == NULL)
@@ -370,6 +399,7 @@ bp_status bp_dataset_class_count(const bp_dataset *ds, size_t *classes)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     if (classes == NULL)
         return bp__fail(ds_err(ds), BP_ERR_INVALID_ARG, "class_count: classes is NULL");
+    BP_CHECK(need_resident(ds, "class_count"));
     if (ds->out != 1)
         return bp__fail(ds_err(ds), BP_ERR_SHAPE, "class_count: targets have %zu columns; "
                         "class indices need 1", ds->out);
@@ -388,6 +418,7 @@ bp_status bp_dataset_one_hot(bp_dataset **out, const bp_dataset *ds, size_t clas
     *out = NULL;
     if (!bp__dataset_ok(ds))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
+    BP_CHECK(need_resident(ds, "one_hot"));
     if (classes == 0 || classes > (size_t)BP__MAX_CLASS_INDEX)
         return bp__fail(ds_err(ds), BP_ERR_INVALID_ARG, "one_hot: classes = %zu; need 1 .. "
                         "2^24", classes);

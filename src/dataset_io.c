@@ -518,6 +518,9 @@ bp_status bp_dataset_save_fann(const bp_dataset *ds, const char *path)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     char *err = (char *)(uintptr_t)ds->err; /* logically mutable, see dataset.c */
     if (path == NULL) return bp__fail(err, BP_ERR_INVALID_ARG, "save_fann: path is NULL");
+    if (!bp__dataset_resident(ds))
+        return bp__fail(err, BP_ERR_UNSUPPORTED, "save_fann: the data set is memory-mapped; "
+                        "write it with bp_dataset_save_binary");
     bp__atomic_file w;
     BP_CHECK(bp__atomic_open(&w, err, path));
     bp__c_locale loc = {(locale_t)0, (locale_t)0};

@@ -79,6 +79,8 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
                         net->nlayers);
     const size_t total = net->nparams + np;
 
+    /* The layer list and the arena grow geometrically (doubling, or to what is needed):
+     * appending L layers copies O(L + parameters) in all, not O(L^2). */
     bp_layer **layers = net->layers;
     size_t cap = net->cap_layers;
     if (net->nlayers == cap) {
@@ -87,21 +89,31 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
         if (layers == NULL) goto fail_nomem;
         if (net->nlayers) memcpy(layers, net->layers, net->nlayers * sizeof *layers);
     }
-    float *params = bp__malloc_aligned(a, total * sizeof(float));
-    if (params == NULL) goto fail_free_layers;
-    float *grads = bp__malloc_aligned(a, total * sizeof(float));
-    if (grads == NULL) goto fail_free_params;
+    float *params = net->params, *grads = net->grads;
+    size_t pcap = net->cap_params;
+    if (total > pcap || params == NULL) {
+        pcap = pcap <= SIZE_MAX / sizeof(float) / 2 ? 2 * pcap : total;
+        if (pcap < total) pcap = total;
+        if (pcap < 16) pcap = 16;
+        params = bp__malloc_aligned(a, pcap * sizeof(float));
+        if (params == NULL) goto fail_free_layers;
+        grads = bp__malloc_aligned(a, pcap * sizeof(float));
+        if (grads == NULL) goto fail_free_params;
+    }
 
     /* Commit: nothing below can fail. */
-    if (net->nparams) {
-        memcpy(params, net->params, net->nparams * sizeof(float));
-        memcpy(grads, net->grads, net->nparams * sizeof(float));
+    if (params != net->params) {
+        if (net->nparams) {
+            memcpy(params, net->params, net->nparams * sizeof(float));
+            memcpy(grads, net->grads, net->nparams * sizeof(float));
+        }
+        bp__free_aligned(a, net->params);
+        bp__free_aligned(a, net->grads);
+        net->params = params;
+        net->grads = grads;
+        net->cap_params = pcap;
     }
     memset(grads + net->nparams, 0, np * sizeof(float));
-    bp__free_aligned(a, net->params);
-    bp__free_aligned(a, net->grads);
-    net->params = params;
-    net->grads = grads;
     if (layers != net->layers) {
         bp__free(a, net->layers);
         net->layers = layers;
@@ -118,7 +130,8 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
     net->layers[net->nlayers++] = l;
     net->nparams = total;
     if (l->out > net->max_width) net->max_width = l->out;
-    net->shape_hash = bp__optimizer_shape_hash(net);
+    net->nstaged += l->vt->commit != NULL || l->vt->draws_rng;
+    net->shape_hash = bp__optimizer_shape_hash_layer(net->shape_hash, l);
     bp__layer_init_params(l, init_scheme, init_value);
     /* Shapes changed: the workspaces are replanned on the next call. */
     bp__ws_release(net, &net->ws);
@@ -126,7 +139,7 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
     return BP_OK;
 
 fail_free_params:
-    bp__free_aligned(a, params);
+    if (params != net->params) bp__free_aligned(a, params);
 fail_free_layers:
     if (layers != net->layers) bp__free(a, layers);
 fail_nomem:
@@ -244,12 +257,10 @@ size_t bp_layer_param_count(const bp_layer *layer)
 static bp_status copy_out(const bp_layer *l, const char *fn, const char *what, const float *src,
                           size_t count, float *dst, size_t capacity)
 {
-    if (dst == NULL)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: dst is NULL", fn);
+    if (dst == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: dst is NULL", fn);
     if (capacity < count)
-        return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
-                        "%s: layer %zu has %zu %s, buffer holds %zu", fn, l->index, count, what,
-                        capacity);
+        return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL, "%s: layer %zu has %zu %s, buffer holds %zu",
+                        fn, l->index, count, what, capacity);
     if (count > 0) memcpy(dst, src, count * sizeof(float));
     return BP_OK;
 }
@@ -343,8 +354,7 @@ bp_status bp_layer_output_shape(const bp_layer *layer, size_t *channels, size_t 
 bp_status bp_layer_grad_norm(const bp_layer *layer, double *norm)
 {
     LAYER_CHECK(layer, "bp_layer_grad_norm");
-    if (norm == NULL)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_layer_grad_norm: norm is NULL");
+    if (norm == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_layer_grad_norm: norm is NULL");
     const float *g = bp__layer_dw(layer);
     const size_t np = layer->nweights + layer->nbiases;
     double ss = 0.0;

@@ -77,6 +77,16 @@ typedef struct bp__layer_vtable {
     /* 1 if y is x unchanged in memory (flatten): the workspace aliases the layer's output to
      * its input, and forward and backward are skipped (dx = dy). */
     int passthrough;
+    /* State a training forward pass computes but must not keep until its step succeeds
+     * (batch norm's running statistics): forward stages it in its scratch; the walk calls
+     * commit(l, scratch, n, 0) to verify it (BP_ERR_NONFINITE, message in net->err, when
+     * it is no state the layer could keep: the step then fails with nothing changed) and,
+     * once the step has succeeded, commit(l, scratch, n, 1) to keep it. NULL for kinds
+     * without such state; kinds with it count in net->nstaged. */
+    bp_status (*commit)(bp_layer *l, const float *scratch, size_t n, int apply);
+    /* 1 if a training forward draws from the net's generator (dropout masks): a failed step
+     * restores it. Counted in net->nstaged too. */
+    int draws_rng;
 } bp__layer_vtable;
 
 /* Largest row width (inputs, any layer's out). */
@@ -201,6 +211,8 @@ int bp__hyper_find(const bp__hyper *hp, size_t count, uint32_t key, double *valu
 /* Write the enum bp_layer_key settings that apply to the layer's kind (vt->keys) into
  * hp[at ..] (as far as cap allows); returns at + their count. */
 size_t bp__hyper_put_settings(const bp_layer *l, bp__hyper *hp, size_t cap, size_t at);
+/* BP_ERR_FORMAT (naming the layer and key) when a key appears twice in a layer record. */
+bp_status bp__hyper_check_unique(bp_net *net, const char *kind, const bp__hyper *hp, size_t count);
 /* A construction key that must be an integer in [lo, hi]: BP_ERR_FORMAT (naming the layer)
  * when missing or out of range. */
 bp_status bp__hyper_get_size(bp_net *net, const char *kind, const bp__hyper *hp, size_t count,

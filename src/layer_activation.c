@@ -10,10 +10,10 @@
 #include "layer_kinds.h"
 #include "net.h"
 
-/* Activation layer: save nothing but struct bp_layer.activation (and its act settings). */
-typedef struct bp__activation_priv {
-    float *zeros; /* [out] zero bias for bp__act_forward */
-} bp__activation_priv;
+/* Activation layer: save nothing but struct bp_layer.activation (and its act settings). It
+ * has no private data: its output lives in the net's workspace, planned when the net first
+ * runs, and its forward pass takes no bias (bp__act_apply), so a loaded or appended
+ * activation layer allocates nothing in proportion to its width. */
 
 static size_t act_scratch(const bp_layer *l, size_t n, int training)
 {
@@ -24,8 +24,7 @@ static void act_forward(bp_layer *l, size_t n, const float *x, float *z, float *
 {
     /* x, y, z (scratch or NULL): [n x out] */
     (void)training;
-    const bp__activation_priv *p = l->priv;
-    bp__act_forward(l->activation, &l->act, n, l->out, x, p->zeros, z, y);
+    bp__act_apply(l->activation, &l->act, n, l->out, x, z, y);
 }
 
 static int act_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y, float *dy,
@@ -38,36 +37,6 @@ static int act_backward(bp_layer *l, size_t n, const float *x, float *z, const f
     for (size_t k = 0; k < total; k++)
         dx[k] = dy[k];
     return 0;
-}
-
-static void act_destroy(bp_layer *l)
-{
-    bp__activation_priv *p = l->priv;
-    if (p == NULL) return;
-    bp__free(&l->net->alloc, p->zeros);
-    bp__free(&l->net->alloc, p);
-    l->priv = NULL;
-}
-
-/* Private data: a zero bias of @p out floats. NULL when out of memory. */
-static bp__activation_priv *act_priv_new(const bp__alloc *a, size_t out)
-{
-    bp__activation_priv *p = bp__calloc(a, 1, sizeof *p);
-    if (p == NULL) return NULL;
-    p->zeros = bp__calloc(a, out, sizeof(float));
-    if (p->zeros == NULL) {
-        bp__free(a, p);
-        return NULL;
-    }
-    return p;
-}
-
-static bp_status act_clone(bp_layer *dst, const bp_layer *src)
-{
-    bp__activation_priv *p = act_priv_new(&dst->net->alloc, src->out);
-    if (p == NULL) return BP_ERR_NOMEM;
-    dst->priv = p;
-    return BP_OK;
 }
 
 static size_t act_hyper(const bp_layer *l, bp__hyper *hp, size_t cap)
@@ -95,8 +64,6 @@ const bp__layer_vtable bp__activation_vtable = {
     .scratch_floats = act_scratch,
     .forward = act_forward,
     .backward = act_backward,
-    .destroy = act_destroy,
-    .clone = act_clone,
     .keys = act_keys,
     .hyper = act_hyper,
     .construct = act_construct,
@@ -115,10 +82,5 @@ bp_status bp_net_add_activation(bp_net *net, int activation)
     bp_layer *l =
         bp__layer_new(net, "bp_net_add_activation", &bp__activation_vtable, activation, c, h, w);
     if (l == NULL) return BP_ERR_NOMEM;
-    l->priv = act_priv_new(&net->alloc, l->out);
-    if (l->priv == NULL) {
-        bp__layer_discard(net, l);
-        return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_add_activation: out of memory");
-    }
     return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
 }

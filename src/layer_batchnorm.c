@@ -12,7 +12,8 @@
  * 0). Backward in closed form, per channel over its m = n*H*W values:
  *   dbeta = sum dy, dgamma = sum dy * xhat,
  *   dx = gamma / (m * sqrt(var + eps)) * (m * dy - dbeta - xhat * dgamma).
- * Training scratch: xhat [n x out] then 1/sqrt(var + eps) [C]. Sums run in eight float
+ * Training scratch: xhat [n x out], 1/sqrt(var + eps) [C], then the staged running mean and
+ * variance [C] [C] (kept by bn_commit once the step succeeds). Sums run in eight float
  * lanes per row and channel and are combined in double. */
 #include "util.h"
 #include "layer.h"
@@ -91,7 +92,7 @@ static void run_dot(const float *d, const float *h, size_t S, double *sd, double
 static size_t bn_scratch(const bp_layer *l, size_t n, int training)
 {
     const bp__bn_priv *p = l->priv;
-    return training ? n * l->out + p->channels : 0;
+    return training ? n * l->out + 3 * p->channels : 0;
 }
 
 static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
@@ -115,6 +116,8 @@ static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, fl
         return;
     }
     float *xhat = scratch, *inv_std = scratch + n * row;
+    /* The new running statistics are staged after inv_std, kept by bn_commit. */
+    float *new_mean = inv_std + C, *new_var = new_mean + C;
     const double m = (double)n * (double)S, mom = p->momentum;
     for (size_t c = 0; c < C; c++) {
         double sum = 0.0;
@@ -137,10 +140,33 @@ static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, fl
                 yi[k] = g * hi[k] + b;
             }
         }
-        p->running_mean[c] = (float)(mom * (double)p->running_mean[c] + (1.0 - mom) * mean);
+        new_mean[c] = (float)(mom * (double)p->running_mean[c] + (1.0 - mom) * mean);
         const double uvar = m > 1.0 ? var * m / (m - 1.0) : var; /* unbiased */
-        p->running_var[c] = (float)(mom * (double)p->running_var[c] + (1.0 - mom) * uvar);
+        new_var[c] = (float)(mom * (double)p->running_var[c] + (1.0 - mom) * uvar);
     }
+}
+
+/* Verify (@p apply 0) or keep (1) the running statistics bn_forward staged in @p scratch:
+ * they must be finite (a variance of inputs near 1e20 overflows a float) and the variance
+ * non-negative, as a loaded file must hold them. */
+static bp_status bn_commit(bp_layer *l, const float *scratch, size_t n, int apply)
+{
+    bp__bn_priv *p = l->priv;
+    const size_t C = p->channels;
+    const float *new_mean = scratch + n * l->out + C, *new_var = new_mean + C;
+    if (apply) {
+        memcpy(p->running_mean, new_mean, C * sizeof(float));
+        memcpy(p->running_var, new_var, C * sizeof(float));
+        return BP_OK;
+    }
+    for (size_t c = 0; c < C; c++)
+        if (!isfinite(new_mean[c]) || !isfinite(new_var[c]) || new_var[c] < 0.0f)
+            return bp__fail(l->net->err, BP_ERR_NONFINITE,
+                            "layer %zu (batchnorm): channel %zu's running %s would become %g "
+                            "(the batch's values are too large); nothing changed",
+                            l->index, c, isfinite(new_mean[c]) ? "variance" : "mean",
+                            (double)(isfinite(new_mean[c]) ? new_var[c] : new_mean[c]));
+    return BP_OK;
 }
 
 static int bn_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
@@ -215,10 +241,22 @@ static bp_status bn_clone(bp_layer *dst, const bp_layer *src)
     return BP_OK;
 }
 
-static void bn_set_momentum(bp_layer *l, double v) { ((bp__bn_priv *)l->priv)->momentum = v; }
-static double bn_get_momentum(const bp_layer *l) { return ((const bp__bn_priv *)l->priv)->momentum; }
-static void bn_set_epsilon(bp_layer *l, double v) { ((bp__bn_priv *)l->priv)->epsilon = v; }
-static double bn_get_epsilon(const bp_layer *l) { return ((const bp__bn_priv *)l->priv)->epsilon; }
+static void bn_set_momentum(bp_layer *l, double v)
+{
+    ((bp__bn_priv *)l->priv)->momentum = v;
+}
+static double bn_get_momentum(const bp_layer *l)
+{
+    return ((const bp__bn_priv *)l->priv)->momentum;
+}
+static void bn_set_epsilon(bp_layer *l, double v)
+{
+    ((bp__bn_priv *)l->priv)->epsilon = v;
+}
+static double bn_get_epsilon(const bp_layer *l)
+{
+    return ((const bp__bn_priv *)l->priv)->epsilon;
+}
 
 static const bp__layer_key bn_keys[] = {
     BP__KEY_TRAINABLE,
@@ -277,6 +315,7 @@ const bp__layer_vtable bp__batchnorm_vtable = {
     .name = "batchnorm",
     .scratch_floats = bn_scratch,
     .forward = bn_forward,
+    .commit = bn_commit,
     .backward = bn_backward,
     .destroy = bn_destroy,
     .clone = bn_clone,

@@ -25,12 +25,12 @@
 #include <string.h>
 
 /* Convolution: save filters (= out_c), kernel_h, kernel_w, stride, padding; the activation
- * is struct bp_layer.activation. zeros is scratch-free constant memory, not state. */
+ * is struct bp_layer.activation. Nothing here grows with the output size: the activation
+ * pass takes no bias buffer (bp__act_apply), the output lives in the net's workspace. */
 typedef struct bp__conv_priv {
     size_t kh, kw, stride, pad;
-    size_t k;     /* in_c * kh * kw: rows of the im2col matrix */
-    size_t p;     /* out_h * out_w: columns of the im2col matrix */
-    float *zeros; /* [max(p, filters)] zero bias for the fused activation pass */
+    size_t k; /* in_c * kh * kw: rows of the im2col matrix */
+    size_t p; /* out_h * out_w: columns of the im2col matrix */
 } bp__conv_priv;
 
 /* Floats of im2col columns per chunk: 1 Mi floats (4 MiB); a chunk holds at least one
@@ -185,7 +185,7 @@ static void conv_forward(bp_layer *l, size_t n, const float *x, float *scratch, 
     }
     if (l->activation != BP_ACT_IDENTITY) {
         float *z = training && bp__act_needs_z(l->activation) ? scratch + n * K * P : NULL;
-        bp__act_forward(l->activation, &l->act, n * F, P, y, p->zeros, z, y);
+        bp__act_apply(l->activation, &l->act, n * F, P, y, z, y);
     }
     PROF_STOP(t_all, BP__PROF_TOTAL);
 }
@@ -244,7 +244,6 @@ static void conv_destroy(bp_layer *l)
 {
     bp__conv_priv *p = l->priv;
     if (p == NULL) return;
-    bp__free(&l->net->alloc, p->zeros);
     bp__free(&l->net->alloc, p);
     l->priv = NULL;
 }
@@ -254,11 +253,6 @@ static bp__conv_priv *conv_priv_new(const bp__alloc *a, const bp__conv_priv *ini
     bp__conv_priv *p = bp__malloc(a, sizeof *p);
     if (p == NULL) return NULL;
     *p = *init;
-    p->zeros = bp__calloc(a, init->p, sizeof(float));
-    if (p->zeros == NULL) {
-        bp__free(a, p);
-        return NULL;
-    }
     return p;
 }
 
@@ -366,7 +360,7 @@ bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h, size_t
                         filters, OH, OW, BP__MAX_WIDTH);
     bp_layer *l = bp__layer_new(net, FN, &bp__conv2d_vtable, activation, filters, OH, OW);
     if (l == NULL) return BP_ERR_NOMEM;
-    const bp__conv_priv init = {kernel_h, kernel_w, stride, padding, k, plane, NULL};
+    const bp__conv_priv init = {kernel_h, kernel_w, stride, padding, k, plane};
     l->priv = conv_priv_new(&net->alloc, &init);
     if (l->priv == NULL) {
         bp__layer_discard(net, l);

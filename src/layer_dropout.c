@@ -63,7 +63,10 @@ static bp_status dropout_clone(bp_layer *dst, const bp_layer *src)
     return bp__layer_copy_priv(dst, src, sizeof(bp__dropout_priv));
 }
 
-static void dropout_set_rate(bp_layer *l, double v) { ((bp__dropout_priv *)l->priv)->rate = v; }
+static void dropout_set_rate(bp_layer *l, double v)
+{
+    ((bp__dropout_priv *)l->priv)->rate = v;
+}
 static double dropout_get_rate(const bp_layer *l)
 {
     return ((const bp__dropout_priv *)l->priv)->rate;
@@ -75,8 +78,7 @@ static const bp__layer_key dropout_keys[] = {
     BP__KEY_END,
 };
 
-static bp_status dropout_construct(bp_net *net, const bp__hyper *hp, size_t count,
-                                   size_t expect)
+static bp_status dropout_construct(bp_net *net, const bp__hyper *hp, size_t count, size_t expect)
 {
     static const uint32_t known[] = {0};
     double rate;
@@ -93,6 +95,7 @@ const bp__layer_vtable bp__dropout_vtable = {
     .name = "dropout",
     .scratch_floats = dropout_scratch,
     .forward = dropout_forward,
+    .draws_rng = 1,
     .backward = dropout_backward,
     .destroy = bp__layer_free_priv,
     .clone = dropout_clone,

@@ -44,6 +44,18 @@ bp_status bp__hyper_get_size(bp_net *net, const char *kind, const bp__hyper *hp,
     return BP_OK;
 }
 
+bp_status bp__hyper_check_unique(bp_net *net, const char *kind, const bp__hyper *hp, size_t count)
+{
+    /* count <= BP__HYPER_MAX: quadratic is a few hundred comparisons at most. */
+    for (size_t i = 1; i < count; i++)
+        for (size_t j = 0; j < i; j++)
+            if (hp[i].key == hp[j].key)
+                return bp__fail(net->err, BP_ERR_FORMAT,
+                                "layer %zu (%s): key %lu appears twice (records %zu and %zu)",
+                                net->nlayers, kind, (unsigned long)hp[i].key, j, i);
+    return BP_OK;
+}
+
 static int is_known(const uint32_t *known, uint32_t key)
 {
     for (; *known != 0; known++)

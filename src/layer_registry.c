@@ -31,5 +31,6 @@ bp_status bp__layer_construct(bp_net *net, int kind, const bp__hyper *hp, size_t
         return bp__fail(net->err, BP_ERR_VERSION,
                         "layer %zu: unknown layer kind %d (written by a newer library?)",
                         net->nlayers, kind);
+    BP_CHECK(bp__hyper_check_unique(net, vt->name, hp, count));
     return vt->construct(net, hp, count, expect_params);
 }

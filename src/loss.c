@@ -234,11 +234,20 @@ bp_status bp__loss_check_targets_all(char *err, int loss, const float *target, s
         return BP_OK;
     }
     const size_t total = n * width;
-    if (total < 64 && bp__max_abs_bits_short(target, total) < 0x7f800000u) return BP_OK;
+    if (total < 64 && loss != BP_LOSS_BCE_LOGITS &&
+        bp__max_abs_bits_short(target, total) < 0x7f800000u)
+        return BP_OK;
     const size_t bad = bp__first_nonfinite(target, total);
     if (bad != total)
         return bp__fail(err, BP_ERR_NONFINITE, "target row %zu, column %zu is %g", bad / width,
                         bad % width, (double)target[bad]);
+    if (loss == BP_LOSS_BCE_LOGITS) /* probabilities: documented range [0, 1] */
+        for (size_t k = 0; k < total; k++)
+            if (!(target[k] >= 0.0f && target[k] <= 1.0f))
+                return bp__fail(err, BP_ERR_INVALID_ARG,
+                                "target row %zu, column %zu is %g; bce_logits takes targets in "
+                                "[0, 1]",
+                                k / width, k % width, (double)target[k]);
     return BP_OK;
 }
 

@@ -59,8 +59,8 @@ static inline bp_status bp__loss_check_targets(char *err, int loss, const float 
                                                size_t width)
 {
     const size_t total = n * width;
-    if (!bp__loss_get(loss)->sparse_targets && total < BP__NARROW_WIDTH &&
-        bp__max_abs_bits_short(target, total) < 0x7f800000u)
+    if (!bp__loss_get(loss)->sparse_targets && loss != BP_LOSS_BCE_LOGITS &&
+        total < BP__NARROW_WIDTH && bp__max_abs_bits_short(target, total) < 0x7f800000u)
         return BP_OK;
     return bp__loss_check_targets_all(err, loss, target, n, width);
 }

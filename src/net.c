@@ -192,6 +192,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
         net->grads = bp__malloc_aligned(a, src->nparams * sizeof(float));
         if (net->layers == NULL || net->params == NULL || net->grads == NULL) goto fail;
         net->cap_layers = src->nlayers;
+        net->cap_params = src->nparams;
         memcpy(net->params, src->params, src->nparams * sizeof(float));
         memset(net->grads, 0, src->nparams * sizeof(float));
         net->nparams = src->nparams;
@@ -215,6 +216,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->in_w = src->in_w;
     net->max_width = src->max_width;
     net->shape_hash = src->shape_hash;
+    net->nstaged = src->nstaged;
     net->accumulate = src->accumulate;
     net->huber_delta = src->huber_delta;
     net->clip_norm = src->clip_norm;

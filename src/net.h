@@ -35,6 +35,10 @@ struct bp_net {
     float *params; /* aligned arena: every layer's W then b */
     float *grads;  /* same layout */
     size_t nparams;
+    size_t cap_params; /* floats allocated in params and grads (grown geometrically) */
+    size_t nstaged;    /* layers whose training forward changes the net: vt->commit (staged
+                          state) or vt->draws_rng; 0 keeps the step free of transactions */
+    bp__rng rng_saved; /* the generator before the current step (restored if it fails) */
     bp__rng rng;
     bp__workspace ws;    /* training forward/backward */
     bp__workspace pws;   /* bp_net_predict */
@@ -47,7 +51,7 @@ struct bp_net {
     int apply_scalers; /* BP_NET_APPLY_SCALERS: predict/evaluate apply the stored scalers */
     struct bp__meta *meta; /* scalers and metadata (meta.c); NULL until one is set */
     struct bp__fit *fit;   /* training loop settings, callback, history (train.c, fit.h) */
-    bp_grad_fn grad_hook; /* bp_net_set_grad_hook(): between gradients and update, or NULL */
+    bp_grad_fn grad_hook;  /* bp_net_set_grad_hook(): between gradients and update, or NULL */
     void *grad_hook_user;
     bp__workers *workers; /* worker threads for elementwise passes (workers.c), or NULL */
     char err[BP__ERR_CAP];

@@ -433,16 +433,20 @@ static uint64_t fnv1a(uint64_t h, uint64_t v)
     return h;
 }
 
+uint64_t bp__optimizer_shape_hash_layer(uint64_t h, const bp_layer *l)
+{
+    h = fnv1a(h, (uint64_t)l->param_off);
+    h = fnv1a(h, (uint64_t)l->nweights);
+    return fnv1a(h, (uint64_t)l->nbiases);
+}
+
 uint64_t bp__optimizer_shape_hash(const bp_net *net)
 {
-    uint64_t h = fnv1a(0xcbf29ce484222325u, (uint64_t)net->nparams);
-    h = fnv1a(h, (uint64_t)net->nlayers);
-    for (size_t i = 0; i < net->nlayers; i++) {
-        const bp_layer *l = net->layers[i];
-        h = fnv1a(h, (uint64_t)l->param_off);
-        h = fnv1a(h, (uint64_t)l->nweights);
-        h = fnv1a(h, (uint64_t)l->nbiases);
-    }
+    /* 0 for no layers, then folded layer by layer: bp__net_append_layer keeps it in O(1) per
+     * layer (the counts are compared beside it, see bound_to). */
+    uint64_t h = 0;
+    for (size_t i = 0; i < net->nlayers; i++)
+        h = bp__optimizer_shape_hash_layer(h, net->layers[i]);
     return h;
 }
 
@@ -484,6 +488,20 @@ bp_status bp__optimizer_check_save(const bp_optimizer *opt, const bp_net *net, c
                         "%s: the optimizer's state is for a net with %zu "
                         "parameters in %zu layers, not this one (%zu in %zu)",
                         fn, opt->bound_nparams, opt->bound_nlayers, net->nparams, net->nlayers);
+    /* What the checkpoint loader would refuse is not written (a save over a good file would
+     * destroy it): every state float finite, the squared-gradient slots non-negative. */
+    if (opt->bound) {
+        const opt_algo *a = algo_of(opt);
+        const size_t np = opt->bound_nparams, ns = a->nslots * np;
+        for (size_t i = 0; i < ns; i++) {
+            const float v = opt->state[i];
+            if (!isfinite(v) || (v < 0.0f && (a->nonneg >> (i / np) & 1u)))
+                return bp__fail(NULL, BP_ERR_NONFINITE,
+                                "%s: the optimizer's state slot %zu for parameter %zu is %g: a "
+                                "checkpoint holding it could not be loaded; nothing written",
+                                fn, i / np, i % np, (double)v);
+        }
+    }
     return BP_OK;
 }
 
@@ -596,10 +614,9 @@ static void update_segment_par(const bp_optimizer *o, const bp__opt_scalars *k, 
 
 static bp_status step_update(bp_optimizer *opt, bp_net *net);
 
-bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net)
+/* Every gradient the update will read must be finite before any parameter moves. */
+static bp_status grads_finite(bp_optimizer *opt, const bp_net *net, const char *fn)
 {
-    BP_CHECK(bp__optimizer_validate_for(opt, net));
-    /* Every gradient the update will read must be finite before any parameter moves. */
     for (size_t li = 0; li < net->nlayers; li++) {
         const bp_layer *l = net->layers[li];
         if (!l->trainable) continue;
@@ -608,12 +625,19 @@ bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net)
         if (bad < n) {
             const int is_w = bad < l->nweights;
             return bp__fail(opt->err, BP_ERR_NONFINITE,
-                            "bp_optimizer_step: layer %zu: gradient of %s %zu is %g; "
+                            "%s: layer %zu: gradient of %s %zu is %g; "
                             "parameters unchanged",
-                            li, is_w ? "weight" : "bias", is_w ? bad : bad - l->nweights,
+                            fn, li, is_w ? "weight" : "bias", is_w ? bad : bad - l->nweights,
                             (double)net->grads[l->param_off + bad]);
         }
     }
+    return BP_OK;
+}
+
+bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net)
+{
+    BP_CHECK(bp__optimizer_validate_for(opt, net));
+    BP_CHECK(grads_finite(opt, net, "bp_optimizer_step"));
     const unsigned csr = bp__fp_enter(); /* denormals flushed while the kernels run */
     const bp_status s = step_update(opt, net);
     bp__fp_leave(csr);
@@ -623,6 +647,7 @@ bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net)
 bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net)
 {
     BP_CHECK(bp__optimizer_validate_for(opt, net));
+    BP_CHECK(grads_finite(opt, net, "after the gradient hook"));
     return step_update(opt, net);
 }
 

@@ -53,8 +53,10 @@ static inline int bp__optimizer_ok(const bp_optimizer *o)
 size_t bp__optimizer_state_slots(int kind);
 /* Floats in the bound state block (0 while unbound). */
 size_t bp__optimizer_state_floats(const bp_optimizer *opt);
-/* Hash of a net's shape (layer count and each layer's offset, weight and bias counts). */
+/* Hash of a net's shape (each layer's offset, weight and bias counts): 0 for no layers,
+ * then bp__optimizer_shape_hash_layer folded over the layers in order. */
 uint64_t bp__optimizer_shape_hash(const bp_net *net);
+uint64_t bp__optimizer_shape_hash_layer(uint64_t h, const bp_layer *l);
 /* BP_OK if @p opt and @p net are valid handles, the net has parameters, the settings are
  * consistent, and the optimizer is unbound or bound to a net of the same shape. Otherwise
  * the status, with the message in opt->err (when opt is valid) and bp_last_error().
@@ -69,8 +71,8 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net);
 bp_status bp__optimizer_create_with(bp_optimizer **out, int kind, const bp__alloc *a);
 
 /* Optimizer entry points used by train_step (optimizer.c). */
-/* bp_optimizer_step without its scan for non-finite gradients: for callers (train_step)
- * that have already proven every gradient finite. */
+/* bp_optimizer_step after a gradient hook (train_step): the handles validated again and the
+ * gradients the hook left scanned for NaN/Inf (BP_ERR_NONFINITE, nothing updated). */
 bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net);
 /* The update alone: for callers that have already passed bp__optimizer_validate_for(opt, net)
  * with neither handle changed since, and proven every gradient finite. */

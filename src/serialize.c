@@ -379,6 +379,19 @@ static bp_status save_check(const char *fn, const bp_net *net, const bp_optimize
                             int with_opt)
 {
     if (!bp__net_ok(net)) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);
+    /* A net the loader would refuse is not written: a save over a good model would destroy
+     * it (parameters are the state a step can make non-finite; running statistics are
+     * verified by every step before they are kept). */
+    const size_t bad = bp__first_nonfinite(net->params, net->nparams);
+    if (bad != net->nparams) {
+        size_t li = 0;
+        while (li + 1 < net->nlayers && net->layers[li + 1]->param_off <= bad)
+            li++;
+        return bp__fail(NULL, BP_ERR_NONFINITE,
+                        "%s: layer %zu's parameter %zu is %g: a file holding it could not be "
+                        "loaded; nothing written",
+                        fn, li, bad - net->layers[li]->param_off, (double)net->params[bad]);
+    }
     if (with_opt) BP_CHECK(bp__optimizer_check_save(opt, net, fn));
     return bp__meta_check_save(net, fn);
 }

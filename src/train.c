@@ -303,7 +303,9 @@ static bp_status check_set(bp_net *net, const char *fn, const char *what, int lo
                         "%s: the %s set has %zu target columns, the "
                         "net has %zu outputs",
                         fn, what, ds->out, out);
-    const bp_status s = bp__loss_check_targets(NULL, loss, ds->y, ds->n, out);
+    /* Resident targets are checked here; a mapped set's per batch as they are read. */
+    const bp_status s =
+        bp__dataset_resident(ds) ? bp__loss_check_targets(NULL, loss, ds->y, ds->n, out) : BP_OK;
     if (s != BP_OK) {
         char where[48];
         snprintf(where, sizeof where, "the %s set", what);
@@ -312,17 +314,39 @@ static bp_status check_set(bp_net *net, const char *fn, const char *what, int lo
     return BP_OK;
 }
 
+/* Read rows of @p ds through the data-set accessor (bp__dataset_read); a failure (a mapped
+ * file's checksum or value) is recorded on @p net too. */
+static bp_status read_rows(bp_net *net, const bp_dataset *ds, const size_t *idx, size_t start,
+                           size_t k, float *x, float *y)
+{
+    const bp_status s = bp__dataset_read(ds, idx, start, k, x, y);
+    if (s != BP_OK) {
+        char msg[BP__ERR_CAP];
+        snprintf(msg, sizeof msg, "%s", bp_last_error());
+        return bp__fail(net->err, s, "%s", msg);
+    }
+    return BP_OK;
+}
+
 /* Loss and metrics of @p net on @p ds into out[0..4), predicting @p chunk rows at a time
- * into @p buf [chunk x out]. */
+ * into @p buf [chunk x out]; a mapped @p ds is read @p chunk rows at a time into @p xb
+ * [chunk x in] and @p yb [chunk x yw] (unused for a resident one). */
 static bp_status eval_set(bp_net *net, int loss, const bp_dataset *ds, float *buf, size_t chunk,
-                          double *out, int scalers)
+                          float *xb, float *yb, double *out, int scalers)
 {
     const size_t width = out_width(net), yw = bp__loss_target_width(bp__loss_get(loss), width);
     metric_sums m = {0};
     for (size_t r = 0; r < ds->n; r += chunk) {
         const size_t rows = ds->n - r < chunk ? ds->n - r : chunk;
-        const float *target = ds->y + r * yw;
-        BP_CHECK(bp__walk_predict(net, ds->x + r * ds->in, rows, buf, chunk * width, scalers));
+        const float *x = xb, *target = yb;
+        if (bp__dataset_resident(ds)) {
+            x = ds->x + r * ds->in;
+            target = ds->y + r * yw;
+        } else {
+            BP_CHECK(read_rows(net, ds, NULL, r, rows, xb, yb));
+            BP_CHECK(bp__loss_check_targets(net->err, loss, yb, rows, width));
+        }
+        BP_CHECK(bp__walk_predict(net, x, rows, buf, chunk * width, scalers));
         float value;
         int is_dz;
         BP_CHECK(bp__loss_compute(net->err, loss, net->huber_delta, buf, NULL, target, rows, width,
@@ -343,13 +367,20 @@ bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *m
     BP_CHECK(check_net_loss(net, fn, loss));
     BP_CHECK(check_set(net, fn, "evaluation", loss, ds));
     const size_t chunk = ds->n < EVAL_CHUNK ? ds->n : EVAL_CHUNK;
-    const size_t floats = chunk * out_width(net); /* <= 1024 * 2^24: no overflow */
+    /* Outputs, and for a mapped set the rows read: chunk x (out + in + yw) floats (each
+     * width <= 2^24, chunk <= 1024: no overflow). */
+    const size_t width = out_width(net), yw = bp__loss_target_width(bp__loss_get(loss), width);
+    const size_t floats = chunk * (width + (bp__dataset_resident(ds) ? 0 : ds->in + yw));
     float *buf = bp__malloc(&net->alloc, floats * sizeof(float));
     if (buf == NULL)
-        return bp__fail(net->err, BP_ERR_NOMEM, "%s: out of memory for %zu output floats", fn,
-                        floats);
+        return bp__fail(net->err, BP_ERR_NOMEM, "%s: out of memory for %zu floats", fn, floats);
     double m[4];
-    const bp_status s = eval_set(net, loss, ds, buf, chunk, m, net->apply_scalers);
+    float *xb = NULL, *yb = NULL;
+    if (!bp__dataset_resident(ds)) {
+        xb = buf + chunk * width;
+        yb = xb + chunk * ds->in;
+    }
+    const bp_status s = eval_set(net, loss, ds, buf, chunk, xb, yb, m, net->apply_scalers);
     bp__free(&net->alloc, buf);
     if (s != BP_OK) return s;
     for (size_t k = 0; k < count && k < 4; k++)
@@ -422,24 +453,25 @@ bp_status bp_net_set_batch_callback(bp_net *net, bp_batch_fn fn, void *user)
 typedef struct fit_plan {
     void *block;
     size_t *order; /* [n] row order of the epoch (shuffling only) */
-    float *xb;     /* [bs x in] gathered inputs (shuffling only) */
-    float *yb;     /* [bs x yw] gathered targets (shuffling only) */
-    float *vout;   /* [vchunk x out] validation outputs (with a validation set) */
+    float *xb;     /* [bs x in] gathered inputs (shuffling or a mapped training set) */
+    float *yb;     /* [bs x yw] gathered targets (shuffling or a mapped training set) */
+    float *vout;   /* [vchunk x out] validation outputs (with a validation set), then for a
+                      mapped validation set [vchunk x in] inputs and [vchunk x yw] targets */
     float *best;   /* [nparams] best weights (early stopping with restore) */
 } fit_plan;
 
 static bp_status plan_fit(bp_net *net, fit_plan *p, size_t n, size_t bs, size_t yw, int shuffle,
-                          size_t vchunk, int keep_best)
+                          int gather, size_t vchunk, int val_mapped, int keep_best)
 {
     const size_t in = net->inputs, out = out_width(net);
     size_t sizes[5] = {0, 0, 0, 0, 0}, total = 0;
     int bad = 0;
-    if (shuffle) {
-        bad |= bp__mul_size(n, sizeof(size_t), &sizes[0]);
+    if (shuffle) bad |= bp__mul_size(n, sizeof(size_t), &sizes[0]);
+    if (shuffle || gather) {
         bad |= bp__mul_size(bs, in * sizeof(float), &sizes[1]);
         bad |= bp__mul_size(bs, yw * sizeof(float), &sizes[2]);
     }
-    bad |= bp__mul_size(vchunk, out * sizeof(float), &sizes[3]);
+    bad |= bp__mul_size(vchunk, (out + (val_mapped ? in + yw : 0)) * sizeof(float), &sizes[3]);
     if (keep_best) sizes[4] = net->nparams * sizeof(float); /* the arena's size: no overflow */
     for (int k = 0; k < 5 && !bad; k++) {
         sizes[k] = (sizes[k] + 63u) & ~(size_t)63u;
@@ -501,15 +533,21 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
     }
     for (size_t r = 0; r < n; r += bs) {
         const size_t rows = n - r < bs ? n - r : bs;
-        const float *xb = train->x + r * in, *yb = train->y + r * yw;
-        if (p->order != NULL) {
-            for (size_t i = 0; i < rows; i++) {
-                const size_t src = p->order[r + i];
-                memcpy(p->xb + i * in, train->x + src * in, in * sizeof(float));
-                memcpy(p->yb + i * yw, train->y + src * yw, yw * sizeof(float));
+        const float *xb = p->xb, *yb = p->yb;
+        /* Resident rows in order are used in place; otherwise the batch is gathered (by
+         * index when shuffling) through the data-set accessor, which for a mapped set
+         * decodes the rows and checks their blocks: a failure stops before the step. */
+        if (p->order == NULL && bp__dataset_resident(train)) {
+            xb = train->x + r * in;
+            yb = train->y + r * yw;
+        } else {
+            const bp_status s = read_rows(net, train, p->order, r, rows, p->xb, p->yb);
+            if (s != BP_OK) {
+                char where[80];
+                snprintf(where, sizeof where, "epoch %zu, reading rows for batch %zu..%zu", epoch,
+                         r, r + rows - 1);
+                return refail(net, s, "bp_net_fit", where);
             }
-            xb = p->xb;
-            yb = p->yb;
         }
         float value;
         const bp_status s = bp_net_train_step(net, opt, loss, xb, yb, rows, &value);
@@ -609,7 +647,9 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
     const size_t todo = start < epochs ? epochs - start : 0;
     BP_CHECK(bp__history_reserve(net, todo < HISTORY_RESERVE ? todo : HISTORY_RESERVE));
     fit_plan p;
-    BP_CHECK(plan_fit(net, &p, n, bs, yw, shuffle, vchunk, keep_best));
+    const int val_mapped = val != NULL && !bp__dataset_resident(val);
+    BP_CHECK(plan_fit(net, &p, n, bs, yw, shuffle, !bp__dataset_resident(train), vchunk, val_mapped,
+                      keep_best));
     f->history_len = 0;
     if (start == 0) reset_counters(f);
     if (start == 0 || f->plateau_lr <= 0.0) f->plateau_lr = base;
@@ -631,7 +671,12 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
         for (int k = BP_METRIC_VAL_LOSS; k <= BP_METRIC_VAL_RMSE; k++)
             m[k] = (double)NAN;
         if (val != NULL) {
-            s = eval_set(net, loss, val, p.vout, vchunk, m + BP_METRIC_VAL_LOSS, 0);
+            float *vx = NULL, *vy = NULL;
+            if (val_mapped) {
+                vx = p.vout + vchunk * out_width(net);
+                vy = vx + vchunk * val->in;
+            }
+            s = eval_set(net, loss, val, p.vout, vchunk, vx, vy, m + BP_METRIC_VAL_LOSS, 0);
             if (s != BP_OK) {
                 s = refail(net, s, fn, "validation");
                 break;

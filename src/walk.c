@@ -131,9 +131,34 @@ static inline float max_abs_short(const float *v, size_t count)
  * max_abs (one vectorised read), whose result also stands in for the input's max |x| in
  * the first layer's gradient bound (prove_grad_finite); *@p x_max is -1 when not measured. */
 #define BP__WIDE_INPUT 256
+
+/* Does an array of @p n rows of @p width floats overflow size_t (in bytes, with room for the
+ * workspace's rounding)? Every size product of the public calls goes through this before it
+ * is used: n x inputs for x, n x outputs for y and the targets. */
+static BP__ALWAYS_INLINE int rows_overflow(size_t n, size_t width)
+{
+    size_t t;
+    return __builtin_mul_overflow(n, width, &t) || t > SIZE_MAX / (4 * sizeof(float));
+}
+
+/* BP_ERR_INVALID_ARG when @p n rows of the net's input or output width overflow. */
+static bp_status check_rows(const bp_net *net, char *err, const char *fn, size_t n)
+{
+    const size_t out = bp__net_out_width(net);
+    if (rows_overflow(n, net->inputs) || rows_overflow(n, out))
+        return bp__fail(err, BP_ERR_INVALID_ARG,
+                        "%s: n = %zu rows of %zu inputs / %zu outputs overflow the address space",
+                        fn, n, net->inputs, out);
+    return BP_OK;
+}
+
 static BP__ALWAYS_INLINE bp_status check_input_to(const bp_net *net, char *err, const char *fn,
                                                   const float *x, size_t n, float *x_max)
 {
+    /* Fewer than 2^32 rows of at most 2^28 floats cannot overflow (max_width bounds inputs
+     * and every output): one test in the common case. */
+    if (BP__UNLIKELY(((n >> 31) >> 1 | net->max_width >> 28) != 0))
+        BP_CHECK(check_rows(net, err, fn, n));
     const size_t total = n * net->inputs;
     *x_max = -1.0f;
     if (total >= BP__WIDE_INPUT) {
@@ -257,6 +282,19 @@ static int ftz_worth_it(const bp_net *net, size_t n)
         return s_;                                                                                 \
     } while (0)
 
+/* The staged training state of the last forward walk over @p n rows (batch norm's running
+ * statistics, see bp__layer_vtable.commit): verified (@p apply 0; BP_ERR_NONFINITE with
+ * nothing kept) or kept (1). Only nets with such layers (or layers drawing from the
+ * generator, whose state the step saves in net->rng_saved) pay for it (net->nstaged). */
+static bp_status staged(bp_net *net, const bp__workspace *ws, size_t n, int apply)
+{
+    for (size_t i = 0; i < net->nlayers; i++) {
+        bp_layer *l = net->layers[i];
+        if (l->vt->commit != NULL) BP_CHECK(l->vt->commit(l, ws->s[i], n, apply));
+    }
+    return BP_OK;
+}
+
 static bp_status net_forward(bp_net *net, const float *x, size_t n, const float **y)
 {
     BP__NET_CHECK(net, "bp_net_forward");
@@ -272,7 +310,16 @@ static bp_status net_forward(bp_net *net, const float *x, size_t n, const float 
     memcpy(ws->x, x, n * net->inputs * sizeof(float));
     ws->x_in = ws->x;
     ws->x_max = x_max;
+    if (net->nstaged) net->rng_saved = net->rng;
     forward_pass(net, ws, ws->x, n, 1);
+    if (net->nstaged) {
+        const bp_status s = staged(net, ws, n, 0);
+        if (s != BP_OK) {
+            net->rng = net->rng_saved; /* a failed call leaves the net as it was */
+            return s;
+        }
+        (void)staged(net, ws, n, 1);
+    }
     ws->rows = n;
     *y = ws->y[net->nlayers - 1];
     return BP_OK;
@@ -386,6 +433,28 @@ static bp_status grads_pass(bp_net *net, const char *fn, int loss, const float *
     return s;
 }
 
+/* The status of a step whose gradient hook returned @p hs (not BP_OK): its own when it is an
+ * error status of the library, else BP_ERR_STATE; the message the hook left in
+ * bp_last_error() (cleared before the call), or one naming the value. */
+static bp_status hook_failed(bp_net *net, const char *fn, int hs)
+{
+    static const int known[] = {BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE,     BP_ERR_STATE,
+                                BP_ERR_UNSUPPORTED, BP_ERR_BUFFER_TOO_SMALL, BP_ERR_SHAPE,
+                                BP_ERR_INDEX,       BP_ERR_NONFINITE,        BP_ERR_IO,
+                                BP_ERR_FORMAT,      BP_ERR_VERSION,          BP_ERR_CHECKSUM,
+                                BP_ERR_NOMEM};
+    int ok = 0;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        ok |= known[i] == hs;
+    if (!ok)
+        return bp__fail(net->err, BP_ERR_STATE,
+                        "%s: the gradient hook returned %d, which is no bp_status error", fn, hs);
+    if (bp_last_error()[0] != '\0')
+        return bp__fail(net->err, (bp_status)hs, "%s: gradient hook: %s", fn, bp_last_error());
+    return bp__fail(net->err, (bp_status)hs, "%s: the gradient hook returned %d (%s)", fn, hs,
+                    bp_status_string(hs));
+}
+
 /* The training step (@p train 1), and bp_net_compute_grads (@p train 0): one forward walk, the
  * loss, one backward walk proving every layer's gradient finite, then (train_step) the gradient
  * hook, clipping and the optimizer update. Every argument is checked before anything is written;
@@ -403,9 +472,18 @@ static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *op
     if (train && (s = bp__optimizer_validate_for(opt, net)) != BP_OK)
         return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());
     float value = 0.0f;
+    /* Transactional: the generator (dropout masks) is restored and the staged running
+     * statistics are not kept unless the whole step succeeds. */
+    if (net->nstaged) net->rng_saved = net->rng;
     s = grads_pass(net, fn, loss, x, y, n, &value);
+    if (net->nstaged && s == BP_OK) s = staged(net, &net->ws, n, 0);
     if (!train) { /* bp_net_compute_grads */
-        if (s == BP_OK && loss_value != NULL) *loss_value = value;
+        if (s != BP_OK) {
+            if (net->nstaged) net->rng = net->rng_saved;
+            return s;
+        }
+        if (net->nstaged) (void)staged(net, &net->ws, n, 1);
+        if (loss_value != NULL) *loss_value = value;
         return s;
     }
     if (net->grad_hook != NULL) {
@@ -413,20 +491,30 @@ static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *op
          * local failure stands whatever the hook says. */
         char local[BP__ERR_CAP];
         memcpy(local, net->err, sizeof local);
+        (void)bp__fail(NULL, BP_OK, "%s", ""); /* the hook's message, if any, is its own */
         const int hs = net->grad_hook(net->grad_hook_user, net, (int)s, n, &value);
-        if (s != BP_OK) return bp__fail(net->err, s, "%s", local);
-        if (hs != BP_OK)
-            return bp__fail(net->err, (bp_status)hs, "%s: gradient hook: %s", fn, bp_last_error());
-        if (!isfinite(value))
-            return bp__fail(net->err, BP_ERR_NONFINITE,
-                            "%s: the gradient hook reported a loss of %g", fn, (double)value);
+        if (s == BP_OK && hs != BP_OK)
+            s = hook_failed(net, fn, hs);
+        else if (s != BP_OK)
+            s = bp__fail(net->err, s, "%s", local);
+        else if (!isfinite(value))
+            s = bp__fail(net->err, BP_ERR_NONFINITE, "%s: the gradient hook reported a loss of %g",
+                         fn, (double)value);
     }
-    if (s != BP_OK) return s;
+    if (s != BP_OK) {
+        if (net->nstaged) net->rng = net->rng_saved;
+        return s;
+    }
     if (net->clip_norm > 0.0 || net->clip_value > 0.0) clip_grads(net);
-    /* The hook may have done anything with the handles: validate them again after it. */
+    /* The hook may have done anything with the handles and the gradients: validate them
+     * again after it, and prove the gradients it leaves finite. */
     s = net->grad_hook != NULL ? bp__optimizer_step_trusted(opt, net)
                                : bp__optimizer_update(opt, net);
-    if (s != BP_OK) return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());
+    if (s != BP_OK) {
+        if (net->nstaged) net->rng = net->rng_saved;
+        return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());
+    }
+    if (net->nstaged) (void)staged(net, &net->ws, n, 1);
     if (loss_value != NULL) *loss_value = value;
     return BP_OK;
 }
@@ -473,10 +561,12 @@ static bp_status net_predict(bp_net *net, const float *x, size_t n, float *y, si
         return bp__fail(net->err, BP_ERR_STATE, "bp_net_predict: the net has no layers");
     const size_t out = bp__net_out_width(net);
     size_t need;
-    if (bp__mul_size(n, out, &need) != 0 || need > capacity)
+    if (bp__mul_size(n, out, &need) != 0) return check_rows(net, net->err, "bp_net_predict", n);
+    if (need > capacity)
         return bp__fail(net->err, BP_ERR_BUFFER_TOO_SMALL,
                         "bp_net_predict: %zu rows x %zu outputs need %zu floats, y holds %zu", n,
                         out, n * out, capacity);
+    BP_CHECK(check_rows(net, net->err, "bp_net_predict", n));
     BP_CHECK(check_input(net, "bp_net_predict", x, n));
     const size_t chunk = ws_rows(n);
     BP_CHECK(ws_plan(net, &net->pws, chunk, 0));
@@ -531,10 +621,12 @@ bp_status bp_net_predict_ws(const bp_net *net, const float *x, size_t n, float *
         return bp__fail(NULL, BP_ERR_STATE, "bp_net_predict_ws: the net has no layers");
     const size_t out = bp__net_out_width(net), rows = ws_rows(n);
     size_t need;
-    if (bp__mul_size(n, out, &need) != 0 || need > capacity)
+    if (bp__mul_size(n, out, &need) != 0) return check_rows(net, NULL, "bp_net_predict_ws", n);
+    if (need > capacity)
         return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,
                         "bp_net_predict_ws: %zu rows x %zu outputs need %zu floats, y holds %zu", n,
                         out, n * out, capacity);
+    BP_CHECK(check_rows(net, NULL, "bp_net_predict_ws", n));
     const size_t sneed = predict_scratch(net, rows);
     if (sneed > scratch_floats)
         return bp__fail(NULL, BP_ERR_BUFFER_TOO_SMALL,

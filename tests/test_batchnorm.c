@@ -264,6 +264,89 @@ static void add_batchnorm_rejects_bad_input(void **state)
     }
 }
 
+/* The whole state of a net as its checkpoint-free model image (parameters, running
+ * statistics, the generator). */
+static unsigned char *image_of(const bp_net *net, size_t *size)
+{
+    assert_status(bp_net_save_buffer(net, NULL, 0, size), BP_ERR_BUFFER_TOO_SMALL);
+    unsigned char *img = malloc(*size);
+    assert_non_null(img);
+    assert_status(bp_net_save_buffer(net, img, *size, size), BP_OK);
+    return img;
+}
+
+static void assert_same_state(const bp_net *a, const bp_net *b)
+{
+    size_t sa, sb;
+    unsigned char *ia = image_of(a, &sa), *ib = image_of(b, &sb);
+    assert_int_equal(sa, sb);
+    assert_memory_equal(ia, ib, sa);
+    free(ia);
+    free(ib);
+}
+
+/* Issue 18, finding 4: a step that fails after its forward pass (here the loss overflows)
+ * leaves the running statistics and the net's generator (dropout masks) as they were: the
+ * net's image equals that of a clone taken before the step. Also finding 3: inputs of
+ * magnitude 1e20 make the running variance overflow a float; the step, compute_grads and
+ * bp_net_forward fail with BP_ERR_NONFINITE instead of keeping +Inf (which saved, but could
+ * never be loaded). */
+static void failed_steps_keep_running_statistics_and_generator(void **state)
+{
+    (void)state;
+    enum { N = 4, F = 3 };
+    bp_net *net;
+    assert_status(bp_net_create(&net, F, 77), BP_OK);
+    assert_status(bp_net_add_dense(net, 6, BP_ACT_TANH), BP_OK);
+    assert_status(bp_net_add_batchnorm(net), BP_OK);
+    assert_status(bp_net_add_dropout(net, 0.5), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
+    bp_optimizer *opt;
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_SGD), BP_OK);
+    float x[N * F], y[N] = {0.5f, -0.5f, 1.0f, 0.0f};
+    bp_test_fill_uniform(x, N * F, -1, 1, &rng_state);
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, N, NULL), BP_OK);
+    bp_net *before;
+    assert_status(bp_net_clone(&before, net), BP_OK);
+    /* Targets of 3e38: the loss overflows after the forward pass. */
+    const float huge[N] = {3e38f, -3e38f, 3e38f, -3e38f};
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, huge, N, NULL), BP_ERR_NONFINITE);
+    assert_same_state(net, before);
+    assert_status(bp_net_compute_grads(net, BP_LOSS_MSE, x, huge, N, NULL), BP_ERR_NONFINITE);
+    assert_same_state(net, before);
+    bp_net_free(before);
+
+    /* Batch norm straight on inputs of 1e20: the variance 1e40 is no float. */
+    bp_net *bn;
+    assert_status(bp_net_create(&bn, 2, 5), BP_OK);
+    assert_status(bp_net_add_batchnorm(bn), BP_OK);
+    assert_status(bp_net_add_dense(bn, 1, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_net_clone(&before, bn), BP_OK);
+    const float big[4] = {1e20f, -1e20f, -1e20f, 1e20f}, t[2] = {0.0f, 1.0f};
+    const float *out;
+    bp_optimizer_free(opt); /* a fresh one for the new net */
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_SGD), BP_OK);
+    assert_status(bp_net_train_step(bn, opt, BP_LOSS_MSE, big, t, 2, NULL), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_net_last_error(bn), "running variance"));
+    assert_same_state(bn, before);
+    assert_status(bp_net_compute_grads(bn, BP_LOSS_MSE, big, t, 2, NULL), BP_ERR_NONFINITE);
+    assert_status(bp_net_forward(bn, big, 2, &out), BP_ERR_NONFINITE);
+    assert_same_state(bn, before);
+    /* What it saves loads back; ordinary inputs still train. */
+    size_t size;
+    unsigned char *img = image_of(bn, &size);
+    bp_net *back;
+    assert_status(bp_net_load_buffer(&back, img, size), BP_OK);
+    bp_net_free(back);
+    free(img);
+    const float small[4] = {1.0f, -1.0f, -1.0f, 1.0f};
+    assert_status(bp_net_train_step(bn, opt, BP_LOSS_MSE, small, t, 2, NULL), BP_OK);
+    bp_net_free(before);
+    bp_net_free(bn);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -275,6 +358,7 @@ int main(void)
         bp_add_test(clone_copies_running_statistics),
         bp_add_test(settings_have_bounds_and_apply_only_to_batchnorm),
         bp_add_test(add_batchnorm_rejects_bad_input),
+        bp_add_test(failed_steps_keep_running_statistics_and_generator),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,12 +8,15 @@
 
 #include "util.h"
 #include "net.h"
+#include "layer.h"
+#include "optimizer.h"
 
 static bp_net *make_net(size_t in, const size_t *widths, const int *acts, size_t nl, uint64_t seed)
 {
     bp_net *net = NULL;
     assert_status(bp_net_create(&net, in, seed), BP_OK);
-    for (size_t i = 0; i < nl; i++) assert_status(bp_net_add_dense(net, widths[i], acts[i]), BP_OK);
+    for (size_t i = 0; i < nl; i++)
+        assert_status(bp_net_add_dense(net, widths[i], acts[i]), BP_OK);
     return net;
 }
 
@@ -248,7 +251,7 @@ static void init_schemes_have_documented_statistics(void **state)
     assert_non_null(w);
     const struct {
         int scheme;
-        double var; /* expected variance */
+        double var;   /* expected variance */
         double bound; /* 0: unbounded */
     } cases[] = {
         {BP_INIT_GLOROT_UNIFORM, 2.0 / 1000, sqrt(6.0 / 1000)},
@@ -274,10 +277,12 @@ static void init_schemes_have_documented_statistics(void **state)
     }
     assert_status(bp_layer_init_weights(l, BP_INIT_CONSTANT, 0.25), BP_OK);
     assert_status(bp_layer_get_weights(l, w, nw), BP_OK);
-    for (size_t k = 0; k < nw; k++) assert_true(w[k] == 0.25f);
+    for (size_t k = 0; k < nw; k++)
+        assert_true(w[k] == 0.25f);
     assert_status(bp_layer_init_weights(l, BP_INIT_ZEROS, 0), BP_OK);
     assert_status(bp_layer_get_weights(l, w, nw), BP_OK);
-    for (size_t k = 0; k < nw; k++) assert_true(w[k] == 0.0f);
+    for (size_t k = 0; k < nw; k++)
+        assert_true(w[k] == 0.0f);
     free(w);
     bp_net_free(net);
 }
@@ -417,9 +422,11 @@ static void backward_accumulates_when_asked(void **state)
     assert_status(bp_net_get(net, BP_NET_ACCUMULATE_GRADS, &v), BP_OK);
     assert_close(v, 1, 0, 0);
     assert_status(bp_net_backward(net, dy, 2), BP_OK);
-    for (size_t k = 0; k < np; k++) assert_close(g[k], 2 * once[k], 1e-6, 1e-7);
+    for (size_t k = 0; k < np; k++)
+        assert_close(g[k], 2 * once[k], 1e-6, 1e-7);
     assert_status(bp_net_zero_grad(net), BP_OK);
-    for (size_t k = 0; k < np; k++) assert_true(g[k] == 0.0f);
+    for (size_t k = 0; k < np; k++)
+        assert_true(g[k] == 0.0f);
     assert_status(bp_net_backward(net, dy, 2), BP_OK);
     assert_memory_equal(once, g, np * sizeof(float));
     /* Gradients through the public per-layer getters match the arena. */
@@ -476,16 +483,14 @@ static void param_bounds_match_what_set_accepts(void **state)
         assert_status(bp_net_set(net, net_keys[i], lo), BP_OK);
         assert_status(bp_net_set(net, net_keys[i], hi), BP_OK);
         assert_status(bp_net_set(net, net_keys[i], nextafter(hi, HUGE_VAL)), BP_ERR_OUT_OF_RANGE);
-        assert_status(bp_net_set(net, net_keys[i], nextafter(lo, -HUGE_VAL)),
-                      BP_ERR_OUT_OF_RANGE);
+        assert_status(bp_net_set(net, net_keys[i], nextafter(lo, -HUGE_VAL)), BP_ERR_OUT_OF_RANGE);
     }
     const int layer_keys[] = {BP_LAYER_TRAINABLE, BP_LAYER_LEAKY_SLOPE, BP_LAYER_ELU_ALPHA};
     for (size_t i = 0; i < 3; i++) {
         assert_status(bp_layer_param_bounds(layer_keys[i], &lo, &hi), BP_OK);
         assert_status(bp_layer_set(l, layer_keys[i], lo), BP_OK);
         assert_status(bp_layer_set(l, layer_keys[i], hi), BP_OK);
-        assert_status(bp_layer_set(l, layer_keys[i], nextafter(hi, HUGE_VAL)),
-                      BP_ERR_OUT_OF_RANGE);
+        assert_status(bp_layer_set(l, layer_keys[i], nextafter(hi, HUGE_VAL)), BP_ERR_OUT_OF_RANGE);
         assert_status(bp_layer_set(l, layer_keys[i], nextafter(lo, -HUGE_VAL)),
                       BP_ERR_OUT_OF_RANGE);
     }
@@ -597,6 +602,101 @@ static void forward_out_of_memory_is_reported(void **state)
     assert_int_equal(ta.live, 0);
 }
 
+/* Issue 18, finding 7: every size product of the public calls is checked before use. Each
+ * call gets tiny arrays and a row count whose n x width overflows; the old code read out of
+ * bounds (SIGSEGV) for each of them. */
+static void size_products_that_overflow_are_invalid_arguments(void **state)
+{
+    (void)state;
+    const size_t widths[] = {3, 2};
+    const int acts[] = {BP_ACT_TANH, BP_ACT_IDENTITY};
+    bp_net *net = make_net(4, widths, acts, 2, 5);
+    bp_optimizer *opt;
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_SGD), BP_OK);
+    float x[8] = {0}, y[4] = {0}, scratch[64];
+    const size_t big[] = {SIZE_MAX, ((size_t)1 << 63) + 1, (size_t)1 << 63, (size_t)1 << 62};
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        const size_t n = big[i];
+        assert_status(bp_net_predict(net, x, n, y, SIZE_MAX), BP_ERR_INVALID_ARG);
+        assert_non_null(strstr(bp_net_last_error(net), "overflow"));
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, n, NULL), BP_ERR_INVALID_ARG);
+        assert_status(bp_net_compute_grads(net, BP_LOSS_MSE, x, y, n, NULL), BP_ERR_INVALID_ARG);
+        assert_status(bp_net_forward(net, x, n, &(const float *){NULL}), BP_ERR_INVALID_ARG);
+        assert_status(bp_net_predict_ws(net, x, n, y, SIZE_MAX, scratch, SIZE_MAX),
+                      BP_ERR_INVALID_ARG);
+    }
+    /* The net is untouched and still works. */
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 2, NULL), BP_OK);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+/* An allocator counting allocations and the bytes ever allocated (copies made by growth
+ * show up in the total). */
+typedef struct grow_count {
+    size_t allocs, bytes;
+} grow_count;
+
+static void *grow_alloc(void *user, size_t size)
+{
+    grow_count *c = user;
+    c->allocs++;
+    c->bytes += size;
+    return malloc(size);
+}
+
+static void grow_free(void *user, void *p)
+{
+    (void)user;
+    free(p);
+}
+
+/* Issue 18, finding 2: building or loading L layers is O(L). Counted, not timed: the
+ * allocations (each append used to reallocate the parameter arena and its gradients) and
+ * the bytes allocated in all (copies of the arena grow with L^2 when it grows by one layer
+ * at a time). 20,000 layers, as in the report. */
+static void building_and_loading_many_layers_is_linear(void **state)
+{
+    (void)state;
+    enum { L = 20000 };
+    grow_count c = {0, 0};
+    bp_net *net;
+    assert_status(bp_net_create_ex(&net, 1, 3, grow_alloc, grow_free, &c), BP_OK);
+    for (size_t i = 0; i < L; i++) {
+        if (i % 2 == 0)
+            assert_status(bp_net_add_dense(net, 1, BP_ACT_TANH), BP_OK);
+        else
+            assert_status(bp_net_add_activation(net, BP_ACT_RELU), BP_OK);
+    }
+    const size_t per_layer = sizeof(bp_layer) + 64;
+    /* One allocation per layer (its struct), plus O(log L) for the growing arrays. */
+    assert_true(c.allocs <= L + 200);
+    /* Bytes: the structs, the layer list and arena doubling (at most 4 x their final size). */
+    assert_true(c.bytes <= (size_t)L * per_layer + 4 * (size_t)L * sizeof(void *) +
+                               2 * 4 * net->nparams * sizeof(float) + 65536);
+    /* The shape hash kept by the appends is the one computed from scratch. */
+    assert_true(net->shape_hash == bp__optimizer_shape_hash(net));
+    size_t size = 0;
+    assert_status(bp_net_save_buffer(net, NULL, 0, &size), BP_ERR_BUFFER_TOO_SMALL);
+    unsigned char *img = malloc(size);
+    assert_status(bp_net_save_buffer(net, img, size, &size), BP_OK);
+    grow_count lc = {0, 0};
+    bp_net *back;
+    assert_status(bp_net_load_buffer_ex(&back, img, size, grow_alloc, grow_free, &lc), BP_OK);
+    assert_int_equal(bp_net_layer_count(back), L);
+    assert_true(lc.allocs <= L + 200);
+    assert_true(lc.bytes <= (size_t)L * per_layer + 4 * (size_t)L * sizeof(void *) +
+                                2 * 4 * back->nparams * sizeof(float) + 2 * size + 65536);
+    /* Both still train and predict alike. */
+    float x = 0.5f, ya, yb;
+    assert_status(bp_net_predict(net, &x, 1, &ya, 1), BP_OK);
+    assert_status(bp_net_predict(back, &x, 1, &yb, 1), BP_OK);
+    assert_true(ya == yb);
+    free(img);
+    bp_net_free(back);
+    bp_net_free(net);
+}
+
 static void reset_settings_restores_every_net_and_fit_default(void **state)
 {
     (void)state;
@@ -656,6 +756,8 @@ int main(void)
         bp_add_test(clone_is_deep_and_independent),
         bp_add_test(clone_out_of_memory_leaks_nothing),
         bp_add_test(forward_out_of_memory_is_reported),
+        bp_add_test(size_products_that_overflow_are_invalid_arguments),
+        bp_add_test(building_and_loading_many_layers_is_linear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

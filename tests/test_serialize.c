@@ -1406,6 +1406,136 @@ static void cnn_checkpoint_resumes_bit_identically(void **state)
     }
 }
 
+/* Issue 18, finding 1: loading allocates in proportion to the file, however wide the layers
+ * it declares. A net of 2^18 inputs followed by 16 parameter-free activation layers, and one
+ * of 16 one-filter 1x1 convolutions of a 512 x 512 image (files of about a kilobyte): every
+ * such layer used to allocate a zero bias of its output width at construction (1 MiB each:
+ * 16 MiB for the file). Now the peak stays within 16 x the file + 64 KiB, as a model and as
+ * a checkpoint (which the model image is not); the first run allocates the workspace, and a
+ * second run nothing. */
+static void assert_load_is_bounded(const bp_net *net)
+{
+    size_t size;
+    unsigned char *img = save_to_buffer(net, NULL, &size);
+    const size_t bound = 16 * size + 65536;
+    bp_test_bytes tb = {0, 0, 0};
+    bp_net *back = NULL;
+    assert_status(
+        bp_net_load_buffer_ex(&back, img, size, bp_test_bytes_alloc_fn, bp_test_bytes_free_fn, &tb),
+        BP_OK);
+    if (tb.peak > bound)
+        fail_msg("loading %zu bytes allocated %zu (bound %zu)", size, tb.peak, bound);
+    /* The first run plans the workspace; a second one allocates nothing. */
+    const size_t in = bp_net_input_size(back), out = bp_net_output_size(back);
+    float *x = calloc(in, sizeof(float)), *y = calloc(out, sizeof(float));
+    assert_non_null(x);
+    assert_non_null(y);
+    x[0] = 1.0f;
+    assert_status(bp_net_predict(back, x, 1, y, out), BP_OK);
+    const size_t live = tb.live, peak = tb.peak;
+    assert_status(bp_net_predict(back, x, 1, y, out), BP_OK);
+    assert_int_equal(tb.live, live);
+    assert_int_equal(tb.peak, peak);
+    assert_true(y[0] == 1.0f); /* ReLU of ReLU of ... 1 */
+    bp_net_free(back);
+    assert_int_equal(tb.live, 0);
+    /* As a checkpoint: refused ("no optimizer"), within the same bound. */
+    bp_test_bytes tc = {0, 0, 0};
+    bp_optimizer *opt = NULL;
+    assert_status(bp_checkpoint_load_buffer_ex(&back, &opt, img, size, bp_test_bytes_alloc_fn,
+                                               bp_test_bytes_free_fn, &tc),
+                  BP_ERR_FORMAT);
+    if (tc.peak > bound)
+        fail_msg("checkpoint-loading %zu bytes allocated %zu (bound %zu)", size, tc.peak, bound);
+    assert_int_equal(tc.live, 0);
+    free(x);
+    free(y);
+    free(img);
+}
+
+static void loading_allocates_in_proportion_to_the_file(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create(&net, (size_t)1 << 18, 1), BP_OK);
+    for (int i = 0; i < 16; i++)
+        assert_status(bp_net_add_activation(net, BP_ACT_RELU), BP_OK);
+    assert_load_is_bounded(net);
+    bp_net_free(net);
+    assert_status(bp_net_create_image(&net, 1, 512, 512, 1), BP_OK);
+    for (int i = 0; i < 16; i++)
+        assert_status(bp_net_add_conv2d(net, 1, 1, 1, 1, 0, BP_ACT_RELU), BP_OK);
+    /* Weights 1, biases 0: every layer passes its input through. */
+    float *p = bp_net_params(net, NULL);
+    for (size_t i = 0; i < 16; i++)
+        p[2 * i] = 1.0f, p[2 * i + 1] = 0.0f;
+    assert_load_is_bounded(net);
+    bp_net_free(net);
+}
+
+/* Issue 18, finding 9: a layer record holding one of its construction keys twice is
+ * malformed (which value would count?). The dense layer's last setting is rewritten into a
+ * second copy of its first construction key (same value): it used to load. */
+static void a_duplicated_construction_key_is_refused(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create(&net, 2, 9), BP_OK);
+    assert_status(bp_net_add_dense(net, 3, BP_ACT_TANH), BP_OK);
+    size_t size;
+    unsigned char *buf = save_to_buffer(net, NULL, &size);
+    const size_t sec = find_section(buf, size, "NET ") + 16;
+    const size_t layer = sec + 8 + 24 + 32 + 24 + 8;
+    const uint32_t nh = le32(buf + layer + 4);
+    assert_true(nh >= 3);
+    bp_net *out = NULL;
+    assert_status(bp_net_load_buffer(&out, buf, size), BP_OK);
+    bp_net_free(out);
+    memcpy(buf + layer + 8 + 12 * (size_t)(nh - 1), buf + layer + 8, 12);
+    reseal(buf, size);
+    assert_status(bp_net_load_buffer(&out, buf, size), BP_ERR_FORMAT);
+    assert_null(out);
+    assert_non_null(strstr(bp_last_error(), "appears twice"));
+    free(buf);
+    bp_net_free(net);
+}
+
+/* Issue 18, finding 3: a net the loader would refuse is not saved (a save over a good model
+ * would destroy it). A NaN parameter (here written through bp_net_params(), as an update
+ * overflow would leave one) and an Inf optimizer moment: every save fails with
+ * BP_ERR_NONFINITE and a message naming the value, and the file on disk is kept. */
+static void a_net_that_could_not_be_loaded_is_not_saved(void **state)
+{
+    (void)state;
+    bp_net *net = make_net(3);
+    bp_optimizer *opt;
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    float x[5] = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f}, y[3] = {0.0f, 1.0f, 0.5f};
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+    char path[128];
+    path_in_dir(path, sizeof path, "refuse.bpm");
+    assert_status(bp_net_save(net, path), BP_OK);
+    float *p = bp_net_params(net, NULL);
+    const float keep = p[7];
+    p[7] = (float)NAN;
+    size_t size;
+    unsigned char buf[64];
+    assert_status(bp_net_save(net, path), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_last_error(), "could not be loaded"));
+    assert_status(bp_net_save_buffer(net, buf, sizeof buf, &size), BP_ERR_NONFINITE);
+    assert_status(bp_checkpoint_save_buffer(net, opt, buf, sizeof buf, &size), BP_ERR_NONFINITE);
+    bp_net *back;
+    assert_status(bp_net_load(&back, path), BP_OK); /* the earlier file is intact */
+    bp_net_free(back);
+    p[7] = keep;
+    opt->state[2] = (float)INFINITY;
+    assert_status(bp_checkpoint_save_buffer(net, opt, buf, sizeof buf, &size), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_last_error(), "optimizer"));
+    assert_status(bp_net_save(net, path), BP_OK); /* the model alone is fine */
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1427,6 +1557,9 @@ int main(void)
         bp_add_test(future_format_version_is_refused_with_a_clear_message),
         bp_add_test(unknown_optional_sections_are_skipped_required_ones_refused),
         bp_add_test(hostile_values_behind_a_valid_checksum_are_rejected),
+        bp_add_test(loading_allocates_in_proportion_to_the_file),
+        bp_add_test(a_duplicated_construction_key_is_refused),
+        bp_add_test(a_net_that_could_not_be_loaded_is_not_saved),
         bp_add_test(load_and_save_reject_bad_arguments),
         bp_add_test(scalers_are_validated_stored_and_removed),
         bp_add_test(metadata_is_set_replaced_removed_and_bounded),

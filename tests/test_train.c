@@ -757,6 +757,107 @@ static void single_row_step_rejects_bad_input_and_leaves_the_net_untouched(void 
     }
 }
 
+/* Issue 18, finding 9 and 3: a hook's error gets a message of its own (not one left over from
+ * an earlier call) and a defined status; NaN a hook writes into the gradients is caught
+ * before the update (the update after a hook used to skip the gradient check). */
+typedef struct bad_hook {
+    int ret;
+    int nan_at; /* -1: none; else the gradient index that becomes NaN */
+} bad_hook;
+
+static int writing_hook(void *user, bp_net *net, int status, size_t rows, float *loss_value)
+{
+    (void)rows, (void)loss_value;
+    const bad_hook *h = user;
+    if (status != BP_OK) return status;
+    if (h->nan_at >= 0) bp_net_grads(net, NULL)[h->nan_at] = (float)NAN;
+    return h->ret;
+}
+
+static void hook_errors_are_fresh_and_defined_and_nan_gradients_are_caught(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    bp_net *a = small_classifier(41);
+    bp_optimizer *oa = make_opt(BP_OPTIMIZER_ADAM, 0.01, 0);
+    float x[N * 4], y[N] = {0, 1, 2, 2, 1, 0};
+    uint64_t st = 19;
+    bp_test_fill_uniform(x, N * 4, -1, 1, &st);
+    const size_t np = bp_net_param_count(a);
+    float *before = malloc(np * sizeof(float));
+    assert_non_null(before);
+    memcpy(before, bp_net_params(a, NULL), np * sizeof(float));
+    bad_hook h = {BP_ERR_SHAPE, -1};
+    assert_status(bp_net_set_grad_hook(a, writing_hook, &h), BP_OK);
+    /* An earlier failure leaves its message in bp_last_error(). */
+    assert_status(bp_net_predict(a, NULL, 1, NULL, 0), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_train_step(a, oa, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL), BP_ERR_SHAPE);
+    assert_null(strstr(bp_net_last_error(a), "must not be NULL"));
+    assert_non_null(strstr(bp_net_last_error(a), "-200"));
+    /* Values that are no bp_status error become BP_ERR_STATE, naming the value. */
+    const int odd[] = {42, -7, 1, -99999};
+    for (size_t i = 0; i < sizeof odd / sizeof odd[0]; i++) {
+        h.ret = odd[i];
+        assert_status(bp_net_train_step(a, oa, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL),
+                      BP_ERR_STATE);
+        char want[32];
+        snprintf(want, sizeof want, "returned %d", odd[i]);
+        assert_non_null(strstr(bp_net_last_error(a), want));
+    }
+    assert_memory_equal(before, bp_net_params(a, NULL), np * sizeof(float));
+    /* NaN written by the hook into a weight's and a bias's gradient: refused, untouched. */
+    const int at[] = {0, (int)np - 1};
+    for (size_t i = 0; i < 2; i++) {
+        h.ret = BP_OK;
+        h.nan_at = at[i];
+        assert_status(bp_net_train_step(a, oa, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL),
+                      BP_ERR_NONFINITE);
+        assert_non_null(strstr(bp_net_last_error(a), "gradient hook"));
+        assert_memory_equal(before, bp_net_params(a, NULL), np * sizeof(float));
+    }
+    /* With the hook behaving, the step goes on. */
+    h.nan_at = -1;
+    assert_status(bp_net_train_step(a, oa, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL), BP_OK);
+    free(before);
+    bp_optimizer_free(oa);
+    bp_net_free(a);
+}
+
+/* Issue 18, finding 9: BP_LOSS_BCE_LOGITS takes targets in [0, 1] (documented); -1 and 1.5
+ * are refused before anything moves. */
+static void bce_logits_targets_outside_zero_one_are_refused(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create(&net, 2, 3), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.1, 0);
+    const float x[4] = {0.5f, -0.5f, 1.0f, 0.25f};
+    float pred[2] = {0.1f, -0.2f}, v;
+    const float bad[][2] = {{-1.0f, 0.5f}, {0.0f, 1.5f}, {-0.001f, 1.0f}};
+    const size_t np = bp_net_param_count(net);
+    float before[8];
+    memcpy(before, bp_net_params(net, NULL), np * sizeof(float));
+    for (size_t i = 0; i < 3; i++) {
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_BCE_LOGITS, x, bad[i], 2, NULL),
+                      BP_ERR_INVALID_ARG);
+        assert_non_null(strstr(bp_net_last_error(net), "[0, 1]"));
+        assert_status(bp_net_compute_grads(net, BP_LOSS_BCE_LOGITS, x, bad[i], 2, NULL),
+                      BP_ERR_INVALID_ARG);
+        assert_status(bp_loss_eval(BP_LOSS_BCE_LOGITS, 0.0, pred, bad[i], 2, 1, &v, NULL),
+                      BP_ERR_INVALID_ARG);
+        /* One row: the short inline target check must not let it through either. */
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_BCE_LOGITS, x, bad[i], 1, NULL),
+                      i == 1 ? BP_OK : BP_ERR_INVALID_ARG);
+        if (i == 1) memcpy(before, bp_net_params(net, NULL), np * sizeof(float));
+    }
+    assert_memory_equal(before, bp_net_params(net, NULL), np * sizeof(float));
+    const float good[2] = {0.0f, 1.0f};
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_BCE_LOGITS, x, good, 2, NULL), BP_OK);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -766,6 +867,8 @@ int main(void)
         bp_add_test(fused_softmax_ce_gradients_match_the_unfused_path),
         bp_add_test(compute_grads_then_step_equals_train_step),
         bp_add_test(grad_hook_runs_between_gradients_and_update),
+        bp_add_test(hook_errors_are_fresh_and_defined_and_nan_gradients_are_caught),
+        bp_add_test(bce_logits_targets_outside_zero_one_are_refused),
         bp_add_test(clipping_bounds_the_global_norm_and_each_value),
         bp_add_test(frozen_layer_is_not_updated),
         bp_add_test(no_allocation_after_the_first_step_at_a_batch_size),

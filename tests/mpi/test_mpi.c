@@ -702,6 +702,30 @@ static void fit_with_shuffling_keeps_replicas_identical_and_learns(void **state)
     bp_dataset_free(train);
 }
 
+static void fit_with_a_mapped_training_set_needs_one_rank(void **state)
+{
+    (void)state;
+    bp_dataset *train = make_set(32, 67), *mapped;
+    char path[256];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/bp_test_mpi_%ld_%d.bpds",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", (long)getpid(), rank_);
+    assert_status(bp_dataset_save_binary(train, path, BP_DATA_FLOAT32), BP_OK);
+    assert_status(bp_dataset_open_mapped(&mapped, path), BP_OK);
+    bp_net *net = make_net(14, HIDDEN);
+    bp_optimizer *opt = make_sgd(0.1, 0.0);
+    set_fit(net, 1, 8, 0.0);
+    /* One rank trains on the whole set (mapped sets work); more would copy shards. */
+    assert_status(bp_mpi_fit(net, opt, BP_LOSS_SOFTMAX_CE, mapped, NULL, MPI_COMM_WORLD),
+                  size_ == 1 ? BP_OK : BP_ERR_UNSUPPORTED);
+    if (size_ > 1) assert_non_null(strstr(bp_mpi_last_error(), "memory-mapped"));
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    bp_dataset_free(mapped);
+    bp_dataset_free(train);
+    remove(path);
+}
+
 static void fit_early_stopping_stops_on_the_same_epoch_everywhere(void **state)
 {
     (void)state;
@@ -902,6 +926,7 @@ int main(int argc, char **argv)
         bp_add_test(fit_nonfinite_loss_on_one_rank_fails_on_every_rank),
         bp_add_test(fit_a_rank_leaving_early_fails_every_rank_without_a_hang),
         bp_add_test(fit_rejects_bad_arguments_on_every_rank),
+        bp_add_test(fit_with_a_mapped_training_set_needs_one_rank),
     };
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();

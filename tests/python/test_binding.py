@@ -86,7 +86,7 @@ class HeaderAgreement(unittest.TestCase):
     def test_no_constant_without_an_enumerator(self):
         for name in dir(bp):
             if re.fullmatch(r"(ERR|ACT|INIT|LAYER|LOSS|OPTIMIZER|OPT|NET|SCALE|FIT|METRIC|"
-                            r"SCHEDULE)_[A-Z0-9_]+", name):
+                            r"SCHEDULE|DATA)_[A-Z0-9_]+", name):
                 self.assertIn("BP_" + name, self.hdr.enumerators, name)
 
     def _ctype(self, ctype):
@@ -269,6 +269,16 @@ class Training(unittest.TestCase):
                 with bp.Dataset.load_fann(path) as again:
                     self.assertEqual(flat(again.inputs()), flat(ds.inputs()))
                     self.assertEqual(flat(again.targets()), flat(ds.targets()))
+        with bp.Dataset.load_fann(os.path.join(DATA, "xor.fann")) as ds:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "xor.bpds")
+                ds.save_binary(path, bp.DATA_UINT8)
+                with bp.Dataset.open_mapped(path) as mapped:
+                    self.assertEqual((len(mapped), mapped.input_size), (4, 2))
+                    with self.assertRaises(ValueError):
+                        mapped.inputs()
+                    with mapped.subset(1, 2) as view:
+                        self.assertEqual(len(view), 2)
         with bp.Dataset.load_csv(os.path.join(DATA, "iris.csv"), 4, has_header=True) as iris:
             self.assertEqual((len(iris), iris.input_size), (150, 4))
             self.assertEqual(iris.class_count(), 3)

@@ -197,6 +197,8 @@ SCALE_STANDARD = 1
 SCALE_MINMAX = 2
 SCALE_INPUTS = 1
 SCALE_TARGETS = 2
+DATA_FLOAT32 = 1
+DATA_UINT8 = 2
 
 
 def _keywords(prefix, lo, hi):
@@ -341,6 +343,8 @@ PROTOTYPES = {
     "bp_dataset_load_csv": (_status, [_P(_DsP), _STR, _I, _I, _S, _S]),
     "bp_dataset_load_fann": (_status, [_P(_DsP), _STR]),
     "bp_dataset_save_fann": (_status, [_DsP, _STR]),
+    "bp_dataset_save_binary": (_status, [_DsP, _STR, _I]),
+    "bp_dataset_open_mapped": (_status, [_P(_DsP), _STR]),
     "bp_dataset_load_idx": (_status, [_P(_DsP), _STR, _STR, _S]),
     "bp_dataset_load_csv_ex": (_status, [_P(_DsP), _STR, _I, _I, _S, _S, _S]),
     "bp_dataset_load_fann_ex": (_status, [_P(_DsP), _STR, _S]),
@@ -1440,6 +1444,18 @@ class Dataset(_Handle):
     def save_fann(self, path):
         _check(_lib.bp_dataset_save_fann(self._handle(), _path(path)))
 
+    def save_binary(self, path, element_type=DATA_FLOAT32):
+        """Write a binary data-set file (DATA_FLOAT32 or DATA_UINT8-coded inputs)."""
+        _check(_lib.bp_dataset_save_binary(self._handle(), _path(path), int(element_type)))
+
+    @classmethod
+    def open_mapped(cls, path):
+        """A read-only, memory-mapped data set over a binary data-set file; its rows are
+        read by fit and evaluate a batch at a time (inputs() and targets() are refused)."""
+        h = _DsP()
+        _check(_lib.bp_dataset_open_mapped(ctypes.byref(h), _path(path)))
+        return cls._wrap(h)
+
     @property
     def last_error(self):
         return _text(_lib.bp_dataset_last_error(self._handle()))
@@ -1461,12 +1477,16 @@ class Dataset(_Handle):
 
     def inputs(self):
         """A copy of the inputs [n x in] (NumPy, or a flat array.array('f'))."""
-        return _copy_floats(_lib.bp_dataset_inputs(self._handle()),
-                            self.size * self.input_size, (self.size, self.input_size))
+        ptr = _lib.bp_dataset_inputs(self._handle())
+        if not ptr:
+            raise ValueError("the data set is memory-mapped: its rows are not in memory")
+        return _copy_floats(ptr, self.size * self.input_size, (self.size, self.input_size))
 
     def targets(self):
-        return _copy_floats(_lib.bp_dataset_targets(self._handle()),
-                            self.size * self.output_size, (self.size, self.output_size))
+        ptr = _lib.bp_dataset_targets(self._handle())
+        if not ptr:
+            raise ValueError("the data set is memory-mapped: its rows are not in memory")
+        return _copy_floats(ptr, self.size * self.output_size, (self.size, self.output_size))
 
     def shuffle(self, seed):
         _check(_lib.bp_dataset_shuffle(self._handle(), int(seed)))
