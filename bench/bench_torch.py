@@ -151,8 +151,36 @@ def case_inference(args):
             "gflops": 2 * w * 256 / b256 / 1e9}
 
 
+def tanh_mlp(args, n_in, rows):
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(n_in, 64), torch.nn.Tanh(),
+                              torch.nn.Linear(64, 64), torch.nn.Tanh(),
+                              torch.nn.Linear(64, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    x, y = torch.rand(rows, n_in) * 2 - 1, torch.rand(rows, 1) * 2 - 1
+    loss_fn = torch.nn.MSELoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x), y).backward()
+        opt.step()
+
+    s = timed(step, min_s=0.02, repeat=args.repeat)
+    return {"shape": "%d-64-64-64-1" % n_in, "batch": rows, "repeat": args.repeat,
+            "step_us": s * 1e6, "samples_per_s": rows / s}
+
+
+def case_tanh_spiral(args):
+    return tanh_mlp(args, 2, 193)
+
+
+def case_tanh_mlp8(args):
+    return tanh_mlp(args, 8, 256)
+
+
 CASES = {"dense-gemm-bound": case_dense_gemm_bound, "fmnist-mlp-epoch": case_fmnist_epoch,
-         "inference-latency": case_inference}
+         "inference-latency": case_inference, "tanh-spiral": case_tanh_spiral,
+         "tanh-mlp8": case_tanh_mlp8}
 
 
 def main():

@@ -221,8 +221,8 @@ static void mlp_gemms_step(const mlp_gemms *g, const float *x, size_t n)
     const size_t *width = g->width;
     const float *in = x;
     for (size_t l = 0; l < g->layers; l++) {
-        bp__gemm_blas(0, 1, n, width[l + 1], width[l], 1.0f, in, width[l], g->w[l], width[l],
-                      0.0f, g->y[l], width[l + 1]);
+        bp__gemm_blas(0, 1, n, width[l + 1], width[l], 1.0f, in, width[l], g->w[l], width[l], 0.0f,
+                      g->y[l], width[l + 1]);
         in = g->y[l];
     }
     for (size_t l = g->layers; l-- > 0;) {
@@ -253,8 +253,7 @@ static int case_dense_gemm_bound(const bench_opts *o, bench_json *out)
     raw_gemms r = {&g, NULL};
     int rc = -1;
     float *x = malloc(n * dg_width[0] * sizeof *x), *y = malloc(n * dg_width[3] * sizeof *y);
-    const int ok = x != NULL && y != NULL &&
-                   mlp_gemms_alloc(&g, dg_width, DG_LAYERS, n, 10) == 0;
+    const int ok = x != NULL && y != NULL && mlp_gemms_alloc(&g, dg_width, DG_LAYERS, n, 10) == 0;
     double weights = 0, real_flops = 0;
     for (size_t l = 0; l < DG_LAYERS; l++) {
         const size_t i = dg_width[l], on = dg_width[l + 1];
@@ -312,6 +311,64 @@ done:
     free(x);
     free(y);
     return rc;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Cases: tanh-spiral, tanh-mlp8 -- tanh MLPs IN-64-64-64-1 trained full batch with Adam (MSE):
+ * microseconds per bp_net_train_step. 2 inputs at 193 rows is a two-spiral-sized problem; 8
+ * at 256 rows the issue's second shape. Transcendental activations dominate these steps.
+ * ----------------------------------------------------------------------------------------*/
+
+static int tanh_mlp_case(const bench_opts *o, bench_json *out, size_t in, size_t n,
+                         const char *shape)
+{
+    dense_args d = {0};
+    int rc = -1;
+    float *x = malloc(n * in * sizeof *x), *y = malloc(n * sizeof *y);
+    if (x == NULL || y == NULL) {
+        fprintf(stderr, "bp_bench: out of memory for %s\n", shape);
+        goto done;
+    }
+    bench_fill(x, n * in, 5);
+    bench_fill(y, n, 6);
+    if (bp_net_create(&d.net, in, 1) != BP_OK ||
+        bp_net_add_dense(d.net, 64, BP_ACT_TANH) != BP_OK ||
+        bp_net_add_dense(d.net, 64, BP_ACT_TANH) != BP_OK ||
+        bp_net_add_dense(d.net, 64, BP_ACT_TANH) != BP_OK ||
+        bp_net_add_dense(d.net, 1, BP_ACT_IDENTITY) != BP_OK ||
+        bp_optimizer_create(&d.opt, BP_OPTIMIZER_ADAM) != BP_OK ||
+        bp_optimizer_set(d.opt, BP_OPT_LEARNING_RATE, 1e-3) != BP_OK) {
+        fprintf(stderr, "bp_bench: %s setup: %s\n", shape, bp_last_error());
+        goto done;
+    }
+    d.x = x, d.y = y, d.n = n;
+    const double ns = bench_time_ns(run_train_step, &d, o->repeat, 20000000);
+    if (d.status != BP_OK || ns < 0) {
+        fprintf(stderr, "bp_bench: %s: %s\n", shape, bp_last_error());
+        goto done;
+    }
+    bench_json_field_str(out, "shape", shape);
+    bench_json_field_int(out, "batch", (long long)n);
+    bench_json_field_int(out, "repeat", o->repeat);
+    bench_json_field_num(out, "step_us", ns / 1e3);
+    bench_json_field_num(out, "samples_per_s", (double)n * 1e9 / ns);
+    rc = 0;
+done:
+    bp_optimizer_free(d.opt);
+    bp_net_free(d.net);
+    free(x);
+    free(y);
+    return rc;
+}
+
+static int case_tanh_spiral(const bench_opts *o, bench_json *out)
+{
+    return tanh_mlp_case(o, out, 2, 193, "2-64-64-64-1");
+}
+
+static int case_tanh_mlp8(const bench_opts *o, bench_json *out)
+{
+    return tanh_mlp_case(o, out, 8, 256, "8-64-64-64-1");
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -422,9 +479,9 @@ static const size_t fm_width[FM_LAYERS + 1] = {FM_IN, FM_H1, FM_H2, FM_OUT};
 
 typedef struct fm_data {
     bp_dataset *train, *test;
-    float *buf;             /* random data when the real set is missing (owns x and y) */
-    const float *x, *y;     /* training inputs [n x 784], class indices [n] */
-    const float *tx, *ty;   /* test set, or NULL */
+    float *buf;           /* random data when the real set is missing (owns x and y) */
+    const float *x, *y;   /* training inputs [n x 784], class indices [n] */
+    const float *tx, *ty; /* test set, or NULL */
     size_t n, tn;
     const char *name;
 } fm_data;
@@ -468,9 +525,11 @@ static int fm_load(const bench_opts *o, fm_data *d)
         }
         float *x = d->buf, *y = d->buf + d->n * FM_IN;
         bench_fill(x, d->n * FM_IN, 7);
-        for (size_t k = 0; k < d->n * FM_IN; k++) x[k] = 0.5f * (x[k] + 1.0f); /* [0, 1) */
+        for (size_t k = 0; k < d->n * FM_IN; k++)
+            x[k] = 0.5f * (x[k] + 1.0f); /* [0, 1) */
         bench_fill(y, d->n, 8);
-        for (size_t k = 0; k < d->n; k++) y[k] = (float)(int)(5.0f * (y[k] + 1.0f)); /* 0..9 */
+        for (size_t k = 0; k < d->n; k++)
+            y[k] = (float)(int)(5.0f * (y[k] + 1.0f)); /* 0..9 */
         d->x = x, d->y = y;
     }
     if (o->samples < d->n) d->n = o->samples;
@@ -527,8 +586,8 @@ typedef struct fm_epoch {
     bp_net *net;
     bp_optimizer *opt;
     size_t *perm;
-    float *bx, *by;                 /* gathered batch [64 x 784], [64] */
-    mlp_gemms g;                    /* the epoch's GEMMs alone */
+    float *bx, *by; /* gathered batch [64 x 784], [64] */
+    mlp_gemms g;    /* the epoch's GEMMs alone */
     bp__rng rng;
     double loss_sum;
     int status;
@@ -538,7 +597,8 @@ typedef struct fm_epoch {
 static void fm_shuffle(fm_epoch *e)
 {
     const size_t n = e->d->n;
-    for (size_t i = 0; i < n; i++) e->perm[i] = i;
+    for (size_t i = 0; i < n; i++)
+        e->perm[i] = i;
     for (size_t i = n; i > 1; i--) {
         const size_t j = (size_t)bp__rng_below(&e->rng, i);
         const size_t t = e->perm[i - 1];
@@ -561,8 +621,8 @@ static void fm_train_epoch(void *p)
             e->by[i] = d->y[src];
         }
         float loss;
-        const bp_status s = bp_net_train_step(e->net, e->opt, BP_LOSS_SPARSE_SOFTMAX_CE, e->bx,
-                                              e->by, rows, &loss);
+        const bp_status s =
+            bp_net_train_step(e->net, e->opt, BP_LOSS_SPARSE_SOFTMAX_CE, e->bx, e->by, rows, &loss);
         if (s != BP_OK) {
             e->status = s;
             return;
@@ -851,6 +911,77 @@ done:
 
 enum { CNN_BATCH = 128, CNN_EPOCH = 60000 };
 
+/* The GEMMs of one training step of that net alone, at the shapes the layers use with one
+ * chunk per batch (layer_conv2d.c): per convolution (F filters, K = C*3*3, P output pixels)
+ * forward [F x K] [K x n*P], dW [F x n*P] [n*P x K]^T and, for the second, dX [K x F]^T
+ * [F x n*P]; then the dense layers 1600-128-10 (mlp_gemms, plus the first one's dX). Random
+ * data. */
+typedef struct cnn_gemms {
+    float *w[2], *cols[2], *t[2], *dw[2], *dcols;
+    mlp_gemms dense;
+    float *flat;
+} cnn_gemms;
+
+static const size_t cnn_conv_shape[2][3] = {{32, 9, 26 * 26}, {64, 288, 11 * 11}}; /* F, K, P */
+static const size_t cnn_dense_width[3] = {1600, 128, 10};
+
+static void cnn_gemms_free(cnn_gemms *g)
+{
+    for (int c = 0; c < 2; c++)
+        free(g->w[c]), free(g->cols[c]), free(g->t[c]), free(g->dw[c]);
+    free(g->dcols);
+    free(g->flat);
+    mlp_gemms_free(&g->dense);
+    memset(g, 0, sizeof *g);
+}
+
+static int cnn_gemms_alloc(cnn_gemms *g)
+{
+    memset(g, 0, sizeof *g);
+    const size_t n = CNN_BATCH;
+    int ok = 1;
+    for (int c = 0; c < 2; c++) {
+        const size_t F = cnn_conv_shape[c][0], K = cnn_conv_shape[c][1], P = cnn_conv_shape[c][2];
+        g->w[c] = malloc(F * K * sizeof(float));
+        g->dw[c] = malloc(F * K * sizeof(float));
+        g->cols[c] = malloc(K * n * P * sizeof(float));
+        g->t[c] = malloc(F * n * P * sizeof(float));
+        ok = ok && g->w[c] && g->dw[c] && g->cols[c] && g->t[c];
+        if (ok) {
+            bench_fill(g->w[c], F * K, 20 + (unsigned)c);
+            bench_fill(g->cols[c], K * n * P, 22 + (unsigned)c);
+            bench_fill(g->t[c], F * n * P, 24 + (unsigned)c);
+        }
+    }
+    g->dcols = malloc(288 * n * 121 * sizeof(float));
+    g->flat = malloc(n * 1600 * sizeof(float));
+    ok = ok && g->dcols && g->flat && mlp_gemms_alloc(&g->dense, cnn_dense_width, 2, n, 30) == 0;
+    if (!ok) {
+        cnn_gemms_free(g);
+        return -1;
+    }
+    bench_fill(g->flat, n * 1600, 31);
+    return 0;
+}
+
+static void run_cnn_gemms(void *p)
+{
+    const cnn_gemms *g = p;
+    const size_t n = CNN_BATCH;
+    for (int c = 0; c < 2; c++) {
+        const size_t F = cnn_conv_shape[c][0], K = cnn_conv_shape[c][1],
+                     NP = n * cnn_conv_shape[c][2];
+        bp__gemm_blas(0, 0, F, NP, K, 1.0f, g->w[c], K, g->cols[c], NP, 1.0f, g->t[c], NP);
+        bp__gemm_blas(0, 1, F, K, NP, 1.0f, g->t[c], NP, g->cols[c], NP, 0.0f, g->dw[c], K);
+        if (c == 1)
+            bp__gemm_blas(1, 0, K, NP, F, 1.0f, g->w[c], K, g->t[c], NP, 0.0f, g->dcols, NP);
+    }
+    mlp_gemms_step(&g->dense, g->flat, n);
+    /* the first dense layer's dX, which mlp_gemms_step leaves out (the convolutions need it) */
+    bp__gemm_blas(0, 0, n, 1600, 128, 1.0f, g->dense.dz[0], 128, g->dense.w[0], 1600, 0.0f,
+                  g->dense.dx[0], 1600);
+}
+
 static bp_status cnn_build(bp_net **out)
 {
     bp_net *net;
@@ -884,8 +1015,10 @@ static int case_cnn_epoch(const bench_opts *o, bench_json *out)
           *y = malloc(pool * CNN_BATCH * sizeof *y);
     bp_net *net = NULL;
     bp_optimizer *opt = NULL;
+    cnn_gemms g;
+    memset(&g, 0, sizeof g);
     int rc = -1;
-    if (x == NULL || y == NULL || cnn_build(&net) != BP_OK ||
+    if (x == NULL || y == NULL || cnn_gemms_alloc(&g) != 0 || cnn_build(&net) != BP_OK ||
         bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM) != BP_OK) {
         fprintf(stderr, "bp_bench: cnn-epoch: %s\n", bp_last_error());
         goto done;
@@ -908,6 +1041,8 @@ static int case_cnn_epoch(const bench_opts *o, bench_json *out)
     }
     const double ns = (double)(bench_now_ns() - t0);
     const double conv = bp__conv_prof_ns[BP__PROF_TOTAL];
+    const double gemm_ns = bench_time_ns(run_cnn_gemms, &g, o->repeat, 0);
+    const double per_epoch = (double)((CNN_EPOCH + CNN_BATCH - 1) / CNN_BATCH);
     bench_json_field_int(out, "batch", CNN_BATCH);
     bench_json_field_int(out, "batches", (long long)batches);
     bench_json_field_num(out, "batch_ms", ns / (double)batches * 1e-6);
@@ -916,6 +1051,8 @@ static int case_cnn_epoch(const bench_opts *o, bench_json *out)
     bench_json_field_num(out, "conv_share", conv / ns);
     bench_json_field_num(out, "conv_sgemm_share", bp__conv_prof_ns[BP__PROF_GEMM] / conv);
     bench_json_field_num(out, "conv_im2col_share", bp__conv_prof_ns[BP__PROF_COLS] / conv);
+    bench_json_field_num(out, "gemm_only_s", gemm_ns * per_epoch * 1e-9);
+    bench_json_field_num(out, "epoch_over_gemm", ns / (double)batches / gemm_ns);
     rc = 0;
     goto done;
 fail:
@@ -923,6 +1060,7 @@ fail:
 done:
     bp_optimizer_free(opt);
     bp_net_free(net);
+    cnn_gemms_free(&g);
     free(x);
     free(y);
     return rc;
@@ -944,6 +1082,8 @@ static const bench_case cases[] = {
      case_gemm_crossover},
     {"dense-gemm-bound", "MLP 1024-4096-4096-1024 train_step, batch 256, vs raw sgemm (ratio)",
      case_dense_gemm_bound},
+    {"tanh-spiral", "2-64-64-64-1 tanh MLP, full batch of 193, Adam (step_us)", case_tanh_spiral},
+    {"tanh-mlp8", "8-64-64-64-1 tanh MLP, full batch of 256, Adam (step_us)", case_tanh_mlp8},
     {"tiny-online", "2-4-1 sigmoid XOR, batch 1, SGD (ns_per_update)", case_tiny_online},
     {"small-online", "16-32-1 sigmoid on census-house, batch 1, SGD (ns_per_update)",
      case_small_online},
@@ -953,7 +1093,7 @@ static const bench_case cases[] = {
      case_mapped_epoch},
     {"inference-latency", "784-256-128-10 predict: 1 sample and 256 (single_ns, batch256_ns)",
      case_inference_latency},
-    {"cnn-epoch", "Fashion-MNIST-shaped CNN: epoch_s, conv sgemm and im2col shares",
+    {"cnn-epoch", "Fashion-MNIST-shaped CNN: epoch_s, conv sgemm and im2col shares, gemm_only_s",
      case_cnn_epoch},
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
@@ -1027,7 +1167,12 @@ static int run_case(const bench_case *c, const bench_opts *o)
 
 int main(int argc, char **argv)
 {
-    bench_opts o = {9, 256, 1024, 1024, (size_t)-1, "/usr/share/datasets/fashion-mnist",
+    bench_opts o = {9,
+                    256,
+                    1024,
+                    1024,
+                    (size_t)-1,
+                    "/usr/share/datasets/fashion-mnist",
                     "/usr/share/doc/libfann-dev/examples/datasets/census-house.train"};
     int selected[NCASES] = {0}, any = 0;
     for (int i = 1; i < argc; i++) {

@@ -1,15 +1,19 @@
 /* layer_conv2d.c -- 2-D convolution (cross-correlation, as in every framework) over NCHW
- * rows with a fused bias + activation, by im2col + sgemm.
+ * rows with a fused bias + activation, by im2col + sgemm over chunks of the batch.
  *
  * Shapes: x [n x C x H x W], W [F x C x kh x kw] (= [F x K], K = C*kh*kw), b [F],
  * y [n x F x OH x OW] (P = OH*OW), OH = (H + 2 pad - kh) / stride + 1 (likewise OW), zero
  * padding of pad on every side.
  *
- * Forward, per sample i: cols_i [K x P] = im2col(x_i); y_i = W cols_i + b (one sgemm with
- *   the bias pre-filled, beta = 1); then one fused activation pass over the batch.
- * Backward: dz = dy * f'(z); db = sums of dz per filter; dW += dz_i cols_i^T (one sgemm per
- *   sample, accumulating); dx_i = col2im(W^T dz_i) (skipped for the first layer).
- * Training keeps every sample's columns (n*K*P floats) from forward to backward, so im2col
+ * The batch goes in chunks of S samples (conv_chunk: S*K*P within bp__conv_chunk_floats, at
+ * least one sample), each with one GEMM per product over all its samples' columns:
+ * Forward: cols [K x S*P] = im2col of the chunk's samples side by side; t [F x S*P] = W cols
+ *   + b (one sgemm, bias pre-filled, beta = 1), copied to y's NCHW rows; then one fused
+ *   activation pass over the batch.
+ * Backward: dz = dy * f'(z); db = sums of dz per filter; per chunk t [F x S*P] = dz gathered
+ *   filter-major, dW (+)= t cols^T (one sgemm), dcols [K x S*P] = W^T t (one sgemm) and
+ *   dx = col2im(dcols) per sample (skipped for the first layer).
+ * Training keeps every chunk's columns (n*K*P floats) from forward to backward, so im2col
  * runs once per step. All products go through bp__gemm. */
 #include "util.h"
 #include "gemm.h"
@@ -29,13 +33,28 @@ typedef struct bp__conv_priv {
     size_t p; /* out_h * out_w: columns of the im2col matrix */
 } bp__conv_priv;
 
-/* Columns of sample i start at cols + i * K * P; then z (GELU/SiLU only); then dcols. */
+/* Floats of im2col columns per chunk: 1 Mi floats (4 MiB); a chunk holds at least one
+ * sample. A variable only so that tests can force several chunks (layer_kinds.h). */
+size_t bp__conv_chunk_floats = (size_t)1 << 20;
+
+/* Samples per chunk for a batch of n. */
+static size_t conv_chunk(const bp__conv_priv *p, size_t n)
+{
+    size_t s = bp__conv_chunk_floats / (p->k * p->p);
+    if (s < 1) s = 1;
+    return s < n ? s : n;
+}
+
+/* Training: the columns of every chunk (chunk c at cols + c*S*K*P, [K x s*P] for its s
+ * samples), then z (GELU/SiLU only), then t [F x S*P] and dcols [K x S*P]. Inference: one
+ * chunk's columns, then t. */
 static size_t conv_scratch(const bp_layer *l, size_t n, int training)
 {
     const bp__conv_priv *p = l->priv;
-    const size_t kp = p->k * p->p;
-    if (!training) return kp;
-    return n * kp + (bp__act_needs_z(l->activation) ? n * l->out : 0) + kp;
+    const size_t sp = conv_chunk(p, n) * p->p;
+    if (!training) return p->k * sp + l->out_c * sp;
+    return n * p->k * p->p + (bp__act_needs_z(l->activation) ? n * l->out : 0) + l->out_c * sp +
+           p->k * sp;
 }
 
 /* The output columns ox in [lo, hi) whose input column ix = ox*s - pad + kx lies inside a
@@ -91,8 +110,8 @@ static void col2im_row(const float *src, size_t H, size_t W, size_t OH, size_t O
     }
 }
 
-/* cols [K x P] of one sample x [C x H x W]. */
-static void im2col(const bp_layer *l, const float *x, float *cols)
+/* cols [K x P] of one sample x [C x H x W], rows @p ld floats apart. */
+static void im2col(const bp_layer *l, const float *x, float *cols, size_t ld)
 {
     const bp__conv_priv *p = l->priv;
     const size_t H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
@@ -100,12 +119,12 @@ static void im2col(const bp_layer *l, const float *x, float *cols)
         for (size_t ky = 0; ky < p->kh; ky++)
             for (size_t kx = 0; kx < p->kw; kx++) {
                 const size_t r = (c * p->kh + ky) * p->kw + kx;
-                im2col_row(x + c * H * W, H, W, OH, OW, p->stride, p->pad, ky, kx, cols + r * p->p);
+                im2col_row(x + c * H * W, H, W, OH, OW, p->stride, p->pad, ky, kx, cols + r * ld);
             }
 }
 
-/* dx [C x H x W] = col2im(dcols [K x P]) (overwrites dx). */
-static void col2im(const bp_layer *l, const float *dcols, float *dx)
+/* dx [C x H x W] = col2im(dcols [K x P], rows @p ld floats apart) (overwrites dx). */
+static void col2im(const bp_layer *l, const float *dcols, size_t ld, float *dx)
 {
     const bp__conv_priv *p = l->priv;
     const size_t H = l->in_h, W = l->in_w, OH = l->out_h, OW = l->out_w;
@@ -114,8 +133,7 @@ static void col2im(const bp_layer *l, const float *dcols, float *dx)
         for (size_t ky = 0; ky < p->kh; ky++)
             for (size_t kx = 0; kx < p->kw; kx++) {
                 const size_t r = (c * p->kh + ky) * p->kw + kx;
-                col2im_row(dcols + r * p->p, H, W, OH, OW, p->stride, p->pad, ky, kx,
-                           dx + c * H * W);
+                col2im_row(dcols + r * ld, H, W, OH, OW, p->stride, p->pad, ky, kx, dx + c * H * W);
             }
 }
 
@@ -141,23 +159,29 @@ static double prof_now(void)
 static void conv_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
                          int training)
 {
-    /* x: [n x in], w: [F x K], b: [F], y: [n x F x P]; scratch: cols (+ z) */
+    /* x: [n x in], w: [F x K], b: [F], y: [n x F x P]; scratch: cols (+ z) + t */
     const bp__conv_priv *p = l->priv;
-    const size_t F = l->out_c, K = p->k, P = p->p;
+    const size_t F = l->out_c, K = p->k, P = p->p, S = conv_chunk(p, n);
     const float *w = bp__layer_w(l), *b = bp__layer_b(l);
+    float *t = training ? scratch + n * K * P + (bp__act_needs_z(l->activation) ? n * l->out : 0)
+                        : scratch + K * S * P; /* [F x S*P] */
     PROF_START(t_all);
-    for (size_t i = 0; i < n; i++) {
-        float *cols = training ? scratch + i * K * P : scratch;
-        float *yi = y + i * l->out;
+    for (size_t i0 = 0; i0 < n; i0 += S) {
+        const size_t s = n - i0 < S ? n - i0 : S, sp = s * P;
+        float *cols = training ? scratch + i0 * K * P : scratch; /* [K x s*P] */
         PROF_START(t_cols);
-        im2col(l, x + i * l->in, cols);
+        for (size_t i = 0; i < s; i++)
+            im2col(l, x + (i0 + i) * l->in, cols + i * P, sp);
         PROF_STOP(t_cols, BP__PROF_COLS);
         for (size_t f = 0; f < F; f++)
-            for (size_t q = 0; q < P; q++)
-                yi[f * P + q] = b[f];
+            for (size_t q = 0; q < sp; q++)
+                t[f * sp + q] = b[f];
         PROF_START(t_gemm);
-        bp__gemm(0, 0, F, P, K, 1.0f, w, K, cols, P, 1.0f, yi, P);
+        bp__gemm(0, 0, F, sp, K, 1.0f, w, K, cols, sp, 1.0f, t, sp);
         PROF_STOP(t_gemm, BP__PROF_GEMM);
+        for (size_t i = 0; i < s; i++)
+            for (size_t f = 0; f < F; f++)
+                memcpy(y + (i0 + i) * l->out + f * P, t + f * sp + i * P, P * sizeof(float));
     }
     if (l->activation != BP_ACT_IDENTITY) {
         float *z = training && bp__act_needs_z(l->activation) ? scratch + n * K * P : NULL;
@@ -172,38 +196,43 @@ static int conv_backward(bp_layer *l, size_t n, const float *x, float *scratch, 
     (void)x, (void)dy_is_dz;
     PROF_START(t_all);
     const bp__conv_priv *p = l->priv;
-    const size_t F = l->out_c, K = p->k, P = p->p;
+    const size_t F = l->out_c, K = p->k, P = p->p, S = conv_chunk(p, n);
     const int keep_z = bp__act_needs_z(l->activation);
     const float *z = keep_z ? scratch + n * K * P : NULL;
-    float *dcols = scratch + n * K * P + (keep_z ? n * l->out : 0);
+    float *t = scratch + n * K * P + (keep_z ? n * l->out : 0); /* [F x S*P] */
+    float *dcols = t + F * S * P;                               /* [K x S*P] */
     bp__act_backward(l->activation, &l->act, n * F, P, z, y, dy);
     const float *dz = dy; /* [n x F x P] */
-
     float *restrict db = bp__layer_db(l);
     for (size_t f = 0; f < F; f++) {
-        float s = accumulate ? db[f] : 0.0f;
+        float sum = accumulate ? db[f] : 0.0f;
         for (size_t i = 0; i < n; i++) {
             const float *restrict d = dz + i * l->out + f * P;
-            float t = 0.0f;
+            float u = 0.0f;
             for (size_t q = 0; q < P; q++)
-                t += d[q];
-            s += t;
+                u += d[q];
+            sum += u;
         }
-        db[f] = s;
+        db[f] = sum;
     }
     float *dw = bp__layer_dw(l);
     const float *w = bp__layer_w(l);
-    for (size_t i = 0; i < n; i++) {
-        const float *dzi = dz + i * l->out, *cols = scratch + i * K * P;
+    for (size_t i0 = 0; i0 < n; i0 += S) {
+        const size_t s = n - i0 < S ? n - i0 : S, sp = s * P;
+        const float *cols = scratch + i0 * K * P; /* [K x s*P] */
+        for (size_t i = 0; i < s; i++)
+            for (size_t f = 0; f < F; f++)
+                memcpy(t + f * sp + i * P, dz + (i0 + i) * l->out + f * P, P * sizeof(float));
         PROF_START(t_gemm);
-        /* dW [F x K] (+)= dz_i [F x P] cols_i^T */
-        bp__gemm(0, 1, F, K, P, 1.0f, dzi, P, cols, P, accumulate || i > 0 ? 1.0f : 0.0f, dw, K);
-        if (dx != NULL) /* dcols [K x P] = W^T dz_i */
-            bp__gemm(1, 0, K, P, F, 1.0f, w, K, dzi, P, 0.0f, dcols, P);
+        /* dW [F x K] (+)= t [F x s*P] cols^T */
+        bp__gemm(0, 1, F, K, sp, 1.0f, t, sp, cols, sp, accumulate || i0 > 0 ? 1.0f : 0.0f, dw, K);
+        if (dx != NULL) /* dcols [K x s*P] = W^T t */
+            bp__gemm(1, 0, K, sp, F, 1.0f, w, K, t, sp, 0.0f, dcols, sp);
         PROF_STOP(t_gemm, BP__PROF_GEMM);
         if (dx != NULL) {
             PROF_START(t_cols);
-            col2im(l, dcols, dx + i * l->in);
+            for (size_t i = 0; i < s; i++)
+                col2im(l, dcols + i * P, sp, dx + (i0 + i) * l->in);
             PROF_STOP(t_cols, BP__PROF_COLS);
         }
     }

@@ -26,6 +26,10 @@ void bp__dense_row_forward_with(bp_layer *l, int narrow, const float *x, float *
 int bp__dense_row_backward_with(bp_layer *l, int narrow, const float *x, float *z, const float *y,
                                 float *dy, int dy_is_dz, float *dx, int accumulate);
 
+/* Floats of im2col columns per convolution chunk (layer_conv2d.c; default 1 Mi). Written
+ * only by tests, to force several chunks per batch; never while a net runs. */
+extern size_t bp__conv_chunk_floats;
+
 #ifdef BP_PROFILE
 /* Only in the bench's profiled build of layer_conv2d.c: nanoseconds spent in im2col and
  * col2im, in the layer's sgemm calls, and in the whole layer (forward + backward). */

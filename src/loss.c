@@ -3,6 +3,8 @@
 #include "util.h"
 #include "loss.h"
 
+#include "act_math.h"
+
 #include <float.h>
 #include <math.h>
 
@@ -77,25 +79,24 @@ static double bce_logits_kernel(const float *pred, const float *logits, const fl
     double acc = 0.0;
     for (size_t k = 0; k < total; k++) {
         const float zz = pred[k], t = target[k];
-        acc += (double)(fmaxf(zz, 0.0f) - zz * t + log1pf(expf(-fabsf(zz))));
-        if (grad) {
-            const float s = zz >= 0.0f ? 1.0f / (1.0f + expf(-zz)) : expf(zz) / (1.0f + expf(zz));
-            grad[k] = (s - t) * inv_total;
-        }
+        /* softplus(z) - z t; the exp and log are act_math.h's branch-free ones */
+        acc += (double)(bp__softplusf(zz) - zz * t);
+        if (grad) grad[k] = (bp__sigmoidf(zz) - t) * inv_total;
     }
     return acc / (double)total;
 }
 
-/* log of softmax(z)_j for one row, from the logits: z_j - max - log(sum e^(z - max)). */
+/* log of softmax(z)_j for one row, from the logits: z_j - max - log(sum e^(z - max)), the
+ * exps and the log by act_math.h's branch-free functions (the sum >= 1 is a normal float). */
 static double row_logsumexp(const float *z, size_t width)
 {
     float mx = -INFINITY;
     for (size_t j = 0; j < width; j++)
         mx = z[j] > mx ? z[j] : mx;
-    double s = 0.0;
+    float s = 0.0f;
     for (size_t j = 0; j < width; j++)
-        s += exp((double)z[j] - (double)mx);
-    return (double)mx + log(s);
+        s += bp__exp_neg(z[j] - mx);
+    return (double)mx + (double)bp__log_pos(s);
 }
 
 /* Cross-entropy of softmax outputs p against targets t (one-hot, soft or class indices):

@@ -10,7 +10,7 @@
 
 #include "util.h"
 #include "net.h"
-#include "net.h"
+#include "layer_kinds.h"
 #include "ref_net.h"
 
 static uint64_t rng_state = 777;
@@ -126,6 +126,20 @@ static void conv_gradients_with_stride_and_padding(void **state)
     bp_test_fill_uniform(t, N * out, -1.0f, 1.0f, &rng_state);
     ref_check_grads(net, BP_LOSS_MSE, x, t, N, RTOL, ATOL);
     bp_net_free(net);
+}
+
+/* The same results when the batch goes through the convolutions in several chunks (one
+ * sample each, then a few samples each) as in one. */
+static void conv_in_several_chunks_matches_reference(void **state)
+{
+    const size_t saved = bp__conv_chunk_floats;
+    const size_t budgets[] = {1, 170}; /* S = 1; S = 2 of 3 samples for 5x5 inputs */
+    for (size_t k = 0; k < sizeof budgets / sizeof budgets[0]; k++) {
+        bp__conv_chunk_floats = budgets[k];
+        conv_matches_direct_convolution(state);
+        conv_gradients_with_stride_and_padding(state);
+    }
+    bp__conv_chunk_floats = saved;
 }
 
 static void pool_gradients_match_reference(void **state)
@@ -427,6 +441,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         bp_add_test(conv_matches_direct_convolution),
         bp_add_test(conv_gradients_with_stride_and_padding),
+        bp_add_test(conv_in_several_chunks_matches_reference),
         bp_add_test(pool_gradients_match_reference),
         bp_add_test(small_cnn_gradients_match_reference),
         bp_add_test(flatten_is_zero_cost_and_shapes_chain),
