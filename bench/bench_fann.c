@@ -144,7 +144,8 @@ static int case_fmnist(const bench_opts *o, bench_json *j)
         buf = calloc(n * 794, sizeof *buf);
         if (buf == NULL) return -1;
         bench_fill(buf, n * 784, 7);
-        for (size_t i = 0; i < n; i++) buf[n * 784 + i * 10 + i % 10] = 1.0f;
+        for (size_t i = 0; i < n; i++)
+            buf[n * 784 + i * 10 + i % 10] = 1.0f;
         x = buf, y = buf + n * 784;
     }
     if (o->samples < n) n = o->samples;
@@ -160,7 +161,8 @@ static int case_fmnist(const bench_opts *o, bench_json *j)
     double *t = malloc((size_t)o->repeat * sizeof *t);
     if (t == NULL) goto done;
     for (int r = 0; r < o->repeat; r++) {
-        for (size_t i = 0; i < n; i++) perm[i] = i;
+        for (size_t i = 0; i < n; i++)
+            perm[i] = i;
         for (size_t i = n; i > 1; i--) { /* Fisher-Yates, LCG-driven */
             s = s * 6364136223846793005u + 1442695040888963407u;
             const size_t k = (size_t)((s >> 33) % i), tmp = perm[i - 1];
@@ -212,7 +214,8 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = argv[i + 1];
         size_t x;
         if (strcmp(a, "--list") == 0) {
-            for (int c = 0; c < 3; c++) printf("%s\n", names[c]);
+            for (int c = 0; c < 3; c++)
+                printf("%s\n", names[c]);
             return 0;
         } else if (strcmp(a, "--case") == 0) {
             f.any = 1;

@@ -13,9 +13,9 @@
 
 /* Options every case may read (set from the command line of bp_bench). */
 typedef struct bench_opts {
-    int repeat;     /* timed samples per measurement; the median is reported */
-    size_t m, n, k; /* GEMM-like shape for the cases that take one */
-    size_t samples; /* at most this many rows of a data set per epoch (smoke tests) */
+    int repeat;              /* timed samples per measurement; the median is reported */
+    size_t m, n, k;          /* GEMM-like shape for the cases that take one */
+    size_t samples;          /* at most this many rows of a data set per epoch (smoke tests) */
     const char *fmnist_dir;  /* Fashion-MNIST IDX files (*-idx?-ubyte.gz) */
     const char *census_path; /* FANN's census-house.train */
 } bench_opts;

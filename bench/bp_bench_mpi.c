@@ -280,8 +280,8 @@ static int case_fmnist_fit(const run_opts *o)
         return 1;
     }
     static const size_t hidden[] = {256, 128};
-    const train_case c = {"fmnist_fit", 784, 10, 64, hidden, 2, BP_LOSS_SOFTMAX_CE,
-                          BP_ACT_SOFTMAX, 0.05, NULL, NULL, 0, 0};
+    const train_case c = {"fmnist_fit",   784,  10,   64,   hidden, 2, BP_LOSS_SOFTMAX_CE,
+                          BP_ACT_SOFTMAX, 0.05, NULL, NULL, 0,      0};
     const long epochs = o->steps > 0 ? o->steps : 1;
     bp_net *net;
     bp_optimizer *opt;
@@ -357,8 +357,9 @@ enum { NCASES = sizeof cases / sizeof cases[0] };
 static int usage(int rank)
 {
     if (rank == 0)
-        fprintf(stderr, "usage: mpiexec -n P bp_bench_mpi [--case allreduce,fmnist,fmnist_fit,gemm_mlp] "
-                        "[--steps N] [--data DIR]\n");
+        fprintf(stderr,
+                "usage: mpiexec -n P bp_bench_mpi [--case allreduce,fmnist,fmnist_fit,gemm_mlp] "
+                "[--steps N] [--data DIR]\n");
     return 2;
 }
 

@@ -82,8 +82,8 @@ int main(int argc, char **argv)
     }
     srand(seed); /* FANN draws its initial weights from rand() */
     const unsigned in = fann_num_input_train_data(train), out = fann_num_output_train_data(train);
-    struct fann *ann = h2 ? fann_create_standard(4, in, h1, h2, out)
-                          : fann_create_standard(3, in, h1, out);
+    struct fann *ann =
+        h2 ? fann_create_standard(4, in, h1, h2, out) : fann_create_standard(3, in, h1, out);
     fann_set_training_algorithm(ann, FANN_TRAIN_RPROP); /* FANN's iRprop- (its default) */
     fann_set_activation_function_hidden(ann, FANN_SIGMOID_SYMMETRIC);
     fann_set_activation_function_output(ann, FANN_LINEAR);

@@ -62,35 +62,35 @@ extern "C" {
 /** @def BP_API
  * Marks exported functions. Define BP_STATIC when linking the static library on Windows. */
 #ifndef BP_API
-#  if defined(_WIN32) || defined(__CYGWIN__)
-#    if defined(BP_BUILDING_SHARED)
-#      define BP_API __declspec(dllexport)
-#    elif defined(BP_STATIC)
-#      define BP_API
-#    else
-#      define BP_API __declspec(dllimport)
-#    endif
-#  elif defined(__GNUC__) && __GNUC__ >= 4
-#    define BP_API __attribute__((visibility("default")))
-#  else
-#    define BP_API
-#  endif
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(BP_BUILDING_SHARED)
+#define BP_API __declspec(dllexport)
+#elif defined(BP_STATIC)
+#define BP_API
+#else
+#define BP_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define BP_API __attribute__((visibility("default")))
+#else
+#define BP_API
+#endif
 #endif
 
 /** @def BP_DEPRECATED(msg)
  * Marks a function kept for compatibility; define BP_DISABLE_DEPRECATE_WARNINGS to silence. */
 #ifndef BP_DEPRECATED
-#  if defined(BP_DISABLE_DEPRECATE_WARNINGS)
-#    define BP_DEPRECATED(msg)
-#  elif defined(__cplusplus) && __cplusplus >= 201402L
-#    define BP_DEPRECATED(msg) [[deprecated(msg)]]
-#  elif defined(__GNUC__) || defined(__clang__)
-#    define BP_DEPRECATED(msg) __attribute__((deprecated(msg)))
-#  elif defined(_MSC_VER)
-#    define BP_DEPRECATED(msg) __declspec(deprecated(msg))
-#  else
-#    define BP_DEPRECATED(msg)
-#  endif
+#if defined(BP_DISABLE_DEPRECATE_WARNINGS)
+#define BP_DEPRECATED(msg)
+#elif defined(__cplusplus) && __cplusplus >= 201402L
+#define BP_DEPRECATED(msg) [[deprecated(msg)]]
+#elif defined(__GNUC__) || defined(__clang__)
+#define BP_DEPRECATED(msg) __attribute__((deprecated(msg)))
+#elif defined(_MSC_VER)
+#define BP_DEPRECATED(msg) __declspec(deprecated(msg))
+#else
+#define BP_DEPRECATED(msg)
+#endif
 #endif
 
 /* ============================================================================================
@@ -105,12 +105,12 @@ extern "C" {
 #define BP_VERSION_PATCH 0
 /** MAJOR*10000 + MINOR*100 + PATCH, comparable with bp_version(). */
 #define BP_VERSION_NUMBER (BP_VERSION_MAJOR * 10000 + BP_VERSION_MINOR * 100 + BP_VERSION_PATCH)
-#define BP__STRINGIFY(x) #x
+#define BP__STRINGIFY(x)  #x
 #define BP__XSTRINGIFY(x) BP__STRINGIFY(x)
 /** "MAJOR.MINOR.PATCH", derived from the three numbers above. */
-#define BP_VERSION_STRING                                                                       \
-    BP__XSTRINGIFY(BP_VERSION_MAJOR) "." BP__XSTRINGIFY(BP_VERSION_MINOR) "." BP__XSTRINGIFY(   \
-        BP_VERSION_PATCH)
+#define BP_VERSION_STRING                                                                          \
+    BP__XSTRINGIFY(BP_VERSION_MAJOR)                                                               \
+    "." BP__XSTRINGIFY(BP_VERSION_MINOR) "." BP__XSTRINGIFY(BP_VERSION_PATCH)
 
 /** @return the run-time library's BP_VERSION_NUMBER; compare with the header's to detect a
  *  header/library mismatch. Thread-safe. @since 0.1 */
@@ -128,21 +128,21 @@ BP_API const char *bp_version_string(void);
 
 /** Status of a fallible call: BP_OK (0) or a negative error code (values are stable). */
 typedef enum bp_status {
-    BP_OK = 0,                    /**< success */
-    BP_ERR_INVALID_ARG = -100,    /**< NULL pointer, zero size, unknown enum or key, bad handle */
-    BP_ERR_OUT_OF_RANGE = -101,   /**< a setting's value is outside its documented bounds */
-    BP_ERR_STATE = -102,          /**< call not valid now (e.g. net has no layers, optimizer
-                                       bound to a net of another shape) */
-    BP_ERR_UNSUPPORTED = -103,    /**< feature not built in or not applicable */
+    BP_OK = 0,                      /**< success */
+    BP_ERR_INVALID_ARG = -100,      /**< NULL pointer, zero size, unknown enum or key, bad handle */
+    BP_ERR_OUT_OF_RANGE = -101,     /**< a setting's value is outside its documented bounds */
+    BP_ERR_STATE = -102,            /**< call not valid now (e.g. net has no layers, optimizer
+                                         bound to a net of another shape) */
+    BP_ERR_UNSUPPORTED = -103,      /**< feature not built in or not applicable */
     BP_ERR_BUFFER_TOO_SMALL = -104, /**< caller's output buffer is smaller than required */
-    BP_ERR_SHAPE = -200,          /**< widths or sizes disagree */
-    BP_ERR_INDEX = -201,          /**< an index (layer, class label, row) is out of range */
-    BP_ERR_NONFINITE = -300,      /**< NaN or Inf in an input, target, loss or gradient */
-    BP_ERR_IO = -400,             /**< the operating system refused a read or write */
-    BP_ERR_FORMAT = -401,         /**< malformed file or buffer contents */
-    BP_ERR_VERSION = -402,        /**< file written by an unsupported format version */
-    BP_ERR_CHECKSUM = -403,       /**< file contents fail their checksum */
-    BP_ERR_NOMEM = -500           /**< an allocation failed */
+    BP_ERR_SHAPE = -200,            /**< widths or sizes disagree */
+    BP_ERR_INDEX = -201,            /**< an index (layer, class label, row) is out of range */
+    BP_ERR_NONFINITE = -300,        /**< NaN or Inf in an input, target, loss or gradient */
+    BP_ERR_IO = -400,               /**< the operating system refused a read or write */
+    BP_ERR_FORMAT = -401,           /**< malformed file or buffer contents */
+    BP_ERR_VERSION = -402,          /**< file written by an unsupported format version */
+    BP_ERR_CHECKSUM = -403,         /**< file contents fail their checksum */
+    BP_ERR_NOMEM = -500             /**< an allocation failed */
 } bp_status;
 
 /** @param status  a bp_status value (any int).
@@ -211,10 +211,10 @@ enum bp_activation {
     BP_ACT_RELU = 3,       /**< max(0, z) */
     BP_ACT_LEAKY_RELU = 4, /**< z > 0 ? z : slope*z; slope is BP_LAYER_LEAKY_SLOPE (0.01) */
     BP_ACT_ELU = 5,        /**< z > 0 ? z : alpha*(e^z - 1); alpha is BP_LAYER_ELU_ALPHA (1) */
-    BP_ACT_GELU = 6,       /**< tanh approximation: 0.5 z (1 + tanh(sqrt(2/pi)(z + 0.044715 z^3))) */
-    BP_ACT_SILU = 7,       /**< swish: z * sigmoid(z) */
-    BP_ACT_SOFTPLUS = 8,   /**< log(1 + e^z), computed stably */
-    BP_ACT_SOFTMAX = 9     /**< row-wise softmax; only on the output layer */
+    BP_ACT_GELU = 6,     /**< tanh approximation: 0.5 z (1 + tanh(sqrt(2/pi)(z + 0.044715 z^3))) */
+    BP_ACT_SILU = 7,     /**< swish: z * sigmoid(z) */
+    BP_ACT_SOFTPLUS = 8, /**< log(1 + e^z), computed stably */
+    BP_ACT_SOFTMAX = 9   /**< row-wise softmax; only on the output layer */
 };
 
 /** Weight initialisation schemes (pass as int). Dense layers: fan_in = inputs, fan_out =
@@ -251,37 +251,37 @@ enum bp_layer_kind {
  *  L = (1/n) sum_rows sum_cols l(pred, target), except MSE/MAE/Huber which also average over
  *  the output columns: L = (1/(n*out)) sum l. */
 enum bp_loss {
-    BP_LOSS_MSE = 1,         /**< mean of (pred - target)^2 over all n*out elements */
-    BP_LOSS_MAE = 2,         /**< mean of |pred - target| over all n*out elements */
-    BP_LOSS_HUBER = 3,       /**< mean of Huber(pred - target; delta), delta BP_NET_HUBER_DELTA */
-    BP_LOSS_BCE_LOGITS = 4,  /**< binary cross-entropy; outputs are logits (use identity
-                                  activation), targets in [0, 1]; mean over n*out elements;
-                                  stable form max(z,0) - z t + log(1 + e^-|z|) */
-    BP_LOSS_SOFTMAX_CE = 5,  /**< categorical cross-entropy of a softmax output layer against
-                                  one-hot (or probability) target rows [n x out]; sum over
-                                  classes, mean over rows; fused with softmax in train_step.
-                                  L = -sum_j t_j log p_j for any finite target rows; rows
-                                  that do not sum to 1 (label weights, smoothing without
-                                  normalising) get the exact gradient of that loss, dL/dz =
-                                  (p sum_j t_j - t) / n, as in PyTorch (since 0.2; 0.1 used
-                                  (p - t) / n, right only for rows summing to 1) */
+    BP_LOSS_MSE = 1,        /**< mean of (pred - target)^2 over all n*out elements */
+    BP_LOSS_MAE = 2,        /**< mean of |pred - target| over all n*out elements */
+    BP_LOSS_HUBER = 3,      /**< mean of Huber(pred - target; delta), delta BP_NET_HUBER_DELTA */
+    BP_LOSS_BCE_LOGITS = 4, /**< binary cross-entropy; outputs are logits (use identity
+                                 activation), targets in [0, 1]; mean over n*out elements;
+                                 stable form max(z,0) - z t + log(1 + e^-|z|) */
+    BP_LOSS_SOFTMAX_CE = 5, /**< categorical cross-entropy of a softmax output layer against
+                                 one-hot (or probability) target rows [n x out]; sum over
+                                 classes, mean over rows; fused with softmax in train_step.
+                                 L = -sum_j t_j log p_j for any finite target rows; rows
+                                 that do not sum to 1 (label weights, smoothing without
+                                 normalising) get the exact gradient of that loss, dL/dz =
+                                 (p sum_j t_j - t) / n, as in PyTorch (since 0.2; 0.1 used
+                                 (p - t) / n, right only for rows summing to 1) */
     BP_LOSS_SPARSE_SOFTMAX_CE = 6 /**< as BP_LOSS_SOFTMAX_CE with targets given as class
                                   indices [n] (0 .. out-1, stored as float) */
 };
 
 /** Optimizer algorithms (pass as int to bp_optimizer_create()). */
 enum bp_optimizer_kind {
-    BP_OPTIMIZER_SGD = 1,          /**< SGD with momentum, dampening, Nesterov, weight decay */
-    BP_OPTIMIZER_ADAGRAD = 2,      /**< Duchi et al. 2011 */
-    BP_OPTIMIZER_RMSPROP = 3,      /**< Hinton 2012; optional momentum and centred variant */
-    BP_OPTIMIZER_ADAM = 4,         /**< Kingma & Ba 2015, bias-corrected; AMSGrad flag */
-    BP_OPTIMIZER_ADAMW = 5,        /**< Adam with decoupled weight decay (Loshchilov & Hutter) */
-    BP_OPTIMIZER_ADAMAX = 6,       /**< Adam with the infinity norm */
-    BP_OPTIMIZER_NADAM = 7,        /**< Adam with Nesterov momentum (Dozat 2016), as PyTorch's
-                                        NAdam: momentum schedule mu_t = beta1 (1 - 0.5 *
-                                        0.96^(0.004 t)) (momentum_decay 0.004, fixed) */
-    BP_OPTIMIZER_IRPROP_MINUS = 8  /**< iRprop- (Igel & Huesken 2000), FANN's default; meant
-                                        for full-batch training; ignores the learning rate */
+    BP_OPTIMIZER_SGD = 1,         /**< SGD with momentum, dampening, Nesterov, weight decay */
+    BP_OPTIMIZER_ADAGRAD = 2,     /**< Duchi et al. 2011 */
+    BP_OPTIMIZER_RMSPROP = 3,     /**< Hinton 2012; optional momentum and centred variant */
+    BP_OPTIMIZER_ADAM = 4,        /**< Kingma & Ba 2015, bias-corrected; AMSGrad flag */
+    BP_OPTIMIZER_ADAMW = 5,       /**< Adam with decoupled weight decay (Loshchilov & Hutter) */
+    BP_OPTIMIZER_ADAMAX = 6,      /**< Adam with the infinity norm */
+    BP_OPTIMIZER_NADAM = 7,       /**< Adam with Nesterov momentum (Dozat 2016), as PyTorch's
+                                       NAdam: momentum schedule mu_t = beta1 (1 - 0.5 *
+                                       0.96^(0.004 t)) (momentum_decay 0.004, fixed) */
+    BP_OPTIMIZER_IRPROP_MINUS = 8 /**< iRprop- (Igel & Huesken 2000), FANN's default; meant
+                                       for full-batch training; ignores the learning rate */
 };
 
 /** Optimizer settings for bp_optimizer_set()/bp_optimizer_get() (block 100..199).
@@ -312,43 +312,43 @@ enum bp_optimizer_key {
     BP_OPT_INITIAL_ACCUMULATOR = 111, /**< Adagrad initial accumulator; [0, 1e3]; default 0;
                                      takes effect when the state is created (first step after
                                      create or reset) */
-    BP_OPT_RPROP_ETA_PLUS = 112,  /**< iRprop- step increase factor; [1, 10]; default 1.2 */
-    BP_OPT_RPROP_ETA_MINUS = 113, /**< iRprop- step decrease factor; (0, 1]; default 0.5 */
-    BP_OPT_RPROP_DELTA_INIT = 114,/**< iRprop- initial step; [0, 1e3]; default 0.1 (FANN);
-                                     takes effect when the state is created */
-    BP_OPT_RPROP_DELTA_MIN = 115, /**< iRprop- minimum step; [0, 1e3]; default 0; must not
-                                     exceed the maximum when stepping (else BP_ERR_STATE) */
-    BP_OPT_RPROP_DELTA_MAX = 116  /**< iRprop- maximum step; [0, 1e6]; default 50 (FANN) */
+    BP_OPT_RPROP_ETA_PLUS = 112,      /**< iRprop- step increase factor; [1, 10]; default 1.2 */
+    BP_OPT_RPROP_ETA_MINUS = 113,     /**< iRprop- step decrease factor; (0, 1]; default 0.5 */
+    BP_OPT_RPROP_DELTA_INIT = 114,    /**< iRprop- initial step; [0, 1e3]; default 0.1 (FANN);
+                                         takes effect when the state is created */
+    BP_OPT_RPROP_DELTA_MIN = 115,     /**< iRprop- minimum step; [0, 1e3]; default 0; must not
+                                         exceed the maximum when stepping (else BP_ERR_STATE) */
+    BP_OPT_RPROP_DELTA_MAX = 116      /**< iRprop- maximum step; [0, 1e6]; default 50 (FANN) */
 };
 
 /** Layer settings for bp_layer_set()/bp_layer_get() (block 200..299). Each key applies to
  *  the kinds named; bp_layer_set()/bp_layer_get() on another kind fail with
  *  BP_ERR_INVALID_ARG. */
 enum bp_layer_key {
-    BP_LAYER_TRAINABLE = 200,   /**< every kind. 1: the optimizer updates this layer; 0:
-                                     frozen (its gradients are still computed). Default 1 */
-    BP_LAYER_LEAKY_SLOPE = 201, /**< dense, conv2d, activation: leaky ReLU negative slope;
-                                     [0, 1]; default 0.01 */
-    BP_LAYER_ELU_ALPHA = 202,   /**< dense, conv2d, activation: ELU alpha; [0, 100];
-                                     default 1 */
-    BP_LAYER_BN_MOMENTUM = 203, /**< batchnorm: weight of the old running statistics,
-                                     running = m * running + (1 - m) * batch (Keras'
-                                     convention; PyTorch's momentum is 1 - m); [0, 1];
-                                     default 0.99 @since 0.1 */
-    BP_LAYER_BN_EPSILON = 204,  /**< batchnorm: added to the variance; [1e-12, 1]; default
-                                     1e-5 @since 0.1 */
+    BP_LAYER_TRAINABLE = 200,    /**< every kind. 1: the optimizer updates this layer; 0:
+                                      frozen (its gradients are still computed). Default 1 */
+    BP_LAYER_LEAKY_SLOPE = 201,  /**< dense, conv2d, activation: leaky ReLU negative slope;
+                                      [0, 1]; default 0.01 */
+    BP_LAYER_ELU_ALPHA = 202,    /**< dense, conv2d, activation: ELU alpha; [0, 100];
+                                      default 1 */
+    BP_LAYER_BN_MOMENTUM = 203,  /**< batchnorm: weight of the old running statistics,
+                                      running = m * running + (1 - m) * batch (Keras'
+                                      convention; PyTorch's momentum is 1 - m); [0, 1];
+                                      default 0.99 @since 0.1 */
+    BP_LAYER_BN_EPSILON = 204,   /**< batchnorm: added to the variance; [1e-12, 1]; default
+                                      1e-5 @since 0.1 */
     BP_LAYER_DROPOUT_RATE = 205, /**< dropout: probability of zeroing an activation in
                                      training; [0, 1); default: bp_net_add_dropout()'s rate
                                      @since 0.1 */
-    BP_LAYER_L2 = 206,          /**< dense, conv2d: L2 penalty lambda; every backward pass
-                                     adds lambda * w to dL/dw for the weights (not the
-                                     biases), i.e. the gradient of (lambda/2) * sum w^2. The
-                                     loss value reported does not include the penalty.
-                                     [0, 1e3]; default 0 @since 0.1 */
-    BP_LAYER_L1 = 207           /**< dense, conv2d: L1 penalty lambda; adds lambda * sign(w)
-                                     to dL/dw (sign(0) = 0), the gradient of
-                                     lambda * sum |w|; weights only; not in the reported
-                                     loss. [0, 1e3]; default 0 @since 0.1 */
+    BP_LAYER_L2 = 206,           /**< dense, conv2d: L2 penalty lambda; every backward pass
+                                      adds lambda * w to dL/dw for the weights (not the
+                                      biases), i.e. the gradient of (lambda/2) * sum w^2. The
+                                      loss value reported does not include the penalty.
+                                      [0, 1e3]; default 0 @since 0.1 */
+    BP_LAYER_L1 = 207            /**< dense, conv2d: L1 penalty lambda; adds lambda * sign(w)
+                                      to dL/dw (sign(0) = 0), the gradient of
+                                      lambda * sum |w|; weights only; not in the reported
+                                      loss. [0, 1e3]; default 0 @since 0.1 */
 };
 
 /** Network settings for bp_net_set()/bp_net_get() (block 300..399). */
@@ -406,8 +406,8 @@ BP_API bp_status bp_net_create(bp_net **out, size_t inputs, uint64_t seed);
  *  @param user  passed to @p alloc_fn and @p free_fn.
  *  @return as bp_net_create().
  *  @since 0.1 */
-BP_API bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed,
-                                  bp_alloc_fn alloc_fn, bp_free_fn free_fn, void *user);
+BP_API bp_status bp_net_create_ex(bp_net **out, size_t inputs, uint64_t seed, bp_alloc_fn alloc_fn,
+                                  bp_free_fn free_fn, void *user);
 
 /** Create an empty network whose input rows are images of @p channels x @p height x
  *  @p width, stored channels-first (NCHW: row = channel planes one after another, each
@@ -433,9 +433,9 @@ BP_API bp_status bp_net_create_image(bp_net **out, size_t channels, size_t heigh
  *  @param free_fn   release callback matching @p alloc_fn; NULL together with it selects free.
  *  @param user      passed to @p alloc_fn and @p free_fn.
  *  @return as bp_net_create_image(). @since 0.1 */
-BP_API bp_status bp_net_create_image_ex(bp_net **out, size_t channels, size_t height,
-                                        size_t width, uint64_t seed, bp_alloc_fn alloc_fn,
-                                        bp_free_fn free_fn, void *user);
+BP_API bp_status bp_net_create_image_ex(bp_net **out, size_t channels, size_t height, size_t width,
+                                        uint64_t seed, bp_alloc_fn alloc_fn, bp_free_fn free_fn,
+                                        void *user);
 
 /** The input shape: as given to bp_net_create_image(), or [inputs x 1 x 1] for a network
  *  made by bp_net_create().
@@ -541,9 +541,8 @@ BP_API bp_status bp_net_add_activation(bp_net *net, int activation);
  *  @param activation  an enum bp_activation value other than BP_ACT_SOFTMAX.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (kernel larger than the padded input,
  *  output wider than 2^24), BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
-BP_API bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h,
-                                   size_t kernel_w, size_t stride, size_t padding,
-                                   int activation);
+BP_API bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h, size_t kernel_w,
+                                   size_t stride, size_t padding, int activation);
 
 /** Append 2-D max pooling: the maximum of each @p size x @p size window, windows moved by
  *  @p stride, no padding: [C x H x W] -> [C x OH x OW], OH = (H - size) / stride + 1.
@@ -639,8 +638,7 @@ BP_API bp_status bp_net_reset_settings(bp_net *net);
  *  @param needed  if not NULL, receives the size needed including the NUL.
  *  @return BP_OK, or BP_ERR_BUFFER_TOO_SMALL (buf then holds a truncated, terminated
  *  prefix when capacity > 0). @since 0.1 */
-BP_API bp_status bp_net_summary(const bp_net *net, char *buf, size_t capacity,
-                                size_t *needed);
+BP_API bp_status bp_net_summary(const bp_net *net, char *buf, size_t capacity, size_t *needed);
 
 /** Training forward pass over a batch, keeping every layer's activations for
  *  bp_net_backward().
@@ -682,8 +680,8 @@ BP_API bp_status bp_net_zero_grad(bp_net *net);
  *  BP_LOSS_BCE_LOGITS target outside [0, 1]), BP_ERR_STATE, BP_ERR_INDEX (class index out of
  *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient, also one a gradient hook
  *  wrote: parameters are then untouched), BP_ERR_NOMEM, or an optimizer error; a gradient
- *  hook's error status (one that is no bp_status becomes BP_ERR_STATE). After the first call at a given n, no
- *  further allocation happens. @since 0.1 */
+ *  hook's error status (one that is no bp_status becomes BP_ERR_STATE). After the first call at a
+ * given n, no further allocation happens. @since 0.1 */
 BP_API bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
                                    const float *y, size_t n, float *loss_value);
 
@@ -741,8 +739,7 @@ BP_API bp_status bp_net_set_grad_hook(bp_net *net, bp_grad_fn fn, void *user);
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_BUFFER_TOO_SMALL,
  *  BP_ERR_NONFINITE (also: an input or output that scales to Inf with
  *  BP_NET_APPLY_SCALERS), BP_ERR_NOMEM. @since 0.1 */
-BP_API bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y,
-                                size_t capacity);
+BP_API bp_status bp_net_predict(bp_net *net, const float *x, size_t n, float *y, size_t capacity);
 
 /** The scratch size bp_net_predict_ws() needs for @p n rows: rows are processed in chunks
  *  of at most 1024, so this stops growing beyond n = 1024.
@@ -934,8 +931,8 @@ BP_API bp_status bp_layer_reset_settings(bp_layer *layer);
  *  @param padding   receives the zero padding on every side.
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL output, or a kind without a
  *  kernel; nothing is written then). @since 0.2 */
-BP_API bp_status bp_layer_kernel_shape(const bp_layer *layer, size_t *kernel_h,
-                                       size_t *kernel_w, size_t *stride, size_t *padding);
+BP_API bp_status bp_layer_kernel_shape(const bp_layer *layer, size_t *kernel_h, size_t *kernel_w,
+                                       size_t *stride, size_t *padding);
 
 /** Copy the layer's non-parameter state, the values a model file saves besides weights and
  *  biases: batchnorm running mean [C] followed by running variance [C] (2C floats); no
@@ -1107,8 +1104,8 @@ enum bp_scale_kind {
 
 /** Which half of a data set a scaler covers (pass as int). */
 enum bp_scale_part {
-    BP_SCALE_INPUTS = 1,  /**< the input columns [in] */
-    BP_SCALE_TARGETS = 2  /**< the target columns [out] (e.g. regression targets) */
+    BP_SCALE_INPUTS = 1, /**< the input columns [in] */
+    BP_SCALE_TARGETS = 2 /**< the target columns [out] (e.g. regression targets) */
 };
 
 /** Create a data set from copies of caller arrays.
@@ -1194,8 +1191,8 @@ BP_API bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int del
  *  @return as bp_dataset_load_csv(), and BP_ERR_OUT_OF_RANGE when a gzip file decompresses
  *  to more than @p max_decompressed bytes. @since 0.2 */
 BP_API bp_status bp_dataset_load_csv_ex(bp_dataset **out, const char *path, int delimiter,
-                                        int has_header, size_t target_first,
-                                        size_t target_count, size_t max_decompressed);
+                                        int has_header, size_t target_first, size_t target_count,
+                                        size_t max_decompressed);
 
 /** Load a FANN training file: the numbers "num_data num_input num_output", then for each
  *  sample num_input inputs followed by num_output outputs. Any whitespace (spaces, tabs,
@@ -1664,8 +1661,7 @@ BP_API size_t bp_net_history_length(const bp_net *net);
  *  @param value   receives the value (NaN for a metric that does not apply).
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL @p value, unknown metric),
  *  BP_ERR_INDEX (@p epoch out of range). @since 0.1 */
-BP_API bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric,
-                                    double *value);
+BP_API bp_status bp_net_history_get(const bp_net *net, size_t epoch, int metric, double *value);
 
 /** The best epoch of the last bp_net_fit() call: the first history row with the lowest
  *  monitored loss (the validation loss when that call had a validation set, otherwise the
@@ -1761,8 +1757,7 @@ BP_API bp_status bp_net_save(const bp_net *net, const char *path);
  *  holds the size needed; buf is unspecified), BP_ERR_NOMEM (only layer kinds with
  *  non-parameter state, e.g. running statistics, copy it through a temporary buffer; dense
  *  networks never allocate here). @since 0.1 */
-BP_API bp_status bp_net_save_buffer(const bp_net *net, void *buf, size_t capacity,
-                                    size_t *size);
+BP_API bp_status bp_net_save_buffer(const bp_net *net, void *buf, size_t capacity, size_t *size);
 
 /** Load a network saved by bp_net_save() (or a checkpoint: its optimizer state is ignored).
  *  The loaded net has the saved seed state, settings, scalers and metadata; it predicts
@@ -1815,8 +1810,7 @@ BP_API bp_status bp_net_load_buffer_ex(bp_net **out, const void *buf, size_t siz
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (optimizer bound to another shape),
  *  BP_ERR_NONFINITE (a parameter or optimizer state value the loader would refuse: nothing
  *  written), BP_ERR_IO (previous file intact), BP_ERR_NOMEM. @since 0.1 */
-BP_API bp_status bp_checkpoint_save(const bp_net *net, const bp_optimizer *opt,
-                                    const char *path);
+BP_API bp_status bp_checkpoint_save(const bp_net *net, const bp_optimizer *opt, const char *path);
 
 /** As bp_checkpoint_save(), into a caller buffer; parameters and errors as
  *  bp_net_save_buffer().
@@ -1827,8 +1821,8 @@ BP_API bp_status bp_checkpoint_save(const bp_net *net, const bp_optimizer *opt,
  *  @param size  receives the bytes needed; may not be NULL.
  *  @return as bp_net_save_buffer().
  *  @since 0.1 */
-BP_API bp_status bp_checkpoint_save_buffer(const bp_net *net, const bp_optimizer *opt,
-                                           void *buf, size_t capacity, size_t *size);
+BP_API bp_status bp_checkpoint_save_buffer(const bp_net *net, const bp_optimizer *opt, void *buf,
+                                           size_t capacity, size_t *size);
 
 /** Load a checkpoint written by bp_checkpoint_save().
  *  @param net_out  receives the network; NULL on failure. Free with bp_net_free().
@@ -1837,8 +1831,7 @@ BP_API bp_status bp_checkpoint_save_buffer(const bp_net *net, const bp_optimizer
  *  @param path  the file name.
  *  @return as bp_net_load(); a model file without optimizer state is BP_ERR_FORMAT.
  *  @since 0.1 */
-BP_API bp_status bp_checkpoint_load(bp_net **net_out, bp_optimizer **opt_out,
-                                    const char *path);
+BP_API bp_status bp_checkpoint_load(bp_net **net_out, bp_optimizer **opt_out, const char *path);
 
 /** As bp_checkpoint_load(), with every allocation of both handles made through the
  *  allocator (see bp_net_create_ex()).
@@ -1850,9 +1843,8 @@ BP_API bp_status bp_checkpoint_load(bp_net **net_out, bp_optimizer **opt_out,
  *  @param user  passed to @p alloc_fn and @p free_fn.
  *  @return as bp_checkpoint_load().
  *  @since 0.1 */
-BP_API bp_status bp_checkpoint_load_ex(bp_net **net_out, bp_optimizer **opt_out,
-                                       const char *path, bp_alloc_fn alloc_fn,
-                                       bp_free_fn free_fn, void *user);
+BP_API bp_status bp_checkpoint_load_ex(bp_net **net_out, bp_optimizer **opt_out, const char *path,
+                                       bp_alloc_fn alloc_fn, bp_free_fn free_fn, void *user);
 
 /** As bp_checkpoint_load(), from @p size bytes at @p buf (not retained).
  *  @param net_out  receives the network; NULL on failure. Free with bp_net_free().
@@ -1875,9 +1867,8 @@ BP_API bp_status bp_checkpoint_load_buffer(bp_net **net_out, bp_optimizer **opt_
  *  @return as bp_checkpoint_load_buffer().
  *  @since 0.1 */
 BP_API bp_status bp_checkpoint_load_buffer_ex(bp_net **net_out, bp_optimizer **opt_out,
-                                              const void *buf, size_t size,
-                                              bp_alloc_fn alloc_fn, bp_free_fn free_fn,
-                                              void *user);
+                                              const void *buf, size_t size, bp_alloc_fn alloc_fn,
+                                              bp_free_fn free_fn, void *user);
 
 /** Keep a data scaler (as computed by bp_dataset_fit_scaler()) with the network, so that it
  *  is saved and loaded with the model. The net applies it only when asked: with
@@ -1897,8 +1888,8 @@ BP_API bp_status bp_checkpoint_load_buffer_ex(bp_net **net_out, bp_optimizer **o
  *  @param count   the part's width; or 0 with @p offset and @p scale NULL to remove it.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (count differs from the width),
  *  BP_ERR_NONFINITE (or a zero scale), BP_ERR_NOMEM (net unchanged). @since 0.1 */
-BP_API bp_status bp_net_set_scaler(bp_net *net, int part, const float *offset,
-                                   const float *scale, size_t count);
+BP_API bp_status bp_net_set_scaler(bp_net *net, int part, const float *offset, const float *scale,
+                                   size_t count);
 
 /** Read a scaler kept with the network.
  *  @param net  the network.
@@ -1932,8 +1923,8 @@ BP_API bp_status bp_net_set_meta(bp_net *net, const char *key, const char *value
  *  @param needed    if not NULL, receives the value's length + 1.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_INDEX (no such key), BP_ERR_BUFFER_TOO_SMALL
  *  (buf then holds a truncated, terminated prefix when capacity > 0). @since 0.1 */
-BP_API bp_status bp_net_get_meta(const bp_net *net, const char *key, char *buf,
-                                 size_t capacity, size_t *needed);
+BP_API bp_status bp_net_get_meta(const bp_net *net, const char *key, char *buf, size_t capacity,
+                                 size_t *needed);
 
 #ifdef __cplusplus
 } /* extern "C" */

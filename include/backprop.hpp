@@ -34,11 +34,13 @@
 #include <utility>
 #include <vector>
 
-namespace bp {
+namespace bp
+{
 
 /** A failed library call: status() is the bp_status, what() the library's message. */
-class Error : public std::runtime_error {
-public:
+class Error : public std::runtime_error
+{
+  public:
     Error(int status, const std::string &message)
         : std::runtime_error(message.empty() ? std::string(bp_status_string(status)) : message),
           status_(status)
@@ -47,11 +49,12 @@ public:
     /** The bp_status code of the failure (negative). */
     int status() const noexcept { return status_; }
 
-private:
+  private:
     int status_;
 };
 
-namespace detail {
+namespace detail
+{
 
 inline void check(bp_status status)
 {
@@ -101,21 +104,45 @@ template <class Save> std::vector<unsigned char> to_bytes(Save save)
 } // namespace detail
 
 /** bp_version(). */
-inline unsigned version() noexcept { return bp_version(); }
+inline unsigned version() noexcept
+{
+    return bp_version();
+}
 /** bp_version_string(). */
-inline std::string version_string() { return bp_version_string(); }
+inline std::string version_string()
+{
+    return bp_version_string();
+}
 /** bp_status_string(). */
-inline std::string status_string(int status) { return bp_status_string(status); }
+inline std::string status_string(int status)
+{
+    return bp_status_string(status);
+}
 /** bp_last_error() of the calling thread. */
-inline std::string last_error() { return bp_last_error(); }
+inline std::string last_error()
+{
+    return bp_last_error();
+}
 /** bp_set_num_threads(). */
-inline void set_num_threads(int threads) { detail::check(bp_set_num_threads(threads)); }
+inline void set_num_threads(int threads)
+{
+    detail::check(bp_set_num_threads(threads));
+}
 /** bp_get_num_threads(). */
-inline int get_num_threads() noexcept { return bp_get_num_threads(); }
+inline int get_num_threads() noexcept
+{
+    return bp_get_num_threads();
+}
 /** bp_backend_info(). */
-inline std::string backend_info() { return bp_backend_info(); }
+inline std::string backend_info()
+{
+    return bp_backend_info();
+}
 /** bp_metric_name(). */
-inline std::string metric_name(int metric) { return bp_metric_name(metric); }
+inline std::string metric_name(int metric)
+{
+    return bp_metric_name(metric);
+}
 /** bp_argmax(): the index of the largest value of each row of @p width floats. */
 inline std::vector<std::size_t> argmax(const std::vector<float> &values, std::size_t width)
 {
@@ -125,7 +152,10 @@ inline std::vector<std::size_t> argmax(const std::vector<float> &values, std::si
     return index;
 }
 /** bp_format_version(). */
-inline unsigned format_version() noexcept { return bp_format_version(); }
+inline unsigned format_version() noexcept
+{
+    return bp_format_version();
+}
 
 /** Inclusive bounds of a setting, as returned by the bp_*_param_bounds() functions. */
 struct Bounds {
@@ -149,8 +179,9 @@ struct Shape {
 class Net;
 
 /** A gradient-descent optimizer (bp_optimizer). */
-class Optimizer {
-public:
+class Optimizer
+{
+  public:
     /** bp_optimizer_create(): @p kind is an enum bp_optimizer_kind value. */
     explicit Optimizer(int kind)
     {
@@ -191,15 +222,16 @@ public:
     /** Give up ownership: the caller frees the handle with bp_optimizer_free(). */
     bp_optimizer *release() noexcept { return h_.release(); }
 
-private:
+  private:
     explicit Optimizer(bp_optimizer *h) : h_(h) {}
     std::unique_ptr<bp_optimizer, detail::OptimizerFree> h_;
 };
 
 /** A non-owning view of one layer of a network (bp_layer); valid while the network lives
  *  and until it is moved from. */
-class Layer {
-public:
+class Layer
+{
+  public:
     explicit Layer(bp_layer *handle) : h_(handle) {}
 
     int kind() const noexcept { return bp_layer_kind(h_); }
@@ -269,7 +301,7 @@ public:
     void reset_settings() { detail::check(bp_layer_reset_settings(handle())); }
     bp_layer *handle() const { return detail::require(h_, "bp::Layer"); }
 
-private:
+  private:
     using getter = bp_status (*)(const bp_layer *, float *, std::size_t);
     std::vector<float> copy(getter fn, std::size_t count) const
     {
@@ -281,11 +313,11 @@ private:
 };
 
 /** A data set (bp_dataset): inputs [n x in], targets [n x out]. */
-class Dataset {
-public:
+class Dataset
+{
+  public:
     /** bp_dataset_create(): copies the arrays. */
-    Dataset(const float *x, const float *y, std::size_t n, std::size_t inputs,
-            std::size_t outputs)
+    Dataset(const float *x, const float *y, std::size_t n, std::size_t inputs, std::size_t outputs)
     {
         bp_dataset *h = nullptr;
         detail::check(bp_dataset_create(&h, x, y, n, inputs, outputs));
@@ -294,8 +326,7 @@ public:
     /** From vectors of n * inputs and n * outputs floats. */
     Dataset(const std::vector<float> &x, const std::vector<float> &y, std::size_t inputs,
             std::size_t outputs = 1)
-        : Dataset(x.data(), y.data(), rows(x.size(), y.size(), inputs, outputs), inputs,
-                  outputs)
+        : Dataset(x.data(), y.data(), rows(x.size(), y.size(), inputs, outputs), inputs, outputs)
     {
     }
     static Dataset adopt(bp_dataset *handle) { return Dataset(handle); }
@@ -358,19 +389,19 @@ public:
     {
         std::size_t width = part == BP_SCALE_TARGETS ? output_size() : input_size();
         std::vector<float> offset(width), scale(width);
-        detail::check(bp_dataset_fit_scaler(handle(), kind, part, offset.data(), scale.data(),
-                                            width));
+        detail::check(
+            bp_dataset_fit_scaler(handle(), kind, part, offset.data(), scale.data(), width));
         return {offset, scale};
     }
     Dataset &apply_scaler(int part, const std::vector<float> &offset,
                           const std::vector<float> &scale)
     {
         if (offset.size() != scale.size())
-            detail::fail(BP_ERR_SHAPE, "bp::Dataset::apply_scaler: " +
-                                           std::to_string(offset.size()) + " offsets but " +
-                                           std::to_string(scale.size()) + " scales");
-        detail::check(bp_dataset_apply_scaler(handle(), part, offset.data(), scale.data(),
-                                              offset.size()));
+            detail::fail(BP_ERR_SHAPE,
+                         "bp::Dataset::apply_scaler: " + std::to_string(offset.size()) +
+                             " offsets but " + std::to_string(scale.size()) + " scales");
+        detail::check(
+            bp_dataset_apply_scaler(handle(), part, offset.data(), scale.data(), offset.size()));
         return *this;
     }
     std::size_t class_count() const
@@ -391,10 +422,9 @@ public:
     /** Give up ownership: the caller frees the handle with bp_dataset_free(). */
     bp_dataset *release() noexcept { return h_.release(); }
 
-private:
+  private:
     explicit Dataset(bp_dataset *h) : h_(h) {}
-    static std::size_t rows(std::size_t xs, std::size_t ys, std::size_t inputs,
-                            std::size_t outputs)
+    static std::size_t rows(std::size_t xs, std::size_t ys, std::size_t inputs, std::size_t outputs)
     {
         std::size_t n = detail::rows_of(xs, inputs, "bp::Dataset: x");
         if (ys != n * outputs)
@@ -407,8 +437,9 @@ private:
 };
 
 /** A network (bp_net). Methods that build it return *this for chaining. */
-class Net {
-public:
+class Net
+{
+  public:
     /** bp_net_create(). */
     explicit Net(std::size_t inputs, std::uint64_t seed = 0)
     {
@@ -676,8 +707,8 @@ public:
     }
     /** bp_net_predict_ws(): read-only inference, callable from many threads at once on one
      *  net that nobody modifies, each thread with its own @p scratch. */
-    void predict_ws(const float *x, std::size_t n, float *y, std::size_t capacity,
-                    float *scratch, std::size_t scratch_floats) const
+    void predict_ws(const float *x, std::size_t n, float *y, std::size_t capacity, float *scratch,
+                    std::size_t scratch_floats) const
     {
         detail::check(bp_net_predict_ws(handle(), x, n, y, capacity, scratch, scratch_floats));
     }
@@ -745,8 +776,8 @@ public:
     {
         if (offset.size() != scale.size())
             detail::fail(BP_ERR_SHAPE, "bp::Net::set_scaler: offsets and scales differ in size");
-        detail::check(bp_net_set_scaler(handle(), part, offset.data(), scale.data(),
-                                        offset.size()));
+        detail::check(
+            bp_net_set_scaler(handle(), part, offset.data(), scale.data(), offset.size()));
         return *this;
     }
     /** bp_net_get_scaler(): (offsets, scales); both empty when none is kept. */
@@ -757,8 +788,8 @@ public:
         if (s != BP_OK && s != BP_ERR_BUFFER_TOO_SMALL) detail::check(s);
         std::vector<float> offset(count), scale(count);
         if (count > 0)
-            detail::check(bp_net_get_scaler(handle(), part, offset.data(), scale.data(), count,
-                                            &count));
+            detail::check(
+                bp_net_get_scaler(handle(), part, offset.data(), scale.data(), count, &count));
         return {offset, scale};
     }
     /** bp_net_set_meta(). */
@@ -795,7 +826,7 @@ public:
     /** Give up ownership: the caller frees the handle with bp_net_free(). */
     bp_net *release() noexcept { return h_.release(); }
 
-private:
+  private:
     explicit Net(bp_net *h) : h_(h) {}
     struct CallbackState {
         EpochCallback fn;
@@ -824,13 +855,15 @@ private:
     std::unique_ptr<CallbackState> callback_; // declared after h_: destroyed first
 };
 
-inline void Optimizer::step(Net &net) { detail::check(bp_optimizer_step(handle(), net.handle())); }
+inline void Optimizer::step(Net &net)
+{
+    detail::check(bp_optimizer_step(handle(), net.handle()));
+}
 
 /** bp_loss_eval(): the loss of @p pred [n x width] against @p target; fills @p dpred
  *  (resized to n * width) with dL/dpred unless it is null. */
-inline float loss_eval(int loss, const std::vector<float> &pred,
-                       const std::vector<float> &target, std::size_t width,
-                       std::vector<float> *dpred = nullptr, double param = 0)
+inline float loss_eval(int loss, const std::vector<float> &pred, const std::vector<float> &target,
+                       std::size_t width, std::vector<float> *dpred = nullptr, double param = 0)
 {
     std::size_t n = detail::rows_of(pred.size(), width, "bp::loss_eval: pred");
     std::size_t need = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? n : n * width;

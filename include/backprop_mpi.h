@@ -66,19 +66,19 @@ extern "C" {
  * Marks the exported functions of libbackprop_mpi (as BP_API does for libbackprop). Define
  * BP_STATIC when linking the static libraries on Windows. */
 #ifndef BP_MPI_API
-#  if defined(_WIN32) || defined(__CYGWIN__)
-#    if defined(BP_MPI_BUILDING_SHARED)
-#      define BP_MPI_API __declspec(dllexport)
-#    elif defined(BP_STATIC)
-#      define BP_MPI_API
-#    else
-#      define BP_MPI_API __declspec(dllimport)
-#    endif
-#  elif defined(__GNUC__) && __GNUC__ >= 4
-#    define BP_MPI_API __attribute__((visibility("default")))
-#  else
-#    define BP_MPI_API
-#  endif
+#if defined(_WIN32) || defined(__CYGWIN__)
+#if defined(BP_MPI_BUILDING_SHARED)
+#define BP_MPI_API __declspec(dllexport)
+#elif defined(BP_STATIC)
+#define BP_MPI_API
+#else
+#define BP_MPI_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define BP_MPI_API __attribute__((visibility("default")))
+#else
+#define BP_MPI_API
+#endif
 #endif
 
 /* ============================================================================================
@@ -178,9 +178,9 @@ BP_MPI_API bp_status bp_mpi_allreduce_grads(bp_net *net, MPI_Comm comm);
  *  BP_ERR_INVALID_ARG (also N = 0); BP_ERR_STATE (accumulating gradients, MPI not
  *  initialised); BP_ERR_SHAPE; BP_ERR_UNSUPPORTED; BP_ERR_IO. Allocates nothing after
  *  the core's first step at a given n_local. @since 0.1 */
-BP_MPI_API bp_status bp_mpi_train_step(bp_net *net, bp_optimizer *opt, int loss,
-                                       const float *x, const float *y, size_t n_local,
-                                       float *loss_value, MPI_Comm comm);
+BP_MPI_API bp_status bp_mpi_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
+                                       const float *y, size_t n_local, float *loss_value,
+                                       MPI_Comm comm);
 
 /** Check that every rank's replica holds bit-identical parameters (compares
  *  bp_mpi_weights_checksum() across the ranks). Collective.
@@ -208,8 +208,8 @@ BP_MPI_API bp_status bp_mpi_replicas_equal(bp_net *net, int *equal, MPI_Comm com
  *  @return BP_OK; any error of bp_net_evaluate() on any rank; BP_ERR_INVALID_ARG;
  *  BP_ERR_SHAPE (data sets or networks of different sizes); BP_ERR_NOMEM; BP_ERR_STATE;
  *  BP_ERR_IO. @since 0.1 */
-BP_MPI_API bp_status bp_mpi_evaluate(bp_net *net, int loss, const bp_dataset *ds,
-                                     double *metrics, size_t count, MPI_Comm comm);
+BP_MPI_API bp_status bp_mpi_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *metrics,
+                                     size_t count, MPI_Comm comm);
 
 /** Distributed bp_net_fit(): synchronous data-parallel training over @p comm with every
  *  setting, schedule, validation, early stop, history entry and callback of bp_net_fit().

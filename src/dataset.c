@@ -48,8 +48,10 @@ static bp_status ds_copy(bp_dataset **out, const bp__alloc *a, const float *x, c
     *out = NULL;
     if (bp__mul_size(n, in, &nx) != 0 || bp__mul_size(n, outs, &ny) != 0 ||
         nx > SIZE_MAX / sizeof(float) || ny > SIZE_MAX / sizeof(float))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "dataset: %zu samples of %zu + %zu values "
-                        "overflow the address space", n, in, outs);
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "dataset: %zu samples of %zu + %zu values "
+                        "overflow the address space",
+                        n, in, outs);
     float *cx = bp__malloc(a, nx * sizeof(float));
     float *cy = bp__malloc(a, ny * sizeof(float));
     if (cx == NULL || cy == NULL) {
@@ -71,23 +73,31 @@ bp_status bp_dataset_create(bp_dataset **out, const float *x, const float *y, si
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "dataset_create: %s is NULL",
                         x == NULL ? "x" : "y");
     if (n == 0 || inputs == 0 || outputs == 0)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "dataset_create: n = %zu, inputs = %zu, "
-                        "outputs = %zu; each must be >= 1", n, inputs, outputs);
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "dataset_create: n = %zu, inputs = %zu, "
+                        "outputs = %zu; each must be >= 1",
+                        n, inputs, outputs);
     size_t nx, ny;
     /* Byte sizes too: no array holds more than SIZE_MAX bytes, and checking before the scan
      * keeps it from reading past what the caller has. */
     if (bp__mul_size(n, inputs, &nx) != 0 || bp__mul_size(n, outputs, &ny) != 0 ||
         nx > SIZE_MAX / sizeof(float) || ny > SIZE_MAX / sizeof(float))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "dataset_create: %zu samples of %zu + %zu "
-                        "values overflow", n, inputs, outputs);
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "dataset_create: %zu samples of %zu + %zu "
+                        "values overflow",
+                        n, inputs, outputs);
     size_t bad = bp__first_nonfinite(x, nx);
     if (bad < nx)
-        return bp__fail(NULL, BP_ERR_NONFINITE, "dataset_create: input row %zu column %zu is "
-                        "not finite", bad / inputs, bad % inputs);
+        return bp__fail(NULL, BP_ERR_NONFINITE,
+                        "dataset_create: input row %zu column %zu is "
+                        "not finite",
+                        bad / inputs, bad % inputs);
     bad = bp__first_nonfinite(y, ny);
     if (bad < ny)
-        return bp__fail(NULL, BP_ERR_NONFINITE, "dataset_create: target row %zu column %zu "
-                        "is not finite", bad / outputs, bad % outputs);
+        return bp__fail(NULL, BP_ERR_NONFINITE,
+                        "dataset_create: target row %zu column %zu "
+                        "is not finite",
+                        bad / outputs, bad % outputs);
     return ds_copy(out, &bp__default_alloc, x, y, n, inputs, outputs);
 }
 
@@ -107,10 +117,22 @@ const char *bp_dataset_last_error(const bp_dataset *ds)
     return bp__dataset_ok(ds) ? ds->err : bp__invalid_handle_msg;
 }
 
-size_t bp_dataset_size(const bp_dataset *ds) { return bp__dataset_ok(ds) ? ds->n : 0; }
-size_t bp_dataset_input_size(const bp_dataset *ds) { return bp__dataset_ok(ds) ? ds->in : 0; }
-size_t bp_dataset_output_size(const bp_dataset *ds) { return bp__dataset_ok(ds) ? ds->out : 0; }
-const float *bp_dataset_inputs(const bp_dataset *ds) { return bp__dataset_ok(ds) ? ds->x : NULL; }
+size_t bp_dataset_size(const bp_dataset *ds)
+{
+    return bp__dataset_ok(ds) ? ds->n : 0;
+}
+size_t bp_dataset_input_size(const bp_dataset *ds)
+{
+    return bp__dataset_ok(ds) ? ds->in : 0;
+}
+size_t bp_dataset_output_size(const bp_dataset *ds)
+{
+    return bp__dataset_ok(ds) ? ds->out : 0;
+}
+const float *bp_dataset_inputs(const bp_dataset *ds)
+{
+    return bp__dataset_ok(ds) ? ds->x : NULL;
+}
 const float *bp_dataset_targets(const bp_dataset *ds)
 {
     return bp__dataset_ok(ds) ? ds->y : NULL;
@@ -121,7 +143,8 @@ const float *bp_dataset_targets(const bp_dataset *ds)
 static bp_status need_resident(const bp_dataset *ds, const char *fn)
 {
     if (bp__dataset_resident(ds)) return BP_OK;
-    return bp__fail(ds_err(ds), BP_ERR_UNSUPPORTED, "%s: the data set is memory-mapped "
+    return bp__fail(ds_err(ds), BP_ERR_UNSUPPORTED,
+                    "%s: the data set is memory-mapped "
                     "(read-only, rows decoded when read); load the rows into memory for this",
                     fn);
 }
@@ -159,15 +182,15 @@ bp_status bp_dataset_subset(bp_dataset **out, const bp_dataset *ds, size_t start
     *out = NULL;
     if (!bp__dataset_ok(ds))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
-    if (count == 0)
-        return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE, "dataset_subset: count is 0");
+    if (count == 0) return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE, "dataset_subset: count is 0");
     if (start >= ds->n || count > ds->n - start)
-        return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE, "dataset_subset: rows %zu + %zu "
-                        "exceed the %zu samples", start, count, ds->n);
+        return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE,
+                        "dataset_subset: rows %zu + %zu "
+                        "exceed the %zu samples",
+                        start, count, ds->n);
     if (ds->map != NULL) { /* a view of the same file: no copy */
         bp_dataset *v = bp__calloc(&ds->alloc, 1, sizeof *v);
-        if (v == NULL)
-            return bp__fail(ds_err(ds), BP_ERR_NOMEM, "dataset_subset: out of memory");
+        if (v == NULL) return bp__fail(ds_err(ds), BP_ERR_NOMEM, "dataset_subset: out of memory");
         v->magic = BP__MAGIC_DATA;
         v->alloc = ds->alloc;
         v->n = count;
@@ -179,27 +202,32 @@ bp_status bp_dataset_subset(bp_dataset **out, const bp_dataset *ds, size_t start
         *out = v;
         return BP_OK;
     }
-    return ds_copy(out, &ds->alloc, ds->x + start * ds->in, ds->y + start * ds->out, count,
-                   ds->in, ds->out);
+    return ds_copy(out, &ds->alloc, ds->x + start * ds->in, ds->y + start * ds->out, count, ds->in,
+                   ds->out);
 }
 
 bp_status bp_dataset_split(bp_dataset **first, bp_dataset **second, const bp_dataset *ds,
                            double fraction)
 {
     if (first == NULL || second == NULL || first == second)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "dataset_split: first and second must be "
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "dataset_split: first and second must be "
                         "distinct non-NULL pointers");
     *first = NULL;
     *second = NULL;
     if (!bp__dataset_ok(ds))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     if (!(fraction > 0.0 && fraction < 1.0))
-        return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE, "dataset_split: fraction %g is not "
-                        "in (0, 1)", fraction);
+        return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE,
+                        "dataset_split: fraction %g is not "
+                        "in (0, 1)",
+                        fraction);
     const size_t k = (size_t)floor(fraction * (double)ds->n + 0.5);
     if (k == 0 || k >= ds->n)
-        return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE, "dataset_split: fraction %g of %zu "
-                        "samples leaves an empty part", fraction, ds->n);
+        return bp__fail(ds_err(ds), BP_ERR_OUT_OF_RANGE,
+                        "dataset_split: fraction %g of %zu "
+                        "samples leaves an empty part",
+                        fraction, ds->n);
     bp_dataset *a, *b;
     BP_CHECK(bp_dataset_subset(&a, ds, 0, k));
     const bp_status st = bp_dataset_subset(&b, ds, k, ds->n - k);
@@ -250,8 +278,10 @@ bp_status bp_dataset_fit_scaler(const bp_dataset *ds, int kind, int part, float 
         return bp__fail(ds_err(ds), BP_ERR_INVALID_ARG, "fit_scaler: %s is NULL",
                         offset == NULL ? "offset" : "scale");
     if (capacity < w)
-        return bp__fail(ds_err(ds), BP_ERR_BUFFER_TOO_SMALL, "fit_scaler: capacity %zu, need "
-                        "%zu", capacity, w);
+        return bp__fail(ds_err(ds), BP_ERR_BUFFER_TOO_SMALL,
+                        "fit_scaler: capacity %zu, need "
+                        "%zu",
+                        capacity, w);
     const size_t n = ds->n;
     for (size_t c = 0; c < w; c++) {
         if (kind == BP_SCALE_STANDARD) {
@@ -314,12 +344,13 @@ static size_t transform_rows(float (*f)(float, float, float), const float *offse
         const size_t c = i % w;
         if (!isfinite(v[i]) || !isfinite(f(v[i], offset[c], scale[c]))) return i;
     }
-    for (size_t i = 0; i < total; i++) v[i] = f(v[i], offset[i % w], scale[i % w]);
+    for (size_t i = 0; i < total; i++)
+        v[i] = f(v[i], offset[i % w], scale[i % w]);
     return total;
 }
 
-bp_status bp_dataset_apply_scaler(bp_dataset *ds, int part, const float *offset,
-                                  const float *scale, size_t count)
+bp_status bp_dataset_apply_scaler(bp_dataset *ds, int part, const float *offset, const float *scale,
+                                  size_t count)
 {
     if (!bp__dataset_ok(ds))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
@@ -332,40 +363,50 @@ bp_status bp_dataset_apply_scaler(bp_dataset *ds, int part, const float *offset,
         return bp__fail(ds->err, BP_ERR_INVALID_ARG, "apply_scaler: %s is NULL",
                         offset == NULL ? "offset" : "scale");
     if (count != w)
-        return bp__fail(ds->err, BP_ERR_SHAPE, "apply_scaler: scaler has %zu columns, the %s "
-                        "have %zu", count, part == BP_SCALE_INPUTS ? "inputs" : "targets", w);
+        return bp__fail(ds->err, BP_ERR_SHAPE,
+                        "apply_scaler: scaler has %zu columns, the %s "
+                        "have %zu",
+                        count, part == BP_SCALE_INPUTS ? "inputs" : "targets", w);
     const size_t c = bad_scaler_column(offset, scale, w);
     if (c < w)
-        return bp__fail(ds->err, BP_ERR_INVALID_ARG, "apply_scaler: column %zu: offset %g, "
-                        "scale %g (need finite, scale non-zero)", c, (double)offset[c],
-                        (double)scale[c]);
+        return bp__fail(ds->err, BP_ERR_INVALID_ARG,
+                        "apply_scaler: column %zu: offset %g, "
+                        "scale %g (need finite, scale non-zero)",
+                        c, (double)offset[c], (double)scale[c]);
     const size_t bad = transform_rows(forward_value, offset, scale, w, v, ds->n);
     if (bad < ds->n * w)
-        return bp__fail(ds->err, BP_ERR_NONFINITE, "apply_scaler: row %zu column %zu: %g "
-                        "scales to a non-finite value", bad / w, bad % w, (double)v[bad]);
+        return bp__fail(ds->err, BP_ERR_NONFINITE,
+                        "apply_scaler: row %zu column %zu: %g "
+                        "scales to a non-finite value",
+                        bad / w, bad % w, (double)v[bad]);
     return BP_OK;
 }
 
-static bp_status scale_array(const char *what, float (*f)(float, float, float),
-                             const float *offset, const float *scale, size_t width,
-                             float *values, size_t n)
+static bp_status scale_array(const char *what, float (*f)(float, float, float), const float *offset,
+                             const float *scale, size_t width, float *values, size_t n)
 {
     if (offset == NULL || scale == NULL || (values == NULL && n > 0))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: %s is NULL", what,
-                        offset == NULL ? "offset" : scale == NULL ? "scale" : "values");
+                        offset == NULL  ? "offset"
+                        : scale == NULL ? "scale"
+                                        : "values");
     if (width == 0) return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: width is 0", what);
     size_t total;
     if (bp__mul_size(n, width, &total) != 0 || total > SIZE_MAX / sizeof(float))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: %zu rows of %zu overflow", what, n, width);
     const size_t c = bad_scaler_column(offset, scale, width);
     if (c < width)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s: column %zu: offset %g, scale %g (need "
-                        "finite, scale non-zero)", what, c, (double)offset[c], (double)scale[c]);
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "%s: column %zu: offset %g, scale %g (need "
+                        "finite, scale non-zero)",
+                        what, c, (double)offset[c], (double)scale[c]);
     if (n == 0) return BP_OK;
     const size_t bad = transform_rows(f, offset, scale, width, values, n);
     if (bad < total)
-        return bp__fail(NULL, BP_ERR_NONFINITE, "%s: row %zu column %zu: %g is or gives a "
-                        "non-finite value", what, bad / width, bad % width, (double)values[bad]);
+        return bp__fail(NULL, BP_ERR_NONFINITE,
+                        "%s: row %zu column %zu: %g is or gives a "
+                        "non-finite value",
+                        what, bad / width, bad % width, (double)values[bad]);
     return BP_OK;
 }
 
@@ -402,13 +443,17 @@ bp_status bp_dataset_class_count(const bp_dataset *ds, size_t *classes)
         return bp__fail(ds_err(ds), BP_ERR_INVALID_ARG, "class_count: classes is NULL");
     BP_CHECK(need_resident(ds, "class_count"));
     if (ds->out != 1)
-        return bp__fail(ds_err(ds), BP_ERR_SHAPE, "class_count: targets have %zu columns; "
-                        "class indices need 1", ds->out);
+        return bp__fail(ds_err(ds), BP_ERR_SHAPE,
+                        "class_count: targets have %zu columns; "
+                        "class indices need 1",
+                        ds->out);
     float max;
     const size_t r = first_bad_class(ds, BP__MAX_CLASS_INDEX, &max);
     if (r < ds->n)
-        return bp__fail(ds_err(ds), BP_ERR_INDEX, "class_count: row %zu: target %g is not a "
-                        "class index (an integer in [0, 2^24))", r, (double)ds->y[r]);
+        return bp__fail(ds_err(ds), BP_ERR_INDEX,
+                        "class_count: row %zu: target %g is not a "
+                        "class index (an integer in [0, 2^24))",
+                        r, (double)ds->y[r]);
     *classes = (size_t)max + 1;
     return BP_OK;
 }
@@ -421,30 +466,39 @@ bp_status bp_dataset_one_hot(bp_dataset **out, const bp_dataset *ds, size_t clas
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "%s", bp__invalid_handle_msg);
     BP_CHECK(need_resident(ds, "one_hot"));
     if (classes == 0 || classes > (size_t)BP__MAX_CLASS_INDEX)
-        return bp__fail(ds_err(ds), BP_ERR_INVALID_ARG, "one_hot: classes = %zu; need 1 .. "
-                        "2^24", classes);
+        return bp__fail(ds_err(ds), BP_ERR_INVALID_ARG,
+                        "one_hot: classes = %zu; need 1 .. "
+                        "2^24",
+                        classes);
     if (ds->out != 1)
-        return bp__fail(ds_err(ds), BP_ERR_SHAPE, "one_hot: targets have %zu columns; class "
-                        "indices need 1", ds->out);
+        return bp__fail(ds_err(ds), BP_ERR_SHAPE,
+                        "one_hot: targets have %zu columns; class "
+                        "indices need 1",
+                        ds->out);
     float max;
     const size_t r = first_bad_class(ds, (float)classes, &max);
     if (r < ds->n)
-        return bp__fail(ds_err(ds), BP_ERR_INDEX, "one_hot: row %zu: target %g is not a class "
-                        "index in [0, %zu)", r, (double)ds->y[r], classes);
+        return bp__fail(ds_err(ds), BP_ERR_INDEX,
+                        "one_hot: row %zu: target %g is not a class "
+                        "index in [0, %zu)",
+                        r, (double)ds->y[r], classes);
     size_t ny, nx;
     if (bp__mul_size(ds->n, classes, &ny) != 0 || ny > SIZE_MAX / sizeof(float))
-        return bp__fail(ds_err(ds), BP_ERR_INVALID_ARG, "one_hot: %zu samples x %zu classes "
-                        "overflow", ds->n, classes);
+        return bp__fail(ds_err(ds), BP_ERR_INVALID_ARG,
+                        "one_hot: %zu samples x %zu classes "
+                        "overflow",
+                        ds->n, classes);
     nx = ds->n * ds->in;
     float *x = bp__malloc(&ds->alloc, nx * sizeof(float));
     float *y = bp__calloc(&ds->alloc, ny, sizeof(float));
     if (x == NULL || y == NULL) {
         bp__free(&ds->alloc, x);
         bp__free(&ds->alloc, y);
-        return bp__fail(ds_err(ds), BP_ERR_NOMEM, "one_hot: out of memory for %zu x %zu",
-                        ds->n, classes);
+        return bp__fail(ds_err(ds), BP_ERR_NOMEM, "one_hot: out of memory for %zu x %zu", ds->n,
+                        classes);
     }
     memcpy(x, ds->x, nx * sizeof(float));
-    for (size_t i = 0; i < ds->n; i++) y[i * classes + (size_t)ds->y[i]] = 1.0f;
+    for (size_t i = 0; i < ds->n; i++)
+        y[i * classes + (size_t)ds->y[i]] = 1.0f;
     return bp__dataset_adopt(out, &ds->alloc, x, y, ds->n, ds->in, classes);
 }

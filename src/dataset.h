@@ -6,18 +6,18 @@
 
 #include "util.h"
 
-#define BP__MAGIC_DATA 0x44415442u  /* "BTAD" */
+#define BP__MAGIC_DATA 0x44415442u /* "BTAD" */
 
 /* ---- dataset ---- */
 
 /* Invariant: every value of x and y is finite. */
 struct bp_dataset {
     uint32_t magic;
-    bp__alloc alloc;     /* kept so a bp_dataset_create_ex can be added later */
-    size_t n;            /* samples */
-    size_t in, out;      /* per-row widths, both >= 1 */
-    float *x;            /* inputs [n x in]; NULL for a mapped set */
-    float *y;            /* targets [n x out]; NULL for a mapped set */
+    bp__alloc alloc;       /* kept so a bp_dataset_create_ex can be added later */
+    size_t n;              /* samples */
+    size_t in, out;        /* per-row widths, both >= 1 */
+    float *x;              /* inputs [n x in]; NULL for a mapped set */
+    float *y;              /* targets [n x out]; NULL for a mapped set */
     struct bp__dsmap *map; /* mapped set (dataset_mapped.c): the file, shared with views */
     size_t first;          /* mapped set: its first row in the file */
     char err[BP__ERR_CAP];
@@ -34,9 +34,9 @@ static inline int bp__dataset_resident(const bp_dataset *d)
     return d->map == NULL;
 }
 
-/* The one way to read rows of any data set (dataset_mapped.c): copy rows idx[start .. start + k) (idx != NULL)
- * or rows start .. start + k - 1 (idx == NULL) into x [k x in] and y [k x out]. Resident
- * sets cannot fail; a mapped set decodes the rows and checks each block's CRC-32 the first
+/* The one way to read rows of any data set (dataset_mapped.c): copy rows idx[start .. start + k)
+ * (idx != NULL) or rows start .. start + k - 1 (idx == NULL) into x [k x in] and y [k x out].
+ * Resident sets cannot fail; a mapped set decodes the rows and checks each block's CRC-32 the first
  * time it is read (BP_ERR_CHECKSUM naming the block, BP_ERR_NONFINITE), the message on
  * @p ds and through bp_last_error(). Callers that only need contiguous resident rows use
  * ds->x and ds->y directly (no copy). */
@@ -90,8 +90,8 @@ bp_status bp__dataset_load_csv_with(bp_dataset **out, const bp__alloc *a, const 
                                     size_t target_count, size_t max_decompressed);
 bp_status bp__dataset_load_fann_with(bp_dataset **out, const bp__alloc *a, const char *path,
                                      size_t max_decompressed);
-bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a,
-                                    const char *images_path, const char *labels_path,
-                                    size_t classes, size_t max_decompressed);
+bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a, const char *images_path,
+                                    const char *labels_path, size_t classes,
+                                    size_t max_decompressed);
 
 #endif /* BP_DATASET_H */

@@ -37,8 +37,8 @@ enum { NUM_OK = 0, NUM_BAD = 1, NUM_NONFINITE = 2 };
  * (a delimiter, quote, whitespace or the NUL after the buffer). */
 static int parse_float(const char *s, size_t len, float *v)
 {
-    if (len == 0 || s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' ||
-        s[0] == '\v' || s[0] == '\f')
+    if (len == 0 || s[0] == ' ' || s[0] == '\t' || s[0] == '\n' || s[0] == '\r' || s[0] == '\v' ||
+        s[0] == '\f')
         return NUM_BAD;
     char *e;
     const float f = strtof(s, &e);
@@ -104,13 +104,16 @@ static bp_status csv_record(const csv_ctx *c, const char **pp, size_t *line, flo
     for (;; col++) {
         const size_t field_line = *line;
         const char *fs, *fe;
-        while (p < end && csv_space(c, *p) && *p != '\r') p++;
+        while (p < end && csv_space(c, *p) && *p != '\r')
+            p++;
         if (p < end && *p == '"') {
             fs = ++p;
             for (;;) {
                 if (p >= end)
-                    return bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: column %zu: unterminated "
-                                    "quote", c->name, field_line, col + 1);
+                    return bp__fail(NULL, BP_ERR_FORMAT,
+                                    "%s:%zu: column %zu: unterminated "
+                                    "quote",
+                                    c->name, field_line, col + 1);
                 if (*p == '"') {
                     if (p + 1 < end && p[1] == '"') {
                         p += 2;
@@ -122,15 +125,20 @@ static bp_status csv_record(const csv_ctx *c, const char **pp, size_t *line, flo
                 p++;
             }
             fe = p++;
-            while (p < end && csv_space(c, *p)) p++;
+            while (p < end && csv_space(c, *p))
+                p++;
             if (p < end && *p != c->delim && *p != '\n')
-                return bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: column %zu: text after the "
-                                "closing quote", c->name, *line, col + 1);
+                return bp__fail(NULL, BP_ERR_FORMAT,
+                                "%s:%zu: column %zu: text after the "
+                                "closing quote",
+                                c->name, *line, col + 1);
         } else {
             fs = p;
-            while (p < end && *p != c->delim && *p != '\n') p++;
+            while (p < end && *p != c->delim && *p != '\n')
+                p++;
             fe = p;
-            while (fe > fs && csv_space(c, fe[-1])) fe--;
+            while (fe > fs && csv_space(c, fe[-1]))
+                fe--;
         }
         if (xrow != NULL && col < c->cols) {
             float v = 0.0f;
@@ -165,7 +173,8 @@ static int csv_skip_blank(const csv_ctx *c, const char **pp, size_t *line)
 {
     for (;;) {
         const char *q = *pp;
-        while (q < c->end && (*q == ' ' || *q == '\t' || *q == '\r')) q++;
+        while (q < c->end && (*q == ' ' || *q == '\t' || *q == '\r'))
+            q++;
         if (q >= c->end) return 0;
         if (*q != '\n') return 1;
         *pp = q + 1;
@@ -180,8 +189,7 @@ static size_t csv_count(const csv_ctx *c, const char *p)
 {
     size_t count = 0, line = 1, first = 0, nc;
     while (csv_skip_blank(c, &p, &line)) {
-        if (csv_record(c, &p, &line, NULL, NULL, &nc) != BP_OK || (count > 0 && nc != first))
-            break;
+        if (csv_record(c, &p, &line, NULL, NULL, &nc) != BP_OK || (count > 0 && nc != first)) break;
         first = nc;
         count++;
     }
@@ -212,20 +220,24 @@ static bp_status csv_parse(const void *ctx, const bp__alloc *a, const char *name
             st = csv_record(&c, &p, &line, NULL, NULL, &nc);
             if (st != BP_OK) goto fail;
             if (c.tc > SIZE_MAX - c.tf) { /* the range wraps: print the arguments as given */
-                st = bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: %zu columns, but the targets are "
-                              "%zu columns from index %zu (counting from 0)", c.name, start_line,
-                              nc, c.tc, c.tf);
+                st = bp__fail(NULL, BP_ERR_FORMAT,
+                              "%s:%zu: %zu columns, but the targets are "
+                              "%zu columns from index %zu (counting from 0)",
+                              c.name, start_line, nc, c.tc, c.tf);
                 goto fail;
             }
             if (c.tf >= nc || c.tc > nc - c.tf) {
-                st = bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: %zu columns, but the targets are "
-                              "columns %zu .. %zu (counting from 1)", c.name, start_line, nc,
-                              c.tf + 1, c.tf + c.tc);
+                st = bp__fail(NULL, BP_ERR_FORMAT,
+                              "%s:%zu: %zu columns, but the targets are "
+                              "columns %zu .. %zu (counting from 1)",
+                              c.name, start_line, nc, c.tf + 1, c.tf + c.tc);
                 goto fail;
             }
             if (nc == c.tc) {
-                st = bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: all %zu columns are targets; no "
-                              "column is left for the inputs", c.name, start_line, nc);
+                st = bp__fail(NULL, BP_ERR_FORMAT,
+                              "%s:%zu: all %zu columns are targets; no "
+                              "column is left for the inputs",
+                              c.name, start_line, nc);
                 goto fail;
             }
             c.cols = nc;
@@ -236,8 +248,10 @@ static bp_status csv_parse(const void *ctx, const bp__alloc *a, const char *name
             x = alloc_rows(a, cap, in, &failed);
             y = alloc_rows(a, cap, c.tc, &failed);
             if (failed) {
-                st = bp__fail(NULL, BP_ERR_NOMEM, "%s: out of memory for %zu rows of %zu "
-                              "columns", c.name, cap, nc);
+                st = bp__fail(NULL, BP_ERR_NOMEM,
+                              "%s: out of memory for %zu rows of %zu "
+                              "columns",
+                              c.name, cap, nc);
                 goto fail;
             }
             if (c.has_header) continue;
@@ -262,8 +276,10 @@ static bp_status csv_parse(const void *ctx, const bp__alloc *a, const char *name
         st = csv_record(&c, &p, &line, xr, yr, &nc);
         if (st != BP_OK) goto fail;
         if (nc != c.cols) {
-            st = bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: %zu columns, expected %zu (as on line "
-                          "%zu)", c.name, row_line, nc, c.cols, c.first_line);
+            st = bp__fail(NULL, BP_ERR_FORMAT,
+                          "%s:%zu: %zu columns, expected %zu (as on line "
+                          "%zu)",
+                          c.name, row_line, nc, c.cols, c.first_line);
             goto fail;
         }
         if (rows == cap) { /* csv_count and this loop disagree: a bug, never bad input */
@@ -319,13 +335,14 @@ static bp_status load_text(const char *what, const bp__alloc *a, const char *pat
 static bp_status csv_args(int delimiter, int has_header, size_t target_count)
 {
     if (!csv_delimiter_ok(delimiter))
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: delimiter %d is not one of "
-                        "',' ';' '\\t' ' ' '|' ':'", delimiter);
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "load_csv: delimiter %d is not one of "
+                        "',' ';' '\\t' ' ' '|' ':'",
+                        delimiter);
     if (has_header != 0 && has_header != 1)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: has_header is %d, not 0 or 1",
                         has_header);
-    if (target_count == 0)
-        return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: target_count is 0");
+    if (target_count == 0) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: target_count is 0");
     return BP_OK;
 }
 
@@ -335,8 +352,7 @@ bp_status bp__dataset_parse_csv(bp_dataset **out, const bp__alloc *a, const char
 {
     *out = NULL;
     BP_CHECK(csv_args(delimiter, has_header, target_count));
-    const csv_ctx c = {NULL, NULL, (char)delimiter, target_first, target_count, 0, 0,
-                       has_header};
+    const csv_ctx c = {NULL, NULL, (char)delimiter, target_first, target_count, 0, 0, has_header};
     return run_text("load_csv", a, name, buf, size, csv_parse, &c, out);
 }
 
@@ -348,8 +364,7 @@ bp_status bp__dataset_load_csv_with(bp_dataset **out, const bp__alloc *a, const 
     *out = NULL;
     if (path == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_csv: path is NULL");
     BP_CHECK(csv_args(delimiter, has_header, target_count));
-    const csv_ctx c = {NULL, NULL, (char)delimiter, target_first, target_count, 0, 0,
-                       has_header};
+    const csv_ctx c = {NULL, NULL, (char)delimiter, target_first, target_count, 0, 0, has_header};
     return load_text("load_csv", a, path, max_decompressed, csv_parse, &c, out);
 }
 
@@ -360,9 +375,8 @@ bp_status bp_dataset_load_csv(bp_dataset **out, const char *path, int delimiter,
                                      target_first, target_count, 0);
 }
 
-bp_status bp_dataset_load_csv_ex(bp_dataset **out, const char *path, int delimiter,
-                                 int has_header, size_t target_first, size_t target_count,
-                                 size_t max_decompressed)
+bp_status bp_dataset_load_csv_ex(bp_dataset **out, const char *path, int delimiter, int has_header,
+                                 size_t target_first, size_t target_count, size_t max_decompressed)
 {
     return bp__dataset_load_csv_with(out, &bp__default_alloc, path, delimiter, has_header,
                                      target_first, target_count, max_decompressed);
@@ -389,7 +403,8 @@ static int next_token(scanner *s, const char **tok, size_t *len)
     }
     if (s->p >= s->end) return 0;
     *tok = s->p;
-    while (s->p < s->end && !is_ws(*s->p)) s->p++;
+    while (s->p < s->end && !is_ws(*s->p))
+        s->p++;
     *len = (size_t)(s->p - *tok);
     return 1;
 }
@@ -399,8 +414,10 @@ static bp_status fann_count(scanner *s, const char *name, const char *what, size
     const char *tok;
     size_t len;
     if (!next_token(s, &tok, &len))
-        return bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: header ends before %s (expected "
-                        "\"num_data num_input num_output\")", name, s->line, what);
+        return bp__fail(NULL, BP_ERR_FORMAT,
+                        "%s:%zu: header ends before %s (expected "
+                        "\"num_data num_input num_output\")",
+                        name, s->line, what);
     size_t r = 0;
     for (size_t i = 0; i < len; i++) {
         const unsigned d = (unsigned)(unsigned char)tok[i] - '0';
@@ -411,14 +428,13 @@ static bp_status fann_count(scanner *s, const char *name, const char *what, size
         }
         r = r * 10 + d;
     }
-    if (r == 0)
-        return bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: header %s is 0", name, s->line, what);
+    if (r == 0) return bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: header %s is 0", name, s->line, what);
     *v = r;
     return BP_OK;
 }
 
-static bp_status fann_parse(const void *ctx, const bp__alloc *a, const char *name,
-                            const char *buf, size_t size, bp_dataset **out)
+static bp_status fann_parse(const void *ctx, const bp__alloc *a, const char *name, const char *buf,
+                            size_t size, bp_dataset **out)
 {
     (void)ctx;
     scanner s = {buf, buf + size, 1};
@@ -427,14 +443,15 @@ static bp_status fann_parse(const void *ctx, const bp__alloc *a, const char *nam
     BP_CHECK(fann_count(&s, name, "num_input", &in));
     BP_CHECK(fann_count(&s, name, "num_output", &outs));
     if (in > SIZE_MAX - outs || bp__mul_size(n, in + outs, &total) != 0)
-        return bp__fail(NULL, BP_ERR_FORMAT, "%s: header counts %zu x (%zu + %zu) overflow",
-                        name, n, in, outs);
+        return bp__fail(NULL, BP_ERR_FORMAT, "%s: header counts %zu x (%zu + %zu) overflow", name,
+                        n, in, outs);
     /* Each number needs a digit and a separator: refuse before allocating. */
     const size_t room = (size_t)(s.end - s.p) / 2;
     if (total > room)
-        return bp__fail(NULL, BP_ERR_FORMAT, "%s: header announces %zu x (%zu + %zu) = %zu "
-                        "numbers; the rest of the file holds at most %zu", name, n, in, outs,
-                        total, room);
+        return bp__fail(NULL, BP_ERR_FORMAT,
+                        "%s: header announces %zu x (%zu + %zu) = %zu "
+                        "numbers; the rest of the file holds at most %zu",
+                        name, n, in, outs, total, room);
     width = in + outs;
     nx = n * in;
     ny = n * outs;
@@ -450,9 +467,10 @@ static bp_status fann_parse(const void *ctx, const bp__alloc *a, const char *nam
             const char *tok;
             size_t len;
             if (!next_token(&s, &tok, &len)) {
-                st = bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: file ends after %zu of the %zu "
-                              "numbers its header announces (sample %zu)", name, s.line,
-                              i * width + j, total, i);
+                st = bp__fail(NULL, BP_ERR_FORMAT,
+                              "%s:%zu: file ends after %zu of the %zu "
+                              "numbers its header announces (sample %zu)",
+                              name, s.line, i * width + j, total, i);
                 goto fail;
             }
             float *dst = j < in ? &x[i * in + j] : &y[i * outs + (j - in)];
@@ -469,8 +487,10 @@ static bp_status fann_parse(const void *ctx, const bp__alloc *a, const char *nam
     const char *tok;
     size_t len;
     if (next_token(&s, &tok, &len)) {
-        st = bp__fail(NULL, BP_ERR_FORMAT, "%s:%zu: more numbers than the %zu x (%zu + %zu) its "
-                      "header announces", name, s.line, n, in, outs);
+        st = bp__fail(NULL, BP_ERR_FORMAT,
+                      "%s:%zu: more numbers than the %zu x (%zu + %zu) its "
+                      "header announces",
+                      name, s.line, n, in, outs);
         goto fail;
     }
     return bp__dataset_adopt(out, a, x, y, n, in, outs);
@@ -519,7 +539,8 @@ bp_status bp_dataset_save_fann(const bp_dataset *ds, const char *path)
     char *err = NULL; /* a const data set: bp_last_error() only, see dataset.c */
     if (path == NULL) return bp__fail(err, BP_ERR_INVALID_ARG, "save_fann: path is NULL");
     if (!bp__dataset_resident(ds))
-        return bp__fail(err, BP_ERR_UNSUPPORTED, "save_fann: the data set is memory-mapped; "
+        return bp__fail(err, BP_ERR_UNSUPPORTED,
+                        "save_fann: the data set is memory-mapped; "
                         "write it with bp_dataset_save_binary");
     bp__atomic_file w;
     BP_CHECK(bp__atomic_open(&w, err, path));
@@ -556,18 +577,18 @@ static bp_status idx_check(const char *name, const unsigned char *b, size_t size
     const uint32_t magic = be32(b);
     const unsigned dims = b[3];
     if (b[0] != 0 || b[1] != 0 || b[2] != 0x08 || dims < min_dims || dims > max_dims)
-        return bp__fail(NULL, BP_ERR_FORMAT, "%s: magic 0x%08lx is not an unsigned-byte IDX "
-                        "file of the expected kind (0x%08lx)", name, (unsigned long)magic,
-                        (unsigned long)expect_magic);
+        return bp__fail(NULL, BP_ERR_FORMAT,
+                        "%s: magic 0x%08lx is not an unsigned-byte IDX "
+                        "file of the expected kind (0x%08lx)",
+                        name, (unsigned long)magic, (unsigned long)expect_magic);
     const size_t header = 4 + 4 * (size_t)dims;
     if (size < header)
-        return bp__fail(NULL, BP_ERR_FORMAT, "%s: truncated header (%zu of %zu bytes)", name,
-                        size, header);
+        return bp__fail(NULL, BP_ERR_FORMAT, "%s: truncated header (%zu of %zu bytes)", name, size,
+                        header);
     size_t per = 1;
     for (unsigned d = 0; d < dims; d++) {
         const uint32_t len = be32(b + 4 + 4 * d);
-        if (len == 0)
-            return bp__fail(NULL, BP_ERR_FORMAT, "%s: dimension %u is 0", name, d);
+        if (len == 0) return bp__fail(NULL, BP_ERR_FORMAT, "%s: dimension %u is 0", name, d);
         if (d > 0 && bp__mul_size(per, len, &per) != 0)
             return bp__fail(NULL, BP_ERR_FORMAT, "%s: item dimensions overflow", name);
     }
@@ -576,8 +597,10 @@ static bp_status idx_check(const char *name, const unsigned char *b, size_t size
     if (bp__mul_size(n, per, &body) != 0 || body > SIZE_MAX - header)
         return bp__fail(NULL, BP_ERR_FORMAT, "%s: %zu items of %zu bytes overflow", name, n, per);
     if (size - header != body)
-        return bp__fail(NULL, BP_ERR_FORMAT, "%s: header announces %zu items of %zu bytes (%zu "
-                        "bytes) but the file holds %zu", name, n, per, body, size - header);
+        return bp__fail(NULL, BP_ERR_FORMAT,
+                        "%s: header announces %zu items of %zu bytes (%zu "
+                        "bytes) but the file holds %zu",
+                        name, n, per, body, size - header);
     *items = n;
     *item = per;
     return BP_OK;
@@ -592,13 +615,15 @@ bp_status bp__dataset_parse_idx(bp_dataset **out, const bp__alloc *a, const char
     BP_CHECK(idx_check(iname, img, img_size, 2, 255, 0x00000803u, &n, &per));
     BP_CHECK(idx_check(lname, lab, lab_size, 1, 1, 0x00000801u, &nl, &one));
     if (n != nl)
-        return bp__fail(NULL, BP_ERR_FORMAT, "%s holds %zu images but %s holds %zu labels",
-                        iname, n, lname, nl);
+        return bp__fail(NULL, BP_ERR_FORMAT, "%s holds %zu images but %s holds %zu labels", iname,
+                        n, lname, nl);
     const unsigned char *pix = img + img_size - n * per, *labels = lab + 8;
     for (size_t i = 0; classes > 0 && i < n; i++)
         if (labels[i] >= classes)
-            return bp__fail(NULL, BP_ERR_INDEX, "%s: item %zu has label %u, not below %zu "
-                            "classes", lname, i, (unsigned)labels[i], classes);
+            return bp__fail(NULL, BP_ERR_INDEX,
+                            "%s: item %zu has label %u, not below %zu "
+                            "classes",
+                            lname, i, (unsigned)labels[i], classes);
     const size_t outs = classes > 0 ? classes : 1;
     size_t ny;
     if (n > SIZE_MAX / sizeof(float) / per || bp__mul_size(n, outs, &ny) != 0 ||
@@ -611,7 +636,8 @@ bp_status bp__dataset_parse_idx(bp_dataset **out, const bp__alloc *a, const char
         bp__free(a, y);
         return bp__fail(NULL, BP_ERR_NOMEM, "%s: out of memory for %zu items", iname, n);
     }
-    for (size_t i = 0; i < n * per; i++) x[i] = (float)pix[i] / 255.0f;
+    for (size_t i = 0; i < n * per; i++)
+        x[i] = (float)pix[i] / 255.0f;
     for (size_t i = 0; i < n; i++) {
         if (classes > 0)
             y[i * classes + labels[i]] = 1.0f;
@@ -621,9 +647,9 @@ bp_status bp__dataset_parse_idx(bp_dataset **out, const bp__alloc *a, const char
     return bp__dataset_adopt(out, a, x, y, n, per, outs);
 }
 
-bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a,
-                                    const char *images_path, const char *labels_path,
-                                    size_t classes, size_t max_decompressed)
+bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a, const char *images_path,
+                                    const char *labels_path, size_t classes,
+                                    size_t max_decompressed)
 {
     if (out == NULL) return bp__fail(NULL, BP_ERR_INVALID_ARG, "load_idx: out is NULL");
     *out = NULL;
@@ -636,10 +662,10 @@ bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a,
     unsigned char *img, *lab;
     size_t img_size, lab_size;
     char iname[BP__LABEL_CAP], lname[BP__LABEL_CAP];
-    BP_CHECK(bp__read_file_as(a, NULL, images_path, BP__READ_IDX, max_decompressed, &img,
-                              &img_size));
-    bp_status st = bp__read_file_as(a, NULL, labels_path, BP__READ_IDX, max_decompressed, &lab,
-                                    &lab_size);
+    BP_CHECK(
+        bp__read_file_as(a, NULL, images_path, BP__READ_IDX, max_decompressed, &img, &img_size));
+    bp_status st =
+        bp__read_file_as(a, NULL, labels_path, BP__READ_IDX, max_decompressed, &lab, &lab_size);
     if (st == BP_OK) {
         st = bp__dataset_parse_idx(out, a, bp__path_label(iname, images_path), img, img_size,
                                    bp__path_label(lname, labels_path), lab, lab_size, classes);
@@ -652,12 +678,11 @@ bp_status bp__dataset_load_idx_with(bp_dataset **out, const bp__alloc *a,
 bp_status bp_dataset_load_idx(bp_dataset **out, const char *images_path, const char *labels_path,
                               size_t classes)
 {
-    return bp__dataset_load_idx_with(out, &bp__default_alloc, images_path, labels_path, classes,
-                                     0);
+    return bp__dataset_load_idx_with(out, &bp__default_alloc, images_path, labels_path, classes, 0);
 }
 
-bp_status bp_dataset_load_idx_ex(bp_dataset **out, const char *images_path,
-                                 const char *labels_path, size_t classes, size_t max_decompressed)
+bp_status bp_dataset_load_idx_ex(bp_dataset **out, const char *images_path, const char *labels_path,
+                                 size_t classes, size_t max_decompressed)
 {
     return bp__dataset_load_idx_with(out, &bp__default_alloc, images_path, labels_path, classes,
                                      max_decompressed);

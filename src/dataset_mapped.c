@@ -520,8 +520,7 @@ bp_status bp__dsmap_read(struct bp__dsmap *m, char *err, size_t first, const siz
 bp_status bp__dataset_read(const bp_dataset *ds, const size_t *idx, size_t start, size_t k,
                            float *x, float *y)
 {
-    if (ds->map != NULL)
-        return bp__dsmap_read(ds->map, NULL, ds->first, idx, start, k, x, y);
+    if (ds->map != NULL) return bp__dsmap_read(ds->map, NULL, ds->first, idx, start, k, x, y);
     const size_t in = ds->in, out = ds->out;
     if (idx == NULL) {
         memcpy(x, ds->x + start * in, k * in * sizeof(float));

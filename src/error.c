@@ -25,7 +25,10 @@ bp_status bp__fail(char *err, bp_status status, const char *fmt, ...)
     return status;
 }
 
-const char *bp_last_error(void) { return tls_err; }
+const char *bp_last_error(void)
+{
+    return tls_err;
+}
 
 const char *bp_status_string(int status)
 {
@@ -48,9 +51,15 @@ const char *bp_status_string(int status)
     }
 }
 
-unsigned bp_version(void) { return BP_VERSION_NUMBER; }
+unsigned bp_version(void)
+{
+    return BP_VERSION_NUMBER;
+}
 
-const char *bp_version_string(void) { return BP_VERSION_STRING; }
+const char *bp_version_string(void)
+{
+    return BP_VERSION_STRING;
+}
 
 /* Nonzero if any of @p v[0..count) is NaN or +-Inf: one branch-free pass on the exponent
  * bits, which vectorises (no libm call). */

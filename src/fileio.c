@@ -1,7 +1,7 @@
 /* fileio.c -- whole-file reads with transparent, bounded gzip, and atomic (temp + rename)
  * writes. */
 #if defined(__linux__) && !defined(_DEFAULT_SOURCE)
-#  define _DEFAULT_SOURCE /* flock (BSD, in glibc beside the POSIX names) */
+#define _DEFAULT_SOURCE /* flock (BSD, in glibc beside the POSIX names) */
 #endif
 #include "fileio.h"
 
@@ -15,12 +15,12 @@
 #include <unistd.h>
 
 #ifdef BP_HAVE_ZLIB
-#  define ZLIB_CONST
-#  include <zlib.h>
+#define ZLIB_CONST
+#include <zlib.h>
 #endif
 
 #ifndef NAME_MAX
-#  define NAME_MAX 255
+#define NAME_MAX 255
 #endif
 
 const char *bp__path_base(const char *path)
@@ -69,8 +69,12 @@ static size_t next_capacity(size_t cap)
 
 static const char *file_type(mode_t m)
 {
-    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device"
-         : S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+    return S_ISDIR(m)    ? "a directory"
+           : S_ISFIFO(m) ? "a FIFO"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISSOCK(m) ? "a socket"
+                         : "not a regular file";
 }
 
 /* read() that retries after signals; returns bytes read, 0 at the end, -1 on error. */
@@ -103,8 +107,10 @@ static bp_status read_raw(const bp__alloc *a, char *err, const char *path, unsig
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return bp__fail(err, BP_ERR_IO, "%s: %s, not a regular file; only regular files are "
-                        "read", name, file_type(st.st_mode));
+        return bp__fail(err, BP_ERR_IO,
+                        "%s: %s, not a regular file; only regular files are "
+                        "read",
+                        name, file_type(st.st_mode));
     }
     if (st.st_size < 0 || (uintmax_t)st.st_size >= SIZE_MAX) {
         close(fd);
@@ -128,8 +134,7 @@ static bp_status read_raw(const bp__alloc *a, char *err, const char *path, unsig
             if (got > 0) {
                 const size_t ncap = next_capacity(cap < 4096 ? 4096 : cap);
                 if (ncap == cap || regrow(a, &buf, len, ncap) != 0) {
-                    s = bp__fail(err, BP_ERR_NOMEM, "%s: out of memory after %zu bytes", name,
-                                 len);
+                    s = bp__fail(err, BP_ERR_NOMEM, "%s: out of memory after %zu bytes", name, len);
                     goto done;
                 }
                 cap = ncap;
@@ -163,13 +168,14 @@ done:
  * serialize.c checks all of it again; here it only stops a stream that is not a model, or
  * that goes on past the length its header gives, before it is decompressed further. */
 static const unsigned char model_magic[8] = {0x89, 'B', 'P', 'M', '\r', '\n', 0x1a, '\n'};
-#define MODEL_HEADER_BYTES 24u
+#define MODEL_HEADER_BYTES   24u
 #define MODEL_FORMAT_VERSION 1u
 
 static uint64_t le_u64(const unsigned char *p)
 {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
     return v;
 }
 
@@ -190,14 +196,16 @@ static bp_status probe(int kind, char *err, const char *name, const unsigned cha
     if (kind == BP__READ_MODEL) {
         const size_t m = len < sizeof model_magic ? len : sizeof model_magic;
         if (memcmp(b, model_magic, m) != 0 || (at_end && len < sizeof model_magic))
-            return bp__fail(err, BP_ERR_FORMAT, "%s: not a backprop model file (bad magic "
-                            "number in the decompressed data)", name);
+            return bp__fail(err, BP_ERR_FORMAT,
+                            "%s: not a backprop model file (bad magic "
+                            "number in the decompressed data)",
+                            name);
         if (len < MODEL_HEADER_BYTES) {
             *need = at_end ? 0 : MODEL_HEADER_BYTES; /* short: the decoder says truncated */
             return BP_OK;
         }
-        const uint32_t version = (uint32_t)b[8] | (uint32_t)b[9] << 8 | (uint32_t)b[10] << 16 |
-                                 (uint32_t)b[11] << 24;
+        const uint32_t version =
+            (uint32_t)b[8] | (uint32_t)b[9] << 8 | (uint32_t)b[10] << 16 | (uint32_t)b[11] << 24;
         const uint64_t total = le_u64(b + 16);
         /* A later version may change everything after byte 16: the decoder reports it. */
         if (version >= 1 && version <= MODEL_FORMAT_VERSION)
@@ -210,8 +218,10 @@ static bp_status probe(int kind, char *err, const char *name, const unsigned cha
             return BP_OK;
         }
         if (b[0] != 0 || b[1] != 0 || b[2] != 0x08)
-            return bp__fail(err, BP_ERR_FORMAT, "%s: magic 0x%08lx is not an unsigned-byte IDX "
-                            "file (in the decompressed data)", name, (unsigned long)be_u32(b));
+            return bp__fail(err, BP_ERR_FORMAT,
+                            "%s: magic 0x%08lx is not an unsigned-byte IDX "
+                            "file (in the decompressed data)",
+                            name, (unsigned long)be_u32(b));
         const size_t header = 4 + 4 * (size_t)b[3];
         if (len < header) {
             *need = at_end ? 0 : header;
@@ -231,8 +241,10 @@ static bp_status probe(int kind, char *err, const char *name, const unsigned cha
         const size_t m = len < TEXT_PROBE_BYTES ? len : TEXT_PROBE_BYTES;
         const unsigned char *nul = memchr(b, 0, m);
         if (nul != NULL)
-            return bp__fail(err, BP_ERR_FORMAT, "%s: byte %zu of the decompressed data is NUL: "
-                            "binary data, not a text file", name, (size_t)(nul - b));
+            return bp__fail(err, BP_ERR_FORMAT,
+                            "%s: byte %zu of the decompressed data is NUL: "
+                            "binary data, not a text file",
+                            name, (size_t)(nul - b));
     }
     return BP_OK;
 }
@@ -242,13 +254,15 @@ static voidpf z_alloc(voidpf opaque, uInt items, uInt size)
     return bp__calloc(opaque, items, size);
 }
 
-static void z_free(voidpf opaque, voidpf p) { bp__free(opaque, p); }
+static void z_free(voidpf opaque, voidpf p)
+{
+    bp__free(opaque, p);
+}
 
 /* Decompress @p src (all gzip members) into a buffer that grows with the output, up to
  * @p limit bytes or, once the first bytes announce it, the exact size expected. */
 static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kind, size_t limit,
-                        const unsigned char *src, size_t srclen, unsigned char **data,
-                        size_t *size)
+                        const unsigned char *src, size_t srclen, unsigned char **data, size_t *size)
 {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
@@ -297,11 +311,15 @@ static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kin
         in_left -= avail_in - zs.avail_in;
         if (full && zs.avail_out == 0) {
             if (expect > 0)
-                st = bp__fail(err, BP_ERR_FORMAT, "%s: decompresses to more than the %zu bytes "
-                              "its header announces", name, expect);
+                st = bp__fail(err, BP_ERR_FORMAT,
+                              "%s: decompresses to more than the %zu bytes "
+                              "its header announces",
+                              name, expect);
             else
-                st = bp__fail(err, BP_ERR_OUT_OF_RANGE, "%s: decompresses to more than the "
-                              "limit of %zu bytes", name, max_out);
+                st = bp__fail(err, BP_ERR_OUT_OF_RANGE,
+                              "%s: decompresses to more than the "
+                              "limit of %zu bytes",
+                              name, max_out);
             goto done;
         }
         if (!full) len += avail_out - zs.avail_out;
@@ -311,9 +329,10 @@ static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kin
             if (st != BP_OK) goto done;
             if (need == 0 && expect > 0) {
                 if (expect > max_out) {
-                    st = bp__fail(err, BP_ERR_OUT_OF_RANGE, "%s: its header announces %zu bytes, "
-                                  "more than the decompression limit of %zu", name, expect,
-                                  max_out);
+                    st = bp__fail(err, BP_ERR_OUT_OF_RANGE,
+                                  "%s: its header announces %zu bytes, "
+                                  "more than the decompression limit of %zu",
+                                  name, expect, max_out);
                     goto done;
                 }
                 max_out = expect;
@@ -321,11 +340,15 @@ static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kin
         }
         if (len > max_out) {
             if (expect > 0)
-                st = bp__fail(err, BP_ERR_FORMAT, "%s: decompresses to more than the %zu bytes "
-                              "its header announces", name, expect);
+                st = bp__fail(err, BP_ERR_FORMAT,
+                              "%s: decompresses to more than the %zu bytes "
+                              "its header announces",
+                              name, expect);
             else
-                st = bp__fail(err, BP_ERR_OUT_OF_RANGE, "%s: decompresses to more than the "
-                              "limit of %zu bytes", name, max_out);
+                st = bp__fail(err, BP_ERR_OUT_OF_RANGE,
+                              "%s: decompresses to more than the "
+                              "limit of %zu bytes",
+                              name, max_out);
             goto done;
         }
         if (r == Z_STREAM_END) {
@@ -334,14 +357,18 @@ static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kin
                 inflateReset(&zs);
                 continue;
             }
-            st = bp__fail(err, BP_ERR_FORMAT, "%s: %zu bytes of trailing data after the gzip "
-                          "stream", name, in_left);
+            st = bp__fail(err, BP_ERR_FORMAT,
+                          "%s: %zu bytes of trailing data after the gzip "
+                          "stream",
+                          name, in_left);
             goto done;
         }
         if (r == Z_OK || (r == Z_BUF_ERROR && len == cap && !full)) continue;
         if (r == Z_BUF_ERROR) {
-            st = bp__fail(err, BP_ERR_FORMAT, "%s: truncated gzip stream (ends after %zu "
-                          "decompressed bytes)", name, len);
+            st = bp__fail(err, BP_ERR_FORMAT,
+                          "%s: truncated gzip stream (ends after %zu "
+                          "decompressed bytes)",
+                          name, len);
         } else if (r == Z_MEM_ERROR) {
             st = bp__fail(err, BP_ERR_NOMEM, "%s: out of memory decompressing", name);
         } else {
@@ -367,8 +394,8 @@ size_t bp__decompress_limit_default(size_t compressed)
     return compressed > hi / 128 ? hi : compressed * 128 < lo ? lo : compressed * 128;
 }
 
-bp_status bp__read_file_as(const bp__alloc *a, char *err, const char *path, int kind,
-                           size_t limit, unsigned char **data, size_t *size)
+bp_status bp__read_file_as(const bp__alloc *a, char *err, const char *path, int kind, size_t limit,
+                           unsigned char **data, size_t *size)
 {
     unsigned char *raw = NULL;
     size_t len = 0;
@@ -383,17 +410,19 @@ bp_status bp__read_file_as(const bp__alloc *a, char *err, const char *path, int 
     }
     bp__path_label(name, path);
 #ifdef BP_HAVE_ZLIB
-    const bp_status st = gunzip(a, err, name, kind,
-                                limit == 0 ? bp__decompress_limit_default(len) : limit, raw, len,
-                                data, size);
+    const bp_status st =
+        gunzip(a, err, name, kind, limit == 0 ? bp__decompress_limit_default(len) : limit, raw, len,
+               data, size);
     bp__free(a, raw);
     return st;
 #else
     (void)kind;
     (void)limit;
     bp__free(a, raw);
-    return bp__fail(err, BP_ERR_UNSUPPORTED, "%s: gzip-compressed, but libbackprop was built "
-                    "without zlib", name);
+    return bp__fail(err, BP_ERR_UNSUPPORTED,
+                    "%s: gzip-compressed, but libbackprop was built "
+                    "without zlib",
+                    name);
 #endif
 }
 
@@ -406,12 +435,12 @@ bp_status bp__read_file(const bp__alloc *a, char *err, const char *path, unsigne
 /* ---- atomic replacement ------------------------------------------------------------------ */
 
 #ifndef PATH_MAX
-#  define PATH_MAX 4096
+#define PATH_MAX 4096
 #endif
-#define TMP_SLOTS 64u
-#define TMP_SUFFIX ".tmp-bp" /* + two digits: ".<name>.tmp-bpNN" */
+#define TMP_SLOTS      64u
+#define TMP_SUFFIX     ".tmp-bp" /* + two digits: ".<name>.tmp-bpNN" */
 #define TMP_SUFFIX_LEN 9u
-#define MAX_LINKS 40u
+#define MAX_LINKS      40u
 
 /* May the link @p link (lstat @p st) be followed? Linux's fs.protected_symlinks rule, which
  * resolving links by hand would otherwise bypass: not a link in a sticky world-writable
@@ -488,9 +517,8 @@ static void remove_stale(char *tmp, size_t at)
         const int fd = open(tmp, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
         if (fd < 0) continue;
         struct stat held, named;
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 &&
-            lstat(tmp, &named) == 0 && S_ISREG(held.st_mode) && held.st_dev == named.st_dev &&
-            held.st_ino == named.st_ino)
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &held) == 0 && lstat(tmp, &named) == 0 &&
+            S_ISREG(held.st_mode) && held.st_dev == named.st_dev && held.st_ino == named.st_ino)
             unlink(tmp);
         close(fd);
     }
@@ -514,8 +542,10 @@ bp_status bp__atomic_open(bp__atomic_file *w, char *err, const char *path)
     w->target = resolve_links(path);
     if (w->target == NULL) {
         const int e = errno;
-        return bp__fail(err, e == ENOMEM ? BP_ERR_NOMEM : BP_ERR_IO, "%s: cannot follow its "
-                        "symbolic link: %s", name, os_reason(e, why, sizeof why));
+        return bp__fail(err, e == ENOMEM ? BP_ERR_NOMEM : BP_ERR_IO,
+                        "%s: cannot follow its "
+                        "symbolic link: %s",
+                        name, os_reason(e, why, sizeof why));
     }
     /* ".<name>.tmp-bpNN" in the target's directory, <name> cut to fit NAME_MAX. */
     const char *base = bp__path_base(w->target);
@@ -558,8 +588,10 @@ bp_status bp__atomic_open(bp__atomic_file *w, char *err, const char *path)
     }
     if (fd < 0) {
         atomic_release(w);
-        return bp__fail(err, e == ENOMEM ? BP_ERR_NOMEM : BP_ERR_IO, "%s: cannot create a "
-                        "temporary file beside it: %s", name,
+        return bp__fail(err, e == ENOMEM ? BP_ERR_NOMEM : BP_ERR_IO,
+                        "%s: cannot create a "
+                        "temporary file beside it: %s",
+                        name,
                         e == EEXIST ? "all 64 temporary names are in use"
                                     : os_reason(e, why, sizeof why));
     }
@@ -630,8 +662,8 @@ bp_status bp__atomic_commit(bp__atomic_file *w, char *err, const char *path)
     e = sync_dir(w->target);
     atomic_release(w);
     if (e != 0)
-        return bp__fail(err, BP_ERR_IO, "%s: written, but syncing its directory failed: %s",
-                        name, os_reason(e, why, sizeof why));
+        return bp__fail(err, BP_ERR_IO, "%s: written, but syncing its directory failed: %s", name,
+                        os_reason(e, why, sizeof why));
     return BP_OK;
 }
 

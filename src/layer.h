@@ -102,7 +102,7 @@ typedef struct bp__layer_key {
 
 /* Defaults of the activation settings every new layer starts with. */
 #define BP__DEFAULT_LEAKY_SLOPE 0.01f
-#define BP__DEFAULT_ELU_ALPHA 1.0f
+#define BP__DEFAULT_ELU_ALPHA   1.0f
 
 /* Accessors for the settings struct bp_layer holds itself (layer_settings.c), and table
  * entries built from them for the kinds' key tables. */
@@ -116,13 +116,24 @@ void bp__layer_set_l2(bp_layer *l, double v);
 double bp__layer_get_l2(const bp_layer *l);
 void bp__layer_set_l1(bp_layer *l, double v);
 double bp__layer_get_l1(const bp_layer *l);
-#define BP__KEY_TRAINABLE {BP_LAYER_TRAINABLE, bp__layer_set_trainable, bp__layer_get_trainable}
-#define BP__KEY_ACTIVATION                                                                        \
-    {BP_LAYER_LEAKY_SLOPE, bp__layer_set_leaky_slope, bp__layer_get_leaky_slope},                 \
-        {BP_LAYER_ELU_ALPHA, bp__layer_set_elu_alpha, bp__layer_get_elu_alpha}
-#define BP__KEY_PENALTIES                                                                         \
-    {BP_LAYER_L2, bp__layer_set_l2, bp__layer_get_l2}, {BP_LAYER_L1, bp__layer_set_l1, bp__layer_get_l1}
-#define BP__KEY_END {0, NULL, NULL}
+#define BP__KEY_TRAINABLE                                                                          \
+    {                                                                                              \
+        BP_LAYER_TRAINABLE, bp__layer_set_trainable, bp__layer_get_trainable                       \
+    }
+#define BP__KEY_ACTIVATION                                                                         \
+    {BP_LAYER_LEAKY_SLOPE, bp__layer_set_leaky_slope, bp__layer_get_leaky_slope},                  \
+    {                                                                                              \
+        BP_LAYER_ELU_ALPHA, bp__layer_set_elu_alpha, bp__layer_get_elu_alpha                       \
+    }
+#define BP__KEY_PENALTIES                                                                          \
+    {BP_LAYER_L2, bp__layer_set_l2, bp__layer_get_l2},                                             \
+    {                                                                                              \
+        BP_LAYER_L1, bp__layer_set_l1, bp__layer_get_l1                                            \
+    }
+#define BP__KEY_END                                                                                \
+    {                                                                                              \
+        0, NULL, NULL                                                                              \
+    }
 /* The kind's entry for @p key, or NULL when the key does not apply to it. */
 const bp__layer_key *bp__layer_key_of(const bp_layer *l, int key);
 

@@ -439,7 +439,8 @@ static bp_status dense_construct(bp_net *net, const bp__hyper *hp, size_t count,
     return bp__hyper_apply_settings(net->layers[net->nlayers - 1], hp, count, known);
 }
 
-static const bp__layer_key dense_keys[] = {BP__KEY_TRAINABLE, BP__KEY_ACTIVATION, BP__KEY_PENALTIES, BP__KEY_END};
+static const bp__layer_key dense_keys[] = {BP__KEY_TRAINABLE, BP__KEY_ACTIVATION, BP__KEY_PENALTIES,
+                                           BP__KEY_END};
 
 const bp__layer_vtable bp__dense_vtable = {
     .kind = BP_LAYER_DENSE,

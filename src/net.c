@@ -237,16 +237,46 @@ fail:
 /* The network settings family (block 300): one row per key with its bounds, default and
  * accessors; bp_net_set/get/param_bounds/reset_settings read it, and pass the fit loop's keys
  * (block 400) to train.c, which owns their table. */
-static void set_accumulate(bp_net *n, double v) { n->accumulate = v != 0.0; }
-static double get_accumulate(const bp_net *n) { return n->accumulate; }
-static void set_apply_scalers(bp_net *n, double v) { n->apply_scalers = v != 0.0; }
-static double get_apply_scalers(const bp_net *n) { return n->apply_scalers; }
-static void set_huber(bp_net *n, double v) { n->huber_delta = v; }
-static double get_huber(const bp_net *n) { return n->huber_delta; }
-static void set_clip_norm(bp_net *n, double v) { n->clip_norm = v; }
-static double get_clip_norm(const bp_net *n) { return n->clip_norm; }
-static void set_clip_value(bp_net *n, double v) { n->clip_value = v; }
-static double get_clip_value(const bp_net *n) { return n->clip_value; }
+static void set_accumulate(bp_net *n, double v)
+{
+    n->accumulate = v != 0.0;
+}
+static double get_accumulate(const bp_net *n)
+{
+    return n->accumulate;
+}
+static void set_apply_scalers(bp_net *n, double v)
+{
+    n->apply_scalers = v != 0.0;
+}
+static double get_apply_scalers(const bp_net *n)
+{
+    return n->apply_scalers;
+}
+static void set_huber(bp_net *n, double v)
+{
+    n->huber_delta = v;
+}
+static double get_huber(const bp_net *n)
+{
+    return n->huber_delta;
+}
+static void set_clip_norm(bp_net *n, double v)
+{
+    n->clip_norm = v;
+}
+static double get_clip_norm(const bp_net *n)
+{
+    return n->clip_norm;
+}
+static void set_clip_value(bp_net *n, double v)
+{
+    n->clip_value = v;
+}
+static double get_clip_value(const bp_net *n)
+{
+    return n->clip_value;
+}
 
 typedef struct net_key_info {
     int key;
@@ -260,8 +290,8 @@ typedef struct net_key_info {
 } net_key_info;
 
 static const net_key_info net_keys[] = {
-    {BP_NET_ACCUMULATE_GRADS, "BP_NET_ACCUMULATE_GRADS", 0.0, 1.0, "{0, 1}", 0.0, 1,
-     set_accumulate, get_accumulate},
+    {BP_NET_ACCUMULATE_GRADS, "BP_NET_ACCUMULATE_GRADS", 0.0, 1.0, "{0, 1}", 0.0, 1, set_accumulate,
+     get_accumulate},
     {BP_NET_HUBER_DELTA, "BP_NET_HUBER_DELTA", 0x1p-1074, 1e6, "(0, 1e6]", 1.0, 0, set_huber,
      get_huber},
     {BP_NET_CLIP_NORM, "BP_NET_CLIP_NORM", 0.0, 1e9, "[0, 1e9]", 0.0, 0, set_clip_norm,

@@ -48,7 +48,7 @@ struct bp_net {
     int accumulate;
     double huber_delta;
     double clip_norm, clip_value;
-    int apply_scalers; /* BP_NET_APPLY_SCALERS: predict/evaluate apply the stored scalers */
+    int apply_scalers;     /* BP_NET_APPLY_SCALERS: predict/evaluate apply the stored scalers */
     struct bp__meta *meta; /* scalers and metadata (meta.c); NULL until one is set */
     struct bp__fit *fit;   /* training loop settings, callback, history (train.c, fit.h) */
     bp_grad_fn grad_hook;  /* bp_net_set_grad_hook(): between gradients and update, or NULL */

@@ -16,10 +16,14 @@ static uint64_t splitmix64(uint64_t *x)
 void bp__rng_seed(bp__rng *r, uint64_t seed)
 {
     uint64_t x = seed;
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++)
+        r->s[i] = splitmix64(&x);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static inline uint64_t rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t bp__rng_next(bp__rng *r)
 {
@@ -35,7 +39,10 @@ uint64_t bp__rng_next(bp__rng *r)
     return result;
 }
 
-float bp__rng_uniform(bp__rng *r) { return (float)(bp__rng_next(r) >> 40) * 0x1.0p-24f; }
+float bp__rng_uniform(bp__rng *r)
+{
+    return (float)(bp__rng_next(r) >> 40) * 0x1.0p-24f;
+}
 
 double bp__rng_normal(bp__rng *r)
 {

@@ -21,12 +21,12 @@
 
 #include "backprop.h"
 
-#define CHECK(expr)                                                                               \
-    do {                                                                                          \
-        if ((expr) != BP_OK) {                                                                    \
-            fprintf(stderr, "%s: %s\n", #expr, bp_last_error());                                  \
-            return 1;                                                                             \
-        }                                                                                         \
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        if ((expr) != BP_OK) {                                                                     \
+            fprintf(stderr, "%s: %s\n", #expr, bp_last_error());                                   \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 /* Inputs and outputs as C99 hex floats: "n in out", then the rows. */
@@ -35,7 +35,8 @@ static int write_io(const char *path, const float *x, const float *out, int n, i
     FILE *f = fopen(path, "w");
     if (f == NULL) return 1;
     fprintf(f, "%d %d %d\n", n, in, nout);
-    for (int i = 0; i < n * in; i++) fprintf(f, "%a%c", (double)x[i], (i + 1) % in ? ' ' : '\n');
+    for (int i = 0; i < n * in; i++)
+        fprintf(f, "%a%c", (double)x[i], (i + 1) % in ? ' ' : '\n');
     for (int i = 0; i < n * nout; i++)
         fprintf(f, "%a%c", (double)out[i], (i + 1) % nout ? ' ' : '\n');
     return fclose(f) != 0;
@@ -45,17 +46,19 @@ static int write_cnn(const char *dir)
 {
     enum { N = 4, IN = 36, OUT = 3, TRAIN = 12 };
     float x[TRAIN * IN], y[TRAIN];
-    for (int i = 0; i < TRAIN * IN; i++) x[i] = (float)((i * 13 + 5) % 17) / 8.0f - 1.0f;
-    for (int i = 0; i < TRAIN; i++) y[i] = (float)(i % OUT);
+    for (int i = 0; i < TRAIN * IN; i++)
+        x[i] = (float)((i * 13 + 5) % 17) / 8.0f - 1.0f;
+    for (int i = 0; i < TRAIN; i++)
+        y[i] = (float)(i % OUT);
     bp_net *net;
     bp_optimizer *opt;
     CHECK(bp_net_create_image(&net, 1, 6, 6, 20241129));
     CHECK(bp_net_add_conv2d(net, 2, 3, 3, 1, 1, BP_ACT_IDENTITY)); /* [2 x 6 x 6] */
     CHECK(bp_net_add_batchnorm(net));
     CHECK(bp_net_add_activation(net, BP_ACT_RELU));
-    CHECK(bp_net_add_maxpool2d(net, 2, 2));                         /* [2 x 3 x 3] */
+    CHECK(bp_net_add_maxpool2d(net, 2, 2));                          /* [2 x 3 x 3] */
     CHECK(bp_net_add_conv2d(net, 3, 2, 2, 1, 0, BP_ACT_LEAKY_RELU)); /* [3 x 2 x 2] */
-    CHECK(bp_net_add_avgpool2d(net, 2, 1));                         /* [3 x 1 x 1] */
+    CHECK(bp_net_add_avgpool2d(net, 2, 1));                          /* [3 x 1 x 1] */
     CHECK(bp_net_add_global_avgpool(net));
     CHECK(bp_net_add_flatten(net));
     CHECK(bp_net_add_dense(net, 4, BP_ACT_ELU));
@@ -89,7 +92,8 @@ int main(int argc, char **argv)
     enum { N = 6, IN = 3, OUT = 2, TRAIN = 16 };
     float x[TRAIN * IN], y[TRAIN * OUT];
     for (int i = 0; i < TRAIN; i++) {
-        for (int k = 0; k < IN; k++) x[i * IN + k] = (float)((i * 7 + k * 3) % 11) / 5.0f - 1.0f;
+        for (int k = 0; k < IN; k++)
+            x[i * IN + k] = (float)((i * 7 + k * 3) % 11) / 5.0f - 1.0f;
         y[i * OUT] = x[i * IN] * 0.5f - x[i * IN + 2];
         y[i * OUT + 1] = x[i * IN + 1] * x[i * IN + 1];
     }
@@ -102,7 +106,8 @@ int main(int argc, char **argv)
     CHECK(bp_layer_set(bp_net_layer(net, 1), BP_LAYER_LEAKY_SLOPE, 0.2));
     CHECK(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM));
     CHECK(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.02));
-    for (int s = 0; s < 50; s++) CHECK(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, TRAIN, 0));
+    for (int s = 0; s < 50; s++)
+        CHECK(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, TRAIN, 0));
     const float off[IN] = {0.0f, -0.5f, 0.25f}, sc[IN] = {1.0f, 2.0f, 0.5f};
     CHECK(bp_net_set_scaler(net, BP_SCALE_INPUTS, off, sc, IN));
     CHECK(bp_net_set_meta(net, "written_by", "tests/make_golden.c"));

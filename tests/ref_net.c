@@ -23,7 +23,8 @@ double ref_act(int act, double z, double slope, double alpha)
     case BP_ACT_LEAKY_RELU: return z > 0 ? z : slope * z;
     case BP_ACT_ELU: return z > 0 ? z : alpha * (exp(z) - 1.0);
     case BP_ACT_GELU:
-        return 0.5 * z * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (z + 0.044715 * z * z * z)));
+        return 0.5 * z *
+               (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (z + 0.044715 * z * z * z)));
     case BP_ACT_SILU: return z / (1.0 + exp(-z));
     case BP_ACT_SOFTPLUS: return log(1.0 + exp(z));
     default: fail_msg("ref_act: activation %d not supported", act); return 0.0;
@@ -45,8 +46,8 @@ static void act_rows(const bp_layer *l, double *v, size_t rows, size_t w)
                 r[j] = exp(r[j] - mx) / s;
         } else {
             for (size_t j = 0; j < w; j++)
-                r[j] =
-                    ref_act(l->activation, r[j], (double)l->act.leaky_slope, (double)l->act.elu_alpha);
+                r[j] = ref_act(l->activation, r[j], (double)l->act.leaky_slope,
+                               (double)l->act.elu_alpha);
         }
     }
 }

@@ -11,19 +11,20 @@
 #include <type_traits>
 #include <vector>
 
-namespace {
+namespace
+{
 
 int g_failures = 0;
 
 struct CheckFailed {
 };
 
-#define CHECK(cond)                                                                           \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);     \
-            throw CheckFailed{};                                                              \
-        }                                                                                     \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            std::fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);          \
+            throw CheckFailed{};                                                                   \
+        }                                                                                          \
     } while (0)
 
 // Runs @p fn, which must throw bp::Error with @p status; returns its message.
@@ -33,8 +34,7 @@ std::string expect_error(int status, const std::function<void()> &fn)
         fn();
     } catch (const bp::Error &e) {
         if (e.status() != status)
-            std::fprintf(stderr, "expected status %d, got %d (%s)\n", status, e.status(),
-                         e.what());
+            std::fprintf(stderr, "expected status %d, got %d (%s)\n", status, e.status(), e.what());
         CHECK(e.status() == status);
         return e.what();
     }
@@ -70,12 +70,14 @@ void xor_trains_through_the_wrappers()
     bp::Optimizer opt(BP_OPTIMIZER_ADAM);
     opt.set(BP_OPT_LEARNING_RATE, 0.05);
     float loss = 1;
-    for (int i = 0; i < 600; i++) loss = net.train_step(opt, BP_LOSS_MSE, kXorX, kXorY);
+    for (int i = 0; i < 600; i++)
+        loss = net.train_step(opt, BP_LOSS_MSE, kXorX, kXorY);
     CHECK(loss < 0.01f);
     CHECK(opt.step_count() == 600);
     std::vector<float> out = net.predict(kXorX);
     CHECK(out.size() == 4);
-    for (std::size_t i = 0; i < 4; i++) CHECK(std::fabs(out[i] - kXorY[i]) < 0.15f);
+    for (std::size_t i = 0; i < 4; i++)
+        CHECK(std::fabs(out[i] - kXorY[i]) < 0.15f);
 }
 
 void manual_steps_equal_train_step()
@@ -94,7 +96,8 @@ void manual_steps_equal_train_step()
     const float *pa = a.params(&na);
     const float *pb = b.params(&nb);
     CHECK(na == nb && na == a.param_count());
-    for (std::size_t i = 0; i < na; i++) CHECK(std::fabs(pa[i] - pb[i]) < 1e-6f);
+    for (std::size_t i = 0; i < na; i++)
+        CHECK(std::fabs(pa[i] - pb[i]) < 1e-6f);
 }
 
 void moves_transfer_ownership()
@@ -180,7 +183,8 @@ void datasets_load_split_and_scale()
     CHECK(offset.size() == 4 && scale.size() == 4);
     train.apply_scaler(BP_SCALE_INPUTS, offset, scale);
     double mean = 0;
-    for (std::size_t i = 0; i < train.size(); i++) mean += double(train.inputs()[i * 4]);
+    for (std::size_t i = 0; i < train.size(); i++)
+        mean += double(train.inputs()[i * 4]);
     CHECK(std::fabs(mean / static_cast<double>(train.size())) < 1e-4);
     bp::Dataset hot = train.one_hot(3);
     CHECK(hot.output_size() == 3);
@@ -192,7 +196,8 @@ void datasets_load_split_and_scale()
     opt.set(BP_OPT_LEARNING_RATE, 0.02);
     std::vector<float> x(train.inputs(), train.inputs() + train.size() * 4);
     std::vector<float> y(train.targets(), train.targets() + train.size());
-    for (int i = 0; i < 200; i++) net.train_step(opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y);
+    for (int i = 0; i < 200; i++)
+        net.train_step(opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y);
     std::vector<float> p = net.predict(x);
     std::size_t correct = 0;
     for (std::size_t r = 0; r < train.size(); r++) {
@@ -208,7 +213,8 @@ void models_save_load_and_resume()
 {
     bp::Net net = xor_net(21);
     bp::Optimizer opt(BP_OPTIMIZER_ADAM);
-    for (int i = 0; i < 10; i++) net.train_step(opt, BP_LOSS_MSE, kXorX, kXorY);
+    for (int i = 0; i < 10; i++)
+        net.train_step(opt, BP_LOSS_MSE, kXorX, kXorY);
     net.set_meta("task", "xor").set_scaler(BP_SCALE_INPUTS, {0.5f, 0.5f}, {2, 2});
     std::vector<unsigned char> model = net.save_buffer();
     bp::Net copy = bp::Net::load_buffer(model.data(), model.size());
@@ -260,7 +266,8 @@ void fit_with_callback_history_and_errors()
     CHECK(calls == 300 && net.history_length() == 300);
     CHECK(net.history(299, BP_METRIC_VAL_LOSS) < net.history(0, BP_METRIC_VAL_LOSS));
     const std::size_t best = net.history_best();
-    CHECK(best < 300 && net.history(best, BP_METRIC_VAL_LOSS) <= net.history(299, BP_METRIC_VAL_LOSS));
+    CHECK(best < 300 &&
+          net.history(best, BP_METRIC_VAL_LOSS) <= net.history(299, BP_METRIC_VAL_LOSS));
     std::vector<double> m = net.evaluate(BP_LOSS_MSE, ds);
     CHECK(m.size() == 4 && m[BP_METRIC_LOSS] < 0.02 && std::isnan(m[BP_METRIC_ACCURACY]));
 
@@ -312,10 +319,11 @@ void cnn_through_the_wrappers()
         .add_dropout(0.2)
         .add_dense(2, BP_ACT_SOFTMAX);
     CHECK(net.input_shape() == (bp::Shape{1, 6, 6}) && net.input_size() == 36);
-    const bp::Shape shapes[] = {{3, 6, 6}, {3, 6, 6}, {3, 6, 6}, {3, 3, 3},
+    const bp::Shape shapes[] = {{3, 6, 6},  {3, 6, 6},  {3, 6, 6}, {3, 3, 3},
                                 {27, 1, 1}, {27, 1, 1}, {2, 1, 1}};
-    const int kinds[] = {BP_LAYER_CONV2D,  BP_LAYER_BATCHNORM, BP_LAYER_ACTIVATION,
-                         BP_LAYER_MAXPOOL2D, BP_LAYER_FLATTEN, BP_LAYER_DROPOUT, BP_LAYER_DENSE};
+    const int kinds[] = {BP_LAYER_CONV2D,    BP_LAYER_BATCHNORM, BP_LAYER_ACTIVATION,
+                         BP_LAYER_MAXPOOL2D, BP_LAYER_FLATTEN,   BP_LAYER_DROPOUT,
+                         BP_LAYER_DENSE};
     CHECK(net.layer_count() == 7);
     for (std::size_t i = 0; i < 7; i++) {
         CHECK(net.layer(i).output_shape() == shapes[i]);
@@ -343,17 +351,21 @@ void cnn_through_the_wrappers()
     opt.set(BP_OPT_LEARNING_RATE, 0.02);
     const float first = net.train_step(opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y);
     float loss = first;
-    for (int i = 0; i < 60; i++) loss = net.train_step(opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y);
+    for (int i = 0; i < 60; i++)
+        loss = net.train_step(opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y);
     CHECK(loss < first / 2);
     std::vector<std::size_t> cls = bp::argmax(net.predict(x), 2);
     std::size_t hits = 0;
-    for (std::size_t i = 0; i < cls.size(); i++) hits += static_cast<float>(cls[i]) == y[i];
+    for (std::size_t i = 0; i < cls.size(); i++)
+        hits += static_cast<float>(cls[i]) == y[i];
     CHECK(hits >= 15);
 
     net.compute_grads(BP_LOSS_SPARSE_SOFTMAX_CE, x, y);
     double sum = 0;
-    for (float g : conv.weight_grad()) sum += double(g) * double(g);
-    for (float g : conv.bias_grad()) sum += double(g) * double(g);
+    for (float g : conv.weight_grad())
+        sum += double(g) * double(g);
+    for (float g : conv.bias_grad())
+        sum += double(g) * double(g);
     CHECK(conv.grad_norm() > 0 && std::fabs(conv.grad_norm() - std::sqrt(sum)) < 1e-6);
     CHECK(norm.grad_norm() > 0 && net.layer(6).grad_norm() > 0);
     CHECK(pool.grad_norm() == 0 && net.layer(5).grad_norm() == 0);
@@ -361,7 +373,8 @@ void cnn_through_the_wrappers()
     std::vector<unsigned char> model = net.save_buffer();
     bp::Net copy = bp::Net::load_buffer(model.data(), model.size());
     CHECK(copy.input_shape() == net.input_shape() && copy.layer_count() == 7);
-    for (std::size_t i = 0; i < 7; i++) CHECK(copy.layer(i).output_shape() == shapes[i]);
+    for (std::size_t i = 0; i < 7; i++)
+        CHECK(copy.layer(i).output_shape() == shapes[i]);
     CHECK(copy.predict(x) == net.predict(x));
 
     bp::Net small = bp::Net::image(1, 4, 4);

@@ -189,7 +189,8 @@ static void csv_loads_iris_with_150_rows_4_inputs_3_classes(void **state)
     assert_memory_equal(x, first, sizeof first);
     assert_memory_equal(x + 149 * 4, last, sizeof last);
     size_t per_class[3] = {0, 0, 0};
-    for (size_t i = 0; i < 150; i++) per_class[(size_t)y[i]]++;
+    for (size_t i = 0; i < 150; i++)
+        per_class[(size_t)y[i]]++;
     assert_int_equal(per_class[0], 50);
     assert_int_equal(per_class[1], 50);
     assert_int_equal(per_class[2], 50);
@@ -289,8 +290,10 @@ static void csv_rejects_empty_file_header_only_and_missing_targets(void **state)
     assert_status(bp_dataset_load_csv(&ds, p, ',', 0, SIZE_MAX, SIZE_MAX), BP_ERR_FORMAT);
     /* A range that wraps around is printed as given, not as "columns 0 .. 18446744073709551614". */
     char want[128];
-    snprintf(want, sizeof want, "short.csv:1: 2 columns, but the targets are %zu columns from "
-             "index %zu (counting from 0)", (size_t)SIZE_MAX, (size_t)SIZE_MAX);
+    snprintf(want, sizeof want,
+             "short.csv:1: 2 columns, but the targets are %zu columns from "
+             "index %zu (counting from 0)",
+             (size_t)SIZE_MAX, (size_t)SIZE_MAX);
     assert_error_contains(want);
     assert_status(bp_dataset_load_csv(&ds, p, ',', 0, SIZE_MAX, 1), BP_ERR_FORMAT);
     snprintf(want, sizeof want, "1 columns from index %zu", (size_t)SIZE_MAX);
@@ -328,7 +331,8 @@ static void csv_accepts_a_utf8_byte_order_mark(void **state)
     (void)state;
     bp_dataset *ds;
     /* Data on the first line: the mark is not part of the first cell. */
-    const char *p = write_text("bom.csv", "\xef\xbb\xbf" "1,2\n3,4\n");
+    const char *p = write_text("bom.csv", "\xef\xbb\xbf"
+                                          "1,2\n3,4\n");
     assert_status(bp_dataset_load_csv(&ds, p, ',', 0, 1, 1), BP_OK);
     assert_int_equal(bp_dataset_size(ds), 2);
     assert_true(bp_dataset_inputs(ds)[0] == 1.0f && bp_dataset_targets(ds)[1] == 4.0f);
@@ -339,7 +343,8 @@ static void csv_accepts_a_utf8_byte_order_mark(void **state)
     assert_int_equal(bp_dataset_size(ds), 1);
     bp_dataset_free(ds);
     /* Only at the very start: elsewhere it is still not a number. */
-    p = write_text("bom.csv", "1,2\n\xef\xbb\xbf" "3,4\n");
+    p = write_text("bom.csv", "1,2\n\xef\xbb\xbf"
+                              "3,4\n");
     assert_status(bp_dataset_load_csv(&ds, p, ',', 0, 1, 1), BP_ERR_FORMAT);
     assert_error_contains("bom.csv:2: column 1");
 }
@@ -364,11 +369,12 @@ static void csv_memory_is_in_proportion_to_the_data(void **state)
     assert_int_equal(bp_dataset_size(ds), 1);
     assert_int_equal(bp_dataset_input_size(ds), cols - 1);
     const size_t data = cols * sizeof(float), file = cols * 2 + 1;
-    assert_true(tb.live <= data + 1024);       /* what the data set keeps */
+    assert_true(tb.live <= data + 1024);        /* what the data set keeps */
     assert_true(tb.peak <= data + file + 1024); /* while loading: the file and the data */
     bp_dataset_free(ds);
     /* Many rows: still exactly the rows (no doubling reserve kept). */
-    for (size_t c = 0; c < 1000; c++) memcpy(text + 4 * c, "7,8\n", 4);
+    for (size_t c = 0; c < 1000; c++)
+        memcpy(text + 4 * c, "7,8\n", 4);
     p = write_tmp("tall.csv", text, 4000);
     assert_status(bp__dataset_load_csv_with(&ds, &a, p, ',', 0, 1, 1, 0), BP_OK);
     assert_int_equal(bp_dataset_size(ds), 1000);
@@ -377,13 +383,15 @@ static void csv_memory_is_in_proportion_to_the_data(void **state)
     /* A short first row followed by long ones, and the other way round: the error is the
      * ragged row's, and nothing is reserved for rows that are not there. */
     memcpy(text, "1,2\n", 4);
-    for (size_t c = 0; c < 1000; c++) memcpy(text + 4 + 2 * c, c + 1 < 1000 ? "5," : "5\n", 2);
+    for (size_t c = 0; c < 1000; c++)
+        memcpy(text + 4 + 2 * c, c + 1 < 1000 ? "5," : "5\n", 2);
     p = write_tmp("ragged.csv", text, 4 + 2000);
     tb.peak = 0;
     assert_status(bp__dataset_load_csv_with(&ds, &a, p, ',', 0, 1, 1, 0), BP_ERR_FORMAT);
     assert_error_contains("ragged.csv:2: 1000 columns, expected 2 (as on line 1)");
     assert_true(tb.peak <= 2 * 4006 + 1024);
-    for (size_t r = 0; r < 1000; r++) memcpy(text + 4 + 2000 + 2 * r, "9\n", 2);
+    for (size_t r = 0; r < 1000; r++)
+        memcpy(text + 4 + 2000 + 2 * r, "9\n", 2);
     p = write_tmp("ragged.csv", text + 4, 2000 + 2000);
     tb.peak = 0;
     assert_status(bp__dataset_load_csv_with(&ds, &a, p, ',', 0, 0, 1, 0), BP_ERR_FORMAT);
@@ -434,7 +442,8 @@ static size_t count_tmp_files(void)
     assert_non_null(d);
     size_t n = 0;
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) n += strstr(e->d_name, ".tmp") != NULL;
+    while ((e = readdir(d)) != NULL)
+        n += strstr(e->d_name, ".tmp") != NULL;
     closedir(d);
     return n;
 }
@@ -547,7 +556,8 @@ static void assert_tiny_idx(const bp_dataset *ds, size_t classes)
     assert_int_equal(bp_dataset_size(ds), 3);
     assert_int_equal(bp_dataset_input_size(ds), 4);
     const float *x = bp_dataset_inputs(ds), *y = bp_dataset_targets(ds);
-    for (size_t i = 0; i < 12; i++) assert_true(x[i] == tiny_pixels[i] / 255.0f);
+    for (size_t i = 0; i < 12; i++)
+        assert_true(x[i] == tiny_pixels[i] / 255.0f);
     if (classes == 0) {
         assert_int_equal(bp_dataset_output_size(ds), 1);
         assert_memory_equal(y, tiny_labels, sizeof tiny_labels);
@@ -606,8 +616,9 @@ static void idx_detects_gzip_by_magic_not_name(void **state)
     size_t llen;
     unsigned char *lgz = read_all(DATA("tiny-labels-idx1-ubyte.gz"), &llen);
     memcpy(twice, lgz, llen);
-    static const unsigned char more[] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 3, 3, 0, 0, 0, 0, 0,
-                                         0, 0, 0, 0}; /* empty member (gzip -n of nothing) */
+    static const unsigned char more[] = {
+        0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 3,
+        3,    0,    0, 0, 0, 0, 0, 0, 0, 0}; /* empty member (gzip -n of nothing) */
     memcpy(twice + llen, more, sizeof more);
     write_tmp("labels.bin", twice, llen + sizeof more);
     snprintf(pathbuf, sizeof pathbuf, "%s/labels.bin", tmpdir);
@@ -704,7 +715,7 @@ static void idx_rejects_invalid_arguments(void **state)
 /* ---- real data sets (skipped when the Debian packages are absent) -------------------- */
 
 #define FASHION "/usr/share/datasets/fashion-mnist/"
-#define CENSUS "/usr/share/doc/libfann-dev/examples/datasets/census-house.train"
+#define CENSUS  "/usr/share/doc/libfann-dev/examples/datasets/census-house.train"
 
 static void real_fashion_mnist_t10k_loads_when_present(void **state)
 {
@@ -779,7 +790,8 @@ static void shuffle_is_seeded_and_keeps_rows_paired(void **state)
         assert_true(sx[r * 3 + 2] == -(float)i);
         assert_true(sy[r] == (float)(i * 10));
     }
-    for (size_t i = 0; i < N; i++) assert_int_equal(seen[i], 1);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
     bp_dataset_free(a);
     bp_dataset_free(b);
     bp_dataset_free(c);

@@ -7,11 +7,11 @@
 #include "util.h"
 #include "net.h"
 
-static const int all_codes[] = {
-    BP_OK,          BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE, BP_ERR_STATE,
-    BP_ERR_UNSUPPORTED, BP_ERR_BUFFER_TOO_SMALL, BP_ERR_SHAPE,
-    BP_ERR_INDEX,   BP_ERR_NONFINITE,   BP_ERR_IO,           BP_ERR_FORMAT,
-    BP_ERR_VERSION, BP_ERR_CHECKSUM,    BP_ERR_NOMEM};
+static const int all_codes[] = {BP_OK,           BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE,
+                                BP_ERR_STATE,    BP_ERR_UNSUPPORTED, BP_ERR_BUFFER_TOO_SMALL,
+                                BP_ERR_SHAPE,    BP_ERR_INDEX,       BP_ERR_NONFINITE,
+                                BP_ERR_IO,       BP_ERR_FORMAT,      BP_ERR_VERSION,
+                                BP_ERR_CHECKSUM, BP_ERR_NOMEM};
 
 static void status_string_is_nonempty_for_every_code(void **state)
 {
@@ -30,8 +30,7 @@ static void status_string_is_distinct_per_code(void **state)
     const size_t n = sizeof all_codes / sizeof all_codes[0];
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++)
-            assert_string_not_equal(bp_status_string(all_codes[i]),
-                                    bp_status_string(all_codes[j]));
+            assert_string_not_equal(bp_status_string(all_codes[i]), bp_status_string(all_codes[j]));
 }
 
 static void status_string_of_unknown_code_is_not_null(void **state)
@@ -126,8 +125,8 @@ static void backend_hint_only_for_pre_avx_core_on_avx_cpu(void **state)
     (void)state;
     const char *info = bp_backend_info();
     const int hinted = strstr(info, "OPENBLAS_CORETYPE") != NULL;
-    const int pre_avx = strstr(info, "core=Prescott") != NULL || strstr(info, "core=Core2") != NULL ||
-                        strstr(info, "core=Nehalem") != NULL;
+    const int pre_avx = strstr(info, "core=Prescott") != NULL ||
+                        strstr(info, "core=Core2") != NULL || strstr(info, "core=Nehalem") != NULL;
     const int avx_cpu = strstr(info, "cpu=avx") != NULL;
     assert_int_equal(hinted, pre_avx && avx_cpu);
 }
@@ -151,7 +150,8 @@ static void first_nonfinite_finds_nan_and_inf(void **state)
 {
     (void)state;
     float v[600];
-    for (size_t i = 0; i < 600; i++) v[i] = (float)i;
+    for (size_t i = 0; i < 600; i++)
+        v[i] = (float)i;
     assert_int_equal(bp__first_nonfinite(v, 600), 600);
     v[517] = (float)INFINITY;
     assert_int_equal(bp__first_nonfinite(v, 600), 517);

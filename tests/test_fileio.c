@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #ifdef BP_HAVE_ZLIB
-#  include <zlib.h>
+#include <zlib.h>
 #endif
 
 #include "util.h"
@@ -27,7 +27,7 @@
 #include "fileio.h"
 
 #ifndef NAME_MAX
-#  define NAME_MAX 255
+#define NAME_MAX 255
 #endif
 
 static char tmpdir[64];
@@ -70,7 +70,8 @@ static int temp_files_left(void)
     assert_non_null(d);
     int n = 0;
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) n += strstr(e->d_name, ".tmp") != NULL;
+    while ((e = readdir(d)) != NULL)
+        n += strstr(e->d_name, ".tmp") != NULL;
     closedir(d);
     return n;
 }
@@ -143,8 +144,7 @@ static void non_regular_files_fail_at_once_without_blocking(void **state)
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
         unsigned char *data = (unsigned char *)&data;
         size_t size = 7;
-        assert_status(bp__read_file(&bp__default_alloc, NULL, paths[i], &data, &size),
-                      BP_ERR_IO);
+        assert_status(bp__read_file(&bp__default_alloc, NULL, paths[i], &data, &size), BP_ERR_IO);
         assert_null(data);
         assert_error_contains(kinds[i]);
         assert_error_contains("not a regular file");
@@ -195,8 +195,7 @@ static unsigned char *gzip_bytes(const void *src, size_t len, size_t *out_len)
 {
     z_stream zs;
     memset(&zs, 0, sizeof zs);
-    assert_int_equal(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY),
-                     Z_OK);
+    assert_int_equal(deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY), Z_OK);
     const size_t cap = deflateBound(&zs, (uLong)len) + 64;
     unsigned char *out = malloc(cap);
     assert_non_null(out);
@@ -237,8 +236,7 @@ static void a_gzip_bomb_stops_after_its_first_bytes(void **state)
         const bp__alloc a = {bp_test_bytes_alloc_fn, bp_test_bytes_free_fn, &tb};
         unsigned char *data;
         size_t size;
-        assert_status(bp__read_file_as(&a, NULL, path, kinds[k], 0, &data, &size),
-                      BP_ERR_FORMAT);
+        assert_status(bp__read_file_as(&a, NULL, path, kinds[k], 0, &data, &size), BP_ERR_FORMAT);
         assert_error_contains(why[k]);
         assert_true(tb.peak < bound);
         assert_int_equal(tb.live, 0);
@@ -252,9 +250,9 @@ static void a_gzip_bomb_stops_after_its_first_bytes(void **state)
     assert_true(tb.peak < bound);
     bp_optimizer *opt;
     tb.peak = 0;
-    assert_status(bp_checkpoint_load_ex(&net, &opt, path, bp_test_bytes_alloc_fn,
-                                        bp_test_bytes_free_fn, &tb),
-                  BP_ERR_FORMAT);
+    assert_status(
+        bp_checkpoint_load_ex(&net, &opt, path, bp_test_bytes_alloc_fn, bp_test_bytes_free_fn, &tb),
+        BP_ERR_FORMAT);
     assert_true(tb.peak < bound);
     const bp__alloc a = {bp_test_bytes_alloc_fn, bp_test_bytes_free_fn, &tb};
     bp_dataset *ds;
@@ -348,13 +346,13 @@ static void the_decompression_limit_is_exact_and_settable(void **state)
     const size_t rows = 300000, row = 4; /* "1,2\n" */
     char *csv = malloc(rows * row);
     assert_non_null(csv);
-    for (size_t i = 0; i < rows; i++) memcpy(csv + i * row, "1,2\n", row);
+    for (size_t i = 0; i < rows; i++)
+        memcpy(csv + i * row, "1,2\n", row);
     const size_t size = rows * row;
     const char *path = in_dir(0, "rows.csv.gz");
     write_gzip(path, csv, size);
     bp_dataset *ds;
-    assert_status(bp_dataset_load_csv_ex(&ds, path, ',', 0, 1, 1, size - 1),
-                  BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_dataset_load_csv_ex(&ds, path, ',', 0, 1, 1, size - 1), BP_ERR_OUT_OF_RANGE);
     assert_null(ds);
     char want[64];
     snprintf(want, sizeof want, "more than the limit of %zu bytes", size - 1);
@@ -372,7 +370,8 @@ static void the_decompression_limit_is_exact_and_settable(void **state)
     char *text = malloc(size + 64);
     assert_non_null(text);
     const int head = snprintf(text, 64, "%zu 1 1\n", rows);
-    for (size_t i = 0; i < rows; i++) memcpy(text + head + i * row, "1 2\n", row);
+    for (size_t i = 0; i < rows; i++)
+        memcpy(text + head + i * row, "1 2\n", row);
     write_gzip(fann, text, (size_t)head + size);
     assert_status(bp_dataset_load_fann_ex(&ds, fann, 1000), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_dataset_load_fann_ex(&ds, fann, (size_t)head + size), BP_OK);
@@ -529,7 +528,8 @@ static void stale_temporary_files_are_removed_by_the_next_save(void **state)
             char ok = bp__atomic_open(&w, NULL, path) == BP_OK;
             if (ok) fputs("partial", w.f), fflush(w.f);
             (void)!write(ready[1], &ok, 1);
-            for (;;) pause();
+            for (;;)
+                pause();
         }
         char ok = 0;
         assert_int_equal(read(ready[0], &ok, 1), 1);

@@ -409,8 +409,7 @@ static int checkpoint_cb(void *user, bp_net *net, size_t epoch, const double *me
     assert_ptr_equal(net, c->net);
     assert_int_equal(epoch, c->calls);
     size_t size;
-    assert_status(bp_checkpoint_save_buffer(net, c->opt, NULL, 0, &size),
-                  BP_ERR_BUFFER_TOO_SMALL);
+    assert_status(bp_checkpoint_save_buffer(net, c->opt, NULL, 0, &size), BP_ERR_BUFFER_TOO_SMALL);
     c->buf[epoch] = malloc(size);
     assert_non_null(c->buf[epoch]);
     assert_status(bp_checkpoint_save_buffer(net, c->opt, c->buf[epoch], size, &c->size[epoch]),

@@ -52,15 +52,17 @@ static void check_shape(size_t m, size_t n, size_t k, int ta, int tb, float alph
     assert_true(nmse(c2, c1, m * ldc) < 1e-10);
     /* Padding columns (j >= n) are never written. */
     for (size_t i = 0; i < m; i++)
-        for (size_t j = n; j < ldc; j++) assert_true(c0[i * ldc + j] == c1[i * ldc + j]);
+        for (size_t j = n; j < ldc; j++)
+            assert_true(c0[i * ldc + j] == c1[i * ldc + j]);
     free(a), free(b), free(c0), free(c1), free(c2);
 }
 
 static void naive_matches_blas_for_every_transpose_alpha_and_beta(void **state)
 {
     (void)state;
-    static const size_t shapes[][3] = {{1, 1, 1}, {1, 4, 2}, {4, 1, 8}, {2, 2, 2}, {3, 5, 7},
-                                       {16, 9, 1}, {1, 33, 17}, {17, 31, 23}, {64, 10, 128}};
+    static const size_t shapes[][3] = {{1, 1, 1},   {1, 4, 2},    {4, 1, 8},
+                                       {2, 2, 2},   {3, 5, 7},    {16, 9, 1},
+                                       {1, 33, 17}, {17, 31, 23}, {64, 10, 128}};
     static const float alphas[] = {1.0f, -0.5f}, betas[] = {0.0f, 1.0f, 0.25f};
     uint64_t st = 11;
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
@@ -81,7 +83,8 @@ static void zero_inner_dimension_scales_c_by_beta(void **state)
     assert_close(c[0], 0.5, 0, 0);
     assert_close(c[3], 2.0, 0, 0);
     bp__gemm_naive(0, 1, 2, 2, 0, 1.0f, a, 1, b, 1, 0.0f, c, 2);
-    for (int i = 0; i < 4; i++) assert_close(c[i], 0, 0, 0);
+    for (int i = 0; i < 4; i++)
+        assert_close(c[i], 0, 0, 0);
 }
 
 static void beta_zero_ignores_nan_in_c(void **state)
@@ -93,7 +96,8 @@ static void beta_zero_ignores_nan_in_c(void **state)
         for (int tb = 0; tb < 2; tb++) {
             float c[4] = {NAN, NAN, NAN, NAN};
             bp__gemm_naive(ta, tb, 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
-            for (int i = 0; i < 4; i++) assert_true(isfinite(c[i]));
+            for (int i = 0; i < 4; i++)
+                assert_true(isfinite(c[i]));
         }
 }
 

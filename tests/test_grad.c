@@ -15,9 +15,9 @@
 #include "layer.h"
 #include "net.h"
 
-#define N_ROWS 4
-#define N_IN 3
-#define MAX_W 6
+#define N_ROWS     4
+#define N_IN       3
+#define MAX_W      6
 #define MAX_LAYERS 3
 
 typedef struct ref_net {
@@ -41,14 +41,18 @@ static void ref_forward(const ref_net *r, const double *x, size_t n, double *y)
         for (size_t i = 0; i < n; i++) {
             for (size_t o = 0; o < out; o++) {
                 double z = bias[o];
-                for (size_t k = 0; k < width; k++) z += a[i * width + k] * w[o * width + k];
+                for (size_t k = 0; k < width; k++)
+                    z += a[i * width + k] * w[o * width + k];
                 b[i * out + o] = z;
             }
             if (r->act[l] == BP_ACT_SOFTMAX) {
                 double mx = -HUGE_VAL, s = 0;
-                for (size_t o = 0; o < out; o++) mx = fmax(mx, b[i * out + o]);
-                for (size_t o = 0; o < out; o++) s += exp(b[i * out + o] - mx);
-                for (size_t o = 0; o < out; o++) b[i * out + o] = exp(b[i * out + o] - mx) / s;
+                for (size_t o = 0; o < out; o++)
+                    mx = fmax(mx, b[i * out + o]);
+                for (size_t o = 0; o < out; o++)
+                    s += exp(b[i * out + o] - mx);
+                for (size_t o = 0; o < out; o++)
+                    b[i * out + o] = exp(b[i * out + o] - mx) / s;
             } else {
                 for (size_t o = 0; o < out; o++)
                     b[i * out + o] = ref_act(r->act[l], b[i * out + o], r->slope, r->alpha);
@@ -67,7 +71,8 @@ static double ref_loss(int loss, const double *p, const float *t, size_t n, size
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < w; j++) {
             const double v = p[i * w + j];
-            const double tt = loss == BP_LOSS_SPARSE_SOFTMAX_CE ? ((size_t)t[i] == j) : (double)t[i * w + j];
+            const double tt =
+                loss == BP_LOSS_SPARSE_SOFTMAX_CE ? ((size_t)t[i] == j) : (double)t[i * w + j];
             const double d = v - tt;
             switch (loss) {
             case BP_LOSS_MSE: s += d * d; break;
@@ -124,14 +129,17 @@ static int check_config(int act, int loss, size_t depth, size_t rows, uint64_t s
     float x[N_ROWS * N_IN], t[N_ROWS * MAX_W];
     bp_test_fill_uniform(x, N_ROWS * N_IN, -1.5f, 1.5f, &rng_state);
     if (loss == BP_LOSS_SPARSE_SOFTMAX_CE) {
-        for (size_t i = 0; i < rows; i++) t[i] = (float)(i % out);
+        for (size_t i = 0; i < rows; i++)
+            t[i] = (float)(i % out);
     } else if (loss == BP_LOSS_SOFTMAX_CE) {
         /* Probability rows (not only one-hot). */
         for (size_t i = 0; i < rows; i++) {
             float s = 0;
             bp_test_fill_uniform(t + i * out, out, 0.1f, 1.0f, &rng_state);
-            for (size_t j = 0; j < out; j++) s += t[i * out + j];
-            for (size_t j = 0; j < out; j++) t[i * out + j] /= s;
+            for (size_t j = 0; j < out; j++)
+                s += t[i * out + j];
+            for (size_t j = 0; j < out; j++)
+                t[i * out + j] /= s;
         }
     } else if (loss == BP_LOSS_BCE_LOGITS) {
         bp_test_fill_uniform(t, N_ROWS * out, 0.0f, 1.0f, &rng_state);
@@ -151,14 +159,17 @@ static int check_config(int act, int loss, size_t depth, size_t rows, uint64_t s
     const float *grads = bp_net_grads(net, NULL);
     r.p = malloc(np * sizeof(double));
     assert_non_null(r.p);
-    for (size_t k = 0; k < np; k++) r.p[k] = (double)params[k];
+    for (size_t k = 0; k < np; k++)
+        r.p[k] = (double)params[k];
     double xd[N_ROWS * N_IN];
-    for (size_t k = 0; k < N_ROWS * N_IN; k++) xd[k] = (double)x[k];
+    for (size_t k = 0; k < N_ROWS * N_IN; k++)
+        xd[k] = (double)x[k];
 
     /* The reference forward and loss agree with the library's. */
     double yr[N_ROWS * MAX_W];
     ref_forward(&r, xd, rows, yr);
-    for (size_t k = 0; k < rows * out; k++) assert_close(y[k], yr[k], 1e-4, 1e-5);
+    for (size_t k = 0; k < rows * out; k++)
+        assert_close(y[k], yr[k], 1e-4, 1e-5);
     assert_close(lv, ref_loss(loss, yr, t, rows, out), 1e-4, 1e-6);
 
     /* Central differences in double. */
@@ -186,8 +197,7 @@ static int check_config(int act, int loss, size_t depth, size_t rows, uint64_t s
     for (size_t k = 0; k < np; k++) {
         if (fabs((double)grads[k] - fd[k]) > 2e-3 * fabs(fd[k]) + 1e-4 * scale + 1e-7) {
             print_error("act %s loss %s depth %zu: param %zu analytic %.8g numeric %.8g\n",
-                        bp__act_name(act), bp__loss_name(loss), depth, k, (double)grads[k],
-                        fd[k]);
+                        bp__act_name(act), bp__loss_name(loss), depth, k, (double)grads[k], fd[k]);
             fail();
         }
     }
@@ -203,7 +213,8 @@ static int check_config(int act, int loss, size_t depth, size_t rows, uint64_t s
         for (size_t i = 0; i < rows; i++)
             for (size_t k = 0; k < N_IN; k++) {
                 float s = 0;
-                for (size_t o = 0; o < l0->out; o++) s += dz0[i * l0->out + o] * w0[o * N_IN + k];
+                for (size_t o = 0; o < l0->out; o++)
+                    s += dz0[i * l0->out + o] * w0[o * N_IN + k];
                 dx[i * N_IN + k] = s;
             }
         double xs = 0;

@@ -53,7 +53,8 @@ static void softmax_ce_one_hot_and_sparse_agree(void **state)
     assert_status(bp_loss_eval(BP_LOSS_SPARSE_SOFTMAX_CE, 0, p, idx, 2, 3, &v2, g2), BP_OK);
     assert_close(v1, -(log(0.7) + log(0.8)) / 2, 1e-6, 0);
     assert_close(v1, v2, 1e-7, 0);
-    for (int k = 0; k < 6; k++) assert_close(g1[k], g2[k], 1e-7, 0);
+    for (int k = 0; k < 6; k++)
+        assert_close(g1[k], g2[k], 1e-7, 0);
     assert_close(g1[0], -1 / (2 * 0.7), 1e-6, 0);
     assert_close(g1[1], 0, 0, 0);
 }
@@ -72,7 +73,8 @@ static void bad_input_is_rejected_with_a_message(void **state)
     assert_status(bp_loss_eval(BP_LOSS_MSE, 0, p, t, 0, 2, &v, NULL), BP_ERR_INVALID_ARG);
     assert_status(bp_loss_eval(BP_LOSS_MSE, 0, p, t, 1, 0, &v, NULL), BP_ERR_INVALID_ARG);
     assert_status(bp_loss_eval(BP_LOSS_HUBER, 0, p, t, 1, 2, &v, NULL), BP_ERR_OUT_OF_RANGE);
-    assert_status(bp_loss_eval(BP_LOSS_HUBER, (double)NAN, p, t, 1, 2, &v, NULL), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_loss_eval(BP_LOSS_HUBER, (double)NAN, p, t, 1, 2, &v, NULL),
+                  BP_ERR_OUT_OF_RANGE);
     assert_status(bp_loss_eval(BP_LOSS_MSE, 0, nan2, t, 1, 2, &v, NULL), BP_ERR_NONFINITE);
     assert_status(bp_loss_eval(BP_LOSS_MSE, 0, p, nan2, 1, 2, &v, NULL), BP_ERR_NONFINITE);
     assert_non_null(strstr(bp_last_error(), "row 0, column 0"));

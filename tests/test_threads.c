@@ -21,7 +21,8 @@ static bp_net *train_20_steps(bp_net *net, uint64_t seed)
     uint64_t st = seed;
     bp_test_fill_uniform(xs, N * IN, -1, 1, &st);
     float y[N];
-    for (int i = 0; i < N; i++) y[i] = (float)(i % OUT);
+    for (int i = 0; i < N; i++)
+        y[i] = (float)(i % OUT);
     for (int s = 0; s < 20; s++)
         assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, xs, y, N, NULL),
                       BP_OK);
@@ -41,7 +42,7 @@ static bp_net *trained_net(uint64_t seed)
 
 typedef struct job {
     const bp_net *net;
-    const float *want;   /* [N x OUT] single-threaded result */
+    const float *want; /* [N x OUT] single-threaded result */
     const unsigned char *file;
     size_t file_size;
     int mismatches;
@@ -112,9 +113,8 @@ static void predict_concurrently(bp_net *net)
     job jobs[THREADS + 1];
     for (int t = 0; t <= THREADS; t++) {
         jobs[t] = (job){net, want, file, fsize, 0, 0};
-        assert_int_equal(pthread_create(&tid[t], NULL, t < THREADS ? predict_worker : save_worker,
-                                        &jobs[t]),
-                         0);
+        assert_int_equal(
+            pthread_create(&tid[t], NULL, t < THREADS ? predict_worker : save_worker, &jobs[t]), 0);
     }
     int mismatches = 0, failures = 0;
     for (int t = 0; t <= THREADS; t++) {
@@ -153,7 +153,8 @@ static void *train_worker(void *arg)
     bp_optimizer *opt;
     j->status = bp_optimizer_create(&opt, BP_OPTIMIZER_SGD);
     float y[N * OUT];
-    for (int i = 0; i < N * OUT; i++) y[i] = (float)(i % 3) * 0.25f;
+    for (int i = 0; i < N * OUT; i++)
+        y[i] = (float)(i % 3) * 0.25f;
     for (int s = 0; s < 30 && j->status == BP_OK; s++)
         j->status = bp_net_train_step(j->net, opt, BP_LOSS_MSE, xs, y, N, NULL);
     bp_optimizer_free(opt);

@@ -10,8 +10,8 @@ void bp_test_assert_close(double a, double b, double rtol, double atol, const ch
 {
     const double diff = fabs(a - b);
     if (!(diff <= atol + rtol * fabs(b))) {
-        print_error("%s = %.9g is not close to %s = %.9g (rtol %g, atol %g)\n", sa, a, sb, b,
-                    rtol, atol);
+        print_error("%s = %.9g is not close to %s = %.9g (rtol %g, atol %g)\n", sa, a, sb, b, rtol,
+                    atol);
         _fail(file, line);
     }
 }
@@ -20,8 +20,7 @@ void bp_test_assert_status(int got, int expected, const char *expr, const char *
 {
     if (got != expected) {
         print_error("%s returned %d (%s), expected %d (%s); last error: %s\n", expr, got,
-                    bp_status_string(got), expected, bp_status_string(expected),
-                    bp_last_error());
+                    bp_status_string(got), expected, bp_status_string(expected), bp_last_error());
         _fail(file, line);
     }
 }

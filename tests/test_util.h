@@ -11,13 +11,13 @@
 #include "backprop.h"
 
 /* cmocka 1.1.5's assert_float_equal is absolute only: |a - b| <= atol + rtol * |b|. */
-#define assert_close(a, b, rtol, atol)                                                            \
+#define assert_close(a, b, rtol, atol)                                                             \
     bp_test_assert_close((double)(a), (double)(b), (rtol), (atol), #a, #b, __FILE__, __LINE__)
 void bp_test_assert_close(double a, double b, double rtol, double atol, const char *sa,
                           const char *sb, const char *file, int line);
 
 /* Assert a call returned the expected status, printing bp_last_error() when not. */
-#define assert_status(expr, expected)                                                             \
+#define assert_status(expr, expected)                                                              \
     bp_test_assert_status((int)(expr), (int)(expected), #expr, __FILE__, __LINE__)
 void bp_test_assert_status(int got, int expected, const char *expr, const char *file, int line);
 
@@ -29,11 +29,11 @@ void bp_test_fill_uniform(float *v, size_t count, float lo, float hi, uint64_t *
 
 /* Counting / failing allocator for bp_net_create_ex and friends. */
 typedef struct bp_test_alloc {
-    size_t allocs;      /* successful allocations so far */
-    size_t frees;       /* frees of non-NULL pointers */
-    size_t live;        /* allocs - frees */
-    long fail_at;       /* fail the allocation with this 1-based number (0: never) */
-    size_t attempts;    /* allocation attempts so far */
+    size_t allocs;   /* successful allocations so far */
+    size_t frees;    /* frees of non-NULL pointers */
+    size_t live;     /* allocs - frees */
+    long fail_at;    /* fail the allocation with this 1-based number (0: never) */
+    size_t attempts; /* allocation attempts so far */
 } bp_test_alloc;
 void *bp_test_alloc_fn(void *user, size_t size);
 void bp_test_free_fn(void *user, void *p);

@@ -29,11 +29,10 @@
 #include <backprop.h>
 
 #define DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
-#define CLASSES 10
+#define CLASSES     10
 
-static const char *const class_names[CLASSES] = {"T-shirt", "Trouser", "Pullover", "Dress",
-                                                 "Coat",    "Sandal",  "Shirt",    "Sneaker",
-                                                 "Bag",     "Boot"};
+static const char *const class_names[CLASSES] = {"T-shirt", "Trouser", "Pullover", "Dress", "Coat",
+                                                 "Sandal",  "Shirt",   "Sneaker",  "Bag",   "Boot"};
 
 static void check(bp_status s, const bp_net *net, const char *what)
 {
@@ -59,7 +58,8 @@ static int on_epoch(void *user, size_t epoch, const double *m, size_t count)
     if (p->tty) {
         char bar[21];
         const size_t done = (epoch + 1) * 20 / p->epochs;
-        for (size_t i = 0; i < 20; i++) bar[i] = i < done ? '#' : '.';
+        for (size_t i = 0; i < 20; i++)
+            bar[i] = i < done ? '#' : '.';
         bar[20] = '\0';
         printf("\r[%s] epoch %zu/%zu  loss %.4f  acc %.4f  val_acc %.4f  %.0f samples/s ", bar,
                epoch + 1, p->epochs, m[BP_METRIC_LOSS], m[BP_METRIC_ACCURACY],
@@ -83,8 +83,9 @@ static bp_dataset *load(const char *dir, const char *prefix)
     snprintf(images, sizeof images, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
     snprintf(labels, sizeof labels, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
     if (access(images, R_OK) != 0 || access(labels, R_OK) != 0) {
-        fprintf(stderr, "fashion_mnist: %s not found: install the Debian package "
-                        "dataset-fashion-mnist (apt-get install dataset-fashion-mnist)\n",
+        fprintf(stderr,
+                "fashion_mnist: %s not found: install the Debian package "
+                "dataset-fashion-mnist (apt-get install dataset-fashion-mnist)\n",
                 images);
         exit(2);
     }
@@ -182,14 +183,17 @@ int main(int argc, char **argv)
     check(bp_argmax(probs, n, CLASSES, pred, n), NULL, "argmax");
     unsigned confusion[CLASSES][CLASSES] = {{0}};
     const float *label = bp_dataset_targets(test);
-    for (size_t i = 0; i < n; i++) confusion[(size_t)label[i]][pred[i]]++;
+    for (size_t i = 0; i < n; i++)
+        confusion[(size_t)label[i]][pred[i]]++;
 
     printf("\nconfusion matrix (rows: true class, columns: predicted class)\n%9s", "");
-    for (int j = 0; j < CLASSES; j++) printf(" %8.8s", class_names[j]);
+    for (int j = 0; j < CLASSES; j++)
+        printf(" %8.8s", class_names[j]);
     putchar('\n');
     for (int i = 0; i < CLASSES; i++) {
         printf("%-9s", class_names[i]);
-        for (int j = 0; j < CLASSES; j++) printf(" %8u", confusion[i][j]);
+        for (int j = 0; j < CLASSES; j++)
+            printf(" %8u", confusion[i][j]);
         putchar('\n');
     }
     printf("\nhistory written to %s\n", history);

@@ -184,8 +184,8 @@ int main(int argc, char **argv)
             float loss;
             memcpy(xb, x + r * 784, rows * 784 * sizeof *xb);
             if (augment) mirror_some(xb, rows, &aug);
-            if (bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, xb, y + r, rows,
-                                  &loss) != BP_OK) {
+            if (bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, xb, y + r, rows, &loss) !=
+                BP_OK) {
                 fprintf(stderr, "fashion_mnist_cnn: %s\n", bp_net_last_error(net));
                 return 1;
             }

@@ -47,8 +47,9 @@ static bp_dataset *load(const char *dir, const char *name)
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     if (access(path, R_OK) != 0) {
-        fprintf(stderr, "house_prices: %s not found: install the Debian package libfann-dev "
-                        "(apt-get install libfann-dev)\n",
+        fprintf(stderr,
+                "house_prices: %s not found: install the Debian package libfann-dev "
+                "(apt-get install libfann-dev)\n",
                 path);
         exit(2);
     }

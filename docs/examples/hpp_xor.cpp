@@ -16,7 +16,8 @@ int main()
 
         const std::vector<float> x{0, 0, 0, 1, 1, 0, 1, 1}, y{0, 1, 1, 0};
         float loss = 0;
-        for (int epoch = 0; epoch < 500; epoch++) loss = net.train_step(opt, BP_LOSS_MSE, x, y);
+        for (int epoch = 0; epoch < 500; epoch++)
+            loss = net.train_step(opt, BP_LOSS_MSE, x, y);
         std::printf("%s", net.summary().c_str());
         std::printf("final loss %.6f\n", static_cast<double>(loss));
 

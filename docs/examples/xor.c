@@ -61,8 +61,8 @@ int main(int argc, char **argv)
 
     double m[2]; /* BP_METRIC_LOSS, BP_METRIC_ACCURACY */
     check(bp_net_evaluate(net, BP_LOSS_BCE_LOGITS, data, m, 2), net, "evaluate");
-    printf("result: accuracy=%.4f loss=%.4f epochs=%zu\n", m[BP_METRIC_ACCURACY],
-           m[BP_METRIC_LOSS], bp_net_history_length(net));
+    printf("result: accuracy=%.4f loss=%.4f epochs=%zu\n", m[BP_METRIC_ACCURACY], m[BP_METRIC_LOSS],
+           bp_net_history_length(net));
 
     bp_optimizer_free(opt);
     bp_net_free(net);

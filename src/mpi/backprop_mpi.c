@@ -564,7 +564,8 @@ static bp_status make_shard(const char *fn, const bp_dataset *train, int rank, i
     const size_t in = bp_dataset_input_size(train), yw = bp_dataset_output_size(train);
     const float *x = bp_dataset_inputs(train), *y = bp_dataset_targets(train);
     if (x == NULL) /* a memory-mapped set (bp_dataset_open_mapped): its rows are not in memory */
-        return fail(BP_ERR_UNSUPPORTED, "%s: the training set is memory-mapped; bp_mpi_fit "
+        return fail(BP_ERR_UNSUPPORTED,
+                    "%s: the training set is memory-mapped; bp_mpi_fit "
                     "copies each rank's shard from rows in memory (load the set into memory)",
                     fn);
     float *xs = malloc(m * in * sizeof(float)), *ys = malloc(m * yw * sizeof(float));

@@ -23,9 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bp_dataset *ds = NULL;
     fuzz_counted c = {0, 0};
     const bp__alloc a = {fuzz_count_alloc, fuzz_count_free, &c};
-    if (bp__dataset_parse_csv(&ds, &a, "fuzz.csv", buf, size - 1,
-                              delims[opt & 7], (opt >> 3) & 1, (opt >> 4) & 3,
-                              1 + ((opt >> 6) & 1)) == BP_OK) {
+    if (bp__dataset_parse_csv(&ds, &a, "fuzz.csv", buf, size - 1, delims[opt & 7], (opt >> 3) & 1,
+                              (opt >> 4) & 3, 1 + ((opt >> 6) & 1)) == BP_OK) {
         if (bp_dataset_size(ds) == 0 || bp_dataset_input_size(ds) == 0) abort();
     }
     if (c.peak > 8 * size + 4096) abort(); /* memory out of proportion to the input */

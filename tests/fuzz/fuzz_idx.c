@@ -21,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (ni) memcpy(img, data + 2, ni);
         if (nl) memcpy(lab, data + 2 + ni, nl);
         bp_dataset *ds = NULL;
-        (void)bp__dataset_parse_idx(&ds, &bp__default_alloc, "images", img, ni, "labels", lab,
-                                    nl, classes);
+        (void)bp__dataset_parse_idx(&ds, &bp__default_alloc, "images", img, ni, "labels", lab, nl,
+                                    classes);
         bp_dataset_free(ds);
     }
     free(img);

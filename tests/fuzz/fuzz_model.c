@@ -81,9 +81,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size) memcpy(copy, data, size);
     load_all(copy, size);
     if (size >= 28) {
-        for (int i = 0; i < 8; i++) copy[16 + i] = (uint8_t)((uint64_t)size >> (8 * i));
+        for (int i = 0; i < 8; i++)
+            copy[16 + i] = (uint8_t)((uint64_t)size >> (8 * i));
         const uint32_t crc = bp__crc32(0, copy, size - 4);
-        for (int i = 0; i < 4; i++) copy[size - 4 + (size_t)i] = (uint8_t)(crc >> (8 * i));
+        for (int i = 0; i < 4; i++)
+            copy[size - 4 + (size_t)i] = (uint8_t)(crc >> (8 * i));
         load_all(copy, size);
     }
     free(copy);

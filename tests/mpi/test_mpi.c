@@ -562,7 +562,7 @@ static void evaluate_fails_on_every_rank(void **state)
     bp_net_free(net);
 }
 
-/* ---------------------------------------------------------------------------------------- 
+/* ----------------------------------------------------------------------------------------
  * bp_mpi_fit
  * ----------------------------------------------------------------------------------------*/
 
@@ -685,8 +685,7 @@ static void fit_with_shuffling_keeps_replicas_identical_and_learns(void **state)
     assert_status(bp_mpi_fit(net, opt, BP_LOSS_SOFTMAX_CE, train, val, MPI_COMM_WORLD), BP_OK);
     assert_int_equal(bp_net_history_length(net), EPOCHS);
     assert_true(history(net, EPOCHS - 1, BP_METRIC_LOSS) < 0.9 * history(net, 0, BP_METRIC_LOSS));
-    assert_true(history(net, EPOCHS - 1, BP_METRIC_VAL_LOSS) <
-                history(net, 0, BP_METRIC_VAL_LOSS));
+    assert_true(history(net, EPOCHS - 1, BP_METRIC_VAL_LOSS) < history(net, 0, BP_METRIC_VAL_LOSS));
     for (size_t e = 0; e < EPOCHS; e++) {
         assert_double_same_on_every_rank(history(net, e, BP_METRIC_LOSS));
         assert_double_same_on_every_rank(history(net, e, BP_METRIC_VAL_LOSS));
@@ -858,8 +857,7 @@ static void fit_rejects_bad_arguments_on_every_rank(void **state)
      * its first step: the others stop at theirs. */
     float zx[3 * (IN + 1)] = {0}, zy[3 * OUT] = {0};
     assert_status(bp_dataset_create(&wide, zx, zy, 3, IN + 1, OUT), BP_OK);
-    assert_int_equal(bp_mpi_fit(net, opt, ce, train, rank_ == last ? wide : tiny, w),
-                     BP_ERR_SHAPE);
+    assert_int_equal(bp_mpi_fit(net, opt, ce, train, rank_ == last ? wide : tiny, w), BP_ERR_SHAPE);
     assert_error_from_rank(last);
     if (size_ > 1) {
         /* A global batch that is not a multiple of the ranks; fewer rows than ranks. */

@@ -20,7 +20,8 @@
 #include <string>
 #include <vector>
 
-namespace {
+namespace
+{
 
 struct NetDeleter {
     void operator()(bp_net *p) const { bp_net_free(p); }
@@ -39,8 +40,7 @@ using Dataset = std::unique_ptr<bp_dataset, DatasetDeleter>;
 void check(bp_status s, const std::string &what)
 {
     if (s != BP_OK)
-        throw std::runtime_error(what + ": " + bp_last_error() + " (" + bp_status_string(s) +
-                                 ")");
+        throw std::runtime_error(what + ": " + bp_last_error() + " (" + bp_status_string(s) + ")");
 }
 
 Dataset load(const std::string &path)
@@ -84,8 +84,8 @@ int main(int argc, char **argv)
 
         // Standardise the inputs with statistics of the training rows.
         std::vector<float> offset(in), scale(in);
-        check(bp_dataset_fit_scaler(train.get(), BP_SCALE_STANDARD, BP_SCALE_INPUTS,
-                                    offset.data(), scale.data(), in),
+        check(bp_dataset_fit_scaler(train.get(), BP_SCALE_STANDARD, BP_SCALE_INPUTS, offset.data(),
+                                    scale.data(), in),
               "scaler");
         for (bp_dataset *ds : {train.get(), test.get()})
             check(bp_dataset_apply_scaler(ds, BP_SCALE_INPUTS, offset.data(), scale.data(), in),
@@ -118,8 +118,7 @@ int main(int argc, char **argv)
         check(bp_net_fit(net.get(), opt.get(), BP_LOSS_MSE, train.get(), test.get()), "fit");
 
         double m[BP_METRIC_COUNT];
-        check(bp_net_evaluate(net.get(), BP_LOSS_MSE, test.get(), m, BP_METRIC_COUNT),
-              "evaluate");
+        check(bp_net_evaluate(net.get(), BP_LOSS_MSE, test.get(), m, BP_METRIC_COUNT), "evaluate");
         std::printf("abalone test set (%zu rows, rings scaled to [0, 1]): MSE %.5f, MAE %.4f\n",
                     bp_dataset_size(test.get()), m[BP_METRIC_LOSS], m[BP_METRIC_MAE]);
         std::printf("result: test_mse=%.6f test_mae=%.4f epochs=%zu\n", m[BP_METRIC_LOSS],
