@@ -418,7 +418,7 @@ int cli_predict(int argc, char **argv)
                 continue;
             }
             for (size_t c = 0; c < width; c++) {
-                double v = row[c];
+                double v = (double)row[c];
                 if (loss == BP_LOSS_BCE_LOGITS && !logits) v = 1.0 / (1.0 + exp(-v));
                 fprintf(out, "%s%.9g", c ? "," : "", v);
             }

@@ -487,7 +487,7 @@ int cli_train(int argc, char **argv)
     /* The best epoch of the monitored loss, whose weights BP_FIT_KEEP_BEST kept. */
     size_t hist = bp_net_history_length(net), best = 0;
     int monitor = val ? BP_METRIC_VAL_LOSS : BP_METRIC_LOSS;
-    double best_loss = NAN, last_loss = NAN;
+    double best_loss = (double)NAN, last_loss = (double)NAN;
     if (hist > 0 && bp_net_history_best(net, &best) == BP_OK) {
         (void)bp_net_history_get(net, best, monitor, &best_loss);
         (void)bp_net_history_get(net, hist - 1, monitor, &last_loss);
