@@ -261,6 +261,18 @@ static void z_free(voidpf opaque, voidpf p)
 
 /* Decompress @p src (all gzip members) into a buffer that grows with the output, up to
  * @p limit bytes or, once the first bytes announce it, the exact size expected. */
+/* The stream produced more than @p expect bytes (the size its header announces, when known)
+ * or more than the limit @p max_out. */
+static bp_status too_long(char *err, const char *name, size_t expect, size_t max_out)
+{
+    if (expect > 0)
+        return bp__fail(err, BP_ERR_FORMAT,
+                        "%s: decompresses to more than the %zu bytes its header announces", name,
+                        expect);
+    return bp__fail(err, BP_ERR_OUT_OF_RANGE,
+                    "%s: decompresses to more than the limit of %zu bytes", name, max_out);
+}
+
 static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kind, size_t limit,
                         const unsigned char *src, size_t srclen, unsigned char **data, size_t *size)
 {
@@ -310,16 +322,7 @@ static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kin
         in += avail_in - zs.avail_in;
         in_left -= avail_in - zs.avail_in;
         if (full && zs.avail_out == 0) {
-            if (expect > 0)
-                st = bp__fail(err, BP_ERR_FORMAT,
-                              "%s: decompresses to more than the %zu bytes "
-                              "its header announces",
-                              name, expect);
-            else
-                st = bp__fail(err, BP_ERR_OUT_OF_RANGE,
-                              "%s: decompresses to more than the "
-                              "limit of %zu bytes",
-                              name, max_out);
+            st = too_long(err, name, expect, max_out);
             goto done;
         }
         if (!full) len += avail_out - zs.avail_out;
@@ -339,16 +342,7 @@ static bp_status gunzip(const bp__alloc *a, char *err, const char *name, int kin
             }
         }
         if (len > max_out) {
-            if (expect > 0)
-                st = bp__fail(err, BP_ERR_FORMAT,
-                              "%s: decompresses to more than the %zu bytes "
-                              "its header announces",
-                              name, expect);
-            else
-                st = bp__fail(err, BP_ERR_OUT_OF_RANGE,
-                              "%s: decompresses to more than the "
-                              "limit of %zu bytes",
-                              name, max_out);
+            st = too_long(err, name, expect, max_out);
             goto done;
         }
         if (r == Z_STREAM_END) {
@@ -680,4 +674,22 @@ void bp__c_locale_end(bp__c_locale *l)
 {
     uselocale(l->old);
     freelocale(l->c);
+}
+
+/* CRC-32 (IEEE 802.3, zlib's crc32), a nibble at a time; declared in util.h. */
+uint32_t bp__crc32(uint32_t crc, const void *data, size_t size)
+{
+    static const uint32_t t[16] = {
+        0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u,
+        0x4db26158u, 0x5005713cu, 0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu,
+        0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu,
+    };
+    const unsigned char *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < size; i++) {
+        crc ^= p[i];
+        crc = (crc >> 4) ^ t[crc & 15u];
+        crc = (crc >> 4) ^ t[crc & 15u];
+    }
+    return ~crc;
 }

@@ -44,23 +44,6 @@ unsigned bp_format_version(void)
  * CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, as zlib's crc32), four bits at a time
  * ----------------------------------------------------------------------------------------*/
 
-uint32_t bp__crc32(uint32_t crc, const void *data, size_t size)
-{
-    static const uint32_t t[16] = {
-        0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u,
-        0x4db26158u, 0x5005713cu, 0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu,
-        0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu,
-    };
-    const unsigned char *p = data;
-    crc = ~crc;
-    for (size_t i = 0; i < size; i++) {
-        crc ^= p[i];
-        crc = (crc >> 4) ^ t[crc & 15u];
-        crc = (crc >> 4) ^ t[crc & 15u];
-    }
-    return ~crc;
-}
-
 /* ------------------------------------------------------------------------------------------
  * Decoder context and its messages: "<file>: <section>: <what>"
  * ----------------------------------------------------------------------------------------*/
