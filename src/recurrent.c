@@ -496,7 +496,7 @@ bp_status bp__rec_add(bp_net *net, const bp__cell *cell, size_t hidden, int acti
                         "BP_RNN_BIDIRECTIONAL",
                         fn, flags);
     BP_CHECK(bp__net_check_append(net, fn));
-    size_t T, F;
+    size_t T = 0, F = 0;
     BP_CHECK(seq_shape(net, fn, &T, &F));
     const size_t D = (flags & BP_RNN_BIDIRECTIONAL) ? 2 : 1, DH = D * hidden;
     const int last = (flags & BP_RNN_LAST_STEP) != 0;
@@ -566,7 +566,7 @@ bp_status bp__rec_construct(bp_net *net, const bp__cell *cell, const bp__hyper *
         BP_CHECK(
             bp__hyper_get_size(net, name, hp, count, BP__HP_STATE_ROWS, 1, BP__MAX_WIDTH, &rows));
     /* The parameter count, checked against the file before anything is allocated. */
-    size_t T, F, nw, nb;
+    size_t T = 0, F = 0, nw, nb;
     const bp_status ss = seq_shape(net, name, &T, &F);
     if (ss != BP_OK) return bp__hyper_add_failed(net, ss);
     const size_t D = (flags & BP_RNN_BIDIRECTIONAL) ? 2 : 1;
