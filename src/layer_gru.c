@@ -17,26 +17,57 @@
 
 #include "act_math.h"
 
+/* Gates fused, one pointer per gate block (see layer_lstm.c). */
+static BP__ALWAYS_INLINE void gru_row(size_t H, float *restrict ar, float *restrict az,
+                                      float *restrict an, const float *restrict hr,
+                                      const float *restrict hz, const float *restrict hnn,
+                                      const float *restrict bi, const float *restrict bh,
+                                      const float *restrict hp, float *restrict hn,
+                                      float *restrict ho)
+{
+    for (size_t j = 0; j < H; j++) {
+        const float rg = bp__sigmoidf((ar[j] + bi[j]) + (hr[j] + bh[j]));
+        const float zg = bp__sigmoidf((az[j] + bi[H + j]) + (hz[j] + bh[H + j]));
+        const float hv = hnn[j] + bh[2 * H + j];
+        const float ng = bp__tanhf((an[j] + bi[2 * H + j]) + rg * hv);
+        ar[j] = rg;
+        az[j] = zg;
+        an[j] = ng;
+        hn[j] = hv;
+        ho[j] = (1.0f - zg) * ng + zg * hp[j];
+    }
+}
+
 BP__KERNEL
 static void gru_step(const bp__rstep *s)
 {
     const size_t H = s->H;
-    const float *restrict bi = s->b_ih, *restrict bh = s->b_hh;
     for (size_t r = 0; r < s->n; r++) {
-        float *restrict a = s->a + r * s->sa;
-        const float *restrict hh = s->hh + r * 3 * H;
-        const float *restrict hp = s->h_prev + r * s->sh;
-        float *restrict ho = s->h_out + r * s->sho;
-        float *restrict hn = s->aux + r * s->sx;
-        for (size_t j = 0; j < H; j++) {
-            const float rg = bp__sigmoidf((a[j] + bi[j]) + (hh[j] + bh[j]));
-            const float zg = bp__sigmoidf((a[H + j] + bi[H + j]) + (hh[H + j] + bh[H + j]));
-            const float hv = hh[2 * H + j] + bh[2 * H + j];
-            const float ng = bp__tanhf((a[2 * H + j] + bi[2 * H + j]) + rg * hv);
-            a[j] = rg, a[H + j] = zg, a[2 * H + j] = ng;
-            hn[j] = hv;
-            ho[j] = (1.0f - zg) * ng + zg * hp[j];
-        }
+        float *a = s->a + r * s->sa;
+        const float *hh = s->hh + r * 3 * H;
+        gru_row(H, a, a + H, a + 2 * H, hh, hh + H, hh + 2 * H, s->b_ih, s->b_hh,
+                s->h_prev + r * s->sh, s->aux + r * s->sx, s->h_out + r * s->sho);
+    }
+}
+
+static BP__ALWAYS_INLINE void
+gru_row_back(size_t H, const float *restrict ar, const float *restrict az, const float *restrict an,
+             const float *restrict hp, const float *restrict hn, const float *restrict dh,
+             float *restrict dr, float *restrict dzz, float *restrict dn, float *restrict dhr,
+             float *restrict dhz, float *restrict dhn, float *restrict dp)
+{
+    for (size_t j = 0; j < H; j++) {
+        const float rg = ar[j], zg = az[j], ng = an[j], d = dh[j];
+        const float a_n = d * (1.0f - zg) * (1.0f - ng * ng);
+        const float a_r = a_n * hn[j] * (rg * (1.0f - rg));
+        const float a_z = d * (hp[j] - ng) * (zg * (1.0f - zg));
+        dr[j] = a_r;
+        dzz[j] = a_z;
+        dn[j] = a_n;
+        dhr[j] = a_r;
+        dhz[j] = a_z;
+        dhn[j] = a_n * rg;
+        dp[j] = d * zg;
     }
 }
 
@@ -45,22 +76,11 @@ static int gru_step_back(const bp__rstep_back *s)
 {
     const size_t H = s->H;
     for (size_t r = 0; r < s->n; r++) {
-        const float *restrict a = s->a + r * s->sa;
-        const float *restrict hp = s->h_prev + r * s->sh;
-        const float *restrict hn = s->aux + r * s->sx;
-        const float *restrict dh = s->dh + r * H;
-        float *restrict dz = s->dz + r * s->sz;
-        float *restrict dzh = s->dzh + r * s->sz;
-        float *restrict dp = s->dh_prev + r * H;
-        for (size_t j = 0; j < H; j++) {
-            const float rg = a[j], zg = a[H + j], ng = a[2 * H + j], d = dh[j];
-            const float an = d * (1.0f - zg) * (1.0f - ng * ng);
-            const float ar = an * hn[j] * (rg * (1.0f - rg));
-            const float az = d * (hp[j] - ng) * (zg * (1.0f - zg));
-            dz[j] = ar, dz[H + j] = az, dz[2 * H + j] = an;
-            dzh[j] = ar, dzh[H + j] = az, dzh[2 * H + j] = an * rg;
-            dp[j] = d * zg;
-        }
+        const float *a = s->a + r * s->sa;
+        float *dz = s->dz + r * s->sz, *dzh = s->dzh + r * s->sz;
+        gru_row_back(H, a, a + H, a + 2 * H, s->h_prev + r * s->sh, s->aux + r * s->sx,
+                     s->dh + r * H, dz, dz + H, dz + 2 * H, dzh, dzh + H, dzh + 2 * H,
+                     s->dh_prev + r * H);
     }
     return 1;
 }

@@ -19,33 +19,59 @@
 
 #include "act_math.h"
 
-/* Gates fused: one pass per row over H units computes the four gates, c' and h'. */
+/* Gates fused: one pass per row over H units computes the four gates, c' and h'. Each gate
+ * block has its own pointer (a[H + j] through one pointer keeps GCC from vectorising). */
+static BP__ALWAYS_INLINE void
+lstm_row(size_t H, float *restrict ai, float *restrict af, float *restrict ag, float *restrict ao,
+         const float *restrict hi, const float *restrict hf, const float *restrict hg,
+         const float *restrict ho_, const float *restrict bi, const float *restrict bh,
+         const float *restrict cp, float *restrict co, float *restrict tc, float *restrict ho)
+{
+    for (size_t j = 0; j < H; j++) {
+        const float ig = bp__sigmoidf((ai[j] + bi[j]) + (hi[j] + bh[j]));
+        const float fg = bp__sigmoidf((af[j] + bi[H + j]) + (hf[j] + bh[H + j]));
+        const float gg = bp__tanhf((ag[j] + bi[2 * H + j]) + (hg[j] + bh[2 * H + j]));
+        const float og = bp__sigmoidf((ao[j] + bi[3 * H + j]) + (ho_[j] + bh[3 * H + j]));
+        const float c = fg * cp[j] + ig * gg;
+        const float t = bp__tanhf(c);
+        ai[j] = ig;
+        af[j] = fg;
+        ag[j] = gg;
+        ao[j] = og;
+        co[j] = c;
+        tc[j] = t;
+        ho[j] = og * t;
+    }
+}
+
 BP__KERNEL
 static void lstm_step(const bp__rstep *s)
 {
     const size_t H = s->H;
-    const float *restrict bi = s->b_ih, *restrict bh = s->b_hh;
     for (size_t r = 0; r < s->n; r++) {
-        float *restrict a = s->a + r * s->sa;
-        const float *restrict hh = s->hh + r * 4 * H;
-        const float *restrict cp = s->c_prev + r * s->sc;
-        float *restrict co = s->c_out + r * s->sco;
-        float *restrict ho = s->h_out + r * s->sho;
-        float *restrict tc = s->aux + r * s->sx;
-        for (size_t j = 0; j < H; j++) {
-            const float ig = bp__sigmoidf((a[j] + bi[j]) + (hh[j] + bh[j]));
-            const float fg = bp__sigmoidf((a[H + j] + bi[H + j]) + (hh[H + j] + bh[H + j]));
-            const float gg =
-                bp__tanhf((a[2 * H + j] + bi[2 * H + j]) + (hh[2 * H + j] + bh[2 * H + j]));
-            const float og =
-                bp__sigmoidf((a[3 * H + j] + bi[3 * H + j]) + (hh[3 * H + j] + bh[3 * H + j]));
-            const float c = fg * cp[j] + ig * gg;
-            const float t = bp__tanhf(c);
-            a[j] = ig, a[H + j] = fg, a[2 * H + j] = gg, a[3 * H + j] = og;
-            co[j] = c;
-            tc[j] = t;
-            ho[j] = og * t;
-        }
+        float *a = s->a + r * s->sa;
+        const float *hh = s->hh + r * 4 * H;
+        lstm_row(H, a, a + H, a + 2 * H, a + 3 * H, hh, hh + H, hh + 2 * H, hh + 3 * H, s->b_ih,
+                 s->b_hh, s->c_prev + r * s->sc, s->c_out + r * s->sco, s->aux + r * s->sx,
+                 s->h_out + r * s->sho);
+    }
+}
+
+static BP__ALWAYS_INLINE void
+lstm_row_back(size_t H, const float *restrict ai, const float *restrict af,
+              const float *restrict ag, const float *restrict ao, const float *restrict cp,
+              const float *restrict tc, const float *restrict dh, float *restrict dc,
+              float *restrict di, float *restrict df, float *restrict dg, float *restrict dO)
+{
+    for (size_t j = 0; j < H; j++) {
+        const float ig = ai[j], fg = af[j], gg = ag[j], og = ao[j];
+        const float t = tc[j], d = dh[j];
+        const float dct = dc[j] + d * og * (1.0f - t * t);
+        di[j] = dct * gg * (ig * (1.0f - ig));
+        df[j] = dct * cp[j] * (fg * (1.0f - fg));
+        dg[j] = dct * ig * (1.0f - gg * gg);
+        dO[j] = d * t * (og * (1.0f - og));
+        dc[j] = dct * fg;
     }
 }
 
@@ -54,22 +80,10 @@ static int lstm_step_back(const bp__rstep_back *s)
 {
     const size_t H = s->H;
     for (size_t r = 0; r < s->n; r++) {
-        const float *restrict a = s->a + r * s->sa;
-        const float *restrict cp = s->c_prev + r * s->sc;
-        const float *restrict tc = s->aux + r * s->sx;
-        const float *restrict dh = s->dh + r * H;
-        float *restrict dc = s->dc + r * H;
-        float *restrict dz = s->dz + r * s->sz;
-        for (size_t j = 0; j < H; j++) {
-            const float ig = a[j], fg = a[H + j], gg = a[2 * H + j], og = a[3 * H + j];
-            const float t = tc[j], d = dh[j];
-            const float dct = dc[j] + d * og * (1.0f - t * t);
-            dz[j] = dct * gg * (ig * (1.0f - ig));
-            dz[H + j] = dct * cp[j] * (fg * (1.0f - fg));
-            dz[2 * H + j] = dct * ig * (1.0f - gg * gg);
-            dz[3 * H + j] = d * t * (og * (1.0f - og));
-            dc[j] = dct * fg;
-        }
+        const float *a = s->a + r * s->sa;
+        float *dz = s->dz + r * s->sz;
+        lstm_row_back(H, a, a + H, a + 2 * H, a + 3 * H, s->c_prev + r * s->sc, s->aux + r * s->sx,
+                      s->dh + r * H, s->dc + r * H, dz, dz + H, dz + 2 * H, dz + 3 * H);
     }
     return 0;
 }
