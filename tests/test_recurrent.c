@@ -754,6 +754,67 @@ static void model_files_round_trip_every_kind(void **state)
     bp_net_free(net);
 }
 
+static unsigned char *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, 0, SEEK_END), 0);
+    const long len = ftell(f);
+    assert_true(len > 0);
+    rewind(f);
+    unsigned char *buf = malloc((size_t)len);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+    fclose(f);
+    *size = (size_t)len;
+    return buf;
+}
+
+/* tests/data/golden_recurrent.bpm (tests/make_golden.c): every recurrent kind, a stateful
+ * lstm with a carried state; later versions must load it, predict the recorded outputs
+ * exactly and write the same bytes again. */
+static void golden_recurrent_model_still_loads_and_predicts_the_same(void **state)
+{
+    (void)state;
+    bp_net *net = NULL;
+    assert_status(bp_net_load(&net, BP_TEST_DATA_DIR "/golden_recurrent.bpm"), BP_OK);
+    assert_int_equal(bp_net_layer_count(net), 4);
+    assert_int_equal(bp_layer_kind(bp_net_layer(net, 0)), BP_LAYER_RNN);
+    assert_int_equal(bp_layer_kind(bp_net_layer(net, 1)), BP_LAYER_GRU);
+    assert_int_equal(bp_layer_kind(bp_net_layer(net, 2)), BP_LAYER_LSTM);
+    size_t count = 0;
+    assert_status(bp_layer_get_state(bp_net_layer(net, 2), NULL, 0, &count),
+                  BP_ERR_BUFFER_TOO_SMALL);
+    assert_int_equal(count, 3 * 2 * 3); /* 3 rows of h and c, H = 3 */
+    FILE *f = fopen(BP_TEST_DATA_DIR "/golden_recurrent.txt", "r");
+    assert_non_null(f);
+    int n, in, out;
+    assert_int_equal(fscanf(f, "%d %d %d", &n, &in, &out), 3);
+    float *x = malloc((size_t)(n * in) * sizeof *x), *want = malloc((size_t)(n * out) * sizeof *x);
+    float *y = malloc((size_t)(n * out) * sizeof *y);
+    assert_non_null(x);
+    assert_non_null(want);
+    assert_non_null(y);
+    for (int i = 0; i < n * in; i++)
+        assert_int_equal(fscanf(f, "%a", &x[i]), 1);
+    for (int i = 0; i < n * out; i++)
+        assert_int_equal(fscanf(f, "%a", &want[i]), 1);
+    fclose(f);
+    assert_status(bp_net_predict(net, x, (size_t)n, y, (size_t)(n * out)), BP_OK);
+    assert_memory_equal(y, want, (size_t)(n * out) * sizeof *y);
+    size_t gsize, size;
+    unsigned char *golden = read_file(BP_TEST_DATA_DIR "/golden_recurrent.bpm", &gsize);
+    void *again = save_to_buffer(net, NULL, &size);
+    assert_int_equal(size, gsize);
+    assert_memory_equal(again, golden, size);
+    free(again);
+    free(golden);
+    free(x);
+    free(want);
+    free(y);
+    bp_net_free(net);
+}
+
 /* Train @p steps stateful steps of a character-model-like stream: batch k of 3 rows. */
 static void train_stream(bp_net *net, bp_optimizer *opt, size_t first, size_t steps)
 {
@@ -883,6 +944,7 @@ int main(void)
         bp_add_test(clone_copies_the_carried_state),
         bp_add_test(model_files_round_trip_every_kind),
         bp_add_test(stateful_lstm_checkpoint_resumes_exactly),
+        bp_add_test(golden_recurrent_model_still_loads_and_predicts_the_same),
         bp_add_test(training_steps_allocate_nothing_after_the_first),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
