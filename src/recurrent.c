@@ -560,7 +560,13 @@ bp_status bp__rec_construct(bp_net *net, const bp__cell *cell, const bp__hyper *
     BP_CHECK(bp__hyper_get_size(net, name, hp, count, BP__HP_HIDDEN, 1, BP__MAX_WIDTH, &H));
     BP_CHECK(bp__hyper_get_size(net, name, hp, count, BP__HP_RNN_FLAGS, 0,
                                 BP_RNN_LAST_STEP | BP_RNN_BIDIRECTIONAL, &flags));
-    if (is_rnn) BP_CHECK(bp__hyper_get_size(net, name, hp, count, BP__HP_RNN_ACT, 0, 1000, &act));
+    if (is_rnn) {
+        BP_CHECK(bp__hyper_get_size(net, name, hp, count, BP__HP_RNN_ACT, 0, 1000, &act));
+        if (act != BP_ACT_TANH && act != BP_ACT_RELU)
+            return bp__fail(net->err, BP_ERR_FORMAT,
+                            "layer %zu (rnn): activation %zu is neither tanh nor ReLU",
+                            net->nlayers, act);
+    }
     double v;
     if (bp__hyper_find(hp, count, BP__HP_STATE_ROWS, &v) == 0)
         BP_CHECK(

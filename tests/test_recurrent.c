@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "layer.h" /* struct bp_layer: nweights, nbiases */
+#include "layer.h" /* struct bp_layer, bp__layer_construct */
+#include "util.h"  /* BP_CHECK */
 
 /* ------------------------------------------------------------------------------------------
  * Reference: one recurrent layer in double, from the definitions (PyTorch's equations)
@@ -931,6 +932,168 @@ static void training_steps_allocate_nothing_after_the_first(void **state)
     assert_int_equal(counter.live, 0);
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Allocation failures: every one is BP_ERR_NOMEM, leaks nothing, changes nothing
+ * ----------------------------------------------------------------------------------------*/
+
+static bp_status build_seq(bp_test_alloc *ta, bp_net **net)
+{
+    BP_CHECK(bp_net_create_sequence_ex(net, 4, 2, 7, bp_test_alloc_fn, bp_test_free_fn, ta));
+    BP_CHECK(bp_net_add_gru(*net, 3, BP_RNN_BIDIRECTIONAL));
+    BP_CHECK(bp_net_add_rnn(*net, 3, BP_ACT_TANH, 0));
+    BP_CHECK(bp_net_add_lstm(*net, 3, BP_RNN_LAST_STEP));
+    BP_CHECK(bp_layer_set(bp_net_layer(*net, 2), BP_LAYER_STATEFUL, 1.0));
+    return bp_net_add_dense(*net, 1, BP_ACT_IDENTITY);
+}
+
+static const float oom_x[3 * 8] = {1, 2, 0, -1, 0.5f, 0, 1, 1, -1, 0,  2, 1,
+                                   0, 0, 1, -2, 1,    1, 0, 3, 1,  -1, 0, 1};
+static const float oom_t[3] = {0.5f, -1, 0.25f};
+
+static void oom_runs(const char *what, int (*fn)(bp_test_alloc *ta, long k, bp_status *s))
+{
+    for (long k = 1;; k++) {
+        bp_test_alloc ta = {0};
+        bp_status s = BP_OK;
+        const int injected = fn(&ta, k, &s);
+        if (ta.live != 0) fail_msg("%s, failure %ld: %zu blocks leaked", what, k, ta.live);
+        if (!injected) {
+            assert_status(s, BP_OK);
+            return;
+        }
+        if (s != BP_ERR_NOMEM)
+            fail_msg("%s, failure %ld: status %d: %s", what, k, s, bp_last_error());
+    }
+}
+
+static int oom_build(bp_test_alloc *ta, long k, bp_status *s)
+{
+    bp_net *net = NULL;
+    ta->fail_at = k;
+    *s = build_seq(ta, &net);
+    const int fired = (long)ta->attempts >= k;
+    ta->fail_at = 0;
+    bp_net_free(net);
+    return fired;
+}
+
+static int oom_train(bp_test_alloc *ta, long k, bp_status *s)
+{
+    bp_net *net = NULL;
+    bp_optimizer *opt = NULL;
+    assert_status(build_seq(ta, &net), BP_OK);
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    size_t np, count;
+    const float *p = bp_net_params(net, &np);
+    float *before = malloc(np * sizeof *before);
+    assert_non_null(before);
+    memcpy(before, p, np * sizeof *before);
+    ta->fail_at = (long)ta->attempts + k;
+    *s = bp_net_train_step(net, opt, BP_LOSS_MSE, oom_x, oom_t, 3, NULL);
+    const int fired = (long)ta->attempts >= ta->fail_at;
+    ta->fail_at = 0;
+    if (*s != BP_OK) {
+        assert_memory_equal(bp_net_params(net, NULL), before, np * sizeof *before);
+        assert_status(bp_layer_get_state(bp_net_layer(net, 2), NULL, 0, &count), BP_OK);
+        assert_int_equal(count, 0); /* no state kept */
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, oom_x, oom_t, 3, NULL), BP_OK);
+    }
+    free(before);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    return fired;
+}
+
+static int oom_load_and_clone(bp_test_alloc *ta, long k, bp_status *s)
+{
+    bp_net *net = NULL, *back = NULL, *copy = NULL;
+    assert_status(build_seq(ta, &net), BP_OK);
+    const float *y;
+    assert_status(bp_net_forward(net, oom_x, 3, &y), BP_OK); /* a carried state */
+    size_t size;
+    void *buf = save_to_buffer(net, NULL, &size);
+    ta->fail_at = (long)ta->attempts + k;
+    *s = bp_net_load_buffer_ex(&back, buf, size, bp_test_alloc_fn, bp_test_free_fn, ta);
+    if (*s == BP_OK) *s = bp_net_clone(&copy, back);
+    const int fired = (long)ta->attempts >= ta->fail_at;
+    ta->fail_at = 0;
+    if (*s != BP_OK) assert_null(copy);
+    bp_net_free(copy);
+    bp_net_free(back);
+    free(buf);
+    bp_net_free(net);
+    return fired;
+}
+
+static void allocation_failures_are_reported_and_leak_nothing(void **state)
+{
+    (void)state;
+    oom_runs("build", oom_build);
+    oom_runs("stateful train step", oom_train);
+    oom_runs("load and clone", oom_load_and_clone);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Malformed layer records (through the kinds' construct hooks, as the loader calls them)
+ * ----------------------------------------------------------------------------------------*/
+
+static bp_status construct(int kind, const bp__hyper *hp, size_t count, size_t expect)
+{
+    bp_net *net = NULL;
+    assert_status(bp_net_create_sequence(&net, 3, 2, 1), BP_OK);
+    const bp_status s = bp__layer_construct(net, kind, hp, count, expect);
+    bp_net_free(net);
+    return s;
+}
+
+static void malformed_records_are_format_errors(void **state)
+{
+    (void)state;
+    /* lstm H = 2 over 2 features: 8 x (2 + 2) weights + 16 biases = 48 */
+    const bp__hyper ok[] = {{20, 2.0}, {21, 0.0}};
+    assert_status(construct(BP_LAYER_LSTM, ok, 2, 48), BP_OK);
+    assert_status(construct(BP_LAYER_LSTM, ok, 2, 47), BP_ERR_FORMAT);
+    assert_status(construct(BP_LAYER_LSTM, ok, 1, 48), BP_ERR_FORMAT); /* no flags */
+    const bp__hyper bad_flags[] = {{20, 2.0}, {21, 4.0}};
+    assert_status(construct(BP_LAYER_LSTM, bad_flags, 2, 48), BP_ERR_FORMAT);
+    const bp__hyper bad_hidden[] = {{20, 2.5}, {21, 0.0}};
+    assert_status(construct(BP_LAYER_GRU, bad_hidden, 2, 36), BP_ERR_FORMAT);
+    /* rnn H = 2: 2 x (2 + 2) + 4 = 12; its activation must be tanh or ReLU */
+    const bp__hyper rnn_ok[] = {{20, 2.0}, {21, 0.0}, {22, 3.0}};
+    assert_status(construct(BP_LAYER_RNN, rnn_ok, 3, 12), BP_OK);
+    const bp__hyper rnn_sigmoid[] = {{20, 2.0}, {21, 0.0}, {22, 1.0}};
+    assert_status(construct(BP_LAYER_RNN, rnn_sigmoid, 3, 12), BP_ERR_FORMAT);
+    /* the rnn's activation key means nothing to a gru: a newer writer's key */
+    const bp__hyper gru_act[] = {{20, 2.0}, {21, 0.0}, {22, 2.0}};
+    assert_status(construct(BP_LAYER_GRU, gru_act, 3, 36), BP_ERR_VERSION);
+    /* a carried state needs the stateful setting */
+    const bp__hyper rows_only[] = {{20, 2.0}, {21, 0.0}, {23, 4.0}};
+    assert_status(construct(BP_LAYER_LSTM, rows_only, 3, 48), BP_ERR_FORMAT);
+    const bp__hyper rows_stateful[] = {{20, 2.0}, {21, 0.0}, {23, 4.0}, {208, 1.0}};
+    assert_status(construct(BP_LAYER_LSTM, rows_stateful, 4, 48), BP_OK);
+    const bp__hyper rows_zero[] = {{20, 2.0}, {21, 0.0}, {23, 0.0}, {208, 1.0}};
+    assert_status(construct(BP_LAYER_LSTM, rows_zero, 4, 48), BP_ERR_FORMAT);
+    /* flat rows cannot hold a recurrent layer */
+    bp_net *net = NULL;
+    assert_status(bp_net_create(&net, 6, 1), BP_OK);
+    assert_status(bp__layer_construct(net, BP_LAYER_GRU, ok, 2, 36), BP_ERR_FORMAT);
+    bp_net_free(net);
+    /* state floats: the count the record announced, finite */
+    assert_status(bp_net_create_sequence(&net, 3, 2, 1), BP_OK);
+    assert_status(bp__layer_construct(net, BP_LAYER_LSTM, rows_stateful, 4, 48), BP_OK);
+    bp_layer *l = bp_net_layer(net, 0);
+    float st[4 * 2 * 2] = {0};
+    assert_int_equal(l->vt->state_floats(l), 16);
+    assert_status(l->vt->state_read(l, st, 15), BP_ERR_FORMAT);
+    st[3] = NAN;
+    assert_status(l->vt->state_read(l, st, 16), BP_ERR_NONFINITE);
+    st[3] = 1.0f;
+    assert_status(l->vt->state_read(l, st, 16), BP_OK);
+    assert_status(bp_layer_set_state(l, st, 16), BP_OK);
+    assert_status(bp_layer_set_state(l, st, 12), BP_ERR_SHAPE);
+    bp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -946,6 +1109,8 @@ int main(void)
         bp_add_test(stateful_lstm_checkpoint_resumes_exactly),
         bp_add_test(golden_recurrent_model_still_loads_and_predicts_the_same),
         bp_add_test(training_steps_allocate_nothing_after_the_first),
+        bp_add_test(allocation_failures_are_reported_and_leak_nothing),
+        bp_add_test(malformed_records_are_format_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
