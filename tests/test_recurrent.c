@@ -483,6 +483,39 @@ static void outputs_match_pytorch(void **state)
     assert_true(cases >= 10);
 }
 
+/* Inference runs large batches in blocks of rows (bounded scratch): the same outputs as one
+ * training forward over all rows, and as predicting row by row. */
+static void large_batches_predict_like_the_training_forward(void **state)
+{
+    (void)state;
+    const size_t n = 150, T = 5, F = 3;
+    bp_net *net = NULL;
+    assert_status(bp_net_create_sequence(&net, T, F, 4), BP_OK);
+    assert_status(bp_net_add_lstm(net, 6, BP_RNN_BIDIRECTIONAL), BP_OK);
+    assert_status(bp_net_add_gru(net, 4, BP_RNN_LAST_STEP), BP_OK);
+    float *x = malloc(n * T * F * sizeof *x), *y = malloc(n * 4 * sizeof *y), one[4];
+    assert_non_null(x);
+    assert_non_null(y);
+    uint64_t rs = 77;
+    fill(x, n * T * F, &rs, 2.0f);
+    assert_status(bp_net_predict(net, x, n, y, n * 4), BP_OK);
+    const float *yf;
+    assert_status(bp_net_forward(net, x, n, &yf), BP_OK);
+    for (size_t k = 0; k < n * 4; k++)
+        assert_close(y[k], yf[k], 1e-5, 1e-6);
+    for (size_t i = 0; i < n; i += 37) {
+        assert_status(bp_net_predict(net, x + i * T * F, 1, one, 4), BP_OK);
+        for (size_t k = 0; k < 4; k++)
+            assert_close(one[k], y[i * 4 + k], 1e-5, 1e-6);
+    }
+    /* two activation buffers of 1000 rows plus the layers' scratch of one block of rows (all
+     * 1000 rows at once would need over 400 000 floats more) */
+    assert_true(bp_net_predict_scratch_floats(net, 1000) < 2 * 1000 * 60 + 100000);
+    free(x);
+    free(y);
+    bp_net_free(net);
+}
+
 /* ------------------------------------------------------------------------------------------
  * Shapes, layout, arguments
  * ----------------------------------------------------------------------------------------*/
@@ -1100,6 +1133,7 @@ int main(void)
         bp_add_test(shapes_and_parameter_layout_follow_pytorch),
         bp_add_test(bad_arguments_fail_with_a_status),
         bp_add_test(outputs_match_pytorch),
+        bp_add_test(large_batches_predict_like_the_training_forward),
         bp_add_test(bptt_gradients_match_finite_differences),
         bp_add_test(stateful_bptt_gradients_match_finite_differences),
         bp_add_test(stateful_batch_size_must_stay_until_reset),
