@@ -19,6 +19,9 @@ static const bp__layer_vtable *const kinds[] = {
     &bp__flatten_vtable,
     &bp__global_avgpool_vtable,
     &bp__activation_vtable,
+    /* sequences (#14, seqcore) */
+    &bp__embedding_vtable,
+    &bp__layernorm_vtable,
     /* recurrent layers (rnn) */
     &bp__rnn_vtable,
     &bp__lstm_vtable,
