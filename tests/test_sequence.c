@@ -693,6 +693,35 @@ static void layernorm_epsilon_and_hostile_records_load_checked(void **state)
     bp_net_free(net);
 }
 
+/* Building, training, saving and loading a sequence net under every allocation failure:
+ * BP_ERR_NOMEM and no leak, until it succeeds. */
+static void sequence_nets_survive_every_allocation_failure(void **state)
+{
+    (void)state;
+    const float x[2 * 3] = {0, 1, 2, 3, 0, 1}, y[2 * 3] = {1, 2, 0, 0, 1, 2};
+    for (long k = 1;; k++) {
+        bp_test_alloc ta = {.fail_at = k};
+        bp_net *net;
+        if (bp_net_create_sequence_ex(&net, 3, 1, 1, bp_test_alloc_fn, bp_test_free_fn, &ta) !=
+            BP_OK) {
+            assert_int_equal(ta.live, 0);
+            continue;
+        }
+        bp_status s = bp_net_add_embedding(net, 4, 3);
+        if (s == BP_OK) s = bp_net_add_layernorm(net);
+        if (s == BP_OK) s = bp_net_add_dense(net, 3, BP_ACT_SOFTMAX);
+        if (s == BP_OK) s = bp_net_compute_grads(net, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 2, NULL);
+        bp_net *copy = NULL;
+        if (s == BP_OK) s = bp_net_clone(&copy, net);
+        if (s != BP_OK) assert_int_equal(s, BP_ERR_NOMEM);
+        bp_net_free(copy);
+        bp_net_free(net);
+        assert_int_equal(ta.live, 0);
+        if (s == BP_OK) break;
+        assert_true(k < 1000);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -710,6 +739,7 @@ int main(void)
         bp_add_test(embedding_and_layernorm_reject_bad_arguments),
         bp_add_test(many_to_many_model_trains_and_counts_steps),
         bp_add_test(layernorm_epsilon_and_hostile_records_load_checked),
+        bp_add_test(sequence_nets_survive_every_allocation_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
