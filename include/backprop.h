@@ -1737,9 +1737,10 @@ BP_API void bp_source_free(bp_source *src);
  *  seed and stream give the same order and bit-identical weights (however the read
  *  callback cuts the stream into chunks), and a checkpoint resumes it. With BP_FIT_SHUFFLE 0
  *  the batches are the stream's rows in order. All other settings, the callbacks and the
- *  history are as for bp_net_fit(); the batch callback's @p batches is 0 while a pass of
- *  unknown length runs (its last call, after the pass, gives the count). Buffers (a batch,
- *  the shuffle buffer and a batch of staged rows) are allocated once per call.
+ *  history are as for bp_net_fit(). For a source of unknown length the batch callback gets
+ *  @p batches 0 while the pass runs; the call for the pass's last batch, when the rate
+ *  rule did not already make it, comes once the pass has ended, with the count. Buffers
+ *  (a batch, the shuffle buffer and a batch of staged rows) are allocated once per call.
  *  @param net    the network to train.
  *  @param opt    the optimizer.
  *  @param loss   an enum bp_loss value.
