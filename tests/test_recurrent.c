@@ -280,6 +280,7 @@ static void grad_check(int kind, int act, size_t T, int flags, int stateful, uin
             check_state(lay[k], kind, D, n, H, hn[k], cn[k]);
             s.h0[k] = hn[k];
             s.c0[k] = kind == BP_LAYER_LSTM ? cn[k] : NULL;
+            if (s.c0[k] == NULL) free(cn[k]);
             hn[k] = calloc(D * n * H, sizeof(double));
             cn[k] = calloc(D * n * H, sizeof(double));
         }
