@@ -469,6 +469,40 @@ static Onnx__ValueInfoProto *value_info(exporter *e, const char *name, size_t ra
     return e->a.failed ? NULL : v;
 }
 
+/* The scaler @p part kept with @p net as two elementwise nodes on the current value:
+ * inputs (v - offset) * scale, targets v / scale + offset (bp_scaler_apply() and
+ * bp_scaler_invert() computed the same way in float). The constants have the row's shape
+ * ([W], or [C x H x W] for image rows) and broadcast over the batch. Nothing when unset. */
+static bp_status scaler_nodes(exporter *e, const bp_net *net, int part, size_t rank,
+                              const int64_t *row_dims)
+{
+    size_t width = 0;
+    bp_status s = bp_net_get_scaler(net, part, NULL, NULL, 0, &width);
+    if (s != BP_OK && s != BP_ERR_BUFFER_TOO_SMALL) return bpx_fail_core(s, "reading a scaler");
+    if (width == 0) return BP_OK;
+    float *offset = arena_calloc(&e->a, width, sizeof(float));
+    float *scale = arena_calloc(&e->a, width, sizeof(float));
+    if (e->a.failed) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+    s = bp_net_get_scaler(net, part, offset, scale, width, &width);
+    if (s != BP_OK) return bpx_fail_core(s, "reading a scaler");
+    const int in = part == BP_SCALE_INPUTS;
+    const char *base = in ? "scaler.input" : "scaler.target";
+    char name[96];
+    snprintf(name, sizeof name, "%s.offset", base);
+    const char *off = init_floats(e, name, rank, row_dims, offset, width);
+    snprintf(name, sizeof name, "%s.scale", base);
+    const char *sc = init_floats(e, name, rank, row_dims, scale, width);
+    if (e->a.failed) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+    char v[96];
+    snprintf(v, sizeof v, "%s", e->cur);
+    const char *x[2] = {v, in ? off : sc};
+    node(e, in ? "Sub" : "Div", base, 2, x);
+    snprintf(v, sizeof v, "%s", e->cur);
+    x[1] = in ? sc : off;
+    node(e, in ? "Mul" : "Add", base, 2, x);
+    return e->a.failed ? bpx_fail(BP_ERR_NOMEM, "out of memory") : BP_OK;
+}
+
 /* Build the model and pack it into a malloc'd buffer. */
 static bp_status export_model(bp_net *net, int flags, uint8_t **out, size_t *out_size)
 {
@@ -485,8 +519,17 @@ static bp_status export_model(bp_net *net, int flags, uint8_t **out, size_t *out
     int64_t in_dims[4] = {1, (int64_t)c, (int64_t)h, (int64_t)w};
     e.rank = image ? 4 : 2;
     snprintf(e.cur, sizeof e.cur, "input");
+    const int scalers = (flags & BP_ONNX_SCALERS) != 0;
+    if (scalers) s = scaler_nodes(&e, net, BP_SCALE_INPUTS, image ? 3 : 1, in_dims + 1);
     for (size_t k = 0; k < nl && s == BP_OK; k++) {
         s = export_layer(&e, bp_net_layer(net, k), k);
+    }
+    if (s == BP_OK && scalers) {
+        size_t oc = 0, oh = 0, ow = 0;
+        (void)bp_layer_output_shape(bp_net_layer(net, nl - 1), &oc, &oh, &ow);
+        const int64_t row[3] = {(int64_t)oc, (int64_t)oh, (int64_t)ow};
+        const int64_t flat[1] = {(int64_t)(oc * oh * ow)};
+        s = scaler_nodes(&e, net, BP_SCALE_TARGETS, e.rank == 4 ? 3 : 1, e.rank == 4 ? row : flat);
     }
     if (s != BP_OK) {
         arena_free(&e.a);
@@ -561,7 +604,7 @@ static bp_status check_args(bp_net *net, int flags, const char *fn)
             return bpx_fail(BP_ERR_INVALID_ARG, "%s: invalid net handle", fn);
         return bpx_fail(BP_ERR_STATE, "%s: the net has no layers", fn);
     }
-    if ((flags & ~BP_ONNX_DYNAMIC_BATCH) != 0)
+    if ((flags & ~(BP_ONNX_DYNAMIC_BATCH | BP_ONNX_SCALERS)) != 0)
         return bpx_fail(BP_ERR_INVALID_ARG, "%s: unknown flags 0x%x", fn, (unsigned)flags);
     return BP_OK;
 }

@@ -58,6 +58,10 @@ typedef struct importer {
     int64_t in_dims[BPX_MAX_RANK];
     const char *input_name;
     unsigned char *dynamic; /* [n_node]: node reads dynamic data */
+    /* scalers read from per-feature Sub/Mul at the start and Div/Add at the end of the
+     * chain: [0] inputs, [1] targets; offset then scale, [width] each */
+    float *scaler[2][2];
+    size_t scaler_width[2];
 } importer;
 
 /* ---- small helpers ---- */
@@ -982,6 +986,9 @@ static int is_graph_output(importer *im, const char *name)
     return 0;
 }
 
+static int take_scaler(importer *im, const Onnx__NodeProto *n, size_t k, const bpx_value *x,
+                       const char **exit_name, size_t *last, bp_status *status);
+
 static bp_status walk_chain(importer *im)
 {
     const Onnx__GraphProto *g = im->g;
@@ -1071,9 +1078,17 @@ static bp_status walk_chain(importer *im)
         if (x == NULL || y == NULL || !x->has_shape)
             return bpx_fail(BP_ERR_UNSUPPORTED, "value '%s': shape unknown", cur);
         const size_t before = im->nsteps;
-        if (r.n == 1 &&
-            !(strcmp(r.nodes[0]->op_type, "Mul") == 0 || strcmp(r.nodes[0]->op_type, "Div") == 0 ||
-              strcmp(r.nodes[0]->op_type, "Sub") == 0 || strcmp(r.nodes[0]->op_type, "Pow") == 0)) {
+        bp_status scaler_status = BP_OK;
+        size_t last = k;
+        if (r.n == 1 && take_scaler(im, r.nodes[0], k, x, &exit_name, &last, &scaler_status)) {
+            BP_CHECK(scaler_status);
+            k = last;
+            y = bpx_find(&im->gr, exit_name);
+            if (y == NULL) return bpx_fail(BP_ERR_FORMAT, "value '%s' undefined", exit_name);
+        } else if (r.n == 1 && !(strcmp(r.nodes[0]->op_type, "Mul") == 0 ||
+                                 strcmp(r.nodes[0]->op_type, "Div") == 0 ||
+                                 strcmp(r.nodes[0]->op_type, "Sub") == 0 ||
+                                 strcmp(r.nodes[0]->op_type, "Pow") == 0)) {
             const Onnx__NodeProto *n = r.nodes[0];
             for (size_t j = 1; j < n->n_output; j++)
                 if (n->output[j][0] != '\0' && uses(im, n->output[j], k + 1) > 0 &&
@@ -1097,6 +1112,93 @@ static bp_status walk_chain(importer *im)
         cur = exit_name;
         pos = k + 1;
     }
+}
+
+/* ---- scalers: per-feature affine nodes at the ends of the chain ---- */
+
+/* The constant input of the binary node @p n other than the data @p data, when it holds one
+ * float per feature of rows of shape @p x (broadcasting over the batch: [W], the row's own
+ * shape, or that shape with a leading 1). */
+static const bpx_tensor *per_feature(importer *im, const Onnx__NodeProto *n, const char *data,
+                                     const bpx_value *x)
+{
+    if (n->n_input != 2 || strcmp(n->input[0], data) != 0) return NULL;
+    const bpx_tensor *c = in_const(im, n, 1);
+    if (c == NULL || c->type != BPX_F32 || !x->has_shape) return NULL;
+    const size_t width = row_size(x->rank, x->dims);
+    if (c->count != width) return NULL;
+    if (c->rank == 1) return c->dims[0] == (int64_t)width ? c : NULL;
+    const size_t lead = c->rank == x->rank ? 1 : 0;
+    if (c->rank + 1 - lead != x->rank || (lead && c->dims[0] != 1)) return NULL;
+    for (size_t k = 1; k < x->rank; k++)
+        if (c->dims[k - 1 + lead] != x->dims[k]) return NULL;
+    return c;
+}
+
+/* The one dynamic node after @p k that reads @p name as its first input, when @p name has
+ * no other use. */
+static const Onnx__NodeProto *sole_consumer(importer *im, const char *name, size_t k, size_t *at)
+{
+    if (uses(im, name, k + 1) != 1) return NULL;
+    for (size_t j = k + 1; j < im->g->n_node; j++) {
+        if (!im->dynamic[j]) continue;
+        const Onnx__NodeProto *n = im->g->node[j];
+        for (size_t q = 0; q < n->n_input; q++)
+            if (strcmp(n->input[q], name) == 0) {
+                *at = j;
+                return q == 0 ? n : NULL;
+            }
+    }
+    return NULL;
+}
+
+/* Node @p n (at index @p k) reading @p cur: when it and the node after it are a scaler --
+ * Sub (offset) then Mul (scale) or Div (1 / scale) reading the graph input before any
+ * layer, or Div (scale) or Mul (1 / scale) then Add (offset) writing the graph output --
+ * record it, set *exit_name and *last to the pair's output and index, and return 1. */
+static int take_scaler(importer *im, const Onnx__NodeProto *n, size_t k, const bpx_value *x,
+                       const char **exit_name, size_t *last, bp_status *status)
+{
+    const char *op = n->op_type;
+    const int input_side = strcmp(op, "Sub") == 0 && im->nsteps == 0 && im->scaler[0][0] == NULL &&
+                           strcmp(x->name, im->input_name) == 0;
+    const int target_side =
+        (strcmp(op, "Div") == 0 || strcmp(op, "Mul") == 0) && im->scaler[1][0] == NULL;
+    if (!input_side && !target_side) return 0;
+    const bpx_tensor *c1 = per_feature(im, n, x->name, x);
+    size_t at = 0;
+    const Onnx__NodeProto *n2 = c1 != NULL ? sole_consumer(im, n->output[0], k, &at) : NULL;
+    if (n2 == NULL || n->n_attribute > 0 || n2->n_attribute > 0) return 0;
+    const char *op2 = n2->op_type;
+    if (input_side ? !(strcmp(op2, "Mul") == 0 || strcmp(op2, "Div") == 0)
+                   : !(strcmp(op2, "Add") == 0 && is_graph_output(im, n2->output[0])))
+        return 0;
+    const bpx_tensor *c2 = per_feature(im, n2, n->output[0], x);
+    if (c2 == NULL) return 0;
+    /* offset, then the scale and the node that holds it */
+    const bpx_tensor *off = input_side ? c1 : c2, *sc = input_side ? c2 : c1;
+    const int direct = input_side ? strcmp(op2, "Mul") == 0 : strcmp(op, "Div") == 0;
+    const int part = input_side ? 0 : 1;
+    const size_t width = c1->count;
+    float *o = copy_floats(off->f, width), *f = copy_floats(sc->f, width);
+    if (o == NULL || f == NULL) {
+        free(o);
+        free(f);
+        *status = bpx_fail(BP_ERR_NOMEM, "out of memory");
+        return 1;
+    }
+    /* bp_scaler_apply: (v - offset) * scale; bp_scaler_invert: v / scale + offset. A Mul at
+     * the target side or a Div at the input side holds 1 / scale. */
+    if (!direct)
+        for (size_t j = 0; j < width; j++)
+            f[j] = 1.0f / f[j];
+    im->scaler[part][0] = o;
+    im->scaler[part][1] = f;
+    im->scaler_width[part] = width;
+    *exit_name = n2->output[0];
+    *last = at;
+    *status = BP_OK;
+    return 1;
 }
 
 /* ---- fusing and building ---- */
@@ -1166,6 +1268,19 @@ static bp_status build(importer *im, bp_net **out, uint64_t seed)
             snprintf(what, sizeof what, "node '%s': building layer %zu", st->node, k);
             const bp_status r = s == BP_ERR_NOMEM || s == BP_ERR_NONFINITE ? s : BP_ERR_UNSUPPORTED;
             bpx_fail_core(r, what);
+            bp_net_free(net);
+            return r;
+        }
+    }
+    static const int parts[2] = {BP_SCALE_INPUTS, BP_SCALE_TARGETS};
+    for (int p = 0; p < 2; p++) {
+        if (im->scaler[p][0] == NULL) continue;
+        s = bp_net_set_scaler(net, parts[p], im->scaler[p][0], im->scaler[p][1],
+                              im->scaler_width[p]);
+        if (s != BP_OK) {
+            const bp_status r = s == BP_ERR_NOMEM || s == BP_ERR_NONFINITE ? s : BP_ERR_UNSUPPORTED;
+            bpx_fail_core(r, p == 0 ? "the input scaler (Sub, Mul/Div at the graph input)"
+                                    : "the target scaler (Div/Mul, Add at the graph output)");
             bp_net_free(net);
             return r;
         }
@@ -1367,6 +1482,10 @@ static void importer_free(importer *im)
     }
     free(im->steps);
     free(im->dynamic);
+    for (int p = 0; p < 2; p++) {
+        free(im->scaler[p][0]);
+        free(im->scaler[p][1]);
+    }
 }
 
 bp_status bp_onnx_import_buffer(bp_net **out, const void *buf, size_t size, uint64_t seed)

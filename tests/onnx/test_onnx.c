@@ -244,6 +244,93 @@ static void native_nets_round_trip(void **state)
     bp_net_free(net);
 }
 
+/* Export with BP_ONNX_SCALERS, re-import: the same scalers, the same raw predictions; without
+ * the flag no scaler is written. */
+static void scaler_round_trip(bp_net *net, const char *name, const float *x, size_t n)
+{
+    size_t size = 0;
+    assert_int_equal(
+        bp_onnx_export_buffer(net, NULL, 0, &size, BP_ONNX_SCALERS | BP_ONNX_DYNAMIC_BATCH),
+        BP_ERR_BUFFER_TOO_SMALL);
+    unsigned char *buf = malloc(size);
+    assert_status(
+        bp_onnx_export_buffer(net, buf, size, &size, BP_ONNX_SCALERS | BP_ONNX_DYNAMIC_BATCH),
+        BP_OK);
+    const char *dir = getenv("BP_ONNX_OUT");
+    if (dir != NULL && dir[0] != '\0') {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s.onnx", dir, name);
+        assert_status(bp_onnx_export(net, path, BP_ONNX_SCALERS), BP_OK);
+    }
+    bp_net *again = NULL;
+    assert_status(bp_onnx_import_buffer(&again, buf, size, 3), BP_OK);
+    static const int parts[2] = {BP_SCALE_INPUTS, BP_SCALE_TARGETS};
+    for (int p = 0; p < 2; p++) {
+        float o1[256], s1[256], o2[256], s2[256];
+        size_t w1 = 0, w2 = 0;
+        assert_status(bp_net_get_scaler(net, parts[p], o1, s1, 256, &w1), BP_OK);
+        assert_status(bp_net_get_scaler(again, parts[p], o2, s2, 256, &w2), BP_OK);
+        assert_int_equal(w2, w1);
+        assert_true(w1 > 0);
+        assert_memory_equal(o2, o1, w1 * sizeof(float));
+        assert_memory_equal(s2, s1, w1 * sizeof(float));
+    }
+    const size_t out = bp_net_output_size(net);
+    float *y1 = malloc(n * out * sizeof(float)), *y2 = malloc(n * out * sizeof(float));
+    assert_status(bp_net_set(net, BP_NET_APPLY_SCALERS, 1), BP_OK);
+    assert_status(bp_net_set(again, BP_NET_APPLY_SCALERS, 1), BP_OK);
+    assert_status(bp_net_predict(net, x, n, y1, n * out), BP_OK);
+    assert_status(bp_net_predict(again, x, n, y2, n * out), BP_OK);
+    for (size_t k = 0; k < n * out; k++)
+        assert_close(y2[k], y1[k], 1e-6, 1e-6);
+    bp_net_free(again);
+    free(buf);
+    /* Without the flag: the layers only. */
+    assert_status(bp_onnx_export_buffer(net, NULL, 0, &size, 0), BP_ERR_BUFFER_TOO_SMALL);
+    buf = malloc(size);
+    assert_status(bp_onnx_export_buffer(net, buf, size, &size, 0), BP_OK);
+    assert_status(bp_onnx_import_buffer(&again, buf, size, 3), BP_OK);
+    size_t w = 1;
+    assert_status(bp_net_get_scaler(again, BP_SCALE_INPUTS, NULL, NULL, 0, &w), BP_OK);
+    assert_int_equal(w, 0);
+    assert_status(bp_net_get_scaler(again, BP_SCALE_TARGETS, NULL, NULL, 0, &w), BP_OK);
+    assert_int_equal(w, 0);
+    bp_net_free(again);
+    free(buf);
+    free(y1);
+    free(y2);
+}
+
+/* The scalers kept with a net (as `backprop train` stores them) travel with BP_ONNX_SCALERS:
+ * flat rows and image rows (constants of the row's shape [C x H x W]). */
+static void scalers_are_exported_and_imported(void **state)
+{
+    (void)state;
+    float x[4 * 2 * 4 * 4], off[32], sc[32];
+    uint64_t seed = 21;
+    bp_test_fill_uniform(x, sizeof x / sizeof x[0], -5.0f, 9.0f, &seed);
+    bp_test_fill_uniform(off, 32, -3.0f, 3.0f, &seed);
+    bp_test_fill_uniform(sc, 32, 0.1f, 4.0f, &seed);
+    bp_net *net = NULL;
+    assert_status(bp_net_create(&net, 3, 1), BP_OK);
+    assert_status(bp_net_add_dense(net, 5, BP_ACT_TANH), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_net_set_scaler(net, BP_SCALE_INPUTS, off, sc, 3), BP_OK);
+    const float toff[2] = {100.0f, -3.0f}, tsc[2] = {0.5f, 8.0f};
+    assert_status(bp_net_set_scaler(net, BP_SCALE_TARGETS, toff, tsc, 2), BP_OK);
+    scaler_round_trip(net, "native_scalers", x, 8);
+    bp_net_free(net);
+
+    assert_status(bp_net_create_image(&net, 2, 4, 4, 2), BP_OK);
+    assert_status(bp_net_add_conv2d(net, 3, 3, 3, 1, 1, BP_ACT_RELU), BP_OK);
+    assert_status(bp_net_add_global_avgpool(net), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_SIGMOID), BP_OK);
+    assert_status(bp_net_set_scaler(net, BP_SCALE_INPUTS, off, sc, 32), BP_OK);
+    assert_status(bp_net_set_scaler(net, BP_SCALE_TARGETS, toff, tsc, 2), BP_OK);
+    scaler_round_trip(net, "native_image_scalers", x, 4);
+    bp_net_free(net);
+}
+
 /* The committed bad_*.onnx (make_hostile.py): status and a fragment of the message. */
 static void unsupported_and_malformed_models_are_reported(void **state)
 {
@@ -472,6 +559,7 @@ int main(void)
         bp_add_test(cnn_with_global_pooling_matches_pytorch),
         bp_add_test(imported_cnn_fine_tunes),
         bp_add_test(native_nets_round_trip),
+        bp_add_test(scalers_are_exported_and_imported),
         bp_add_test(unsupported_and_malformed_models_are_reported),
         bp_add_test(float16_and_float64_weights_are_converted),
         bp_add_test(truncated_and_corrupted_files_give_statuses),
