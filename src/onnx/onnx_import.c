@@ -1042,7 +1042,17 @@ static bp_status walk_chain(importer *im)
                 int inside = 0;
                 for (size_t q = 0; q < nv; q++)
                     if (strcmp(n->input[j], vals[q]) == 0) inside = 1;
-                if (!inside && v != NULL && !v->is_const)
+                const int state_input =
+                    (j == 5 || (j == 6 && strcmp(n->op_type, "LSTM") == 0)) &&
+                    (strcmp(n->op_type, "RNN") == 0 || strcmp(n->op_type, "GRU") == 0 ||
+                     strcmp(n->op_type, "LSTM") == 0);
+                if (!inside && v != NULL && v->bcast && !state_input)
+                    return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                                     "input '%s' repeats a constant over the batch (a shape "
+                                     "built from the data's batch size): only the initial state "
+                                     "of RNN, LSTM and GRU may be one",
+                                     n->input[j]);
+                if (!inside && v != NULL && !v->is_const && !v->bcast)
                     return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
                                      "input '%s' joins another branch: "
                                      "only chains are supported",
@@ -1412,12 +1422,11 @@ static bp_status import_graph(importer *im, bp_net **out, uint64_t seed)
         const bpx_value *x = NULL;
         for (size_t j = 0; j < n->n_input && x == NULL; j++) {
             const bpx_value *v = bpx_find(&im->gr, n->input[j]);
-            if (v != NULL && !v->is_const) x = v;
+            if (v != NULL && !v->is_const && !v->bcast) x = v;
         }
         if (x == NULL)
-            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
-                             "operator on constants that cannot be "
-                             "folded at import");
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "cannot be folded at import: %s",
+                             im->gr.why[0] ? im->gr.why : "it reads no data");
         im->dynamic[k] = 1;
         size_t rank = 0;
         int64_t dims[BPX_MAX_RANK];

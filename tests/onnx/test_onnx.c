@@ -352,6 +352,10 @@ static void unsupported_and_malformed_models_are_reported(void **state)
         {"bad_opset", BP_ERR_UNSUPPORTED, "operator set 18"},
         {"bad_erf_gelu", BP_ERR_UNSUPPORTED, "exact (erf) GELU"},
         {"bad_add", BP_ERR_UNSUPPORTED, "node 'shift' (Add)"},
+        {"bad_batch_zeros", BP_ERR_UNSUPPORTED,
+         "node 'add_state' (Add): input 'zeros' repeats a constant over the batch"},
+        {"bad_batch_arith", BP_ERR_UNSUPPORTED,
+         "node 'double_batch' (Mul): cannot be folded at import: arithmetic on the batch size"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char path[1024];
@@ -364,6 +368,69 @@ static void unsupported_and_malformed_models_are_reported(void **state)
         assert_non_null(strstr(bp_onnx_last_error(), cases[k].fragment));
         assert_null(net);
     }
+}
+
+/* ok_fold.onnx (make_hostile.py): the Reshape's target [N, 6] comes out of shape arithmetic
+ * with a rank-2 Slice, Transpose, Reshape, Equal and Where on constants, and the Gemm's bias
+ * out of an Expand: y = W f + 0.5 with W[o][i] = (6 o + i) / 10. */
+static void shape_arithmetic_is_folded(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/ok_fold.onnx", BP_ONNX_DATA_DIR);
+    bp_net *net = NULL;
+    assert_status(bp_onnx_import(&net, path, 1), BP_OK);
+    assert_int_equal(bp_net_input_size(net), 6);
+    assert_int_equal(bp_net_output_size(net), 3);
+    float x[2 * 6], y[2 * 3];
+    uint64_t seed = 3;
+    bp_test_fill_uniform(x, 12, -1.0f, 1.0f, &seed);
+    assert_status(bp_net_predict(net, x, 2, y, 6), BP_OK);
+    for (int r = 0; r < 2; r++)
+        for (int o = 0; o < 3; o++) {
+            double want = 0.5;
+            for (int i = 0; i < 6; i++)
+                want += (6.0 * o + i) / 10.0 * (double)x[r * 6 + i];
+            assert_close(y[r * 3 + o], want, 1e-6, 1e-6);
+        }
+    bp_net_free(net);
+}
+
+/* Scalers written by hand as (x - off) / d and y * m + o (ok_scaler_div.onnx): the input
+ * scale is 1 / d, the target scale 1 / m; raw predictions as the graph computes them. */
+static void scalers_written_with_div_and_mul_are_read(void **state)
+{
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/ok_scaler_div.onnx", BP_ONNX_DATA_DIR);
+    bp_net *net = NULL;
+    assert_status(bp_onnx_import(&net, path, 1), BP_OK);
+    assert_int_equal(bp_net_layer_count(net), 1);
+    const float off[3] = {1.0f, -2.0f, 0.5f}, d[3] = {2.0f, 0.25f, 4.0f};
+    const float w[2][3] = {{0.5f, -1.0f, 0.25f}, {1.5f, 0.75f, -0.5f}}, b[2] = {0.1f, -0.2f};
+    const float m[2] = {10.0f, 0.5f}, o[2] = {100.0f, -3.0f};
+    float so[3], ss[3];
+    size_t width = 0;
+    assert_status(bp_net_get_scaler(net, BP_SCALE_INPUTS, so, ss, 3, &width), BP_OK);
+    assert_int_equal(width, 3);
+    for (int k = 0; k < 3; k++) {
+        assert_true(so[k] == off[k]);
+        assert_true(ss[k] == 1.0f / d[k]);
+    }
+    assert_status(bp_net_get_scaler(net, BP_SCALE_TARGETS, so, ss, 3, &width), BP_OK);
+    assert_int_equal(width, 2);
+    assert_status(bp_net_set(net, BP_NET_APPLY_SCALERS, 1), BP_OK);
+    const float x[2][3] = {{3.0f, -1.0f, 2.0f}, {-4.0f, 0.5f, 8.0f}};
+    float y[4];
+    assert_status(bp_net_predict(net, &x[0][0], 2, y, 4), BP_OK);
+    for (int r = 0; r < 2; r++)
+        for (int j = 0; j < 2; j++) {
+            double h = (double)b[j];
+            for (int i = 0; i < 3; i++)
+                h += (double)w[j][i] * ((double)x[r][i] - (double)off[i]) / (double)d[i];
+            assert_close(y[r * 2 + j], h * (double)m[j] + (double)o[j], 1e-5, 1e-5);
+        }
+    bp_net_free(net);
 }
 
 /* float16 and float64 initializers are converted: W[o][i] = (4 o + i) / 4, b = {0.5, -1, 2}. */
@@ -562,6 +629,8 @@ int main(void)
         bp_add_test(scalers_are_exported_and_imported),
         bp_add_test(unsupported_and_malformed_models_are_reported),
         bp_add_test(float16_and_float64_weights_are_converted),
+        bp_add_test(shape_arithmetic_is_folded),
+        bp_add_test(scalers_written_with_div_and_mul_are_read),
         bp_add_test(truncated_and_corrupted_files_give_statuses),
         bp_add_test(parse_memory_is_bounded_by_the_input),
         bp_add_test(deeply_nested_messages_are_refused),
