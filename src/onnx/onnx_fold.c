@@ -422,20 +422,20 @@ static bp_status fold_select(bpx_graph *gr, const Onnx__NodeProto *n, bpx_value 
     const size_t nin = where ? 3 : 2;
     if (n->n_input != nin) return decline(gr, "%zu inputs expected", nin);
     size_t count = 1;
-    const bpx_tensor *big = &in[0]->t;
+    const bpx_tensor *big = NULL;
     for (size_t k = 0; k < nin; k++) {
         if (in[k] == NULL) return decline(gr, "an input is missing");
-        const size_t c = in[k]->t.count;
-        if (c != 1 && count != 1 && c != count)
-            return decline(gr,
-                           "inputs of %zu and %zu elements (only equal shapes or "
-                           "scalars fold)",
-                           count, c);
-        if (c > count) {
-            count = c;
+        if (big == NULL || in[k]->t.count > count) {
+            count = in[k]->t.count;
             big = &in[k]->t;
         }
     }
+    for (size_t k = 0; k < nin; k++)
+        if (in[k]->t.count != 1 && in[k]->t.count != count)
+            return decline(gr,
+                           "inputs of %zu and %zu elements (only equal shapes or "
+                           "scalars fold)",
+                           count, in[k]->t.count);
     const bpx_tensor *a = &in[where ? 1 : 0]->t, *b = &in[where ? 2 : 1]->t;
     if (a->type != b->type) return decline(gr, "inputs of different element types");
     bpx_tensor t;

@@ -354,6 +354,8 @@ static void unsupported_and_malformed_models_are_reported(void **state)
         {"bad_add", BP_ERR_UNSUPPORTED, "node 'shift' (Add)"},
         {"bad_batch_zeros", BP_ERR_UNSUPPORTED,
          "node 'add_state' (Add): input 'zeros' repeats a constant over the batch"},
+        /* found by fuzz_onnx: Equal of an empty and a 2-element constant */
+        {"fuzz_where_counts", BP_ERR_UNSUPPORTED, "inputs of 2 and 0 elements"},
         {"bad_batch_arith", BP_ERR_UNSUPPORTED,
          "node 'double_batch' (Mul): cannot be folded at import: arithmetic on the batch size"},
     };
