@@ -271,11 +271,12 @@ static bp_status fold_slice(bpx_graph *gr, const Onnx__NodeProto *n, bpx_value *
         if (st > 0) {
             b = b < 0 ? 0 : (b > len ? len : b);
             e = e < 0 ? 0 : (e > len ? len : e);
-            dims[a] = e > b ? (e - b + st - 1) / st : 0;
+            dims[a] = e > b ? (e - b - 1) / st + 1 : 0; /* no overflow for any step */
         } else {
             b = b < 0 ? -1 : (b > len - 1 ? len - 1 : b);
             e = e < -1 ? -1 : (e > len - 1 ? len - 1 : e);
-            dims[a] = b > e ? (b - e + (-st) - 1) / (-st) : 0;
+            const uint64_t mag = (uint64_t)(-(st + 1)) + 1; /* |st|, also for INT64_MIN */
+            dims[a] = b > e ? (int64_t)((uint64_t)(b - e - 1) / mag) + 1 : 0;
         }
         lo[a] = b;
         step[a] = st;
