@@ -83,9 +83,13 @@ typedef struct bpx_value {
                      size 1. Neither constant nor data: only an RNN/LSTM/GRU initial
                      state may read one */
     size_t bcast_axis;
-    int has_shape; /* a dynamic value with a known shape (dims[0] = BPX_BATCH) */
+    int has_shape; /* a dynamic value with a known shape (one dimension BPX_BATCH) */
     size_t rank;
     int64_t dims[BPX_MAX_RANK];
+    /* what each axis of a dynamic value is: 'N' batch, 'T' time steps, 'F' features, 'D'
+     * direction of a recurrent layer's output, 'C' 'Y' 'X' channels and image rows and
+     * columns, '1' an axis of size 1 added by Unsqueeze, '?' none of these */
+    char tag[BPX_MAX_RANK + 1];
 } bpx_value;
 
 typedef struct bpx_graph {

@@ -140,6 +140,21 @@ def main():
                      helper.make_node("Reshape", ["x", "shp"], ["y"], name="rs")],
         [i64("i0", 0), i64("ax0", [0]), i64("two", 2), i64("two1", [2])],
         out=("y", [None, 2]))
+    # recurrent layers outside the supported subset: ONNX's own GRU form (linear_before_reset
+    # 0) and an LSTM with a non-zero initial state
+    def recurrent(op, extra_inputs, **attrs):
+        g = 3 if op == "GRU" else 4
+        w3 = lambda n, s: numpy_helper.from_array(np.full(s, 0.1, np.float32), n)
+        return model(
+            [helper.make_node("Transpose", ["x"], ["xt"], name="to_time_major", perm=[1, 0, 2]),
+             helper.make_node(op, ["xt", "W", "R", "", ""] + extra_inputs, ["", "h"],
+                              name="cell", hidden_size=3, **attrs),
+             helper.make_node("Squeeze", ["h", "ax0"], ["y"], name="drop_direction")],
+            [w3("W", [1, g * 3, 2]), w3("R", [1, g * 3, 3]), i64("ax0", [0])]
+            + ([w3("h0", [1, 1, 3])] if extra_inputs else []),
+            inp=("x", [None, 4, 2]), out=("y", [None, 3]))
+    cases["bad_gru_reset"] = recurrent("GRU", [])
+    cases["bad_lstm_state"] = recurrent("LSTM", ["h0"])
     for name, m in cases.items():
         with open(os.path.join(out, name + ".onnx"), "wb") as f:
             f.write(m.SerializeToString())

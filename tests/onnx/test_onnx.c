@@ -169,6 +169,89 @@ static void cnn_with_global_pooling_matches_pytorch(void **state)
     check_model("cnn_gap");
 }
 
+/* Recurrent models exported by PyTorch 1.13 (make_models.py): the zero initial state folded
+ * away, the layout nodes around the RNN/LSTM/GRU node understood, gates reordered. */
+static void lstm_last_step_matches_pytorch(void **state)
+{
+    (void)state;
+    check_model("lstm");
+}
+
+static void stacked_lstm_matches_pytorch(void **state)
+{
+    (void)state;
+    check_model("lstm2");
+}
+
+static void bidirectional_gru_sequence_matches_pytorch(void **state)
+{
+    (void)state;
+    check_model("gru_bi_seq");
+}
+
+static void relu_rnn_final_state_matches_pytorch(void **state)
+{
+    (void)state;
+    check_model("rnn_relu_hn");
+}
+
+/* The imported LSTM model trains: a few Adam steps on fixed targets lower the loss. */
+static void imported_lstm_fine_tunes(void **state)
+{
+    (void)state;
+    ref r;
+    assert_int_equal(read_ref(&r, "lstm"), 0);
+    bp_net *net = import_model("lstm");
+    bp_optimizer *opt = NULL;
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    assert_status(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.02), BP_OK);
+    float *t = malloc(r.n * r.out * sizeof(float));
+    uint64_t seed = 9;
+    bp_test_fill_uniform(t, r.n * r.out, -1.0f, 1.0f, &seed);
+    float first = 0.0f, loss = 0.0f;
+    for (int step = 0; step < 40; step++) {
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, r.x, t, r.n, &loss), BP_OK);
+        if (step == 0) first = loss;
+    }
+    assert_true(loss < 0.5f * first);
+    free(t);
+    free_ref(&r);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+/* Sequence nets built here: every recurrent kind, both directions, whole sequences and last
+ * steps, per-step dense and softmax, an embedding, a flatten of a sequence. */
+static void native_sequence_nets_round_trip(void **state)
+{
+    (void)state;
+    float x[3 * 5 * 4];
+    uint64_t seed = 17;
+    bp_test_fill_uniform(x, sizeof x / sizeof x[0], -1.0f, 1.0f, &seed);
+    bp_net *net = NULL;
+    assert_status(bp_net_create_sequence(&net, 5, 4, 1), BP_OK);
+    assert_status(bp_net_add_lstm(net, 6, BP_RNN_BIDIRECTIONAL), BP_OK);
+    assert_status(bp_net_add_dense(net, 5, BP_ACT_TANH), BP_OK);
+    assert_status(bp_net_add_gru(net, 4, 0), BP_OK);
+    assert_status(bp_net_add_rnn(net, 3, BP_ACT_RELU, BP_RNN_BIDIRECTIONAL), BP_OK);
+    assert_status(bp_net_add_dense(net, 3, BP_ACT_SOFTMAX), BP_OK);
+    round_trip(net, "native_seq", x, 3);
+    bp_net_free(net);
+
+    assert_status(bp_net_create_sequence(&net, 5, 4, 2), BP_OK);
+    assert_status(bp_net_add_gru(net, 7, BP_RNN_BIDIRECTIONAL), BP_OK);
+    assert_status(bp_net_add_lstm(net, 5, BP_RNN_LAST_STEP | BP_RNN_BIDIRECTIONAL), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_IDENTITY), BP_OK);
+    round_trip(net, "native_seq_last", x, 3);
+    bp_net_free(net);
+
+    assert_status(bp_net_create_sequence(&net, 5, 4, 3), BP_OK);
+    assert_status(bp_net_add_rnn(net, 4, BP_ACT_TANH, BP_RNN_LAST_STEP), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_SIGMOID), BP_OK);
+    round_trip(net, "native_rnn_last", x, 3);
+    bp_net_free(net);
+}
+
 /* The imported CNN is an ordinary net: a few Adam steps on fixed targets lower the loss. */
 static void imported_cnn_fine_tunes(void **state)
 {
@@ -356,6 +439,8 @@ static void unsupported_and_malformed_models_are_reported(void **state)
          "node 'add_state' (Add): input 'zeros' repeats a constant over the batch"},
         /* found by fuzz_onnx: Equal of an empty and a 2-element constant */
         {"fuzz_where_counts", BP_ERR_UNSUPPORTED, "inputs of 2 and 0 elements"},
+        {"bad_gru_reset", BP_ERR_UNSUPPORTED, "attribute 'linear_before_reset' = 0"},
+        {"bad_lstm_state", BP_ERR_UNSUPPORTED, "input 'initial_h' is not zero"},
         {"bad_batch_arith", BP_ERR_UNSUPPORTED,
          "node 'double_batch' (Mul): cannot be folded at import: arithmetic on the batch size"},
     };
@@ -627,6 +712,12 @@ int main(void)
         bp_add_test(cnn_with_bn_and_pooling_matches_pytorch),
         bp_add_test(cnn_with_global_pooling_matches_pytorch),
         bp_add_test(imported_cnn_fine_tunes),
+        bp_add_test(lstm_last_step_matches_pytorch),
+        bp_add_test(stacked_lstm_matches_pytorch),
+        bp_add_test(bidirectional_gru_sequence_matches_pytorch),
+        bp_add_test(relu_rnn_final_state_matches_pytorch),
+        bp_add_test(imported_lstm_fine_tunes),
+        bp_add_test(native_sequence_nets_round_trip),
         bp_add_test(native_nets_round_trip),
         bp_add_test(scalers_are_exported_and_imported),
         bp_add_test(unsupported_and_malformed_models_are_reported),
