@@ -412,6 +412,16 @@ static void scalers_are_exported_and_imported(void **state)
     assert_status(bp_net_set_scaler(net, BP_SCALE_TARGETS, toff, tsc, 2), BP_OK);
     scaler_round_trip(net, "native_image_scalers", x, 4);
     bp_net_free(net);
+
+    /* sequences: constants of the row's shape [T x F] */
+    assert_status(bp_net_create_sequence(&net, 4, 8, 3), BP_OK);
+    assert_status(bp_net_add_gru(net, 3, 0), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_net_set_scaler(net, BP_SCALE_INPUTS, off, sc, 32), BP_OK);
+    const float soff[8] = {1, 2, 3, 4, 5, 6, 7, 8}, ssc[8] = {2, 2, 2, 2, 4, 4, 4, 4};
+    assert_status(bp_net_set_scaler(net, BP_SCALE_TARGETS, soff, ssc, 8), BP_OK);
+    scaler_round_trip(net, "native_sequence_scalers", x, 4);
+    bp_net_free(net);
 }
 
 /* The committed bad_*.onnx (make_hostile.py): status and a fragment of the message. */
