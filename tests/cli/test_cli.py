@@ -481,6 +481,24 @@ def group_convert(d):
     so1, _ = expect(["predict", "c.bpm", "cls.data", "--proba"], 0, cwd=d)
     so2, _ = expect(["predict", "c2.bpm", "cls.data", "--proba"], 0, cwd=d)
     check(so1 == so2, "the converted-back classifier predicts the same", so2[:200])
+    # PyTorch's LSTM export (tests/onnx/data): converted, it predicts PyTorch's outputs.
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "onnx", "data")
+    with open(os.path.join(data, "lstm.ref")) as f:
+        n, width, outs = map(int, f.readline().split())
+        nums = [float(v) for v in f.read().split()]
+    xs, ys = nums[:n * width], nums[n * width:]
+    with open(os.path.join(d, "seq.csv"), "w") as f:
+        for r in range(n):
+            f.write(",".join(f"{v:.9g}" for v in xs[r * width:(r + 1) * width]) + "\n")
+    expect(["convert", os.path.join(data, "lstm.onnx"), "lstm.bpm"], 0, cwd=d,
+           out="2 layers, 475 parameters, 24 inputs, 3 outputs")
+    so, _ = expect(["predict", "lstm.bpm", "seq.csv", "--no-header"], 0, cwd=d)
+    _, got = read_csv(so)
+    flat = [v for row in got for v in row]
+    check(len(flat) == len(ys) and all(abs(a - b) <= 1e-5 * abs(b) + 1e-6
+                                       for a, b in zip(flat, ys)),
+          "the converted PyTorch LSTM predicts PyTorch's outputs", so[:300])
+    expect(["convert", "lstm.bpm", "lstm_back.onnx"], 0, cwd=d, out="no scalers")
     # Usage errors (2) and run-time failures (1).
     expect(["convert", "m.bpm"], 2, err="needs IN and OUT", cwd=d)
     expect(["convert", "m.bpm", "x.bpm"], 2, err="exactly one of IN and OUT", cwd=d)
