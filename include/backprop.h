@@ -246,9 +246,9 @@ enum bp_layer_kind {
     BP_LAYER_GLOBAL_AVGPOOL = 8, /**< mean of each channel, bp_net_add_global_avgpool() */
     BP_LAYER_ACTIVATION = 9,     /**< standalone activation, bp_net_add_activation() */
     /* --- recurrent layers (#14, rnn) --- */
-    BP_LAYER_RNN = 12,           /**< simple recurrent layer, bp_net_add_rnn() @since 0.2 */
-    BP_LAYER_LSTM = 13,          /**< long short-term memory, bp_net_add_lstm() @since 0.2 */
-    BP_LAYER_GRU = 14            /**< gated recurrent unit, bp_net_add_gru() @since 0.2 */
+    BP_LAYER_RNN = 12,  /**< simple recurrent layer, bp_net_add_rnn() @since 0.2 */
+    BP_LAYER_LSTM = 13, /**< long short-term memory, bp_net_add_lstm() @since 0.2 */
+    BP_LAYER_GRU = 14   /**< gated recurrent unit, bp_net_add_gru() @since 0.2 */
     /* --- end of recurrent layers (rnn) --- */
 };
 
@@ -355,12 +355,12 @@ enum bp_layer_key {
                                       lambda * sum |w|; weights only; not in the reported
                                       loss. [0, 1e3]; default 0 @since 0.1 */
     /* --- recurrent layers (#14, rnn) --- */
-    BP_LAYER_STATEFUL = 208      /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
-                                      through time): the final state of one training batch
-                                      is the initial state of the next, whose batch size
-                                      must then be the same (else the step fails with
-                                      BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
-                                      0/1; default 0 @since 0.2 */
+    BP_LAYER_STATEFUL = 208 /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
+                                 through time): the final state of one training batch
+                                 is the initial state of the next, whose batch size
+                                 must then be the same (else the step fails with
+                                 BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
+                                 0/1; default 0 @since 0.2 */
     /* --- end of recurrent layers (rnn) --- */
 };
 
