@@ -245,6 +245,8 @@ enum bp_layer_kind {
     BP_LAYER_FLATTEN = 7,        /**< image rows read as flat rows, bp_net_add_flatten() */
     BP_LAYER_GLOBAL_AVGPOOL = 8, /**< mean of each channel, bp_net_add_global_avgpool() */
     BP_LAYER_ACTIVATION = 9,     /**< standalone activation, bp_net_add_activation() */
+    BP_LAYER_EMBEDDING = 10,     /**< token ids -> vectors, bp_net_add_embedding() @since 0.2 */
+    BP_LAYER_LAYERNORM = 11,     /**< layer normalisation, bp_net_add_layernorm() @since 0.2 */
     /* --- recurrent layers (#14, rnn) --- */
     BP_LAYER_RNN = 12,  /**< simple recurrent layer, bp_net_add_rnn() @since 0.2 */
     BP_LAYER_LSTM = 13, /**< long short-term memory, bp_net_add_lstm() @since 0.2 */
@@ -254,7 +256,12 @@ enum bp_layer_kind {
 
 /** Loss functions (pass as int). Every loss is the mean over the batch of a per-row sum:
  *  L = (1/n) sum_rows sum_cols l(pred, target), except MSE/MAE/Huber which also average over
- *  the output columns: L = (1/(n*out)) sum l. */
+ *  the output columns: L = (1/(n*out)) sum l.
+ *  Per step (since 0.2): when the output rows are sequences of T steps of C values
+ *  (bp_layer_output_steps() of the last layer is T > 0), every loss sees the n rows as n*T
+ *  rows of C: the softmax cross-entropies take one-hot (or probability) targets [T x C] or
+ *  class indices [T] per row and are the mean over the n*T steps; MSE, MAE, Huber and BCE
+ *  are unchanged (means over all n*T*C elements); BP_METRIC_ACCURACY counts steps. */
 enum bp_loss {
     BP_LOSS_MSE = 1,        /**< mean of (pred - target)^2 over all n*out elements */
     BP_LOSS_MAE = 2,        /**< mean of |pred - target| over all n*out elements */
@@ -355,13 +362,15 @@ enum bp_layer_key {
                                       lambda * sum |w|; weights only; not in the reported
                                       loss. [0, 1e3]; default 0 @since 0.1 */
     /* --- recurrent layers (#14, rnn) --- */
-    BP_LAYER_STATEFUL = 208 /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
+    BP_LAYER_STATEFUL = 208, /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
                                  through time): the final state of one training batch
                                  is the initial state of the next, whose batch size
                                  must then be the same (else the step fails with
                                  BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
                                  0/1; default 0 @since 0.2 */
     /* --- end of recurrent layers (rnn) --- */
+    BP_LAYER_LN_EPSILON = 209 /**< layernorm: added to the variance; [1e-12, 1]; default
+                                   1e-5 (PyTorch's) @since 0.2 */
 };
 
 /** Network settings for bp_net_set()/bp_net_get() (block 300..399). */
@@ -498,6 +507,37 @@ BP_API bp_status bp_net_create_sequence_ex(bp_net **out, size_t steps, size_t fe
  *  @param steps  receives T, or 0.
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL output). @since 0.2 */
 BP_API bp_status bp_net_input_steps(const bp_net *net, size_t *steps);
+
+/** Append an embedding layer: token ids -> vectors, y[t] = W[id(t)] (PyTorch's
+ *  nn.Embedding). It must be the first layer of a net made by
+ *  bp_net_create_sequence(&net, steps, 1, seed): each input row holds T token ids stored as
+ *  floats (integers, exact below 2^24); the output rows are [T x dimension]. Weights
+ *  W [vocabulary x dimension] row-major (row v is token v's vector: PyTorch's
+ *  embedding.weight can be copied in with bp_layer_set_weights()), drawn from N(0, 1) like
+ *  PyTorch's; no biases. Every call that takes inputs (bp_net_forward(), bp_net_predict(),
+ *  bp_net_train_step(), bp_net_fit(), bp_net_evaluate() ...) checks every id first: one that
+ *  is not an integer in [0, vocabulary) fails the call with BP_ERR_INDEX naming the row and
+ *  step, and nothing is changed. The weight gradient is dense ([vocabulary x dimension], the
+ *  rows of ids not in the batch 0), as PyTorch's with sparse=False, so every optimizer
+ *  updates exactly as there. Settings: BP_LAYER_TRAINABLE, BP_LAYER_L2, BP_LAYER_L1.
+ *  @param net         the network.
+ *  @param vocabulary  number of token ids, 1 .. 2^24.
+ *  @param dimension   vector width, 1 .. 2^24; steps * dimension at most 2^24.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (not the first layer), BP_ERR_SHAPE (the
+ *  input rows are not sequences of one feature, or the output is wider than 2^24),
+ *  BP_ERR_NOMEM. @since 0.2 */
+BP_API bp_status bp_net_add_embedding(bp_net *net, size_t vocabulary, size_t dimension);
+
+/** Append a layer normalisation (Ba et al. 2016; PyTorch's nn.LayerNorm over the last
+ *  dimension): y = g * (x - mean) / sqrt(var + eps) + b with the mean and biased variance of
+ *  the F features of each row: of each step on sequence rows [T x F], of the whole row on
+ *  flat rows (all C*H*W values of an image row). The same in training and inference; shape
+ *  unchanged. Gain g [F] (the layer's weights, initialised to 1) and bias b [F] (0);
+ *  eps BP_LAYER_LN_EPSILON (default 1e-5). Settings: BP_LAYER_TRAINABLE, BP_LAYER_LN_EPSILON.
+ *  @param net  the network.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (after a softmax layer), BP_ERR_NOMEM.
+ *  @since 0.2 */
+BP_API bp_status bp_net_add_layernorm(bp_net *net);
 
 /* --- end of sequences (seqcore) ------------------------------------------------------------ */
 

@@ -125,6 +125,7 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
     if (l->fan_in == 0) l->fan_in = l->in;
     if (l->fan_out == 0) l->fan_out = l->out;
     l->param_off = net->nparams;
+    if (net->nlayers == 0) net->in_check = l->vt->check_input;
     net->layers[net->nlayers++] = l;
     net->nparams = total;
     if (l->out > net->max_width) net->max_width = l->out;

@@ -88,6 +88,13 @@ typedef struct bp__layer_vtable {
     /* 1 if a training forward draws from the net's generator (dropout masks): a failed step
      * restores it. Counted in net->nstaged too. */
     int draws_rng;
+    /* Kinds that must be the first layer because they read the net's input in a way that
+     * needs more than finite values (embedding: token ids): checks @p n input rows @p x,
+     * already known finite, before any call uses them (message to @p err, NULL for calls
+     * that may run concurrently, and the thread's; nothing written). NULL for other kinds;
+     * the walks call the first layer's (net->in_check). */
+    bp_status (*check_input)(const bp_layer *l, char *err, const char *fn, const float *x,
+                             size_t n);
 } bp__layer_vtable;
 
 /* Largest row width (inputs, any layer's out). */
@@ -230,7 +237,10 @@ enum {
     BP__HP_KERNEL_W = 5,   /* conv2d: kernel width */
     BP__HP_STRIDE = 6,     /* conv2d, max/avg pool: stride */
     BP__HP_PADDING = 7,    /* conv2d: zero padding */
-    BP__HP_POOL_SIZE = 8   /* max/avg pool: window side */
+    BP__HP_POOL_SIZE = 8,  /* max/avg pool: window side */
+    BP__HP_VOCABULARY = 9, /* embedding: vocabulary, 1 .. 2^24 */
+    BP__HP_DIMENSION = 10  /* embedding: vector width, 1 .. 2^24 */
+    /* 20 .. 23: the recurrent kinds' (src/recurrent.h) */
 };
 /* Most pairs one layer record may hold (a larger count is a malformed file). */
 #define BP__HYPER_MAX 64u

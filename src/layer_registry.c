@@ -23,6 +23,9 @@ static const bp__layer_vtable *const kinds[] = {
     &bp__rnn_vtable,
     &bp__lstm_vtable,
     &bp__gru_vtable,
+    /* sequences (#14, seqcore) */
+    &bp__embedding_vtable,
+    &bp__layernorm_vtable,
 };
 
 const bp__layer_vtable *bp__layer_vtable_of(int kind)

@@ -255,6 +255,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->in_w = src->in_w;
     net->in_steps = src->in_steps;
     net->max_width = src->max_width;
+    net->in_check = src->in_check;
     net->shape_hash = src->shape_hash;
     net->nstaged = src->nstaged;
     net->accumulate = src->accumulate;

@@ -50,9 +50,12 @@ struct bp_net {
                           state) or vt->draws_rng; 0 keeps the step free of transactions */
     bp__rng rng_saved; /* the generator before the current step (restored if it fails) */
     bp__rng rng;
-    bp__workspace ws;    /* training forward/backward */
-    bp__workspace pws;   /* bp_net_predict */
-    size_t max_width;    /* max(inputs, every layer's out) */
+    bp__workspace ws;  /* training forward/backward */
+    bp__workspace pws; /* bp_net_predict */
+    size_t max_width;  /* max(inputs, every layer's out) */
+    /* The first layer's vt->check_input (embedding: token ids in range), or NULL: run on
+     * every input after its finite check (walk.c). */
+    bp_status (*in_check)(const bp_layer *l, char *err, const char *fn, const float *x, size_t n);
     uint64_t shape_hash; /* bp__optimizer_shape_hash() of the layer layout, kept current by
                             bp__net_append_layer so that every step compares in O(1) */
     int accumulate;
