@@ -617,6 +617,25 @@ static bp_status export_layer(exporter *e, bp_layer *l, size_t index)
     case BP_LAYER_RNN:
     case BP_LAYER_LSTM:
     case BP_LAYER_GRU: return export_recurrent(e, l, index, kind);
+    case BP_LAYER_EMBEDDING: {
+        /* Gather of the table by the graph input, int64 token ids [N x T] */
+        snprintf(base, sizeof base, "embedding%zu", index);
+        if (strcmp(e->cur, "input") != 0 || e->rank != 3)
+            return bpx_fail(BP_ERR_UNSUPPORTED,
+                            "%s: an embedding is exported as the first layer only", base);
+        const size_t nw = bp_layer_param_count(l), dim = w;
+        float *wt = arena_calloc(&e->a, nw, sizeof(float));
+        if (wt == NULL) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+        if (bp_layer_get_weights(l, wt, nw) != BP_OK) return bpx_fail_core(BP_ERR_STATE, base);
+        const int64_t d[2] = {(int64_t)(nw / dim), (int64_t)dim};
+        snprintf(name, sizeof name, "%s.weight", base);
+        x[0] = init_floats(e, name, 2, d, wt, nw);
+        x[1] = "input";
+        if (e->a.failed) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+        node(e, "Gather", base, 2, x);
+        e->in_feat = dim;
+        break;
+    }
     default:
         return bpx_fail(BP_ERR_UNSUPPORTED, "layer %zu: kind %d has no ONNX form", index, kind);
     }
@@ -711,7 +730,7 @@ static bp_status export_model(bp_net *net, int flags, uint8_t **out, size_t *out
     (void)bp_net_input_steps(net, &in_steps);
     /* sequences [N x T x F] (token ids [N x T] before an embedding), images, flat rows */
     const int seq = in_steps > 0, image = !seq && h * w > 1;
-    const int tokens = 0; /* token ids [N x T]: with the embedding layer (#14) */
+    const int tokens = seq && bp_layer_kind(bp_net_layer(net, 0)) == BP_LAYER_EMBEDDING;
     int64_t in_dims[4] = {1, (int64_t)c, (int64_t)h, (int64_t)w};
     e.rank = seq ? 3 : image ? 4 : 2;
     e.in_feat = w;

@@ -1295,10 +1295,6 @@ static bp_status map_gather(importer *im, const Onnx__NodeProto *n, const bpx_va
     BP_CHECK(check_attrs(n, known));
     const bpx_tensor *table = in_const(im, n, 0);
     if (table != NULL) {
-        if (table != NULL) /* until the library has its embedding layer (#14, seqcore) */
-            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
-                             "a Gather from a constant table (an embedding) is not supported "
-                             "yet: this library has no embedding layer");
         if (!im->int_input || strcmp(x->name, im->input_name) != 0 || im->nsteps != 0 ||
             attr_i(n, "axis", 0) != 0)
             return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
@@ -1846,6 +1842,7 @@ static bp_status build(importer *im, bp_net **out, uint64_t seed)
         case S_RNN: s = bp_net_add_rnn(net, st->units, st->act, st->flags); break;
         case S_LSTM: s = bp_net_add_lstm(net, st->units, st->flags); break;
         case S_GRU: s = bp_net_add_gru(net, st->units, st->flags); break;
+        case S_EMBED: s = bp_net_add_embedding(net, st->vocab, st->units); break;
         default: s = bp_net_add_flatten(net); break;
         }
         bp_layer *l = s == BP_OK ? bp_net_layer(net, bp_net_layer_count(net) - 1) : NULL;

@@ -195,6 +195,12 @@ static void relu_rnn_final_state_matches_pytorch(void **state)
     check_model("rnn_relu_hn");
 }
 
+static void embedding_and_lstm_match_pytorch(void **state)
+{
+    (void)state;
+    check_model("embed_lstm");
+}
+
 /* The imported LSTM model trains: a few Adam steps on fixed targets lower the loss. */
 static void imported_lstm_fine_tunes(void **state)
 {
@@ -249,6 +255,17 @@ static void native_sequence_nets_round_trip(void **state)
     assert_status(bp_net_add_rnn(net, 4, BP_ACT_TANH, BP_RNN_LAST_STEP), BP_OK);
     assert_status(bp_net_add_dense(net, 2, BP_ACT_SIGMOID), BP_OK);
     round_trip(net, "native_rnn_last", x, 3);
+    bp_net_free(net);
+
+    float ids[3 * 5];
+    for (size_t k = 0; k < 15; k++)
+        ids[k] = (float)((k * 7 + 3) % 11);
+    assert_status(bp_net_create_sequence(&net, 5, 1, 4), BP_OK);
+    assert_status(bp_net_add_embedding(net, 11, 4), BP_OK);
+    assert_status(bp_net_add_lstm(net, 3, 0), BP_OK);
+    assert_status(bp_net_add_flatten(net), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_IDENTITY), BP_OK);
+    round_trip(net, "native_embedding", ids, 3);
     bp_net_free(net);
 }
 
@@ -730,6 +747,7 @@ int main(void)
         bp_add_test(stacked_lstm_matches_pytorch),
         bp_add_test(bidirectional_gru_sequence_matches_pytorch),
         bp_add_test(relu_rnn_final_state_matches_pytorch),
+        bp_add_test(embedding_and_lstm_match_pytorch),
         bp_add_test(imported_lstm_fine_tunes),
         bp_add_test(native_sequence_nets_round_trip),
         bp_add_test(native_nets_round_trip),
