@@ -256,12 +256,7 @@ enum bp_layer_kind {
 
 /** Loss functions (pass as int). Every loss is the mean over the batch of a per-row sum:
  *  L = (1/n) sum_rows sum_cols l(pred, target), except MSE/MAE/Huber which also average over
- *  the output columns: L = (1/(n*out)) sum l.
- *  Per step (since 0.2): when the output rows are sequences of T steps of C values
- *  (bp_layer_output_steps() of the last layer is T > 0), every loss sees the n rows as n*T
- *  rows of C: the softmax cross-entropies take one-hot (or probability) targets [T x C] or
- *  class indices [T] per row and are the mean over the n*T steps; MSE, MAE, Huber and BCE
- *  are unchanged (means over all n*T*C elements); BP_METRIC_ACCURACY counts steps. */
+ *  the output columns: L = (1/(n*out)) sum l. */
 enum bp_loss {
     BP_LOSS_MSE = 1,        /**< mean of (pred - target)^2 over all n*out elements */
     BP_LOSS_MAE = 2,        /**< mean of |pred - target| over all n*out elements */
@@ -363,11 +358,11 @@ enum bp_layer_key {
                                       loss. [0, 1e3]; default 0 @since 0.1 */
     /* --- recurrent layers (#14, rnn) --- */
     BP_LAYER_STATEFUL = 208, /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
-                                 through time): the final state of one training batch
-                                 is the initial state of the next, whose batch size
-                                 must then be the same (else the step fails with
-                                 BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
-                                 0/1; default 0 @since 0.2 */
+                                  through time): the final state of one training batch
+                                  is the initial state of the next, whose batch size
+                                  must then be the same (else the step fails with
+                                  BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
+                                  0/1; default 0 @since 0.2 */
     /* --- end of recurrent layers (rnn) --- */
     BP_LAYER_LN_EPSILON = 209 /**< layernorm: added to the variance; [1e-12, 1]; default
                                    1e-5 (PyTorch's) @since 0.2 */

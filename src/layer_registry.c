@@ -19,13 +19,13 @@ static const bp__layer_vtable *const kinds[] = {
     &bp__flatten_vtable,
     &bp__global_avgpool_vtable,
     &bp__activation_vtable,
+    /* sequences (#14, seqcore) */
+    &bp__embedding_vtable,
+    &bp__layernorm_vtable,
     /* recurrent layers (rnn) */
     &bp__rnn_vtable,
     &bp__lstm_vtable,
     &bp__gru_vtable,
-    /* sequences (#14, seqcore) */
-    &bp__embedding_vtable,
-    &bp__layernorm_vtable,
 };
 
 const bp__layer_vtable *bp__layer_vtable_of(int kind)

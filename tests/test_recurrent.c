@@ -600,6 +600,49 @@ static float train_chunked_echo(int stateful)
     return epoch_loss;
 }
 
+/* A tiny character model, many-to-many: embedding -> lstm -> layernorm -> dense softmax per
+ * step, sparse softmax cross-entropy over every step (class ids [T] per row). The text
+ * repeats "abcab": the next token is known once three tokens are seen ("ab" is followed by
+ * "c" after "b" and by "a" after "c"), so the model must remember. Its first steps stay
+ * ambiguous, which keeps the mean loss above 0; every later step must be predicted. */
+static void token_model_learns_next_token_per_step(void **state)
+{
+    (void)state;
+    enum { N = 12, T = 6, V = 3 };
+    static const int text[5] = {0, 1, 2, 0, 1};
+    bp_net *net = NULL;
+    bp_optimizer *opt = NULL;
+    assert_status(bp_net_create_sequence(&net, T, 1, 31), BP_OK);
+    assert_status(bp_net_add_embedding(net, V, 4), BP_OK);
+    assert_status(bp_net_add_lstm(net, 10, 0), BP_OK);
+    assert_status(bp_net_add_layernorm(net), BP_OK);
+    assert_status(bp_net_add_dense(net, V, BP_ACT_SOFTMAX), BP_OK);
+    assert_status(bp_net_set(net, BP_NET_CLIP_NORM, 5.0), BP_OK);
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    assert_status(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.02), BP_OK);
+    float x[N * T], y[N * T], loss = 0.0f;
+    for (size_t i = 0; i < N; i++)
+        for (size_t t = 0; t < T; t++) {
+            x[i * T + t] = (float)text[(i + t) % 5];
+            y[i * T + t] = (float)text[(i + t + 1) % 5];
+        }
+    for (int s = 0; s < 300; s++)
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &loss),
+                      BP_OK);
+    print_message("token model: loss %.4f after 300 steps\n", (double)loss);
+    assert_true(loss < 0.2f); /* from log 3 = 1.1 */
+    float p[N * T * V];
+    assert_status(bp_net_predict(net, x, N, p, N * T * V), BP_OK);
+    for (size_t k = 0; k < N * T; k++) {
+        size_t best = 0;
+        for (size_t c = 1; c < V; c++)
+            if (p[k * V + c] > p[k * V + best]) best = c;
+        if (k % T >= 2) assert_int_equal(best, (size_t)y[k]);
+    }
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
 static void stateful_training_carries_memory_across_batches(void **state)
 {
     (void)state;
@@ -1230,6 +1273,7 @@ int main(void)
         bp_add_test(large_batches_predict_like_the_training_forward),
         bp_add_test(every_kind_learns_to_remember_through_time),
         bp_add_test(stateful_training_carries_memory_across_batches),
+        bp_add_test(token_model_learns_next_token_per_step),
         bp_add_test(bptt_gradients_match_finite_differences),
         bp_add_test(stateful_bptt_gradients_match_finite_differences),
         bp_add_test(stateful_batch_size_must_stay_until_reset),
