@@ -1208,8 +1208,6 @@ static bp_status map_recurrent(importer *im, const Onnx__NodeProto *n, const bpx
                                    : "Tanh or Relu");
     }
     const int64_t layout = attr_i(n, "layout", 0);
-    char core[BPX_MAX_RANK + 1];
-    core_tags(x, core);
     if (strcmp(n->input[0], x->name) != 0 || x->rank != 3 ||
         strcmp(x->tag, layout ? "NTF" : "TNF") != 0)
         return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
