@@ -258,7 +258,12 @@ enum bp_layer_kind {
 
 /** Loss functions (pass as int). Every loss is the mean over the batch of a per-row sum:
  *  L = (1/n) sum_rows sum_cols l(pred, target), except MSE/MAE/Huber which also average over
- *  the output columns: L = (1/(n*out)) sum l. */
+ *  the output columns: L = (1/(n*out)) sum l.
+ *  Per step (since 0.2): when the output rows are sequences of T steps of C values
+ *  (bp_layer_output_steps() of the last layer is T > 0), every loss sees the n rows as n*T
+ *  rows of C: the softmax cross-entropies take one-hot (or probability) targets [T x C] or
+ *  class indices [T] per row and are the mean over the n*T steps; MSE, MAE, Huber and BCE
+ *  are unchanged (means over all n*T*C elements); BP_METRIC_ACCURACY counts steps. */
 enum bp_loss {
     BP_LOSS_MSE = 1,        /**< mean of (pred - target)^2 over all n*out elements */
     BP_LOSS_MAE = 2,        /**< mean of |pred - target| over all n*out elements */

@@ -221,5 +221,5 @@ int main(int argc, char **argv)
     }
     bp_optimizer_free(opt);
     bp_net_free(net);
-    return write_cnn(argv[1]) || write_recurrent(argv[1]) || write_seq(argv[1]);
+    return write_cnn(argv[1]) || write_seq(argv[1]) || write_recurrent(argv[1]);
 }

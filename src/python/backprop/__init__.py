@@ -1017,6 +1017,7 @@ class Net(_Handle, _Keyed):
         """Forget the carried state of the stateful recurrent layers."""
         _check(_lib.bp_net_reset_state(self._handle()))
         return self
+
     def add_embedding(self, vocabulary, dimension):
         """Token ids -> vectors (first layer of Net.sequence(steps, 1)); an id that is not an
         integer in [0, vocabulary) raises BP_ERR_INDEX naming its row and step."""
