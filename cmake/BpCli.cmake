@@ -13,7 +13,8 @@ add_executable(backprop_cli
   src/cli/cli_data.c
   src/cli/cli_model.c
   src/cli/cli_pack.c
-  src/cli/cli_train.c)
+  src/cli/cli_train.c
+  src/cli/cli_convert.c)
 set_target_properties(backprop_cli PROPERTIES
   OUTPUT_NAME backprop
   C_STANDARD 11 C_STANDARD_REQUIRED ON C_EXTENSIONS OFF
@@ -21,6 +22,12 @@ set_target_properties(backprop_cli PROPERTIES
   INSTALL_RPATH "$<$<BOOL:${BUILD_SHARED_LIBS}>:$ORIGIN/../${CMAKE_INSTALL_LIBDIR}>")
 target_compile_definitions(backprop_cli PRIVATE _POSIX_C_SOURCE=200809L)
 target_link_libraries(backprop_cli PRIVATE backprop::backprop m)
+# `backprop convert` (model file <-> ONNX) when the ONNX component is built (cmake/BpOnnx.cmake,
+# included before this file); without it the verb says so.
+if(TARGET backprop_onnx)
+  target_link_libraries(backprop_cli PRIVATE backprop::onnx)
+  target_compile_definitions(backprop_cli PRIVATE BP_CLI_ONNX=1)
+endif()
 bp_target_warnings(backprop_cli)
 bp_target_sanitize(backprop_cli)
 

@@ -19,8 +19,12 @@
  * Import reads a graph whose operators form a chain from its one dynamic input to its one
  * output (after folding constant and shape-only subgraphs) and maps it onto layers: Gemm or
  * MatMul + Add -> dense, Conv -> conv2d, BatchNormalization -> batchnorm (with its running
- * statistics), pooling, flatten, activations (fused into the preceding dense or conv layer
- * when it has none). The imported net is an ordinary net: trainable, savable, clonable.
+ * statistics), pooling, flatten, RNN/LSTM/GRU -> the recurrent layers (with the layout nodes
+ * exporters write around them), activations (fused into the preceding dense or conv layer
+ * when it has none); per-feature Sub + Mul (or Div) at the start of the chain and Div (or
+ * Mul) + Add at its end become the net's input and target scalers (bp_net_set_scaler(), as
+ * BP_ONNX_SCALERS writes them). The imported net is an ordinary net: trainable, savable,
+ * clonable.
  * Every construct outside that subset fails with BP_ERR_UNSUPPORTED and a message naming
  * the operator, the node and the attribute.
  *
@@ -84,8 +88,17 @@ extern "C" {
 
 /** Flags of bp_onnx_export() (OR them). */
 enum bp_onnx_flag {
-    BP_ONNX_DYNAMIC_BATCH = 1 /**< the batch dimension of the input and output is the
-                                   symbolic "N" instead of 1 */
+    BP_ONNX_DYNAMIC_BATCH = 1, /**< the batch dimension of the input and output is the
+                                    symbolic "N" instead of 1 */
+    BP_ONNX_SCALERS = 2        /**< the scalers kept with the net (bp_net_set_scaler())
+                                    become part of the graph, so that it maps raw inputs to
+                                    outputs in the targets' original units, as
+                                    bp_net_predict() with BP_NET_APPLY_SCALERS = 1 does:
+                                    the input scaler as Sub (offset) then Mul (scale)
+                                    before the first layer, the target scaler as Div
+                                    (scale) then Add (offset) after the last. Import reads
+                                    such nodes back into scalers. Nothing is added for a
+                                    scaler that is not set. @since 0.2 */
 };
 
 /** @return the detailed message of the calling thread's last failed bp_onnx_ call ("" if
@@ -115,11 +128,13 @@ BP_ONNX_API bp_status bp_onnx_import_buffer(bp_net **out, const void *buf, size_
                                             uint64_t seed);
 
 /** Write the network as an ONNX model (IR version 8, opset BP_ONNX_EXPORT_OPSET): one
- *  graph input "input" of shape [N, in] (or [N, C, H, W] for image nets), one output
- *  "output", nodes and initializers named after the layers ("dense0.weight", ...). The net
- *  is not modified. Dropout layers are omitted (inference graph); batch normalisation is
- *  written in inference form with its running statistics. The file is replaced atomically
- *  (written beside it, then renamed).
+ *  graph input "input" of shape [N, in] ([N, C, H, W] for image nets, [N, T, F] for
+ *  sequence nets), one output "output", nodes and initializers named after the layers
+ *  ("dense0.weight", ...). The net is not modified. Its scalers are written only with
+ *  BP_ONNX_SCALERS. Dropout layers are omitted (inference graph); batch normalisation is
+ *  written in inference form with its running statistics; recurrent layers as ONNX RNN,
+ *  LSTM, GRU (layout 0) between Transpose and Reshape nodes. The file is replaced
+ *  atomically (written beside it, then renamed).
  *  @param net    the network (at least one layer).
  *  @param path   the file to write.
  *  @param flags  0 or enum bp_onnx_flag values ORed.

@@ -4,7 +4,8 @@
  * other. Modules: cli_main.c (dispatch, --version, --help), cli_args.c (option parsing and
  * the name tables), cli_data.c (loading data sets, reading and writing CSV), cli_train.c
  * (`train` and its progress display), cli_model.c (`eval`, `predict`, `info`), cli_pack.c
- * (`pack`: data sets into binary data-set files).
+ * (`pack`: data sets into binary data-set files), cli_convert.c (`convert`, with
+ * libbackprop_onnx).
  *
  * Exit codes: CLI_OK (0) success, CLI_FAIL (1) a run-time failure (a bad file, a training
  * error), CLI_USAGE (2) a usage error. Every failure prints one message on stderr that
@@ -164,6 +165,9 @@ int cli_eval(int argc, char **argv);
 int cli_predict(int argc, char **argv);
 int cli_info(int argc, char **argv);
 int cli_pack(int argc, char **argv);
+/** `convert` (cli_convert.c): model file <-> ONNX through libbackprop_onnx when the tool is
+ *  built with it (BP_CLI_ONNX); otherwise it reports that it is missing. */
+int cli_convert(int argc, char **argv);
 
 /* --- shared by train and the model verbs (cli_model.c) ------------------------------ */
 

@@ -30,7 +30,20 @@
  * them keeps the name lookups cheap on hostile input). */
 #define MAX_NODES 4096
 
-enum step_kind { S_DENSE = 1, S_CONV, S_BN, S_ACT, S_MAXPOOL, S_AVGPOOL, S_GAP, S_FLATTEN };
+enum step_kind {
+    S_DENSE = 1,
+    S_CONV,
+    S_BN,
+    S_ACT,
+    S_MAXPOOL,
+    S_AVGPOOL,
+    S_GAP,
+    S_FLATTEN,
+    S_RNN,
+    S_LSTM,
+    S_GRU,
+    S_EMBED
+};
 
 typedef struct step {
     int kind;
@@ -44,6 +57,8 @@ typedef struct step {
     size_t nstate;
     double eps, momentum;
     int bias_open;    /* MatMul without its Add yet */
+    int flags;        /* rnn, lstm, gru: enum bp_recurrent_flag */
+    size_t vocab;     /* embedding: rows of the table */
     size_t out_width; /* floats per row of its output */
 } step;
 
@@ -57,7 +72,12 @@ typedef struct importer {
     size_t in_rank;
     int64_t in_dims[BPX_MAX_RANK];
     const char *input_name;
+    int int_input;          /* the graph input holds integer token ids (an embedding) */
     unsigned char *dynamic; /* [n_node]: node reads dynamic data */
+    /* scalers read from per-feature Sub/Mul at the start and Div/Add at the end of the
+     * chain: [0] inputs, [1] targets; offset then scale, [width] each */
+    float *scaler[2][2];
+    size_t scaler_width[2];
 } importer;
 
 /* ---- small helpers ---- */
@@ -125,6 +145,51 @@ static size_t row_size(size_t rank, const int64_t *dims)
     return s;
 }
 
+/* Floats per row of value @p v: the product of its dimensions but the batch's. */
+static size_t value_row(const bpx_value *v)
+{
+    size_t s = 1;
+    for (size_t k = 0; k < v->rank; k++)
+        if (v->dims[k] != BPX_BATCH) s *= (size_t)v->dims[k];
+    return s;
+}
+
+static int is_recurrent(const char *op)
+{
+    return strcmp(op, "RNN") == 0 || strcmp(op, "GRU") == 0 || strcmp(op, "LSTM") == 0;
+}
+
+/* The layout of @p v without its axes of size 1 other than the batch ("TNF", "NF" ...). */
+static void core_tags(const bpx_value *v, char *out)
+{
+    size_t m = 0;
+    for (size_t k = 0; k < v->rank; k++)
+        if (v->tag[k] == 'N' || v->dims[k] != 1) out[m++] = v->tag[k];
+    out[m] = '\0';
+}
+
+/* 1 when a value of core layout @p core (core_tags) holds its rows as the library does:
+ * the batch first, then the steps, then the features (a recurrent output's directions
+ * before its features), or images [N x C x H x W]. */
+static int batch_first(const char *core)
+{
+    if (core[0] != 'N') return 0;
+    size_t k = 1;
+    if (core[k] == 'C' || core[k] == 'Y' || core[k] == 'X') { /* images (unit axes dropped) */
+        const char *order = "CYX";
+        while (core[k] != '\0' && (order = strchr(order, core[k])) != NULL) {
+            order++;
+            k++;
+        }
+        return core[k] == '\0';
+    }
+    if (core[k] == 'T') k++;
+    if (core[k] == 'D') k++;
+    while (core[k] == 'F')
+        k++;
+    return core[k] == '\0';
+}
+
 static step *new_step(importer *im, int kind, const Onnx__NodeProto *n)
 {
     if (im->nsteps == im->cap) {
@@ -172,12 +237,187 @@ static int64_t win_out(int64_t in, int64_t k, int64_t s, int64_t p0, int64_t p1,
     return (ceil_mode ? (span + s - 1) / s : span / s) + 1;
 }
 
+/* The tags of a reshape of @p x to @p dims: output axes are formed by consecutive input
+ * axes; one real axis keeps its tag, direction then features merge into features, and a
+ * whole row merging into one axis (a flatten to [N x features]) is features; anything else
+ * is '?' (no layer reads that layout). */
+static void reshape_tags(const bpx_value *x, size_t rank, const int64_t *dims, char *tags)
+{
+    size_t i = 0;
+    for (size_t j = 0; j < rank; j++) {
+        if (dims[j] == BPX_BATCH) {
+            while (i < x->rank && x->dims[i] == 1)
+                i++;
+            tags[j] = i < x->rank && x->dims[i] == BPX_BATCH ? 'N' : '?';
+            i++;
+            continue;
+        }
+        if (dims[j] == 1 && (i >= x->rank || x->dims[i] != 1)) {
+            tags[j] = '1';
+            continue;
+        }
+        char group[BPX_MAX_RANK + 1];
+        size_t ng = 0, prod = 1;
+        while (i < x->rank && x->dims[i] != BPX_BATCH && prod < (size_t)dims[j]) {
+            if (x->dims[i] != 1) group[ng++] = x->tag[i];
+            prod *= (size_t)x->dims[i++];
+        }
+        while (i < x->rank && x->dims[i] == 1 && j + 1 == rank) /* trailing unit axes */
+            i++;
+        group[ng] = '\0';
+        if (prod != (size_t)dims[j])
+            tags[j] = '?';
+        else if (ng == 1)
+            tags[j] = group[0];
+        else if (ng == 0)
+            tags[j] = '1';
+        else if (strcmp(group, "DF") == 0 || rank == 2) /* directions joined; a flatten */
+            tags[j] = 'F';
+        else
+            tags[j] = '?';
+    }
+    tags[rank] = '\0';
+}
+
+/* Shapes of a recurrent node's outputs Y [T, D, N, H] (layout 0) or [N, T, D, H] (layout 1)
+ * and Y_h, Y_c [D, N, H] or [N, D, H]; -1 when unknown. */
+static int infer_recurrent(const Onnx__NodeProto *n, const bpx_value *x, size_t out, size_t *rank,
+                           int64_t *dims, char *tags)
+{
+    const int64_t layout = attr_i(n, "layout", 0), hidden = attr_i(n, "hidden_size", 0);
+    const Onnx__AttributeProto *dir = attr_of(n, "direction");
+    const int64_t d = dir != NULL && dir->has_s && dir->s.len == 13 &&
+                              memcmp(dir->s.data, "bidirectional", 13) == 0
+                          ? 2
+                          : 1;
+    if (x->rank != 3 || hidden < 1 || hidden > (1 << 24) || (layout != 0 && layout != 1)) return -1;
+    const int64_t t = x->dims[layout ? 1 : 0], b = x->dims[layout ? 0 : 1];
+    if (out == 0) {
+        const int64_t y0[4] = {t, d, b, hidden}, y1[4] = {b, t, d, hidden};
+        memcpy(dims, layout ? y1 : y0, sizeof y0);
+        memcpy(tags, layout ? "NTDF" : "TDNF", 5);
+        *rank = 4;
+    } else {
+        const int64_t h0[3] = {d, b, hidden}, h1[3] = {b, d, hidden};
+        memcpy(dims, layout ? h1 : h0, sizeof h0);
+        memcpy(tags, layout ? "NDF" : "DNF", 4);
+        *rank = 3;
+    }
+    /* the time and batch axes must be what the input's layout says */
+    const char want[2] = {layout ? 'N' : 'T', layout ? 'T' : 'N'};
+    return x->tag[0] == want[0] && x->tag[1] == want[1] && x->tag[2] == 'F' ? 0 : -1;
+}
+
+/* The axes a Squeeze or Unsqueeze node names (input since opset 13, attribute before). */
+static int node_axes(importer *im, const Onnx__NodeProto *n, int64_t *axes, size_t *count)
+{
+    *count = 0;
+    if (im->gr.opset >= 13) {
+        const bpx_tensor *a = in_const(im, n, 1);
+        if (n->n_input < 2 || n->input[1][0] == '\0') return 0;
+        if (a == NULL || a->type != BPX_I64 || a->count > BPX_MAX_RANK) return -1;
+        memcpy(axes, a->i, a->count * sizeof(int64_t));
+        *count = a->count;
+        return 0;
+    }
+    const Onnx__AttributeProto *a = attr_of(n, "axes");
+    if (a == NULL) return 0;
+    if (a->n_ints > BPX_MAX_RANK) return -1;
+    memcpy(axes, a->ints, a->n_ints * sizeof(int64_t));
+    *count = a->n_ints;
+    return 0;
+}
+
 static int infer_shape(importer *im, const Onnx__NodeProto *n, const bpx_value *x, size_t *rank,
-                       int64_t *dims)
+                       int64_t *dims, char *tags)
 {
     const char *op = n->op_type;
     *rank = x->rank;
     memcpy(dims, x->dims, x->rank * sizeof(int64_t));
+    memcpy(tags, x->tag, sizeof x->tag);
+    if (strcmp(op, "Transpose") == 0) {
+        const Onnx__AttributeProto *a = attr_of(n, "perm");
+        unsigned char used[BPX_MAX_RANK] = {0};
+        for (size_t k = 0; k < x->rank; k++) {
+            const int64_t p =
+                a != NULL ? (k < a->n_ints ? a->ints[k] : -1) : (int64_t)(x->rank - 1 - k);
+            if (a != NULL && a->n_ints != x->rank) return -1;
+            if (p < 0 || p >= (int64_t)x->rank || used[p]) return -1;
+            used[p] = 1;
+            dims[k] = x->dims[p];
+            tags[k] = x->tag[p];
+        }
+        return 0;
+    }
+    if (strcmp(op, "Squeeze") == 0 || strcmp(op, "Unsqueeze") == 0) {
+        int64_t axes[BPX_MAX_RANK];
+        size_t na = 0;
+        if (node_axes(im, n, axes, &na) != 0) return -1;
+        if (op[0] == 'S') {
+            unsigned char drop[BPX_MAX_RANK] = {0};
+            for (size_t k = 0; k < na; k++) {
+                const int64_t a = axes[k] < 0 ? axes[k] + (int64_t)x->rank : axes[k];
+                if (a < 0 || a >= (int64_t)x->rank || x->dims[a] != 1) return -1;
+                drop[a] = 1;
+            }
+            size_t m = 0;
+            for (size_t k = 0; k < x->rank; k++)
+                if (!(na == 0 ? x->dims[k] == 1 : drop[k])) {
+                    dims[m] = x->dims[k];
+                    tags[m++] = x->tag[k];
+                }
+            *rank = m;
+        } else {
+            const size_t out = x->rank + na;
+            unsigned char add[BPX_MAX_RANK] = {0};
+            if (na == 0 || out > BPX_MAX_RANK) return -1;
+            for (size_t k = 0; k < na; k++) {
+                const int64_t a = axes[k] < 0 ? axes[k] + (int64_t)out : axes[k];
+                if (a < 0 || a >= (int64_t)out || add[a]) return -1;
+                add[a] = 1;
+            }
+            size_t src = 0;
+            for (size_t k = 0; k < out; k++) {
+                dims[k] = add[k] ? 1 : x->dims[src];
+                tags[k] = add[k] ? '1' : x->tag[src++];
+            }
+            *rank = out;
+        }
+        tags[*rank] = '\0';
+        return 0;
+    }
+    if (strcmp(op, "Gather") == 0) {
+        const bpx_tensor *table = in_const(im, n, 0);
+        if (table != NULL) {
+            /* an embedding: the rows of a constant table picked by the data */
+            if (table->rank != 2 || x->rank + 1 > BPX_MAX_RANK) return -1;
+            dims[x->rank] = table->dims[1];
+            tags[x->rank] = 'F';
+            *rank = x->rank + 1;
+            tags[*rank] = '\0';
+            return 0;
+        }
+        const bpx_tensor *idx = in_const(im, n, 1);
+        int64_t axis = attr_i(n, "axis", 0);
+        if (axis < 0) axis += (int64_t)x->rank;
+        if (idx == NULL || idx->count != 1 || axis < 0 || axis >= (int64_t)x->rank ||
+            x->dims[axis] == BPX_BATCH)
+            return -1;
+        if (idx->rank == 1) {
+            dims[axis] = 1;
+            return 0;
+        }
+        size_t m = 0;
+        for (size_t k = 0; k < x->rank; k++)
+            if ((int64_t)k != axis) {
+                dims[m] = x->dims[k];
+                tags[m++] = x->tag[k];
+            }
+        *rank = m;
+        tags[m] = '\0';
+        return 0;
+    }
+    if (is_recurrent(op)) return infer_recurrent(n, x, 0, rank, dims, tags);
     static const char *const same[] = {
         "Relu",     "LeakyRelu",  "Elu",     "Sigmoid",  "Tanh",
         "Softplus", "Softmax",    "Dropout", "Identity", "BatchNormalization",
@@ -243,9 +483,46 @@ static int infer_shape(importer *im, const Onnx__NodeProto *n, const bpx_value *
     if (strcmp(op, "Flatten") == 0) {
         int64_t axis = attr_i(n, "axis", 1);
         if (axis < 0) axis += (int64_t)x->rank;
-        if (axis != 1) return -1;
+        if (axis != 1 || x->tag[0] != 'N') return -1;
         dims[1] = (int64_t)row_size(x->rank, x->dims);
         *rank = 2;
+        memcpy(tags, "NF", 3);
+        return 0;
+    }
+    if (strcmp(op, "Reshape") == 0 && x->tag[0] != 'N') {
+        /* Batch not first (time-major recurrent outputs): 0 copies a dimension (the batch
+         * too), -1 takes what is left; exactly one batch axis. */
+        const bpx_tensor *sh = in_const(im, n, 1);
+        if (sh == NULL || sh->type != BPX_I64 || sh->rank != 1 || sh->count < 1 ||
+            sh->count > BPX_MAX_RANK)
+            return -1;
+        const size_t total = value_row(x);
+        size_t known = 1, batches = 0;
+        int infer = -1;
+        for (size_t j = 0; j < sh->count; j++) {
+            int64_t d = sh->i[j];
+            if (d == 0 && j < x->rank) d = x->dims[j];
+            if (d == BPX_BATCH) {
+                batches++;
+            } else if (d == -1) {
+                if (infer >= 0) return -1;
+                infer = (int)j;
+            } else if (d <= 0) {
+                return -1;
+            } else {
+                known *= (size_t)d;
+            }
+            dims[j] = d;
+        }
+        if (batches != 1) return -1;
+        if (infer >= 0) {
+            if (known == 0 || total % known != 0) return -1;
+            dims[infer] = (int64_t)(total / known);
+            known *= (size_t)dims[infer];
+        }
+        if (known != total) return -1;
+        *rank = sh->count;
+        reshape_tags(x, *rank, dims, tags);
         return 0;
     }
     if (strcmp(op, "Reshape") == 0) {
@@ -289,7 +566,9 @@ static int infer_shape(importer *im, const Onnx__NodeProto *n, const bpx_value *
         }
         if (dims[0] != BPX_BATCH) return -1;
         *rank = sh->count;
-        return row_size(*rank, dims) == total ? 0 : -1;
+        if (row_size(*rank, dims) != total) return -1;
+        reshape_tags(x, *rank, dims, tags);
+        return 0;
     }
     return -1;
 }
@@ -539,17 +818,22 @@ static bp_status map_gemm(importer *im, const Onnx__NodeProto *n, const bpx_valu
 
 static bp_status map_matmul(importer *im, const Onnx__NodeProto *n, const bpx_value *x)
 {
-    if (x->rank != 2 || strcmp(n->input[0], x->name) != 0)
+    char core[BPX_MAX_RANK + 1];
+    core_tags(x, core);
+    /* [N x K] rows, or sequences [N x T x K] / [T x N x K] (one matrix for every step) */
+    const int seq = x->rank == 3 && (strcmp(core, "NTF") == 0 || strcmp(core, "TNF") == 0);
+    if ((x->rank != 2 && !seq) || strcmp(n->input[0], x->name) != 0)
         return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
-                         "only [N x K] data times a constant [K x M] "
-                         "matrix is supported (data rank %zu)",
+                         "only [N x K] data (or sequences [N x T x K]) times a constant "
+                         "[K x M] matrix is supported (data rank %zu)",
                          x->rank);
+    const int64_t k_in = x->dims[x->rank - 1];
     const bpx_tensor *w = in_const(im, n, 1);
-    if (w == NULL || w->rank != 2 || w->type != BPX_F32 || w->dims[0] != x->dims[1])
+    if (w == NULL || w->rank != 2 || w->type != BPX_F32 || w->dims[0] != k_in)
         return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
                          "input B must be a constant float [%lld x M] "
                          "matrix",
-                         (long long)x->dims[1]);
+                         (long long)k_in);
     const size_t in = (size_t)w->dims[0], out = (size_t)w->dims[1];
     step *s = new_step(im, S_DENSE, n);
     if (s == NULL) return bpx_fail(BP_ERR_NOMEM, "out of memory");
@@ -816,6 +1100,11 @@ static bp_status map_softmax(importer *im, const Onnx__NodeProto *n, const bpx_v
     if (axis < 1 || axis >= (int64_t)x->rank)
         return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "axis %lld: the batch axis cannot be normalised",
                          (long long)attr_i(n, "axis", im->gr.opset >= 13 ? -1 : 1));
+    char core[BPX_MAX_RANK + 1];
+    core_tags(x, core);
+    if (x->tag[axis] == 'F' && axis + 1 == (int64_t)x->rank &&
+        (strcmp(core, "NTF") == 0 || strcmp(core, "TNF") == 0))
+        return add_act(im, n, BP_ACT_SOFTMAX, -1.0); /* per step of a sequence */
     size_t before = 1;
     for (int64_t k = 1; k < axis; k++)
         before *= (size_t)x->dims[k];
@@ -831,11 +1120,244 @@ static bp_status map_softmax(importer *im, const Onnx__NodeProto *n, const bpx_v
     return add_act(im, n, BP_ACT_SOFTMAX, -1.0);
 }
 
+/* 1 when the optional input @p k of @p n is absent or all zeros (a constant, or a constant
+ * repeated over the batch as PyTorch builds an RNN's initial state). */
+static int zero_or_absent(importer *im, const Onnx__NodeProto *n, size_t k)
+{
+    const bpx_value *v = in_value(im, n, k);
+    if (v == NULL) return k >= n->n_input || n->input[k][0] == '\0';
+    if (v->bcast) return bpx_is_zero_bcast(v);
+    if (!v->is_const) return 0;
+    for (size_t j = 0; j < v->t.count; j++)
+        if (v->t.type == BPX_F32 ? v->t.f[j] != 0.0f : v->t.i[j] != 0) return 0;
+    return 1;
+}
+
+/* The string attribute @p name equals @p s. */
+static int attr_is(const Onnx__NodeProto *n, const char *name, const char *s)
+{
+    const Onnx__AttributeProto *a = attr_of(n, name);
+    const size_t len = strlen(s);
+    return a != NULL && a->has_s && a->s.len == len && memcmp(a->s.data, s, len) == 0;
+}
+
+/* RNN, GRU, LSTM -> the recurrent layers (PyTorch's semantics and parameter layout). ONNX
+ * orders the gates i, o, f, c (LSTM) and z, r, h (GRU); the library, like PyTorch, i, f, g,
+ * o and r, z, n. Y (every step) gives a sequence, Y_h (the last state of each direction,
+ * PyTorch's h_n) a flat row: BP_RNN_LAST_STEP. */
+static bp_status map_recurrent(importer *im, const Onnx__NodeProto *n, const bpx_value *x,
+                               const bpx_value *y)
+{
+    const char *op = n->op_type;
+    const int lstm = op[0] == 'L', gru = op[0] == 'G';
+    static const char *const
+        known_lstm[] = {"activation_alpha", "activation_beta", "activations", "clip", "direction",
+                        "hidden_size",      "input_forget",    "layout",      NULL},
+        *const known_gru[] =
+            {"activation_alpha", "activation_beta", "activations",         "clip", "direction",
+             "hidden_size",      "layout",          "linear_before_reset", NULL},
+        *const known_rnn[] = {"activation_alpha", "activation_beta", "activations", "clip",
+                              "direction",        "hidden_size",     "layout",      NULL};
+    BP_CHECK(check_attrs(n, lstm ? known_lstm : gru ? known_gru : known_rnn));
+    static const char *const unsupported[] = {"clip", "activation_alpha", "activation_beta"};
+    for (int k = 0; k < 3; k++)
+        if (attr_of(n, unsupported[k]) != NULL)
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "attribute '%s' is not supported",
+                             unsupported[k]);
+    if (attr_i(n, "input_forget", 0) != 0)
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "attribute 'input_forget' = 1 is not supported");
+    if (gru && attr_i(n, "linear_before_reset", 0) != 1)
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                         "attribute 'linear_before_reset' = 0: only 1 (PyTorch's nn.GRU, the "
+                         "reset gate applied after the hidden matmul) is supported");
+    const Onnx__AttributeProto *dir = attr_of(n, "direction");
+    const int bidir = attr_is(n, "direction", "bidirectional");
+    if (dir != NULL && !bidir && !attr_is(n, "direction", "forward"))
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                         "attribute 'direction' = %.*s: forward and bidirectional are "
+                         "supported",
+                         dir->has_s ? (int)dir->s.len : 0,
+                         dir->has_s ? (const char *)dir->s.data : "");
+    const size_t nd = bidir ? 2 : 1, g = lstm ? 4 : gru ? 3 : 1;
+    /* activations: the defaults, or ReLU for RNN (the same in both directions) */
+    int act = BP_ACT_TANH;
+    const Onnx__AttributeProto *acts = attr_of(n, "activations");
+    if (acts != NULL) {
+        static const char *const def_lstm[] = {"Sigmoid", "Tanh", "Tanh"}, *const def_gru[] = {
+                                                                               "Sigmoid", "Tanh"};
+        const size_t per = lstm ? 3 : gru ? 2 : 1;
+        int ok = acts->n_strings == per * nd;
+        for (size_t k = 0; ok && k < acts->n_strings; k++) {
+            const ProtobufCBinaryData *a = &acts->strings[k];
+            const char *want = lstm ? def_lstm[k % 3] : gru ? def_gru[k % 2] : NULL;
+            if (want == NULL) {
+                const int relu = a->len == 4 && memcmp(a->data, "Relu", 4) == 0;
+                const int tanh_ = a->len == 4 && memcmp(a->data, "Tanh", 4) == 0;
+                if (!relu && !tanh_) ok = 0;
+                if (k == 0) act = relu ? BP_ACT_RELU : BP_ACT_TANH;
+                if ((relu ? BP_ACT_RELU : BP_ACT_TANH) != act) ok = 0;
+            } else if (a->len != strlen(want) || memcmp(a->data, want, a->len) != 0) {
+                ok = 0;
+            }
+        }
+        if (!ok)
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                             "attribute 'activations': only %s (per direction) is supported",
+                             lstm  ? "Sigmoid, Tanh, Tanh"
+                             : gru ? "Sigmoid, Tanh"
+                                   : "Tanh or Relu");
+    }
+    const int64_t layout = attr_i(n, "layout", 0);
+    if (strcmp(n->input[0], x->name) != 0 || x->rank != 3 ||
+        strcmp(x->tag, layout ? "NTF" : "TNF") != 0)
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                         "input X has the layout %s (N batch, T steps, F features; a graph "
+                         "input's first axis is its batch): layout %lld needs %s data",
+                         x->tag, (long long)layout, layout ? "[N x T x F]" : "[T x N x F]");
+    const size_t steps = (size_t)x->dims[layout ? 1 : 0], f = (size_t)x->dims[2];
+    const int64_t hid = attr_i(n, "hidden_size", 0);
+    const bpx_tensor *w = in_const(im, n, 1), *r = in_const(im, n, 2), *b = in_const(im, n, 3);
+    if (hid < 1 || hid > (1 << 24))
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "attribute 'hidden_size' missing or out of range");
+    const size_t h = (size_t)hid, gh = g * h;
+    if (w == NULL || w->type != BPX_F32 || w->rank != 3 || (size_t)w->dims[0] != nd ||
+        (size_t)w->dims[1] != gh || (size_t)w->dims[2] != f)
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                         "input W must be a constant float [%zu x %zu x %zu]", nd, gh, f);
+    if (r == NULL || r->type != BPX_F32 || r->rank != 3 || (size_t)r->dims[0] != nd ||
+        (size_t)r->dims[1] != gh || (size_t)r->dims[2] != h)
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                         "input R must be a constant float [%zu x %zu x %zu]", nd, gh, h);
+    if (n->n_input > 3 && n->input[3][0] != '\0' &&
+        (b == NULL || b->type != BPX_F32 || b->rank != 2 || (size_t)b->dims[0] != nd ||
+         (size_t)b->dims[1] != 2 * gh))
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "input B must be a constant float [%zu x %zu]", nd,
+                         2 * gh);
+    if (n->n_input > 4 && n->input[4][0] != '\0')
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                         "input 'sequence_lens' is not supported (every row has all %zu steps)",
+                         steps);
+    static const char *const state_names[] = {"initial_h", "initial_c", "P"};
+    for (size_t k = 5; k < n->n_input && k < 8; k++)
+        if (!zero_or_absent(im, n, k))
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                             "input '%s' is not zero: only a zero initial state (none) %s",
+                             state_names[k - 5],
+                             k == 7 ? "and no peepholes are supported" : "is supported");
+    if (n->n_input > 8) return NODE_FAIL(BP_ERR_FORMAT, n, "more than 8 inputs");
+    int flags = bidir ? BP_RNN_BIDIRECTIONAL : 0;
+    if (strcmp(y->name, n->output[0]) != 0) {
+        if (n->n_output > 2 && strcmp(y->name, n->output[2]) == 0)
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                             "output Y_c (the cell state) is not supported: use Y or Y_h");
+        flags |= BP_RNN_LAST_STEP; /* Y_h */
+    }
+    step *s = new_step(im, lstm ? S_LSTM : gru ? S_GRU : S_RNN, n);
+    if (s == NULL) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+    s->units = h;
+    s->act = act;
+    s->flags = flags;
+    s->nw = nd * gh * (f + h);
+    s->nb = nd * 2 * gh;
+    s->w = malloc(s->nw * sizeof(float));
+    s->b = calloc(s->nb, sizeof(float));
+    if (s->w == NULL || s->b == NULL) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+    /* the ONNX gate block holding each of the library's (PyTorch's) gates */
+    static const size_t lstm_gate[4] = {0, 2, 3, 1}, gru_gate[3] = {1, 0, 2}, rnn_gate[1] = {0};
+    const size_t *gate = lstm ? lstm_gate : gru ? gru_gate : rnn_gate;
+    float *wd = s->w, *bd = s->b;
+    for (size_t d = 0; d < nd; d++) {
+        for (size_t q = 0; q < g; q++) /* W_ih [G*H x F] */
+            memcpy(wd + q * h * f, w->f + (d * gh + gate[q] * h) * f, h * f * sizeof(float));
+        wd += gh * f;
+        for (size_t q = 0; q < g; q++) /* W_hh [G*H x H] */
+            memcpy(wd + q * h * h, r->f + (d * gh + gate[q] * h) * h, h * h * sizeof(float));
+        wd += gh * h;
+        if (b != NULL)
+            for (size_t part = 0; part < 2; part++) /* b_ih, b_hh */
+                for (size_t q = 0; q < g; q++)
+                    memcpy(bd + part * gh + q * h, b->f + d * 2 * gh + part * gh + gate[q] * h,
+                           h * sizeof(float));
+        bd += 2 * gh;
+    }
+    return BP_OK;
+}
+
+/* Gather: an embedding (rows of a constant table picked by the integer input), the last
+ * step of a recurrent layer's sequence (PyTorch's y[:, -1]: BP_RNN_LAST_STEP), or picking
+ * the one direction of Y_h. */
+static bp_status map_gather(importer *im, const Onnx__NodeProto *n, const bpx_value *x,
+                            const bpx_value *y)
+{
+    static const char *const known[] = {"axis", NULL};
+    BP_CHECK(check_attrs(n, known));
+    const bpx_tensor *table = in_const(im, n, 0);
+    if (table != NULL) {
+        if (!im->int_input || strcmp(x->name, im->input_name) != 0 || im->nsteps != 0 ||
+            attr_i(n, "axis", 0) != 0)
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                             "a Gather from a constant table is supported as the first layer "
+                             "(an embedding) on the integer graph input [N x T], axis 0");
+        if (table->rank != 2 || table->type != BPX_F32 || table->dims[0] < 1 || table->dims[1] < 1)
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                             "input 'data' must be a constant float table [V x E]");
+        step *s = new_step(im, S_EMBED, n);
+        if (s == NULL) return bpx_fail(BP_ERR_NOMEM, "out of memory");
+        s->vocab = (size_t)table->dims[0];
+        s->units = (size_t)table->dims[1];
+        s->nw = table->count;
+        s->w = copy_floats(table->f, table->count);
+        return s->w != NULL ? BP_OK : bpx_fail(BP_ERR_NOMEM, "out of memory");
+    }
+    const bpx_tensor *idx = in_const(im, n, 1);
+    int64_t axis = attr_i(n, "axis", 0);
+    if (axis < 0) axis += (int64_t)x->rank;
+    if (idx == NULL || idx->type != BPX_I64 || idx->count != 1 || axis < 0 ||
+        axis >= (int64_t)x->rank || !y->has_shape)
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                         "only one constant index along one axis of the data is supported");
+    const int64_t len = x->dims[axis];
+    const int64_t i = idx->i[0] < 0 ? idx->i[0] + len : idx->i[0];
+    const char tag = x->tag[axis];
+    if (len == 1 && i == 0) return BP_OK; /* an axis of one element */
+    step *prev = im->nsteps > 0 ? &im->steps[im->nsteps - 1] : NULL;
+    const int recurrent =
+        prev != NULL && (prev->kind == S_RNN || prev->kind == S_LSTM || prev->kind == S_GRU);
+    if (tag == 'T' && i == len - 1 && recurrent && !(prev->flags & BP_RNN_LAST_STEP)) {
+        if (prev->flags & BP_RNN_BIDIRECTIONAL)
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                             "the last step of a bidirectional layer's output (the backward "
+                             "direction's first step) is not supported: take Y_h (PyTorch's "
+                             "h_n), which the library's last-step output matches");
+        prev->flags |= BP_RNN_LAST_STEP;
+        prev->out_width = value_row(y);
+        return BP_OK;
+    }
+    return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                     "attribute 'axis' = %lld, index %lld: only the last step (index -1 on the "
+                     "time axis) of a recurrent layer's output, right after it, is supported",
+                     (long long)axis, (long long)idx->i[0]);
+}
+
 static bp_status map_node(importer *im, const Onnx__NodeProto *n, const bpx_value *x,
                           const bpx_value *y)
 {
     const char *op = n->op_type;
     static const char *const none[] = {NULL};
+    static const char *const layout_free[] = {
+        "MatMul",  "Add",       "Softmax",  "Relu", "Sigmoid", "Tanh",    "Softplus", "LeakyRelu",
+        "Elu",     "Dropout",   "Identity", "Cast", "Pad",     "Flatten", "Reshape",  "Transpose",
+        "Squeeze", "Unsqueeze", "Gather",   "RNN",  "GRU",     "LSTM",    NULL};
+    int free_ = 0;
+    for (const char *const *p = layout_free; *p != NULL; p++)
+        if (strcmp(op, *p) == 0) free_ = 1;
+    char core[BPX_MAX_RANK + 1];
+    core_tags(x, core);
+    if (!free_ && x->has_shape && !batch_first(core))
+        return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                         "its input has the layout %s (N batch, T steps, F features, D "
+                         "directions): this operator needs batch-first rows",
+                         x->tag);
     if (strcmp(op, "Gemm") == 0) return map_gemm(im, n, x);
     if (strcmp(op, "MatMul") == 0) {
         BP_CHECK(check_attrs(n, none));
@@ -846,6 +1368,17 @@ static bp_status map_node(importer *im, const Onnx__NodeProto *n, const bpx_valu
         return map_add_bias(im, n, x);
     }
     if (strcmp(op, "Conv") == 0) return map_conv(im, n, x);
+    if (is_recurrent(op)) return map_recurrent(im, n, x, y);
+    if (strcmp(op, "Gather") == 0) return map_gather(im, n, x, y);
+    if (strcmp(op, "Transpose") == 0 || strcmp(op, "Squeeze") == 0 ||
+        strcmp(op, "Unsqueeze") == 0) {
+        /* layout only: the layers that read the result check it */
+        static const char *const perm[] = {"perm", NULL}, *const axes[] = {"axes", NULL};
+        BP_CHECK(check_attrs(n, op[0] == 'T' ? perm : axes));
+        if (!y->has_shape)
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "the layout of its output is not understood");
+        return BP_OK;
+    }
     if (strcmp(op, "MaxPool") == 0) return map_pool(im, n, x, 1);
     if (strcmp(op, "AveragePool") == 0) return map_pool(im, n, x, 0);
     if (strcmp(op, "BatchNormalization") == 0) return map_bn(im, n, x);
@@ -886,11 +1419,22 @@ static bp_status map_node(importer *im, const Onnx__NodeProto *n, const bpx_valu
                                      "attribute 'allowzero' = 1 with a "
                                      "0 in the shape (an empty tensor)");
         }
-        if (!y->has_shape || y->rank != 2)
+        char ycore[BPX_MAX_RANK + 1] = "";
+        if (y->has_shape) core_tags(y, ycore);
+        if (y->has_shape && y->rank != 2 && strchr(y->tag, '?') == NULL &&
+            (strcmp(ycore, "NTF") == 0 || strcmp(ycore, "TNF") == 0 || strcmp(ycore, "NF") == 0))
+            return BP_OK; /* a recurrent output's directions joined, unit axes: layout only */
+        if (!y->has_shape || y->rank != 2 || strcmp(y->tag, "NF") != 0)
             return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
                              "only a reshape of each row to a flat "
                              "[N x features] row is supported");
-        if (x->rank == 2) return BP_OK; /* already flat */
+        /* to [N x features]: a flatten of images and sequences, nothing on flat rows */
+        if (!batch_first(core))
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                             "flattens data of layout %s (N batch, T steps, F features, D "
+                             "directions): only batch-first rows flatten as the library's do",
+                             x->tag);
+        if (strchr(x->tag, 'T') == NULL && strchr(x->tag, 'C') == NULL) return BP_OK;
         return new_step(im, S_FLATTEN, n) != NULL ? BP_OK : bpx_fail(BP_ERR_NOMEM, "out of memory");
     }
     if (strcmp(op, "Dropout") == 0) {
@@ -982,6 +1526,9 @@ static int is_graph_output(importer *im, const char *name)
     return 0;
 }
 
+static int take_scaler(importer *im, const Onnx__NodeProto *n, size_t k, const bpx_value *x,
+                       const char **exit_name, size_t *last, bp_status *status);
+
 static bp_status walk_chain(importer *im)
 {
     const Onnx__GraphProto *g = im->g;
@@ -989,6 +1536,14 @@ static bp_status walk_chain(importer *im)
     size_t pos = 0; /* nodes before pos are done */
     for (;;) {
         if (is_graph_output(im, cur)) {
+            const bpx_value *ov = bpx_find(&im->gr, cur);
+            char core[BPX_MAX_RANK + 1] = "";
+            if (ov != NULL && ov->has_shape) core_tags(ov, core);
+            if (ov != NULL && ov->has_shape && !batch_first(core))
+                return bpx_fail(BP_ERR_UNSUPPORTED,
+                                "graph output '%s' has the layout %s (N batch, T steps, F "
+                                "features, D directions): the batch must come first",
+                                cur, ov->tag);
             if (uses(im, cur, pos) != 1)
                 return bpx_fail(BP_ERR_UNSUPPORTED,
                                 "value '%s' is the graph output and also "
@@ -1035,7 +1590,17 @@ static bp_status walk_chain(importer *im)
                 int inside = 0;
                 for (size_t q = 0; q < nv; q++)
                     if (strcmp(n->input[j], vals[q]) == 0) inside = 1;
-                if (!inside && v != NULL && !v->is_const)
+                const int state_input =
+                    (j == 5 || (j == 6 && strcmp(n->op_type, "LSTM") == 0)) &&
+                    (strcmp(n->op_type, "RNN") == 0 || strcmp(n->op_type, "GRU") == 0 ||
+                     strcmp(n->op_type, "LSTM") == 0);
+                if (!inside && v != NULL && v->bcast && !state_input)
+                    return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                                     "input '%s' repeats a constant over the batch (a shape "
+                                     "built from the data's batch size): only the initial state "
+                                     "of RNN, LSTM and GRU may be one",
+                                     n->input[j]);
+                if (!inside && v != NULL && !v->is_const && !v->bcast)
                     return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
                                      "input '%s' joins another branch: "
                                      "only chains are supported",
@@ -1046,14 +1611,28 @@ static bp_status walk_chain(importer *im)
                                  "subgraph too large to be an "
                                  "activation: only chains are supported");
             r.nodes[r.n++] = n;
-            vals[nv] = n->output[0];
-            left[nv] = uses(im, n->output[0], k + 1);
+            /* A recurrent node continues with the one output used: Y or Y_h. */
+            const char *o = n->output[0];
+            if (is_recurrent(n->op_type)) {
+                size_t used = 0;
+                for (size_t j = 0; j < n->n_output && j < 3; j++)
+                    if (n->output[j][0] != '\0' && uses(im, n->output[j], k + 1) > 0) {
+                        o = n->output[j];
+                        used++;
+                    }
+                if (used > 1)
+                    return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
+                                     "several of its outputs (Y, Y_h, Y_c) are used: only "
+                                     "chains are supported");
+            }
+            vals[nv] = o;
+            left[nv] = uses(im, o, k + 1);
             nv++;
             size_t open = 0;
             for (size_t v = 0; v < nv; v++)
                 if (left[v] > 0) open++;
             if (open == 1 && left[nv - 1] > 0) {
-                exit_name = n->output[0];
+                exit_name = o;
                 break;
             }
             if (open == 0)
@@ -1071,13 +1650,21 @@ static bp_status walk_chain(importer *im)
         if (x == NULL || y == NULL || !x->has_shape)
             return bpx_fail(BP_ERR_UNSUPPORTED, "value '%s': shape unknown", cur);
         const size_t before = im->nsteps;
-        if (r.n == 1 &&
-            !(strcmp(r.nodes[0]->op_type, "Mul") == 0 || strcmp(r.nodes[0]->op_type, "Div") == 0 ||
-              strcmp(r.nodes[0]->op_type, "Sub") == 0 || strcmp(r.nodes[0]->op_type, "Pow") == 0)) {
+        bp_status scaler_status = BP_OK;
+        size_t last = k;
+        if (r.n == 1 && take_scaler(im, r.nodes[0], k, x, &exit_name, &last, &scaler_status)) {
+            BP_CHECK(scaler_status);
+            k = last;
+            y = bpx_find(&im->gr, exit_name);
+            if (y == NULL) return bpx_fail(BP_ERR_FORMAT, "value '%s' undefined", exit_name);
+        } else if (r.n == 1 && !(strcmp(r.nodes[0]->op_type, "Mul") == 0 ||
+                                 strcmp(r.nodes[0]->op_type, "Div") == 0 ||
+                                 strcmp(r.nodes[0]->op_type, "Sub") == 0 ||
+                                 strcmp(r.nodes[0]->op_type, "Pow") == 0)) {
             const Onnx__NodeProto *n = r.nodes[0];
             for (size_t j = 1; j < n->n_output; j++)
                 if (n->output[j][0] != '\0' && uses(im, n->output[j], k + 1) > 0 &&
-                    strcmp(n->op_type, "Dropout") != 0)
+                    strcmp(n->op_type, "Dropout") != 0 && !is_recurrent(n->op_type))
                     return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
                                      "output %zu is used: only the first "
                                      "output is supported",
@@ -1093,10 +1680,97 @@ static bp_status walk_chain(importer *im)
             if (y == NULL) return bpx_fail(BP_ERR_FORMAT, "value '%s' undefined", exit_name);
         }
         for (size_t q = before; q < im->nsteps; q++)
-            im->steps[q].out_width = y->has_shape ? row_size(y->rank, y->dims) : 0;
+            im->steps[q].out_width = y->has_shape ? value_row(y) : 0;
         cur = exit_name;
         pos = k + 1;
     }
+}
+
+/* ---- scalers: per-feature affine nodes at the ends of the chain ---- */
+
+/* The constant input of the binary node @p n other than the data @p data, when it holds one
+ * float per feature of rows of shape @p x (broadcasting over the batch: [W], the row's own
+ * shape, or that shape with a leading 1). */
+static const bpx_tensor *per_feature(importer *im, const Onnx__NodeProto *n, const char *data,
+                                     const bpx_value *x)
+{
+    if (n->n_input != 2 || strcmp(n->input[0], data) != 0) return NULL;
+    const bpx_tensor *c = in_const(im, n, 1);
+    if (c == NULL || c->type != BPX_F32 || !x->has_shape) return NULL;
+    const size_t width = row_size(x->rank, x->dims);
+    if (c->count != width) return NULL;
+    if (c->rank == 1) return c->dims[0] == (int64_t)width ? c : NULL;
+    const size_t lead = c->rank == x->rank ? 1 : 0;
+    if (c->rank + 1 - lead != x->rank || (lead && c->dims[0] != 1)) return NULL;
+    for (size_t k = 1; k < x->rank; k++)
+        if (c->dims[k - 1 + lead] != x->dims[k]) return NULL;
+    return c;
+}
+
+/* The one dynamic node after @p k that reads @p name as its first input, when @p name has
+ * no other use. */
+static const Onnx__NodeProto *sole_consumer(importer *im, const char *name, size_t k, size_t *at)
+{
+    if (uses(im, name, k + 1) != 1) return NULL;
+    for (size_t j = k + 1; j < im->g->n_node; j++) {
+        if (!im->dynamic[j]) continue;
+        const Onnx__NodeProto *n = im->g->node[j];
+        for (size_t q = 0; q < n->n_input; q++)
+            if (strcmp(n->input[q], name) == 0) {
+                *at = j;
+                return q == 0 ? n : NULL;
+            }
+    }
+    return NULL;
+}
+
+/* Node @p n (at index @p k) reading @p cur: when it and the node after it are a scaler --
+ * Sub (offset) then Mul (scale) or Div (1 / scale) reading the graph input before any
+ * layer, or Div (scale) or Mul (1 / scale) then Add (offset) writing the graph output --
+ * record it, set *exit_name and *last to the pair's output and index, and return 1. */
+static int take_scaler(importer *im, const Onnx__NodeProto *n, size_t k, const bpx_value *x,
+                       const char **exit_name, size_t *last, bp_status *status)
+{
+    const char *op = n->op_type;
+    const int input_side = strcmp(op, "Sub") == 0 && im->nsteps == 0 && im->scaler[0][0] == NULL &&
+                           strcmp(x->name, im->input_name) == 0;
+    const int target_side =
+        (strcmp(op, "Div") == 0 || strcmp(op, "Mul") == 0) && im->scaler[1][0] == NULL;
+    if (!input_side && !target_side) return 0;
+    const bpx_tensor *c1 = per_feature(im, n, x->name, x);
+    size_t at = 0;
+    const Onnx__NodeProto *n2 = c1 != NULL ? sole_consumer(im, n->output[0], k, &at) : NULL;
+    if (n2 == NULL || n->n_attribute > 0 || n2->n_attribute > 0) return 0;
+    const char *op2 = n2->op_type;
+    if (input_side ? !(strcmp(op2, "Mul") == 0 || strcmp(op2, "Div") == 0)
+                   : !(strcmp(op2, "Add") == 0 && is_graph_output(im, n2->output[0])))
+        return 0;
+    const bpx_tensor *c2 = per_feature(im, n2, n->output[0], x);
+    if (c2 == NULL) return 0;
+    /* offset, then the scale and the node that holds it */
+    const bpx_tensor *off = input_side ? c1 : c2, *sc = input_side ? c2 : c1;
+    const int direct = input_side ? strcmp(op2, "Mul") == 0 : strcmp(op, "Div") == 0;
+    const int part = input_side ? 0 : 1;
+    const size_t width = c1->count;
+    float *o = copy_floats(off->f, width), *f = copy_floats(sc->f, width);
+    if (o == NULL || f == NULL) {
+        free(o);
+        free(f);
+        *status = bpx_fail(BP_ERR_NOMEM, "out of memory");
+        return 1;
+    }
+    /* bp_scaler_apply: (v - offset) * scale; bp_scaler_invert: v / scale + offset. A Mul at
+     * the target side or a Div at the input side holds 1 / scale. */
+    if (!direct)
+        for (size_t j = 0; j < width; j++)
+            f[j] = 1.0f / f[j];
+    im->scaler[part][0] = o;
+    im->scaler[part][1] = f;
+    im->scaler_width[part] = width;
+    *exit_name = n2->output[0];
+    *last = at;
+    *status = BP_OK;
+    return 1;
 }
 
 /* ---- fusing and building ---- */
@@ -1131,8 +1805,22 @@ static bp_status build(importer *im, bp_net **out, uint64_t seed)
     bp_net *net = NULL;
     bp_status s;
     const int64_t *d = im->in_dims;
+    /* Sequence rows [T x F] for token ids and for [N x T x F] inputs that a recurrent layer,
+     * a per-step dense layer or a per-step softmax reads (an elementwise graph on a rank-3
+     * input keeps flat rows). */
+    int seq = im->int_input;
+    for (size_t k = 0; k < im->nsteps && im->in_rank == 3; k++) {
+        const int kind = im->steps[k].kind;
+        if (kind == S_RNN || kind == S_LSTM || kind == S_GRU || kind == S_DENSE ||
+            (kind == S_ACT && im->steps[k].act == BP_ACT_SOFTMAX))
+            seq = 1;
+    }
     if (im->in_rank == 4)
         s = bp_net_create_image(&net, (size_t)d[1], (size_t)d[2], (size_t)d[3], seed);
+    else if (seq && im->int_input)
+        s = bp_net_create_sequence(&net, (size_t)d[1], 1, seed);
+    else if (seq)
+        s = bp_net_create_sequence(&net, (size_t)d[1], (size_t)d[2], seed);
     else
         s = bp_net_create(&net, row_size(im->in_rank, d), seed);
     if (s != BP_OK)
@@ -1149,6 +1837,10 @@ static bp_status build(importer *im, bp_net **out, uint64_t seed)
         case S_MAXPOOL: s = bp_net_add_maxpool2d(net, st->kh, st->stride); break;
         case S_AVGPOOL: s = bp_net_add_avgpool2d(net, st->kh, st->stride); break;
         case S_GAP: s = bp_net_add_global_avgpool(net); break;
+        case S_RNN: s = bp_net_add_rnn(net, st->units, st->act, st->flags); break;
+        case S_LSTM: s = bp_net_add_lstm(net, st->units, st->flags); break;
+        case S_GRU: s = bp_net_add_gru(net, st->units, st->flags); break;
+        case S_EMBED: s = bp_net_add_embedding(net, st->vocab, st->units); break;
         default: s = bp_net_add_flatten(net); break;
         }
         bp_layer *l = s == BP_OK ? bp_net_layer(net, bp_net_layer_count(net) - 1) : NULL;
@@ -1166,6 +1858,19 @@ static bp_status build(importer *im, bp_net **out, uint64_t seed)
             snprintf(what, sizeof what, "node '%s': building layer %zu", st->node, k);
             const bp_status r = s == BP_ERR_NOMEM || s == BP_ERR_NONFINITE ? s : BP_ERR_UNSUPPORTED;
             bpx_fail_core(r, what);
+            bp_net_free(net);
+            return r;
+        }
+    }
+    static const int parts[2] = {BP_SCALE_INPUTS, BP_SCALE_TARGETS};
+    for (int p = 0; p < 2; p++) {
+        if (im->scaler[p][0] == NULL) continue;
+        s = bp_net_set_scaler(net, parts[p], im->scaler[p][0], im->scaler[p][1],
+                              im->scaler_width[p]);
+        if (s != BP_OK) {
+            const bp_status r = s == BP_ERR_NOMEM || s == BP_ERR_NONFINITE ? s : BP_ERR_UNSUPPORTED;
+            bpx_fail_core(r, p == 0 ? "the input scaler (Sub, Mul/Div at the graph input)"
+                                    : "the target scaler (Div/Mul, Add at the graph output)");
             bp_net_free(net);
             return r;
         }
@@ -1199,11 +1904,16 @@ static bp_status read_input(importer *im)
         return bpx_fail(BP_ERR_UNSUPPORTED, "graph input '%s': only tensors are supported",
                         input->name);
     const Onnx__TypeProto__Tensor *tt = t->tensor_type;
-    if (!tt->has_elem_type || tt->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
+    const int elem = tt->has_elem_type ? tt->elem_type : 0;
+    /* Integer token ids [N x T] feed an embedding (a Gather from a constant table). */
+    im->int_input = (elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT64 ||
+                     elem == ONNX__TENSOR_PROTO__DATA_TYPE__INT32) &&
+                    tt->shape != NULL && tt->shape->n_dim == 2;
+    if (elem != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && !im->int_input)
         return bpx_fail(BP_ERR_UNSUPPORTED,
-                        "graph input '%s': element type %d, only float32 "
-                        "is supported",
-                        input->name, tt->has_elem_type ? tt->elem_type : 0);
+                        "graph input '%s': element type %d, only float32 (or int32/int64 "
+                        "token ids [N x T] for an embedding) is supported",
+                        input->name, elem);
     if (tt->shape == NULL || tt->shape->n_dim < 1 || tt->shape->n_dim > BPX_MAX_RANK)
         return bpx_fail(BP_ERR_UNSUPPORTED,
                         "graph input '%s': its shape must be given, rank 1 "
@@ -1240,6 +1950,13 @@ static bp_status read_input(importer *im)
     v->dims[0] = BPX_BATCH;
     for (size_t k = 1; k < im->in_rank; k++)
         v->dims[k] = im->in_dims[k];
+    /* [N x F] rows, [N x T x F] sequences, [N x C x H x W] images, else flat rows */
+    v->tag[0] = 'N';
+    for (size_t k = 1; k < im->in_rank; k++)
+        v->tag[k] = im->in_rank == 3   ? "NTF"[k]
+                    : im->in_rank == 4 ? "NCYX"[k]
+                    : im->int_input    ? 'T'
+                                       : 'F';
     im->input_name = input->name;
     return BP_OK;
 }
@@ -1297,26 +2014,32 @@ static bp_status import_graph(importer *im, bp_net **out, uint64_t seed)
         const bpx_value *x = NULL;
         for (size_t j = 0; j < n->n_input && x == NULL; j++) {
             const bpx_value *v = bpx_find(&im->gr, n->input[j]);
-            if (v != NULL && !v->is_const) x = v;
+            if (v != NULL && !v->is_const && !v->bcast) x = v;
         }
         if (x == NULL)
-            return NODE_FAIL(BP_ERR_UNSUPPORTED, n,
-                             "operator on constants that cannot be "
-                             "folded at import");
+            return NODE_FAIL(BP_ERR_UNSUPPORTED, n, "cannot be folded at import: %s",
+                             im->gr.why[0] ? im->gr.why : "it reads no data");
         im->dynamic[k] = 1;
-        size_t rank = 0;
-        int64_t dims[BPX_MAX_RANK];
-        const int known = x->has_shape && infer_shape(im, n, x, &rank, dims) == 0;
         for (size_t j = 0; j < n->n_output; j++) {
             if (n->output[j][0] == '\0') continue;
             if (bpx_find(&im->gr, n->output[j]) != NULL)
                 return NODE_FAIL(BP_ERR_FORMAT, n, "output '%s' is defined twice", n->output[j]);
+            size_t rank = 0;
+            int64_t dims[BPX_MAX_RANK];
+            char tags[BPX_MAX_RANK + 1];
+            int known = 0;
+            if (x->has_shape && j == 0)
+                known = infer_shape(im, n, x, &rank, dims, tags) == 0;
+            else if (x->has_shape && j <= 2 && is_recurrent(n->op_type))
+                known = infer_recurrent(n, x, j, &rank, dims, tags) == 0;
             bpx_value *v = bpx_add(&im->gr, n->output[j]);
             if (v == NULL) return bpx_fail(BP_ERR_NOMEM, "out of memory");
-            if (j == 0 && known) {
+            if (known) {
                 v->has_shape = 1;
                 v->rank = rank;
                 memcpy(v->dims, dims, rank * sizeof(int64_t));
+                memcpy(v->tag, tags, sizeof v->tag);
+                v->tag[rank] = '\0';
             }
         }
     }
@@ -1367,6 +2090,10 @@ static void importer_free(importer *im)
     }
     free(im->steps);
     free(im->dynamic);
+    for (int p = 0; p < 2; p++) {
+        free(im->scaler[p][0]);
+        free(im->scaler[p][1]);
+    }
 }
 
 bp_status bp_onnx_import_buffer(bp_net **out, const void *buf, size_t size, uint64_t seed)

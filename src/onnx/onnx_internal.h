@@ -75,11 +75,21 @@ void bpx_allocator_init(ProtobufCAllocator *a, bpx_budget *b, size_t input_size)
 /* ---- import graph state shared by the folding pass (onnx_fold.c) ---- */
 typedef struct bpx_value {
     const char *name;
-    int is_const;  /* a constant tensor (initializer, Constant, folded) */
-    bpx_tensor t;  /* when is_const */
-    int has_shape; /* a dynamic value with a known shape (dims[0] = BPX_BATCH) */
+    int is_const; /* a constant tensor (initializer, Constant, folded) */
+    bpx_tensor t; /* when is_const or bcast */
+    int bcast;    /* a constant repeated along the batch axis, whose size import leaves
+                     open (ConstantOfShape or Expand to a shape taken from the data, as
+                     exporters build RNN initial states): t holds it with that axis of
+                     size 1. Neither constant nor data: only an RNN/LSTM/GRU initial
+                     state may read one */
+    size_t bcast_axis;
+    int has_shape; /* a dynamic value with a known shape (one dimension BPX_BATCH) */
     size_t rank;
     int64_t dims[BPX_MAX_RANK];
+    /* what each axis of a dynamic value is: 'N' batch, 'T' time steps, 'F' features, 'D'
+     * direction of a recurrent layer's output, 'C' 'Y' 'X' channels and image rows and
+     * columns, '1' an axis of size 1 added by Unsqueeze, '?' none of these */
+    char tag[BPX_MAX_RANK + 1];
 } bpx_value;
 
 typedef struct bpx_graph {
@@ -88,6 +98,8 @@ typedef struct bpx_graph {
     bpx_value *values; /* [nvalues] */
     size_t nvalues, cap;
     size_t fold_budget; /* elements folding may still create (bounded by the input size) */
+    char why[320];      /* why bpx_fold_node() left its last node unfolded ("" if no reason
+                           applies: the node reads data) */
 } bpx_graph;
 
 /* The value named @p name, or NULL. */
@@ -98,9 +110,13 @@ bpx_value *bpx_add(bpx_graph *gr, const char *name);
 const char *bpx_node_name(const Onnx__NodeProto *n);
 /* The attribute @p name of @p n, or NULL. */
 const Onnx__AttributeProto *bpx_attr(const Onnx__NodeProto *n, const char *name);
-/* Fold node @p n when its inputs are all constant (or it is Shape of a value whose shape is
- * known) and its operator is a constant or shape operator: its output becomes a constant
- * value and *done = 1. Otherwise *done = 0 and nothing changes (BP_OK), or a failure. */
+/* Fold node @p n when its inputs are all constant (or batch-repeated constants, or it is
+ * Shape of a value whose shape is known) and its operator is a constant or shape operator:
+ * its output becomes a constant (or batch-repeated) value and *done = 1. Otherwise *done = 0
+ * and nothing changes (BP_OK; gr->why says why when the node reads no data), or a
+ * failure. */
 bp_status bpx_fold_node(bpx_graph *gr, const Onnx__NodeProto *n, int *done);
+/* 1 when @p v is a batch-repeated constant of zeros (an RNN initial state that is "none"). */
+int bpx_is_zero_bcast(const bpx_value *v);
 
 #endif /* BP_ONNX_INTERNAL_H */

@@ -4,7 +4,9 @@
     test_cli.py BACKPROP GROUP [MAN_PAGE | DATASETS_DIR]
 
 GROUP is one of: general, train, predict, idx, eval, info, pack, usage, bad_files, man, census,
-plot (docs/figures/plot_history.sh), installed.
+plot (docs/figures/plot_history.sh), installed, convert (EXTRA: "onnx" when the tool has
+the ONNX component; the exported graph is also evaluated with numpy when numpy and onnx are
+importable).
 Each group makes its small data sets in a fresh temporary directory, runs the tool and
 checks exit codes (0 ok, 1 run-time failure, 2 usage error), stdout and the messages on
 stderr. Standard library only.
@@ -123,7 +125,7 @@ def group_general(d):
     expect([], 2, err=["no command given", "Usage: backprop"])
     expect(["frobnicate"], 2, err="unknown command 'frobnicate'")
     expect(["--frob"], 2, err="unknown option '--frob'")
-    for verb in ("train", "eval", "predict", "info", "pack"):
+    for verb in ("train", "eval", "predict", "info", "pack", "convert"):
         expect([verb, "--help"], 0, out=f"Usage: backprop {verb}")
         expect([verb, "-h"], 0, out=f"Usage: backprop {verb}")
 
@@ -462,12 +464,135 @@ def group_bad_files(d):
            err="3 input columns, the model takes 2", cwd=d)
 
 
+def eval_onnx(path, rows):
+    """Evaluate an exported ONNX graph of dense layers with numpy (independently of the
+    library): the operators `backprop convert` writes for models of `backprop train`."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+    m = onnx.load(path)
+    onnx.checker.check_model(m, full_check=True)
+    v = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in m.graph.initializer}
+    v[m.graph.input[0].name] = np.array(rows, dtype=np.float64)
+    for n in m.graph.node:
+        x = [v[i] for i in n.input]
+        at = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        op = n.op_type
+        if op == "Gemm":
+            y = x[0] @ (x[1].T if at.get("transB") else x[1]) + x[2]
+        elif op in ("Sub", "Mul", "Div", "Add"):
+            y = {"Sub": np.subtract, "Mul": np.multiply, "Div": np.divide,
+                 "Add": np.add}[op](x[0], x[1])
+        elif op == "Relu":
+            y = np.maximum(x[0], 0)
+        elif op == "Tanh":
+            y = np.tanh(x[0])
+        elif op == "Sigmoid":
+            y = 1 / (1 + np.exp(-x[0]))
+        elif op == "Softmax":
+            e = np.exp(x[0] - x[0].max(axis=-1, keepdims=True))
+            y = e / e.sum(axis=-1, keepdims=True)
+        else:
+            raise ValueError(f"eval_onnx: operator {op} not covered")
+        v[n.output[0]] = y
+    return v[m.graph.output[0].name]
+
+
+def group_convert(d):
+    """`convert`: model file -> ONNX -> model file; scalers travel as nodes; errors.
+    EXTRA is "onnx" when the tool is built with the ONNX component."""
+    if EXTRA != "onnx":
+        train_regression(d, "--epochs", "2")
+        expect(["convert", "m.bpm", "m.onnx"], 1, err="built without ONNX support", cwd=d)
+        return
+    train_regression(d, "--epochs", "40")
+    rows = regression_csv(os.path.join(d, "x.csv"), n=50, seed=9, targets=False)
+    expect(["convert", "m.bpm", "m.onnx"], 0, cwd=d,
+           out="m.bpm -> m.onnx: 2 layers, 65 parameters, 2 inputs, 1 outputs, "
+               "input and target scalers")
+    expect(["convert", "m.onnx", "back.bpm", "--loss", "mse"], 0, cwd=d,
+           out="m.onnx -> back.bpm: 2 layers, 65 parameters, 2 inputs, 1 outputs, "
+               "input and target scalers")
+    so1, _ = expect(["predict", "m.bpm", "x.csv"], 0, cwd=d)
+    so2, _ = expect(["predict", "back.bpm", "x.csv"], 0, cwd=d)
+    check(so1 == so2, "the converted-back model predicts the same (raw units)",
+          so1[:200] + "\n" + so2[:200])
+    expect(["info", "back.bpm", "--meta", "loss"], 0, out="mse", cwd=d)
+    expect(["info", "back.bpm"], 0, out=["input scaler: stored, 2 columns",
+                                         "target scaler: stored, 1 column",
+                                         "created_by: backprop convert m.onnx"], cwd=d)
+    # Metadata stays behind (ONNX carries no such entries): eval takes the default layout.
+    expect(["eval", "back.bpm", "train.csv"], 0, out="rows: 200", cwd=d)
+    # The ONNX graph alone maps raw inputs to the targets' units, as predict does.
+    _, values = read_csv(so1)
+    try:
+        import numpy  # noqa: F401
+        import onnx  # noqa: F401
+        have = True
+    except ImportError:
+        have = False
+        print(f"note: numpy/onnx not importable by {sys.executable}: the exported graph "
+              "is not evaluated independently")
+    if have:
+        y = eval_onnx(os.path.join(d, "m.onnx"), [r[:2] for r in rows])
+        worst = max(abs(float(y[k][0]) - values[k][0]) / max(1.0, abs(values[k][0]))
+                    for k in range(len(rows)))
+        check(worst < 1e-5, f"the ONNX graph evaluated by numpy matches predict ({worst:.3g})")
+    # Without scalers the graph takes scaled inputs; the converted-back model has none.
+    expect(["convert", "m.bpm", "bare.onnx", "--no-scalers", "--dynamic-batch"], 0, cwd=d,
+           out="scalers left out")
+    expect(["convert", "bare.onnx", "bare.bpm"], 0, cwd=d, out="no scalers")
+    expect(["info", "bare.bpm"], 0, out=["input scaler: none", "target scaler: none"], cwd=d)
+    # A classifier: softmax output, the same classes after the round trip.
+    classes_fann(os.path.join(d, "cls.data"))
+    expect(["train", "cls.data", "--loss", "sparse-ce", "--layers", "8:relu,out", "--epochs",
+            "30", "-q", "-o", "c.bpm"], 0, cwd=d)
+    expect(["convert", "c.bpm", "c.onnx", "--dynamic-batch"], 0, cwd=d, out="input scaler")
+    expect(["convert", "c.onnx", "c2.bpm", "--loss", "sparse-ce"], 0, cwd=d)
+    so1, _ = expect(["predict", "c.bpm", "cls.data", "--proba"], 0, cwd=d)
+    so2, _ = expect(["predict", "c2.bpm", "cls.data", "--proba"], 0, cwd=d)
+    check(so1 == so2, "the converted-back classifier predicts the same", so2[:200])
+    # PyTorch's LSTM export (tests/onnx/data): converted, it predicts PyTorch's outputs.
+    data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "onnx", "data")
+    with open(os.path.join(data, "lstm.ref")) as f:
+        n, width, outs = map(int, f.readline().split())
+        nums = [float(v) for v in f.read().split()]
+    xs, ys = nums[:n * width], nums[n * width:]
+    with open(os.path.join(d, "seq.csv"), "w") as f:
+        for r in range(n):
+            f.write(",".join(f"{v:.9g}" for v in xs[r * width:(r + 1) * width]) + "\n")
+    expect(["convert", os.path.join(data, "lstm.onnx"), "lstm.bpm"], 0, cwd=d,
+           out="2 layers, 475 parameters, 24 inputs, 3 outputs")
+    so, _ = expect(["predict", "lstm.bpm", "seq.csv", "--no-header"], 0, cwd=d)
+    _, got = read_csv(so)
+    flat = [v for row in got for v in row]
+    check(len(flat) == len(ys) and all(abs(a - b) <= 1e-5 * abs(b) + 1e-6
+                                       for a, b in zip(flat, ys)),
+          "the converted PyTorch LSTM predicts PyTorch's outputs", so[:300])
+    expect(["convert", "lstm.bpm", "lstm_back.onnx"], 0, cwd=d, out="no scalers")
+    # Usage errors (2) and run-time failures (1).
+    expect(["convert", "m.bpm"], 2, err="needs IN and OUT", cwd=d)
+    expect(["convert", "m.bpm", "x.bpm"], 2, err="exactly one of IN and OUT", cwd=d)
+    expect(["convert", "a.onnx", "b.onnx"], 2, err="exactly one of IN and OUT", cwd=d)
+    expect(["convert", "m.onnx", "y.bpm", "--dynamic-batch"], 2, err="applies to export",
+           cwd=d)
+    expect(["convert", "m.bpm", "y.onnx", "--loss", "mse"], 2, err="applies to import", cwd=d)
+    expect(["convert", "m.onnx", "y.bpm", "--loss", "cubic"], 2, err="cubic", cwd=d)
+    expect(["convert", "nothere.onnx", "y.bpm"], 1, err="nothere.onnx", cwd=d)
+    expect(["convert", "nothere.bpm", "y.onnx"], 1, err="cannot load the model", cwd=d)
+    with open(os.path.join(d, "junk.onnx"), "wb") as f:
+        f.write(b"not a protobuf at all")
+    expect(["convert", "junk.onnx", "y.bpm"], 1, err=["junk.onnx", "not an ONNX model"], cwd=d)
+    expect(["convert", "m.bpm", "no/such/dir/y.onnx"], 1, err="no/such/dir/y.onnx", cwd=d)
+    check(not os.path.exists(os.path.join(d, "y.bpm")), "no model written on failure")
+
+
 def group_man(d):
     """Every option of every --help text is described in the man page."""
     with open(EXTRA) as f:
         man = f.read().replace("\\-", "-").replace("\\fR", "").replace("\\fP", "")
     import re
-    for verb in ("train", "eval", "predict", "info", "pack"):
+    for verb in ("train", "eval", "predict", "info", "pack", "convert"):
         _, so, _ = run(verb, "--help")
         for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", so))):
             check(option in man, f"man page lacks {verb} {option}")

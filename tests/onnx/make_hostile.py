@@ -89,6 +89,72 @@ def main():
         wt = numpy_helper.from_array((np.arange(12).reshape(3, 4) / 4.0).astype(np_t), "W")
         bt = numpy_helper.from_array(np.array([0.5, -1.0, 2.0]).astype(np_t), "b")
         cases["ok_" + dt] = model(gemm, [wt, bt])
+    # shape arithmetic the folder must evaluate: Slice of rank 2, Transpose, Reshape, Equal,
+    # Where on constants, Expand of a constant (the bias); the data is reshaped to [N, 6]
+    i64 = lambda n, v: numpy_helper.from_array(np.array(v, np.int64), n)
+    cases["ok_fold"] = model(
+        [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+         helper.make_node("Slice", ["s", "z1", "o1"], ["a"], name="batch"),
+         helper.make_node("Transpose", ["m"], ["mt"], name="t", perm=[1, 0]),
+         helper.make_node("Slice", ["mt", "z2", "e2", "ax2"], ["ms"], name="slice2"),
+         helper.make_node("Reshape", ["ms", "flat"], ["mr"], name="rs"),
+         helper.make_node("Equal", ["mr", "want"], ["eq"], name="eq"),
+         helper.make_node("Where", ["eq", "six2", "zero2"], ["w6"], name="where"),
+         helper.make_node("Slice", ["w6", "o1", "two"], ["six"], name="pick"),
+         helper.make_node("Concat", ["a", "six"], ["shp"], name="cat", axis=0),
+         helper.make_node("Reshape", ["x", "shp"], ["f"], name="flatten"),
+         helper.make_node("Expand", ["half", "three"], ["bias"], name="expand"),
+         helper.make_node("Gemm", ["f", "W", "bias"], ["y"], name="fc", transB=1)],
+        [i64("z1", [0]), i64("o1", [1]), i64("m", [[2, 3], [4, 5]]), i64("z2", [0, 0]),
+         i64("e2", [2, 1]), i64("ax2", [0, 1]), i64("flat", [-1]), i64("want", [2, 3]),
+         i64("six2", [6, 6]), i64("zero2", [0, 0]), i64("two", [2]), i64("three", [3]),
+         numpy_helper.from_array(np.array([0.5], np.float32), "half"),
+         numpy_helper.from_array((np.arange(18).reshape(3, 6) / 10.0).astype(np.float32), "W")],
+        inp=("x", [None, 2, 3]))
+    # scalers written by hand: (x - off) / d at the input, y * m + o at the output
+    f32 = lambda n, v: numpy_helper.from_array(np.array(v, np.float32), n)
+    cases["ok_scaler_div"] = model(
+        [helper.make_node("Sub", ["x", "off"], ["xs"], name="center"),
+         helper.make_node("Div", ["xs", "d"], ["xn"], name="normalise"),
+         helper.make_node("Gemm", ["xn", "W", "b"], ["h"], name="fc", transB=1),
+         helper.make_node("Mul", ["h", "m"], ["hm"], name="unscale"),
+         helper.make_node("Add", ["hm", "o"], ["y"], name="uncenter")],
+        [f32("off", [1.0, -2.0, 0.5]), f32("d", [2.0, 0.25, 4.0]),
+         f32("W", [[0.5, -1.0, 0.25], [1.5, 0.75, -0.5]]), f32("b", [0.1, -0.2]),
+         f32("m", [10.0, 0.5]), f32("o", [100.0, -3.0])],
+        inp=("x", [None, 3]), out=("y", [None, 2]))
+    # zeros over the batch (as torch builds an RNN's initial state) read by an Add: refused
+    zeros = [helper.make_node("Shape", ["x"], ["s"], name="shape"),
+             helper.make_node("Gather", ["s", "i0"], ["n"], name="batch", axis=0),
+             helper.make_node("Unsqueeze", ["n", "ax0"], ["n1"], name="unsq"),
+             helper.make_node("Concat", ["n1", "four"], ["zs"], name="cat", axis=0),
+             helper.make_node("ConstantOfShape", ["zs"], ["zeros"], name="zeros")]
+    cases["bad_batch_zeros"] = model(
+        zeros + [helper.make_node("Add", ["x", "zeros"], ["y"], name="add_state")],
+        [i64("i0", 0), i64("ax0", [0]), i64("four", [4])], out=("y", [None, 4]))
+    # arithmetic on the batch size: refused, naming the node
+    cases["bad_batch_arith"] = model(
+        zeros[:2] + [helper.make_node("Mul", ["n", "two"], ["n2"], name="double_batch"),
+                     helper.make_node("Unsqueeze", ["n2", "ax0"], ["n3"], name="unsq"),
+                     helper.make_node("Concat", ["n3", "two1"], ["shp"], name="cat", axis=0),
+                     helper.make_node("Reshape", ["x", "shp"], ["y"], name="rs")],
+        [i64("i0", 0), i64("ax0", [0]), i64("two", 2), i64("two1", [2])],
+        out=("y", [None, 2]))
+    # recurrent layers outside the supported subset: ONNX's own GRU form (linear_before_reset
+    # 0) and an LSTM with a non-zero initial state
+    def recurrent(op, extra_inputs, **attrs):
+        g = 3 if op == "GRU" else 4
+        w3 = lambda n, s: numpy_helper.from_array(np.full(s, 0.1, np.float32), n)
+        return model(
+            [helper.make_node("Transpose", ["x"], ["xt"], name="to_time_major", perm=[1, 0, 2]),
+             helper.make_node(op, ["xt", "W", "R", "", ""] + extra_inputs, ["", "h"],
+                              name="cell", hidden_size=3, **attrs),
+             helper.make_node("Squeeze", ["h", "ax0"], ["y"], name="drop_direction")],
+            [w3("W", [1, g * 3, 2]), w3("R", [1, g * 3, 3]), i64("ax0", [0])]
+            + ([w3("h0", [1, 1, 3])] if extra_inputs else []),
+            inp=("x", [None, 4, 2]), out=("y", [None, 3]))
+    cases["bad_gru_reset"] = recurrent("GRU", [])
+    cases["bad_lstm_state"] = recurrent("LSTM", ["h0"])
     for name, m in cases.items():
         with open(os.path.join(out, name + ".onnx"), "wb") as f:
             f.write(m.SerializeToString())

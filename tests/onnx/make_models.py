@@ -7,7 +7,8 @@ Run with Debian's /usr/bin/python3 (python3-torch 1.13, python3-onnx):
 
 writes, for each model M, M.onnx (torch.onnx.export, default opset, dynamic batch) and
 M.ref: a text file "rows inputs outputs" followed by the inputs and PyTorch's outputs
-(float32 printed with 9 significant digits). The files in tests/onnx/data are committed so
+(float32 printed with 9 significant digits; token ids as integers; sequences row by row,
+step-major). The files in tests/onnx/data are committed so
 that the C tests need no PyTorch; ctest regenerates them into the build tree when torch is
 importable (test onnx_torch_fresh) and checks the importer against the fresh export.
 Exits 77 (ctest: skipped) when torch or onnx is missing.
@@ -96,8 +97,79 @@ class CnnGap(nn.Module):
         return torch.sigmoid(self.fc(x))
 
 
+class LstmLast(nn.Module):
+    """nn.LSTM (batch_first) and the last step's output y[:, -1] into a Linear: the exporter's
+    zero initial state (Shape, Gather, Unsqueeze, Concat, ConstantOfShape), Transpose,
+    LSTM, Squeeze, Transpose, Gather."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(4, 8, batch_first=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y[:, -1, :])
+
+
+class Lstm2(nn.Module):
+    """Two stacked LSTM layers (the initial state sliced per layer), last step, Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(3, 6, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y[:, -1, :])
+
+
+class GruBiSeq(nn.Module):
+    """A bidirectional GRU's whole output sequence (directions joined by Transpose and
+    Reshape) and a Linear on every step (MatMul + Add): output [N x T x 2]."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 5, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(10, 2)
+
+    def forward(self, x):
+        y, _ = self.rnn(x)
+        return self.fc(y)
+
+
+class RnnReluHn(nn.Module):
+    """nn.RNN with ReLU; its final state h_n (Y_h) into a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(4, 6, nonlinearity="relu", batch_first=True)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        _, h = self.rnn(x)
+        return self.fc(h[-1])
+
+
+class EmbedLstm(nn.Module):
+    """Token ids [N x T] (int64): nn.Embedding (Gather), LSTM, last step, Linear, softmax."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(12, 4)
+        self.rnn = nn.LSTM(4, 5, batch_first=True)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        y, _ = self.rnn(self.emb(x))
+        return torch.softmax(self.fc(y[:, -1, :]), dim=1)
+
+
 MODELS = [("mlp", Mlp, (8,)), ("acts", Acts, (6,)), ("cnn", Cnn, (1, 12, 12)),
-          ("cnn_gap", CnnGap, (3, 9, 9))]
+          ("cnn_gap", CnnGap, (3, 9, 9)), ("lstm", LstmLast, (6, 4)), ("lstm2", Lstm2, (5, 3)),
+          ("gru_bi_seq", GruBiSeq, (4, 3)), ("rnn_relu_hn", RnnReluHn, (5, 4)),
+          ("embed_lstm", EmbedLstm, (7,))]
 
 
 def write_ref(path, x, y):
@@ -116,13 +188,16 @@ def main():
     torch.manual_seed(16)
     for name, cls, shape in MODELS:
         model = cls()
+        tokens = name.startswith("embed")
+        sample = (lambda n: torch.randint(0, 12, (n, *shape))) if tokens else (
+            lambda n: torch.randn(n, *shape))
         # A few training-mode passes so that the running statistics are not the defaults.
         model.train()
         with torch.no_grad():
             for _ in range(5):
-                model(torch.randn(16, *shape) * 1.5 + 0.3)
+                model(sample(16) if tokens else sample(16) * 1.5 + 0.3)
         model.eval()
-        x = torch.randn(5, *shape)
+        x = sample(5)
         with torch.no_grad():
             y = model(x)
         torch.onnx.export(model, x, os.path.join(out, name + ".onnx"), input_names=["input"],

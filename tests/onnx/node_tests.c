@@ -22,7 +22,8 @@ static const char *const supported[] = {
     "Relu",     "LeakyRelu", "Elu",     "Sigmoid",     "Tanh",
     "Softplus", "Softmax",   "MaxPool", "AveragePool", "GlobalAveragePool",
     "Flatten",  "Reshape",   "Dropout", "Identity",    "Pad",
-    NULL};
+    "RNN",      "GRU",       "LSTM",    "Gather",      "Transpose",
+    "Squeeze",  "Unsqueeze", NULL};
 
 static int is_supported(const char *op)
 {
