@@ -21,7 +21,8 @@
  *  2. A sequence net of W steps of 1 feature: LSTM of 32 units returning its last step only
  *     (BP_RNN_LAST_STEP), a dense layer of 1 (identity); MSE, Adam 3e-3, batches of 32,
  *     gradient-norm clipping at 1, up to --epochs (default 60) epochs, early stopping after
- *     15 epochs without a better validation loss (the best weights restored).
+ *     15 epochs without a better validation loss; the net keeps the weights of the epoch
+ *     with the best validation loss (BP_FIT_KEEP_BEST).
  *  3. Test RMSE in ppm next to two baselines: seasonal naive (the value 52 weeks before the
  *     target week: the same season a year earlier) and persistence (the last value seen).
  *
@@ -223,9 +224,12 @@ int main(int argc, char **argv)
     check(bp_net_set(net, BP_FIT_EPOCHS, (double)epochs), net, "--epochs");
     check(bp_net_set(net, BP_FIT_BATCH_SIZE, 32), net, "batch size");
     check(bp_net_set(net, BP_FIT_PATIENCE, 15), net, "patience");
-    check(bp_net_set(net, BP_FIT_RESTORE_BEST, 1), net, "restore best");
+    check(bp_net_set(net, BP_FIT_KEEP_BEST, 1), net, "keep best");
     check(bp_net_set_epoch_callback(net, on_epoch, NULL), net, "callback");
     check(bp_net_fit(net, opt, BP_LOSS_MSE, train, val), net, "training");
+    size_t best;
+    check(bp_net_history_best(net, &best), net, "best epoch");
+    printf("kept the weights of epoch %zu (the best validation loss)\n", best + 1);
     double train_seconds = 0, s;
     for (size_t e = 0; e < bp_net_history_length(net); e++) {
         check(bp_net_history_get(net, e, BP_METRIC_SECONDS, &s), net, "history");
