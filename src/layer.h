@@ -148,6 +148,13 @@ struct bp_layer {
      * Flat data is [width x 1 x 1]. */
     size_t in_c, in_h, in_w;
     size_t out_c, out_h, out_w;
+    /* Steps T of sequence rows ([T x F] step-major, element (t, f) at t*F + f, shape
+     * [1 x T x F]), 0 for flat and image rows. in_steps is the previous layer's out_steps
+     * (the net's in_steps for the first layer), set by bp__layer_new; a kind sets out_steps
+     * (then out_c == 1, out_h == out_steps, out = out_steps * out_w). Kinds working per step
+     * (dense, activation, dropout, layernorm) keep out_steps = in_steps and see n * T rows of
+     * the step width (bp__layer_rows). */
+    size_t in_steps, out_steps;
     size_t fan_in, fan_out; /* for weight initialisation (dense: in, out; conv: C*kh*kw,
                                F*kh*kw) */
     double l2, l1;          /* weight penalties added to dW in backward (BP_LAYER_L2 / _L1) */
@@ -161,6 +168,21 @@ struct bp_layer {
 
 /* The output shape of the last layer (the input shape when there is none). */
 void bp__net_out_shape(const bp_net *net, size_t *c, size_t *h, size_t *w);
+/* The steps T of the last layer's output rows (the net's input steps when there is no
+ * layer): 0 when they are not sequences. */
+size_t bp__net_out_steps(const bp_net *net);
+/* Width of one step of the last layer's output rows (of the whole row when they are not
+ * sequences): what a per-step layer appended now sees as its input width. */
+size_t bp__net_out_step_width(const bp_net *net);
+/* Rows of per-step work in @p n rows of the layer's input: n * in_steps for sequence rows,
+ * n otherwise. */
+static inline size_t bp__layer_rows(const bp_layer *l, size_t n)
+{
+    return l->in_steps ? n * l->in_steps : n;
+}
+/* BP_ERR_SHAPE (message naming @p fn and @p what) when the net's output rows are sequences:
+ * for kinds that take images or flat rows only (convolution, pooling). */
+bp_status bp__net_refuse_sequence(bp_net *net, const char *fn, const char *what);
 /* Allocate a layer struct with the common fields for appending after the current last layer:
  * vt, activation, in (and in_c/h/w) from the net's output shape, out_c/h/w (out = their
  * product), trainable 1, default activation settings. NULL (BP_ERR_NOMEM recorded with fn)

@@ -30,6 +30,8 @@ struct bp_net {
     size_t inputs;
     size_t in_c, in_h, in_w; /* input shape: inputs = in_c*in_h*in_w ([inputs x 1 x 1] for
                                 bp_net_create) */
+    size_t in_steps;         /* T of sequence input rows ([1 x T x F], bp_net_create_sequence),
+                                0 for flat and image rows */
     size_t nlayers, cap_layers;
     bp_layer **layers;
     float *params; /* aligned arena: every layer's W then b */

@@ -211,7 +211,9 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
 {
     /* The first layer's x is the step's input, whose max |x| the input check measured. */
     const int x_known = x == net->ws.x_in && net->ws.x_max >= 0.0f;
-    if (n == 1 && !must_scan && l->vt->grad_bound_dense) {
+    /* dW sums over the layer's rows: n*T for a per-step layer on sequences. */
+    const size_t rows = bp__layer_rows(l, n);
+    if (rows == 1 && !must_scan && l->vt->grad_bound_dense) {
         const float mx = x_known ? net->ws.x_max : max_abs_short(x, l->in);
         if (isfinite(max_abs_short(dz, l->out) * mx)) return BP_OK;
     }
@@ -229,7 +231,7 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
         return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): gradient dL/dz is not finite",
                         l->index, l->vt->name);
     const float mx = x_known ? net->ws.x_max : max_abs(x, n * l->in);
-    const double bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
+    const double bound = (double)rows * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
     if (!(bound < 1e37) && bp__first_nonfinite(bp__layer_dw(l), np) != np)
         return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): weight gradient is not finite",
                         l->index, l->vt->name);

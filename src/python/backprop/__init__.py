@@ -264,6 +264,13 @@ PROTOTYPES = {
     "bp_net_create_image_ex": (_status, [_P(_NetP), _S, _S, _S, _U64, ALLOC_FN, FREE_FN,
                                          ctypes.c_void_p]),
     "bp_net_input_shape": (_status, [_NetP, _c_size_p, _c_size_p, _c_size_p]),
+    # sequences (#14, seqcore)
+    "bp_net_create_sequence": (_status, [_P(_NetP), _S, _S, _U64]),
+    "bp_net_create_sequence_ex": (_status, [_P(_NetP), _S, _S, _U64, ALLOC_FN, FREE_FN,
+                                            ctypes.c_void_p]),
+    "bp_net_input_steps": (_status, [_NetP, _c_size_p]),
+    "bp_layer_output_steps": (_status, [_LayerP, _c_size_p]),
+    # end of sequences (seqcore)
     "bp_net_free": (None, [_NetP]),
     "bp_net_clone": (_status, [_P(_NetP), _NetP]),
     "bp_net_last_error": (_STR, [_NetP]),
@@ -1582,7 +1589,7 @@ def _csv_columns(path, delimiter):
 
 
 def format_version():
-    """bp_format_version(): the model-file format version the library writes."""
+    """bp_format_version(): the newest model-file format version the library reads and writes."""
     return _lib.bp_format_version()
 
 
