@@ -244,7 +244,12 @@ enum bp_layer_kind {
     BP_LAYER_AVGPOOL2D = 6,      /**< 2-D average pooling, bp_net_add_avgpool2d() */
     BP_LAYER_FLATTEN = 7,        /**< image rows read as flat rows, bp_net_add_flatten() */
     BP_LAYER_GLOBAL_AVGPOOL = 8, /**< mean of each channel, bp_net_add_global_avgpool() */
-    BP_LAYER_ACTIVATION = 9      /**< standalone activation, bp_net_add_activation() */
+    BP_LAYER_ACTIVATION = 9,     /**< standalone activation, bp_net_add_activation() */
+    /* --- recurrent layers (#14, rnn) --- */
+    BP_LAYER_RNN = 12,           /**< simple recurrent layer, bp_net_add_rnn() @since 0.2 */
+    BP_LAYER_LSTM = 13,          /**< long short-term memory, bp_net_add_lstm() @since 0.2 */
+    BP_LAYER_GRU = 14            /**< gated recurrent unit, bp_net_add_gru() @since 0.2 */
+    /* --- end of recurrent layers (rnn) --- */
 };
 
 /** Loss functions (pass as int). Every loss is the mean over the batch of a per-row sum:
@@ -340,15 +345,23 @@ enum bp_layer_key {
     BP_LAYER_DROPOUT_RATE = 205, /**< dropout: probability of zeroing an activation in
                                      training; [0, 1); default: bp_net_add_dropout()'s rate
                                      @since 0.1 */
-    BP_LAYER_L2 = 206,           /**< dense, conv2d: L2 penalty lambda; every backward pass
-                                      adds lambda * w to dL/dw for the weights (not the
-                                      biases), i.e. the gradient of (lambda/2) * sum w^2. The
+    BP_LAYER_L2 = 206,           /**< dense, conv2d, rnn, lstm, gru: L2 penalty lambda;
+                                      every backward pass adds lambda * w to dL/dw for the
+                                      weights (not the biases), i.e. the gradient of (lambda/2) * sum w^2. The
                                       loss value reported does not include the penalty.
                                       [0, 1e3]; default 0 @since 0.1 */
-    BP_LAYER_L1 = 207            /**< dense, conv2d: L1 penalty lambda; adds lambda * sign(w)
-                                      to dL/dw (sign(0) = 0), the gradient of
+    BP_LAYER_L1 = 207,           /**< dense, conv2d, rnn, lstm, gru: L1 penalty lambda; adds
+                                      lambda * sign(w) to dL/dw (sign(0) = 0), the gradient of
                                       lambda * sum |w|; weights only; not in the reported
                                       loss. [0, 1e3]; default 0 @since 0.1 */
+    /* --- recurrent layers (#14, rnn) --- */
+    BP_LAYER_STATEFUL = 208      /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
+                                      through time): the final state of one training batch
+                                      is the initial state of the next, whose batch size
+                                      must then be the same (else the step fails with
+                                      BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
+                                      0/1; default 0 @since 0.2 */
+    /* --- end of recurrent layers (rnn) --- */
 };
 
 /** Network settings for bp_net_set()/bp_net_get() (block 300..399). */
@@ -623,6 +636,89 @@ BP_API bp_status bp_net_add_global_avgpool(bp_net *net);
  *  @param net  the network.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_flatten(bp_net *net);
+
+/* --- recurrent layers (#14, rnn) ---------------------------------------------------------- */
+
+/** Flags of bp_net_add_rnn(), bp_net_add_lstm() and bp_net_add_gru() (OR them; 0 for
+ *  neither). */
+enum bp_recurrent_flag {
+    BP_RNN_LAST_STEP = 1,    /**< output only the last step's h [H] (flat rows), not every
+                                  step's [T x H] (sequence rows) @since 0.2 */
+    BP_RNN_BIDIRECTIONAL = 2 /**< a second pass, backwards in time, with its own parameters;
+                                  outputs concatenated per step [forward H | backward H]
+                                  (PyTorch's layout); with BP_RNN_LAST_STEP: the forward
+                                  pass's last step and the backward pass's output at t = 0,
+                                  i.e. PyTorch's h_n of both directions @since 0.2 */
+};
+
+/** Append a simple (Elman) recurrent layer over sequence rows [T x F] (the net's input, or
+ *  the previous layer's output, must be a sequence: bp_net_create_sequence()), as PyTorch's
+ *  nn.RNN: h_t = f(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), h_{-1} = 0, f = tanh or ReLU.
+ *  Output [T x H] (every step's h_t; [T x 2H] bidirectional) or, with BP_RNN_LAST_STEP, [H]
+ *  ([2H]); see enum bp_recurrent_flag.
+ *
+ *  Parameters, PyTorch's layout and order so that its state_dict copies in unchanged:
+ *  bp_layer_get_weights()/bp_layer_set_weights() see W_ih [G*H x F] then W_hh [G*H x H]
+ *  (row-major, as weight_ih_l0 and weight_hh_l0), followed by the backward direction's
+ *  (weight_ih_l0_reverse, weight_hh_l0_reverse) when bidirectional;
+ *  bp_layer_get_biases()/bp_layer_set_biases() see b_ih [G*H] then b_hh [G*H] (bias_ih_l0,
+ *  bias_hh_l0), then the backward direction's. G is 1 here, 4 for the LSTM (gate rows i, f,
+ *  g, o), 3 for the GRU (r, z, n). Initialised like PyTorch: every weight and bias uniform
+ *  in [-1/sqrt(H), 1/sqrt(H)], drawn from the net's generator.
+ *
+ *  Training runs backpropagation through time over the T steps of each row. With
+ *  BP_LAYER_STATEFUL set, the final state (h, and the LSTM's c, of both directions) of a
+ *  training batch (bp_net_forward(), bp_net_train_step(), bp_net_compute_grads(),
+ *  bp_net_fit()'s steps; kept only when the step succeeds) is the initial state of the next
+ *  training batch, row by row, and the gradient stops there (truncated BPTT); the batch size
+ *  must stay the same until bp_net_reset_state(). The carried state is the layer's
+ *  bp_layer_get_state() ([directions x carries x rows x H]), saved in model files and
+ *  checkpoints, so a resumed run continues exactly. Inference (bp_net_predict(),
+ *  bp_net_predict_ws(), bp_net_evaluate()) starts every row from a zero state and neither
+ *  reads nor changes the carried one.
+ *
+ *  Kernels: the input projection of all steps is one GEMM per direction and batch, the
+ *  recurrence one GEMM per step, the gates one fused vectorised pass per step; scratch is
+ *  planned with the workspace (no allocation per step).
+ *  @param net         the network.
+ *  @param hidden      H, 1 .. 2^24.
+ *  @param activation  BP_ACT_TANH or BP_ACT_RELU.
+ *  @param flags       enum bp_recurrent_flag bits.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (hidden, activation, flags, output wider than 2^24),
+ *  BP_ERR_SHAPE (the rows are not sequences), BP_ERR_STATE (after a softmax layer),
+ *  BP_ERR_NOMEM. @since 0.2 */
+BP_API bp_status bp_net_add_rnn(bp_net *net, size_t hidden, int activation, int flags);
+
+/** Append an LSTM layer over sequence rows [T x F], as PyTorch's nn.LSTM (no projection, no
+ *  peepholes): i, f, o = sigmoid, g = tanh of W_i* x_t + b_i* + W_h* h_{t-1} + b_h* (gate
+ *  rows in the order i, f, g, o), c_t = f c_{t-1} + i g, h_t = o tanh(c_t), h and c start at
+ *  0. Shapes, flags, parameter layout (G = 4), initialisation, the stateful mode (which
+ *  carries h and c) and the kernels as bp_net_add_rnn().
+ *  @param net     the network.
+ *  @param hidden  H, 1 .. 2^24.
+ *  @param flags   enum bp_recurrent_flag bits.
+ *  @return as bp_net_add_rnn(). @since 0.2 */
+BP_API bp_status bp_net_add_lstm(bp_net *net, size_t hidden, int flags);
+
+/** Append a GRU layer over sequence rows [T x F], as PyTorch's nn.GRU: r, z = sigmoid of
+ *  W_i* x_t + b_i* + W_h* h_{t-1} + b_h*, n = tanh(W_in x_t + b_in + r (W_hn h_{t-1} +
+ *  b_hn)) (the reset gate applied after the hidden matmul), h_t = (1 - z) n + z h_{t-1},
+ *  h starts at 0; gate rows in the order r, z, n. Shapes, flags, parameter layout (G = 3),
+ *  initialisation, the stateful mode and the kernels as bp_net_add_rnn().
+ *  @param net     the network.
+ *  @param hidden  H, 1 .. 2^24.
+ *  @param flags   enum bp_recurrent_flag bits.
+ *  @return as bp_net_add_rnn(). @since 0.2 */
+BP_API bp_status bp_net_add_gru(bp_net *net, size_t hidden, int flags);
+
+/** Forget the carried state of every stateful recurrent layer of @p net (BP_LAYER_STATEFUL):
+ *  the next training batch starts from zeros, with any batch size. Call it between
+ *  independent sequences (e.g. at the start of each epoch). A no-op for other layers.
+ *  @param net  the network.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.2 */
+BP_API bp_status bp_net_reset_state(bp_net *net);
+
+/* --- end of recurrent layers (rnn) -------------------------------------------------------- */
 
 /** @param net  the network.
  *  @return the number of layers (0 for an invalid handle). @since 0.1 */

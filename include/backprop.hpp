@@ -521,6 +521,28 @@ class Net
         detail::check(bp_net_add_flatten(handle()));
         return *this;
     }
+    /* recurrent layers (rnn): flags are enum bp_recurrent_flag bits */
+    Net &add_rnn(std::size_t hidden, int activation = BP_ACT_TANH, int flags = 0)
+    {
+        detail::check(bp_net_add_rnn(handle(), hidden, activation, flags));
+        return *this;
+    }
+    Net &add_lstm(std::size_t hidden, int flags = 0)
+    {
+        detail::check(bp_net_add_lstm(handle(), hidden, flags));
+        return *this;
+    }
+    Net &add_gru(std::size_t hidden, int flags = 0)
+    {
+        detail::check(bp_net_add_gru(handle(), hidden, flags));
+        return *this;
+    }
+    /** Forget the carried state of the stateful recurrent layers (bp_net_reset_state()). */
+    Net &reset_state()
+    {
+        detail::check(bp_net_reset_state(handle()));
+        return *this;
+    }
     std::size_t layer_count() const noexcept { return bp_net_layer_count(h_.get()); }
     /** Layer @p index; throws bp::Error(BP_ERR_INDEX) when out of range. */
     Layer layer(std::size_t index) const

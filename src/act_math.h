@@ -2,7 +2,8 @@
  * definition that activation.c's kernels (multi-versioned and scalar single-row instances)
  * and the dense layer's narrow single-row kernels (layer_dense.c) inline, so that all of them
  * compute the same floats by construction; also the branch-free exp/log that the softmax and
- * the cross-entropies (loss.c) use. Private to those three files. */
+ * the cross-entropies (loss.c) use, and the recurrent cells' fused gates (layer_rnn.c,
+ * layer_lstm.c, layer_gru.c: sigmoid and tanh). Private to those files. */
 #ifndef BP_ACT_MATH_H
 #define BP_ACT_MATH_H
 

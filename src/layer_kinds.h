@@ -16,6 +16,10 @@ extern const bp__layer_vtable bp__maxpool2d_vtable;
 extern const bp__layer_vtable bp__avgpool2d_vtable;
 extern const bp__layer_vtable bp__global_avgpool_vtable;
 extern const bp__layer_vtable bp__flatten_vtable;
+/* recurrent layers (layer_rnn.c, layer_lstm.c, layer_gru.c; shared code in recurrent.c) */
+extern const bp__layer_vtable bp__rnn_vtable;
+extern const bp__layer_vtable bp__lstm_vtable;
+extern const bp__layer_vtable bp__gru_vtable;
 
 /* Tests only: the dense layer's single-row forward and backward (n = 1) with the kernel
  * chosen by @p narrow (1: the scalar kernels of narrow rows, 0: the vectorised ones) whatever

@@ -233,7 +233,10 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
         for (size_t i = 0; i < src->nlayers; i++) {
             const bp_layer *sl = src->layers[i];
             bp_layer *l = bp__malloc(a, sizeof *l);
-            if (l == NULL) goto fail;
+            if (l == NULL) {
+                s = BP_ERR_NOMEM; /* a previous layer's clone left BP_OK in s */
+                goto fail;
+            }
             *l = *sl;
             l->net = net;
             l->priv = NULL;

@@ -13,6 +13,10 @@
  * batch norm, activation, max and average pooling, global average pooling, flatten, dense,
  * dropout), trained a few steps so that the running statistics are not the initial ones.
  *
+ * It also writes golden_recurrent.bpm/.txt: a sequence network with the recurrent kinds (a
+ * bidirectional ReLU rnn, a gru, a stateful lstm carrying a state of 3 rows, a dense layer),
+ * trained a few steps (test_recurrent checks it).
+ *
  * Run it again only when the format version changes on purpose (and keep the old file as
  * golden_model_v<N>.bpm with its own test). The .txt holds "n in out", then n x in inputs
  * and the n x out outputs this version predicted, as C99 hex floats (exact). */
@@ -83,6 +87,40 @@ static int write_cnn(const char *dir)
     return rc;
 }
 
+/* Recurrent layers (format version 2: sequence rows). */
+static int write_recurrent(const char *dir)
+{
+    enum { N = 3, T = 4, F = 2, IN = T * F, OUT = 2 };
+    float x[N * IN], y[N * OUT];
+    for (int i = 0; i < N * IN; i++)
+        x[i] = (float)((i * 5 + 3) % 13) / 6.0f - 1.0f;
+    for (int i = 0; i < N * OUT; i++)
+        y[i] = (float)((i * 3) % 5) / 4.0f - 0.5f;
+    bp_net *net;
+    bp_optimizer *opt;
+    CHECK(bp_net_create_sequence(&net, T, F, 20261205));
+    CHECK(bp_net_add_rnn(net, 3, BP_ACT_RELU, BP_RNN_BIDIRECTIONAL)); /* [T x 6] */
+    CHECK(bp_net_add_gru(net, 4, 0));                                 /* [T x 4] */
+    CHECK(bp_net_add_lstm(net, 3, BP_RNN_LAST_STEP));                 /* [3] */
+    CHECK(bp_net_add_dense(net, OUT, BP_ACT_IDENTITY));
+    CHECK(bp_layer_set(bp_net_layer(net, 1), BP_LAYER_L2, 0.001));
+    CHECK(bp_layer_set(bp_net_layer(net, 2), BP_LAYER_STATEFUL, 1.0));
+    CHECK(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM));
+    CHECK(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.02));
+    for (int s = 0; s < 10; s++)
+        CHECK(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, N, 0));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/golden_recurrent.bpm", dir);
+    CHECK(bp_net_save(net, path));
+    float out[N * OUT];
+    CHECK(bp_net_predict(net, x, N, out, N * OUT));
+    snprintf(path, sizeof path, "%s/golden_recurrent.txt", dir);
+    const int rc = write_io(path, x, out, N, IN, OUT);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2 && argc != 3) {
@@ -143,5 +181,5 @@ int main(int argc, char **argv)
     }
     bp_optimizer_free(opt);
     bp_net_free(net);
-    return write_cnn(argv[1]);
+    return write_cnn(argv[1]) || write_recurrent(argv[1]);
 }

@@ -108,6 +108,13 @@ LAYER_AVGPOOL2D = 6
 LAYER_FLATTEN = 7
 LAYER_GLOBAL_AVGPOOL = 8
 LAYER_ACTIVATION = 9
+# recurrent layers (rnn)
+LAYER_RNN = 12
+LAYER_LSTM = 13
+LAYER_GRU = 14
+
+RNN_LAST_STEP = 1
+RNN_BIDIRECTIONAL = 2
 
 LOSS_MSE = 1
 LOSS_MAE = 2
@@ -151,6 +158,7 @@ LAYER_BN_EPSILON = 204
 LAYER_DROPOUT_RATE = 205
 LAYER_L2 = 206
 LAYER_L1 = 207
+LAYER_STATEFUL = 208  # recurrent layers (rnn)
 
 NET_ACCUMULATE_GRADS = 300
 NET_HUBER_DELTA = 301
@@ -283,6 +291,11 @@ PROTOTYPES = {
     "bp_net_add_avgpool2d": (_status, [_NetP, _S, _S]),
     "bp_net_add_global_avgpool": (_status, [_NetP]),
     "bp_net_add_flatten": (_status, [_NetP]),
+    # recurrent layers (rnn)
+    "bp_net_add_rnn": (_status, [_NetP, _S, _I, _I]),
+    "bp_net_add_lstm": (_status, [_NetP, _S, _I]),
+    "bp_net_add_gru": (_status, [_NetP, _S, _I]),
+    "bp_net_reset_state": (_status, [_NetP]),
     "bp_net_layer_count": (_S, [_NetP]),
     "bp_net_layer": (_LayerP, [_NetP, _S]),
     "bp_net_input_size": (_S, [_NetP]),
@@ -947,6 +960,24 @@ class Net(_Handle, _Keyed):
 
     def add_flatten(self):
         _check(_lib.bp_net_add_flatten(self._handle()))
+        return self
+
+    # recurrent layers (rnn): flags are RNN_LAST_STEP and RNN_BIDIRECTIONAL, OR-ed
+    def add_rnn(self, hidden, activation=ACT_TANH, flags=0):
+        _check(_lib.bp_net_add_rnn(self._handle(), int(hidden), int(activation), int(flags)))
+        return self
+
+    def add_lstm(self, hidden, flags=0):
+        _check(_lib.bp_net_add_lstm(self._handle(), int(hidden), int(flags)))
+        return self
+
+    def add_gru(self, hidden, flags=0):
+        _check(_lib.bp_net_add_gru(self._handle(), int(hidden), int(flags)))
+        return self
+
+    def reset_state(self):
+        """Forget the carried state of the stateful recurrent layers."""
+        _check(_lib.bp_net_reset_state(self._handle()))
         return self
 
     @property
