@@ -306,27 +306,29 @@ int main(int argc, char **argv)
     /* 3. Training: random windows; progress every `every` updates. */
     float *x = xmalloc(BATCH * T * sizeof(float)), *y = xmalloc(BATCH * T * sizeof(float));
     const size_t every = steps >= 1000 ? 100 : steps >= 10 ? steps / 10 : 1;
-    double train_s = 0, running = 0, bpc = 0;
+    double train_s = 0, interval = 0, bpc = 0; /* interval: loss summed since the last line */
     size_t timed = 0; /* updates inside train_s (the very first one is a warm-up) */
     for (unsigned long e = 0; e < epochs; e++) {
         double t0 = now_s();
+        interval = 0;
         for (unsigned long s = 0; s < steps; s++) {
             draw_batch(ids, train_len, x, y);
             float loss;
             check(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, BATCH, &loss), net,
                   "training");
-            if (e == 0 && s == 0) { /* the first update plans the buffers: not timed */
-                running = loss;
+            interval += (double)loss;
+            if (e == 0 && s == 0) /* the first update plans the buffers: not timed */
                 t0 = now_s();
-                continue;
-            }
-            timed++;
-            running = 0.98 * running + 0.02 * (double)loss;
+            else
+                timed++;
             if ((s + 1) % every == 0) {
-                const double el = train_s + now_s() - t0;
-                printf("epoch %lu update %5lu: loss %.4f (%.3f bits/char), %.0f tokens/s\n", e + 1,
-                       s + 1, running, running / LN2, (double)timed * BATCH * T / el);
+                const double el = train_s + now_s() - t0, mean = interval / (double)every;
+                printf(
+                    "epoch %lu update %5lu: training loss %.4f (%.3f bits/char), %.0f tokens/s\n",
+                    e + 1, s + 1, mean, mean / LN2,
+                    timed > 0 ? (double)timed * BATCH * T / el : 0.0);
                 fflush(stdout);
+                interval = 0;
             }
         }
         train_s += now_s() - t0;
