@@ -245,6 +245,8 @@ enum bp_layer_kind {
     BP_LAYER_FLATTEN = 7,        /**< image rows read as flat rows, bp_net_add_flatten() */
     BP_LAYER_GLOBAL_AVGPOOL = 8, /**< mean of each channel, bp_net_add_global_avgpool() */
     BP_LAYER_ACTIVATION = 9,     /**< standalone activation, bp_net_add_activation() */
+    BP_LAYER_EMBEDDING = 10,     /**< token ids -> vectors, bp_net_add_embedding() @since 0.2 */
+    BP_LAYER_LAYERNORM = 11,     /**< layer normalisation, bp_net_add_layernorm() @since 0.2 */
     /* --- recurrent layers (#14, rnn) --- */
     BP_LAYER_RNN = 12,           /**< simple recurrent layer, bp_net_add_rnn() @since 0.2 */
     BP_LAYER_LSTM = 13,          /**< long short-term memory, bp_net_add_lstm() @since 0.2 */
@@ -355,13 +357,15 @@ enum bp_layer_key {
                                       lambda * sum |w|; weights only; not in the reported
                                       loss. [0, 1e3]; default 0 @since 0.1 */
     /* --- recurrent layers (#14, rnn) --- */
-    BP_LAYER_STATEFUL = 208      /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
+    BP_LAYER_STATEFUL = 208,     /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
                                       through time): the final state of one training batch
                                       is the initial state of the next, whose batch size
                                       must then be the same (else the step fails with
                                       BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
                                       0/1; default 0 @since 0.2 */
     /* --- end of recurrent layers (rnn) --- */
+    BP_LAYER_LN_EPSILON = 209    /**< layernorm: added to the variance; [1e-12, 1]; default
+                                      1e-5 (PyTorch's) @since 0.2 */
 };
 
 /** Network settings for bp_net_set()/bp_net_get() (block 300..399). */
@@ -498,6 +502,37 @@ BP_API bp_status bp_net_create_sequence_ex(bp_net **out, size_t steps, size_t fe
  *  @param steps  receives T, or 0.
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL output). @since 0.2 */
 BP_API bp_status bp_net_input_steps(const bp_net *net, size_t *steps);
+
+/** Append an embedding layer: token ids -> vectors, y[t] = W[id(t)] (PyTorch's
+ *  nn.Embedding). It must be the first layer of a net made by
+ *  bp_net_create_sequence(&net, steps, 1, seed): each input row holds T token ids stored as
+ *  floats (integers, exact below 2^24); the output rows are [T x dimension]. Weights
+ *  W [vocabulary x dimension] row-major (row v is token v's vector: PyTorch's
+ *  embedding.weight can be copied in with bp_layer_set_weights()), drawn from N(0, 1) like
+ *  PyTorch's; no biases. Every call that takes inputs (bp_net_forward(), bp_net_predict(),
+ *  bp_net_train_step(), bp_net_fit(), bp_net_evaluate() ...) checks every id first: one that
+ *  is not an integer in [0, vocabulary) fails the call with BP_ERR_INDEX naming the row and
+ *  step, and nothing is changed. The weight gradient is dense ([vocabulary x dimension], the
+ *  rows of ids not in the batch 0), as PyTorch's with sparse=False, so every optimizer
+ *  updates exactly as there. Settings: BP_LAYER_TRAINABLE, BP_LAYER_L2, BP_LAYER_L1.
+ *  @param net         the network.
+ *  @param vocabulary  number of token ids, 1 .. 2^24.
+ *  @param dimension   vector width, 1 .. 2^24; steps * dimension at most 2^24.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (not the first layer), BP_ERR_SHAPE (the
+ *  input rows are not sequences of one feature, or the output is wider than 2^24),
+ *  BP_ERR_NOMEM. @since 0.2 */
+BP_API bp_status bp_net_add_embedding(bp_net *net, size_t vocabulary, size_t dimension);
+
+/** Append a layer normalisation (Ba et al. 2016; PyTorch's nn.LayerNorm over the last
+ *  dimension): y = g * (x - mean) / sqrt(var + eps) + b with the mean and biased variance of
+ *  the F features of each row: of each step on sequence rows [T x F], of the whole row on
+ *  flat rows (all C*H*W values of an image row). The same in training and inference; shape
+ *  unchanged. Gain g [F] (the layer's weights, initialised to 1) and bias b [F] (0);
+ *  eps BP_LAYER_LN_EPSILON (default 1e-5). Settings: BP_LAYER_TRAINABLE, BP_LAYER_LN_EPSILON.
+ *  @param net  the network.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (after a softmax layer), BP_ERR_NOMEM.
+ *  @since 0.2 */
+BP_API bp_status bp_net_add_layernorm(bp_net *net);
 
 /* --- end of sequences (seqcore) ------------------------------------------------------------ */
 
@@ -824,7 +859,9 @@ BP_API bp_status bp_net_zero_grad(bp_net *net);
  *  @return BP_OK; BP_ERR_INVALID_ARG (also: n x inputs or n x outputs overflows, a
  *  BP_LOSS_BCE_LOGITS target outside [0, 1]), BP_ERR_STATE, BP_ERR_INDEX (class index out of
  *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient, also one a gradient hook
- *  wrote: parameters are then untouched), BP_ERR_NOMEM, or an optimizer error; a gradient
+ *  wrote, or an update that would make a parameter or an optimizer state value NaN or
+ *  infinite, e.g. a learning rate far too large for gradients near FLT_MAX: the net and the
+ *  optimizer are then as they were), BP_ERR_NOMEM, or an optimizer error; a gradient
  *  hook's error status (one that is no bp_status becomes BP_ERR_STATE). After the first call at a
  * given n, no further allocation happens. @since 0.1 */
 BP_API bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
@@ -1206,7 +1243,9 @@ BP_API bp_status bp_optimizer_reset_settings(bp_optimizer *opt);
  *  @param net  the network whose params are updated from its grads.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (net of another shape than the optimizer's
  *  state, a net without layers, inconsistent settings), BP_ERR_NONFINITE (a NaN/Inf gradient
- *  in a trainable layer; the message names the layer), BP_ERR_NOMEM. @since 0.1 */
+ *  in a trainable layer, or an update that would make a parameter or a state value NaN or
+ *  infinite; the message names the layer and the value; parameters, state and step count
+ *  unchanged), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net);
 
 /** Forget all state (moments, step sizes, step count, bound shape); settings are kept

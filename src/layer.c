@@ -55,6 +55,7 @@ void bp__layer_init_params(bp_layer *l, int scheme, double value)
         }
     }
     memset(bp__layer_b(l), 0, l->nbiases * sizeof(float));
+    bp__net_params_changed(l->net);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -124,6 +125,7 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
     if (l->fan_in == 0) l->fan_in = l->in;
     if (l->fan_out == 0) l->fan_out = l->out;
     l->param_off = net->nparams;
+    if (net->nlayers == 0) net->in_check = l->vt->check_input;
     net->layers[net->nlayers++] = l;
     net->nparams = total;
     if (l->out > net->max_width) net->max_width = l->out;
@@ -295,6 +297,7 @@ static bp_status copy_in(bp_layer *l, const char *fn, const char *what, float *d
         return bp__fail(l->net->err, BP_ERR_NONFINITE, "%s: element %zu is %g", fn, bad,
                         (double)src[bad]);
     memcpy(dst, src, n * sizeof(float));
+    bp__net_params_changed(l->net);
     return BP_OK;
 }
 

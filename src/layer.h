@@ -32,7 +32,8 @@ typedef struct bp__layer_vtable {
      * accumulate), and dx: [n x in] unless dx is NULL (first layer). Returns 1 when it has
      * itself proven every dW and db it wrote finite (the dense layer's narrow single-row
      * kernel, as a by-product of computing them), else 0: then the walk proves them
-     * (walk.c, prove_grad_finite). Never 1 for a gradient that is not finite. */
+     * (walk.c, prove_grad_finite). Never 1 for a gradient that is not finite. A backward
+     * that returns 1 also sets l->grad_bound (the optimizer's update guard reads it). */
     int (*backward)(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
                     float *dy, int dy_is_dz, float *dx, int accumulate);
     /* Free kind-private data (NULL when the kind has none). */
@@ -87,6 +88,13 @@ typedef struct bp__layer_vtable {
     /* 1 if a training forward draws from the net's generator (dropout masks): a failed step
      * restores it. Counted in net->nstaged too. */
     int draws_rng;
+    /* Kinds that must be the first layer because they read the net's input in a way that
+     * needs more than finite values (embedding: token ids): checks @p n input rows @p x,
+     * already known finite, before any call uses them (message to @p err, NULL for calls
+     * that may run concurrently, and the thread's; nothing written). NULL for other kinds;
+     * the walks call the first layer's (net->in_check). */
+    bp_status (*check_input)(const bp_layer *l, char *err, const char *fn, const float *x,
+                             size_t n);
 } bp__layer_vtable;
 
 /* Largest row width (inputs, any layer's out). */
@@ -163,7 +171,8 @@ struct bp_layer {
     size_t nbiases;         /* ... then biases */
     int trainable;
     bp__act_params act;
-    void *priv; /* kind-private data */
+    double grad_bound; /* set by a backward that returns 1 (proven): >= every |dW| and |db| */
+    void *priv;        /* kind-private data */
 };
 
 /* The output shape of the last layer (the input shape when there is none). */
@@ -228,7 +237,10 @@ enum {
     BP__HP_KERNEL_W = 5,   /* conv2d: kernel width */
     BP__HP_STRIDE = 6,     /* conv2d, max/avg pool: stride */
     BP__HP_PADDING = 7,    /* conv2d: zero padding */
-    BP__HP_POOL_SIZE = 8   /* max/avg pool: window side */
+    BP__HP_POOL_SIZE = 8,  /* max/avg pool: window side */
+    BP__HP_VOCABULARY = 9, /* embedding: vocabulary, 1 .. 2^24 */
+    BP__HP_DIMENSION = 10  /* embedding: vector width, 1 .. 2^24 */
+    /* 20 .. 23: the recurrent kinds' (src/recurrent.h) */
 };
 /* Most pairs one layer record may hold (a larger count is a malformed file). */
 #define BP__HYPER_MAX 64u

@@ -190,7 +190,9 @@ size_t bp_net_param_count(const bp_net *net)
 float *bp_net_params(bp_net *net, size_t *count)
 {
     if (count != NULL) *count = bp__net_ok(net) ? net->nparams : 0;
-    return bp__net_ok(net) && net->nparams ? net->params : NULL;
+    if (!bp__net_ok(net) || net->nparams == 0) return NULL;
+    net->params_lent = 1; /* writable from now on: the update guard measures (optimizer.c) */
+    return net->params;
 }
 
 float *bp_net_grads(bp_net *net, size_t *count)
@@ -253,6 +255,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->in_w = src->in_w;
     net->in_steps = src->in_steps;
     net->max_width = src->max_width;
+    net->in_check = src->in_check;
     net->shape_hash = src->shape_hash;
     net->nstaged = src->nstaged;
     net->accumulate = src->accumulate;

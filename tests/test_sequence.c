@@ -1,7 +1,11 @@
 /* test_sequence.c -- sequence-shaped nets (issue 14): creation and shapes, the steps carried
  * through the layers, refusals of image layers, flatten, per-step dense/activation layers
- * against a per-step reference, save/load (format version 2) and clone. */
+ * against a per-step reference, save/load (format version 2) and clone; the embedding and
+ * layer-normalisation layers and the per-step losses against finite differences of the
+ * double-precision reference (tests/ref_net.c) over T = 1..7; bad input (widths, ids, NaN)
+ * leaving the net untouched; fit/evaluate with per-step targets. */
 #include "test_util.h"
+#include "ref_net.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -307,6 +311,388 @@ static void sequence_net_saves_loads_and_clones(void **state)
     bp_net_free(net);
 }
 
+#define RTOL 5e-3
+#define ATOL 2e-4
+
+/* Targets for @p loss on n rows of T steps of C outputs: class ids [T], one-hot [T x C] or
+ * values [T x C]. */
+static void make_targets(int loss, float *t, size_t n, size_t T, size_t C)
+{
+    for (size_t k = 0; k < n * T; k++) {
+        const size_t cls = (k * 7 + 3) % C;
+        if (loss == BP_LOSS_SPARSE_SOFTMAX_CE) {
+            t[k] = (float)cls;
+        } else {
+            for (size_t j = 0; j < C; j++)
+                t[k * C + j] = loss == BP_LOSS_SOFTMAX_CE ? (float)(j == cls)
+                                                          : (float)((k + j) % 5) * 0.3f - 0.6f;
+        }
+    }
+}
+
+static void per_step_layers_and_losses_match_finite_differences(void **state)
+{
+    (void)state;
+    static const int losses[] = {BP_LOSS_MSE, BP_LOSS_SOFTMAX_CE, BP_LOSS_SPARSE_SOFTMAX_CE};
+    enum { N = 3, F = 3, H = 5, C = 4 };
+    for (size_t T = 1; T <= 7; T++)
+        for (size_t li = 0; li < 3; li++) {
+            const int loss = losses[li];
+            bp_net *net;
+            assert_status(bp_net_create_sequence(&net, T, F, 100 + T), BP_OK);
+            assert_status(bp_net_add_dense(net, H, BP_ACT_TANH), BP_OK);
+            assert_status(bp_net_add_layernorm(net), BP_OK);
+            assert_status(bp_net_add_dropout(net, 0.0), BP_OK);
+            assert_status(bp_net_add_activation(net, BP_ACT_SIGMOID), BP_OK);
+            assert_status(
+                bp_net_add_dense(net, C, loss == BP_LOSS_MSE ? BP_ACT_IDENTITY : BP_ACT_SOFTMAX),
+                BP_OK);
+            /* a gain and bias away from 1 and 0 */
+            float g[H], b[H];
+            bp_test_fill_uniform(g, H, 0.5f, 1.5f, &rng_state);
+            bp_test_fill_uniform(b, H, -0.5f, 0.5f, &rng_state);
+            assert_status(bp_layer_set_weights(bp_net_layer(net, 1), g, H), BP_OK);
+            assert_status(bp_layer_set_biases(bp_net_layer(net, 1), b, H), BP_OK);
+            float x[N * 7 * F], t[N * 7 * C];
+            bp_test_fill_uniform(x, N * T * F, -1.5f, 1.5f, &rng_state);
+            make_targets(loss, t, N, T, C);
+            ref_check_grads(net, loss, x, t, N, RTOL, ATOL);
+            /* n = 1: the single-row kernels when T = 1 */
+            ref_check_grads(net, loss, x, t, 1, RTOL, ATOL);
+            bp_net_free(net);
+        }
+}
+
+static void embedding_gradients_match_finite_differences(void **state)
+{
+    (void)state;
+    enum { N = 3, V = 6, D = 4, C = 3 };
+    for (size_t T = 1; T <= 7; T++) {
+        bp_net *net;
+        assert_status(bp_net_create_sequence(&net, T, 1, 200 + T), BP_OK);
+        assert_status(bp_net_add_embedding(net, V, D), BP_OK);
+        assert_status(bp_net_add_layernorm(net), BP_OK);
+        assert_status(bp_net_add_dense(net, C, BP_ACT_SOFTMAX), BP_OK);
+        float x[N * 7], t[N * 7];
+        for (size_t k = 0; k < N * T; k++) /* ids repeat within the batch: dW rows add up */
+            x[k] = (float)((k * 5 + T) % (V - 1));
+        make_targets(BP_LOSS_SPARSE_SOFTMAX_CE, t, N, T, C);
+        ref_check_grads(net, BP_LOSS_SPARSE_SOFTMAX_CE, x, t, N, RTOL, ATOL);
+        /* id V-1 never appears: its row of dW is exactly 0 */
+        float dw[V * D];
+        assert_status(bp_layer_get_weight_grad(bp_net_layer(net, 0), dw, V * D), BP_OK);
+        for (size_t d = 0; d < D; d++)
+            assert_true(dw[(V - 1) * D + d] == 0.0f);
+        /* per-step MSE on [T x D] embeddings directly */
+        bp_net *e;
+        assert_status(bp_net_create_sequence(&e, T, 1, 300 + T), BP_OK);
+        assert_status(bp_net_add_embedding(e, V, D), BP_OK);
+        float y[N * 7 * D];
+        make_targets(BP_LOSS_MSE, y, N, T, D);
+        ref_check_grads(e, BP_LOSS_MSE, x, y, N, RTOL, ATOL);
+        bp_net_free(e);
+        bp_net_free(net);
+    }
+}
+
+static void layernorm_on_flat_and_image_rows_matches_finite_differences(void **state)
+{
+    (void)state;
+    enum { N = 4 };
+    bp_net *net;
+    assert_status(bp_net_create(&net, 5, 11), BP_OK);
+    assert_status(bp_net_add_dense(net, 6, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_net_add_layernorm(net), BP_OK);
+    assert_status(bp_layer_set(bp_net_layer(net, 1), BP_LAYER_LN_EPSILON, 1e-3), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_IDENTITY), BP_OK);
+    float x[N * 5], t[N * 2];
+    bp_test_fill_uniform(x, N * 5, -1.0f, 1.0f, &rng_state);
+    bp_test_fill_uniform(t, N * 2, -1.0f, 1.0f, &rng_state);
+    ref_check_grads(net, BP_LOSS_MSE, x, t, N, RTOL, ATOL);
+    bp_net_free(net);
+
+    assert_status(bp_net_create_image(&net, 2, 3, 3, 12), BP_OK);
+    assert_status(bp_net_add_conv2d(net, 2, 2, 2, 1, 0, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_net_add_layernorm(net), BP_OK); /* over all 2 x 2 x 2 values */
+    assert_int_equal(bp_layer_param_count(bp_net_layer(net, 1)), 16);
+    assert_status(bp_net_add_dense(net, 3, BP_ACT_SOFTMAX), BP_OK);
+    float xi[N * 18], ti[N];
+    bp_test_fill_uniform(xi, N * 18, -1.0f, 1.0f, &rng_state);
+    for (size_t i = 0; i < N; i++)
+        ti[i] = (float)(i % 3);
+    ref_check_grads(net, BP_LOSS_SPARSE_SOFTMAX_CE, xi, ti, N, RTOL, ATOL);
+    bp_net_free(net);
+}
+
+/* Every parameter of @p net, copied. */
+static float *params_copy(bp_net *net, size_t *np)
+{
+    const float *p = bp_net_params(net, np);
+    float *c = malloc(*np * sizeof *c);
+    assert_non_null(c);
+    memcpy(c, p, *np * sizeof *c);
+    return c;
+}
+
+static void bad_ids_and_targets_leave_the_net_untouched(void **state)
+{
+    (void)state;
+    enum { T = 3, V = 5, D = 2, C = 4, N = 2 };
+    bp_net *net;
+    bp_optimizer *opt;
+    assert_status(bp_net_create_sequence(&net, T, 1, 9), BP_OK);
+    assert_status(bp_net_add_embedding(net, V, D), BP_OK);
+    assert_status(bp_net_add_dense(net, C, BP_ACT_SOFTMAX), BP_OK);
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    const float good[N * T] = {0, 1, 2, 3, 4, 0}, tgood[N * T] = {1, 2, 3, 0, 1, 2};
+    size_t np;
+    float *before = params_copy(net, &np);
+    float y0[N * T * C], y1[N * T * C];
+    assert_status(bp_net_predict(net, good, N, y0, N * T * C), BP_OK);
+
+    static const float bad_ids[] = {5.0f, -1.0f, 2.5f, 1e9f};
+    for (size_t b = 0; b < sizeof bad_ids / sizeof bad_ids[0]; b++) {
+        float x[N * T];
+        memcpy(x, good, sizeof x);
+        x[4] = bad_ids[b]; /* row 1, step 1 */
+        const float *fy;
+        float loss_value = -1.0f;
+        assert_status(
+            bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, tgood, N, &loss_value),
+            BP_ERR_INDEX);
+        assert_non_null(strstr(bp_net_last_error(net), "row 1, step 1"));
+        assert_true(loss_value == -1.0f);
+        assert_status(bp_net_compute_grads(net, BP_LOSS_SPARSE_SOFTMAX_CE, x, tgood, N, NULL),
+                      BP_ERR_INDEX);
+        assert_status(bp_net_forward(net, x, N, &fy), BP_ERR_INDEX);
+        assert_status(bp_net_predict(net, x, N, y1, N * T * C), BP_ERR_INDEX);
+        float scratch[4096];
+        assert_true(bp_net_predict_scratch_floats(net, N) <= 4096);
+        assert_status(bp_net_predict_ws(net, x, N, y1, N * T * C, scratch, 4096), BP_ERR_INDEX);
+        assert_non_null(strstr(bp_last_error(), "step 1"));
+        bp_dataset *ds;
+        assert_status(bp_dataset_create(&ds, x, tgood, N, T, T), BP_OK);
+        double m[4];
+        assert_status(bp_net_evaluate(net, BP_LOSS_SPARSE_SOFTMAX_CE, ds, m, 4), BP_ERR_INDEX);
+        assert_status(bp_net_fit(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, ds, NULL), BP_ERR_INDEX);
+        bp_dataset_free(ds);
+    }
+    /* NaN ids are non-finite inputs */
+    float xn[N * T];
+    memcpy(xn, good, sizeof xn);
+    xn[2] = NAN;
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, xn, tgood, N, NULL),
+                  BP_ERR_NONFINITE);
+    /* class ids per step: out of range names the row and step; too few target columns */
+    float t[N * T];
+    memcpy(t, tgood, sizeof t);
+    t[5] = (float)C;
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, good, t, N, NULL),
+                  BP_ERR_INDEX);
+    assert_non_null(strstr(bp_net_last_error(net), "row 1, step 2"));
+    t[5] = NAN;
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, good, t, N, NULL),
+                  BP_ERR_NONFINITE);
+    bp_dataset *narrow;
+    assert_status(bp_dataset_create(&narrow, good, tgood, N, T, 1), BP_OK);
+    double m[4];
+    assert_status(bp_net_evaluate(net, BP_LOSS_SPARSE_SOFTMAX_CE, narrow, m, 4), BP_ERR_SHAPE);
+    assert_non_null(strstr(bp_net_last_error(net), "one per step"));
+    bp_dataset_free(narrow);
+    /* one-hot targets per step: the data set must hold T x C columns */
+    assert_status(bp_dataset_create(&narrow, good, tgood, N, T, T), BP_OK);
+    assert_status(bp_net_evaluate(net, BP_LOSS_SOFTMAX_CE, narrow, m, 4), BP_ERR_SHAPE);
+    bp_dataset_free(narrow);
+    /* inputs of the wrong width */
+    assert_status(bp_dataset_create(&narrow, good, tgood, 1, 2 * T, T), BP_OK);
+    assert_status(bp_net_evaluate(net, BP_LOSS_SPARSE_SOFTMAX_CE, narrow, m, 4), BP_ERR_SHAPE);
+    bp_dataset_free(narrow);
+
+    /* nothing changed: parameters, predictions, the optimizer (its first step is still to
+     * come: a good step now equals a good step on a fresh net) */
+    float *after = params_copy(net, &np);
+    assert_memory_equal(before, after, np * sizeof *before);
+    assert_status(bp_net_predict(net, good, N, y1, N * T * C), BP_OK);
+    assert_memory_equal(y0, y1, sizeof y0);
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, good, tgood, N, NULL),
+                  BP_OK);
+    free(before);
+    free(after);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+static void embedding_and_layernorm_reject_bad_arguments(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_add_embedding(NULL, 4, 2), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_add_layernorm(NULL), BP_ERR_INVALID_ARG);
+    /* not a sequence of one feature */
+    assert_status(bp_net_create(&net, 4, 1), BP_OK);
+    assert_status(bp_net_add_embedding(net, 4, 2), BP_ERR_SHAPE);
+    bp_net_free(net);
+    assert_status(bp_net_create_sequence(&net, 4, 2, 1), BP_OK);
+    assert_status(bp_net_add_embedding(net, 4, 2), BP_ERR_SHAPE);
+    bp_net_free(net);
+    assert_status(bp_net_create_sequence(&net, 4, 1, 1), BP_OK);
+    assert_status(bp_net_add_embedding(net, 0, 2), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_add_embedding(net, 4, 0), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_add_embedding(net, ((size_t)1 << 24) + 1, 2), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_add_embedding(net, 4, (size_t)1 << 23), BP_ERR_SHAPE); /* 4 x 2^23 */
+    assert_int_equal(bp_net_layer_count(net), 0);
+    assert_status(bp_net_add_embedding(net, 4, 2), BP_OK);
+    assert_status(bp_net_add_embedding(net, 4, 2), BP_ERR_STATE); /* only first */
+    bp_layer *e = bp_net_layer(net, 0);
+    assert_int_equal(bp_layer_kind(e), BP_LAYER_EMBEDDING);
+    assert_int_equal(bp_layer_param_count(e), 8);
+    assert_shape(net, 0, 1, 4, 2);
+    assert_int_equal(out_steps(net, 0), 4);
+    double v;
+    assert_status(bp_layer_get(e, BP_LAYER_LN_EPSILON, &v), BP_ERR_INVALID_ARG);
+    assert_status(bp_layer_set(e, BP_LAYER_L2, 0.1), BP_OK);
+    /* layernorm: settings and bounds */
+    assert_status(bp_net_add_layernorm(net), BP_OK);
+    bp_layer *ln = bp_net_layer(net, 1);
+    assert_int_equal(bp_layer_kind(ln), BP_LAYER_LAYERNORM);
+    assert_int_equal(out_steps(net, 1), 4);
+    assert_status(bp_layer_get(ln, BP_LAYER_LN_EPSILON, &v), BP_OK);
+    assert_true(v == 1e-5);
+    double lo, hi;
+    assert_status(bp_layer_param_bounds(BP_LAYER_LN_EPSILON, &lo, &hi), BP_OK);
+    assert_true(lo == 1e-12 && hi == 1.0);
+    assert_status(bp_layer_set(ln, BP_LAYER_LN_EPSILON, 0.0), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_layer_set(ln, BP_LAYER_LN_EPSILON, 2.0), BP_ERR_OUT_OF_RANGE);
+    assert_status(bp_layer_set(ln, BP_LAYER_LN_EPSILON, 1e-3), BP_OK);
+    assert_status(bp_layer_reset_settings(ln), BP_OK);
+    assert_status(bp_layer_get(ln, BP_LAYER_LN_EPSILON, &v), BP_OK);
+    assert_true(v == 1e-5);
+    assert_status(bp_layer_set(ln, BP_LAYER_L2, 0.1), BP_ERR_INVALID_ARG);
+    float g[2];
+    assert_status(bp_layer_get_weights(ln, g, 2), BP_OK);
+    assert_true(g[0] == 1.0f && g[1] == 1.0f);
+    /* layernorm after softmax: state error */
+    assert_status(bp_net_add_dense(net, 3, BP_ACT_SOFTMAX), BP_OK);
+    assert_status(bp_net_add_layernorm(net), BP_ERR_STATE);
+    bp_net_free(net);
+}
+
+/* Sequences of ids where the next id is (id + 1) % V: embedding -> layernorm -> dense
+ * softmax per step learns it; the metrics count steps. */
+static void many_to_many_model_trains_and_counts_steps(void **state)
+{
+    (void)state;
+    enum { T = 5, V = 7, D = 8, N = 28 };
+    float x[N * T], y[N * T];
+    for (size_t r = 0; r < N; r++)
+        for (size_t t = 0; t < T; t++) {
+            const size_t id = (r * 3 + t * (r % 2 ? 1 : 2)) % V;
+            x[r * T + t] = (float)id;
+            y[r * T + t] = (float)((id + 1) % V);
+        }
+    bp_net *net;
+    bp_optimizer *opt;
+    bp_dataset *ds;
+    assert_status(bp_net_create_sequence(&net, T, 1, 21), BP_OK);
+    assert_status(bp_net_add_embedding(net, V, D), BP_OK);
+    assert_status(bp_net_add_layernorm(net), BP_OK);
+    assert_status(bp_net_add_dense(net, V, BP_ACT_SOFTMAX), BP_OK);
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    assert_status(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.05), BP_OK);
+    assert_status(bp_dataset_create(&ds, x, y, N, T, T), BP_OK);
+    double m0[4], m1[4];
+    assert_status(bp_net_evaluate(net, BP_LOSS_SPARSE_SOFTMAX_CE, ds, m0, 4), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_EPOCHS, 60), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_BATCH_SIZE, 7), BP_OK);
+    assert_status(bp_net_fit(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, ds, NULL), BP_OK);
+    assert_status(bp_net_evaluate(net, BP_LOSS_SPARSE_SOFTMAX_CE, ds, m1, 4), BP_OK);
+    assert_true(m1[BP_METRIC_LOSS] < 0.1 * m0[BP_METRIC_LOSS]);
+    assert_true(m1[BP_METRIC_ACCURACY] == 1.0);
+    /* the evaluated loss is the mean over the n*T steps of -log p(target) */
+    float *p = malloc(N * T * V * sizeof *p);
+    assert_non_null(p);
+    assert_status(bp_net_predict(net, x, N, p, N * T * V), BP_OK);
+    double ce = 0.0;
+    for (size_t k = 0; k < N * T; k++)
+        ce -= log((double)p[k * V + (size_t)y[k]]);
+    assert_close(m1[BP_METRIC_LOSS], ce / (N * T), 1e-4, 1e-6);
+    free(p);
+
+    /* Accuracy over steps, not rows: make exactly one step of one row wrong. */
+    float yw[N * T];
+    memcpy(yw, y, sizeof yw);
+    yw[3] = (float)(((size_t)y[3] + 1) % V);
+    bp_dataset *dw;
+    assert_status(bp_dataset_create(&dw, x, yw, N, T, T), BP_OK);
+    assert_status(bp_net_evaluate(net, BP_LOSS_SPARSE_SOFTMAX_CE, dw, m1, 4), BP_OK);
+    assert_close(m1[BP_METRIC_ACCURACY], 1.0 - 1.0 / (N * T), 0, 1e-12);
+    /* the same with one-hot targets [T x V] */
+    float *oh = calloc(N * T * V, sizeof *oh);
+    assert_non_null(oh);
+    for (size_t k = 0; k < N * T; k++)
+        oh[k * V + (size_t)yw[k]] = 1.0f;
+    bp_dataset *dh;
+    assert_status(bp_dataset_create(&dh, x, oh, N, T, T * V), BP_OK);
+    double m2[4];
+    assert_status(bp_net_evaluate(net, BP_LOSS_SOFTMAX_CE, dh, m2, 4), BP_OK);
+    assert_close(m2[BP_METRIC_ACCURACY], m1[BP_METRIC_ACCURACY], 0, 1e-12);
+    assert_close(m2[BP_METRIC_LOSS], m1[BP_METRIC_LOSS], 1e-5, 1e-7);
+    free(oh);
+    bp_dataset_free(dh);
+    bp_dataset_free(dw);
+
+    /* save, load, clone: the same predictions */
+    size_t size;
+    unsigned char *buf = save(net, &size);
+    bp_net *back;
+    assert_status(bp_net_load_buffer(&back, buf, size), BP_OK);
+    float a[N * T * V], b[N * T * V];
+    assert_status(bp_net_predict(net, x, N, a, N * T * V), BP_OK);
+    assert_status(bp_net_predict(back, x, N, b, N * T * V), BP_OK);
+    assert_memory_equal(a, b, sizeof a);
+    assert_status(bp_net_predict(back, x + 1, 1, b, T * V), BP_OK); /* id check still on */
+    float bad[T] = {0, 1, 2, 3, (float)V};
+    assert_status(bp_net_predict(back, bad, 1, b, T * V), BP_ERR_INDEX);
+    bp_net *copy;
+    assert_status(bp_net_clone(&copy, back), BP_OK);
+    assert_status(bp_net_predict(copy, bad, 1, b, T * V), BP_ERR_INDEX);
+    double e;
+    assert_status(bp_layer_get(bp_net_layer(copy, 1), BP_LAYER_LN_EPSILON, &e), BP_OK);
+    assert_true(e == 1e-5);
+    bp_net_free(copy);
+    bp_net_free(back);
+    free(buf);
+    bp_dataset_free(ds);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+static void layernorm_epsilon_and_hostile_records_load_checked(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create_sequence(&net, 2, 1, 5), BP_OK);
+    assert_status(bp_net_add_embedding(net, 3, 2), BP_OK);
+    assert_status(bp_net_add_layernorm(net), BP_OK);
+    assert_status(bp_layer_set(bp_net_layer(net, 1), BP_LAYER_LN_EPSILON, 0.25), BP_OK);
+    size_t size;
+    unsigned char *buf = save(net, &size);
+    bp_net *back;
+    assert_status(bp_net_load_buffer(&back, buf, size), BP_OK);
+    double e;
+    assert_status(bp_layer_get(bp_net_layer(back, 1), BP_LAYER_LN_EPSILON, &e), BP_OK);
+    assert_true(e == 0.25);
+    bp_net_free(back);
+    /* truncations of the file never load */
+    for (size_t cut = 1; cut < size; cut += 7) {
+        back = (bp_net *)&rng_state;
+        assert_true(bp_net_load_buffer(&back, buf, size - cut) != BP_OK);
+        assert_null(back);
+    }
+    free(buf);
+    bp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +703,13 @@ int main(void)
         bp_add_test(image_layers_refuse_sequences),
         bp_add_test(per_step_dense_matches_reference),
         bp_add_test(sequence_net_saves_loads_and_clones),
+        bp_add_test(per_step_layers_and_losses_match_finite_differences),
+        bp_add_test(embedding_gradients_match_finite_differences),
+        bp_add_test(layernorm_on_flat_and_image_rows_matches_finite_differences),
+        bp_add_test(bad_ids_and_targets_leave_the_net_untouched),
+        bp_add_test(embedding_and_layernorm_reject_bad_arguments),
+        bp_add_test(many_to_many_model_trains_and_counts_steps),
+        bp_add_test(layernorm_epsilon_and_hostile_records_load_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

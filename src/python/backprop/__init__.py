@@ -108,6 +108,9 @@ LAYER_AVGPOOL2D = 6
 LAYER_FLATTEN = 7
 LAYER_GLOBAL_AVGPOOL = 8
 LAYER_ACTIVATION = 9
+LAYER_EMBEDDING = 10  # sequences (#14, seqcore)
+LAYER_LAYERNORM = 11
+
 # recurrent layers (rnn)
 LAYER_RNN = 12
 LAYER_LSTM = 13
@@ -159,6 +162,7 @@ LAYER_DROPOUT_RATE = 205
 LAYER_L2 = 206
 LAYER_L1 = 207
 LAYER_STATEFUL = 208  # recurrent layers (rnn)
+LAYER_LN_EPSILON = 209  # sequences (#14, seqcore)
 
 NET_ACCUMULATE_GRADS = 300
 NET_HUBER_DELTA = 301
@@ -278,6 +282,8 @@ PROTOTYPES = {
                                             ctypes.c_void_p]),
     "bp_net_input_steps": (_status, [_NetP, _c_size_p]),
     "bp_layer_output_steps": (_status, [_LayerP, _c_size_p]),
+    "bp_net_add_embedding": (_status, [_NetP, _S, _S]),
+    "bp_net_add_layernorm": (_status, [_NetP]),
     # end of sequences (seqcore)
     "bp_net_free": (None, [_NetP]),
     "bp_net_clone": (_status, [_P(_NetP), _NetP]),
