@@ -248,9 +248,9 @@ enum bp_layer_kind {
     BP_LAYER_EMBEDDING = 10,     /**< token ids -> vectors, bp_net_add_embedding() @since 0.2 */
     BP_LAYER_LAYERNORM = 11,     /**< layer normalisation, bp_net_add_layernorm() @since 0.2 */
     /* --- recurrent layers (#14, rnn) --- */
-    BP_LAYER_RNN = 12,           /**< simple recurrent layer, bp_net_add_rnn() @since 0.2 */
-    BP_LAYER_LSTM = 13,          /**< long short-term memory, bp_net_add_lstm() @since 0.2 */
-    BP_LAYER_GRU = 14            /**< gated recurrent unit, bp_net_add_gru() @since 0.2 */
+    BP_LAYER_RNN = 12,  /**< simple recurrent layer, bp_net_add_rnn() @since 0.2 */
+    BP_LAYER_LSTM = 13, /**< long short-term memory, bp_net_add_lstm() @since 0.2 */
+    BP_LAYER_GRU = 14   /**< gated recurrent unit, bp_net_add_gru() @since 0.2 */
     /* --- end of recurrent layers (rnn) --- */
 };
 
@@ -357,15 +357,15 @@ enum bp_layer_key {
                                       lambda * sum |w|; weights only; not in the reported
                                       loss. [0, 1e3]; default 0 @since 0.1 */
     /* --- recurrent layers (#14, rnn) --- */
-    BP_LAYER_STATEFUL = 208,     /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
-                                      through time): the final state of one training batch
-                                      is the initial state of the next, whose batch size
-                                      must then be the same (else the step fails with
-                                      BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
-                                      0/1; default 0 @since 0.2 */
+    BP_LAYER_STATEFUL = 208, /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
+                                  through time): the final state of one training batch
+                                  is the initial state of the next, whose batch size
+                                  must then be the same (else the step fails with
+                                  BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
+                                  0/1; default 0 @since 0.2 */
     /* --- end of recurrent layers (rnn) --- */
-    BP_LAYER_LN_EPSILON = 209    /**< layernorm: added to the variance; [1e-12, 1]; default
-                                      1e-5 (PyTorch's) @since 0.2 */
+    BP_LAYER_LN_EPSILON = 209 /**< layernorm: added to the variance; [1e-12, 1]; default
+                                   1e-5 (PyTorch's) @since 0.2 */
 };
 
 /** Network settings for bp_net_set()/bp_net_get() (block 300..399). */

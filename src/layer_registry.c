@@ -23,7 +23,9 @@ static const bp__layer_vtable *const kinds[] = {
     &bp__embedding_vtable,
     &bp__layernorm_vtable,
     /* recurrent layers (rnn) */
-    &bp__rnn_vtable, &bp__lstm_vtable, &bp__gru_vtable,
+    &bp__rnn_vtable,
+    &bp__lstm_vtable,
+    &bp__gru_vtable,
 };
 
 const bp__layer_vtable *bp__layer_vtable_of(int kind)
