@@ -483,6 +483,176 @@ static void outputs_match_pytorch(void **state)
     assert_true(cases >= 10);
 }
 
+/* Inference runs large batches in blocks of rows (bounded scratch): the same outputs as one
+ * training forward over all rows, and as predicting row by row. */
+static void large_batches_predict_like_the_training_forward(void **state)
+{
+    (void)state;
+    const size_t n = 150, T = 5, F = 3;
+    bp_net *net = NULL;
+    assert_status(bp_net_create_sequence(&net, T, F, 4), BP_OK);
+    assert_status(bp_net_add_lstm(net, 6, BP_RNN_BIDIRECTIONAL), BP_OK);
+    assert_status(bp_net_add_gru(net, 4, BP_RNN_LAST_STEP), BP_OK);
+    float *x = malloc(n * T * F * sizeof *x), *y = malloc(n * 4 * sizeof *y), one[4];
+    assert_non_null(x);
+    assert_non_null(y);
+    uint64_t rs = 77;
+    fill(x, n * T * F, &rs, 2.0f);
+    assert_status(bp_net_predict(net, x, n, y, n * 4), BP_OK);
+    const float *yf;
+    assert_status(bp_net_forward(net, x, n, &yf), BP_OK);
+    for (size_t k = 0; k < n * 4; k++)
+        assert_close(y[k], yf[k], 1e-5, 1e-6);
+    for (size_t i = 0; i < n; i += 37) {
+        assert_status(bp_net_predict(net, x + i * T * F, 1, one, 4), BP_OK);
+        for (size_t k = 0; k < 4; k++)
+            assert_close(one[k], y[i * 4 + k], 1e-5, 1e-6);
+    }
+    /* two activation buffers of 1000 rows plus the layers' scratch of one block of rows (all
+     * 1000 rows at once would need over 400 000 floats more) */
+    assert_true(bp_net_predict_scratch_floats(net, 1000) < 2 * 1000 * 60 + 100000);
+    free(x);
+    free(y);
+    bp_net_free(net);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Learning: memory through time, and across batches in the stateful mode
+ * ----------------------------------------------------------------------------------------*/
+
+/* Many-to-many echo: y_t = x_{t-2} (0 for the first two steps), a recurrent layer then a
+ * dense layer per step, MSE over every step. Returns the mean loss of the last 20 steps. */
+static float train_echo(int kind, size_t steps_trained)
+{
+    enum { N = 16, T = 8 };
+    bp_net *net = NULL;
+    bp_optimizer *opt = NULL;
+    assert_status(bp_net_create_sequence(&net, T, 1, 5), BP_OK);
+    assert_status(add_kind(net, kind, BP_ACT_TANH, 12, 0), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK); /* per step: [T x 1] */
+    assert_int_equal(bp_layer_output_size(bp_net_layer(net, 1)), T);
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    assert_status(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.01), BP_OK);
+    uint64_t rs = 99;
+    float x[N * T], y[N * T], loss = 0.0f, tail = 0.0f;
+    for (size_t s = 0; s < steps_trained; s++) {
+        fill(x, N * T, &rs, 1.0f);
+        for (size_t i = 0; i < N; i++)
+            for (size_t t = 0; t < T; t++)
+                y[i * T + t] = t >= 2 ? x[i * T + t - 2] : 0.0f;
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, N, &loss), BP_OK);
+        if (s + 20 >= steps_trained) tail += loss / 20.0f;
+    }
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    return tail;
+}
+
+static void every_kind_learns_to_remember_through_time(void **state)
+{
+    (void)state;
+    /* the inputs' variance is 1/3: a net without memory cannot go below about 0.25 */
+    const float lstm = train_echo(BP_LAYER_LSTM, 400), gru = train_echo(BP_LAYER_GRU, 400);
+    const float rnn = train_echo(BP_LAYER_RNN, 400);
+    print_message("echo: loss lstm %.4f, gru %.4f, rnn %.4f\n", (double)lstm, (double)gru,
+                  (double)rnn);
+    assert_true(lstm < 0.02f);
+    assert_true(gru < 0.02f);
+    assert_true(rnn < 0.02f);
+}
+
+/* Truncated BPTT: 8 long streams cut into chunks of 4 steps, y_t = x_{t-2}. Without the
+ * carried state the first two steps of every chunk cannot be predicted (a loss of at least
+ * half the inputs' variance 1/3); with it they can. Returns the mean loss of the last epoch. */
+static float train_chunked_echo(int stateful)
+{
+    enum { N = 8, T = 4, CHUNKS = 40, EPOCHS = 12 };
+    bp_net *net = NULL;
+    bp_optimizer *opt = NULL;
+    assert_status(bp_net_create_sequence(&net, T, 1, 8), BP_OK);
+    assert_status(bp_net_add_gru(net, 12, 0), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_layer_set(bp_net_layer(net, 0), BP_LAYER_STATEFUL, stateful), BP_OK);
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    assert_status(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.01), BP_OK);
+    static float stream[N][CHUNKS * T];
+    uint64_t rs = 4242;
+    for (size_t i = 0; i < N; i++)
+        fill(stream[i], CHUNKS * T, &rs, 1.0f);
+    float epoch_loss = 0.0f;
+    for (int e = 0; e < EPOCHS; e++) {
+        assert_status(bp_net_reset_state(net), BP_OK);
+        epoch_loss = 0.0f;
+        for (size_t c = 0; c < CHUNKS; c++) {
+            float x[N * T], y[N * T], loss;
+            for (size_t i = 0; i < N; i++)
+                for (size_t t = 0; t < T; t++) {
+                    const size_t at = c * T + t;
+                    x[i * T + t] = stream[i][at];
+                    y[i * T + t] = at >= 2 ? stream[i][at - 2] : 0.0f;
+                }
+            assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, N, &loss), BP_OK);
+            epoch_loss += loss / CHUNKS;
+        }
+    }
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    return epoch_loss;
+}
+
+/* A tiny character model, many-to-many: embedding -> lstm -> layernorm -> dense softmax per
+ * step, sparse softmax cross-entropy over every step (class ids [T] per row). The text
+ * repeats "abcab": the next token is known once three tokens are seen ("ab" is followed by
+ * "c" after "b" and by "a" after "c"), so the model must remember. Its first steps stay
+ * ambiguous, which keeps the mean loss above 0; every later step must be predicted. */
+static void token_model_learns_next_token_per_step(void **state)
+{
+    (void)state;
+    enum { N = 12, T = 6, V = 3 };
+    static const int text[5] = {0, 1, 2, 0, 1};
+    bp_net *net = NULL;
+    bp_optimizer *opt = NULL;
+    assert_status(bp_net_create_sequence(&net, T, 1, 31), BP_OK);
+    assert_status(bp_net_add_embedding(net, V, 4), BP_OK);
+    assert_status(bp_net_add_lstm(net, 10, 0), BP_OK);
+    assert_status(bp_net_add_layernorm(net), BP_OK);
+    assert_status(bp_net_add_dense(net, V, BP_ACT_SOFTMAX), BP_OK);
+    assert_status(bp_net_set(net, BP_NET_CLIP_NORM, 5.0), BP_OK);
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    assert_status(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.02), BP_OK);
+    float x[N * T], y[N * T], loss = 0.0f;
+    for (size_t i = 0; i < N; i++)
+        for (size_t t = 0; t < T; t++) {
+            x[i * T + t] = (float)text[(i + t) % 5];
+            y[i * T + t] = (float)text[(i + t + 1) % 5];
+        }
+    for (int s = 0; s < 300; s++)
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, &loss),
+                      BP_OK);
+    print_message("token model: loss %.4f after 300 steps\n", (double)loss);
+    assert_true(loss < 0.2f); /* from log 3 = 1.1 */
+    float p[N * T * V];
+    assert_status(bp_net_predict(net, x, N, p, N * T * V), BP_OK);
+    for (size_t k = 0; k < N * T; k++) {
+        size_t best = 0;
+        for (size_t c = 1; c < V; c++)
+            if (p[k * V + c] > p[k * V + best]) best = c;
+        if (k % T >= 2) assert_int_equal(best, (size_t)y[k]);
+    }
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+static void stateful_training_carries_memory_across_batches(void **state)
+{
+    (void)state;
+    const float without = train_chunked_echo(0), with = train_chunked_echo(1);
+    print_message("chunked echo: loss %.4f without the carried state, %.4f with it\n",
+                  (double)without, (double)with);
+    assert_true(without > 0.12f);
+    assert_true(with < 0.03f);
+}
+
 /* ------------------------------------------------------------------------------------------
  * Shapes, layout, arguments
  * ----------------------------------------------------------------------------------------*/
@@ -1100,6 +1270,10 @@ int main(void)
         bp_add_test(shapes_and_parameter_layout_follow_pytorch),
         bp_add_test(bad_arguments_fail_with_a_status),
         bp_add_test(outputs_match_pytorch),
+        bp_add_test(large_batches_predict_like_the_training_forward),
+        bp_add_test(every_kind_learns_to_remember_through_time),
+        bp_add_test(stateful_training_carries_memory_across_batches),
+        bp_add_test(token_model_learns_next_token_per_step),
         bp_add_test(bptt_gradients_match_finite_differences),
         bp_add_test(stateful_bptt_gradients_match_finite_differences),
         bp_add_test(stateful_batch_size_must_stay_until_reset),

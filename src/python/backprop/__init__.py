@@ -110,7 +110,6 @@ LAYER_GLOBAL_AVGPOOL = 8
 LAYER_ACTIVATION = 9
 LAYER_EMBEDDING = 10  # sequences (#14, seqcore)
 LAYER_LAYERNORM = 11
-
 # recurrent layers (rnn)
 LAYER_RNN = 12
 LAYER_LSTM = 13
@@ -161,8 +160,8 @@ LAYER_BN_EPSILON = 204
 LAYER_DROPOUT_RATE = 205
 LAYER_L2 = 206
 LAYER_L1 = 207
-LAYER_STATEFUL = 208  # recurrent layers (rnn)
 LAYER_LN_EPSILON = 209  # sequences (#14, seqcore)
+LAYER_STATEFUL = 208  # recurrent layers (rnn)
 
 NET_ACCUMULATE_GRADS = 300
 NET_HUBER_DELTA = 301
