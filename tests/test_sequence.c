@@ -693,6 +693,100 @@ static void layernorm_epsilon_and_hostile_records_load_checked(void **state)
     bp_net_free(net);
 }
 
+/* Building, training, saving and loading a sequence net under every allocation failure:
+ * BP_ERR_NOMEM and no leak, until it succeeds. */
+static void sequence_nets_survive_every_allocation_failure(void **state)
+{
+    (void)state;
+    const float x[2 * 3] = {0, 1, 2, 3, 0, 1}, y[2 * 3] = {1, 2, 0, 0, 1, 2};
+    for (long k = 1;; k++) {
+        bp_test_alloc ta = {.fail_at = k};
+        bp_net *net;
+        if (bp_net_create_sequence_ex(&net, 3, 1, 1, bp_test_alloc_fn, bp_test_free_fn, &ta) !=
+            BP_OK) {
+            assert_int_equal(ta.live, 0);
+            continue;
+        }
+        bp_status s = bp_net_add_embedding(net, 4, 3);
+        if (s == BP_OK) s = bp_net_add_layernorm(net);
+        if (s == BP_OK) s = bp_net_add_dense(net, 3, BP_ACT_SOFTMAX);
+        if (s == BP_OK) s = bp_net_compute_grads(net, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, 2, NULL);
+        bp_net *copy = NULL;
+        if (s == BP_OK) s = bp_net_clone(&copy, net);
+        if (s != BP_OK) assert_int_equal(s, BP_ERR_NOMEM);
+        bp_net_free(copy);
+        bp_net_free(net);
+        assert_int_equal(ta.live, 0);
+        if (s == BP_OK) break;
+        assert_true(k < 1000);
+    }
+}
+
+/* A streaming source over arrays: rows of @c in inputs and @c out targets. */
+typedef struct array_source {
+    const float *x, *y;
+    size_t n, in, out, at;
+} array_source;
+
+static int array_read(void *user, float *x, float *y, size_t capacity, size_t *rows)
+{
+    array_source *a = user;
+    const size_t k = a->n - a->at < capacity ? a->n - a->at : capacity;
+    memcpy(x, a->x + a->at * a->in, k * a->in * sizeof(float));
+    memcpy(y, a->y + a->at * a->out, k * a->out * sizeof(float));
+    a->at += k;
+    *rows = k;
+    return 0;
+}
+
+static int array_rewind(void *user)
+{
+    ((array_source *)user)->at = 0;
+    return 0;
+}
+
+/* Streaming sources see sequence outputs per step, as data sets do. */
+static void sources_take_per_step_targets(void **state)
+{
+    (void)state;
+    enum { T = 3, V = 4, N = 8 };
+    float x[N * T], y[N * T];
+    for (size_t k = 0; k < N * T; k++) {
+        x[k] = (float)(k % V);
+        y[k] = (float)((k + 1) % V);
+    }
+    bp_net *net;
+    bp_dataset *ds;
+    bp_source *src;
+    array_source a = {x, y, N, T, T, 0};
+    assert_status(bp_net_create_sequence(&net, T, 1, 4), BP_OK);
+    assert_status(bp_net_add_embedding(net, V, 4), BP_OK);
+    assert_status(bp_net_add_dense(net, V, BP_ACT_SOFTMAX), BP_OK);
+    assert_status(bp_dataset_create(&ds, x, y, N, T, T), BP_OK);
+    assert_status(bp_source_create(&src, T, T, N, array_read, array_rewind, &a), BP_OK);
+    double md[4], ms[4];
+    assert_status(bp_net_evaluate(net, BP_LOSS_SPARSE_SOFTMAX_CE, ds, md, 4), BP_OK);
+    assert_status(bp_net_evaluate_source(net, BP_LOSS_SPARSE_SOFTMAX_CE, src, ms, 4), BP_OK);
+    assert_true(md[BP_METRIC_LOSS] == ms[BP_METRIC_LOSS]);
+    assert_true(md[BP_METRIC_ACCURACY] == ms[BP_METRIC_ACCURACY]);
+    bp_optimizer *opt;
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+    assert_status(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.05), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_EPOCHS, 40), BP_OK);
+    assert_status(bp_net_set(net, BP_FIT_SHUFFLE, 0), BP_OK);
+    assert_status(bp_net_fit_source(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, src, NULL), BP_OK);
+    assert_status(bp_net_evaluate(net, BP_LOSS_SPARSE_SOFTMAX_CE, ds, md, 4), BP_OK);
+    assert_true(md[BP_METRIC_ACCURACY] == 1.0);
+    bp_source_free(src);
+    /* a source with one class index per row is refused */
+    assert_status(bp_source_create(&src, T, 1, N, array_read, array_rewind, &a), BP_OK);
+    assert_status(bp_net_evaluate_source(net, BP_LOSS_SPARSE_SOFTMAX_CE, src, ms, 4), BP_ERR_SHAPE);
+    bp_source_free(src);
+    bp_optimizer_free(opt);
+    bp_dataset_free(ds);
+    bp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -710,6 +804,8 @@ int main(void)
         bp_add_test(embedding_and_layernorm_reject_bad_arguments),
         bp_add_test(many_to_many_model_trains_and_counts_steps),
         bp_add_test(layernorm_epsilon_and_hostile_records_load_checked),
+        bp_add_test(sequence_nets_survive_every_allocation_failure),
+        bp_add_test(sources_take_per_step_targets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

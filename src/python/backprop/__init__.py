@@ -185,6 +185,7 @@ FIT_COSINE_EPOCHS = 412
 FIT_INITIAL_EPOCH = 413
 FIT_KEEP_BEST = 414
 FIT_PROGRESS_SECONDS = 415
+FIT_SHUFFLE_BUFFER = 416
 
 SCHEDULE_CONSTANT = 0
 SCHEDULE_STEP = 1
@@ -238,11 +239,16 @@ class _Dataset(ctypes.Structure):
     """struct bp_dataset (opaque)."""
 
 
+class _Source(ctypes.Structure):
+    """struct bp_source (opaque)."""
+
+
 _P = ctypes.POINTER
 _c_size_p = _P(ctypes.c_size_t)
 _c_float_p = _P(ctypes.c_float)
 _c_double_p = _P(ctypes.c_double)
 _NetP, _LayerP, _OptP, _DsP = _P(_Net), _P(_Layer), _P(_Optimizer), _P(_Dataset)
+_SrcP = _P(_Source)
 _status = ctypes.c_int  # bp_status is an enum: int-sized, returned as int
 
 ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
@@ -255,6 +261,10 @@ BATCH_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.
                             ctypes.c_size_t, ctypes.c_size_t, ctypes.c_double)
 GRAD_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.c_int,
                            ctypes.c_size_t, ctypes.POINTER(ctypes.c_float))
+SOURCE_READ_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
+                                  ctypes.POINTER(ctypes.c_float), ctypes.c_size_t,
+                                  ctypes.POINTER(ctypes.c_size_t))
+SOURCE_REWIND_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 
 _S, _I, _D, _U64 = ctypes.c_size_t, ctypes.c_int, ctypes.c_double, ctypes.c_uint64
 _STR = ctypes.c_char_p
@@ -390,6 +400,11 @@ PROTOTYPES = {
     "bp_net_set_batch_callback": (_status, [_NetP, BATCH_FN, ctypes.c_void_p]),
     "bp_net_fit": (_status, [_NetP, _OptP, _I, _DsP, _DsP]),
     "bp_net_evaluate": (_status, [_NetP, _I, _DsP, _c_double_p, _S]),
+    "bp_source_create": (_status, [_P(_SrcP), _S, _S, _S, SOURCE_READ_FN, SOURCE_REWIND_FN,
+                                   ctypes.c_void_p]),
+    "bp_source_free": (None, [_SrcP]),
+    "bp_net_fit_source": (_status, [_NetP, _OptP, _I, _SrcP, _DsP]),
+    "bp_net_evaluate_source": (_status, [_NetP, _I, _SrcP, _c_double_p, _S]),
     "bp_net_history_length": (_S, [_NetP]),
     "bp_net_history_get": (_status, [_NetP, _S, _I, _c_double_p]),
     "bp_net_history_best": (_status, [_NetP, _c_size_p]),
@@ -810,9 +825,17 @@ class Layer(_Keyed):
         return _lib.bp_layer_output_size(self._handle())
 
     @property
+    def output_steps(self):
+        """T of the layer's sequence output rows [T x width], 0 when they are not sequences
+        (bp_layer_output_steps)."""
+        t = ctypes.c_size_t()
+        _check(_lib.bp_layer_output_steps(self._handle(), ctypes.byref(t)))
+        return t.value
+
+    @property
     def output_shape(self):
         """(channels, height, width) of one output row, channels-first; (units, 1, 1) for
-        flat rows (bp_layer_output_shape)."""
+        flat rows, (1, T, width) for sequences (bp_layer_output_shape)."""
         c, h, w = ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
         _check(_lib.bp_layer_output_shape(self._handle(), ctypes.byref(c), ctypes.byref(h),
                                           ctypes.byref(w)))
@@ -882,8 +905,9 @@ class Layer(_Keyed):
 
 
 class Net(_Handle, _Keyed):
-    """bp_net: Net(inputs, seed=0), or Net.image(channels, height, width, seed=0) for image
-    rows. Methods that build the network return self."""
+    """bp_net: Net(inputs, seed=0), Net.image(channels, height, width, seed=0) for image
+    rows, or Net.sequence(steps, features, seed=0) for sequence rows. Methods that build the
+    network return self."""
 
     _free = staticmethod(_free_net)
     _kind = "Net"
@@ -902,6 +926,15 @@ class Net(_Handle, _Keyed):
         h = _NetP()
         _check(_lib.bp_net_create_image(ctypes.byref(h), int(channels), int(height),
                                         int(width), int(seed)))
+        return cls._wrap(h)
+
+    @classmethod
+    def sequence(cls, steps, features, seed=0):
+        """A net whose input rows are sequences of steps x features, step-major
+        (bp_net_create_sequence); token ids for add_embedding() are features=1."""
+        h = _NetP()
+        _check(_lib.bp_net_create_sequence(ctypes.byref(h), int(steps), int(features),
+                                           int(seed)))
         return cls._wrap(h)
 
     @classmethod
@@ -966,6 +999,28 @@ class Net(_Handle, _Keyed):
     def add_flatten(self):
         _check(_lib.bp_net_add_flatten(self._handle()))
         return self
+
+    def add_embedding(self, vocabulary, dimension):
+        """Token ids -> vectors (first layer of Net.sequence(steps, 1)); an id that is not an
+        integer in [0, vocabulary) raises BP_ERR_INDEX naming its row and step."""
+        _check(_lib.bp_net_add_embedding(self._handle(), int(vocabulary), int(dimension)))
+        return self
+
+    def add_layernorm(self):
+        """Layer normalisation over each step's (sequences) or each row's features."""
+        _check(_lib.bp_net_add_layernorm(self._handle()))
+        return self
+
+    @property
+    def input_steps(self):
+        """T of the input rows for Net.sequence(), else 0 (bp_net_input_steps)."""
+        t = ctypes.c_size_t()
+        _check(_lib.bp_net_input_steps(self._handle(), ctypes.byref(t)))
+        return t.value
+
+    def _output_steps(self):
+        count = self.layer_count
+        return self.layer(count - 1).output_steps if count else self.input_steps
 
     # recurrent layers (rnn): flags are RNN_LAST_STEP and RNN_BIDIRECTIONAL, OR-ed
     def add_rnn(self, hidden, activation=ACT_TANH, flags=0):
@@ -1039,7 +1094,9 @@ class Net(_Handle, _Keyed):
 
     def _y(self, y, n, loss, what):
         target = _In(y, what + ": y")
-        width = 1 if loss == LOSS_SPARSE_SOFTMAX_CE else self.output_size
+        # class indices: one per row, or one per step of sequence outputs
+        width = max(1, self._output_steps()) if loss == LOSS_SPARSE_SOFTMAX_CE \
+            else self.output_size
         if target.count < n * width:
             _fail(ERR_SHAPE, f"{what}: y holds {target.count} floats, {n} rows of "
                              f"{width} target(s) need {n * width}")
