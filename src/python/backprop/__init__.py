@@ -1000,6 +1000,24 @@ class Net(_Handle, _Keyed):
         _check(_lib.bp_net_add_flatten(self._handle()))
         return self
 
+    # recurrent layers (rnn): flags are RNN_LAST_STEP and RNN_BIDIRECTIONAL, OR-ed
+    def add_rnn(self, hidden, activation=ACT_TANH, flags=0):
+        _check(_lib.bp_net_add_rnn(self._handle(), int(hidden), int(activation), int(flags)))
+        return self
+
+    def add_lstm(self, hidden, flags=0):
+        _check(_lib.bp_net_add_lstm(self._handle(), int(hidden), int(flags)))
+        return self
+
+    def add_gru(self, hidden, flags=0):
+        _check(_lib.bp_net_add_gru(self._handle(), int(hidden), int(flags)))
+        return self
+
+    def reset_state(self):
+        """Forget the carried state of the stateful recurrent layers."""
+        _check(_lib.bp_net_reset_state(self._handle()))
+        return self
+
     def add_embedding(self, vocabulary, dimension):
         """Token ids -> vectors (first layer of Net.sequence(steps, 1)); an id that is not an
         integer in [0, vocabulary) raises BP_ERR_INDEX naming its row and step."""
@@ -1021,24 +1039,6 @@ class Net(_Handle, _Keyed):
     def _output_steps(self):
         count = self.layer_count
         return self.layer(count - 1).output_steps if count else self.input_steps
-
-    # recurrent layers (rnn): flags are RNN_LAST_STEP and RNN_BIDIRECTIONAL, OR-ed
-    def add_rnn(self, hidden, activation=ACT_TANH, flags=0):
-        _check(_lib.bp_net_add_rnn(self._handle(), int(hidden), int(activation), int(flags)))
-        return self
-
-    def add_lstm(self, hidden, flags=0):
-        _check(_lib.bp_net_add_lstm(self._handle(), int(hidden), int(flags)))
-        return self
-
-    def add_gru(self, hidden, flags=0):
-        _check(_lib.bp_net_add_gru(self._handle(), int(hidden), int(flags)))
-        return self
-
-    def reset_state(self):
-        """Forget the carried state of the stateful recurrent layers."""
-        _check(_lib.bp_net_reset_state(self._handle()))
-        return self
 
     @property
     def layer_count(self):
