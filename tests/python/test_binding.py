@@ -386,6 +386,37 @@ class SequenceNet(unittest.TestCase):
             self.assertEqual(flat_net.input_steps, 0)
 
 
+class RecurrentNet(unittest.TestCase):
+    """Recurrent layers (#14) through the binding: kinds, shapes, PyTorch's parameter counts,
+    the stateful mode and its reset."""
+
+    def test_recurrent_layers_train_and_carry_state(self):
+        T, F = 5, 3
+        with bp.Net.sequence(T, F, seed=4) as net:
+            net.add_lstm(4, bp.RNN_BIDIRECTIONAL).add_rnn(3, bp.ACT_RELU)
+            net.add_gru(2, bp.RNN_LAST_STEP).add_dense(1)
+            self.assertEqual([layer.kind for layer in net.layers],
+                             [bp.LAYER_LSTM, bp.LAYER_RNN, bp.LAYER_GRU, bp.LAYER_DENSE])
+            self.assertEqual([layer.output_steps for layer in net.layers], [T, T, 0, 0])
+            self.assertEqual(net.layer(0).output_shape, (1, T, 8))
+            # PyTorch's layout: [W_ih; W_hh] per direction, then [b_ih; b_hh] per direction
+            self.assertEqual(net.layer(0).param_count, 2 * (16 * (F + 4) + 32))
+            net.layer(2).set("stateful", 1)
+            x = [math.sin(0.3 * k) for k in range(4 * T * F)]
+            y = [0.5, -0.5, 0.25, 0.0]
+            with bp.Optimizer(bp.OPTIMIZER_ADAM) as opt:
+                net.train_step(opt, bp.LOSS_MSE, x, y)
+                net.train_step(opt, bp.LOSS_MSE, x, y)
+                with self.assertRaises(bp.BackpropError) as cm:
+                    net.train_step(opt, bp.LOSS_MSE, x[:2 * T * F], y[:2])
+                self.assertEqual(cm.exception.status, bp.ERR_SHAPE)
+                net.reset_state()
+                net.train_step(opt, bp.LOSS_MSE, x[:2 * T * F], y[:2])
+            with self.assertRaises(bp.BackpropError) as cm:
+                net.add_lstm(3)  # the gru's last step is flat: no sequence left
+            self.assertEqual(cm.exception.status, bp.ERR_SHAPE)
+
+
 class ConvolutionalNet(unittest.TestCase):
     """Image nets and the deep layer kinds through the binding."""
 
