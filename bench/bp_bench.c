@@ -1097,6 +1097,160 @@ done:
     return rc;
 }
 
+#ifdef BP_BENCH_SEQUENCE /* the header declares the sequence layers (bench/CMakeLists.txt) */
+/* ------------------------------------------------------------------------------------------
+ * Case: lstm-charlm -- the character language model of issue #14's floors (docs/sequences.md,
+ * docs/examples/char_lm.c, bench/charlm_torch.py): token ids -> embedding 64 -> LSTM 256
+ * (every step) -> dense softmax over a 114-token vocabulary per step; T = 64, batches of 32
+ * windows, sparse softmax cross-entropy, Adam 2e-3, gradient-norm clipping at 5. Random
+ * token ids (the speed does not depend on the text). tokens_per_s = 32 * 64 / the median
+ * update time. gemm_only: the same update's GEMMs alone on random buffers (the input
+ * projection of all steps, the 64 recurrent products, the output layer; backward: their
+ * gradient products), the bound the layers' other work adds to (update_over_gemm).
+ * ----------------------------------------------------------------------------------------*/
+
+enum { CLM_T = 64, CLM_N = 32, CLM_E = 64, CLM_H = 256, CLM_V = 114, CLM_POOL = 8 };
+
+typedef struct clm_args {
+    bp_net *net;
+    bp_optimizer *opt;
+    const float *x, *y; /* CLM_POOL batches of [CLM_N x CLM_T] */
+    size_t next;
+    int status;
+} clm_args;
+
+static void run_clm_update(void *p)
+{
+    clm_args *a = p;
+    const size_t at = a->next++ % CLM_POOL * CLM_N * CLM_T;
+    const bp_status s = bp_net_train_step(a->net, a->opt, BP_LOSS_SPARSE_SOFTMAX_CE, a->x + at,
+                                          a->y + at, CLM_N, NULL);
+    if (s != BP_OK) a->status = s;
+}
+
+/* The GEMMs of one update, rows batch-major (row n*T + t) like the net's sequence rows. */
+enum {
+    CLM_X,
+    CLM_WIH,
+    CLM_WHH,
+    CLM_WD,
+    CLM_P,
+    CLM_HS,
+    CLM_LOGITS,
+    CLM_DLOGITS,
+    CLM_DWD,
+    CLM_DH,
+    CLM_DZ,
+    CLM_DWHH,
+    CLM_DWIH,
+    CLM_DX,
+    CLM_BUFS
+};
+
+typedef struct clm_gemms {
+    float *b[CLM_BUFS];
+} clm_gemms;
+
+static void clm_gemms_free(clm_gemms *g)
+{
+    for (size_t i = 0; i < CLM_BUFS; i++)
+        free(g->b[i]);
+    memset(g, 0, sizeof *g);
+}
+
+static int clm_gemms_alloc(clm_gemms *g)
+{
+    const size_t r = CLM_N * CLM_T, G = 4 * CLM_H;
+    const size_t sizes[CLM_BUFS] = {r * CLM_E, G * CLM_E, G * CLM_H, CLM_V * CLM_H, r * G,
+                                    r * CLM_H, r * CLM_V, r * CLM_V, CLM_V * CLM_H, r * CLM_H,
+                                    r * G,     G * CLM_H, G * CLM_E, r * CLM_E};
+    memset(g, 0, sizeof *g);
+    for (size_t i = 0; i < CLM_BUFS; i++) {
+        if ((g->b[i] = malloc(sizes[i] * sizeof(float))) == NULL) {
+            clm_gemms_free(g);
+            return -1;
+        }
+        bench_fill(g->b[i], sizes[i], 40 + (unsigned)i);
+    }
+    return 0;
+}
+
+static void run_clm_gemms(void *p)
+{
+    float *const *b = ((const clm_gemms *)p)->b;
+    const size_t T = CLM_T, N = CLM_N, E = CLM_E, H = CLM_H, V = CLM_V, G = 4 * CLM_H, R = N * T;
+    /* forward: P = X W_ih^T for all steps, then per step P_t += h_{t-1} W_hh^T; logits */
+    bp__gemm_blas(0, 1, R, G, E, 1.0f, b[CLM_X], E, b[CLM_WIH], E, 0.0f, b[CLM_P], G);
+    for (size_t t = 1; t < T; t++)
+        bp__gemm_blas(0, 1, N, G, H, 1.0f, b[CLM_HS] + (t - 1) * H, T * H, b[CLM_WHH], H, 1.0f,
+                      b[CLM_P] + t * G, T * G);
+    bp__gemm_blas(0, 1, R, V, H, 1.0f, b[CLM_HS], H, b[CLM_WD], H, 0.0f, b[CLM_LOGITS], V);
+    /* backward: output layer, per step dh_{t-1} += dz_t W_hh, then the weight gradients */
+    bp__gemm_blas(1, 0, V, H, R, 1.0f, b[CLM_DLOGITS], V, b[CLM_HS], H, 0.0f, b[CLM_DWD], H);
+    bp__gemm_blas(0, 0, R, H, V, 1.0f, b[CLM_DLOGITS], V, b[CLM_WD], H, 0.0f, b[CLM_DH], H);
+    for (size_t t = T - 1; t >= 1; t--)
+        bp__gemm_blas(0, 0, N, H, G, 1.0f, b[CLM_DZ] + t * G, T * G, b[CLM_WHH], H, 1.0f,
+                      b[CLM_DH] + (t - 1) * H, T * H);
+    bp__gemm_blas(1, 0, G, H, R, 1.0f, b[CLM_DZ], G, b[CLM_HS], H, 0.0f, b[CLM_DWHH], H);
+    bp__gemm_blas(1, 0, G, E, R, 1.0f, b[CLM_DZ], G, b[CLM_X], E, 0.0f, b[CLM_DWIH], E);
+    bp__gemm_blas(0, 0, R, E, G, 1.0f, b[CLM_DZ], G, b[CLM_WIH], E, 0.0f, b[CLM_DX], E);
+}
+
+static int case_lstm_charlm(const bench_opts *o, bench_json *out)
+{
+    const size_t rows = CLM_POOL * CLM_N * CLM_T;
+    float *ids = malloc(rows * sizeof *ids), *next = malloc(rows * sizeof *next);
+    clm_args a = {0};
+    clm_gemms g;
+    memset(&g, 0, sizeof g);
+    int rc = -1;
+    if (ids == NULL || next == NULL || clm_gemms_alloc(&g) != 0) {
+        fprintf(stderr, "bp_bench: lstm-charlm: out of memory\n");
+        goto done;
+    }
+    bench_fill(ids, rows, 41);
+    for (size_t i = 0; i < rows; i++) /* [-1, 1) -> ids in [0, V) */
+        ids[i] = (float)(size_t)((ids[i] + 1.0f) * 0.5f * (CLM_V - 1) + 0.5f);
+    for (size_t i = 0; i < rows; i++) /* the next token of each window; wraps at the end */
+        next[i] = (i + 1) % CLM_T != 0 ? ids[i + 1] : ids[i + 1 - CLM_T];
+    if (bp_net_create_sequence(&a.net, CLM_T, 1, 1) != BP_OK ||
+        bp_net_add_embedding(a.net, CLM_V, CLM_E) != BP_OK ||
+        bp_net_add_lstm(a.net, CLM_H, 0) != BP_OK ||
+        bp_net_add_dense(a.net, CLM_V, BP_ACT_SOFTMAX) != BP_OK ||
+        bp_net_set(a.net, BP_NET_CLIP_NORM, 5.0) != BP_OK ||
+        bp_optimizer_create(&a.opt, BP_OPTIMIZER_ADAM) != BP_OK ||
+        bp_optimizer_set(a.opt, BP_OPT_LEARNING_RATE, 2e-3) != BP_OK) {
+        fprintf(stderr, "bp_bench: lstm-charlm setup: %s\n", bp_last_error());
+        goto done;
+    }
+    a.x = ids, a.y = next;
+    /* Samples of at least 0.2 s (3-5 updates here): 9 samples by default, ~40 updates. */
+    const double ns = bench_time_ns(run_clm_update, &a, o->repeat, 200000000);
+    if (a.status != BP_OK || ns < 0) {
+        fprintf(stderr, "bp_bench: lstm-charlm: %s\n", bp_net_last_error(a.net));
+        goto done;
+    }
+    const double gemm_ns = bench_time_ns(run_clm_gemms, &g, o->repeat, 0);
+    bench_json_field_str(out, "shape", "embed64-lstm256-dense114");
+    bench_json_field_int(out, "steps", CLM_T);
+    bench_json_field_int(out, "batch", CLM_N);
+    bench_json_field_int(out, "repeat", o->repeat);
+    bench_json_field_int(out, "updates", (long long)a.next);
+    bench_json_field_num(out, "update_ms", ns * 1e-6);
+    bench_json_field_num(out, "tokens_per_s", (double)(CLM_N * CLM_T) * 1e9 / ns);
+    bench_json_field_num(out, "gemm_only_ms", gemm_ns * 1e-6);
+    bench_json_field_num(out, "update_over_gemm", ns / gemm_ns);
+    rc = 0;
+done:
+    bp_optimizer_free(a.opt);
+    bp_net_free(a.net);
+    clm_gemms_free(&g);
+    free(ids);
+    free(next);
+    return rc;
+}
+#endif /* BP_BENCH_SEQUENCE */
+
 /* ------------------------------------------------------------------------------------------
  * The case table and the driver
  * ----------------------------------------------------------------------------------------*/
@@ -1126,6 +1280,10 @@ static const bench_case cases[] = {
      case_inference_latency},
     {"cnn-epoch", "Fashion-MNIST-shaped CNN: epoch_s, conv sgemm and im2col shares, gemm_only_s",
      case_cnn_epoch},
+#ifdef BP_BENCH_SEQUENCE
+    {"lstm-charlm", "char LM embed 64, LSTM 256, dense 114; T 64, batch 32, Adam (tokens_per_s)",
+     case_lstm_charlm},
+#endif
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
