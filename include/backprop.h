@@ -679,7 +679,9 @@ BP_API bp_status bp_net_zero_grad(bp_net *net);
  *  @return BP_OK; BP_ERR_INVALID_ARG (also: n x inputs or n x outputs overflows, a
  *  BP_LOSS_BCE_LOGITS target outside [0, 1]), BP_ERR_STATE, BP_ERR_INDEX (class index out of
  *  range), BP_ERR_NONFINITE (in x, y, the loss or a gradient, also one a gradient hook
- *  wrote: parameters are then untouched), BP_ERR_NOMEM, or an optimizer error; a gradient
+ *  wrote, or an update that would make a parameter or an optimizer state value NaN or
+ *  infinite, e.g. a learning rate far too large for gradients near FLT_MAX: the net and the
+ *  optimizer are then as they were), BP_ERR_NOMEM, or an optimizer error; a gradient
  *  hook's error status (one that is no bp_status becomes BP_ERR_STATE). After the first call at a
  * given n, no further allocation happens. @since 0.1 */
 BP_API bp_status bp_net_train_step(bp_net *net, bp_optimizer *opt, int loss, const float *x,
@@ -1053,7 +1055,9 @@ BP_API bp_status bp_optimizer_reset_settings(bp_optimizer *opt);
  *  @param net  the network whose params are updated from its grads.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (net of another shape than the optimizer's
  *  state, a net without layers, inconsistent settings), BP_ERR_NONFINITE (a NaN/Inf gradient
- *  in a trainable layer; the message names the layer), BP_ERR_NOMEM. @since 0.1 */
+ *  in a trainable layer, or an update that would make a parameter or a state value NaN or
+ *  infinite; the message names the layer and the value; parameters, state and step count
+ *  unchanged), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net);
 
 /** Forget all state (moments, step sizes, step count, bound shape); settings are kept

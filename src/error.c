@@ -81,6 +81,21 @@ static unsigned any_nonfinite(const float *restrict v, size_t count)
     return nonfinite_bits(v, count);
 }
 
+BP__KERNEL
+static uint32_t max_abs_bits(const float *restrict v, size_t count)
+{
+    return bp__max_abs_bits(v, count);
+}
+
+float bp__max_abs(const float *v, size_t count)
+{
+    const uint32_t m = count >= 64 ? max_abs_bits(v, count) : bp__max_abs_bits(v, count);
+    if (m >= 0x7f800000u) return INFINITY;
+    float f;
+    memcpy(&f, &m, sizeof f);
+    return f;
+}
+
 size_t bp__first_nonfinite(const float *v, size_t count)
 {
     /* The common case, all finite, costs a single read of the data. Short arrays (single

@@ -55,6 +55,7 @@ void bp__layer_init_params(bp_layer *l, int scheme, double value)
         }
     }
     memset(bp__layer_b(l), 0, l->nbiases * sizeof(float));
+    bp__net_params_changed(l->net);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -271,6 +272,7 @@ static bp_status copy_in(bp_layer *l, const char *fn, const char *what, float *d
         return bp__fail(l->net->err, BP_ERR_NONFINITE, "%s: element %zu is %g", fn, bad,
                         (double)src[bad]);
     memcpy(dst, src, n * sizeof(float));
+    bp__net_params_changed(l->net);
     return BP_OK;
 }
 

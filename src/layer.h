@@ -32,7 +32,8 @@ typedef struct bp__layer_vtable {
      * accumulate), and dx: [n x in] unless dx is NULL (first layer). Returns 1 when it has
      * itself proven every dW and db it wrote finite (the dense layer's narrow single-row
      * kernel, as a by-product of computing them), else 0: then the walk proves them
-     * (walk.c, prove_grad_finite). Never 1 for a gradient that is not finite. */
+     * (walk.c, prove_grad_finite). Never 1 for a gradient that is not finite. A backward
+     * that returns 1 also sets l->grad_bound (the optimizer's update guard reads it). */
     int (*backward)(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
                     float *dy, int dy_is_dz, float *dx, int accumulate);
     /* Free kind-private data (NULL when the kind has none). */
@@ -156,7 +157,8 @@ struct bp_layer {
     size_t nbiases;         /* ... then biases */
     int trainable;
     bp__act_params act;
-    void *priv; /* kind-private data */
+    double grad_bound; /* set by a backward that returns 1 (proven): >= every |dW| and |db| */
+    void *priv;        /* kind-private data */
 };
 
 /* The output shape of the last layer (the input shape when there is none). */

@@ -158,21 +158,13 @@ static BP__ALWAYS_INLINE void narrow_forward(const bp_layer *l, size_t in, int a
     }
 }
 
-/* Bit 31 set when @p v is NaN or Inf: one unit added to the exponent field carries out of it
- * only when the field is all ones. OR-ed over many values, bit 31 tells whether any was
- * non-finite, without a branch per value. */
-static inline uint32_t nonfinite_bit(float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    return (u & 0x7f800000u) + 0x00800000u;
-}
-
-/* Returns 1 when dW and db are proven finite (not accumulated): dW[o][i] is the one rounded
- * product dz_o x_i and db_o = dz_o, and rounding is monotonic, so every |dz_o x_i| is finite
- * exactly when dz_o max|x| is (max|x| through the bits: a NaN pattern when x holds a NaN or
- * Inf, which makes the product non-finite too); one product per output proves its row. */
-static BP__ALWAYS_INLINE int narrow_backward(const bp_layer *l, size_t in, int act, const float *x,
+/* Returns 1 when dW and db are proven finite (not accumulated), with l->grad_bound set:
+ * dW[o][i] is the one rounded product dz_o x_i and db_o = dz_o, and rounding is monotonic, so
+ * every |dz_o x_i| and |dz_o| is at most the rounded dz_o max(max|x|, 1), and all are finite
+ * exactly when that product is (max|x| through the bits: a NaN pattern when x holds a NaN or
+ * Inf, which makes the product non-finite too); one product per output proves its row and
+ * bounds it. */
+static BP__ALWAYS_INLINE int narrow_backward(bp_layer *l, size_t in, int act, const float *x,
                                              const float *z, const float *y, float *dy,
                                              int dy_is_dz, float *dx, int accumulate)
 {
@@ -192,15 +184,21 @@ static BP__ALWAYS_INLINE int narrow_backward(const bp_layer *l, size_t in, int a
         u &= 0x7fffffffu;
         mxb = u > mxb ? u : mxb;
     }
-    float mx;
-    memcpy(&mx, &mxb, sizeof mx);
-    uint32_t bad = 0;
+    /* max(max|x|, 1) through the bits (a NaN pattern stays one) */
+    const uint32_t mxxb = mxb > 0x3f800000u ? mxb : 0x3f800000u;
+    float mxx;
+    memcpy(&mxx, &mxxb, sizeof mxx);
+    uint32_t mg = 0; /* max |dz_o| max(max|x|, 1) as bits */
     for (size_t o = 0; o < out; o++) {
         const float d =
             dy_is_dz ? dy[o] : bp__act_grad_one(act, &l->act, z != NULL ? z[o] : 0.0f, y[o], dy[o]);
         float *restrict dwo = dw + o * in;
         dy[o] = d;
-        bad |= nonfinite_bit(d * mx);
+        const float pd = d * mxx;
+        uint32_t u;
+        memcpy(&u, &pd, sizeof u);
+        u &= 0x7fffffffu;
+        mg = u > mg ? u : mg;
         if (accumulate) {
             db[o] += d;
             for (size_t i = 0; i < in; i++)
@@ -219,7 +217,11 @@ static BP__ALWAYS_INLINE int narrow_backward(const bp_layer *l, size_t in, int a
             dx[i] = s;
         }
     }
-    return !accumulate && (bad & 0x80000000u) == 0;
+    /* The update guard's gradient bound (walk.c): |dW|, |db| <= max|dz| max(max|x|, 1). */
+    float gb;
+    memcpy(&gb, &mg, sizeof gb);
+    l->grad_bound = (double)gb;
+    return !accumulate && mg < 0x7f800000u;
 }
 
 /* The narrow kernels for activation @p act (a constant where the caller names one): inputs
@@ -236,7 +238,7 @@ static BP__ALWAYS_INLINE void narrow_forward_in(const bp_layer *l, int act, cons
     }
 }
 
-static BP__ALWAYS_INLINE int narrow_backward_in(const bp_layer *l, int act, const float *x,
+static BP__ALWAYS_INLINE int narrow_backward_in(bp_layer *l, int act, const float *x,
                                                 const float *z, const float *y, float *dy,
                                                 int dy_is_dz, float *dx, int accumulate)
 {
@@ -263,7 +265,7 @@ BP__SCALAR BP__ALWAYS_INLINE static void row_forward_narrow(const bp_layer *l, c
     }
 }
 
-BP__SCALAR BP__ALWAYS_INLINE static int row_backward_narrow(const bp_layer *l, const float *x,
+BP__SCALAR BP__ALWAYS_INLINE static int row_backward_narrow(bp_layer *l, const float *x,
                                                             const float *z, const float *y,
                                                             float *dy, int dy_is_dz, float *dx,
                                                             int accumulate)

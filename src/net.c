@@ -155,7 +155,9 @@ size_t bp_net_param_count(const bp_net *net)
 float *bp_net_params(bp_net *net, size_t *count)
 {
     if (count != NULL) *count = bp__net_ok(net) ? net->nparams : 0;
-    return bp__net_ok(net) && net->nparams ? net->params : NULL;
+    if (!bp__net_ok(net) || net->nparams == 0) return NULL;
+    net->params_lent = 1; /* writable from now on: the update guard measures (optimizer.c) */
+    return net->params;
 }
 
 float *bp_net_grads(bp_net *net, size_t *count)

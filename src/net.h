@@ -22,6 +22,7 @@ typedef struct bp__workspace {
     float **y;         /* per layer, [n x out] */
     float **s;         /* per layer, vt->scratch_floats(l, n, training) floats or NULL */
     float *g0, *g1;    /* ping-pong gradients [n x max_width] */
+    double g_bound;    /* after a backward walk: >= every |dW| and |db| of the net */
 } bp__workspace;
 
 struct bp_net {
@@ -36,6 +37,13 @@ struct bp_net {
     float *grads;  /* same layout */
     size_t nparams;
     size_t cap_params; /* floats allocated in params and grads (grown geometrically) */
+    /* The optimizer's update guard (optimizer.c): p_bound >= every |parameter| while
+     * p_bound_known; writers of params other than the optimizer clear it
+     * (bp__net_params_changed). Once bp_net_params() has lent the arena out, the caller may
+     * write it at any time: params_lent makes every update measure instead. */
+    double p_bound;
+    int p_bound_known;
+    int params_lent;
     size_t nstaged;    /* layers whose training forward changes the net: vt->commit (staged
                           state) or vt->draws_rng; 0 keeps the step free of transactions */
     bp__rng rng_saved; /* the generator before the current step (restored if it fails) */
@@ -81,6 +89,13 @@ static inline int bp__net_ok(const bp_net *n)
 static inline int bp__layer_ok(const bp_layer *l)
 {
     return l != NULL && l->magic == BP__MAGIC_LAYER && bp__net_ok(l->net);
+}
+
+/* The parameters were written by something other than an optimizer update (initialisation,
+ * bp_layer_set_weights(), a restored snapshot...): the update guard measures them anew. */
+static inline void bp__net_params_changed(bp_net *net)
+{
+    net->p_bound_known = 0;
 }
 
 /* Every network setting (block 300) to its default (net.c). */

@@ -149,6 +149,9 @@ typedef struct opt_algo {
                    bp__opt_slots s, size_t n);
     /* After a successful update: scalar state (NULL: none). */
     void (*stepped)(bp_optimizer *o, const bp__opt_scalars *k);
+    /* The update guard's bound on one update (optimizer_kernels.c). Required. */
+    double (*bound)(const bp_optimizer *o, const bp__opt_scalars *k, const bp__opt_bounds *in,
+                    bp__opt_bounds *out);
     /* Checkpoint codec: the slots whose values are never negative (sums of squares, maxima of
      * magnitudes, step sizes); bit s stands for slot s. */
     unsigned nonneg;
@@ -169,6 +172,7 @@ static const opt_algo algos[] = {
         .check = sgd_check,
         .scalars = bp__opt_sgd_scalars,
         .update = bp__opt_sgd_update,
+        .bound = bp__opt_sgd_bound,
         .stepped = bp__opt_sgd_stepped,
     },
     [BP_OPTIMIZER_ADAGRAD] = {
@@ -178,6 +182,7 @@ static const opt_algo algos[] = {
         .init_slot = 0,
         .init_key = BP_OPT_INITIAL_ACCUMULATOR,
         .update = bp__opt_adagrad_update,
+        .bound = bp__opt_adagrad_bound,
         .nonneg = 1u, /* sum */
     },
     [BP_OPTIMIZER_RMSPROP] = {
@@ -186,6 +191,7 @@ static const opt_algo algos[] = {
         .keys = {{LR, 0.01}, {BP_OPT_MOMENTUM, 0.0}, {WD, 0.0}, {EPS, 1e-8}, {BP_OPT_RHO, 0.99},
                  {BP_OPT_CENTERED, 0.0}},
         .update = bp__opt_rmsprop_update,
+        .bound = bp__opt_rmsprop_bound,
         .nonneg = 1u, /* sq */
     },
     [BP_OPTIMIZER_ADAM] = {
@@ -196,6 +202,7 @@ static const opt_algo algos[] = {
         .scalars = bp__opt_adam_scalars,
         .per_step = 1,
         .update = bp__opt_adam_update,
+        .bound = bp__opt_adam_bound,
         .nonneg = 6u, /* v, vmax */
     },
     [BP_OPTIMIZER_ADAMW] = {
@@ -206,6 +213,7 @@ static const opt_algo algos[] = {
         .scalars = bp__opt_adamw_scalars,
         .per_step = 1,
         .update = bp__opt_adam_update,
+        .bound = bp__opt_adam_bound,
         .nonneg = 6u, /* v, vmax */
     },
     [BP_OPTIMIZER_ADAMAX] = {
@@ -216,6 +224,7 @@ static const opt_algo algos[] = {
         .scalars = bp__opt_adamax_scalars,
         .per_step = 1,
         .update = bp__opt_adamax_update,
+        .bound = bp__opt_adamax_bound,
         .nonneg = 2u, /* u */
     },
     [BP_OPTIMIZER_NADAM] = {
@@ -226,6 +235,7 @@ static const opt_algo algos[] = {
         .scalars = bp__opt_nadam_scalars,
         .per_step = 1,
         .update = bp__opt_nadam_update,
+        .bound = bp__opt_nadam_bound,
         .stepped = bp__opt_nadam_stepped,
         .nonneg = 2u, /* v */
     },
@@ -239,6 +249,7 @@ static const opt_algo algos[] = {
         .init_key = BP_OPT_RPROP_DELTA_INIT,
         .check = irprop_check,
         .update = bp__opt_irprop_update,
+        .bound = bp__opt_irprop_bound,
         .nonneg = 2u, /* delta */
     },
 };
@@ -316,6 +327,7 @@ void bp_optimizer_free(bp_optimizer *opt)
     if (!bp__optimizer_ok(opt)) return;
     const bp__alloc a = opt->alloc;
     bp__free_aligned(&a, opt->state);
+    bp__free_aligned(&a, opt->undo);
     opt->magic = 0;
     opt->state = NULL;
     bp__free(&a, opt);
@@ -558,6 +570,11 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
     memset(opt->state, 0, bytes);
     if (a->init_key != 0)
         fill(opt->state + (size_t)a->init_slot * np, np, (float)opt->set[S(a->init_key)]);
+    for (size_t i = 0; i < BP__OPT_MAX_SLOTS; i++)
+        opt->s_bound[i] = 0.0;
+    if (a->init_key != 0)
+        opt->s_bound[a->init_slot] = fabs((double)(float)opt->set[S(a->init_key)]);
+    opt->s_known = 1;
     opt->bound = 1;
     opt->bound_nparams = np;
     opt->bound_nlayers = net->nlayers;
@@ -639,12 +656,180 @@ static BP__ALWAYS_INLINE void update_segment_par(const bp_optimizer *o, const bp
     bp__workers_run(&net->workers, &net->alloc, n, update_range, &job);
 }
 
-/* The update proper: the caller has validated @p opt for @p net and proven the gradients
- * finite. */
-static BP__ALWAYS_INLINE bp_status step_update(bp_optimizer *opt, bp_net *net)
+static BP__ALWAYS_INLINE bp_status step_update(bp_optimizer *opt, bp_net *net, double g_bound);
+
+/* Every gradient the update will read must be finite before any parameter moves; *@p g_bound
+ * receives the largest |gradient| (the update guard's bound). */
+static bp_status grads_finite(bp_optimizer *opt, const bp_net *net, const char *fn, double *g_bound)
 {
-    if (!opt->bound) BP_CHECK(bp__optimizer_bind(opt, net));
-    if (!opt->ready) BP_CHECK(prepare(opt));
+    double gb = 0.0;
+    for (size_t li = 0; li < net->nlayers; li++) {
+        const bp_layer *l = net->layers[li];
+        if (!l->trainable) continue;
+        const size_t n = l->nweights + l->nbiases;
+        const float m = bp__max_abs(net->grads + l->param_off, n);
+        if (!isfinite(m)) {
+            const size_t bad = bp__first_nonfinite(net->grads + l->param_off, n);
+            const int is_w = bad < l->nweights;
+            return bp__fail(opt->err, BP_ERR_NONFINITE,
+                            "%s: layer %zu: gradient of %s %zu is %g; "
+                            "parameters unchanged",
+                            fn, li, is_w ? "weight" : "bias", is_w ? bad : bad - l->nweights,
+                            (double)net->grads[l->param_off + bad]);
+        }
+        if ((double)m > gb) gb = (double)m;
+    }
+    *g_bound = gb;
+    return BP_OK;
+}
+
+bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net)
+{
+    BP_CHECK(bp__optimizer_validate_for(opt, net));
+    double g_bound;
+    BP_CHECK(grads_finite(opt, net, "bp_optimizer_step", &g_bound));
+    const unsigned csr = bp__fp_enter(); /* denormals flushed while the kernels run */
+    const bp_status s = step_update(opt, net, g_bound);
+    bp__fp_leave(csr);
+    return s;
+}
+
+bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net)
+{
+    BP_CHECK(bp__optimizer_validate_for(opt, net));
+    double g_bound;
+    BP_CHECK(grads_finite(opt, net, "after the gradient hook", &g_bound));
+    return step_update(opt, net, g_bound);
+}
+
+bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net, double g_bound)
+{
+    return step_update(opt, net, g_bound);
+}
+
+/* ---- The update guard ----
+ * An update that would leave a parameter or a state value NaN or infinite (a learning rate far
+ * too large for its gradients, inputs near FLT_MAX) fails with nothing changed: a net holding
+ * such a value predicts garbage and could not be saved. Copying the parameters and the state
+ * before every update would cost about as much as the update itself, so the net keeps a bound
+ * on |parameter| (net->p_bound), the optimizer one per state slot (s_bound), the walk bounds the
+ * gradients, and the algorithm's bound function (optimizer_kernels.c) turns them into a bound
+ * on every value its kernel computes. Below GUARD_LIMIT (FLT_MAX is about 2^128) no float can
+ * overflow: the update runs as it is, and the bounds after it become the tracked ones. Else
+ * (huge gradients or weights, a zero epsilon, parameters lent out and written with NaN) the
+ * update is guarded: parameters and state are copied, updated, scanned, and restored when a
+ * value is not finite. A tracked bound above GUARD_RESCAN is measured anew at the next
+ * update, so that the bounds stay tight. */
+#define GUARD_LIMIT  0x1p120
+#define GUARD_RESCAN 0x1p100
+
+/* The largest |value| of each of @p opt's state slots. */
+static void measure_state(bp_optimizer *opt)
+{
+    const opt_algo *a = algo_of(opt);
+    const size_t np = opt->bound_nparams;
+    for (size_t i = 0; i < a->nslots; i++)
+        opt->s_bound[i] = (double)bp__max_abs(opt->state + i * np, np);
+    opt->s_known = 1;
+}
+
+/* Run the kernels over every trainable layer's segment. */
+static BP__ALWAYS_INLINE void run_update(const bp_optimizer *opt, const bp__opt_scalars *k,
+                                         bp_net *net)
+{
+    /* The layers' segments tile the arena in order: one pass over it when every layer
+     * trains (the kernels are elementwise, so the floats are the same as per segment). */
+    size_t frozen = 0;
+    for (size_t li = 0; li < net->nlayers; li++)
+        frozen += !net->layers[li]->trainable;
+    if (frozen == 0) {
+        update_segment_par(opt, k, net, 0, net->nparams);
+        return;
+    }
+    for (size_t li = 0; li < net->nlayers; li++) {
+        const bp_layer *l = net->layers[li];
+        if (!l->trainable) continue;
+        update_segment_par(opt, k, net, l->param_off, l->nweights + l->nbiases);
+    }
+}
+
+/* The layer holding parameter @p idx of @p net. */
+static const bp_layer *layer_of(const bp_net *net, size_t idx)
+{
+    size_t li = 0;
+    while (li + 1 < net->nlayers && net->layers[li + 1]->param_off <= idx)
+        li++;
+    return net->layers[li];
+}
+
+/* The guarded update: copy, update, prove finite or restore. On success the tracked bounds
+ * are the measured maxima. */
+static bp_status guarded_update(bp_optimizer *opt, const bp__opt_scalars *k, bp_net *net)
+{
+    const opt_algo *a = algo_of(opt);
+    const size_t np = net->nparams, ns = a->nslots * np, total = np + ns;
+    if (opt->undo == NULL || opt->undo_cap < total) {
+        float *undo = bp__malloc_aligned(&opt->alloc, total * sizeof(float));
+        if (undo == NULL)
+            return bp__fail(opt->err, BP_ERR_NOMEM,
+                            "optimizer: out of memory for the guarded update's copy of %zu "
+                            "floats; parameters unchanged",
+                            total);
+        bp__free_aligned(&opt->alloc, opt->undo);
+        opt->undo = undo;
+        opt->undo_cap = total;
+    }
+    memcpy(opt->undo, net->params, np * sizeof(float));
+    if (ns) memcpy(opt->undo + np, opt->state, ns * sizeof(float));
+    run_update(opt, k, net);
+    const size_t bad_p = bp__first_nonfinite(net->params, np);
+    const size_t bad_s = bad_p == np && ns ? bp__first_nonfinite(opt->state, ns) : ns;
+    if (bad_p == np && bad_s == ns) {
+        net->p_bound = (double)bp__max_abs(net->params, np);
+        net->p_bound_known = 1;
+        measure_state(opt);
+        return BP_OK;
+    }
+    /* Report, then put everything back. */
+    bp_status s;
+    if (bad_p < np) {
+        const bp_layer *l = layer_of(net, bad_p);
+        const size_t j = bad_p - l->param_off;
+        const int is_w = j < l->nweights;
+        s = bp__fail(opt->err, BP_ERR_NONFINITE,
+                     "optimizer: the update would make layer %zu's %s %zu %g (it is %g, its "
+                     "gradient %g); parameters and optimizer state unchanged: lower the "
+                     "learning rate, or clip the gradients",
+                     l->index, is_w ? "weight" : "bias", is_w ? j : j - l->nweights,
+                     (double)net->params[bad_p], (double)opt->undo[bad_p],
+                     (double)net->grads[bad_p]);
+    } else {
+        const size_t slot = bad_s / np, i = bad_s % np;
+        s = bp__fail(opt->err, BP_ERR_NONFINITE,
+                     "optimizer: the update would make %s state slot %zu of parameter %zu %g "
+                     "(its gradient is %g); parameters and optimizer state unchanged: lower "
+                     "the learning rate, or clip the gradients",
+                     a->name, slot, i, (double)opt->state[bad_s], (double)net->grads[i]);
+    }
+    memcpy(net->params, opt->undo, np * sizeof(float));
+    if (ns) memcpy(opt->state, opt->undo + np, ns * sizeof(float));
+    return s;
+}
+
+/* The update proper: the caller has validated @p opt for @p net and proven the gradients
+ * finite and at most @p g_bound in magnitude. */
+static BP__ALWAYS_INLINE bp_status step_update(bp_optimizer *opt, bp_net *net, double g_bound)
+{
+    const int was_bound = opt->bound;
+    if (!was_bound) BP_CHECK(bp__optimizer_bind(opt, net));
+    if (!opt->ready) {
+        /* Validated before, so the check passes; kept for callers that changed settings. */
+        const bp_status s = prepare(opt);
+        if (s != BP_OK) {
+            if (!was_bound) (void)bp_optimizer_reset(opt); /* unbound, as it was */
+            return s;
+        }
+    }
 
     const uint64_t t = opt->steps + 1;
     const opt_algo *a = algo_of(opt);
@@ -657,65 +842,34 @@ static BP__ALWAYS_INLINE bp_status step_update(bp_optimizer *opt, bp_net *net)
         a->scalars(opt, t, &kt);
         k = &kt;
     }
-    /* The layers' segments tile the arena in order: one pass over it when every layer
-     * trains (the kernels are elementwise, so the floats are the same as per segment). */
-    size_t frozen = 0;
-    for (size_t li = 0; li < net->nlayers; li++)
-        frozen += !net->layers[li]->trainable;
-    if (frozen == 0) {
-        update_segment_par(opt, k, net, 0, net->nparams);
+    if (!opt->s_known) measure_state(opt);
+    if (!net->p_bound_known || net->params_lent) {
+        net->p_bound = (double)bp__max_abs(net->params, net->nparams); /* INFINITY for NaN/Inf */
+        net->p_bound_known = 1;
+    }
+    bp__opt_bounds in, out;
+    in.p = net->p_bound;
+    in.g = g_bound;
+    memcpy(in.s, opt->s_bound, sizeof in.s);
+    const double worst = a->bound(opt, k, &in, &out);
+    if (worst < GUARD_LIMIT) {
+        run_update(opt, k, net);
+        /* The new bounds; worst is at least each of them. */
+        net->p_bound = out.p;
+        memcpy(opt->s_bound, out.s, sizeof out.s);
+        const int tight = worst < GUARD_RESCAN;
+        net->p_bound_known = tight;
+        opt->s_known = tight;
     } else {
-        for (size_t li = 0; li < net->nlayers; li++) {
-            const bp_layer *l = net->layers[li];
-            if (!l->trainable) continue;
-            update_segment_par(opt, k, net, l->param_off, l->nweights + l->nbiases);
+        const bp_status s = guarded_update(opt, k, net);
+        if (s != BP_OK) {
+            if (!was_bound) (void)bp_optimizer_reset(opt); /* unbound, as it was */
+            return s;
         }
     }
     opt->steps = t;
     if (a->stepped != NULL) a->stepped(opt, k);
     return BP_OK;
-}
-
-/* Every gradient the update will read must be finite before any parameter moves. */
-static bp_status grads_finite(bp_optimizer *opt, const bp_net *net, const char *fn)
-{
-    for (size_t li = 0; li < net->nlayers; li++) {
-        const bp_layer *l = net->layers[li];
-        if (!l->trainable) continue;
-        const size_t n = l->nweights + l->nbiases;
-        const size_t bad = bp__first_nonfinite(net->grads + l->param_off, n);
-        if (bad < n) {
-            const int is_w = bad < l->nweights;
-            return bp__fail(opt->err, BP_ERR_NONFINITE,
-                            "%s: layer %zu: gradient of %s %zu is %g; "
-                            "parameters unchanged",
-                            fn, li, is_w ? "weight" : "bias", is_w ? bad : bad - l->nweights,
-                            (double)net->grads[l->param_off + bad]);
-        }
-    }
-    return BP_OK;
-}
-
-bp_status bp_optimizer_step(bp_optimizer *opt, bp_net *net)
-{
-    BP_CHECK(bp__optimizer_validate_for(opt, net));
-    BP_CHECK(grads_finite(opt, net, "bp_optimizer_step"));
-    const unsigned csr = bp__fp_enter(); /* denormals flushed while the kernels run */
-    const bp_status s = step_update(opt, net);
-    bp__fp_leave(csr);
-    return s;
-}
-
-bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net)
-{
-    BP_CHECK(bp__optimizer_validate_for(opt, net));
-    BP_CHECK(grads_finite(opt, net, "after the gradient hook"));
-    return step_update(opt, net);
-}
-
-bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net)
-{
-    return step_update(opt, net);
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -802,6 +956,7 @@ static bp_status decode(bp_optimizer **out, const bp__alloc *alloc, const bp_net
             return bp__fail(NULL, BP_ERR_FORMAT, "state slot %zu, parameter %zu is %g", slot,
                             i % np, (double)v);
     }
+    opt->s_known = 0; /* the update guard measures the loaded state */
     opt->steps = steps;
     opt->sgd_buf_ready = (int)ready;
     opt->nadam_mu_product = mu;

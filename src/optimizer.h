@@ -62,6 +62,13 @@ struct bp_optimizer {
      * a cache, never saved. */
     int ready;
     bp__opt_scalars k;
+    /* The update guard (optimizer.c): s_bound[i] >= every |value| of state slot i while
+     * s_known; undo holds the parameters and state of a guarded update until it is proven
+     * finite (allocated on first need, undo_cap floats). Not saved: measured after a load. */
+    double s_bound[BP__OPT_MAX_SLOTS];
+    int s_known;
+    float *undo;
+    size_t undo_cap;
     char err[BP__ERR_CAP];
 };
 
@@ -96,8 +103,10 @@ bp_status bp__optimizer_create_with(bp_optimizer **out, int kind, const bp__allo
  * gradients the hook left scanned for NaN/Inf (BP_ERR_NONFINITE, nothing updated). */
 bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net);
 /* The update alone: for callers that have already passed bp__optimizer_validate_for(opt, net)
- * with neither handle changed since, and proven every gradient finite. */
-bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net);
+ * with neither handle changed since, and proven every gradient finite and at most
+ * @p g_bound in magnitude. An update that would leave a parameter or a state value NaN or
+ * infinite fails with BP_ERR_NONFINITE and changes nothing (the update guard). */
+bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net, double g_bound);
 
 /* The learning rate a fit schedule drives (train.c): read and written whatever the algorithm,
  * including one that ignores it (iRprop-), within BP_OPT_LEARNING_RATE's bounds (else

@@ -340,3 +340,155 @@ void bp__opt_irprop_update(const bp_optimizer *o, const bp__opt_scalars *k, floa
                  (float)BP__OPT_SET(o, BP_OPT_RPROP_DELTA_MIN),
                  (float)BP__OPT_SET(o, BP_OPT_RPROP_DELTA_MAX));
 }
+
+/* ------------------------------------------------------------------------------------------
+ * Bounds for the update guard: each kernel's formula evaluated on magnitudes, in double
+ * (which cannot overflow here: every input is below 2^128, and at most squared or divided
+ * by epsilon). A bound on |x op y| is built from bounds on |x| and |y|; a divisor is bounded
+ * below by epsilon (the square-root terms are >= 0). The float kernels round each operation
+ * to within 2^-24 relative, far inside the guard's margin (optimizer.c, GUARD_LIMIT).
+ * ----------------------------------------------------------------------------------------*/
+
+/* |x| in double. */
+static double fa(float x)
+{
+    return fabs((double)x);
+}
+
+static double dmax2(double a, double b)
+{
+    return a > b ? a : b;
+}
+
+/* A bound on the largest of n non-negative bounds: their sum (NaN when any is NaN, which
+ * the guard's comparison treats as too large). */
+static double worst_of(const double *v, size_t n)
+{
+    double w = 0.0;
+    for (size_t i = 0; i < n; i++)
+        w += v[i];
+    return w;
+}
+
+/* 1/eps as a bound factor; infinite for eps <= 0 (0/0 and x/0 are then possible). */
+static double inv_eps(float eps)
+{
+    return eps > 0.0f ? 1.0 / (double)eps : HUGE_VAL;
+}
+
+double bp__opt_sgd_bound(const bp_optimizer *o, const bp__opt_scalars *k, const bp__opt_bounds *in,
+                         bp__opt_bounds *out)
+{
+    *out = *in;
+    const double lr = fa(k->lr), wdp = fa(k->wd) * in->p, d = in->g + wdp;
+    double step = lr * d, b = 0.0, dir = d;
+    if (BP__OPT_SET(o, BP_OPT_MOMENTUM) != 0.0) {
+        b = fa(k->a) * in->s[0] + fa(k->c) * d;
+        dir = fa(k->kd) * d + fa(k->kb) * b;
+        step = lr * dir;
+        out->s[0] = b;
+    }
+    out->p = in->p + step;
+    const double v[] = {wdp, d, b, dir, step, out->p};
+    return worst_of(v, sizeof v / sizeof v[0]);
+}
+
+double bp__opt_adagrad_bound(const bp_optimizer *o, const bp__opt_scalars *k,
+                             const bp__opt_bounds *in, bp__opt_bounds *out)
+{
+    (void)o;
+    *out = *in;
+    const double lr = fa(k->lr), wdp = fa(k->wd) * in->p, d = in->g + wdp;
+    const double sum = in->s[0] + d * d;
+    const double step = lr * d * inv_eps(k->eps);
+    out->s[0] = sum;
+    out->p = in->p + step;
+    const double v[] = {wdp, d, d * d, sum, lr * d, step, out->p};
+    return worst_of(v, sizeof v / sizeof v[0]);
+}
+
+double bp__opt_rmsprop_bound(const bp_optimizer *o, const bp__opt_scalars *k,
+                             const bp__opt_bounds *in, bp__opt_bounds *out)
+{
+    (void)o;
+    *out = *in;
+    const double lr = fa(k->lr), wdp = fa(k->wd) * in->p, d = in->g + wdp;
+    const double sq = fa(k->rho) * in->s[0] + fa(k->c_rho) * d * d;
+    const double ga = fa(k->rho) * in->s[1] + fa(k->c_rho) * d;
+    const double ratio = d * inv_eps(k->eps);
+    const double b = fa(k->mom) * in->s[2] + ratio;
+    const double step = lr * b;
+    out->s[0] = sq;
+    out->s[1] = ga;
+    out->s[2] = b;
+    out->p = in->p + step;
+    const double v[] = {wdp, d, d * d, sq, ga, ga * ga, sq + ga * ga, ratio, b, step, out->p};
+    return worst_of(v, sizeof v / sizeof v[0]);
+}
+
+double bp__opt_adam_bound(const bp_optimizer *o, const bp__opt_scalars *k, const bp__opt_bounds *in,
+                          bp__opt_bounds *out)
+{
+    *out = *in;
+    const double w = in->p * fa(k->decay), wdp = fa(k->wd) * w, d = in->g + wdp;
+    const double m = fa(k->b1) * in->s[0] + fa(k->c1) * d;
+    const double v = fa(k->b2) * in->s[1] + fa(k->c2) * d * d;
+    const int ams = BP__OPT_SET(o, BP_OPT_AMSGRAD) != 0.0;
+    const double vh = ams ? dmax2(v, in->s[2]) : v;
+    const double sm = fa(k->step) * m;
+    const double step = sm * inv_eps(k->eps);
+    out->s[0] = m;
+    out->s[1] = v;
+    if (ams) out->s[2] = vh;
+    out->p = w + step;
+    const double x[] = {w, wdp, d, d * d, m, v, sqrt(vh) * fa(k->inv_bc2), sm, step, out->p};
+    return worst_of(x, sizeof x / sizeof x[0]);
+}
+
+double bp__opt_adamax_bound(const bp_optimizer *o, const bp__opt_scalars *k,
+                            const bp__opt_bounds *in, bp__opt_bounds *out)
+{
+    (void)o;
+    *out = *in;
+    const double wdp = fa(k->wd) * in->p, d = in->g + wdp;
+    const double m = fa(k->b1) * in->s[0] + fa(k->c1) * d;
+    const double u = dmax2(fa(k->b2) * in->s[1], d + fa(k->eps));
+    const double sm = fa(k->step) * m, step = sm * inv_eps(k->eps);
+    out->s[0] = m;
+    out->s[1] = u;
+    out->p = in->p + step;
+    const double v[] = {wdp, d, m, u, sm, step, out->p};
+    return worst_of(v, sizeof v / sizeof v[0]);
+}
+
+double bp__opt_nadam_bound(const bp_optimizer *o, const bp__opt_scalars *k,
+                           const bp__opt_bounds *in, bp__opt_bounds *out)
+{
+    (void)o;
+    *out = *in;
+    const double wdp = fa(k->wd) * in->p, d = in->g + wdp;
+    const double m = fa(k->b1) * in->s[0] + fa(k->c1) * d;
+    const double v = fa(k->b2) * in->s[1] + fa(k->c2) * d * d;
+    const double cgd = fa(k->cg) * d, cmm = fa(k->cm) * m;
+    const double step = (cgd + cmm) * inv_eps(k->eps);
+    out->s[0] = m;
+    out->s[1] = v;
+    out->p = in->p + step;
+    const double x[] = {wdp, d, d * d, m, v, v * fa(k->inv_bc2), cgd, cmm, step, out->p};
+    return worst_of(x, sizeof x / sizeof x[0]);
+}
+
+double bp__opt_irprop_bound(const bp_optimizer *o, const bp__opt_scalars *k,
+                            const bp__opt_bounds *in, bp__opt_bounds *out)
+{
+    (void)k;
+    *out = *in;
+    const double up = in->s[1] * fabs(BP__OPT_SET(o, BP_OPT_RPROP_ETA_PLUS));
+    const double dl = dmax2(dmax2(in->s[1], fabs(BP__OPT_SET(o, BP_OPT_RPROP_DELTA_MAX))),
+                            fabs(BP__OPT_SET(o, BP_OPT_RPROP_DELTA_MIN)));
+    out->s[0] = in->g;
+    out->s[1] = dl;
+    out->p = in->p + dl;
+    const double v[] = {up, dl, out->p};
+    return worst_of(v, sizeof v / sizeof v[0]);
+}

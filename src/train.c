@@ -698,16 +698,20 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
         else if (f->callback_v2 != NULL)
             asked = f->callback_v2(f->callback_user, net, e, m, BP_METRIC_COUNT) != 0;
         if (early) {
-            if (have_best && !keep_all && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0)
+            if (have_best && !keep_all && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0) {
                 memcpy(net->params, p.best, net->nparams * sizeof(float));
+                bp__net_params_changed(net);
+            }
             break;
         }
         if (asked) break;
     }
     /* BP_FIT_KEEP_BEST: the best epoch's weights, however training ended (not on errors,
      * which leave the weights as they were before the failing step). */
-    if (s == BP_OK && keep_all && have_best)
+    if (s == BP_OK && keep_all && have_best) {
         memcpy(net->params, p.best, net->nparams * sizeof(float));
+        bp__net_params_changed(net);
+    }
     /* The base rate goes back (within bounds: it came from the optimizer). */
     (void)bp__optimizer_set_rate(opt, base);
     bp__free_aligned(&net->alloc, p.block);

@@ -197,6 +197,9 @@ int bp__mul_size(size_t a, size_t b, size_t *out);
 
 /* Is every element of v finite? Returns the index of the first non-finite one or count. */
 size_t bp__first_nonfinite(const float *v, size_t count);
+/* Largest |v| over @p count floats (0 for none), or INFINITY if any is NaN or Inf: one
+ * vectorised read (bp__max_abs_bits, multi-versioned). */
+float bp__max_abs(const float *v, size_t count);
 
 /* CRC-32 (IEEE 802.3, zlib's crc32): continue @p crc (0 to start) over @p size bytes. */
 uint32_t bp__crc32(uint32_t crc, const void *data, size_t size);

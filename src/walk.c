@@ -103,16 +103,10 @@ static void forward_pass(bp_net *net, bp__workspace *ws, const float *x, size_t 
     }
 }
 
-/* Largest |v| over count floats, or INFINITY if any is NaN/Inf: bp__max_abs_bits,
- * multi-versioned. */
-BP__KERNEL
-static float max_abs(const float *restrict v, size_t count)
+/* Largest |v| over count floats, or INFINITY if any is NaN/Inf. */
+static inline float max_abs(const float *v, size_t count)
 {
-    const uint32_t m = bp__max_abs_bits(v, count);
-    if (m >= 0x7f800000u) return INFINITY;
-    float f;
-    memcpy(&f, &m, sizeof f);
-    return f;
+    return bp__max_abs(v, count);
 }
 
 /* max_abs for short rows, inline (a call and the clone's dispatch cost more than the scan). */
@@ -205,23 +199,32 @@ static void add_weight_penalty(const bp_layer *l)
  * rounded product dz_o x_i and db = dz, and rounding is monotonic, so every |dz_o x_i| is
  * finite exactly when max|dz| max|x| is (max through the bits: NaN or Inf when dz or x holds
  * one, which makes dW non-finite too). A step that fails it takes the path above, which
- * finds and reports the failure with its usual message. */
+ * finds and reports the failure with its usual message.
+ *
+ * *@p bound receives an upper bound on every |dW| and |db| of the layer (the scan's exact
+ * maximum, or the product bound): the optimizer's update guard reads the largest. */
 static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *dz, const float *x,
-                                   size_t n, int must_scan)
+                                   size_t n, int must_scan, double *bound)
 {
     /* The first layer's x is the step's input, whose max |x| the input check measured. */
     const int x_known = x == net->ws.x_in && net->ws.x_max >= 0.0f;
     if (n == 1 && !must_scan && l->vt->grad_bound_dense) {
         const float mx = x_known ? net->ws.x_max : max_abs_short(x, l->in);
-        if (isfinite(max_abs_short(dz, l->out) * mx)) return BP_OK;
+        const float mdz = max_abs_short(dz, l->out);
+        if (isfinite(mdz * mx)) {
+            *bound = (double)mdz * (mx > 1.0f ? (double)mx : 1.0);
+            return BP_OK;
+        }
     }
     const size_t np = l->nweights + l->nbiases;
     const size_t bound_reads = n * l->out + (x_known ? 0 : n * l->in);
     if (must_scan || !l->vt->grad_bound_dense || 4 * bound_reads >= np) {
         /* Scanning dW and db is as cheap as any bound, or no bound applies. */
-        if (bp__first_nonfinite(bp__layer_dw(l), np) != np)
+        const float m = max_abs(bp__layer_dw(l), np);
+        if (!isfinite(m))
             return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): gradient is not finite",
                             l->index, l->vt->name);
+        *bound = m;
         return BP_OK;
     }
     const float mdz = max_abs(dz, n * l->out);
@@ -229,21 +232,27 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
         return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): gradient dL/dz is not finite",
                         l->index, l->vt->name);
     const float mx = x_known ? net->ws.x_max : max_abs(x, n * l->in);
-    const double bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
-    if (!(bound < 1e37) && bp__first_nonfinite(bp__layer_dw(l), np) != np)
-        return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): weight gradient is not finite",
-                        l->index, l->vt->name);
+    *bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
+    if (!(*bound < 1e37)) {
+        const float m = max_abs(bp__layer_dw(l), np);
+        if (!isfinite(m))
+            return bp__fail(net->err, BP_ERR_NONFINITE,
+                            "layer %zu (%s): weight gradient is not finite", l->index, l->vt->name);
+        *bound = m;
+    }
     return BP_OK;
 }
 
 /* Walk the layers in reverse. ws->g0 holds dL/dY of the last layer (or dL/dZ when
  * dy_is_dz). Every layer's gradient is proven finite before the optimizer may read it: by
  * its backward kernel (which says so) or by prove_grad_finite. Parameter-free kinds are covered by
- * the layers below them; passthrough layers (flatten) are skipped: their dx is dy. */
+ * the layers below them; passthrough layers (flatten) are skipped: their dx is dy. Leaves in
+ * ws->g_bound an upper bound on every |gradient| of the net. */
 static BP__ALWAYS_INLINE bp_status backward_pass(bp_net *net, bp__workspace *ws, size_t n,
                                                  int dy_is_dz)
 {
     float *g = ws->g0, *other = ws->g1;
+    double g_bound = 0.0;
     for (size_t i = net->nlayers; i-- > 0;) {
         bp_layer *l = net->layers[i];
         if (l->vt->passthrough && i > 0) continue;
@@ -254,12 +263,18 @@ static BP__ALWAYS_INLINE bp_status backward_pass(bp_net *net, bp__workspace *ws,
         dy_is_dz = 0;
         const int penalty = l->l2 > 0.0 || l->l1 > 0.0;
         if (penalty) add_weight_penalty(l);
-        if (!proven || penalty)
-            BP_CHECK(prove_grad_finite(net, l, g, x, n, net->accumulate || penalty));
+        double b = 0.0;
+        if (!proven || penalty) {
+            BP_CHECK(prove_grad_finite(net, l, g, x, n, net->accumulate || penalty, &b));
+        } else {
+            b = l->grad_bound; /* the kernel's own bound (bp__layer_vtable.backward) */
+        }
+        if (b > g_bound) g_bound = b;
         float *tmp = g;
         g = other;
         other = tmp;
     }
+    ws->g_bound = g_bound;
     return BP_OK;
 }
 
@@ -521,7 +536,7 @@ static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *op
     /* The hook may have done anything with the handles and the gradients: validate them
      * again after it, and prove the gradients it leaves finite. */
     s = net->grad_hook != NULL ? bp__optimizer_step_trusted(opt, net)
-                               : bp__optimizer_update(opt, net);
+                               : bp__optimizer_update(opt, net, net->ws.g_bound);
     if (s != BP_OK) {
         if (net->nstaged) net->rng = net->rng_saved;
         return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());

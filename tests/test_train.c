@@ -482,6 +482,249 @@ static void overflowing_gradient_stops_before_the_update(void **state)
     bp_net_free(net);
 }
 
+/* A 1-1 identity net with weight w and bias b. */
+static bp_net *one_weight_net(float w, float b)
+{
+    bp_net *net;
+    assert_status(bp_net_create(&net, 1, 1), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
+    assert_status(bp_layer_set_weights(bp_net_layer(net, 0), &w, 1), BP_OK);
+    assert_status(bp_layer_set_biases(bp_net_layer(net, 0), &b, 1), BP_OK);
+    return net;
+}
+
+static void net_params(bp_net *net, float out[2])
+{
+    assert_status(bp_layer_get_weights(bp_net_layer(net, 0), out, 1), BP_OK);
+    assert_status(bp_layer_get_biases(bp_net_layer(net, 0), out + 1, 1), BP_OK);
+}
+
+/* Every gradient finite, but the update itself overflows a weight (SGD, learning rate 10, MAE,
+ * an input of 3e38: w - 10 * 3e38 = -inf): the step fails with BP_ERR_NONFINITE and the net
+ * and the optimizer are as they were; a sane step then trains. */
+static void overflowing_update_fails_with_nothing_changed(void **state)
+{
+    (void)state;
+    bp_net *net = one_weight_net(1.0f, 0.0f);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 10.0, 0);
+    const float x[1] = {3e38f}, y[1] = {0.0f};
+    float before[2], after[2], p[1], q[1];
+    net_params(net, before);
+    assert_status(bp_net_predict(net, x, 1, p, 1), BP_OK);
+    float lv = -1.0f;
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MAE, x, y, 1, &lv), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_net_last_error(net), "update would make layer 0's weight 0"));
+    assert_non_null(strstr(bp_net_last_error(net), "unchanged"));
+    assert_float_equal(lv, -1.0f, 0.0f);
+    net_params(net, after);
+    assert_memory_equal(before, after, sizeof before);
+    assert_int_equal(bp_optimizer_step_count(opt), 0);
+    assert_status(bp_net_predict(net, x, 1, q, 1), BP_OK);
+    assert_memory_equal(p, q, sizeof p);
+    /* The same through compute_grads + bp_optimizer_step. */
+    assert_status(bp_net_compute_grads(net, BP_LOSS_MAE, x, y, 1, NULL), BP_OK);
+    assert_status(bp_optimizer_step(opt, net), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_optimizer_last_error(opt), "update would make"));
+    net_params(net, after);
+    assert_memory_equal(before, after, sizeof before);
+    /* A sane step trains. */
+    assert_status(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.01), BP_OK);
+    const float x1[1] = {1.0f};
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MAE, x1, y, 1, &lv), BP_OK);
+    net_params(net, after);
+    assert_float_equal(after[0], 0.99f, 1e-6f);
+    assert_int_equal(bp_optimizer_step_count(opt), 1);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+/* Adam with a gradient of 1e25: its squared-gradient average overflows to +Inf while the
+ * weight would stay finite. The step fails and the state is as it was: a later sane step gives
+ * exactly what a fresh optimizer's first step gives. */
+static void overflowing_optimizer_state_fails_with_nothing_changed(void **state)
+{
+    (void)state;
+    bp_net *net = one_weight_net(0.5f, 0.0f), *ref = one_weight_net(0.5f, 0.0f);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_ADAM, 0.001, 0);
+    bp_optimizer *fresh = make_opt(BP_OPTIMIZER_ADAM, 0.001, 0);
+    const float xh[1] = {1e25f}, x[1] = {0.5f}, y[1] = {0.0f};
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MAE, xh, y, 1, NULL), BP_ERR_NONFINITE);
+    assert_non_null(strstr(bp_net_last_error(net), "Adam state slot 1"));
+    assert_int_equal(bp_optimizer_step_count(opt), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+        assert_status(bp_net_train_step(ref, fresh, BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+    }
+    float a[2], b[2];
+    net_params(net, a);
+    net_params(ref, b);
+    assert_memory_equal(a, b, sizeof a);
+    bp_optimizer_free(opt);
+    bp_optimizer_free(fresh);
+    bp_net_free(net);
+    bp_net_free(ref);
+}
+
+/* Weights beyond the guard's fast bound (2e36 > 2^120) take the guarded path, which updates
+ * exactly as the plain one when nothing overflows. */
+static void huge_but_finite_update_is_applied(void **state)
+{
+    (void)state;
+    bp_net *net = one_weight_net(2e36f, 0.0f);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 0.5, 0);
+    const float x[1] = {1e-3f}, y[1] = {0.0f};
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MAE, x, y, 1, NULL), BP_OK);
+    float p[2];
+    net_params(net, p);
+    assert_float_equal(p[0], 2e36f - 0.5f * 1e-3f, 0.0f);
+    assert_float_equal(p[1], -0.5f, 0.0f);
+    assert_int_equal(bp_optimizer_step_count(opt), 1);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+/* Parameters written through bp_net_params()'s pointer between steps are measured again: a
+ * weight of 3.3e38 with weight decay 1 at learning rate 3 (w * (1 - 3) overflows) fails. */
+static void params_written_through_the_lent_pointer_are_guarded(void **state)
+{
+    (void)state;
+    bp_net *net = one_weight_net(0.25f, 0.0f);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 3.0, 0);
+    assert_status(bp_optimizer_set(opt, BP_OPT_WEIGHT_DECAY, 1.0), BP_OK);
+    const float x[1] = {0.0f}, y[1] = {0.0f};
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+    float *params = bp_net_params(net, NULL);
+    params[0] = 3.3e38f;
+    float before[2], after[2];
+    net_params(net, before);
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_ERR_NONFINITE);
+    net_params(net, after);
+    assert_memory_equal(before, after, sizeof before);
+    assert_int_equal(bp_optimizer_step_count(opt), 1);
+    /* bp_layer_set_weights() is seen too. */
+    const float w = 3.3e38f;
+    bp_net *other = one_weight_net(0.25f, 0.0f);
+    assert_status(bp_net_train_step(other, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+    assert_status(bp_layer_set_weights(bp_net_layer(other, 0), &w, 1), BP_OK);
+    assert_status(bp_net_train_step(other, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_ERR_NONFINITE);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    bp_net_free(other);
+}
+
+/* A gradient hook that leaves a huge (finite) gradient: the update after it is guarded. */
+static int huge_grad_hook(void *user, bp_net *net, int status, size_t n, float *loss)
+{
+    (void)user, (void)status, (void)n, (void)loss;
+    size_t count;
+    float *g = bp_net_grads(net, &count);
+    for (size_t i = 0; i < count; i++)
+        g[i] = 3e38f;
+    return BP_OK;
+}
+
+static void update_after_a_hook_is_guarded(void **state)
+{
+    (void)state;
+    bp_net *net = one_weight_net(1.0f, 0.0f);
+    bp_optimizer *opt = make_opt(BP_OPTIMIZER_SGD, 10.0, 0);
+    assert_status(bp_net_set_grad_hook(net, huge_grad_hook, NULL), BP_OK);
+    const float x[1] = {0.5f}, y[1] = {0.0f};
+    float before[2], after[2];
+    net_params(net, before);
+    assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_ERR_NONFINITE);
+    net_params(net, after);
+    assert_memory_equal(before, after, sizeof before);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+}
+
+/* The checkpoint image of (net, opt) in a new buffer; NULL when it cannot be saved. */
+static unsigned char *checkpoint_image(const bp_net *net, const bp_optimizer *opt, size_t *size)
+{
+    const bp_status q = bp_checkpoint_save_buffer(net, opt, NULL, 0, size);
+    if (q != BP_OK && q != BP_ERR_BUFFER_TOO_SMALL) return NULL;
+    unsigned char *buf = malloc(*size);
+    assert_non_null(buf);
+    if (bp_checkpoint_save_buffer(net, opt, buf, *size, size) != BP_OK) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* Property: whatever the magnitudes (inputs up to 3e38, learning rates up to 1e3, weight decay
+ * up to 1e3, epsilon down to 0), every algorithm's step either succeeds and leaves a net and
+ * optimizer that save (every parameter and state value finite), or fails and leaves both
+ * byte for byte as they were (their checkpoint image is unchanged). */
+static void every_update_is_finite_or_fails_with_nothing_changed(void **state)
+{
+    (void)state;
+    static const int kinds[] = {BP_OPTIMIZER_SGD,   BP_OPTIMIZER_ADAGRAD,     BP_OPTIMIZER_RMSPROP,
+                                BP_OPTIMIZER_ADAM,  BP_OPTIMIZER_ADAMW,       BP_OPTIMIZER_ADAMAX,
+                                BP_OPTIMIZER_NADAM, BP_OPTIMIZER_IRPROP_MINUS};
+    uint64_t r = 0x9e3779b97f4a7c15u;
+    size_t failed = 0, passed = 0;
+    for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++) {
+        for (int variant = 0; variant < 2; variant++) {
+            bp_net *net;
+            assert_status(bp_net_create(&net, 3, 7 + ki), BP_OK);
+            assert_status(bp_net_add_dense(net, 4, BP_ACT_IDENTITY), BP_OK);
+            assert_status(bp_net_add_dense(net, 2, BP_ACT_IDENTITY), BP_OK);
+            bp_optimizer *opt;
+            assert_status(bp_optimizer_create(&opt, kinds[ki]), BP_OK);
+            if (variant) {
+                (void)bp_optimizer_set(opt, BP_OPT_MOMENTUM, 0.9);
+                (void)bp_optimizer_set(opt, BP_OPT_CENTERED, 1.0);
+                (void)bp_optimizer_set(opt, BP_OPT_AMSGRAD, 1.0);
+                (void)bp_optimizer_set(opt, BP_OPT_EPSILON, 0.0);
+            }
+            for (int step = 0; step < 60; step++) {
+                r = r * 6364136223846793005u + 1442695040888963407u;
+                const double u1 = (double)(r >> 11) / 9007199254740992.0;
+                r = r * 6364136223846793005u + 1442695040888963407u;
+                const double u2 = (double)(r >> 11) / 9007199254740992.0;
+                if (kinds[ki] != BP_OPTIMIZER_IRPROP_MINUS) {
+                    (void)bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, pow(10.0, -4.0 + 7.0 * u1));
+                    (void)bp_optimizer_set(opt, BP_OPT_WEIGHT_DECAY,
+                                           u2 < 0.5 ? 0.0 : pow(10.0, -3.0 + 6.0 * u2));
+                }
+                const float mag = (float)pow(10.0, -3.0 + 41.0 * u2) * (u1 < 0.5 ? 1.0f : 0.3f);
+                float x[6], y[4];
+                for (int i = 0; i < 6; i++)
+                    x[i] = (i % 2 ? -mag : mag) * (float)(i + 1) / 6.0f;
+                for (int i = 0; i < 4; i++)
+                    y[i] = (float)(i - 2);
+                size_t n0, n1;
+                unsigned char *before = checkpoint_image(net, opt, &n0);
+                if (before == NULL)
+                    fprintf(stderr, "kind %d variant %d step %d: %s\n", kinds[ki], variant, step,
+                            bp_last_error());
+                assert_non_null(before);
+                const bp_status st = bp_net_train_step(net, opt, BP_LOSS_MAE, x, y, 2, NULL);
+                unsigned char *after = checkpoint_image(net, opt, &n1);
+                if (st == BP_OK) {
+                    assert_non_null(after); /* saves: everything finite */
+                    passed++;
+                } else {
+                    assert_int_equal(st, BP_ERR_NONFINITE);
+                    assert_non_null(after);
+                    assert_int_equal(n0, n1);
+                    assert_memory_equal(before, after, n0);
+                    failed++;
+                }
+                free(before);
+                free(after);
+            }
+            bp_optimizer_free(opt);
+            bp_net_free(net);
+        }
+    }
+    /* Both outcomes were exercised. */
+    assert_true(passed > 100);
+    assert_true(failed > 20);
+}
+
 /* A wide input (>= 256 floats) has its max |x| measured by the input check and reused in
  * the first layer's gradient bound: an input near FLT_MAX must still send the bound to the
  * full scan, which finds the infinite weight gradient before anything moves. Covers
@@ -875,6 +1118,12 @@ int main(void)
         bp_add_test(first_step_out_of_memory_leaves_net_usable),
         bp_add_test(bad_input_leaves_the_network_untouched),
         bp_add_test(overflowing_gradient_stops_before_the_update),
+        bp_add_test(overflowing_update_fails_with_nothing_changed),
+        bp_add_test(overflowing_optimizer_state_fails_with_nothing_changed),
+        bp_add_test(huge_but_finite_update_is_applied),
+        bp_add_test(params_written_through_the_lent_pointer_are_guarded),
+        bp_add_test(update_after_a_hook_is_guarded),
+        bp_add_test(every_update_is_finite_or_fails_with_nothing_changed),
         bp_add_test(wide_input_gradient_overflow_is_caught_by_the_measured_input_bound),
         bp_add_test(single_row_steps_match_the_batch_kernels),
         bp_add_test(narrow_row_kernels_match_the_vectorised_ones_bit_for_bit),
