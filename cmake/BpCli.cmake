@@ -12,6 +12,7 @@ add_executable(backprop_cli
   src/cli/cli_args.c
   src/cli/cli_data.c
   src/cli/cli_model.c
+  src/cli/cli_pack.c
   src/cli/cli_train.c)
 set_target_properties(backprop_cli PROPERTIES
   OUTPUT_NAME backprop

@@ -167,6 +167,8 @@ typedef struct bp_layer bp_layer;
 typedef struct bp_optimizer bp_optimizer;
 /** A data set: inputs [n x in] and targets [n x out]. */
 typedef struct bp_dataset bp_dataset;
+/** A streaming source of rows from the caller's callbacks (bp_source_create()). @since 0.2 */
+typedef struct bp_source bp_source;
 
 /* ============================================================================================
  * Threads and BLAS backend
@@ -1491,10 +1493,16 @@ enum bp_fit_key {
                                         parameters is kept during the call). Independent of
                                         PATIENCE; overrides RESTORE_BEST. Not on an error
                                         return. @since 0.2 */
-    BP_FIT_PROGRESS_SECONDS = 415  /**< minimum wall-clock seconds between two calls of the
+    BP_FIT_PROGRESS_SECONDS = 415, /**< minimum wall-clock seconds between two calls of the
                                         batch callback within an epoch (it is always called
                                         after the epoch's last batch); [0, 3600]; default
                                         0.1; 0 = after every batch. @since 0.2 */
+    BP_FIT_SHUFFLE_BUFFER = 416    /**< rows of the shuffle buffer of bp_net_fit_source()
+                                        (with BP_FIT_SHUFFLE 1): each training row is drawn
+                                        uniformly from the next this many rows of the
+                                        stream; [1, 2^31]; default 1024; 1 = stream order.
+                                        Not used by bp_net_fit(), which shuffles all rows.
+                                        @since 0.2 */
 };
 
 /** Learning-rate schedules for BP_FIT_SCHEDULE (formulas in the section comment). */
@@ -1651,6 +1659,121 @@ BP_API bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_d
  *  BP_ERR_NONFINITE (the loss overflowed), BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *metrics,
                                  size_t count);
+
+/* ============================================================================================
+ * Streaming sources
+ *
+ * A bp_source delivers rows that cannot be randomly accessed — a pipe, a generator, data
+ * augmented on the fly — through two callbacks: read (fill the next rows) and rewind
+ * (start again for the next epoch). bp_net_fit_source() and bp_net_evaluate_source() take
+ * one where bp_net_fit() and bp_net_evaluate() take a bp_dataset; nothing but the rows of
+ * one batch (and of the shuffle buffer) is held in memory.
+ *
+ *     static int read_rows(void *user, float *x, float *y, size_t capacity, size_t *rows)
+ *     {   // a generator: y = 2x, 10000 rows a pass
+ *         size_t *next = user, k = 0;
+ *         for (; k < capacity && *next < 10000; k++, ++*next) {
+ *             x[k] = (float)*next / 10000.0f;
+ *             y[k] = 2.0f * x[k];
+ *         }
+ *         *rows = k; // 0: the pass is over
+ *         return 0;
+ *     }
+ *     static int rewind_rows(void *user) { *(size_t *)user = 0; return 0; }
+ *     ...
+ *     size_t next = 0;
+ *     bp_source *src;
+ *     bp_source_create(&src, 1, 1, 10000, read_rows, rewind_rows, &next);
+ *     bp_net_fit_source(net, opt, BP_LOSS_MSE, src, NULL);
+ *     bp_source_free(src);
+ *
+ * A pass is one epoch of bp_net_fit_source() or one bp_net_evaluate_source() call. The
+ * first pass of a source reads it as it stands after bp_source_create(); every later pass
+ * calls the rewind callback first, so a source without one gives exactly one pass. Rows are
+ * checked as they arrive (finite values; the targets by the step or the evaluation), before
+ * any step uses them: a failure stops training with the weights as they were before the
+ * step that would have used the rows, and the message names the epoch and the row of the
+ * pass. When to use which kind of data: docs/data.md.
+ * ==========================================================================================*/
+
+/** Read callback of a bp_source: write the next rows of the pass.
+ *  @param user      the pointer given to bp_source_create().
+ *  @param x         receives inputs [capacity x inputs] (the first *rows rows are used).
+ *  @param y         receives targets [capacity x outputs].
+ *  @param capacity  rows x and y have room for, >= 1.
+ *  @param rows      receives the rows written, 0 .. capacity; 0 ends the pass (fewer than
+ *                   @p capacity rows do not: the library asks again).
+ *  @return 0 to go on, or an error: a bp_status error value is passed on as it is, any
+ *  other nonzero value becomes BP_ERR_IO; a message the callback left in bp_last_error()
+ *  (by a failed library call) becomes part of the error's message. @since 0.2 */
+typedef int (*bp_source_read_fn)(void *user, float *x, float *y, size_t capacity, size_t *rows);
+
+/** Rewind callback of a bp_source: make the next read start a new pass from the first row.
+ *  @param user  the pointer given to bp_source_create().
+ *  @return 0, or an error as for bp_source_read_fn. @since 0.2 */
+typedef int (*bp_source_rewind_fn)(void *user);
+
+/** Create a streaming source over the caller's callbacks. The library calls them only from
+ *  within bp_net_fit_source() and bp_net_evaluate_source(), on the calling thread.
+ *  @param out      receives the source; NULL on failure. Free with bp_source_free().
+ *  @param inputs   input width of a row, >= 1.
+ *  @param outputs  target width of a row, >= 1 (1 for class indices).
+ *  @param rows     rows of every pass when known (a pass that gives another number fails
+ *                  with BP_ERR_SHAPE; it also bounds the batch and shuffle buffers and
+ *                  gives the batch callback its batch count), or 0 when unknown (a pipe).
+ *  @param read     the read callback; must not be NULL.
+ *  @param rewind   the rewind callback, or NULL for a source that gives one pass.
+ *  @param user     passed to the callbacks; not dereferenced by the library.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (NULL @p out or @p read, a zero width), BP_ERR_NOMEM.
+ *  @since 0.2 */
+BP_API bp_status bp_source_create(bp_source **out, size_t inputs, size_t outputs, size_t rows,
+                                  bp_source_read_fn read, bp_source_rewind_fn rewind, void *user);
+
+/** Free a source (not the caller's data behind @p user). NULL is a no-op.
+ *  @param src  the source.
+ *  @since 0.2 */
+BP_API void bp_source_free(bp_source *src);
+
+/** Train @p net on the rows of a streaming source: bp_net_fit() with one pass of @p train
+ *  per epoch. With BP_FIT_SHUFFLE 1 (the default) the rows go through a shuffle buffer of
+ *  BP_FIT_SHUFFLE_BUFFER rows: each row of a batch is drawn uniformly from the buffer, which
+ *  is refilled from the stream; the draws come from the network's generator, so the same
+ *  seed and stream give the same order and bit-identical weights (however the read
+ *  callback cuts the stream into chunks), and a checkpoint resumes it. With BP_FIT_SHUFFLE 0
+ *  the batches are the stream's rows in order. All other settings, the callbacks and the
+ *  history are as for bp_net_fit(). For a source of unknown length the batch callback gets
+ *  @p batches 0 while the pass runs; the call for the pass's last batch, when the rate
+ *  rule did not already make it, comes once the pass has ended, with the count. Buffers
+ *  (a batch, the shuffle buffer and a batch of staged rows) are allocated once per call.
+ *  @param net    the network to train.
+ *  @param opt    the optimizer.
+ *  @param loss   an enum bp_loss value.
+ *  @param train  the source: widths as for bp_net_fit()'s training set. It is rewound
+ *                before every epoch but its first pass; training for more than one epoch
+ *                needs a rewind callback (else BP_ERR_STATE before anything changes).
+ *  @param val    a validation data set, or NULL (use bp_net_evaluate_source() on a
+ *                streamed one from the epoch callback).
+ *  @return as bp_net_fit(), and during training: the callbacks' errors, BP_ERR_NONFINITE (a
+ *  NaN/Inf the source gave; the message names its row and column), BP_ERR_SHAPE (a pass
+ *  of another length than announced), BP_ERR_STATE (a pass without rows, a read that
+ *  reported more rows than it had room for, a second pass of a source without rewind):
+ *  training stops with the weights as they were before the failing step or read.
+ *  @since 0.2 */
+BP_API bp_status bp_net_fit_source(bp_net *net, bp_optimizer *opt, int loss, bp_source *train,
+                                   const bp_dataset *val);
+
+/** Loss and metrics of @p net on one pass of a streaming source, as bp_net_evaluate() on a
+ *  data set holding the same rows (the same values for the same rows in the same order).
+ *  The source is rewound first unless this is its first pass.
+ *  @param net      the network.
+ *  @param loss     an enum bp_loss value.
+ *  @param src      the source.
+ *  @param metrics  receives metrics[0 .. min(count, 4)) as bp_net_evaluate().
+ *  @param count    doubles @p metrics can hold, >= 1.
+ *  @return as bp_net_evaluate(), and the source's errors as for bp_net_fit_source().
+ *  @since 0.2 */
+BP_API bp_status bp_net_evaluate_source(bp_net *net, int loss, bp_source *src, double *metrics,
+                                        size_t count);
 
 /** @param net  the network.
  *  @return the number of epochs recorded by the last bp_net_fit() call (0 before any, or for

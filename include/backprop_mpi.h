@@ -218,6 +218,12 @@ BP_MPI_API bp_status bp_mpi_evaluate(bp_net *net, int loss, const bp_dataset *ds
  *     same order). Rank r trains on its interleaved shard, rows r, r + p, r + 2p, ... of
  *     @p train (p = the number of ranks), floor(n / p) of them: the last n % p rows of
  *     @p train are not used, so that every rank runs the same number of batches.
+ *   - A memory-mapped @p train (bp_dataset_open_mapped(), every rank mapping the same file;
+ *     since 0.2) is sharded contiguously instead: rank r trains on rows [r m, (r + 1) m),
+ *     m = floor(n / p), a view of the file (bp_dataset_subset()), so each rank reads only
+ *     the file blocks of its own rows and nothing is copied. Global batch k is then the
+ *     union of the ranks' local batches k, rows [r m + k B / p, r m + (k + 1) B / p) of
+ *     each rank r.
  *   - The global batch is the net's BP_FIT_BATCH_SIZE, B, which must be a multiple of p:
  *     each rank runs bp_net_fit() on its shard with batches of B / p rows (the setting is
  *     put back on return). With BP_FIT_SHUFFLE = 0, global batch k is then exactly rows
@@ -259,10 +265,9 @@ BP_MPI_API bp_status bp_mpi_evaluate(bp_net *net, int loss, const bp_dataset *ds
  *  the ranks, fewer training rows than ranks, MPI_COMM_NULL); BP_ERR_SHAPE (the ranks'
  *  parameter counts, set sizes or batch sizes differ); BP_ERR_STATE (replicas that differ
  *  beyond their weights, in which case every rank's weights are put back; ranks that stop
- *  at different epochs; MPI not initialised); BP_ERR_NOMEM (the shard copy, 1/p of the
- *  training set); BP_ERR_UNSUPPORTED (more than INT_MAX rows or parameters; with more than
- *  one rank, a memory-mapped training set, bp_dataset_open_mapped(), whose shard would be
- *  copied); BP_ERR_IO.
+ *  at different epochs; MPI not initialised); BP_ERR_NOMEM (the shard copy, 1/p of an
+ *  in-memory training set); BP_ERR_UNSUPPORTED (more than INT_MAX rows or parameters);
+ *  BP_ERR_IO; for a mapped set its read errors (BP_ERR_CHECKSUM naming the block).
  *  @since 0.1 */
 BP_MPI_API bp_status bp_mpi_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset *train,
                                 const bp_dataset *val, MPI_Comm comm);

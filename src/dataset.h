@@ -53,8 +53,6 @@ typedef bp_status (*bp__dsfile_fill_fn)(void *user, size_t first, size_t k, unsi
 bp_status bp__dsfile_write(char *err, const char *fn, const char *path, int type,
                            const float *table, size_t rows, size_t in, size_t out,
                            bp__dsfile_fill_fn fill, void *user);
-/* CRC-32 (zlib's crc32, as bp__crc32) of the data-set file's blocks. */
-uint32_t bp__dsfile_crc32(uint32_t crc, const void *data, size_t size);
 /* Map a data-set file read-only and check its header and metadata (not the rows). */
 bp_status bp__dsmap_open(struct bp__dsmap **out, const char *fn, const char *path);
 void bp__dsmap_retain(struct bp__dsmap *m);

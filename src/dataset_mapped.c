@@ -26,54 +26,6 @@
 #define MAX_WIDTH          ((uint64_t)1 << 24)
 
 /* ------------------------------------------------------------------------------------------
- * CRC-32 (IEEE 802.3, zlib's crc32; the same function as bp__crc32), eight bytes at a time
- * with tables built per user (no global state): the whole file passes through it once.
- * ----------------------------------------------------------------------------------------*/
-
-typedef struct crc_tables {
-    uint32_t t[8][256];
-} crc_tables;
-
-static void crc_init(crc_tables *c)
-{
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t v = i;
-        for (int k = 0; k < 8; k++)
-            v = (v >> 1) ^ (0xEDB88320u & (0u - (v & 1u)));
-        c->t[0][i] = v;
-    }
-    for (uint32_t i = 0; i < 256; i++)
-        for (int s = 1; s < 8; s++)
-            c->t[s][i] = (c->t[s - 1][i] >> 8) ^ c->t[0][c->t[s - 1][i] & 0xFFu];
-}
-
-static uint32_t crc_run(const crc_tables *c, uint32_t crc, const unsigned char *p, size_t n)
-{
-    crc = ~crc;
-    while (n >= 8) {
-        const uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-                                   (uint32_t)p[3] << 24);
-        const uint32_t hi =
-            (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
-        crc = c->t[7][lo & 0xFFu] ^ c->t[6][(lo >> 8) & 0xFFu] ^ c->t[5][(lo >> 16) & 0xFFu] ^
-              c->t[4][lo >> 24] ^ c->t[3][hi & 0xFFu] ^ c->t[2][(hi >> 8) & 0xFFu] ^
-              c->t[1][(hi >> 16) & 0xFFu] ^ c->t[0][hi >> 24];
-        p += 8;
-        n -= 8;
-    }
-    while (n--)
-        crc = (crc >> 8) ^ c->t[0][(crc ^ *p++) & 0xFFu];
-    return ~crc;
-}
-
-uint32_t bp__dsfile_crc32(uint32_t crc, const void *data, size_t size)
-{
-    crc_tables c;
-    crc_init(&c);
-    return crc_run(&c, crc, data, size);
-}
-
-/* ------------------------------------------------------------------------------------------
  * Little-endian fields
  * ----------------------------------------------------------------------------------------*/
 
@@ -155,7 +107,7 @@ static void header_encode(unsigned char *h, const layout *l)
     put_u64(h + 24, l->in);
     put_u64(h + 32, l->out);
     put_u64(h + 40, l->data_offset);
-    put_u32(h + 60, bp__dsfile_crc32(0, h, 60));
+    put_u32(h + 60, bp__crc32(0, h, 60));
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -191,15 +143,12 @@ bp_status bp__dsfile_write(char *err, const char *fn, const char *path, int type
     const size_t block_bytes = (size_t)(l.rpb * l.stride);
     unsigned char *meta = bp__malloc(&bp__default_alloc, (size_t)l.meta_bytes);
     unsigned char *buf = bp__malloc(&bp__default_alloc, block_bytes);
-    crc_tables *crc = bp__malloc(&bp__default_alloc, sizeof *crc);
-    if (meta == NULL || buf == NULL || crc == NULL) {
+    if (meta == NULL || buf == NULL) {
         bp__free(&bp__default_alloc, meta);
         bp__free(&bp__default_alloc, buf);
-        bp__free(&bp__default_alloc, crc);
         return bp__fail(err, BP_ERR_NOMEM, "%s: out of memory for a block of %zu bytes", fn,
                         block_bytes);
     }
-    crc_init(crc);
     bp_status s;
     bp__atomic_file w;
     if ((s = bp__atomic_open(&w, err, path)) != BP_OK) goto done;
@@ -222,12 +171,12 @@ bp_status bp__dsfile_write(char *err, const char *fn, const char *path, int type
             goto done;
         }
         const size_t bytes = k * (size_t)l.stride;
-        put_u32(meta + table_bytes + 4 * b, crc_run(crc, 0, buf, bytes));
+        put_u32(meta + table_bytes + 4 * b, bp__crc32(0, buf, bytes));
         bad = fwrite(buf, 1, bytes, w.f) != bytes;
     }
     if (!bad) {
         const size_t crc_at = (size_t)l.meta_bytes - 4u;
-        put_u32(meta + crc_at, crc_run(crc, 0, meta, crc_at));
+        put_u32(meta + crc_at, bp__crc32(0, meta, crc_at));
         bad = fseeko(w.f, (off_t)HEADER_BYTES, SEEK_SET) != 0 ||
               fwrite(meta, 1, (size_t)l.meta_bytes, w.f) != l.meta_bytes;
     }
@@ -241,7 +190,6 @@ bp_status bp__dsfile_write(char *err, const char *fn, const char *path, int type
 done:
     bp__free(&bp__default_alloc, meta);
     bp__free(&bp__default_alloc, buf);
-    bp__free(&bp__default_alloc, crc);
     return s;
 }
 
@@ -263,8 +211,7 @@ struct bp__dsmap {
     float divisor, scale;
     const unsigned char *crcs; /* [blocks] little-endian CRC-32 of each block */
     atomic_uchar *verified;    /* [blocks] 1 once a block's CRC has matched */
-    crc_tables crc;
-    char name[160]; /* the file, for messages */
+    char name[160];            /* the file, for messages */
 };
 
 static void map_destroy(struct bp__dsmap *m)
@@ -324,7 +271,7 @@ static bp_status map_parse(struct bp__dsmap *m, const char *fn)
                         fn, name, m->length);
     if (memcmp(b, "BPDS", 4) != 0)
         return bp__fail(NULL, BP_ERR_FORMAT, "%s: '%s' is not a data-set file (magic)", fn, name);
-    if (crc_run(&m->crc, 0, b, 60) != get_u32(b + 60))
+    if (bp__crc32(0, b, 60) != get_u32(b + 60))
         return bp__fail(NULL, BP_ERR_CHECKSUM,
                         "%s: '%s': the header fails its CRC-32 "
                         "(corrupted)",
@@ -363,7 +310,7 @@ static bp_status map_parse(struct bp__dsmap *m, const char *fn)
                         (unsigned long long)get_u64(b + 40));
     const unsigned char *meta = b + HEADER_BYTES;
     const size_t crc_at = (size_t)l.meta_bytes - 4u;
-    if (crc_run(&m->crc, 0, meta, crc_at) != get_u32(meta + crc_at))
+    if (bp__crc32(0, meta, crc_at) != get_u32(meta + crc_at))
         return bp__fail(NULL, BP_ERR_CHECKSUM,
                         "%s: '%s': the value table or the block CRC "
                         "list fails its CRC-32 (corrupted)",
@@ -399,7 +346,6 @@ bp_status bp__dsmap_open(struct bp__dsmap **out, const char *fn, const char *pat
     if (m == NULL) return bp__fail(NULL, BP_ERR_NOMEM, "%s: out of memory", fn);
     atomic_init(&m->refs, 1);
     snprintf(m->name, sizeof m->name, "%s", path);
-    crc_init(&m->crc);
     const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         const int e = errno;
@@ -453,7 +399,7 @@ static bp_status verify_block(struct bp__dsmap *m, char *err, size_t b)
     const size_t first = b * m->rpb;
     const size_t k = m->rows - first < m->rpb ? m->rows - first : m->rpb;
     const unsigned char *p = m->data + first * m->stride;
-    const uint32_t want = get_u32(m->crcs + 4 * b), got = crc_run(&m->crc, 0, p, k * m->stride);
+    const uint32_t want = get_u32(m->crcs + 4 * b), got = bp__crc32(0, p, k * m->stride);
     if (want != got)
         return bp__fail(err, BP_ERR_CHECKSUM,
                         "'%s': block %zu (rows %zu..%zu) fails its CRC-32 "

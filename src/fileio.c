@@ -4,6 +4,7 @@
 #define _DEFAULT_SOURCE /* flock (BSD, in glibc beside the POSIX names) */
 #endif
 #include "fileio.h"
+#include "crc32_table.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -676,20 +677,27 @@ void bp__c_locale_end(bp__c_locale *l)
     freelocale(l->c);
 }
 
-/* CRC-32 (IEEE 802.3, zlib's crc32), a nibble at a time; declared in util.h. */
+/* CRC-32 (IEEE 802.3, zlib's crc32), declared in util.h: the one implementation, for model
+ * files and data-set files alike. Slice-by-8: eight bytes per step through eight constant
+ * tables (crc32_table.h), so there is nothing to build at run time and nothing shared
+ * between threads to guard. */
 uint32_t bp__crc32(uint32_t crc, const void *data, size_t size)
 {
-    static const uint32_t t[16] = {
-        0x00000000u, 0x1db71064u, 0x3b6e20c8u, 0x26d930acu, 0x76dc4190u, 0x6b6b51f4u,
-        0x4db26158u, 0x5005713cu, 0xedb88320u, 0xf00f9344u, 0xd6d6a3e8u, 0xcb61b38cu,
-        0x9b64c2b0u, 0x86d3d2d4u, 0xa00ae278u, 0xbdbdf21cu,
-    };
+    const uint32_t(*t)[256] = bp__crc32_table;
     const unsigned char *p = data;
     crc = ~crc;
-    for (size_t i = 0; i < size; i++) {
-        crc ^= p[i];
-        crc = (crc >> 4) ^ t[crc & 15u];
-        crc = (crc >> 4) ^ t[crc & 15u];
+    while (size >= 8) {
+        const uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                                   (uint32_t)p[3] << 24);
+        const uint32_t hi =
+            (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        crc = t[7][lo & 0xFFu] ^ t[6][(lo >> 8) & 0xFFu] ^ t[5][(lo >> 16) & 0xFFu] ^
+              t[4][lo >> 24] ^ t[3][hi & 0xFFu] ^ t[2][(hi >> 8) & 0xFFu] ^
+              t[1][(hi >> 16) & 0xFFu] ^ t[0][hi >> 24];
+        p += 8;
+        size -= 8;
     }
+    while (size--)
+        crc = (crc >> 8) ^ t[0][(crc ^ *p++) & 0xFFu];
     return ~crc;
 }

@@ -14,7 +14,7 @@ struct bp__rd;
 
 /* Settings are stored by key: set[key - FIT_KEY_FIRST] for enum bp_fit_key. */
 #define FIT_KEY_FIRST 400
-#define FIT_KEY_COUNT 16
+#define FIT_KEY_COUNT 17
 /* A history row: the absolute epoch number, then the BP_METRIC_COUNT metrics. */
 #define FIT_ROW (1 + BP_METRIC_COUNT)
 

@@ -15,6 +15,7 @@
 #include "fit.h"
 #include "optimizer.h"
 #include "dataset.h"
+#include "source.h"
 
 #include <float.h>
 #include <math.h>
@@ -54,6 +55,7 @@ static const fit_key_info fit_keys[FIT_KEY_COUNT] = {
     {"BP_FIT_INITIAL_EPOCH", 0.0, 1e9, 0.0, 1},
     {"BP_FIT_KEEP_BEST", 0.0, 1.0, 0.0, 1},
     {"BP_FIT_PROGRESS_SECONDS", 0.0, 3600.0, 0.1, 0},
+    {"BP_FIT_SHUFFLE_BUFFER", 1.0, 2147483648.0, 1024.0, 1},
 };
 
 /* Settings 400..413 existed in 0.1 (always written to checkpoints). */
@@ -273,6 +275,31 @@ static bp_status check_net_loss(bp_net *net, const char *fn, int loss)
     return bp__walk_check_loss(net, fn, loss);
 }
 
+/* Rows of @p in inputs and @p outs targets (a set or source named @p what) fit @p net and
+ * @p loss. */
+static bp_status check_widths(bp_net *net, const char *fn, const char *what, int loss, size_t in,
+                              size_t outs)
+{
+    if (in != net->inputs)
+        return bp__fail(net->err, BP_ERR_SHAPE,
+                        "%s: the %s has %zu input columns, the net "
+                        "takes %zu",
+                        fn, what, in, net->inputs);
+    const size_t out = out_width(net);
+    const bp__loss_desc *d = bp__loss_get(loss);
+    if (d->sparse_targets && outs != 1)
+        return bp__fail(net->err, BP_ERR_SHAPE,
+                        "%s: the %s has %zu target columns; "
+                        "%s takes 1 (class indices)",
+                        fn, what, outs, d->name);
+    if (!d->sparse_targets && outs != out)
+        return bp__fail(net->err, BP_ERR_SHAPE,
+                        "%s: the %s has %zu target columns, the "
+                        "net has %zu outputs",
+                        fn, what, outs, out);
+    return BP_OK;
+}
+
 /* @p ds (named @p what in messages) fits @p net and @p loss: widths and target values. */
 static bp_status check_set(bp_net *net, const char *fn, const char *what, int loss,
                            const bp_dataset *ds)
@@ -280,23 +307,10 @@ static bp_status check_set(bp_net *net, const char *fn, const char *what, int lo
     if (!bp__dataset_ok(ds))
         return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: the %s set is not a valid data set", fn,
                         what);
-    if (ds->in != net->inputs)
-        return bp__fail(net->err, BP_ERR_SHAPE,
-                        "%s: the %s set has %zu input columns, the net "
-                        "takes %zu",
-                        fn, what, ds->in, net->inputs);
+    char name[48];
+    snprintf(name, sizeof name, "%s set", what);
+    BP_CHECK(check_widths(net, fn, name, loss, ds->in, ds->out));
     const size_t out = out_width(net);
-    const bp__loss_desc *d = bp__loss_get(loss);
-    if (d->sparse_targets && ds->out != 1)
-        return bp__fail(net->err, BP_ERR_SHAPE,
-                        "%s: the %s set has %zu target columns; "
-                        "%s takes 1 (class indices)",
-                        fn, what, ds->out, d->name);
-    if (!d->sparse_targets && ds->out != out)
-        return bp__fail(net->err, BP_ERR_SHAPE,
-                        "%s: the %s set has %zu target columns, the "
-                        "net has %zu outputs",
-                        fn, what, ds->out, out);
     /* Resident targets are checked here; a mapped set's per batch as they are read. */
     const bp_status s =
         bp__dataset_resident(ds) ? bp__loss_check_targets(NULL, loss, ds->y, ds->n, out) : BP_OK;
@@ -322,6 +336,21 @@ static bp_status read_rows(bp_net *net, const bp_dataset *ds, const size_t *idx,
     return BP_OK;
 }
 
+/* Add the loss and metrics of @p net on @p rows rows (x [rows x in], target [rows x yw]) to
+ * @p m, predicting into @p buf [chunk x out]. */
+static bp_status eval_rows(bp_net *net, int loss, const float *x, const float *target, size_t rows,
+                           float *buf, size_t chunk, int scalers, metric_sums *m)
+{
+    const size_t width = out_width(net);
+    BP_CHECK(bp__walk_predict(net, x, rows, buf, chunk * width, scalers));
+    float value;
+    int is_dz;
+    BP_CHECK(bp__loss_compute(net->err, loss, net->huber_delta, buf, NULL, target, rows, width,
+                              &value, NULL, &is_dz));
+    metrics_add(m, loss, value, buf, target, rows, width);
+    return BP_OK;
+}
+
 /* Loss and metrics of @p net on @p ds into out[0..4), predicting @p chunk rows at a time
  * into @p buf [chunk x out]; a mapped @p ds is read @p chunk rows at a time into @p xb
  * [chunk x in] and @p yb [chunk x yw] (unused for a resident one). */
@@ -340,12 +369,7 @@ static bp_status eval_set(bp_net *net, int loss, const bp_dataset *ds, float *bu
             BP_CHECK(read_rows(net, ds, NULL, r, rows, xb, yb));
             BP_CHECK(bp__loss_check_targets(net->err, loss, yb, rows, width));
         }
-        BP_CHECK(bp__walk_predict(net, x, rows, buf, chunk * width, scalers));
-        float value;
-        int is_dz;
-        BP_CHECK(bp__loss_compute(net->err, loss, net->huber_delta, buf, NULL, target, rows, width,
-                                  &value, NULL, &is_dz));
-        metrics_add(&m, loss, value, buf, target, rows, width);
+        BP_CHECK(eval_rows(net, loss, x, target, rows, buf, chunk, scalers, &m));
     }
     metrics_finish(&m, loss, width, out);
     return BP_OK;
@@ -379,6 +403,62 @@ bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *m
     if (s != BP_OK) return s;
     for (size_t k = 0; k < count && k < 4; k++)
         metrics[k] = m[k];
+    return BP_OK;
+}
+
+/* @p src (named @p what in messages) fits @p net and @p loss. */
+static bp_status check_source(bp_net *net, const char *fn, const char *what, int loss,
+                              const bp_source *src)
+{
+    if (!bp__source_ok(src))
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: the %s is not a valid source", fn, what);
+    return check_widths(net, fn, what, loss, src->in, src->out);
+}
+
+bp_status bp_net_evaluate_source(bp_net *net, int loss, bp_source *src, double *metrics,
+                                 size_t count)
+{
+    static const char fn[] = "bp_net_evaluate_source";
+    BP__NET_CHECK(net, fn);
+    if (metrics == NULL || count == 0)
+        return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: metrics is NULL or count is 0", fn);
+    BP_CHECK(check_net_loss(net, fn, loss));
+    BP_CHECK(check_source(net, fn, "source", loss, src));
+    /* The chunks of bp_net_evaluate, so that the same rows give the same sums. */
+    const size_t chunk = src->rows != 0 && src->rows < EVAL_CHUNK ? src->rows : EVAL_CHUNK;
+    const size_t width = out_width(net), yw = src->out;
+    const size_t floats = chunk * (width + src->in + yw); /* widths <= 2^24: no overflow */
+    float *buf = bp__malloc(&net->alloc, floats * sizeof(float));
+    if (buf == NULL)
+        return bp__fail(net->err, BP_ERR_NOMEM, "%s: out of memory for %zu floats", fn, floats);
+    float *xb = buf + chunk * width, *yb = xb + chunk * src->in;
+    metric_sums m = {0};
+    bp__pass pass;
+    bp_status s = bp__pass_begin(&pass, src, NULL, NULL, NULL, 0, NULL, NULL, 0);
+    if (s != BP_OK) s = refail(net, s, fn, "starting a pass");
+    for (size_t r = 0; s == BP_OK; r += chunk) {
+        size_t rows;
+        s = bp__pass_next(&pass, xb, yb, chunk, &rows);
+        if (s != BP_OK) {
+            s = refail(net, s, fn, "reading the source");
+            break;
+        }
+        if (rows == 0) break;
+        s = bp__loss_check_targets(NULL, loss, yb, rows, width);
+        if (s != BP_OK) {
+            char where[64];
+            snprintf(where, sizeof where, "source rows %zu..%zu", r, r + rows - 1);
+            s = refail(net, s, fn, where);
+            break;
+        }
+        s = eval_rows(net, loss, xb, yb, rows, buf, chunk, net->apply_scalers, &m);
+    }
+    bp__free(&net->alloc, buf);
+    if (s != BP_OK) return s;
+    double out[4];
+    metrics_finish(&m, loss, width, out);
+    for (size_t k = 0; k < count && k < 4; k++)
+        metrics[k] = out[k];
     return BP_OK;
 }
 
@@ -452,13 +532,21 @@ typedef struct fit_plan {
     float *vout;   /* [vchunk x out] validation outputs (with a validation set), then for a
                       mapped validation set [vchunk x in] inputs and [vchunk x yw] targets */
     float *best;   /* [nparams] best weights (early stopping with restore) */
+    /* A source's shuffle buffer and the staging its rows pass through (scap > 0 only): */
+    float *sx;   /* [scap x in] */
+    float *sy;   /* [scap x yw] */
+    float *tx;   /* [bs x in] */
+    float *ty;   /* [bs x yw] */
+    size_t scap; /* rows of the shuffle buffer; 0: a source read in stream order, or a set */
 } fit_plan;
 
+/* @p shuffle: the order of a data set's rows; @p gather: a batch buffer; @p scap: a source's
+ * shuffle buffer of that many rows, and a batch of staging. */
 static bp_status plan_fit(bp_net *net, fit_plan *p, size_t n, size_t bs, size_t yw, int shuffle,
-                          int gather, size_t vchunk, int val_mapped, int keep_best)
+                          int gather, size_t vchunk, int val_mapped, int keep_best, size_t scap)
 {
     const size_t in = net->inputs, out = out_width(net);
-    size_t sizes[5] = {0, 0, 0, 0, 0}, total = 0;
+    size_t sizes[7] = {0, 0, 0, 0, 0, 0, 0}, total = 0;
     int bad = 0;
     if (shuffle) bad |= bp__mul_size(n, sizeof(size_t), &sizes[0]);
     if (shuffle || gather) {
@@ -467,7 +555,11 @@ static bp_status plan_fit(bp_net *net, fit_plan *p, size_t n, size_t bs, size_t 
     }
     bad |= bp__mul_size(vchunk, (out + (val_mapped ? in + yw : 0)) * sizeof(float), &sizes[3]);
     if (keep_best) sizes[4] = net->nparams * sizeof(float); /* the arena's size: no overflow */
-    for (int k = 0; k < 5 && !bad; k++) {
+    if (scap > 0) {
+        bad |= bp__mul_size(scap, (in + yw) * sizeof(float), &sizes[5]);
+        bad |= bp__mul_size(bs, (in + yw) * sizeof(float), &sizes[6]);
+    }
+    for (int k = 0; k < 7 && !bad; k++) {
         sizes[k] = (sizes[k] + 63u) & ~(size_t)63u;
         bad |= total > SIZE_MAX - sizes[k];
         total += sizes[k];
@@ -492,6 +584,15 @@ static bp_status plan_fit(bp_net *net, fit_plan *p, size_t n, size_t bs, size_t 
     if (sizes[3]) p->vout = (float *)(void *)b;
     b += sizes[3];
     if (sizes[4]) p->best = (float *)(void *)b;
+    b += sizes[4];
+    if (scap > 0) {
+        p->scap = scap;
+        p->sx = (float *)(void *)b;
+        p->sy = p->sx + scap * in;
+        b += sizes[5];
+        p->tx = (float *)(void *)b;
+        p->ty = p->tx + bs * in;
+    }
     return BP_OK;
 }
 
@@ -502,18 +603,29 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* One epoch of training steps over @p train in the order @p order (NULL: 0..n-1); the
- * training metrics go into m[0..4). */
+/* One epoch of training steps over @p train in the order p->order (NULL: 0..n-1), or over
+ * one pass of @p src (train NULL); the training metrics go into m[0..4). */
 static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset *train,
-                             const fit_plan *p, size_t bs, size_t epoch, double *m)
+                             bp_source *src, const fit_plan *p, size_t bs, size_t epoch, double *m)
 {
-    const size_t n = train->n, in = net->inputs, width = out_width(net);
+    const size_t n = train != NULL ? train->n : src->rows; /* 0: a stream of unknown length */
+    const size_t in = net->inputs, width = out_width(net);
     const size_t yw = bp__loss_target_width(bp__loss_get(loss), width);
     metric_sums sums = {0};
     struct bp__fit *f = net->fit;
     const size_t batches = (n + bs - 1) / bs;
     const double every = FIT_SET(f, BP_FIT_PROGRESS_SECONDS);
     double last = f->batch_fn != NULL ? now_seconds() : 0.0;
+    bp__pass pass;
+    if (src != NULL) {
+        const bp_status s = bp__pass_begin(&pass, src, p->scap > 0 ? &net->rng : NULL, p->sx, p->sy,
+                                           p->scap, p->tx, p->ty, bs);
+        if (s != BP_OK) {
+            char where[48];
+            snprintf(where, sizeof where, "epoch %zu, starting a pass", epoch);
+            return refail(net, s, "bp_net_fit_source", where);
+        }
+    }
     if (p->order != NULL) {
         /* A fresh Fisher-Yates shuffle of the identity: only the generator state matters. */
         for (size_t i = 0; i < n; i++)
@@ -525,22 +637,38 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
             p->order[j] = t;
         }
     }
-    for (size_t r = 0; r < n; r += bs) {
-        const size_t rows = n - r < bs ? n - r : bs;
+    const char *fn = src != NULL ? "bp_net_fit_source" : "bp_net_fit";
+    size_t b = 0, told = SIZE_MAX; /* batches done; the last one the callback was told of */
+    for (size_t r = 0, rows = 0;; r += rows, b++) {
         const float *xb = p->xb, *yb = p->yb;
-        /* Resident rows in order are used in place; otherwise the batch is gathered (by
-         * index when shuffling) through the data-set accessor, which for a mapped set
-         * decodes the rows and checks their blocks: a failure stops before the step. */
-        if (p->order == NULL && bp__dataset_resident(train)) {
-            xb = train->x + r * in;
-            yb = train->y + r * yw;
-        } else {
-            const bp_status s = read_rows(net, train, p->order, r, rows, p->xb, p->yb);
+        if (src != NULL) {
+            /* The next rows of the stream, checked as they come: a failure stops before the
+             * step. */
+            const bp_status s = bp__pass_next(&pass, p->xb, p->yb, bs, &rows);
             if (s != BP_OK) {
                 char where[80];
-                snprintf(where, sizeof where, "epoch %zu, reading rows for batch %zu..%zu", epoch,
-                         r, r + rows - 1);
-                return refail(net, s, "bp_net_fit", where);
+                snprintf(where, sizeof where, "epoch %zu, reading the source after row %zu", epoch,
+                         r);
+                return refail(net, s, fn, where);
+            }
+            if (rows == 0) break;
+        } else {
+            if (r >= n) break;
+            rows = n - r < bs ? n - r : bs;
+            /* Resident rows in order are used in place; otherwise the batch is gathered (by
+             * index when shuffling) through the data-set accessor, which for a mapped set
+             * decodes the rows and checks their blocks: a failure stops before the step. */
+            if (p->order == NULL && bp__dataset_resident(train)) {
+                xb = train->x + r * in;
+                yb = train->y + r * yw;
+            } else {
+                const bp_status s = read_rows(net, train, p->order, r, rows, p->xb, p->yb);
+                if (s != BP_OK) {
+                    char where[80];
+                    snprintf(where, sizeof where, "epoch %zu, reading rows for batch %zu..%zu",
+                             epoch, r, r + rows - 1);
+                    return refail(net, s, fn, where);
+                }
             }
         }
         float value;
@@ -549,20 +677,23 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
             char where[80];
             snprintf(where, sizeof where, "epoch %zu, batch of rows %zu..%zu", epoch, r,
                      r + rows - 1);
-            return refail(net, s, "bp_net_fit", where);
+            return refail(net, s, fn, where);
         }
         /* The outputs of this batch's forward walk (before the update). */
         metrics_add(&sums, loss, value, bp__walk_outputs(net), yb, rows, width);
         if (f->batch_fn != NULL) {
             /* Bounded rate: after the epoch's last batch, and after another one only when
              * BP_FIT_PROGRESS_SECONDS have passed since the previous call (or the start). */
-            const size_t b = r / bs;
             if (b + 1 == batches || every == 0.0 || now_seconds() - last >= every) {
                 f->batch_fn(f->batch_user, net, epoch, b, batches, sums.loss / (double)sums.rows);
                 if (every > 0.0) last = now_seconds();
+                told = b;
             }
         }
     }
+    /* A stream of unknown length: its last batch is known once the pass has ended. */
+    if (f->batch_fn != NULL && b > 0 && told != b - 1)
+        f->batch_fn(f->batch_user, net, epoch, b - 1, b, sums.loss / (double)sums.rows);
     metrics_finish(&sums, loss, width, m);
     return BP_OK;
 }
@@ -607,10 +738,11 @@ static int update_counters(bp_net *net, size_t e, double mon, const fit_plan *p,
     return patience > 0 && f->stop_wait >= patience;
 }
 
-bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset *train,
-                     const bp_dataset *val)
+/* bp_net_fit (@p train) and bp_net_fit_source (@p streaming: @p src, train NULL), named
+ * @p fn. */
+static bp_status fit(const char *fn, int streaming, bp_net *net, bp_optimizer *opt, int loss,
+                     const bp_dataset *train, bp_source *src, const bp_dataset *val)
 {
-    static const char fn[] = "bp_net_fit";
     BP__NET_CHECK(net, fn);
     struct bp__fit *f = net->fit;
     BP_CHECK(check_net_loss(net, fn, loss));
@@ -621,13 +753,18 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
                         fn);
     bp_status s = bp__optimizer_validate_for(opt, net);
     if (s != BP_OK) return refail(net, s, fn, "optimizer");
-    BP_CHECK(check_set(net, fn, "training", loss, train));
+    if (streaming)
+        BP_CHECK(check_source(net, fn, "training source", loss, src));
+    else
+        BP_CHECK(check_set(net, fn, "training", loss, train));
     if (val != NULL) BP_CHECK(check_set(net, fn, "validation", loss, val));
 
     const size_t epochs = (size_t)FIT_SET(f, BP_FIT_EPOCHS);
     const size_t start = (size_t)FIT_SET(f, BP_FIT_INITIAL_EPOCH);
     const size_t batch = (size_t)FIT_SET(f, BP_FIT_BATCH_SIZE);
-    const size_t n = train->n, bs = batch < n ? batch : n;
+    /* n: rows of an epoch, 0 for a stream of unknown length. */
+    const size_t n = train != NULL ? train->n : src->rows;
+    const size_t bs = n != 0 && n < batch ? n : batch;
     const int shuffle = FIT_SET(f, BP_FIT_SHUFFLE) != 0.0;
     const int keep_all = FIT_SET(f, BP_FIT_KEEP_BEST) != 0.0;
     const int keep_best =
@@ -637,13 +774,27 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
     /* The rate the schedule drives (held, not used, by an algorithm without one: iRprop-). */
     const double base = bp__optimizer_rate(opt);
 
+    /* A source's shuffle buffer: at most the rows of a pass; 1 row is the stream's order. */
+    size_t scap = 0;
+    if (src != NULL && shuffle) {
+        scap = (size_t)FIT_SET(f, BP_FIT_SHUFFLE_BUFFER);
+        if (n != 0 && n < scap) scap = n;
+        if (scap < 2) scap = 0;
+    }
+
     /* Everything that can fail before training is done; then the state changes. */
     const size_t todo = start < epochs ? epochs - start : 0;
+    if (src != NULL && src->rewind == NULL && (todo > 1 || (todo == 1 && src->used)))
+        return bp__fail(net->err, BP_ERR_STATE,
+                        "%s: the training source has no rewind callback: it gives one pass, "
+                        "%s",
+                        fn, src->used ? "which it gave already" : "not one per epoch");
     BP_CHECK(bp__history_reserve(net, todo < HISTORY_RESERVE ? todo : HISTORY_RESERVE));
     fit_plan p;
     const int val_mapped = val != NULL && !bp__dataset_resident(val);
-    BP_CHECK(plan_fit(net, &p, n, bs, yw, shuffle, !bp__dataset_resident(train), vchunk, val_mapped,
-                      keep_best));
+    BP_CHECK(plan_fit(net, &p, n, bs, yw, src == NULL && shuffle,
+                      src != NULL || !bp__dataset_resident(train), vchunk, val_mapped, keep_best,
+                      scap));
     f->history_len = 0;
     if (start == 0) reset_counters(f);
     if (start == 0 || f->plateau_lr <= 0.0) f->plateau_lr = base;
@@ -660,7 +811,7 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
             break;
         }
         double m[BP_METRIC_COUNT];
-        s = train_epoch(net, opt, loss, train, &p, bs, e, m);
+        s = train_epoch(net, opt, loss, train, src, &p, bs, e, m);
         if (s != BP_OK) break;
         for (int k = BP_METRIC_VAL_LOSS; k <= BP_METRIC_VAL_RMSE; k++)
             m[k] = (double)NAN;
@@ -716,4 +867,16 @@ bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset 
     (void)bp__optimizer_set_rate(opt, base);
     bp__free_aligned(&net->alloc, p.block);
     return s;
+}
+
+bp_status bp_net_fit(bp_net *net, bp_optimizer *opt, int loss, const bp_dataset *train,
+                     const bp_dataset *val)
+{
+    return fit("bp_net_fit", 0, net, opt, loss, train, NULL, val);
+}
+
+bp_status bp_net_fit_source(bp_net *net, bp_optimizer *opt, int loss, bp_source *train,
+                            const bp_dataset *val)
+{
+    return fit("bp_net_fit_source", 1, net, opt, loss, NULL, train, val);
 }

@@ -95,6 +95,7 @@ static void fit_keys_have_documented_defaults_bounds_and_checks(void **state)
         {BP_FIT_INITIAL_EPOCH, 0, 0, 1e9},
         {BP_FIT_KEEP_BEST, 0, 0, 1},
         {BP_FIT_PROGRESS_SECONDS, 0.1, 0, 3600},
+        {BP_FIT_SHUFFLE_BUFFER, 1024, 1, 2147483648.0},
     };
     bp_net *net = make_net(1, 2, 0, 1, BP_ACT_IDENTITY);
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++) {
@@ -119,12 +120,12 @@ static void fit_keys_have_documented_defaults_bounds_and_checks(void **state)
     assert_non_null(strstr(bp_net_last_error(net), "whole"));
     assert_status(bp_net_set(net, BP_FIT_SCHEDULE, 5), BP_ERR_OUT_OF_RANGE);
     assert_status(bp_net_set(net, BP_FIT_MIN_DELTA, 0.25), BP_OK); /* not a count */
-    assert_status(bp_net_set(net, 416, 1), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_set(net, 417, 1), BP_ERR_INVALID_ARG);
     assert_status(bp_net_set(net, 399 + 101, 1), BP_ERR_INVALID_ARG);
     double v;
-    assert_status(bp_net_get(net, 416, &v), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_get(net, 417, &v), BP_ERR_INVALID_ARG);
     assert_status(bp_net_get(net, BP_FIT_EPOCHS, NULL), BP_ERR_INVALID_ARG);
-    assert_status(bp_net_param_bounds(416, &v, &v), BP_ERR_INVALID_ARG);
+    assert_status(bp_net_param_bounds(417, &v, &v), BP_ERR_INVALID_ARG);
     assert_status(bp_net_param_bounds(BP_FIT_EPOCHS, NULL, &v), BP_ERR_INVALID_ARG);
     assert_status(bp_net_set(NULL, BP_FIT_EPOCHS, 3), BP_ERR_INVALID_ARG);
     bp_net_free(net);

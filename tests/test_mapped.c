@@ -13,6 +13,7 @@
 
 #include "util.h"
 #include "dataset.h"
+#include "crc32_table.h"
 
 static char tmpdir[256];
 static char pathbuf[512];
@@ -89,7 +90,7 @@ static void put_le(unsigned char *p, uint64_t v, int bytes)
 /* The header's CRC recomputed after an edit (a hostile file, not a corrupted one). */
 static void reseal_header(unsigned char *b)
 {
-    put_le(b + 60, bp__dsfile_crc32(0, b, 60), 4);
+    put_le(b + 60, bp__crc32(0, b, 60), 4);
 }
 
 /* n rows of @p in inputs and one class index target in [0, classes); inputs q / 255 when
@@ -132,15 +133,44 @@ static void assert_same_rows(const bp_dataset *m, const bp_dataset *ds, size_t s
     free(y);
 }
 
-static void crc_matches_the_model_files(void **state)
+/* Bit-at-a-time CRC-32 (the definition) for the checks below. */
+static uint32_t crc_bitwise(uint32_t crc, const unsigned char *p, size_t n)
+{
+    crc = ~crc;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++)
+            crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return ~crc;
+}
+
+/* One CRC-32 for model and data-set files (bp__crc32, slice-by-8 over constant tables): the
+ * tables are what their definition gives, and the function equals the bit-at-a-time CRC at
+ * every length and alignment, chains, and gives the check value of "123456789". */
+static void crc_is_the_one_bp_crc32(void **state)
 {
     (void)state;
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t v = i;
+        for (int k = 0; k < 8; k++)
+            v = (v >> 1) ^ (0xEDB88320u & (0u - (v & 1u)));
+        assert_int_equal(bp__crc32_table[0][i], v);
+        for (int t = 1; t < 8; t++)
+            assert_int_equal(bp__crc32_table[t][i],
+                             (bp__crc32_table[t - 1][i] >> 8) ^
+                                 bp__crc32_table[0][bp__crc32_table[t - 1][i] & 0xFFu]);
+    }
     unsigned char b[1000];
     for (size_t i = 0; i < sizeof b; i++)
         b[i] = (unsigned char)(i * 131u + 7u);
-    for (size_t len = 0; len < sizeof b; len += 37)
-        assert_int_equal(bp__dsfile_crc32(0, b, len), bp__crc32(0, b, len));
-    assert_int_equal(bp__dsfile_crc32(0, "123456789", 9), 0xCBF43926u);
+    for (size_t at = 0; at < 8; at++)
+        for (size_t len = 0; at + len < sizeof b; len += 37) {
+            assert_int_equal(bp__crc32(0, b + at, len), crc_bitwise(0, b + at, len));
+            assert_int_equal(bp__crc32(bp__crc32(0, b, at), b + at, len),
+                             crc_bitwise(0, b, at + len));
+        }
+    assert_int_equal(bp__crc32(0, "123456789", 9), 0xCBF43926u);
 }
 
 static void float32_round_trip(void **state)
@@ -486,9 +516,9 @@ static void hostile_and_truncated_files_fail_cleanly(void **state)
     const size_t data = (size_t)le64(b + 40);
     const float nan = NAN;
     memcpy(b + data + 7 * 24 + 8, &nan, 4); /* row 7, input 2 */
-    const uint32_t crc = bp__dsfile_crc32(0, b + data, 300 * 24);
+    const uint32_t crc = bp__crc32(0, b + data, 300 * 24);
     put_le(b + 64, crc, 4);
-    put_le(b + 68, bp__dsfile_crc32(0, b + 64, 4), 4);
+    put_le(b + 68, bp__crc32(0, b + 64, 4), 4);
     write_all(tmp_path("n.bpds"), b, len);
     free(b);
     assert_status(bp_dataset_open_mapped(&m, tmp_path("n.bpds")), BP_OK);
@@ -502,7 +532,7 @@ static void hostile_and_truncated_files_fail_cleanly(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        bp_add_test(crc_matches_the_model_files),
+        bp_add_test(crc_is_the_one_bp_crc32),
         bp_add_test(float32_round_trip),
         bp_add_test(uint8_round_trip_is_exact),
         bp_add_test(uint8_decoding_forms_are_exact),

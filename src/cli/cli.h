@@ -3,7 +3,8 @@
  * The tool uses the public API only (include/backprop.h): it is a library user like any
  * other. Modules: cli_main.c (dispatch, --version, --help), cli_args.c (option parsing and
  * the name tables), cli_data.c (loading data sets, reading and writing CSV), cli_train.c
- * (`train` and its progress display), cli_model.c (`eval`, `predict`, `info`).
+ * (`train` and its progress display), cli_model.c (`eval`, `predict`, `info`), cli_pack.c
+ * (`pack`: data sets into binary data-set files).
  *
  * Exit codes: CLI_OK (0) success, CLI_FAIL (1) a run-time failure (a bad file, a training
  * error), CLI_USAGE (2) a usage error. Every failure prints one message on stderr that
@@ -162,6 +163,7 @@ int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_predict(int argc, char **argv);
 int cli_info(int argc, char **argv);
+int cli_pack(int argc, char **argv);
 
 /* --- shared by train and the model verbs (cli_model.c) ------------------------------ */
 

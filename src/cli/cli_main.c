@@ -54,6 +54,8 @@ static const char usage_text[] =
     "  predict   outputs of a saved model for the rows of a CSV or FANN file, as CSV,\n"
     "            in the original units of the targets\n"
     "  info      summary, parameters, scalers, metadata and format version of a model\n"
+    "  pack      convert a CSV, FANN or IDX data set into a binary data-set file for\n"
+    "            memory-mapped training (bp_dataset_open_mapped)\n"
     "\n"
     "'backprop <command> --help' describes each command; 'man backprop' has examples.\n"
     "Exit status: 0 success, 1 run-time failure (e.g. a bad file), 2 usage error.\n";
@@ -79,8 +81,11 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         int (*fn)(int, char **);
-    } verbs[] = {
-        {"train", cli_train}, {"eval", cli_eval}, {"predict", cli_predict}, {"info", cli_info}};
+    } verbs[] = {{"train", cli_train},
+                 {"eval", cli_eval},
+                 {"predict", cli_predict},
+                 {"info", cli_info},
+                 {"pack", cli_pack}};
     for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++)
         if (!strcmp(verb, verbs[i].name)) {
             cli_verb = verbs[i].name;
@@ -89,7 +94,8 @@ int main(int argc, char **argv)
     if (verb[0] == '-')
         fprintf(stderr, "backprop: unknown option '%s'\n", verb);
     else
-        fprintf(stderr, "backprop: unknown command '%s' (commands: train, eval, predict, info)\n",
+        fprintf(stderr,
+                "backprop: unknown command '%s' (commands: train, eval, predict, info, pack)\n",
                 verb);
     fputs("Try 'backprop --help'.\n", stderr);
     return CLI_USAGE;

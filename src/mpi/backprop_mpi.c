@@ -554,8 +554,10 @@ static bp_status fit_finish(fit_ctx *c, bp_status local)
     return BP_OK;
 }
 
-/* Rank @p rank's interleaved shard of @p train: rows rank, rank + size, rank + 2 size, ...,
- * floor(n / size) of them. */
+/* Rank @p rank's shard of @p train, floor(n / size) rows: in memory the interleaved rows
+ * rank, rank + size, rank + 2 size, ... (copied); of a memory-mapped set the contiguous rows
+ * [rank m, (rank + 1) m), a view of the same file (bp_dataset_subset(): nothing copied, and
+ * the rank reads only the file blocks of its own rows). */
 static bp_status make_shard(const char *fn, const bp_dataset *train, int rank, int size,
                             bp_dataset **out)
 {
@@ -563,11 +565,11 @@ static bp_status make_shard(const char *fn, const bp_dataset *train, int rank, i
     const size_t p = (size_t)size, m = bp_dataset_size(train) / p;
     const size_t in = bp_dataset_input_size(train), yw = bp_dataset_output_size(train);
     const float *x = bp_dataset_inputs(train), *y = bp_dataset_targets(train);
-    if (x == NULL) /* a memory-mapped set (bp_dataset_open_mapped): its rows are not in memory */
-        return fail(BP_ERR_UNSUPPORTED,
-                    "%s: the training set is memory-mapped; bp_mpi_fit "
-                    "copies each rank's shard from rows in memory (load the set into memory)",
-                    fn);
+    if (x == NULL) { /* a memory-mapped set (bp_dataset_open_mapped) */
+        const bp_status s = bp_dataset_subset(out, train, (size_t)rank * m, m);
+        if (s != BP_OK) fail(s, "%s: shard of the mapped set: %s", fn, bp_last_error());
+        return s;
+    }
     float *xs = malloc(m * in * sizeof(float)), *ys = malloc(m * yw * sizeof(float));
     bp_status s = BP_OK;
     if (xs == NULL || ys == NULL) {

@@ -3,7 +3,7 @@
 
     test_cli.py BACKPROP GROUP [MAN_PAGE | DATASETS_DIR]
 
-GROUP is one of: general, train, predict, idx, eval, info, usage, bad_files, man, census,
+GROUP is one of: general, train, predict, idx, eval, info, pack, usage, bad_files, man, census,
 plot (docs/figures/plot_history.sh), installed.
 Each group makes its small data sets in a fresh temporary directory, runs the tool and
 checks exit codes (0 ok, 1 run-time failure, 2 usage error), stdout and the messages on
@@ -123,7 +123,7 @@ def group_general(d):
     expect([], 2, err=["no command given", "Usage: backprop"])
     expect(["frobnicate"], 2, err="unknown command 'frobnicate'")
     expect(["--frob"], 2, err="unknown option '--frob'")
-    for verb in ("train", "eval", "predict", "info"):
+    for verb in ("train", "eval", "predict", "info", "pack"):
         expect([verb, "--help"], 0, out=f"Usage: backprop {verb}")
         expect([verb, "-h"], 0, out=f"Usage: backprop {verb}")
 
@@ -294,6 +294,77 @@ def group_info(d):
     expect(["info", "n.bpm"], 0, out=["input scaler: none", "target scaler: minmax"], cwd=d)
 
 
+def read_bpds(path):
+    """Header fields and rows of a binary data-set file (docs/format.md)."""
+    import struct
+    with open(path, "rb") as f:
+        b = f.read()
+    magic, version, etype, _per_block, n, width, targets, offset = struct.unpack_from(
+        "<4sIIIQQQQ", b, 0)
+    table = struct.unpack_from("<256f", b, 64) if etype == 2 else None
+    stride = width * (1 if etype == 2 else 4) + targets * 4
+    rows = []
+    for r in range(n):
+        at = offset + r * stride
+        if etype == 2:
+            x = [table[c] for c in b[at:at + width]]
+            at += width
+        else:
+            x = list(struct.unpack_from(f"<{width}f", b, at))
+            at += 4 * width
+        rows.append((x, list(struct.unpack_from(f"<{targets}f", b, at))))
+    check(len(b) == offset + n * stride, f"{path}: file length", str(len(b)))
+    return {"magic": magic, "version": version, "type": etype, "n": n, "width": width,
+            "targets": targets, "rows": rows}
+
+
+def group_pack(d):
+    """CSV, FANN and IDX into binary data-set files: header fields and every value."""
+    rows = regression_csv(os.path.join(d, "r.csv"))
+    expect(["pack", "r.csv", "-o", "r.bpds"], 0,
+           out="r.bpds: 200 rows, 2 inputs (float32), 1 targets", cwd=d)
+    f = read_bpds(os.path.join(d, "r.bpds"))
+    check(f["magic"] == b"BPDS" and f["version"] == 1 and f["type"] == 1, "CSV header", str(f))
+    check(all(abs(x[0] - r[0]) < 1e-6 and abs(x[1] - r[1]) < 1e-6 and abs(y[0] - r[2]) < 1e-4
+              for (x, y), r in zip(f["rows"], rows)) and len(f["rows"]) == 200, "CSV values")
+    # More than 256 distinct inputs do not fit uint8 codes: a run-time failure, no file.
+    expect(["pack", "r.csv", "--type", "uint8", "-o", "u.bpds"], 1, err="256", cwd=d)
+    check(not os.path.exists(os.path.join(d, "u.bpds")), "no file after a failed pack")
+    # --targets picks the columns, as for train.
+    expect(["pack", "r.csv", "--targets", "0", "-o", "t.bpds"], 0, cwd=d)
+    f = read_bpds(os.path.join(d, "t.bpds"))
+    check(abs(f["rows"][0][1][0] - rows[0][0]) < 1e-6 and abs(f["rows"][0][0][1] - rows[0][2])
+          < 1e-4, "CSV --targets 0", str(f["rows"][0]))
+    fann = classes_fann(os.path.join(d, "c.data"))
+    expect(["pack", "c.data", "--output", "c.bpds"], 0, out="240 rows", cwd=d)
+    f = read_bpds(os.path.join(d, "c.bpds"))
+    check(f["type"] == 1 and f["n"] == 240 and f["targets"] == 1, "FANN header", str(f)[:200])
+    check(all(y[0] == c and abs(x[0] - a) < 1e-6 for (x, y), (a, _b, c) in zip(f["rows"], fann)),
+          "FANN values")
+    classes = idx_pair(os.path.join(d, "img-ubyte"), os.path.join(d, "lab-ubyte"))
+    expect(["pack", "img-ubyte", "--labels", "lab-ubyte", "-o", "i.bpds"], 0,
+           out="i.bpds: 150 rows, 6 inputs (uint8), 1 targets", cwd=d)
+    f = read_bpds(os.path.join(d, "i.bpds"))
+    check(f["type"] == 2 and f["width"] == 6, "IDX packs uint8 by default", str(f)[:200])
+    import struct
+    with open(os.path.join(d, "img-ubyte"), "rb") as g:
+        pixels = g.read()[16:]
+    check(all(y[0] == c for (_x, y), c in zip(f["rows"], classes)), "IDX labels")
+    check(all(abs(x[k] - pixels[r * 6 + k] / 255.0) < 1e-7 for r, (x, _y) in enumerate(f["rows"])
+              for k in range(6)), "IDX pixels decode to q / 255")
+    expect(["pack", "img-ubyte", "--labels", "lab-ubyte", "--type", "float32", "-o",
+            "f.bpds"], 0, out="(float32)", cwd=d)
+    check(read_bpds(os.path.join(d, "f.bpds"))["rows"] == f["rows"], "IDX float32 = uint8")
+    # Usage errors and bad input.
+    expect(["pack", "r.csv"], 2, err="needs --output", cwd=d)
+    expect(["pack", "-o", "x.bpds"], 2, err="needs DATA", cwd=d)
+    expect(["pack", "r.csv", "--type", "int4", "-o", "x.bpds"], 2, err="--type", cwd=d)
+    expect(["pack", "img-ubyte", "--format", "idx", "-o", "x.bpds"], 2,
+           err="IDX images need --labels", cwd=d)
+    expect(["pack", "missing.csv", "-o", "x.bpds"], 1, err="missing.csv", cwd=d)
+    expect(["pack", "r.csv", "-o", os.path.join(d, "no", "dir", "x.bpds")], 1, cwd=d)
+
+
 def group_usage(d):
     regression_csv(os.path.join(d, "train.csv"))
     base = ["train", "train.csv", "--header"]
@@ -396,7 +467,7 @@ def group_man(d):
     with open(EXTRA) as f:
         man = f.read().replace("\\-", "-").replace("\\fR", "").replace("\\fP", "")
     import re
-    for verb in ("train", "eval", "predict", "info"):
+    for verb in ("train", "eval", "predict", "info", "pack"):
         _, so, _ = run(verb, "--help")
         for option in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z-]*", so))):
             check(option in man, f"man page lacks {verb} {option}")

@@ -701,28 +701,68 @@ static void fit_with_shuffling_keeps_replicas_identical_and_learns(void **state)
     bp_dataset_free(train);
 }
 
-static void fit_with_a_mapped_training_set_needs_one_rank(void **state)
+/* A mapped training set: every rank maps the same file (written once by rank 0) and trains
+ * on its contiguous shard, a view; the reference is one process on the rows in the order of
+ * the global batches (each the ranks' local batches in rank order). */
+static void fit_with_a_mapped_training_set_trains_contiguous_shards(void **state)
 {
     (void)state;
-    bp_dataset *train = make_set(32, 67), *mapped;
-    char path[256];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(path, sizeof path, "%s/bp_test_mpi_%ld_%d.bpds",
-             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp", (long)getpid(), rank_);
-    assert_status(bp_dataset_save_binary(train, path, BP_DATA_FLOAT32), BP_OK);
+    enum { N = 50, B = 8, EPOCHS = 2 };
+    const size_t p = (size_t)size_, m = N / p, b = B / p;
+    bp_dataset *train = make_set(N, 67), *mapped;
+    char dir[64], path[96];
+    shared_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/train.bpds", dir);
+    if (rank_ == 0) assert_status(bp_dataset_save_binary(train, path, BP_DATA_FLOAT32), BP_OK);
+    assert_int_equal(MPI_Barrier(MPI_COMM_WORLD), MPI_SUCCESS);
     assert_status(bp_dataset_open_mapped(&mapped, path), BP_OK);
-    bp_net *net = make_net(14, HIDDEN);
-    bp_optimizer *opt = make_sgd(0.1, 0.0);
-    set_fit(net, 1, 8, 0.0);
-    /* One rank trains on the whole set (mapped sets work); more would copy shards. */
-    assert_status(bp_mpi_fit(net, opt, BP_LOSS_SOFTMAX_CE, mapped, NULL, MPI_COMM_WORLD),
-                  size_ == 1 ? BP_OK : BP_ERR_UNSUPPORTED);
-    if (size_ > 1) assert_non_null(strstr(bp_mpi_last_error(), "memory-mapped"));
+    assert_int_equal(MPI_Barrier(MPI_COMM_WORLD), MPI_SUCCESS);
+    if (rank_ == 0) remove(path); /* the mappings stay valid */
+
+    /* The reference order: for each local batch k, rank 0's rows, then rank 1's, ... */
+    const float *x = bp_dataset_inputs(train), *y = bp_dataset_targets(train);
+    float *rx = malloc(p * m * IN * sizeof(float)), *ry = malloc(p * m * OUT * sizeof(float));
+    assert_non_null(rx);
+    assert_non_null(ry);
+    size_t row = 0;
+    for (size_t k = 0; k < m; k += b)
+        for (size_t r = 0; r < p; r++)
+            for (size_t j = k; j < k + b && j < m; j++, row++) {
+                memcpy(rx + row * IN, x + (r * m + j) * IN, IN * sizeof(float));
+                memcpy(ry + row * OUT, y + (r * m + j) * OUT, OUT * sizeof(float));
+            }
+    assert_int_equal(row, p * m);
+    bp_dataset *ordered = NULL;
+    assert_status(bp_dataset_create(&ordered, rx, ry, p * m, IN, OUT), BP_OK);
+    free(rx);
+    free(ry);
+
+    bp_net *ref = make_net(14, HIDDEN), *net = make_net(14, HIDDEN);
+    bp_optimizer *ref_opt = make_sgd(0.3, 0.5), *opt = make_sgd(0.3, 0.5);
+    set_fit(ref, EPOCHS, B, 0.0);
+    set_fit(net, EPOCHS, B, 0.0);
+    assert_status(bp_net_fit(ref, ref_opt, BP_LOSS_SOFTMAX_CE, ordered, NULL), BP_OK);
+    assert_status(bp_mpi_fit(net, opt, BP_LOSS_SOFTMAX_CE, mapped, NULL, MPI_COMM_WORLD), BP_OK);
+    assert_weights_match(net, ref);
+    for (size_t e = 0; e < EPOCHS; e++) {
+        assert_close(history(net, e, BP_METRIC_LOSS), history(ref, e, BP_METRIC_LOSS), 1e-5, 1e-7);
+        assert_double_same_on_every_rank(history(net, e, BP_METRIC_LOSS));
+    }
+    assert_same_on_every_rank(checksum(net));
+    /* With shuffling too: the replicas stay identical. */
+    set_fit(net, EPOCHS, B, 1.0);
+    assert_status(bp_mpi_fit(net, opt, BP_LOSS_SOFTMAX_CE, mapped, mapped, MPI_COMM_WORLD), BP_OK);
+    assert_same_on_every_rank(checksum(net));
+    assert_double_same_on_every_rank(history(net, EPOCHS - 1, BP_METRIC_VAL_LOSS));
     bp_optimizer_free(opt);
+    bp_optimizer_free(ref_opt);
     bp_net_free(net);
+    bp_net_free(ref);
+    bp_dataset_free(ordered);
     bp_dataset_free(mapped);
     bp_dataset_free(train);
-    remove(path);
+    assert_int_equal(MPI_Barrier(MPI_COMM_WORLD), MPI_SUCCESS);
+    if (rank_ == 0) rmdir(dir);
 }
 
 static void fit_early_stopping_stops_on_the_same_epoch_everywhere(void **state)
@@ -924,7 +964,7 @@ int main(int argc, char **argv)
         bp_add_test(fit_nonfinite_loss_on_one_rank_fails_on_every_rank),
         bp_add_test(fit_a_rank_leaving_early_fails_every_rank_without_a_hang),
         bp_add_test(fit_rejects_bad_arguments_on_every_rank),
-        bp_add_test(fit_with_a_mapped_training_set_needs_one_rank),
+        bp_add_test(fit_with_a_mapped_training_set_trains_contiguous_shards),
     };
     const int failed = cmocka_run_group_tests(tests, NULL, NULL);
     MPI_Finalize();

@@ -94,7 +94,7 @@ class HeaderAgreement(unittest.TestCase):
         stars = words.count("*")
         base = " ".join(w for w in words if w != "*")
         handles = {"bp_net": bp._Net, "bp_layer": bp._Layer, "bp_optimizer": bp._Optimizer,
-                   "bp_dataset": bp._Dataset}
+                   "bp_dataset": bp._Dataset, "bp_source": bp._Source}
         scalars = {"int": ctypes.c_int, "bp_status": ctypes.c_int, "size_t": ctypes.c_size_t,
                    "double": ctypes.c_double, "float": ctypes.c_float,
                    "uint64_t": ctypes.c_uint64, "unsigned": ctypes.c_uint,

@@ -174,6 +174,7 @@ FIT_COSINE_EPOCHS = 412
 FIT_INITIAL_EPOCH = 413
 FIT_KEEP_BEST = 414
 FIT_PROGRESS_SECONDS = 415
+FIT_SHUFFLE_BUFFER = 416
 
 SCHEDULE_CONSTANT = 0
 SCHEDULE_STEP = 1
@@ -227,11 +228,16 @@ class _Dataset(ctypes.Structure):
     """struct bp_dataset (opaque)."""
 
 
+class _Source(ctypes.Structure):
+    """struct bp_source (opaque)."""
+
+
 _P = ctypes.POINTER
 _c_size_p = _P(ctypes.c_size_t)
 _c_float_p = _P(ctypes.c_float)
 _c_double_p = _P(ctypes.c_double)
 _NetP, _LayerP, _OptP, _DsP = _P(_Net), _P(_Layer), _P(_Optimizer), _P(_Dataset)
+_SrcP = _P(_Source)
 _status = ctypes.c_int  # bp_status is an enum: int-sized, returned as int
 
 ALLOC_FN = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
@@ -244,6 +250,10 @@ BATCH_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.
                             ctypes.c_size_t, ctypes.c_size_t, ctypes.c_double)
 GRAD_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(_Net), ctypes.c_int,
                            ctypes.c_size_t, ctypes.POINTER(ctypes.c_float))
+SOURCE_READ_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
+                                  ctypes.POINTER(ctypes.c_float), ctypes.c_size_t,
+                                  ctypes.POINTER(ctypes.c_size_t))
+SOURCE_REWIND_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
 
 _S, _I, _D, _U64 = ctypes.c_size_t, ctypes.c_int, ctypes.c_double, ctypes.c_uint64
 _STR = ctypes.c_char_p
@@ -365,6 +375,11 @@ PROTOTYPES = {
     "bp_net_set_batch_callback": (_status, [_NetP, BATCH_FN, ctypes.c_void_p]),
     "bp_net_fit": (_status, [_NetP, _OptP, _I, _DsP, _DsP]),
     "bp_net_evaluate": (_status, [_NetP, _I, _DsP, _c_double_p, _S]),
+    "bp_source_create": (_status, [_P(_SrcP), _S, _S, _S, SOURCE_READ_FN, SOURCE_REWIND_FN,
+                                   ctypes.c_void_p]),
+    "bp_source_free": (None, [_SrcP]),
+    "bp_net_fit_source": (_status, [_NetP, _OptP, _I, _SrcP, _DsP]),
+    "bp_net_evaluate_source": (_status, [_NetP, _I, _SrcP, _c_double_p, _S]),
     "bp_net_history_length": (_S, [_NetP]),
     "bp_net_history_get": (_status, [_NetP, _S, _I, _c_double_p]),
     "bp_net_history_best": (_status, [_NetP, _c_size_p]),
