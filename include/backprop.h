@@ -246,12 +246,19 @@ enum bp_layer_kind {
     BP_LAYER_AVGPOOL2D = 6,      /**< 2-D average pooling, bp_net_add_avgpool2d() */
     BP_LAYER_FLATTEN = 7,        /**< image rows read as flat rows, bp_net_add_flatten() */
     BP_LAYER_GLOBAL_AVGPOOL = 8, /**< mean of each channel, bp_net_add_global_avgpool() */
-    BP_LAYER_ACTIVATION = 9      /**< standalone activation, bp_net_add_activation() */
+    BP_LAYER_ACTIVATION = 9,     /**< standalone activation, bp_net_add_activation() */
+    BP_LAYER_EMBEDDING = 10,     /**< token ids -> vectors, bp_net_add_embedding() @since 0.2 */
+    BP_LAYER_LAYERNORM = 11      /**< layer normalisation, bp_net_add_layernorm() @since 0.2 */
 };
 
 /** Loss functions (pass as int). Every loss is the mean over the batch of a per-row sum:
  *  L = (1/n) sum_rows sum_cols l(pred, target), except MSE/MAE/Huber which also average over
- *  the output columns: L = (1/(n*out)) sum l. */
+ *  the output columns: L = (1/(n*out)) sum l.
+ *  Per step (since 0.2): when the output rows are sequences of T steps of C values
+ *  (bp_layer_output_steps() of the last layer is T > 0), every loss sees the n rows as n*T
+ *  rows of C: the softmax cross-entropies take one-hot (or probability) targets [T x C] or
+ *  class indices [T] per row and are the mean over the n*T steps; MSE, MAE, Huber and BCE
+ *  are unchanged (means over all n*T*C elements); BP_METRIC_ACCURACY counts steps. */
 enum bp_loss {
     BP_LOSS_MSE = 1,        /**< mean of (pred - target)^2 over all n*out elements */
     BP_LOSS_MAE = 2,        /**< mean of |pred - target| over all n*out elements */
@@ -347,10 +354,12 @@ enum bp_layer_key {
                                       biases), i.e. the gradient of (lambda/2) * sum w^2. The
                                       loss value reported does not include the penalty.
                                       [0, 1e3]; default 0 @since 0.1 */
-    BP_LAYER_L1 = 207            /**< dense, conv2d: L1 penalty lambda; adds lambda * sign(w)
+    BP_LAYER_L1 = 207,           /**< dense, conv2d: L1 penalty lambda; adds lambda * sign(w)
                                       to dL/dw (sign(0) = 0), the gradient of
                                       lambda * sum |w|; weights only; not in the reported
                                       loss. [0, 1e3]; default 0 @since 0.1 */
+    BP_LAYER_LN_EPSILON = 209    /**< layernorm: added to the variance; [1e-12, 1]; default
+                                      1e-5 (PyTorch's) @since 0.2 */
 };
 
 /** Network settings for bp_net_set()/bp_net_get() (block 300..399). */
@@ -439,8 +448,8 @@ BP_API bp_status bp_net_create_image_ex(bp_net **out, size_t channels, size_t he
                                         uint64_t seed, bp_alloc_fn alloc_fn, bp_free_fn free_fn,
                                         void *user);
 
-/** The input shape: as given to bp_net_create_image(), or [inputs x 1 x 1] for a network
- *  made by bp_net_create().
+/** The input shape: as given to bp_net_create_image(), [1 x steps x features] for
+ *  bp_net_create_sequence(), or [inputs x 1 x 1] for a network made by bp_net_create().
  *  @param net       the network.
  *  @param channels  receives C.
  *  @param height    receives H.
@@ -448,6 +457,78 @@ BP_API bp_status bp_net_create_image_ex(bp_net **out, size_t channels, size_t he
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL output). @since 0.1 */
 BP_API bp_status bp_net_input_shape(const bp_net *net, size_t *channels, size_t *height,
                                     size_t *width);
+
+/* --- sequences (#14, seqcore) ------------------------------------------------------------ */
+
+/** Create an empty network whose input rows are sequences of @p steps steps of @p features
+ *  features, stored step-major: feature f of step t at t * features + f. Their shape is
+ *  reported as [1 x steps x features] (bp_net_input_shape(), bp_layer_output_shape()), and
+ *  bp_net_input_steps() tells a sequence from a one-channel image. Dense, activation (softmax
+ *  included), dropout and layer-normalisation layers work per step and keep the steps (a
+ *  dense layer maps [T x F] to [T x units] with one weight matrix shared by all steps);
+ *  flatten makes flat rows [T*F]; convolution, pooling and batch normalisation refuse
+ *  sequences (BP_ERR_SHAPE). The losses see a sequence output as n*T rows of its step width
+ *  (see enum bp_loss). Token ids go in as floats, one feature per step, to
+ *  bp_net_add_embedding().
+ *  @param out       receives the new network; NULL on failure.
+ *  @param steps     T, >= 1.
+ *  @param features  F, >= 1; T * F must not exceed 2^24.
+ *  @param seed      as for bp_net_create().
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_NOMEM. @since 0.2 */
+BP_API bp_status bp_net_create_sequence(bp_net **out, size_t steps, size_t features, uint64_t seed);
+
+/** As bp_net_create_sequence(), with the allocator of bp_net_create_ex().
+ *  @param out       receives the new network; NULL on failure.
+ *  @param steps     T, >= 1.
+ *  @param features  F, >= 1; T * F must not exceed 2^24.
+ *  @param seed      as for bp_net_create().
+ *  @param alloc_fn  allocation callback; NULL together with @p free_fn selects malloc.
+ *  @param free_fn   release callback matching @p alloc_fn; NULL together with it selects free.
+ *  @param user      passed to @p alloc_fn and @p free_fn.
+ *  @return as bp_net_create_sequence(). @since 0.2 */
+BP_API bp_status bp_net_create_sequence_ex(bp_net **out, size_t steps, size_t features,
+                                           uint64_t seed, bp_alloc_fn alloc_fn, bp_free_fn free_fn,
+                                           void *user);
+
+/** The steps T of the network's input rows: as given to bp_net_create_sequence(), 0 when
+ *  they are not sequences (bp_net_create(), bp_net_create_image()).
+ *  @param net    the network.
+ *  @param steps  receives T, or 0.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL output). @since 0.2 */
+BP_API bp_status bp_net_input_steps(const bp_net *net, size_t *steps);
+
+/** Append an embedding layer: token ids -> vectors, y[t] = W[id(t)] (PyTorch's
+ *  nn.Embedding). It must be the first layer of a net made by
+ *  bp_net_create_sequence(&net, steps, 1, seed): each input row holds T token ids stored as
+ *  floats (integers, exact below 2^24); the output rows are [T x dimension]. Weights
+ *  W [vocabulary x dimension] row-major (row v is token v's vector: PyTorch's
+ *  embedding.weight can be copied in with bp_layer_set_weights()), drawn from N(0, 1) like
+ *  PyTorch's; no biases. Every call that takes inputs (bp_net_forward(), bp_net_predict(),
+ *  bp_net_train_step(), bp_net_fit(), bp_net_evaluate() ...) checks every id first: one that
+ *  is not an integer in [0, vocabulary) fails the call with BP_ERR_INDEX naming the row and
+ *  step, and nothing is changed. The weight gradient is dense ([vocabulary x dimension], the
+ *  rows of ids not in the batch 0), as PyTorch's with sparse=False, so every optimizer
+ *  updates exactly as there. Settings: BP_LAYER_TRAINABLE, BP_LAYER_L2, BP_LAYER_L1.
+ *  @param net         the network.
+ *  @param vocabulary  number of token ids, 1 .. 2^24.
+ *  @param dimension   vector width, 1 .. 2^24; steps * dimension at most 2^24.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (not the first layer), BP_ERR_SHAPE (the
+ *  input rows are not sequences of one feature, or the output is wider than 2^24),
+ *  BP_ERR_NOMEM. @since 0.2 */
+BP_API bp_status bp_net_add_embedding(bp_net *net, size_t vocabulary, size_t dimension);
+
+/** Append a layer normalisation (Ba et al. 2016; PyTorch's nn.LayerNorm over the last
+ *  dimension): y = g * (x - mean) / sqrt(var + eps) + b with the mean and biased variance of
+ *  the F features of each row: of each step on sequence rows [T x F], of the whole row on
+ *  flat rows (all C*H*W values of an image row). The same in training and inference; shape
+ *  unchanged. Gain g [F] (the layer's weights, initialised to 1) and bias b [F] (0);
+ *  eps BP_LAYER_LN_EPSILON (default 1e-5). Settings: BP_LAYER_TRAINABLE, BP_LAYER_LN_EPSILON.
+ *  @param net  the network.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (after a softmax layer), BP_ERR_NOMEM.
+ *  @since 0.2 */
+BP_API bp_status bp_net_add_layernorm(bp_net *net);
+
+/* --- end of sequences (seqcore) ------------------------------------------------------------ */
 
 /** Free a network and its layers. NULL is a no-op.
  *  @param net  the network.
@@ -471,10 +552,14 @@ BP_API const char *bp_net_last_error(const bp_net *net);
 /** Append a dense (fully connected) layer y = f(x W^T + b), W [units x in], b [units].
  *  Weights use BP_INIT_DEFAULT for @p activation, drawn from the net's generator; biases 0.
  *  A softmax layer must be the last: adding a layer after one fails with BP_ERR_STATE.
+ *  On sequence rows [T x F] (bp_net_create_sequence()) the layer works per step, with one
+ *  W [units x F] and b shared by all steps: [T x F] -> [T x units], softmax over each step's
+ *  units (since 0.2).
  *  @param net  the network.
- *  @param units       output width, 1 .. 2^24.
+ *  @param units       output width (per step on sequences), 1 .. 2^24.
  *  @param activation  an enum bp_activation value.
- *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_SHAPE (T * units above 2^24),
+ *  BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_dense(bp_net *net, size_t units, int activation);
 
 /* --------------------------------------------------------------------------------------------
@@ -503,9 +588,11 @@ BP_API bp_status bp_net_add_dense(bp_net *net, size_t units, int activation);
  *  (since 0.2; 0.1 used the biased one); BP_LAYER_BN_EPSILON. Backward is
  *  the closed form of the batch-statistics forward. A batch of one row normalises flat
  *  features to 0: train with batches of several rows. bp_layer_init_weights() re-draws
- *  gamma like any weights; BP_INIT_CONSTANT with 1 restores the initial value.
+ *  gamma like any weights; BP_INIT_CONSTANT with 1 restores the initial value. Sequence rows
+ *  are refused (BP_ERR_SHAPE): normalise them with bp_net_add_layernorm().
  *  @param net  the network.
- *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (after a softmax layer), BP_ERR_NOMEM.
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (after a softmax layer), BP_ERR_SHAPE
+ *  (sequence rows), BP_ERR_NOMEM.
  *  @since 0.1 */
 BP_API bp_status bp_net_add_batchnorm(bp_net *net);
 
@@ -542,7 +629,7 @@ BP_API bp_status bp_net_add_activation(bp_net *net, int activation);
  *                     stride 1: (k - 1) / 2).
  *  @param activation  an enum bp_activation value other than BP_ACT_SOFTMAX.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (kernel larger than the padded input,
- *  output wider than 2^24), BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+ *  output wider than 2^24, sequence rows), BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h, size_t kernel_w,
                                    size_t stride, size_t padding, int activation);
 
@@ -552,8 +639,8 @@ BP_API bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h,
  *  @param net     the network.
  *  @param size    window side, 1 .. 1024, at most H and W.
  *  @param stride  1 .. 1024 (usually = size).
- *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (window larger than the input),
- *  BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (window larger than the input, sequence
+ *  rows), BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_maxpool2d(bp_net *net, size_t size, size_t stride);
 
 /** Append 2-D average pooling: the mean of each window; shapes and arguments as
@@ -561,18 +648,20 @@ BP_API bp_status bp_net_add_maxpool2d(bp_net *net, size_t size, size_t stride);
  *  @param net     the network.
  *  @param size    window side, 1 .. 1024, at most H and W.
  *  @param stride  1 .. 1024 (usually = size).
- *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (window larger than the input),
- *  BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (window larger than the input, sequence
+ *  rows), BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_avgpool2d(bp_net *net, size_t size, size_t stride);
 
 /** Append global average pooling: [C x H x W] -> [C x 1 x 1], the mean of each channel.
  *  @param net  the network.
- *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
+ *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_SHAPE (sequence rows), BP_ERR_STATE,
+ *  BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_global_avgpool(bp_net *net);
 
 /** Append a flatten layer: [C x H x W] -> [C*H*W x 1 x 1]. NCHW rows are already in that
  *  order, so it costs nothing (no copy, no computation) except as the first layer; dense
- *  layers read image rows flat without it.
+ *  layers read image rows flat without it. Sequence rows [T x F] become flat rows [T*F]
+ *  (then a dense layer sees the whole sequence, not each step).
  *  @param net  the network.
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_flatten(bp_net *net);
@@ -816,7 +905,8 @@ BP_API size_t bp_layer_input_size(const bp_layer *layer);
 BP_API size_t bp_layer_output_size(const bp_layer *layer);
 
 /** The layer's output shape, channels-first: [filters x OH x OW] for a convolution,
- *  [units x 1 x 1] for a dense layer, the input shape for shape-preserving kinds.
+ *  [units x 1 x 1] for a dense layer ([1 x T x units] on sequences of T steps), the input
+ *  shape for shape-preserving kinds.
  *  @param layer     the layer.
  *  @param channels  receives C.
  *  @param height    receives H.
@@ -824,6 +914,13 @@ BP_API size_t bp_layer_output_size(const bp_layer *layer);
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL output). @since 0.1 */
 BP_API bp_status bp_layer_output_shape(const bp_layer *layer, size_t *channels, size_t *height,
                                        size_t *width);
+
+/** The steps T of the layer's output rows ([1 x T x W] in bp_layer_output_shape()), 0 when
+ *  they are not sequences (flat or image rows).
+ *  @param layer  the layer.
+ *  @param steps  receives T, or 0.
+ *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle, NULL output). @since 0.2 */
+BP_API bp_status bp_layer_output_steps(const bp_layer *layer, size_t *steps);
 
 /** The L2 norm of the layer's gradient, sqrt(sum dW^2 + sum db^2) computed in double, as
  *  left by the last backward pass (0 for layers without parameters): watch vanishing or
@@ -1858,8 +1955,10 @@ BP_API bp_status bp_argmax(const float *values, size_t n, size_t width, size_t *
  * yourself and use bp_net_load_buffer()).
  * ==========================================================================================*/
 
-/** The model-file format version this library writes (and the newest it reads). */
-#define BP_FORMAT_VERSION 1
+/** The newest model-file format version this library reads and writes (docs/format.md). A
+ *  file is written in the lowest version that describes it: 1 (every 0.1 reader reads it)
+ *  unless the net's input rows are sequences, which need 2 (since 0.2). */
+#define BP_FORMAT_VERSION 2
 
 /** @return BP_FORMAT_VERSION of the run-time library. Thread-safe. @since 0.1 */
 BP_API unsigned bp_format_version(void);

@@ -170,7 +170,7 @@ done:
  * that goes on past the length its header gives, before it is decompressed further. */
 static const unsigned char model_magic[8] = {0x89, 'B', 'P', 'M', '\r', '\n', 0x1a, '\n'};
 #define MODEL_HEADER_BYTES   24u
-#define MODEL_FORMAT_VERSION 1u
+#define MODEL_FORMAT_VERSION ((uint32_t)BP_FORMAT_VERSION)
 
 static uint64_t le_u64(const unsigned char *p)
 {

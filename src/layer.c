@@ -117,11 +117,15 @@ bp_status bp__net_append_layer(bp_net *net, bp_layer *l, int init_scheme, double
     l->magic = BP__MAGIC_LAYER;
     l->net = net;
     l->index = net->nlayers;
-    if (l->in_c == 0) bp__net_out_shape(net, &l->in_c, &l->in_h, &l->in_w);
+    if (l->in_c == 0) {
+        bp__net_out_shape(net, &l->in_c, &l->in_h, &l->in_w);
+        l->in_steps = bp__net_out_steps(net);
+    }
     if (l->out_c == 0) l->out_c = l->out, l->out_h = 1, l->out_w = 1;
     if (l->fan_in == 0) l->fan_in = l->in;
     if (l->fan_out == 0) l->fan_out = l->out;
     l->param_off = net->nparams;
+    if (net->nlayers == 0) net->in_check = l->vt->check_input;
     net->layers[net->nlayers++] = l;
     net->nparams = total;
     if (l->out > net->max_width) net->max_width = l->out;
@@ -152,6 +156,26 @@ void bp__net_out_shape(const bp_net *net, size_t *c, size_t *h, size_t *w)
     }
 }
 
+size_t bp__net_out_steps(const bp_net *net)
+{
+    return net->nlayers ? net->layers[net->nlayers - 1]->out_steps : net->in_steps;
+}
+
+size_t bp__net_out_step_width(const bp_net *net)
+{
+    const size_t steps = bp__net_out_steps(net), width = bp__net_out_width(net);
+    return steps ? width / steps : width;
+}
+
+bp_status bp__net_refuse_sequence(bp_net *net, const char *fn, const char *what)
+{
+    const size_t steps = bp__net_out_steps(net);
+    if (steps == 0) return BP_OK;
+    return bp__fail(net->err, BP_ERR_SHAPE,
+                    "%s: layer %zu's input rows are sequences (%zu steps x %zu features); %s", fn,
+                    net->nlayers, steps, bp__net_out_step_width(net), what);
+}
+
 bp_layer *bp__layer_new(bp_net *net, const char *fn, const bp__layer_vtable *vt, int activation,
                         size_t out_c, size_t out_h, size_t out_w)
 {
@@ -164,6 +188,7 @@ bp_layer *bp__layer_new(bp_net *net, const char *fn, const bp__layer_vtable *vt,
     l->net = net; /* for vt->destroy before the layer is appended */
     l->activation = activation;
     bp__net_out_shape(net, &l->in_c, &l->in_h, &l->in_w);
+    l->in_steps = bp__net_out_steps(net);
     l->in = bp__net_out_width(net);
     l->out_c = out_c, l->out_h = out_h, l->out_w = out_w;
     l->out = out_c * out_h * out_w; /* callers bound each factor's product */
@@ -344,6 +369,15 @@ bp_status bp_layer_output_shape(const bp_layer *layer, size_t *channels, size_t 
     *channels = layer->out_c;
     *height = layer->out_h;
     *width = layer->out_w;
+    return BP_OK;
+}
+
+bp_status bp_layer_output_steps(const bp_layer *layer, size_t *steps)
+{
+    BP__LAYER_CHECK(layer, "bp_layer_output_steps");
+    if (steps == NULL)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_layer_output_steps: steps is NULL");
+    *steps = layer->out_steps;
     return BP_OK;
 }
 

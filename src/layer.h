@@ -88,6 +88,13 @@ typedef struct bp__layer_vtable {
     /* 1 if a training forward draws from the net's generator (dropout masks): a failed step
      * restores it. Counted in net->nstaged too. */
     int draws_rng;
+    /* Kinds that must be the first layer because they read the net's input in a way that
+     * needs more than finite values (embedding: token ids): checks @p n input rows @p x,
+     * already known finite, before any call uses them (message to @p err, NULL for calls
+     * that may run concurrently, and the thread's; nothing written). NULL for other kinds;
+     * the walks call the first layer's (net->in_check). */
+    bp_status (*check_input)(const bp_layer *l, char *err, const char *fn, const float *x,
+                             size_t n);
 } bp__layer_vtable;
 
 /* Largest row width (inputs, any layer's out). */
@@ -149,6 +156,13 @@ struct bp_layer {
      * Flat data is [width x 1 x 1]. */
     size_t in_c, in_h, in_w;
     size_t out_c, out_h, out_w;
+    /* Steps T of sequence rows ([T x F] step-major, element (t, f) at t*F + f, shape
+     * [1 x T x F]), 0 for flat and image rows. in_steps is the previous layer's out_steps
+     * (the net's in_steps for the first layer), set by bp__layer_new; a kind sets out_steps
+     * (then out_c == 1, out_h == out_steps, out = out_steps * out_w). Kinds working per step
+     * (dense, activation, dropout, layernorm) keep out_steps = in_steps and see n * T rows of
+     * the step width (bp__layer_rows). */
+    size_t in_steps, out_steps;
     size_t fan_in, fan_out; /* for weight initialisation (dense: in, out; conv: C*kh*kw,
                                F*kh*kw) */
     double l2, l1;          /* weight penalties added to dW in backward (BP_LAYER_L2 / _L1) */
@@ -163,6 +177,21 @@ struct bp_layer {
 
 /* The output shape of the last layer (the input shape when there is none). */
 void bp__net_out_shape(const bp_net *net, size_t *c, size_t *h, size_t *w);
+/* The steps T of the last layer's output rows (the net's input steps when there is no
+ * layer): 0 when they are not sequences. */
+size_t bp__net_out_steps(const bp_net *net);
+/* Width of one step of the last layer's output rows (of the whole row when they are not
+ * sequences): what a per-step layer appended now sees as its input width. */
+size_t bp__net_out_step_width(const bp_net *net);
+/* Rows of per-step work in @p n rows of the layer's input: n * in_steps for sequence rows,
+ * n otherwise. */
+static inline size_t bp__layer_rows(const bp_layer *l, size_t n)
+{
+    return l->in_steps ? n * l->in_steps : n;
+}
+/* BP_ERR_SHAPE (message naming @p fn and @p what) when the net's output rows are sequences:
+ * for kinds that take images or flat rows only (convolution, pooling). */
+bp_status bp__net_refuse_sequence(bp_net *net, const char *fn, const char *what);
 /* Allocate a layer struct with the common fields for appending after the current last layer:
  * vt, activation, in (and in_c/h/w) from the net's output shape, out_c/h/w (out = their
  * product), trainable 1, default activation settings. NULL (BP_ERR_NOMEM recorded with fn)
@@ -208,7 +237,10 @@ enum {
     BP__HP_KERNEL_W = 5,   /* conv2d: kernel width */
     BP__HP_STRIDE = 6,     /* conv2d, max/avg pool: stride */
     BP__HP_PADDING = 7,    /* conv2d: zero padding */
-    BP__HP_POOL_SIZE = 8   /* max/avg pool: window side */
+    BP__HP_POOL_SIZE = 8,  /* max/avg pool: window side */
+    BP__HP_VOCABULARY = 9, /* embedding: vocabulary, 1 .. 2^24 */
+    BP__HP_DIMENSION = 10  /* embedding: vector width, 1 .. 2^24 */
+    /* 20 .. 23: the recurrent kinds' (src/recurrent.h) */
 };
 /* Most pairs one layer record may hold (a larger count is a malformed file). */
 #define BP__HYPER_MAX 64u

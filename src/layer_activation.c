@@ -22,9 +22,11 @@ static size_t act_scratch(const bp_layer *l, size_t n, int training)
 
 static void act_forward(bp_layer *l, size_t n, const float *x, float *z, float *y, int training)
 {
-    /* x, y, z (scratch or NULL): [n x out] */
+    /* x, y, z (scratch or NULL): [n x out]; per step on sequences (softmax over each step's
+     * features): n*T rows of out/T */
     (void)training;
-    bp__act_apply(l->activation, &l->act, n, l->out, x, z, y);
+    const size_t rows = bp__layer_rows(l, n);
+    bp__act_apply(l->activation, &l->act, rows, n * l->out / rows, x, z, y);
 }
 
 static int act_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y, float *dy,
@@ -32,7 +34,8 @@ static int act_backward(bp_layer *l, size_t n, const float *x, float *z, const f
 {
     (void)x, (void)accumulate;
     if (dx == NULL) return 0;
-    if (!dy_is_dz) bp__act_backward(l->activation, &l->act, n, l->out, z, y, dy);
+    const size_t rows = bp__layer_rows(l, n);
+    if (!dy_is_dz) bp__act_backward(l->activation, &l->act, rows, n * l->out / rows, z, y, dy);
     const size_t total = n * l->out;
     for (size_t k = 0; k < total; k++)
         dx[k] = dy[k];
@@ -81,5 +84,6 @@ bp_status bp_net_add_activation(bp_net *net, int activation)
     bp_layer *l =
         bp__layer_new(net, "bp_net_add_activation", &bp__activation_vtable, activation, c, h, w);
     if (l == NULL) return BP_ERR_NOMEM;
+    l->out_steps = l->in_steps; /* per step on sequences */
     return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
 }

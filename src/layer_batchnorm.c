@@ -331,6 +331,8 @@ bp_status bp_net_add_batchnorm(bp_net *net)
 {
     BP__NET_CHECK(net, "bp_net_add_batchnorm");
     BP_CHECK(bp__net_check_append(net, "bp_net_add_batchnorm"));
+    BP_CHECK(bp__net_refuse_sequence(net, "bp_net_add_batchnorm",
+                                     "normalise sequences with bp_net_add_layernorm()"));
     size_t c, h, w;
     bp__net_out_shape(net, &c, &h, &w);
     bp_layer *l =

@@ -343,6 +343,7 @@ bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h, size_t
                         FN ": padding %zu must be smaller than the kernel %zu x %zu", padding,
                         kernel_h, kernel_w);
     BP_CHECK(bp__net_check_append(net, FN));
+    BP_CHECK(bp__net_refuse_sequence(net, FN, "convolution takes images"));
     size_t C, H, W;
     bp__net_out_shape(net, &C, &H, &W);
     if (H + 2 * padding < kernel_h || W + 2 * padding < kernel_w)

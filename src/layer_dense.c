@@ -1,5 +1,9 @@
 /* layer_dense.c -- fully connected layer: y = f(x W^T + b).
  *
+ * On sequence rows [T x F] it works per step with one W [units x F] and b shared by all steps:
+ * the n rows of T steps are n*T rows of F (step-major rows are stored that way), so the same
+ * kernels run with n*T rows (bp__layer_rows) and the step widths; output [T x units].
+ *
  * Forward:  one sgemm (x [n x in] times W^T [in x out]) plus one fused bias+activation pass.
  * Backward: dz = dy * f'(z) (fused), db = column sums of dz, dW = dz^T x, dx = dz W; the
  *           first layer skips dx. */
@@ -295,11 +299,21 @@ static void row_backward_wide(const bp_layer *l, const float *x, const float *z,
     row_backward(l, x, z, y, dy, dy_is_dz, dx, accumulate);
 }
 
+/* Rows and widths of the batch kernels: n rows of in/out, or n*T rows of the step widths. */
+static BP__ALWAYS_INLINE void batch_dims(const bp_layer *l, size_t *n, size_t *in, size_t *out)
+{
+    const size_t steps = l->in_steps ? l->in_steps : 1;
+    *n *= steps;
+    *in = l->in / steps;
+    *out = l->out / steps;
+}
+
 BP__KERNEL
 static void batch_forward(bp_layer *l, size_t n, const float *x, float *z, float *y)
 {
     /* x: [n x in], w: [out x in], b: [out], y: [n x out], z (scratch): [n x out] or NULL */
-    const size_t in = l->in, out = l->out;
+    size_t in, out;
+    batch_dims(l, &n, &in, &out);
     /* y = x W^T */
     bp__gemm(0, 1, n, out, in, 1.0f, x, in, bp__layer_w(l), in, 0.0f, y, out);
     /* z = y + b; y = f(z) */
@@ -311,7 +325,8 @@ static void batch_backward(bp_layer *l, size_t n, const float *x, float *z, cons
                            float *dy, int dy_is_dz, float *dx, int accumulate)
 {
     /* x: [n x in], dy -> dz: [n x out], dw: [out x in], db: [out], dx: [n x in] */
-    const size_t in = l->in, out = l->out;
+    size_t in, out;
+    batch_dims(l, &n, &in, &out);
     if (!dy_is_dz) bp__act_backward(l->activation, &l->act, n, out, z, y, dy);
     const float *dz = dy;
     float *restrict db = bp__layer_db(l);
@@ -354,7 +369,7 @@ BP__SCALAR
 static void dense_forward(bp_layer *l, size_t n, const float *x, float *z, float *y, int training)
 {
     (void)training;
-    if (n != 1)
+    if (bp__layer_rows(l, n) != 1)
         batch_forward(l, n, x, z, y);
     else if (row_is_narrow(l))
         row_forward_narrow(l, x, z, y);
@@ -366,9 +381,10 @@ BP__SCALAR
 static int dense_backward(bp_layer *l, size_t n, const float *x, float *z, const float *y,
                           float *dy, int dy_is_dz, float *dx, int accumulate)
 {
-    if (n == 1 && row_is_narrow(l))
+    const size_t rows = bp__layer_rows(l, n); /* single-row kernels: rows == n == 1 */
+    if (rows == 1 && row_is_narrow(l))
         return row_backward_narrow(l, x, z, y, dy, dy_is_dz, dx, accumulate);
-    if (n == 1)
+    if (rows == 1)
         row_backward_wide(l, x, z, y, dy, dy_is_dz, dx, accumulate);
     else
         batch_backward(l, n, x, z, y, dy, dy_is_dz, dx, accumulate);
@@ -385,23 +401,33 @@ bp_status bp_net_add_dense(bp_net *net, size_t units, int activation)
         return bp__fail(net->err, BP_ERR_INVALID_ARG, "bp_net_add_dense: unknown activation %d",
                         activation);
     BP_CHECK(bp__net_check_append(net, "bp_net_add_dense"));
-    const size_t in = bp__net_out_width(net);
-    size_t nw;
+    /* Per step on sequences: in is the step width, the output [T x units]. */
+    const size_t in = bp__net_out_step_width(net), steps = bp__net_out_steps(net);
+    size_t nw, out;
     if (bp__mul_size(units, in, &nw) != 0)
         return bp__fail(net->err, BP_ERR_NOMEM, "bp_net_add_dense: %zu x %zu weights overflow",
                         units, in);
+    if (steps && (bp__mul_size(units, steps, &out) != 0 || out > BP__MAX_WIDTH))
+        return bp__fail(net->err, BP_ERR_SHAPE,
+                        "bp_net_add_dense: %zu steps x %zu units exceed %zu outputs", steps, units,
+                        BP__MAX_WIDTH);
     bp_layer *l =
-        bp__layer_new(net, "bp_net_add_dense", &bp__dense_vtable, activation, units, 1, 1);
+        steps
+            ? bp__layer_new(net, "bp_net_add_dense", &bp__dense_vtable, activation, 1, steps, units)
+            : bp__layer_new(net, "bp_net_add_dense", &bp__dense_vtable, activation, units, 1, 1);
     if (l == NULL) return BP_ERR_NOMEM;
+    l->out_steps = steps;
     l->nweights = nw;
     l->nbiases = units;
+    l->fan_in = in;
+    l->fan_out = units;
     return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
 }
 
 /* Persistence: units and activation construct the layer; the settings follow. */
 static size_t dense_hyper(const bp_layer *l, bp__hyper *hp, size_t cap)
 {
-    const bp__hyper c[2] = {{BP__HP_UNITS, (double)l->out},
+    const bp__hyper c[2] = {{BP__HP_UNITS, (double)l->nbiases}, /* units (per step) */
                             {BP__HP_ACTIVATION, (double)l->activation}};
     for (size_t i = 0; i < 2 && i < cap; i++)
         hp[i] = c[i];
@@ -410,7 +436,7 @@ static size_t dense_hyper(const bp_layer *l, bp__hyper *hp, size_t cap)
 
 static bp_status dense_construct(bp_net *net, const bp__hyper *hp, size_t count,
                                  size_t expect_params)
-{
+{ /* on sequences the weights are [units x step width] (bp_net_add_dense) */
     static const uint32_t known[] = {BP__HP_UNITS, BP__HP_ACTIVATION, 0};
     double units, act;
     if (bp__hyper_find(hp, count, BP__HP_UNITS, &units) != 0 ||
@@ -426,7 +452,7 @@ static bp_status dense_construct(bp_net *net, const bp__hyper *hp, size_t count,
                         "is not a valid integer",
                         net->nlayers, units, act);
     const size_t out = (size_t)units;
-    const size_t in = net->nlayers ? net->layers[net->nlayers - 1]->out : net->inputs;
+    const size_t in = bp__net_out_step_width(net);
     size_t nw;
     /* (in + 1) * out parameters: checked against the file before anything is allocated. */
     if (bp__mul_size(in + 1, out, &nw) != 0 || nw != expect_params)

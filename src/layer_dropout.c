@@ -125,5 +125,6 @@ bp_status bp_net_add_dropout(bp_net *net, double rate)
     }
     p->rate = rate;
     l->priv = p;
+    l->out_steps = l->in_steps; /* elementwise: sequences stay sequences */
     return bp__net_append_or_discard(net, l, BP_INIT_DEFAULT, 0.0);
 }

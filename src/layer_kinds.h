@@ -16,6 +16,9 @@ extern const bp__layer_vtable bp__maxpool2d_vtable;
 extern const bp__layer_vtable bp__avgpool2d_vtable;
 extern const bp__layer_vtable bp__global_avgpool_vtable;
 extern const bp__layer_vtable bp__flatten_vtable;
+/* sequences (#14, seqcore) */
+extern const bp__layer_vtable bp__embedding_vtable;
+extern const bp__layer_vtable bp__layernorm_vtable;
 
 /* Tests only: the dense layer's single-row forward and backward (n = 1) with the kernel
  * chosen by @p narrow (1: the scalar kernels of narrow rows, 0: the vectorised ones) whatever

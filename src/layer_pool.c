@@ -244,6 +244,7 @@ static bp_status add_pool(bp_net *net, const char *fn, const bp__layer_vtable *v
         return bp__fail(net->err, BP_ERR_INVALID_ARG,
                         "%s: size %zu and stride %zu must be in 1..1024", fn, size, stride);
     BP_CHECK(bp__net_check_append(net, fn));
+    BP_CHECK(bp__net_refuse_sequence(net, fn, "pooling takes images"));
     size_t C, H, W;
     bp__net_out_shape(net, &C, &H, &W);
     if (size > H || size > W)
@@ -277,6 +278,7 @@ bp_status bp_net_add_global_avgpool(bp_net *net)
 {
     BP__NET_CHECK(net, "bp_net_add_global_avgpool");
     BP_CHECK(bp__net_check_append(net, "bp_net_add_global_avgpool"));
+    BP_CHECK(bp__net_refuse_sequence(net, "bp_net_add_global_avgpool", "pooling takes images"));
     size_t C, H, W;
     bp__net_out_shape(net, &C, &H, &W);
     bp_layer *l = bp__layer_new(net, "bp_net_add_global_avgpool", &bp__global_avgpool_vtable,

@@ -10,9 +10,18 @@
 #include "net.h"
 
 static const bp__layer_vtable *const kinds[] = {
-    &bp__dense_vtable,   &bp__batchnorm_vtable,      &bp__dropout_vtable,
-    &bp__conv2d_vtable,  &bp__maxpool2d_vtable,      &bp__avgpool2d_vtable,
-    &bp__flatten_vtable, &bp__global_avgpool_vtable, &bp__activation_vtable,
+    &bp__dense_vtable,
+    &bp__batchnorm_vtable,
+    &bp__dropout_vtable,
+    &bp__conv2d_vtable,
+    &bp__maxpool2d_vtable,
+    &bp__avgpool2d_vtable,
+    &bp__flatten_vtable,
+    &bp__global_avgpool_vtable,
+    &bp__activation_vtable,
+    /* sequences (#14, seqcore) */
+    &bp__embedding_vtable,
+    &bp__layernorm_vtable,
 };
 
 const bp__layer_vtable *bp__layer_vtable_of(int kind)

@@ -30,6 +30,7 @@ static const key_info family[] = {
     {BP_LAYER_DROPOUT_RATE, "BP_LAYER_DROPOUT_RATE", 0.0, 0x1.fffffffffffffp-1, (double)NAN, 0},
     {BP_LAYER_L2, "BP_LAYER_L2", 0.0, 1e3, 0.0, 0},
     {BP_LAYER_L1, "BP_LAYER_L1", 0.0, 1e3, 0.0, 0},
+    {BP_LAYER_LN_EPSILON, "BP_LAYER_LN_EPSILON", 1e-12, 1.0, 1e-5, 0},
 };
 
 static const key_info *family_row(int key)

@@ -7,6 +7,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 
 /* ------------------------------------------------------------------------------------------
  * Kernels: mean loss over the batch and its gradient (see bp__loss_desc.kernel)
@@ -220,34 +221,50 @@ const char *bp__loss_name(int loss)
     return d != NULL ? d->name : "invalid";
 }
 
-bp_status bp__loss_check_targets_all(char *err, int loss, const float *target, size_t n,
-                                     size_t width)
+/* "row r" or "row r, step t" for step-row @p i of rows of @p steps steps (0: none). */
+static void where_row(char *s, size_t cap, size_t i, size_t steps)
 {
+    if (steps)
+        snprintf(s, cap, "row %zu, step %zu", i / steps, i % steps);
+    else
+        snprintf(s, cap, "row %zu", i);
+}
+
+bp_status bp__loss_check_targets_all(char *err, int loss, const float *target, size_t n,
+                                     size_t steps, size_t width)
+{
+    const size_t rows = steps ? n * steps : n;
+    char at[64];
     if (bp__loss_get(loss)->sparse_targets) {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < rows; i++) {
             const float t = target[i];
-            if (!(t >= 0.0f && t < (float)width && t == floorf(t)))
+            if (!(t >= 0.0f && t < (float)width && t == floorf(t))) {
+                where_row(at, sizeof at, i, steps);
                 return bp__fail(err, isfinite(t) ? BP_ERR_INDEX : BP_ERR_NONFINITE,
-                                "target row %zu: class index %g is not an integer in 0..%zu", i,
+                                "target %s: class index %g is not an integer in 0..%zu", at,
                                 (double)t, width - 1);
+            }
         }
         return BP_OK;
     }
-    const size_t total = n * width;
+    const size_t total = rows * width;
     if (total < 64 && loss != BP_LOSS_BCE_LOGITS &&
         bp__max_abs_bits_short(target, total) < 0x7f800000u)
         return BP_OK;
     const size_t bad = bp__first_nonfinite(target, total);
-    if (bad != total)
-        return bp__fail(err, BP_ERR_NONFINITE, "target row %zu, column %zu is %g", bad / width,
-                        bad % width, (double)target[bad]);
+    if (bad != total) {
+        where_row(at, sizeof at, bad / width, steps);
+        return bp__fail(err, BP_ERR_NONFINITE, "target %s, column %zu is %g", at, bad % width,
+                        (double)target[bad]);
+    }
     if (loss == BP_LOSS_BCE_LOGITS) /* probabilities: documented range [0, 1] */
         for (size_t k = 0; k < total; k++)
-            if (!(target[k] >= 0.0f && target[k] <= 1.0f))
+            if (!(target[k] >= 0.0f && target[k] <= 1.0f)) {
+                where_row(at, sizeof at, k / width, steps);
                 return bp__fail(err, BP_ERR_INVALID_ARG,
-                                "target row %zu, column %zu is %g; bce_logits takes targets in "
-                                "[0, 1]",
-                                k / width, k % width, (double)target[k]);
+                                "target %s, column %zu is %g; bce_logits takes targets in [0, 1]",
+                                at, k % width, (double)target[k]);
+            }
     return BP_OK;
 }
 
@@ -280,7 +297,7 @@ bp_status bp_loss_eval(int loss, double param, const float *pred, const float *t
     if (bad != total)
         return bp__fail(NULL, BP_ERR_NONFINITE, "bp_loss_eval: pred row %zu, column %zu is %g",
                         bad / width, bad % width, (double)pred[bad]);
-    BP_CHECK(bp__loss_check_targets(NULL, loss, target, n, width));
+    BP_CHECK(bp__loss_check_targets(NULL, loss, target, n, 0, width));
     float v;
     int is_dz;
     BP_CHECK(bp__loss_compute(NULL, loss, param, pred, NULL, target, n, width, &v, dpred, &is_dz));

@@ -45,30 +45,42 @@ int bp__loss_valid(int loss);
 const char *bp__loss_name(int loss);
 /* Index of the first largest value of v[0 .. width) (the class of an output row). */
 size_t bp__row_argmax(const float *v, size_t width);
-/* Target columns per row for a net with @p out outputs. */
+/* Target columns per row (per step of sequence rows) for @p out outputs (per step). */
 static inline size_t bp__loss_target_width(const bp__loss_desc *d, size_t out)
 {
     return d->sparse_targets ? 1 : out;
 }
-/* Check targets: finite values, or integer class indices in [0, width) for sparse targets
- * (the message goes to @p err and the thread's). */
+/* Per-step losses: a loss sees @p n output rows of @p out values that are sequences of
+ * @p steps steps (0: not sequences) as n*T rows of out/T values (one per step), so that the
+ * softmax cross-entropies are per step and every loss is a mean over the n*T steps (MSE and
+ * the other elementwise losses: over all n*T*F elements, as without steps). Writes the rows
+ * and the width the kernels see. */
+static inline void bp__loss_rows(size_t n, size_t steps, size_t out, size_t *rows, size_t *width)
+{
+    *rows = steps ? n * steps : n;
+    *width = steps ? out / steps : out;
+}
+/* Check the targets of @p n rows of @p steps steps (0: rows are not sequences) of @p width
+ * outputs each: finite values, or integer class indices in [0, width) for sparse targets
+ * (one per step); messages name the row (and step) and go to @p err and the thread's. */
 bp_status bp__loss_check_targets_all(char *err, int loss, const float *target, size_t n,
-                                     size_t width);
+                                     size_t steps, size_t width);
 /* The same, with a few finite targets (online training) accepted inline; @p d is
  * bp__loss_get(@p loss) (the walk looks it up once per step). */
 static inline bp_status bp__loss_check_targets_d(char *err, const bp__loss_desc *d, int loss,
-                                                 const float *target, size_t n, size_t width)
+                                                 const float *target, size_t n, size_t steps,
+                                                 size_t width)
 {
-    const size_t total = n * width;
+    const size_t total = (steps ? n * steps : n) * width;
     if (!d->sparse_targets && loss != BP_LOSS_BCE_LOGITS && total < BP__NARROW_WIDTH &&
         bp__max_abs_bits_short(target, total) < 0x7f800000u)
         return BP_OK;
-    return bp__loss_check_targets_all(err, loss, target, n, width);
+    return bp__loss_check_targets_all(err, loss, target, n, steps, width);
 }
 static inline bp_status bp__loss_check_targets(char *err, int loss, const float *target, size_t n,
-                                               size_t width)
+                                               size_t steps, size_t width)
 {
-    return bp__loss_check_targets_d(err, bp__loss_get(loss), loss, target, n, width);
+    return bp__loss_check_targets_d(err, bp__loss_get(loss), loss, target, n, steps, width);
 }
 /* Record the failure of a loss whose value @p value is not finite (BP_ERR_NONFINITE). */
 bp_status bp__loss_not_finite(char *err, const bp__loss_desc *d, double value);

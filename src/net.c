@@ -88,6 +88,41 @@ bp_status bp_net_create_image(bp_net **out, size_t channels, size_t height, size
     return bp_net_create_image_ex(out, channels, height, width, seed, NULL, NULL, NULL);
 }
 
+bp_status bp_net_create_sequence_ex(bp_net **out, size_t steps, size_t features, uint64_t seed,
+                                    bp_alloc_fn alloc_fn, bp_free_fn free_fn, void *user)
+{
+    if (out == NULL)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_create_sequence: out is NULL");
+    *out = NULL;
+    size_t inputs;
+    if (steps == 0 || features == 0 || bp__mul_size(steps, features, &inputs) != 0 ||
+        inputs > BP__MAX_WIDTH)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG,
+                        "bp_net_create_sequence: %zu steps x %zu features is empty or exceeds "
+                        "%zu inputs",
+                        steps, features, BP__MAX_WIDTH);
+    BP_CHECK(bp_net_create_ex(out, inputs, seed, alloc_fn, free_fn, user));
+    (*out)->in_c = 1;
+    (*out)->in_h = steps;
+    (*out)->in_w = features;
+    (*out)->in_steps = steps;
+    return BP_OK;
+}
+
+bp_status bp_net_create_sequence(bp_net **out, size_t steps, size_t features, uint64_t seed)
+{
+    return bp_net_create_sequence_ex(out, steps, features, seed, NULL, NULL, NULL);
+}
+
+bp_status bp_net_input_steps(const bp_net *net, size_t *steps)
+{
+    BP__NET_CHECK(net, "bp_net_input_steps");
+    if (steps == NULL)
+        return bp__fail(NULL, BP_ERR_INVALID_ARG, "bp_net_input_steps: steps is NULL");
+    *steps = net->in_steps;
+    return BP_OK;
+}
+
 bp_status bp_net_input_shape(const bp_net *net, size_t *channels, size_t *height, size_t *width)
 {
     BP__NET_CHECK(net, "bp_net_input_shape");
@@ -215,7 +250,9 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->in_c = src->in_c;
     net->in_h = src->in_h;
     net->in_w = src->in_w;
+    net->in_steps = src->in_steps;
     net->max_width = src->max_width;
+    net->in_check = src->in_check;
     net->shape_hash = src->shape_hash;
     net->nstaged = src->nstaged;
     net->accumulate = src->accumulate;
@@ -368,10 +405,13 @@ static void tb_printf(text_buf *t, const char *fmt, ...)
     if (k > 0) t->len += (size_t)k;
 }
 
-/* "[n x C]" for flat rows, "[n x C x H x W]" for image-shaped ones. */
-static void shape_string(char *s, size_t cap, size_t c, size_t h, size_t w)
+/* "[n x C]" for flat rows, "[n x T x F]" for sequences (@p steps T), "[n x C x H x W]" for
+ * image-shaped ones. */
+static void shape_string(char *s, size_t cap, size_t c, size_t h, size_t w, size_t steps)
 {
-    if (h == 1 && w == 1)
+    if (steps)
+        snprintf(s, cap, "[n x %zu x %zu]", steps, w);
+    else if (h == 1 && w == 1)
         snprintf(s, cap, "[n x %zu]", c);
     else
         snprintf(s, cap, "[n x %zu x %zu x %zu]", c, h, w);
@@ -385,12 +425,12 @@ bp_status bp_net_summary(const bp_net *net, char *buf, size_t capacity, size_t *
     text_buf t = {buf, capacity, 0};
     char shape[80];
     tb_printf(&t, "%-5s %-14s %-22s %12s  %s\n", "layer", "kind", "output", "params", "activation");
-    shape_string(shape, sizeof shape, net->in_c, net->in_h, net->in_w);
+    shape_string(shape, sizeof shape, net->in_c, net->in_h, net->in_w, net->in_steps);
     tb_printf(&t, "%-5s %-14s %-22s %12s  %s\n", "in", "input", shape, "0", "-");
     for (size_t i = 0; i < net->nlayers; i++) {
         const bp_layer *l = net->layers[i];
         const int has_act = bp__layer_key_of(l, BP_LAYER_LEAKY_SLOPE) != NULL;
-        shape_string(shape, sizeof shape, l->out_c, l->out_h, l->out_w);
+        shape_string(shape, sizeof shape, l->out_c, l->out_h, l->out_w, l->out_steps);
         tb_printf(&t, "%-5zu %-14s %-22s %12zu  %s\n", i, l->vt->name, shape,
                   l->nweights + l->nbiases, has_act ? bp__act_name(l->activation) : "-");
     }

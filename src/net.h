@@ -31,6 +31,8 @@ struct bp_net {
     size_t inputs;
     size_t in_c, in_h, in_w; /* input shape: inputs = in_c*in_h*in_w ([inputs x 1 x 1] for
                                 bp_net_create) */
+    size_t in_steps;         /* T of sequence input rows ([1 x T x F], bp_net_create_sequence),
+                                0 for flat and image rows */
     size_t nlayers, cap_layers;
     bp_layer **layers;
     float *params; /* aligned arena: every layer's W then b */
@@ -48,9 +50,12 @@ struct bp_net {
                           state) or vt->draws_rng; 0 keeps the step free of transactions */
     bp__rng rng_saved; /* the generator before the current step (restored if it fails) */
     bp__rng rng;
-    bp__workspace ws;    /* training forward/backward */
-    bp__workspace pws;   /* bp_net_predict */
-    size_t max_width;    /* max(inputs, every layer's out) */
+    bp__workspace ws;  /* training forward/backward */
+    bp__workspace pws; /* bp_net_predict */
+    size_t max_width;  /* max(inputs, every layer's out) */
+    /* The first layer's vt->check_input (embedding: token ids in range), or NULL: run on
+     * every input after its finite check (walk.c). */
+    bp_status (*in_check)(const bp_layer *l, char *err, const char *fn, const float *x, size_t n);
     uint64_t shape_hash; /* bp__optimizer_shape_hash() of the layer layout, kept current by
                             bp__net_append_layer so that every step compares in O(1) */
     int accumulate;

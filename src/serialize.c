@@ -40,6 +40,14 @@ unsigned bp_format_version(void)
     return BP_FORMAT_VERSION;
 }
 
+/* The version a file of @p net is written in: the lowest that describes it, so that readers
+ * of version 1 keep reading every net version 1 can hold. Version 2 adds the input steps of
+ * sequence nets to NET. */
+static uint32_t file_version(const bp_net *net)
+{
+    return net->in_steps ? 2u : 1u;
+}
+
 /* ------------------------------------------------------------------------------------------
  * CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320, as zlib's crc32), four bits at a time
  * ----------------------------------------------------------------------------------------*/
@@ -55,6 +63,7 @@ typedef struct dec {
     bp_net *net;
     bp_optimizer *opt;
     int with_opt;
+    uint32_t version; /* the file's format version */
 } dec;
 
 static bp_status dfail(const dec *d, bp_status st, const char *fmt, ...) BP__PRINTF(3, 4);
@@ -112,6 +121,7 @@ static bp_status put_net(bp__wr *w, const bp_net *net, const bp_optimizer *opt)
     bp__w_u64(w, net->in_c); /* input shape, channels-first: in_c * in_h * in_w = inputs */
     bp__w_u64(w, net->in_h);
     bp__w_u64(w, net->in_w);
+    if (file_version(net) >= 2) bp__w_u64(w, net->in_steps); /* sequence steps T, or 0 */
     for (int i = 0; i < 4; i++)
         bp__w_u64(w, net->rng.s[i]);
     bp__w_f64(w, net->huber_delta);
@@ -203,6 +213,7 @@ static bp_status dec_net(dec *d, bp__rd *r)
 {
     const uint64_t inputs = bp__r_u64(r);
     const uint64_t in_c = bp__r_u64(r), in_h = bp__r_u64(r), in_w = bp__r_u64(r);
+    const uint64_t steps = d->version >= 2 ? bp__r_u64(r) : 0;
     bp__rng rng;
     for (int i = 0; i < 4; i++)
         rng.s[i] = bp__r_u64(r);
@@ -217,11 +228,21 @@ static bp_status dec_net(dec *d, bp__rd *r)
         return dfail(d, BP_ERR_FORMAT, "input shape %llu x %llu x %llu does not make %llu inputs",
                      (unsigned long long)in_c, (unsigned long long)in_h, (unsigned long long)in_w,
                      (unsigned long long)inputs);
+    if (steps != 0 && (in_c != 1 || in_h != steps))
+        return dfail(d, BP_ERR_FORMAT,
+                     "%llu input steps do not match the input shape %llu x %llu x %llu "
+                     "(1 x steps x features)",
+                     (unsigned long long)steps, (unsigned long long)in_c, (unsigned long long)in_h,
+                     (unsigned long long)in_w);
     if ((rng.s[0] | rng.s[1] | rng.s[2] | rng.s[3]) == 0)
         return dfail(d, BP_ERR_FORMAT, "random generator state is all zero");
     BP_CHECK(need(d, r, nlayers, LAYER_MIN_BYTES, "layers"));
-    DCHECK(d, bp_net_create_image_ex(&d->net, (size_t)in_c, (size_t)in_h, (size_t)in_w, 0,
-                                     d->a.alloc, d->a.free, d->a.user));
+    if (steps != 0)
+        DCHECK(d, bp_net_create_sequence_ex(&d->net, (size_t)in_h, (size_t)in_w, 0, d->a.alloc,
+                                            d->a.free, d->a.user));
+    else
+        DCHECK(d, bp_net_create_image_ex(&d->net, (size_t)in_c, (size_t)in_h, (size_t)in_w, 0,
+                                         d->a.alloc, d->a.free, d->a.user));
     bp_net *net = d->net;
     DCHECK(d, bp_net_set(net, BP_NET_HUBER_DELTA, huber));
     DCHECK(d, bp_net_set(net, BP_NET_CLIP_NORM, clip_norm));
@@ -333,7 +354,7 @@ static void sec_end(bp__wr *w, size_t at)
 static bp_status encode(bp__wr *w, const bp_net *net, const bp_optimizer *opt)
 {
     bp__w_bytes(w, file_magic, sizeof file_magic);
-    bp__w_u32(w, BP_FORMAT_VERSION);
+    bp__w_u32(w, file_version(net));
     bp__w_u32(w, 0); /* header flags, reserved */
     bp__w_u64(w, 0); /* total length, patched below */
     for (size_t i = 0; i < SEC_COUNT; i++) {
@@ -520,6 +541,7 @@ static bp_status decode(const unsigned char *b, size_t size, const char *name, c
         return dfail(&d, BP_ERR_FORMAT, "truncated: %zu bytes", size);
     const uint32_t version = (uint32_t)bp__get_le(b + 8, 4);
     if (version == 0) return dfail(&d, BP_ERR_FORMAT, "format version 0");
+    d.version = version;
     if (version > BP_FORMAT_VERSION)
         return dfail(&d, BP_ERR_VERSION,
                      "format version %lu is newer than this library reads "

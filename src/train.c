@@ -214,7 +214,8 @@ typedef struct metric_sums {
     size_t rows;
 } metric_sums;
 
-/* Add a batch: @p value is its mean loss, pred [rows x width] the outputs, target
+/* Add a batch: @p value is its mean loss, pred [rows x width] the outputs (rows: n*T step
+ * rows on sequences, width: a step's), target
  * [rows x width] (or [rows] class indices for a sparse-target loss). */
 static void metrics_add(metric_sums *m, int loss, float value, const float *pred,
                         const float *target, size_t rows, size_t width)
@@ -262,6 +263,29 @@ static size_t out_width(const bp_net *net)
     return net->layers[net->nlayers - 1]->out;
 }
 
+/* How @p loss sees the net's output rows (bp__loss_rows): steps T of sequence outputs (0:
+ * none), the width of a step (of the row without steps) and the targets per data-set row. */
+typedef struct loss_view {
+    size_t steps, width, yw;
+} loss_view;
+
+static loss_view view_of(const bp_net *net, int loss)
+{
+    const bp_layer *last = net->layers[net->nlayers - 1];
+    loss_view v;
+    size_t rows;
+    v.steps = last->out_steps;
+    bp__loss_rows(1, v.steps, last->out, &rows, &v.width);
+    v.yw = bp__loss_target_width(bp__loss_get(loss), v.width) * rows;
+    return v;
+}
+
+/* The step rows in @p rows data-set rows. */
+static size_t step_rows(const loss_view *v, size_t rows)
+{
+    return v->steps ? rows * v->steps : rows;
+}
+
 /* Re-record the thread's last message on the net, prefixed with @p fn and @p what. */
 static bp_status refail(bp_net *net, bp_status s, const char *fn, const char *what)
 {
@@ -287,11 +311,12 @@ static bp_status check_widths(bp_net *net, const char *fn, const char *what, int
                         fn, what, in, net->inputs);
     const size_t out = out_width(net);
     const bp__loss_desc *d = bp__loss_get(loss);
-    if (d->sparse_targets && outs != 1)
+    const loss_view v = view_of(net, loss); /* class indices: one per step on sequences */
+    if (d->sparse_targets && outs != v.yw)
         return bp__fail(net->err, BP_ERR_SHAPE,
                         "%s: the %s has %zu target columns; "
-                        "%s takes 1 (class indices)",
-                        fn, what, outs, d->name);
+                        "%s takes %zu (class indices%s)",
+                        fn, what, outs, d->name, v.yw, v.steps ? ", one per step" : "");
     if (!d->sparse_targets && outs != out)
         return bp__fail(net->err, BP_ERR_SHAPE,
                         "%s: the %s has %zu target columns, the "
@@ -310,10 +335,11 @@ static bp_status check_set(bp_net *net, const char *fn, const char *what, int lo
     char name[48];
     snprintf(name, sizeof name, "%s set", what);
     BP_CHECK(check_widths(net, fn, name, loss, ds->in, ds->out));
-    const size_t out = out_width(net);
+    const loss_view v = view_of(net, loss);
     /* Resident targets are checked here; a mapped set's per batch as they are read. */
-    const bp_status s =
-        bp__dataset_resident(ds) ? bp__loss_check_targets(NULL, loss, ds->y, ds->n, out) : BP_OK;
+    const bp_status s = bp__dataset_resident(ds)
+                            ? bp__loss_check_targets(NULL, loss, ds->y, ds->n, v.steps, v.width)
+                            : BP_OK;
     if (s != BP_OK) {
         char where[48];
         snprintf(where, sizeof where, "the %s set", what);
@@ -342,12 +368,14 @@ static bp_status eval_rows(bp_net *net, int loss, const float *x, const float *t
                            float *buf, size_t chunk, int scalers, metric_sums *m)
 {
     const size_t width = out_width(net);
+    const loss_view v = view_of(net, loss); /* per step on sequences */
     BP_CHECK(bp__walk_predict(net, x, rows, buf, chunk * width, scalers));
     float value;
     int is_dz;
-    BP_CHECK(bp__loss_compute(net->err, loss, net->huber_delta, buf, NULL, target, rows, width,
+    const size_t srows = step_rows(&v, rows);
+    BP_CHECK(bp__loss_compute(net->err, loss, net->huber_delta, buf, NULL, target, srows, v.width,
                               &value, NULL, &is_dz));
-    metrics_add(m, loss, value, buf, target, rows, width);
+    metrics_add(m, loss, value, buf, target, srows, v.width);
     return BP_OK;
 }
 
@@ -357,21 +385,21 @@ static bp_status eval_rows(bp_net *net, int loss, const float *x, const float *t
 static bp_status eval_set(bp_net *net, int loss, const bp_dataset *ds, float *buf, size_t chunk,
                           float *xb, float *yb, double *out, int scalers)
 {
-    const size_t width = out_width(net), yw = bp__loss_target_width(bp__loss_get(loss), width);
+    const loss_view v = view_of(net, loss); /* per step on sequences */
     metric_sums m = {0};
     for (size_t r = 0; r < ds->n; r += chunk) {
         const size_t rows = ds->n - r < chunk ? ds->n - r : chunk;
         const float *x = xb, *target = yb;
         if (bp__dataset_resident(ds)) {
             x = ds->x + r * ds->in;
-            target = ds->y + r * yw;
+            target = ds->y + r * v.yw;
         } else {
             BP_CHECK(read_rows(net, ds, NULL, r, rows, xb, yb));
-            BP_CHECK(bp__loss_check_targets(net->err, loss, yb, rows, width));
+            BP_CHECK(bp__loss_check_targets(net->err, loss, yb, rows, v.steps, v.width));
         }
         BP_CHECK(eval_rows(net, loss, x, target, rows, buf, chunk, scalers, &m));
     }
-    metrics_finish(&m, loss, width, out);
+    metrics_finish(&m, loss, v.width, out);
     return BP_OK;
 }
 
@@ -387,7 +415,7 @@ bp_status bp_net_evaluate(bp_net *net, int loss, const bp_dataset *ds, double *m
     const size_t chunk = ds->n < EVAL_CHUNK ? ds->n : EVAL_CHUNK;
     /* Outputs, and for a mapped set the rows read: chunk x (out + in + yw) floats (each
      * width <= 2^24, chunk <= 1024: no overflow). */
-    const size_t width = out_width(net), yw = bp__loss_target_width(bp__loss_get(loss), width);
+    const size_t width = out_width(net), yw = view_of(net, loss).yw;
     const size_t floats = chunk * (width + (bp__dataset_resident(ds) ? 0 : ds->in + yw));
     float *buf = bp__malloc(&net->alloc, floats * sizeof(float));
     if (buf == NULL)
@@ -427,6 +455,7 @@ bp_status bp_net_evaluate_source(bp_net *net, int loss, bp_source *src, double *
     /* The chunks of bp_net_evaluate, so that the same rows give the same sums. */
     const size_t chunk = src->rows != 0 && src->rows < EVAL_CHUNK ? src->rows : EVAL_CHUNK;
     const size_t width = out_width(net), yw = src->out;
+    const loss_view v = view_of(net, loss);               /* per step on sequences */
     const size_t floats = chunk * (width + src->in + yw); /* widths <= 2^24: no overflow */
     float *buf = bp__malloc(&net->alloc, floats * sizeof(float));
     if (buf == NULL)
@@ -444,7 +473,7 @@ bp_status bp_net_evaluate_source(bp_net *net, int loss, bp_source *src, double *
             break;
         }
         if (rows == 0) break;
-        s = bp__loss_check_targets(NULL, loss, yb, rows, width);
+        s = bp__loss_check_targets(NULL, loss, yb, rows, v.steps, v.width);
         if (s != BP_OK) {
             char where[64];
             snprintf(where, sizeof where, "source rows %zu..%zu", r, r + rows - 1);
@@ -456,7 +485,7 @@ bp_status bp_net_evaluate_source(bp_net *net, int loss, bp_source *src, double *
     bp__free(&net->alloc, buf);
     if (s != BP_OK) return s;
     double out[4];
-    metrics_finish(&m, loss, width, out);
+    metrics_finish(&m, loss, v.width, out);
     for (size_t k = 0; k < count && k < 4; k++)
         metrics[k] = out[k];
     return BP_OK;
@@ -609,8 +638,9 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
                              bp_source *src, const fit_plan *p, size_t bs, size_t epoch, double *m)
 {
     const size_t n = train != NULL ? train->n : src->rows; /* 0: a stream of unknown length */
-    const size_t in = net->inputs, width = out_width(net);
-    const size_t yw = bp__loss_target_width(bp__loss_get(loss), width);
+    const size_t in = net->inputs;
+    const loss_view v = view_of(net, loss); /* per step on sequences */
+    const size_t yw = v.yw;
     metric_sums sums = {0};
     struct bp__fit *f = net->fit;
     const size_t batches = (n + bs - 1) / bs;
@@ -680,7 +710,7 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
             return refail(net, s, fn, where);
         }
         /* The outputs of this batch's forward walk (before the update). */
-        metrics_add(&sums, loss, value, bp__walk_outputs(net), yb, rows, width);
+        metrics_add(&sums, loss, value, bp__walk_outputs(net), yb, step_rows(&v, rows), v.width);
         if (f->batch_fn != NULL) {
             /* Bounded rate: after the epoch's last batch, and after another one only when
              * BP_FIT_PROGRESS_SECONDS have passed since the previous call (or the start). */
@@ -694,7 +724,7 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
     /* A stream of unknown length: its last batch is known once the pass has ended. */
     if (f->batch_fn != NULL && b > 0 && told != b - 1)
         f->batch_fn(f->batch_user, net, epoch, b - 1, b, sums.loss / (double)sums.rows);
-    metrics_finish(&sums, loss, width, m);
+    metrics_finish(&sums, loss, v.width, m);
     return BP_OK;
 }
 
@@ -770,7 +800,7 @@ static bp_status fit(const char *fn, int streaming, bp_net *net, bp_optimizer *o
     const int keep_best =
         keep_all || (FIT_SET(f, BP_FIT_PATIENCE) > 0.0 && FIT_SET(f, BP_FIT_RESTORE_BEST) != 0.0);
     const size_t vchunk = val == NULL ? 0 : val->n < EVAL_CHUNK ? val->n : EVAL_CHUNK;
-    const size_t yw = bp__loss_target_width(bp__loss_get(loss), out_width(net));
+    const size_t yw = view_of(net, loss).yw;
     /* The rate the schedule drives (held, not used, by an algorithm without one: iRprop-). */
     const double base = bp__optimizer_rate(opt);
 

@@ -146,8 +146,8 @@ static bp_status check_rows(const bp_net *net, char *err, const char *fn, size_t
     return BP_OK;
 }
 
-static BP__ALWAYS_INLINE bp_status check_input_to(const bp_net *net, char *err, const char *fn,
-                                                  const float *x, size_t n, float *x_max)
+static BP__ALWAYS_INLINE bp_status check_finite_to(const bp_net *net, char *err, const char *fn,
+                                                   const float *x, size_t n, float *x_max)
 {
     /* Fewer than 2^32 rows of at most 2^28 floats cannot overflow (max_width bounds inputs
      * and every output): one test in the common case. */
@@ -168,6 +168,15 @@ static BP__ALWAYS_INLINE bp_status check_input_to(const bp_net *net, char *err, 
     if (bad != total)
         return bp__fail(err, BP_ERR_NONFINITE, "%s: input row %zu, column %zu is %g", fn,
                         bad / net->inputs, bad % net->inputs, (double)x[bad]);
+    return BP_OK;
+}
+
+/* Finite inputs, and what the first layer asks of them (an embedding: token ids in range). */
+static BP__ALWAYS_INLINE bp_status check_input_to(const bp_net *net, char *err, const char *fn,
+                                                  const float *x, size_t n, float *x_max)
+{
+    BP_CHECK(check_finite_to(net, err, fn, x, n, x_max));
+    if (BP__UNLIKELY(net->in_check != NULL)) return net->in_check(net->layers[0], err, fn, x, n);
     return BP_OK;
 }
 
@@ -208,7 +217,9 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
 {
     /* The first layer's x is the step's input, whose max |x| the input check measured. */
     const int x_known = x == net->ws.x_in && net->ws.x_max >= 0.0f;
-    if (n == 1 && !must_scan && l->vt->grad_bound_dense) {
+    /* dW sums over the layer's rows: n*T for a per-step layer on sequences. */
+    const size_t rows = bp__layer_rows(l, n);
+    if (rows == 1 && !must_scan && l->vt->grad_bound_dense) {
         const float mx = x_known ? net->ws.x_max : max_abs_short(x, l->in);
         const float mdz = max_abs_short(dz, l->out);
         if (isfinite(mdz * mx)) {
@@ -232,7 +243,7 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
         return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): gradient dL/dz is not finite",
                         l->index, l->vt->name);
     const float mx = x_known ? net->ws.x_max : max_abs(x, n * l->in);
-    *bound = (double)n * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
+    *bound = (double)rows * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
     if (!(*bound < 1e37)) {
         const float m = max_abs(bp__layer_dw(l), np);
         if (!isfinite(m))
@@ -436,9 +447,11 @@ static BP__ALWAYS_INLINE bp_status grads_pass(bp_net *net, const char *fn, const
 {
     const size_t li = net->nlayers - 1;
     const bp_layer *last = net->layers[li];
+    size_t rows, width; /* per step on sequences: n*T rows of out/T (bp__loss_rows) */
+    bp__loss_rows(n, last->out_steps, last->out, &rows, &width);
     float x_max;
     BP_CHECK(check_input_to(net, net->err, fn, x, n, &x_max));
-    BP_CHECK(bp__loss_check_targets_d(net->err, d, loss, y, n, last->out));
+    BP_CHECK(bp__loss_check_targets_d(net->err, d, loss, y, n, last->out_steps, width));
     BP_CHECK(ws_plan(net, &net->ws, n, 1));
 
     /* Forward walk. */
@@ -450,8 +463,8 @@ static BP__ALWAYS_INLINE bp_status grads_pass(bp_net *net, const char *fn, const
     /* Loss; with softmax logits the output layer's scratch holds its z (dense softmax
      * layers keep z, see layer_dense.c), and the gradient is dL/dz. */
     int is_dz;
-    bp_status s = bp__loss_compute_d(net->err, d, net->huber_delta, ws->y[li], ws->s[li], y, n,
-                                     last->out, value, ws->g0, &is_dz);
+    bp_status s = bp__loss_compute_d(net->err, d, net->huber_delta, ws->y[li], ws->s[li], y, rows,
+                                     width, value, ws->g0, &is_dz);
     /* Backward walk, gradients proven finite. */
     if (s == BP_OK) s = backward_pass(net, ws, n, is_dz);
     ws->x_in = NULL; /* the caller's x is not retained */

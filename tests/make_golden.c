@@ -13,6 +13,10 @@
  * batch norm, activation, max and average pooling, global average pooling, flatten, dense,
  * dropout), trained a few steps so that the running statistics are not the initial ones.
  *
+ * And golden_seq.bpm/.txt (format version 2): a sequence network of token ids with the
+ * sequence kinds of 0.2 (embedding, layer normalisation) and per-step dense, activation and
+ * dropout layers, trained a few steps with a per-step loss.
+ *
  * Run it again only when the format version changes on purpose (and keep the old file as
  * golden_model_v<N>.bpm with its own test). The .txt holds "n in out", then n x in inputs
  * and the n x out outputs this version predicted, as C99 hex floats (exact). */
@@ -83,6 +87,43 @@ static int write_cnn(const char *dir)
     return rc;
 }
 
+/* Sequences (#14): [T x 1] token ids -> embedding -> layernorm -> dense per step -> dropout
+ * -> activation -> dense softmax per step. */
+static int write_seq(const char *dir)
+{
+    enum { N = 3, T = 4, V = 6, C = 3, TRAIN = 8 };
+    float x[TRAIN * T], y[TRAIN * T];
+    for (int i = 0; i < TRAIN * T; i++) {
+        x[i] = (float)((i * 5 + 2) % V);
+        y[i] = (float)((i * 5 + 3) % C);
+    }
+    bp_net *net;
+    bp_optimizer *opt;
+    CHECK(bp_net_create_sequence(&net, T, 1, 20261205));
+    CHECK(bp_net_add_embedding(net, V, 3));           /* [4 x 3] */
+    CHECK(bp_net_add_layernorm(net));                 /* per step */
+    CHECK(bp_net_add_dense(net, 5, BP_ACT_IDENTITY)); /* [4 x 5] */
+    CHECK(bp_net_add_dropout(net, 0.1));
+    CHECK(bp_net_add_activation(net, BP_ACT_TANH));
+    CHECK(bp_net_add_dense(net, C, BP_ACT_SOFTMAX)); /* [4 x 3] */
+    CHECK(bp_layer_set(bp_net_layer(net, 0), BP_LAYER_L2, 0.001));
+    CHECK(bp_layer_set(bp_net_layer(net, 1), BP_LAYER_LN_EPSILON, 1e-3));
+    CHECK(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM));
+    CHECK(bp_optimizer_set(opt, BP_OPT_LEARNING_RATE, 0.05));
+    for (int s = 0; s < 10; s++)
+        CHECK(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, TRAIN, 0));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/golden_seq.bpm", dir);
+    CHECK(bp_net_save(net, path));
+    float out[N * T * C];
+    CHECK(bp_net_predict(net, x, N, out, N * T * C));
+    snprintf(path, sizeof path, "%s/golden_seq.txt", dir);
+    const int rc = write_io(path, x, out, N, T, T * C);
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2 && argc != 3) {
@@ -143,5 +184,5 @@ int main(int argc, char **argv)
     }
     bp_optimizer_free(opt);
     bp_net_free(net);
-    return write_cnn(argv[1]);
+    return write_cnn(argv[1]) || write_seq(argv[1]);
 }

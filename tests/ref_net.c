@@ -67,17 +67,48 @@ static size_t hyper_size(const bp_layer *l, uint32_t key)
 static void layer_forward(const bp_layer *l, const double *p, const double *x, size_t n, double *y)
 {
     const size_t C = l->in_c, H = l->in_h, W = l->in_w, F = l->out_c, OH = l->out_h, OW = l->out_w;
+    /* Sequence rows of T steps: per-step kinds see R = n*T rows of I = in/T, O = out/T. */
+    const size_t T = l->in_steps ? l->in_steps : 1, R = n * T, I = l->in / T, O = l->out / T;
     switch (l->vt->kind) {
     case BP_LAYER_DENSE:
-        for (size_t i = 0; i < n; i++)
-            for (size_t o = 0; o < l->out; o++) {
+        for (size_t i = 0; i < R; i++)
+            for (size_t o = 0; o < O; o++) {
                 double z = p[l->nweights + o];
-                for (size_t k = 0; k < l->in; k++)
-                    z += x[i * l->in + k] * p[o * l->in + k];
-                y[i * l->out + o] = z;
+                for (size_t k = 0; k < I; k++)
+                    z += x[i * I + k] * p[o * I + k];
+                y[i * O + o] = z;
             }
-        act_rows(l, y, n, l->out);
+        act_rows(l, y, R, O);
         break;
+    case BP_LAYER_EMBEDDING: /* y[k] = W[id k], O = dimension */
+        for (size_t k = 0; k < R; k++)
+            for (size_t d = 0; d < O; d++)
+                y[k * O + d] = p[(size_t)x[k] * O + d];
+        break;
+    case BP_LAYER_LAYERNORM: { /* per row of I = l->nweights features */
+        double epsilon = 0.0;
+        assert_int_equal(bp_layer_get(l, BP_LAYER_LN_EPSILON, &epsilon), BP_OK);
+        const size_t Fw = l->nweights, rows = n * l->in / Fw;
+        for (size_t i = 0; i < rows; i++) {
+            double mean = 0.0, var = 0.0;
+            for (size_t k = 0; k < Fw; k++)
+                mean += x[i * Fw + k];
+            mean /= (double)Fw;
+            for (size_t k = 0; k < Fw; k++)
+                var += (x[i * Fw + k] - mean) * (x[i * Fw + k] - mean);
+            var /= (double)Fw;
+            for (size_t k = 0; k < Fw; k++)
+                y[i * Fw + k] = p[k] * (x[i * Fw + k] - mean) / sqrt(var + epsilon) + p[Fw + k];
+        }
+        break;
+    }
+    case BP_LAYER_DROPOUT: { /* the identity: only rate 0 is deterministic */
+        double rate = 1.0;
+        assert_int_equal(bp_layer_get(l, BP_LAYER_DROPOUT_RATE, &rate), BP_OK);
+        assert_true(rate == 0.0);
+        memcpy(y, x, n * l->in * sizeof *y);
+        break;
+    }
     case BP_LAYER_CONV2D: {
         const struct {
             size_t kh, kw, stride, pad;
@@ -130,7 +161,7 @@ static void layer_forward(const bp_layer *l, const double *p, const double *x, s
     }
     case BP_LAYER_ACTIVATION:
         memcpy(y, x, n * l->in * sizeof *y);
-        act_rows(l, y, n, l->out);
+        act_rows(l, y, R, O);
         break;
     case BP_LAYER_MAXPOOL2D:
     case BP_LAYER_AVGPOOL2D: {
@@ -201,8 +232,15 @@ static void forward_params(bp_net *net, const double *p, const double *x, size_t
     free(b);
 }
 
-static double loss_value(int loss, const double *y, const float *t, size_t n, size_t w)
+/* Mean loss of outputs y [n x w]; with @p steps S (sequence outputs) per step: n*S rows of
+ * w/S, targets [S] class ids or [S x w/S] per row. */
+static double loss_value_steps(int loss, const double *y, const float *t, size_t n, size_t w,
+                               size_t steps)
 {
+    if (steps) {
+        n *= steps;
+        w /= steps;
+    }
     double s = 0.0;
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < w; j++) {
@@ -210,10 +248,19 @@ static double loss_value(int loss, const double *y, const float *t, size_t n, si
             switch (loss) {
             case BP_LOSS_MSE: s += (v - (double)t[i * w + j]) * (v - (double)t[i * w + j]); break;
             case BP_LOSS_SPARSE_SOFTMAX_CE: s -= (size_t)t[i] == j ? log(v) : 0.0; break;
+            case BP_LOSS_SOFTMAX_CE: s -= (double)t[i * w + j] * log(v); break;
             default: fail_msg("ref_net: loss %d not supported", loss);
             }
         }
     return s / (double)(loss == BP_LOSS_MSE ? n * w : n);
+}
+
+static size_t out_steps_of(bp_net *net)
+{
+    size_t steps = 0;
+    const size_t L = bp_net_layer_count(net);
+    if (L) assert_int_equal(bp_layer_output_steps(bp_net_layer(net, L - 1), &steps), BP_OK);
+    return steps;
 }
 
 void ref_forward_net(bp_net *net, const float *x, size_t n, double *y)
@@ -237,6 +284,7 @@ void ref_check_grads(bp_net *net, int loss, const float *x, const float *t, size
                      double atol)
 {
     const size_t in = bp_net_input_size(net), out = bp_net_output_size(net);
+    const size_t steps = out_steps_of(net); /* per-step loss on sequence outputs */
     /* Library: forward outputs, then gradients. */
     const float *y;
     assert_status(bp_net_forward(net, x, n, &y), BP_OK);
@@ -247,7 +295,7 @@ void ref_check_grads(bp_net *net, int loss, const float *x, const float *t, size
         assert_close(y[k], yr[k], 1e-4, 1e-5);
     float lv;
     assert_status(bp_net_compute_grads(net, loss, x, t, n, &lv), BP_OK);
-    assert_close(lv, loss_value(loss, yr, t, n, out), 1e-4, 1e-6);
+    assert_close(lv, loss_value_steps(loss, yr, t, n, out, steps), 1e-4, 1e-6);
     free(yr);
 
     size_t np;
@@ -266,10 +314,10 @@ void ref_check_grads(bp_net *net, int loss, const float *x, const float *t, size
         const double save = p[k];
         p[k] = save + eps;
         forward_params(net, p, xd, n, yd);
-        const double lp = loss_value(loss, yd, t, n, out);
+        const double lp = loss_value_steps(loss, yd, t, n, out, steps);
         p[k] = save - eps;
         forward_params(net, p, xd, n, yd);
-        const double lm = loss_value(loss, yd, t, n, out);
+        const double lm = loss_value_steps(loss, yd, t, n, out, steps);
         p[k] = save;
         fd[k] = (lp - lm) / (2.0 * eps);
         scale = fmax(scale, fabs(fd[k]));

@@ -1,7 +1,9 @@
 /* ref_net.h -- an independent double-precision re-implementation of the forward pass of
  * networks built from dense, conv2d, batchnorm (training mode: batch statistics),
- * activation, max/avg/global-average pooling and flatten layers, and central finite
- * differences of a loss through it, for checking the library's float gradients. */
+ * activation, max/avg/global-average pooling and flatten layers, and on sequence rows
+ * (per step) embedding, layernorm, dense, activation and rate-0 dropout layers; and central
+ * finite differences of a loss (MSE, softmax-CE, sparse softmax-CE; per step on sequence
+ * outputs) through it, for checking the library's float gradients. */
 #ifndef BP_REF_NET_H
 #define BP_REF_NET_H
 

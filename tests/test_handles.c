@@ -89,6 +89,7 @@ static void net_functions_reject_foreign_handles(void **state)
         BAD(bp_net_set_batch_callback(net, NULL, NULL));
         BAD(bp_net_history_best(net, &n));
         BAD(bp_net_set(net, BP_NET_APPLY_SCALERS, 1));
+        BAD(bp_net_input_steps(net, &n)); /* sequences (#14) */
         /* The optimizer slot of the two-handle calls (with every non-optimizer). */
         bp_optimizer *opt = bads[i] == (void *)good_opt ? (void *)good_net : bads[i];
         BAD(bp_net_train_step(good_net, opt, BP_LOSS_MSE, buf, buf, 1, NULL));
@@ -118,6 +119,8 @@ static void layer_functions_reject_foreign_handles(void **state)
         BAD(bp_layer_init_weights(l, BP_INIT_ZEROS, 0));
         BAD(bp_layer_set(l, BP_LAYER_TRAINABLE, 0));
         BAD(bp_layer_get(l, BP_LAYER_TRAINABLE, &v));
+        size_t steps;
+        BAD(bp_layer_output_steps(l, &steps)); /* sequences (#14) */
     }
 }
 

@@ -274,7 +274,7 @@ static void file_layout_is_little_endian_with_magic_version_and_crc(void **state
     unsigned char *buf = save_to_buffer(net, NULL, &size);
     const unsigned char magic[8] = {0x89, 'B', 'P', 'M', '\r', '\n', 0x1a, '\n'};
     assert_memory_equal(buf, magic, 8);
-    assert_int_equal(le32(buf + 8), BP_FORMAT_VERSION);
+    assert_int_equal(le32(buf + 8), 1); /* the lowest version that holds it (not a sequence) */
     assert_int_equal(bp_format_version(), BP_FORMAT_VERSION);
     assert_int_equal(le32(buf + 16), size);
     assert_int_equal(le32(buf + size - 4), bp__crc32(0, buf, size - 4));
@@ -1320,6 +1320,38 @@ static void golden_checkpoints_still_load_and_save_the_same(void **state)
     }
 }
 
+/* Format version 2 (#14): a sequence net (input steps in NET) with the kinds of 0.2:
+ * embedding, layernorm, and per-step dense, dropout and activation layers. */
+static void golden_sequence_net_still_loads_and_predicts_the_same(void **state)
+{
+    (void)state;
+    bp_net *net =
+        check_golden(BP_TEST_DATA_DIR "/golden_seq.bpm", BP_TEST_DATA_DIR "/golden_seq.txt");
+    size_t steps = 0;
+    assert_status(bp_net_input_steps(net, &steps), BP_OK);
+    assert_int_equal(steps, 4);
+    static const int kinds[] = {BP_LAYER_EMBEDDING, BP_LAYER_LAYERNORM,  BP_LAYER_DENSE,
+                                BP_LAYER_DROPOUT,   BP_LAYER_ACTIVATION, BP_LAYER_DENSE};
+    assert_int_equal(bp_net_layer_count(net), sizeof kinds / sizeof kinds[0]);
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        assert_int_equal(bp_layer_kind(bp_net_layer(net, i)), kinds[i]);
+        assert_status(bp_layer_output_steps(bp_net_layer(net, i), &steps), BP_OK);
+        assert_int_equal(steps, 4);
+    }
+    double v;
+    assert_status(bp_layer_get(bp_net_layer(net, 0), BP_LAYER_L2, &v), BP_OK);
+    assert_close(v, 0.001, 1e-6, 0);
+    assert_status(bp_layer_get(bp_net_layer(net, 1), BP_LAYER_LN_EPSILON, &v), BP_OK);
+    assert_close(v, 1e-3, 1e-12, 0);
+    unsigned char head[12];
+    FILE *f = fopen(BP_TEST_DATA_DIR "/golden_seq.bpm", "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(head, 1, sizeof head, f), sizeof head);
+    fclose(f);
+    assert_int_equal(le32(head + 8), 2);
+    bp_net_free(net);
+}
+
 /* Every layer kind: conv2d, batch norm (with running statistics), activation, max, average
  * and global average pooling, flatten, dense, dropout; and the image input shape. */
 static void golden_cnn_with_every_layer_kind_still_loads_and_predicts_the_same(void **state)
@@ -1540,6 +1572,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         bp_add_test(golden_cnn_with_every_layer_kind_still_loads_and_predicts_the_same),
+        bp_add_test(golden_sequence_net_still_loads_and_predicts_the_same),
         bp_add_test(golden_checkpoints_still_load_and_save_the_same),
         bp_add_test(cnn_checkpoint_resumes_bit_identically),
         bp_add_test(fit_resume_is_bit_identical_for_sgd_momentum),

@@ -520,10 +520,10 @@ int cli_info(int argc, char **argv)
     unsigned version = file_version(model, &gzip);
     printf("model: %s\n", model);
     if (version)
-        printf("format version: %u (this library writes %u)\n", version, bp_format_version());
+        printf("format version: %u (this library reads 1 .. %u)\n", version, bp_format_version());
     else
-        printf("format version: %s (this library writes %u)\n", gzip ? "gzip-compressed file" : "?",
-               bp_format_version());
+        printf("format version: %s (this library reads 1 .. %u)\n",
+               gzip ? "gzip-compressed file" : "?", bp_format_version());
     printf("inputs: %zu\noutputs: %zu\nlayers: %zu\nparameters: %zu\n", bp_net_input_size(net),
            bp_net_output_size(net), bp_net_layer_count(net), bp_net_param_count(net));
     size_t needed = 0;

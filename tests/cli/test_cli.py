@@ -283,7 +283,7 @@ def group_eval(d):
 def group_info(d):
     train_regression(d, "-q", "--meta", "author=tests", "--meta", "units=kEUR")
     expect(["info", "m.bpm"], 0, cwd=d,
-           out=["model: m.bpm", "format version: 1 (this library writes 1)", "inputs: 2",
+           out=["model: m.bpm", "format version: 1 (this library reads 1 .. 2)", "inputs: 2",
                 "outputs: 1", "parameters: 65", "dense", "input scaler: standard, 2 columns",
                 "target scaler: standard, 1 column", "loss: mse", "layers: 16:tanh,out",
                 "csv_header: 1", "author: tests", "units: kEUR", "created_by: backprop train"])

@@ -354,6 +354,38 @@ def tiny_cnn(seed=5):
     return net
 
 
+class SequenceNet(unittest.TestCase):
+    """Sequence nets (#14) through the binding: shapes and steps, per-step class targets,
+    token ids checked."""
+
+    def test_embedding_net_trains_per_step_and_checks_ids(self):
+        T, V = 4, 5
+        with bp.Net.sequence(T, 1, seed=3) as net:
+            net.add_embedding(V, 6).add_layernorm().add_dense(V, bp.ACT_SOFTMAX)
+            self.assertEqual(net.input_steps, T)
+            self.assertEqual(net.input_shape, (1, T, 1))
+            self.assertEqual([layer.output_steps for layer in net.layers], [T, T, T])
+            self.assertEqual([layer.kind for layer in net.layers],
+                             [bp.LAYER_EMBEDDING, bp.LAYER_LAYERNORM, bp.LAYER_DENSE])
+            self.assertEqual(net.layer(2).output_shape, (1, T, V))
+            x = [float((r + t) % V) for r in range(6) for t in range(T)]
+            y = [float((int(v) + 1) % V) for v in x]  # one class index per step
+            with bp.Optimizer(bp.OPTIMIZER_ADAM, learning_rate=0.05) as opt:
+                first = net.train_step(opt, bp.LOSS_SPARSE_SOFTMAX_CE, x, y)
+                for _ in range(150):
+                    last = net.train_step(opt, bp.LOSS_SPARSE_SOFTMAX_CE, x, y)
+                self.assertLess(last, 0.2 * first)
+                bad = list(x)
+                bad[5] = float(V)
+                with self.assertRaises(bp.BackpropError) as cm:
+                    net.train_step(opt, bp.LOSS_SPARSE_SOFTMAX_CE, bad, y)
+                self.assertEqual(cm.exception.status, bp.ERR_INDEX)
+                self.assertIn("row 1, step 1", str(cm.exception))
+            self.assertEqual(len(flat(net.predict(x))), 6 * T * V)
+        with bp.Net(3) as flat_net:
+            self.assertEqual(flat_net.input_steps, 0)
+
+
 class ConvolutionalNet(unittest.TestCase):
     """Image nets and the deep layer kinds through the binding."""
 

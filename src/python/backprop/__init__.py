@@ -108,6 +108,8 @@ LAYER_AVGPOOL2D = 6
 LAYER_FLATTEN = 7
 LAYER_GLOBAL_AVGPOOL = 8
 LAYER_ACTIVATION = 9
+LAYER_EMBEDDING = 10  # sequences (#14, seqcore)
+LAYER_LAYERNORM = 11
 
 LOSS_MSE = 1
 LOSS_MAE = 2
@@ -151,6 +153,7 @@ LAYER_BN_EPSILON = 204
 LAYER_DROPOUT_RATE = 205
 LAYER_L2 = 206
 LAYER_L1 = 207
+LAYER_LN_EPSILON = 209  # sequences (#14, seqcore)
 
 NET_ACCUMULATE_GRADS = 300
 NET_HUBER_DELTA = 301
@@ -274,6 +277,15 @@ PROTOTYPES = {
     "bp_net_create_image_ex": (_status, [_P(_NetP), _S, _S, _S, _U64, ALLOC_FN, FREE_FN,
                                          ctypes.c_void_p]),
     "bp_net_input_shape": (_status, [_NetP, _c_size_p, _c_size_p, _c_size_p]),
+    # sequences (#14, seqcore)
+    "bp_net_create_sequence": (_status, [_P(_NetP), _S, _S, _U64]),
+    "bp_net_create_sequence_ex": (_status, [_P(_NetP), _S, _S, _U64, ALLOC_FN, FREE_FN,
+                                            ctypes.c_void_p]),
+    "bp_net_input_steps": (_status, [_NetP, _c_size_p]),
+    "bp_layer_output_steps": (_status, [_LayerP, _c_size_p]),
+    "bp_net_add_embedding": (_status, [_NetP, _S, _S]),
+    "bp_net_add_layernorm": (_status, [_NetP]),
+    # end of sequences (seqcore)
     "bp_net_free": (None, [_NetP]),
     "bp_net_clone": (_status, [_P(_NetP), _NetP]),
     "bp_net_last_error": (_STR, [_NetP]),
@@ -800,9 +812,17 @@ class Layer(_Keyed):
         return _lib.bp_layer_output_size(self._handle())
 
     @property
+    def output_steps(self):
+        """T of the layer's sequence output rows [T x width], 0 when they are not sequences
+        (bp_layer_output_steps)."""
+        t = ctypes.c_size_t()
+        _check(_lib.bp_layer_output_steps(self._handle(), ctypes.byref(t)))
+        return t.value
+
+    @property
     def output_shape(self):
         """(channels, height, width) of one output row, channels-first; (units, 1, 1) for
-        flat rows (bp_layer_output_shape)."""
+        flat rows, (1, T, width) for sequences (bp_layer_output_shape)."""
         c, h, w = ctypes.c_size_t(), ctypes.c_size_t(), ctypes.c_size_t()
         _check(_lib.bp_layer_output_shape(self._handle(), ctypes.byref(c), ctypes.byref(h),
                                           ctypes.byref(w)))
@@ -872,8 +892,9 @@ class Layer(_Keyed):
 
 
 class Net(_Handle, _Keyed):
-    """bp_net: Net(inputs, seed=0), or Net.image(channels, height, width, seed=0) for image
-    rows. Methods that build the network return self."""
+    """bp_net: Net(inputs, seed=0), Net.image(channels, height, width, seed=0) for image
+    rows, or Net.sequence(steps, features, seed=0) for sequence rows. Methods that build the
+    network return self."""
 
     _free = staticmethod(_free_net)
     _kind = "Net"
@@ -892,6 +913,15 @@ class Net(_Handle, _Keyed):
         h = _NetP()
         _check(_lib.bp_net_create_image(ctypes.byref(h), int(channels), int(height),
                                         int(width), int(seed)))
+        return cls._wrap(h)
+
+    @classmethod
+    def sequence(cls, steps, features, seed=0):
+        """A net whose input rows are sequences of steps x features, step-major
+        (bp_net_create_sequence); token ids for add_embedding() are features=1."""
+        h = _NetP()
+        _check(_lib.bp_net_create_sequence(ctypes.byref(h), int(steps), int(features),
+                                           int(seed)))
         return cls._wrap(h)
 
     @classmethod
@@ -957,6 +987,28 @@ class Net(_Handle, _Keyed):
         _check(_lib.bp_net_add_flatten(self._handle()))
         return self
 
+    def add_embedding(self, vocabulary, dimension):
+        """Token ids -> vectors (first layer of Net.sequence(steps, 1)); an id that is not an
+        integer in [0, vocabulary) raises BP_ERR_INDEX naming its row and step."""
+        _check(_lib.bp_net_add_embedding(self._handle(), int(vocabulary), int(dimension)))
+        return self
+
+    def add_layernorm(self):
+        """Layer normalisation over each step's (sequences) or each row's features."""
+        _check(_lib.bp_net_add_layernorm(self._handle()))
+        return self
+
+    @property
+    def input_steps(self):
+        """T of the input rows for Net.sequence(), else 0 (bp_net_input_steps)."""
+        t = ctypes.c_size_t()
+        _check(_lib.bp_net_input_steps(self._handle(), ctypes.byref(t)))
+        return t.value
+
+    def _output_steps(self):
+        count = self.layer_count
+        return self.layer(count - 1).output_steps if count else self.input_steps
+
     @property
     def layer_count(self):
         return _lib.bp_net_layer_count(self._handle())
@@ -1011,7 +1063,9 @@ class Net(_Handle, _Keyed):
 
     def _y(self, y, n, loss, what):
         target = _In(y, what + ": y")
-        width = 1 if loss == LOSS_SPARSE_SOFTMAX_CE else self.output_size
+        # class indices: one per row, or one per step of sequence outputs
+        width = max(1, self._output_steps()) if loss == LOSS_SPARSE_SOFTMAX_CE \
+            else self.output_size
         if target.count < n * width:
             _fail(ERR_SHAPE, f"{what}: y holds {target.count} floats, {n} rows of "
                              f"{width} target(s) need {n * width}")
@@ -1597,7 +1651,7 @@ def _csv_columns(path, delimiter):
 
 
 def format_version():
-    """bp_format_version(): the model-file format version the library writes."""
+    """bp_format_version(): the newest model-file format version the library reads and writes."""
     return _lib.bp_format_version()
 
 
