@@ -160,8 +160,13 @@ void bench_json_field_int(bench_json *j, const char *key, long long value)
 
 uint64_t bench_now_ns(void)
 {
+    static int thread_clock = -1; /* read once: every sample of a run uses one clock */
+    if (thread_clock < 0) {
+        const char *c = getenv("BP_BENCH_CLOCK");
+        thread_clock = c != NULL && strcmp(c, "thread") == 0;
+    }
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(thread_clock ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 

@@ -50,7 +50,9 @@ void bench_json_field_int(bench_json *j, const char *key, long long value);
  * Timing
  * ----------------------------------------------------------------------------------------*/
 
-/* Monotonic clock in nanoseconds. */
+/* Monotonic clock in nanoseconds; with BP_BENCH_CLOCK=thread in the environment, the calling
+ * thread's CPU time instead (CLOCK_THREAD_CPUTIME_ID: time a preempted thread does not
+ * accumulate), for timing single-threaded cases on a shared machine. */
 uint64_t bench_now_ns(void);
 
 /* Median of v[0 .. count-1] (sorts v). count >= 1. */

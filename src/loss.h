@@ -65,15 +65,22 @@ static inline void bp__loss_rows(size_t n, size_t steps, size_t out, size_t *row
  * (one per step); messages name the row (and step) and go to @p err and the thread's. */
 bp_status bp__loss_check_targets_all(char *err, int loss, const float *target, size_t n,
                                      size_t steps, size_t width);
-/* The same, with a few finite targets (online training) accepted inline. */
+/* The same, with a few finite targets (online training) accepted inline; @p d is
+ * bp__loss_get(@p loss) (the walk looks it up once per step). */
+static inline bp_status bp__loss_check_targets_d(char *err, const bp__loss_desc *d, int loss,
+                                                 const float *target, size_t n, size_t steps,
+                                                 size_t width)
+{
+    const size_t total = (steps ? n * steps : n) * width;
+    if (!d->sparse_targets && loss != BP_LOSS_BCE_LOGITS && total < BP__NARROW_WIDTH &&
+        bp__max_abs_bits_short(target, total) < 0x7f800000u)
+        return BP_OK;
+    return bp__loss_check_targets_all(err, loss, target, n, steps, width);
+}
 static inline bp_status bp__loss_check_targets(char *err, int loss, const float *target, size_t n,
                                                size_t steps, size_t width)
 {
-    const size_t total = (steps ? n * steps : n) * width;
-    if (!bp__loss_get(loss)->sparse_targets && loss != BP_LOSS_BCE_LOGITS &&
-        total < BP__NARROW_WIDTH && bp__max_abs_bits_short(target, total) < 0x7f800000u)
-        return BP_OK;
-    return bp__loss_check_targets_all(err, loss, target, n, steps, width);
+    return bp__loss_check_targets_d(err, bp__loss_get(loss), loss, target, n, steps, width);
 }
 /* Record the failure of a loss whose value @p value is not finite (BP_ERR_NONFINITE). */
 bp_status bp__loss_not_finite(char *err, const bp__loss_desc *d, double value);
@@ -81,11 +88,11 @@ bp_status bp__loss_not_finite(char *err, const bp__loss_desc *d, double value);
  * pre-softmax z when the loss takes softmax logits (fused path: grad receives dL/dz and
  * *grad_is_dz = 1), else NULL (grad receives dL/dpred). grad may be NULL. Fails with
  * BP_ERR_NONFINITE if the value is not finite. */
-static inline bp_status bp__loss_compute(char *err, int loss, double delta, const float *pred,
-                                         const float *logits, const float *target, size_t n,
-                                         size_t width, float *value, float *grad, int *grad_is_dz)
+static inline bp_status bp__loss_compute_d(char *err, const bp__loss_desc *d, double delta,
+                                           const float *pred, const float *logits,
+                                           const float *target, size_t n, size_t width,
+                                           float *value, float *grad, int *grad_is_dz)
 {
-    const bp__loss_desc *d = bp__loss_get(loss);
     if (!d->softmax_logits) logits = NULL;
     const double acc = d->kernel(pred, logits, target, n, width, delta, grad);
     *grad_is_dz = logits != NULL;
@@ -95,6 +102,14 @@ static inline bp_status bp__loss_compute(char *err, int loss, double delta, cons
     memcpy(&u, value, sizeof u);
     if ((u & 0x7f800000u) == 0x7f800000u) return bp__loss_not_finite(err, d, acc);
     return BP_OK;
+}
+/* bp__loss_compute_d for enum bp_loss @p loss (a valid loss). */
+static inline bp_status bp__loss_compute(char *err, int loss, double delta, const float *pred,
+                                         const float *logits, const float *target, size_t n,
+                                         size_t width, float *value, float *grad, int *grad_is_dz)
+{
+    return bp__loss_compute_d(err, bp__loss_get(loss), delta, pred, logits, target, n, width, value,
+                              grad, grad_is_dz);
 }
 
 #endif /* BP_LOSS_H */

@@ -140,6 +140,10 @@ typedef struct opt_algo {
     bp_status (*check)(bp_optimizer *o);
     /* Scalars of step t beyond the common ones (NULL: none). */
     void (*scalars)(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k);
+    /* 1 when those scalars change from step to step (t, NAdam's product): computed at each
+     * step; 0 when they depend on the settings alone (SGD: and on sgd_buf_ready, whose
+     * change clears the cache), computed once with them (struct bp_optimizer's k). */
+    int per_step;
     /* Update n parameters p from their gradients g and their state slots s. */
     void (*update)(const bp_optimizer *o, const bp__opt_scalars *k, float *p, const float *g,
                    bp__opt_slots s, size_t n);
@@ -196,6 +200,7 @@ static const opt_algo algos[] = {
         .keys = {{LR, 0.001}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
                  {EPS, 1e-8}, {BP_OPT_AMSGRAD, 0.0}},
         .scalars = bp__opt_adam_scalars,
+        .per_step = 1,
         .update = bp__opt_adam_update,
         .bound = bp__opt_adam_bound,
         .nonneg = 6u, /* v, vmax */
@@ -206,6 +211,7 @@ static const opt_algo algos[] = {
         .keys = {{LR, 0.001}, {WD, 0.01}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
                  {EPS, 1e-8}, {BP_OPT_AMSGRAD, 0.0}},
         .scalars = bp__opt_adamw_scalars,
+        .per_step = 1,
         .update = bp__opt_adam_update,
         .bound = bp__opt_adam_bound,
         .nonneg = 6u, /* v, vmax */
@@ -216,6 +222,7 @@ static const opt_algo algos[] = {
         .keys = {{LR, 0.002}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
                  {EPS, 1e-8}},
         .scalars = bp__opt_adamax_scalars,
+        .per_step = 1,
         .update = bp__opt_adamax_update,
         .bound = bp__opt_adamax_bound,
         .nonneg = 2u, /* u */
@@ -226,6 +233,7 @@ static const opt_algo algos[] = {
         .keys = {{LR, 0.001}, {WD, 0.0}, {BP_OPT_BETA1, 0.9}, {BP_OPT_BETA2, 0.999},
                  {EPS, 1e-8}},
         .scalars = bp__opt_nadam_scalars,
+        .per_step = 1,
         .update = bp__opt_nadam_update,
         .bound = bp__opt_nadam_bound,
         .stepped = bp__opt_nadam_stepped,
@@ -280,6 +288,7 @@ static void set_defaults(bp_optimizer *o)
         o->set[k] = keys[k].held;
     for (size_t i = 0; i < OPT_MAX_KEYS && a->keys[i].key != 0; i++)
         o->set[S(a->keys[i].key)] = a->keys[i].def;
+    o->ready = 0;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -361,6 +370,7 @@ bp_status bp_optimizer_set(bp_optimizer *opt, int key, double value)
     BP_CHECK(check_key(opt, opt->err, "bp_optimizer_set", key));
     BP_CHECK(check_value(opt->err, "bp_optimizer_set", key, value));
     opt->set[S(key)] = value;
+    opt->ready = 0;
     return BP_OK;
 }
 
@@ -399,6 +409,7 @@ bp_status bp__optimizer_set_rate(bp_optimizer *opt, double lr)
 {
     BP_CHECK(check_value(opt->err, "optimizer", BP_OPT_LEARNING_RATE, lr));
     SET(opt, BP_OPT_LEARNING_RATE) = lr;
+    opt->ready = 0;
     return BP_OK;
 }
 
@@ -413,6 +424,7 @@ bp_status bp_optimizer_reset(bp_optimizer *opt)
     opt->steps = 0;
     opt->sgd_buf_ready = 0;
     opt->nadam_mu_product = 1.0;
+    opt->ready = 0;
     return BP_OK;
 }
 
@@ -464,7 +476,10 @@ static int bound_to(const bp_optimizer *opt, const bp_net *net, uint64_t hash)
            opt->bound_hash == hash;
 }
 
-bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net)
+static bp_status prepare(bp_optimizer *o);
+
+/* bp__optimizer_validate_for's full checks, with their messages. */
+static bp_status validate_slow(bp_optimizer *opt, const bp_net *net)
 {
     if (!bp__optimizer_ok(opt))
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "optimizer: invalid optimizer handle");
@@ -472,8 +487,7 @@ bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net)
         return bp__fail(opt->err, BP_ERR_INVALID_ARG, "optimizer: invalid net handle");
     if (net->nlayers == 0 || net->nparams == 0)
         return bp__fail(opt->err, BP_ERR_STATE, "optimizer: the net has no parameters to update");
-    const opt_algo *a = algo_of(opt);
-    if (a->check != NULL) BP_CHECK(a->check(opt));
+    if (!opt->ready) BP_CHECK(prepare(opt));
     if (opt->bound && !bound_to(opt, net, net->shape_hash)) {
         const int same_counts =
             opt->bound_nparams == net->nparams && opt->bound_nlayers == net->nlayers;
@@ -484,6 +498,17 @@ bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net)
                         same_counts ? " of other sizes" : "");
     }
     return BP_OK;
+}
+
+bp_status bp__optimizer_validate_for(bp_optimizer *opt, const bp_net *net)
+{
+    /* The steady state of a training loop (settings checked since they last changed, state
+     * bound to this shape): a few compares; anything else takes the full checks. A bound
+     * optimizer's net has parameters (bind and the checkpoint loader refuse a net without). */
+    if (BP__LIKELY(bp__optimizer_ok(opt) && bp__net_ok(net) && opt->ready && opt->bound &&
+                   bound_to(opt, net, net->shape_hash)))
+        return BP_OK;
+    return validate_slow(opt, net);
 }
 
 bp_status bp__optimizer_check_save(const bp_optimizer *opt, const bp_net *net, const char *fn)
@@ -557,6 +582,7 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
     opt->steps = 0;
     opt->sgd_buf_ready = 0;
     opt->nadam_mu_product = 1.0;
+    opt->ready = 0;
     return BP_OK;
 }
 
@@ -564,9 +590,14 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
  * Step
  * ----------------------------------------------------------------------------------------*/
 
-/* The scalars of step t: the common ones, then the algorithm's own. */
-static void compute_scalars(const bp_optimizer *o, uint64_t t, bp__opt_scalars *k)
+/* The per-step work that depends on the settings alone, done once after they change: the
+ * algorithm's settings check, then the common scalars and (unless they change at every step)
+ * the algorithm's own, kept in o->k. BP_ERR_STATE (message in o->err) when the check fails. */
+static bp_status prepare(bp_optimizer *o)
 {
+    const opt_algo *a = algo_of(o);
+    if (a->check != NULL) BP_CHECK(a->check(o));
+    bp__opt_scalars *k = &o->k;
     const double b1 = SET(o, BP_OPT_BETA1), b2 = SET(o, BP_OPT_BETA2);
     memset(k, 0, sizeof *k);
     k->lr = (float)SET(o, BP_OPT_LEARNING_RATE);
@@ -579,18 +610,20 @@ static void compute_scalars(const bp_optimizer *o, uint64_t t, bp__opt_scalars *
     k->c2 = (float)(1.0 - b2);
     k->rho = (float)SET(o, BP_OPT_RHO);
     k->c_rho = (float)(1.0 - SET(o, BP_OPT_RHO));
-    const opt_algo *a = algo_of(o);
-    if (a->scalars != NULL) a->scalars(o, t, k);
+    if (a->scalars != NULL && !a->per_step) a->scalars(o, 0, k);
+    o->ready = 1;
+    return BP_OK;
 }
 
 /* Update one layer's segment [off, off + n) with the state slots at the same offsets. */
-static void update_segment(const bp_optimizer *o, const bp__opt_scalars *k, float *p,
-                           const float *g, size_t off, size_t n)
+static BP__ALWAYS_INLINE void update_segment(const bp_optimizer *o, const bp__opt_scalars *k,
+                                             float *p, const float *g, size_t off, size_t n)
 {
     const opt_algo *a = algo_of(o);
-    float *s[BP__OPT_MAX_SLOTS] = {NULL};
-    for (size_t i = 0; i < a->nslots; i++)
-        s[i] = o->state + i * o->bound_nparams + off;
+    float *const s0 = o->state + off;
+    const size_t np = o->bound_nparams;
+    const bp__opt_slots s = {s0, a->nslots > 1 ? s0 + np : NULL,
+                             a->nslots > 2 ? s0 + 2 * np : NULL};
     a->update(o, k, p, g, s, n);
 }
 /* One update_segment over a slice of a segment, run by the pool's threads. */
@@ -610,8 +643,8 @@ static void update_range(void *ctx, size_t begin, size_t end)
 
 /* update_segment, split across the net's worker threads when the segment is long enough to
  * gain (the kernels are elementwise: any split computes the same floats). */
-static void update_segment_par(const bp_optimizer *o, const bp__opt_scalars *k, bp_net *net,
-                               size_t off, size_t n)
+static BP__ALWAYS_INLINE void update_segment_par(const bp_optimizer *o, const bp__opt_scalars *k,
+                                                 bp_net *net, size_t off, size_t n)
 {
     float *p = net->params + off;
     const float *g = net->grads + off;
@@ -623,7 +656,7 @@ static void update_segment_par(const bp_optimizer *o, const bp__opt_scalars *k, 
     bp__workers_run(&net->workers, &net->alloc, n, update_range, &job);
 }
 
-static bp_status step_update(bp_optimizer *opt, bp_net *net, double g_bound);
+static BP__ALWAYS_INLINE bp_status step_update(bp_optimizer *opt, bp_net *net, double g_bound);
 
 /* Every gradient the update will read must be finite before any parameter moves; *@p g_bound
  * receives the largest |gradient| (the update guard's bound). */
@@ -701,7 +734,8 @@ static void measure_state(bp_optimizer *opt)
 }
 
 /* Run the kernels over every trainable layer's segment. */
-static void run_update(const bp_optimizer *opt, const bp__opt_scalars *k, bp_net *net)
+static BP__ALWAYS_INLINE void run_update(const bp_optimizer *opt, const bp__opt_scalars *k,
+                                         bp_net *net)
 {
     /* The layers' segments tile the arena in order: one pass over it when every layer
      * trains (the kernels are elementwise, so the floats are the same as per segment). */
@@ -784,15 +818,30 @@ static bp_status guarded_update(bp_optimizer *opt, const bp__opt_scalars *k, bp_
 
 /* The update proper: the caller has validated @p opt for @p net and proven the gradients
  * finite and at most @p g_bound in magnitude. */
-static bp_status step_update(bp_optimizer *opt, bp_net *net, double g_bound)
+static BP__ALWAYS_INLINE bp_status step_update(bp_optimizer *opt, bp_net *net, double g_bound)
 {
     const int was_bound = opt->bound;
     if (!was_bound) BP_CHECK(bp__optimizer_bind(opt, net));
+    if (!opt->ready) {
+        /* Validated before, so the check passes; kept for callers that changed settings. */
+        const bp_status s = prepare(opt);
+        if (s != BP_OK) {
+            if (!was_bound) (void)bp_optimizer_reset(opt); /* unbound, as it was */
+            return s;
+        }
+    }
 
     const uint64_t t = opt->steps + 1;
-    bp__opt_scalars k;
-    compute_scalars(opt, t, &k);
     const opt_algo *a = algo_of(opt);
+    /* The scalars of step t: those of the settings (opt->k), with the algorithm's own for
+     * this step added to a copy when they change at every step. */
+    bp__opt_scalars kt;
+    const bp__opt_scalars *k = &opt->k;
+    if (a->per_step) {
+        kt = opt->k;
+        a->scalars(opt, t, &kt);
+        k = &kt;
+    }
     if (!opt->s_known) measure_state(opt);
     if (!net->p_bound_known || net->params_lent) {
         net->p_bound = (double)bp__max_abs(net->params, net->nparams); /* INFINITY for NaN/Inf */
@@ -802,9 +851,9 @@ static bp_status step_update(bp_optimizer *opt, bp_net *net, double g_bound)
     in.p = net->p_bound;
     in.g = g_bound;
     memcpy(in.s, opt->s_bound, sizeof in.s);
-    const double worst = a->bound(opt, &k, &in, &out);
+    const double worst = a->bound(opt, k, &in, &out);
     if (worst < GUARD_LIMIT) {
-        run_update(opt, &k, net);
+        run_update(opt, k, net);
         /* The new bounds; worst is at least each of them. */
         net->p_bound = out.p;
         memcpy(opt->s_bound, out.s, sizeof out.s);
@@ -812,14 +861,14 @@ static bp_status step_update(bp_optimizer *opt, bp_net *net, double g_bound)
         net->p_bound_known = tight;
         opt->s_known = tight;
     } else {
-        const bp_status s = guarded_update(opt, &k, net);
+        const bp_status s = guarded_update(opt, k, net);
         if (s != BP_OK) {
             if (!was_bound) (void)bp_optimizer_reset(opt); /* unbound, as it was */
             return s;
         }
     }
     opt->steps = t;
-    if (a->stepped != NULL) a->stepped(opt, &k);
+    if (a->stepped != NULL) a->stepped(opt, k);
     return BP_OK;
 }
 
@@ -874,6 +923,7 @@ static bp_status decode(bp_optimizer **out, const bp__alloc *alloc, const bp_net
          * whatever bp_optimizer_set() had accepted there, and no step ever read it. */
         if (applies(a, (int)key)) opt->set[S(key)] = value;
     }
+    opt->ready = 0;
     const uint64_t steps = bp__r_u64(r);
     const uint32_t bound = bp__r_u32(r), ready = bp__r_u32(r);
     const double mu = bp__r_f64(r);
@@ -910,6 +960,7 @@ static bp_status decode(bp_optimizer **out, const bp__alloc *alloc, const bp_net
     opt->steps = steps;
     opt->sgd_buf_ready = (int)ready;
     opt->nadam_mu_product = mu;
+    opt->ready = 0;
     return BP_OK;
 }
 

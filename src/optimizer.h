@@ -21,6 +21,20 @@ struct bp__rd;
 /* Most per-parameter state slots any algorithm uses (Adam/AdamW/RMSprop: 3). */
 #define BP__OPT_MAX_SLOTS 3
 
+/* Per-step scalars, computed once in double and rounded to float for the kernels. The
+ * complements 1 - b are rounded from the double difference, not computed in float from the
+ * rounded b (1 - 0.999f is 1.3e-5 away from 0.001 in relative terms). */
+typedef struct bp__opt_scalars {
+    float lr, wd, mom, b1, b2, eps;
+    float c1, c2;           /* 1 - b1, 1 - b2 */
+    float rho, c_rho;       /* RMSprop alpha, 1 - alpha */
+    float a, c, kd, kb;     /* SGD momentum coefficients */
+    float decay;            /* AdamW */
+    float step, inv_bc2;    /* Adam family */
+    float cg, cm;           /* NAdam */
+    double mu_product_next; /* NAdam: P_t */
+} bp__opt_scalars;
+
 /* The optimizer. Its per-parameter state is ONE aligned block of nslots * bound_nparams
  * floats, slot-major: slot s of parameter i is state[s * bound_nparams + i], so each slot of
  * a layer is a contiguous run parallel to net->params (see optimizer.c's table for each
@@ -41,6 +55,13 @@ struct bp_optimizer {
     size_t state_cap;        /* floats allocated (kept across reset for reuse) */
     int sgd_buf_ready;       /* SGD: momentum buffer holds a value (PyTorch's buf != None) */
     double nadam_mu_product; /* NAdam: product of mu_1 .. mu_t (1 when t = 0) */
+    /* The per-step work that depends only on the settings (optimizer.c, prepare): 1 when the
+     * algorithm's settings check has passed and k holds the scalars of the current settings
+     * (for SGD also of sgd_buf_ready; the algorithms whose scalars change every step add
+     * theirs to a copy). Every write to set[], to sgd_buf_ready or to the binding clears it:
+     * a cache, never saved. */
+    int ready;
+    bp__opt_scalars k;
     /* The update guard (optimizer.c): s_bound[i] >= every |value| of state slot i while
      * s_known; undo holds the parameters and state of a guarded update until it is proven
      * finite (allocated on first need, undo_cap floats). Not saved: measured after a load. */

@@ -243,7 +243,11 @@ void bp__opt_sgd_update(const bp_optimizer *o, const bp__opt_scalars *k, float *
 void bp__opt_sgd_stepped(bp_optimizer *o, const bp__opt_scalars *k)
 {
     (void)k;
-    if (BP__OPT_SET(o, BP_OPT_MOMENTUM) != 0.0) o->sgd_buf_ready = 1;
+    /* The buffer holds a value from now on: the cached scalars (k->a, k->c) change. */
+    if (BP__OPT_SET(o, BP_OPT_MOMENTUM) != 0.0 && !o->sgd_buf_ready) {
+        o->sgd_buf_ready = 1;
+        o->ready = 0;
+    }
 }
 
 void bp__opt_adagrad_update(const bp_optimizer *o, const bp__opt_scalars *k, float *p,

@@ -8,20 +8,6 @@
 #include "util.h"
 #include "optimizer.h"
 
-/* Per-step scalars, computed once in double and rounded to float for the kernels. The
- * complements 1 - b are rounded from the double difference, not computed in float from the
- * rounded b (1 - 0.999f is 1.3e-5 away from 0.001 in relative terms). */
-typedef struct bp__opt_scalars {
-    float lr, wd, mom, b1, b2, eps;
-    float c1, c2;           /* 1 - b1, 1 - b2 */
-    float rho, c_rho;       /* RMSprop alpha, 1 - alpha */
-    float a, c, kd, kb;     /* SGD momentum coefficients */
-    float decay;            /* AdamW */
-    float step, inv_bc2;    /* Adam family */
-    float cg, cm;           /* NAdam */
-    double mu_product_next; /* NAdam: P_t */
-} bp__opt_scalars;
-
 /* The state slots of one segment: s[i] points at slot i of the segment's first parameter
  * (NULL beyond the algorithm's slots). */
 typedef float *const bp__opt_slots[BP__OPT_MAX_SLOTS];

@@ -295,7 +295,8 @@ static BP__ALWAYS_INLINE bp_status backward_pass(bp_net *net, bp__workspace *ws,
  * Safe with an invalid handle (the call then fails its own checks). */
 static int ftz_worth_it(const bp_net *net, size_t n)
 {
-    return bp__net_ok(net) && (double)n * (double)net->nparams >= 4096.0;
+    size_t work; /* an overflowing product is certainly real work */
+    return bp__net_ok(net) && (__builtin_mul_overflow(n, net->nparams, &work) || work >= 4096);
 }
 
 /* Return @p call (a bp_status expression) run with denormals flushed when ftz_worth_it. */
@@ -406,9 +407,13 @@ static void clip_grads(bp_net *net)
     }
 }
 
-static BP__ALWAYS_INLINE bp_status check_loss(bp_net *net, const char *fn, int loss)
+/* BP_OK when @p loss is a loss the net's output layer can take; its descriptor to *@p desc
+ * (when not NULL). */
+static BP__ALWAYS_INLINE bp_status check_loss_desc(bp_net *net, const char *fn, int loss,
+                                                   const bp__loss_desc **desc)
 {
     const bp__loss_desc *d = bp__loss_get(loss);
+    if (desc != NULL) *desc = d;
     if (d == NULL) return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: unknown loss %d", fn, loss);
     if (net->nlayers == 0) return bp__fail(net->err, BP_ERR_STATE, "%s: the net has no layers", fn);
     const bp_layer *last = net->layers[net->nlayers - 1];
@@ -417,6 +422,11 @@ static BP__ALWAYS_INLINE bp_status check_loss(bp_net *net, const char *fn, int l
                         "%s: %s needs a softmax output layer; layer %zu is %s", fn, d->name,
                         last->index, bp__act_name(last->activation));
     return BP_OK;
+}
+
+static BP__ALWAYS_INLINE bp_status check_loss(bp_net *net, const char *fn, int loss)
+{
+    return check_loss_desc(net, fn, loss, NULL);
 }
 
 bp_status bp__walk_check_loss(bp_net *net, const char *fn, int loss)
@@ -431,8 +441,9 @@ const float *bp__walk_outputs(const bp_net *net)
 
 /* The data part of a step: the input and target checks, the forward walk, the loss and the
  * backward walk (gradients proven finite on success). */
-static bp_status grads_pass(bp_net *net, const char *fn, int loss, const float *x, const float *y,
-                            size_t n, float *value)
+static BP__ALWAYS_INLINE bp_status grads_pass(bp_net *net, const char *fn, const bp__loss_desc *d,
+                                              int loss, const float *x, const float *y, size_t n,
+                                              float *value)
 {
     const size_t li = net->nlayers - 1;
     const bp_layer *last = net->layers[li];
@@ -440,7 +451,7 @@ static bp_status grads_pass(bp_net *net, const char *fn, int loss, const float *
     bp__loss_rows(n, last->out_steps, last->out, &rows, &width);
     float x_max;
     BP_CHECK(check_input_to(net, net->err, fn, x, n, &x_max));
-    BP_CHECK(bp__loss_check_targets(net->err, loss, y, n, last->out_steps, width));
+    BP_CHECK(bp__loss_check_targets_d(net->err, d, loss, y, n, last->out_steps, width));
     BP_CHECK(ws_plan(net, &net->ws, n, 1));
 
     /* Forward walk. */
@@ -452,8 +463,8 @@ static bp_status grads_pass(bp_net *net, const char *fn, int loss, const float *
     /* Loss; with softmax logits the output layer's scratch holds its z (dense softmax
      * layers keep z, see layer_dense.c), and the gradient is dL/dz. */
     int is_dz;
-    bp_status s = bp__loss_compute(net->err, loss, net->huber_delta, ws->y[li], ws->s[li], y, rows,
-                                   width, value, ws->g0, &is_dz);
+    bp_status s = bp__loss_compute_d(net->err, d, net->huber_delta, ws->y[li], ws->s[li], y, rows,
+                                     width, value, ws->g0, &is_dz);
     /* Backward walk, gradients proven finite. */
     if (s == BP_OK) s = backward_pass(net, ws, n, is_dz);
     ws->x_in = NULL; /* the caller's x is not retained */
@@ -495,7 +506,8 @@ static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *op
     if (x == NULL || y == NULL)
         return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: x and y must not be NULL", fn);
     if (n == 0) return bp__fail(net->err, BP_ERR_INVALID_ARG, "%s: n is 0", fn);
-    BP_CHECK(check_loss(net, fn, loss));
+    const bp__loss_desc *d;
+    BP_CHECK(check_loss_desc(net, fn, loss, &d));
     bp_status s;
     if (train && (s = bp__optimizer_validate_for(opt, net)) != BP_OK)
         return bp__fail(net->err, s, "%s: %s", fn, bp_last_error());
@@ -503,7 +515,7 @@ static BP__ALWAYS_INLINE bp_status step(bp_net *net, int train, bp_optimizer *op
     /* Transactional: the generator (dropout masks) is restored and the staged running
      * statistics are not kept unless the whole step succeeds. */
     if (net->nstaged) net->rng_saved = net->rng;
-    s = grads_pass(net, fn, loss, x, y, n, &value);
+    s = grads_pass(net, fn, d, loss, x, y, n, &value);
     if (net->nstaged && s == BP_OK) s = staged(net, &net->ws, n, 0);
     if (!train) { /* bp_net_compute_grads */
         if (s != BP_OK) {

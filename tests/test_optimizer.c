@@ -1053,6 +1053,58 @@ static void inconsistent_settings_are_refused_at_step(void **state)
     bp_optimizer_free(o);
 }
 
+/* The settings check and the scalars that depend on the settings alone are kept between steps
+ * (optimizer.c, prepare): every change of a setting, and SGD's momentum buffer filling, must
+ * reach the next step. */
+static void settings_changed_between_steps_reach_the_next_step(void **state)
+{
+    (void)state;
+    fake_net f;
+    fake_net_small(&f);
+    memcpy(f.params, small_p0, sizeof small_p0);
+    memcpy(f.grads, small_g[0], sizeof small_g[0]);
+    const float *g = small_g[0];
+    float want[NSMALL], buf[NSMALL];
+    bp_optimizer *o;
+    assert_status(bp_optimizer_create(&o, BP_OPTIMIZER_SGD), BP_OK);
+    assert_status(bp_optimizer_set(o, BP_OPT_LEARNING_RATE, 0.1), BP_OK);
+    memcpy(want, f.params, sizeof want);
+    for (int step = 0; step < 2; step++) { /* the rate set before the second step applies */
+        const float lr = step == 0 ? 0.1f : 0.5f;
+        for (size_t i = 0; i < NSMALL; i++)
+            want[i] -= lr * (g[i] + 0.0f * want[i]);
+        assert_status(bp_optimizer_step(o, &f.net), BP_OK);
+        assert_memory_equal(want, f.params, sizeof want);
+        assert_status(bp_optimizer_set(o, BP_OPT_LEARNING_RATE, 0.5), BP_OK);
+    }
+    /* An inconsistent setting after good steps is refused, parameters untouched. */
+    assert_status(bp_optimizer_set(o, BP_OPT_NESTEROV, 1), BP_OK);
+    assert_status(bp_optimizer_step(o, &f.net), BP_ERR_STATE);
+    assert_memory_equal(want, f.params, sizeof want);
+    assert_status(bp_optimizer_set(o, BP_OPT_NESTEROV, 0), BP_OK);
+    /* Momentum: the first step fills the buffer (buf = d), the later ones decay it. */
+    assert_status(bp_optimizer_set(o, BP_OPT_MOMENTUM, 0.9), BP_OK);
+    assert_status(bp_optimizer_set(o, BP_OPT_DAMPENING, 0.5), BP_OK);
+    for (int step = 0; step < 3; step++) {
+        const float a = step == 0 ? 0.0f : 0.9f, c = step == 0 ? 1.0f : 0.5f;
+        for (size_t i = 0; i < NSMALL; i++) {
+            const float d = g[i] + 0.0f * want[i];
+            const float b = a * (step == 0 ? 0.0f : buf[i]) + c * d;
+            buf[i] = b;
+            want[i] -= 0.5f * (0.0f * d + 1.0f * b);
+        }
+        assert_status(bp_optimizer_step(o, &f.net), BP_OK);
+        assert_memory_equal(want, f.params, sizeof want);
+    }
+    /* Back to the defaults (rate 0.01, no momentum). */
+    assert_status(bp_optimizer_reset_settings(o), BP_OK);
+    for (size_t i = 0; i < NSMALL; i++)
+        want[i] -= 0.01f * (g[i] + 0.0f * want[i]);
+    assert_status(bp_optimizer_step(o, &f.net), BP_OK);
+    assert_memory_equal(want, f.params, sizeof want);
+    bp_optimizer_free(o);
+}
+
 static void allocation_failure_leaves_everything_unchanged(void **state)
 {
     (void)state;
@@ -1181,6 +1233,7 @@ int main(void)
         bp_add_test(nonfinite_gradient_is_refused_before_any_update),
         bp_add_test(step_count_increments_only_on_success),
         bp_add_test(inconsistent_settings_are_refused_at_step),
+        bp_add_test(settings_changed_between_steps_reach_the_next_step),
         bp_add_test(allocation_failure_leaves_everything_unchanged),
         bp_add_test(invalid_handles_are_rejected_by_every_function),
     };
