@@ -249,11 +249,9 @@ enum bp_layer_kind {
     BP_LAYER_ACTIVATION = 9,     /**< standalone activation, bp_net_add_activation() */
     BP_LAYER_EMBEDDING = 10,     /**< token ids -> vectors, bp_net_add_embedding() @since 0.2 */
     BP_LAYER_LAYERNORM = 11,     /**< layer normalisation, bp_net_add_layernorm() @since 0.2 */
-    /* --- recurrent layers (#14, rnn) --- */
-    BP_LAYER_RNN = 12,  /**< simple recurrent layer, bp_net_add_rnn() @since 0.2 */
-    BP_LAYER_LSTM = 13, /**< long short-term memory, bp_net_add_lstm() @since 0.2 */
-    BP_LAYER_GRU = 14   /**< gated recurrent unit, bp_net_add_gru() @since 0.2 */
-    /* --- end of recurrent layers (rnn) --- */
+    BP_LAYER_RNN = 12,           /**< simple recurrent layer, bp_net_add_rnn() @since 0.2 */
+    BP_LAYER_LSTM = 13,          /**< long short-term memory, bp_net_add_lstm() @since 0.2 */
+    BP_LAYER_GRU = 14            /**< gated recurrent unit, bp_net_add_gru() @since 0.2 */
 };
 
 /** Loss functions (pass as int). Every loss is the mean over the batch of a per-row sum:
@@ -363,16 +361,14 @@ enum bp_layer_key {
                                       lambda * sign(w) to dL/dw (sign(0) = 0), the gradient of
                                       lambda * sum |w|; weights only; not in the reported
                                       loss. [0, 1e3]; default 0 @since 0.1 */
-    /* --- recurrent layers (#14, rnn) --- */
-    BP_LAYER_STATEFUL = 208, /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
-                                  through time): the final state of one training batch
-                                  is the initial state of the next, whose batch size
-                                  must then be the same (else the step fails with
-                                  BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
-                                  0/1; default 0 @since 0.2 */
-    /* --- end of recurrent layers (rnn) --- */
-    BP_LAYER_LN_EPSILON = 209 /**< layernorm: added to the variance; [1e-12, 1]; default
-                                   1e-5 (PyTorch's) @since 0.2 */
+    BP_LAYER_STATEFUL = 208,     /**< rnn, lstm, gru: 1 = stateful (truncated backpropagation
+                                      through time): the final state of one training batch
+                                      is the initial state of the next, whose batch size
+                                      must then be the same (else the step fails with
+                                      BP_ERR_SHAPE; bp_net_reset_state() starts afresh).
+                                      0/1; default 0 @since 0.2 */
+    BP_LAYER_LN_EPSILON = 209    /**< layernorm: added to the variance; [1e-12, 1]; default
+                                      1e-5 (PyTorch's) @since 0.2 */
 };
 
 /** Network settings for bp_net_set()/bp_net_get() (block 300..399). */
@@ -471,7 +467,9 @@ BP_API bp_status bp_net_create_image_ex(bp_net **out, size_t channels, size_t he
 BP_API bp_status bp_net_input_shape(const bp_net *net, size_t *channels, size_t *height,
                                     size_t *width);
 
-/* --- sequences (#14, seqcore) ------------------------------------------------------------ */
+/* --------------------------------------------------------------------------------------------
+ * Sequences: rows of T steps of F features (see docs/sequences.md)
+ * ------------------------------------------------------------------------------------------*/
 
 /** Create an empty network whose input rows are sequences of @p steps steps of @p features
  *  features, stored step-major: feature f of step t at t * features + f. Their shape is
@@ -540,8 +538,6 @@ BP_API bp_status bp_net_add_embedding(bp_net *net, size_t vocabulary, size_t dim
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE (after a softmax layer), BP_ERR_NOMEM.
  *  @since 0.2 */
 BP_API bp_status bp_net_add_layernorm(bp_net *net);
-
-/* --- end of sequences (seqcore) ------------------------------------------------------------ */
 
 /** Free a network and its layers. NULL is a no-op.
  *  @param net  the network.
@@ -679,7 +675,9 @@ BP_API bp_status bp_net_add_global_avgpool(bp_net *net);
  *  @return BP_OK, BP_ERR_INVALID_ARG, BP_ERR_STATE, BP_ERR_NOMEM. @since 0.1 */
 BP_API bp_status bp_net_add_flatten(bp_net *net);
 
-/* --- recurrent layers (#14, rnn) ---------------------------------------------------------- */
+/* --------------------------------------------------------------------------------------------
+ * Recurrent layers: RNN, LSTM and GRU over sequence rows, in PyTorch's layout
+ * ------------------------------------------------------------------------------------------*/
 
 /** Flags of bp_net_add_rnn(), bp_net_add_lstm() and bp_net_add_gru() (OR them; 0 for
  *  neither). */
@@ -759,8 +757,6 @@ BP_API bp_status bp_net_add_gru(bp_net *net, size_t hidden, int flags);
  *  @param net  the network.
  *  @return BP_OK, BP_ERR_INVALID_ARG (invalid handle). @since 0.2 */
 BP_API bp_status bp_net_reset_state(bp_net *net);
-
-/* --- end of recurrent layers (rnn) -------------------------------------------------------- */
 
 /** @param net  the network.
  *  @return the number of layers (0 for an invalid handle). @since 0.1 */

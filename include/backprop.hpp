@@ -521,7 +521,7 @@ class Net
         detail::check(bp_net_add_flatten(handle()));
         return *this;
     }
-    /* recurrent layers (rnn): flags are enum bp_recurrent_flag bits */
+    /* recurrent layers: flags are enum bp_recurrent_flag bits */
     Net &add_rnn(std::size_t hidden, int activation = BP_ACT_TANH, int flags = 0)
     {
         detail::check(bp_net_add_rnn(handle(), hidden, activation, flags));

@@ -16,7 +16,7 @@ extern const bp__layer_vtable bp__maxpool2d_vtable;
 extern const bp__layer_vtable bp__avgpool2d_vtable;
 extern const bp__layer_vtable bp__global_avgpool_vtable;
 extern const bp__layer_vtable bp__flatten_vtable;
-/* sequences (#14, seqcore) */
+/* sequences */
 extern const bp__layer_vtable bp__embedding_vtable;
 extern const bp__layer_vtable bp__layernorm_vtable;
 /* recurrent layers (layer_rnn.c, layer_lstm.c, layer_gru.c; shared code in recurrent.c) */

@@ -19,10 +19,10 @@ static const bp__layer_vtable *const kinds[] = {
     &bp__flatten_vtable,
     &bp__global_avgpool_vtable,
     &bp__activation_vtable,
-    /* sequences (#14, seqcore) */
+    /* sequences */
     &bp__embedding_vtable,
     &bp__layernorm_vtable,
-    /* recurrent layers (rnn) */
+    /* recurrent layers */
     &bp__rnn_vtable,
     &bp__lstm_vtable,
     &bp__gru_vtable,

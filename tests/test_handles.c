@@ -90,7 +90,7 @@ static void net_functions_reject_foreign_handles(void **state)
         BAD(bp_net_history_best(net, &n));
         BAD(bp_net_set(net, BP_NET_APPLY_SCALERS, 1));
         BAD(bp_net_input_steps(net, &n)); /* sequences (#14) */
-        /* recurrent layers (#14, rnn) */
+        /* recurrent layers */
         BAD(bp_net_add_rnn(net, 3, BP_ACT_TANH, 0));
         BAD(bp_net_add_lstm(net, 3, 0));
         BAD(bp_net_add_gru(net, 3, 0));

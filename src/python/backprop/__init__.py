@@ -108,9 +108,9 @@ LAYER_AVGPOOL2D = 6
 LAYER_FLATTEN = 7
 LAYER_GLOBAL_AVGPOOL = 8
 LAYER_ACTIVATION = 9
-LAYER_EMBEDDING = 10  # sequences (#14, seqcore)
+LAYER_EMBEDDING = 10  # sequences
 LAYER_LAYERNORM = 11
-# recurrent layers (rnn)
+# recurrent layers
 LAYER_RNN = 12
 LAYER_LSTM = 13
 LAYER_GRU = 14
@@ -160,8 +160,8 @@ LAYER_BN_EPSILON = 204
 LAYER_DROPOUT_RATE = 205
 LAYER_L2 = 206
 LAYER_L1 = 207
-LAYER_LN_EPSILON = 209  # sequences (#14, seqcore)
-LAYER_STATEFUL = 208  # recurrent layers (rnn)
+LAYER_LN_EPSILON = 209  # sequences
+LAYER_STATEFUL = 208  # recurrent layers
 
 NET_ACCUMULATE_GRADS = 300
 NET_HUBER_DELTA = 301
@@ -285,7 +285,7 @@ PROTOTYPES = {
     "bp_net_create_image_ex": (_status, [_P(_NetP), _S, _S, _S, _U64, ALLOC_FN, FREE_FN,
                                          ctypes.c_void_p]),
     "bp_net_input_shape": (_status, [_NetP, _c_size_p, _c_size_p, _c_size_p]),
-    # sequences (#14, seqcore)
+    # sequences
     "bp_net_create_sequence": (_status, [_P(_NetP), _S, _S, _U64]),
     "bp_net_create_sequence_ex": (_status, [_P(_NetP), _S, _S, _U64, ALLOC_FN, FREE_FN,
                                             ctypes.c_void_p]),
@@ -293,7 +293,6 @@ PROTOTYPES = {
     "bp_layer_output_steps": (_status, [_LayerP, _c_size_p]),
     "bp_net_add_embedding": (_status, [_NetP, _S, _S]),
     "bp_net_add_layernorm": (_status, [_NetP]),
-    # end of sequences (seqcore)
     "bp_net_free": (None, [_NetP]),
     "bp_net_clone": (_status, [_P(_NetP), _NetP]),
     "bp_net_last_error": (_STR, [_NetP]),
@@ -306,7 +305,7 @@ PROTOTYPES = {
     "bp_net_add_avgpool2d": (_status, [_NetP, _S, _S]),
     "bp_net_add_global_avgpool": (_status, [_NetP]),
     "bp_net_add_flatten": (_status, [_NetP]),
-    # recurrent layers (rnn)
+    # recurrent layers
     "bp_net_add_rnn": (_status, [_NetP, _S, _I, _I]),
     "bp_net_add_lstm": (_status, [_NetP, _S, _I]),
     "bp_net_add_gru": (_status, [_NetP, _S, _I]),
@@ -1000,7 +999,7 @@ class Net(_Handle, _Keyed):
         _check(_lib.bp_net_add_flatten(self._handle()))
         return self
 
-    # recurrent layers (rnn): flags are RNN_LAST_STEP and RNN_BIDIRECTIONAL, OR-ed
+    # recurrent layers: flags are RNN_LAST_STEP and RNN_BIDIRECTIONAL, OR-ed
     def add_rnn(self, hidden, activation=ACT_TANH, flags=0):
         _check(_lib.bp_net_add_rnn(self._handle(), int(hidden), int(activation), int(flags)))
         return self
