@@ -235,7 +235,7 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
         if (!isfinite(m))
             return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): gradient is not finite",
                             l->index, l->vt->name);
-        *bound = m;
+        *bound = (double)m;
         return BP_OK;
     }
     const float mdz = max_abs(dz, n * l->out);
@@ -249,7 +249,7 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
         if (!isfinite(m))
             return bp__fail(net->err, BP_ERR_NONFINITE,
                             "layer %zu (%s): weight gradient is not finite", l->index, l->vt->name);
-        *bound = m;
+        *bound = (double)m;
     }
     return BP_OK;
 }

@@ -87,7 +87,7 @@ static size_t load_series(const char *path, double *value, double *year)
             exit(1);
         }
         const char *v = end + 1;
-        double x = NAN;
+        double x = (double)NAN;
         if (*v != '\n' && *v != '\r' && *v != '\0') {
             x = strtod(v, &end);
             if (end == v || !(x > 0 && x < 1e4)) {
