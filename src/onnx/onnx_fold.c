@@ -48,7 +48,7 @@ static int node_inputs(bpx_graph *gr, const Onnx__NodeProto *n, bpx_value **in, 
 static int const_ints(const bpx_value *v, int64_t *out, size_t cap, size_t *count)
 {
     if (v == NULL || !v->is_const || v->t.type != BPX_I64 || v->t.count > cap) return -1;
-    memcpy(out, v->t.i, v->t.count * sizeof(int64_t));
+    if (v->t.count) memcpy(out, v->t.i, v->t.count * sizeof(int64_t));
     *count = v->t.count;
     return 0;
 }
@@ -58,7 +58,7 @@ static int attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *out, s
 {
     const Onnx__AttributeProto *a = bpx_attr(n, name);
     if (a == NULL || a->n_ints > cap) return -1;
-    memcpy(out, a->ints, a->n_ints * sizeof(int64_t));
+    if (a->n_ints) memcpy(out, a->ints, a->n_ints * sizeof(int64_t)); /* ints is NULL when empty */
     *count = a->n_ints;
     return 0;
 }

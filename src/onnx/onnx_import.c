@@ -316,14 +316,14 @@ static int node_axes(importer *im, const Onnx__NodeProto *n, int64_t *axes, size
         const bpx_tensor *a = in_const(im, n, 1);
         if (n->n_input < 2 || n->input[1][0] == '\0') return 0;
         if (a == NULL || a->type != BPX_I64 || a->count > BPX_MAX_RANK) return -1;
-        memcpy(axes, a->i, a->count * sizeof(int64_t));
+        if (a->count) memcpy(axes, a->i, a->count * sizeof(int64_t));
         *count = a->count;
         return 0;
     }
     const Onnx__AttributeProto *a = attr_of(n, "axes");
     if (a == NULL) return 0;
     if (a->n_ints > BPX_MAX_RANK) return -1;
-    memcpy(axes, a->ints, a->n_ints * sizeof(int64_t));
+    if (a->n_ints) memcpy(axes, a->ints, a->n_ints * sizeof(int64_t)); /* NULL when empty */
     *count = a->n_ints;
     return 0;
 }

@@ -466,6 +466,8 @@ static void unsupported_and_malformed_models_are_reported(void **state)
          "node 'add_state' (Add): input 'zeros' repeats a constant over the batch"},
         /* found by fuzz_onnx: Equal of an empty and a 2-element constant */
         {"fuzz_where_counts", BP_ERR_UNSUPPORTED, "inputs of 2 and 0 elements"},
+        /* found by fuzz_onnx in CI: a Transpose whose 'perm' is empty (NULL ints) */
+        {"fuzz_empty_ints", BP_ERR_FORMAT, "attribute 'perm' does not match rank 2"},
         {"bad_gru_reset", BP_ERR_UNSUPPORTED, "attribute 'linear_before_reset' = 0"},
         {"bad_lstm_state", BP_ERR_UNSUPPORTED, "input 'initial_h' is not zero"},
         {"bad_batch_arith", BP_ERR_UNSUPPORTED,
