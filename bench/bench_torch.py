@@ -8,6 +8,9 @@ Prints one JSON line per case with the same case names and figures as bp_bench:
   dense-gemm-bound   MLP 1024-4096-4096-1024 (ReLU, identity, MSE, SGD), batch 256: samples_per_s
   fmnist-mlp-epoch   784-256-128-10 (ReLU, softmax-CE, Adam), batch 64, shuffled: epoch_s
   inference-latency  784-256-128-10 forward under torch.no_grad(): single_ns, batch256_ns
+  cnn-example-epoch  docs/examples/fashion_mnist_cnn's net (4 conv 3x3 pad 1 + BN + ReLU, 2 max
+                     pools, dropout, dense 128, dense 10; Adam), batch 128, synthetic 28x28
+                     images: epoch_s (median batch time x 469 batches)
 Threads: torch.set_num_threads(N) (intra-op). Debian's PyTorch does its matrix products in
 OpenBLAS (BLAS_INFO=generic), whose threads follow OPENBLAS_NUM_THREADS, not
 torch.set_num_threads: bench/compare sets it (and OMP_NUM_THREADS) to N. The OpenBLAS core
@@ -178,9 +181,58 @@ def case_tanh_mlp8(args):
     return tanh_mlp(args, 8, 256)
 
 
+def cnn_example_net():
+    torch.manual_seed(1)
+    nn = torch.nn
+    layers = []
+    c = 1
+    for f in (32, 64):
+        for _ in range(2):
+            layers += [nn.Conv2d(c, f, 3, padding=1), nn.BatchNorm2d(f), nn.ReLU()]
+            c = f
+        layers += [nn.MaxPool2d(2), nn.Dropout(0.25)]
+    layers += [nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.4),
+               nn.Linear(128, 10)]
+    return nn.Sequential(*layers)
+
+
+def case_cnn_example_epoch(args):
+    """The same rounds as bp_bench's case: --repeat rounds of 8 batches (or --samples / 128
+    batches in all), the median batch time scaled to 60000 images."""
+    net = cnn_example_net().train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(5)
+    pool = 16
+    x = torch.rand(pool, 128, 1, 28, 28, generator=g)
+    y = torch.arange(pool * 128).remainder(10).reshape(pool, 128)
+    rounds = max(1, args.repeat)
+    total = args.samples // 128 if args.samples < (1 << 40) else 8 * rounds
+    total = max(total, rounds)
+
+    def step(b):
+        opt.zero_grad(set_to_none=True)
+        loss_fn(net(x[b % pool]), y[b % pool]).backward()
+        opt.step()
+
+    step(0)
+    times, b = [], 0
+    for r in range(rounds):
+        here = total // rounds + (1 if r < total % rounds else 0)
+        t0 = time.perf_counter()
+        for _ in range(here):
+            step(b)
+            b += 1
+        times.append((time.perf_counter() - t0) / here)
+    s = statistics.median(times)
+    return {"shape": "cnn-example", "batch": 128, "batches": total, "repeat": rounds,
+            "batch_ms": s * 1e3, "epoch_s": s * ((60000 + 127) // 128),
+            "samples_per_s": 128 / s}
+
+
 CASES = {"dense-gemm-bound": case_dense_gemm_bound, "fmnist-mlp-epoch": case_fmnist_epoch,
          "inference-latency": case_inference, "tanh-spiral": case_tanh_spiral,
-         "tanh-mlp8": case_tanh_mlp8}
+         "tanh-mlp8": case_tanh_mlp8, "cnn-example-epoch": case_cnn_example_epoch}
 
 
 def main():

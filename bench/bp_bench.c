@@ -1097,6 +1097,186 @@ done:
     return rc;
 }
 
+/* ------------------------------------------------------------------------------------------
+ * Case: cnn-example-epoch -- the net of docs/examples/fashion_mnist_cnn exactly ([1x28x28] ->
+ * 2 x (conv 32 3x3 pad 1 - BN - ReLU) - max pool 2 - dropout 0.25 - 2 x (conv 64 3x3 pad 1 -
+ * BN - ReLU) - max pool 2 - dropout 0.25 - dense 128 ReLU - dropout 0.4 - dense 10 softmax),
+ * Adam, batches of 128 of synthetic 28x28 images. --repeat rounds, each timing some training
+ * steps then the same step's GEMMs alone once (interleaved, so both see the same machine);
+ * the timed batches are 8 per round, or --samples / 128 in all when --samples is given.
+ * epoch_s: the median batch time scaled to 60000 images; gemm_only_s: the median GEMM-only
+ * time likewise; epoch_over_gemm: their ratio.
+ *
+ * The GEMMs alone are those of one training step at whole-batch shapes (one product per
+ * layer and direction, n*P columns): per convolution (F filters, K = C*3*3, P = 28*28 or
+ * 14*14) forward [F x K] [K x n*P], dW [F x n*P] [n*P x K]^T and, for all but the first,
+ * dX [K x F]^T [F x n*P]; then the dense layers 3136-128-10 (forward, dW, dX). Random data.
+ * ----------------------------------------------------------------------------------------*/
+
+enum { CNNX_CONVS = 4 };
+static const size_t cnnx_conv_shape[CNNX_CONVS][3] = {
+    {32, 9, 784}, {32, 288, 784}, {64, 288, 196}, {64, 576, 196}}; /* F, K, P */
+static const size_t cnnx_dense_width[3] = {3136, 128, 10};
+
+typedef struct cnnx_gemms {
+    float *w[CNNX_CONVS], *cols[CNNX_CONVS], *t[CNNX_CONVS], *dw[CNNX_CONVS], *dcols, *flat;
+    mlp_gemms dense;
+} cnnx_gemms;
+
+static void cnnx_gemms_free(cnnx_gemms *g)
+{
+    for (int c = 0; c < CNNX_CONVS; c++)
+        free(g->w[c]), free(g->cols[c]), free(g->t[c]), free(g->dw[c]);
+    free(g->dcols);
+    free(g->flat);
+    mlp_gemms_free(&g->dense);
+    memset(g, 0, sizeof *g);
+}
+
+static int cnnx_gemms_alloc(cnnx_gemms *g)
+{
+    memset(g, 0, sizeof *g);
+    const size_t n = CNN_BATCH;
+    size_t most = 0;
+    int ok = 1;
+    for (int c = 0; c < CNNX_CONVS && ok; c++) {
+        const size_t F = cnnx_conv_shape[c][0], K = cnnx_conv_shape[c][1],
+                     P = cnnx_conv_shape[c][2];
+        g->w[c] = malloc(F * K * sizeof(float));
+        g->dw[c] = malloc(F * K * sizeof(float));
+        g->cols[c] = malloc(K * n * P * sizeof(float));
+        g->t[c] = malloc(F * n * P * sizeof(float));
+        ok = g->w[c] && g->dw[c] && g->cols[c] && g->t[c];
+        if (ok) {
+            bench_fill(g->w[c], F * K, 40 + (unsigned)c);
+            bench_fill(g->cols[c], K * n * P, 44 + (unsigned)c);
+            bench_fill(g->t[c], F * n * P, 48 + (unsigned)c);
+        }
+        if (c > 0 && K * P > most) most = K * P;
+    }
+    g->dcols = ok ? malloc(most * n * sizeof(float)) : NULL;
+    g->flat = ok ? malloc(n * 3136 * sizeof(float)) : NULL;
+    ok = ok && g->dcols && g->flat && mlp_gemms_alloc(&g->dense, cnnx_dense_width, 2, n, 50) == 0;
+    if (!ok) {
+        cnnx_gemms_free(g);
+        return -1;
+    }
+    bench_fill(g->flat, n * 3136, 53);
+    return 0;
+}
+
+static void run_cnnx_gemms(void *p)
+{
+    const cnnx_gemms *g = p;
+    const size_t n = CNN_BATCH;
+    for (int c = 0; c < CNNX_CONVS; c++) {
+        const size_t F = cnnx_conv_shape[c][0], K = cnnx_conv_shape[c][1],
+                     NP = n * cnnx_conv_shape[c][2];
+        bp__gemm_blas(0, 0, F, NP, K, 1.0f, g->w[c], K, g->cols[c], NP, 1.0f, g->t[c], NP);
+        bp__gemm_blas(0, 1, F, K, NP, 1.0f, g->t[c], NP, g->cols[c], NP, 0.0f, g->dw[c], K);
+        if (c > 0) bp__gemm_blas(1, 0, K, NP, F, 1.0f, g->w[c], K, g->t[c], NP, 0.0f, g->dcols, NP);
+    }
+    mlp_gemms_step(&g->dense, g->flat, n);
+    /* the first dense layer's dX, which mlp_gemms_step leaves out (the convolutions need it) */
+    bp__gemm_blas(0, 0, n, 3136, 128, 1.0f, g->dense.dz[0], 128, g->dense.w[0], 3136, 0.0f,
+                  g->dense.dx[0], 3136);
+}
+
+/* The example's network (docs/examples/fashion_mnist_cnn.c, build()), seed 1. */
+static bp_status cnnx_build(bp_net **out)
+{
+    bp_net *net;
+    BP_CHECK(bp_net_create_image(&net, 1, 28, 28, 1));
+    bp_status s = BP_OK;
+    for (int block = 0; block < 2; block++) {
+        const size_t f = block == 0 ? 32 : 64;
+        for (int k = 0; k < 2; k++) {
+            if (s == BP_OK) s = bp_net_add_conv2d(net, f, 3, 3, 1, 1, BP_ACT_IDENTITY);
+            if (s == BP_OK) s = bp_net_add_batchnorm(net);
+            if (s == BP_OK) s = bp_net_add_activation(net, BP_ACT_RELU);
+        }
+        if (s == BP_OK) s = bp_net_add_maxpool2d(net, 2, 2);
+        if (s == BP_OK) s = bp_net_add_dropout(net, 0.25);
+    }
+    if (s == BP_OK) s = bp_net_add_flatten(net);
+    if (s == BP_OK) s = bp_net_add_dense(net, 128, BP_ACT_RELU);
+    if (s == BP_OK) s = bp_net_add_dropout(net, 0.4);
+    if (s == BP_OK) s = bp_net_add_dense(net, 10, BP_ACT_SOFTMAX);
+    if (s != BP_OK) {
+        bp_net_free(net);
+        return s;
+    }
+    *out = net;
+    return BP_OK;
+}
+
+static int case_cnn_example_epoch(const bench_opts *o, bench_json *out)
+{
+    const size_t pool = 16; /* distinct batches cycled */
+    const size_t rounds = (size_t)o->repeat;
+    size_t total = o->samples != (size_t)-1 ? o->samples / CNN_BATCH : 8 * rounds;
+    if (total < rounds) total = rounds;
+    float *x = malloc(pool * CNN_BATCH * 784 * sizeof *x),
+          *y = malloc(pool * CNN_BATCH * sizeof *y);
+    double *step = malloc(rounds * sizeof *step), *gemm = malloc(rounds * sizeof *gemm);
+    bp_net *net = NULL;
+    bp_optimizer *opt = NULL;
+    cnnx_gemms g;
+    memset(&g, 0, sizeof g);
+    int rc = -1;
+    if (x == NULL || y == NULL || step == NULL || gemm == NULL || cnnx_gemms_alloc(&g) != 0 ||
+        cnnx_build(&net) != BP_OK || bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM) != BP_OK) {
+        fprintf(stderr, "bp_bench: cnn-example-epoch: %s\n", bp_last_error());
+        goto done;
+    }
+    bench_fill(x, pool * CNN_BATCH * 784, 5);
+    for (size_t k = 0; k < pool * CNN_BATCH * 784; k++)
+        x[k] = 0.5f + 0.5f * x[k];
+    for (size_t k = 0; k < pool * CNN_BATCH; k++)
+        y[k] = (float)(k % 10);
+    /* warm-up: plans the workspace and binds the optimizer; the GEMMs' first touch */
+    if (bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, CNN_BATCH, NULL) != BP_OK)
+        goto fail;
+    run_cnnx_gemms(&g);
+    size_t b = 0;
+    for (size_t r = 0; r < rounds; r++) {
+        const size_t here = total / rounds + (r < total % rounds);
+        const uint64_t t0 = bench_now_ns();
+        for (size_t i = 0; i < here; i++, b++) {
+            const size_t at = b % pool;
+            if (bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x + at * CNN_BATCH * 784,
+                                  y + at * CNN_BATCH, CNN_BATCH, NULL) != BP_OK)
+                goto fail;
+        }
+        step[r] = (double)(bench_now_ns() - t0) / (double)here;
+        const uint64_t t1 = bench_now_ns();
+        run_cnnx_gemms(&g);
+        gemm[r] = (double)(bench_now_ns() - t1);
+    }
+    const double step_ns = bench_median(step, rounds), gemm_ns = bench_median(gemm, rounds);
+    const double per_epoch = (double)((CNN_EPOCH + CNN_BATCH - 1) / CNN_BATCH);
+    bench_json_field_int(out, "batch", CNN_BATCH);
+    bench_json_field_int(out, "batches", (long long)total);
+    bench_json_field_num(out, "batch_ms", step_ns * 1e-6);
+    bench_json_field_num(out, "epoch_s", step_ns * per_epoch * 1e-9);
+    bench_json_field_num(out, "gemm_only_s", gemm_ns * per_epoch * 1e-9);
+    bench_json_field_num(out, "epoch_over_gemm", step_ns / gemm_ns);
+    bench_json_field_num(out, "samples_per_s", (double)CNN_BATCH * 1e9 / step_ns);
+    rc = 0;
+    goto done;
+fail:
+    fprintf(stderr, "bp_bench: cnn-example-epoch: %s\n", bp_net_last_error(net));
+done:
+    bp_optimizer_free(opt);
+    bp_net_free(net);
+    cnnx_gemms_free(&g);
+    free(x);
+    free(y);
+    free(step);
+    free(gemm);
+    return rc;
+}
+
 #ifdef BP_BENCH_SEQUENCE /* the header declares the sequence layers (bench/CMakeLists.txt) */
 /* ------------------------------------------------------------------------------------------
  * Case: lstm-charlm -- the character language model of issue #14's floors (docs/sequences.md,
@@ -1280,6 +1460,9 @@ static const bench_case cases[] = {
      case_inference_latency},
     {"cnn-epoch", "Fashion-MNIST-shaped CNN: epoch_s, conv sgemm and im2col shares, gemm_only_s",
      case_cnn_epoch},
+    {"cnn-example-epoch",
+     "docs/examples/fashion_mnist_cnn's net, batch 128, Adam: epoch_s, gemm_only_s (ratio)",
+     case_cnn_example_epoch},
 #ifdef BP_BENCH_SEQUENCE
     {"lstm-charlm", "char LM embed 64, LSTM 256, dense 114; T 64, batch 32, Adam (tokens_per_s)",
      case_lstm_charlm},
