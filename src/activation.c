@@ -205,6 +205,32 @@ static BP__ALWAYS_INLINE void act_backward_body(int act, const bp__act_params *p
 
 #undef BP__MAP
 
+/* dx[k] = dy[k] f'(z[k]) for the elementwise activations (not softmax): the same floats as
+ * act_backward_body, written to another buffer (dy is left as it is). */
+#define BP__MAP_TO(ACT, zk)                                                                        \
+    for (size_t k = 0; k < total; k++)                                                             \
+        dx[k] = bp__act_grad_one(ACT, &q, (zk), y[k], dy[k]);
+
+BP__KERNEL
+static void act_backward_to(int act, const bp__act_params *p, size_t total, const float *restrict z,
+                            const float *restrict y, const float *restrict dy, float *restrict dx)
+{
+    const bp__act_params q = *p;
+    switch (act) {
+    case BP_ACT_SIGMOID: BP__MAP_TO(BP_ACT_SIGMOID, 0.0f) break;
+    case BP_ACT_TANH: BP__MAP_TO(BP_ACT_TANH, 0.0f) break;
+    case BP_ACT_RELU: BP__MAP_TO(BP_ACT_RELU, 0.0f) break;
+    case BP_ACT_LEAKY_RELU: BP__MAP_TO(BP_ACT_LEAKY_RELU, 0.0f) break;
+    case BP_ACT_ELU: BP__MAP_TO(BP_ACT_ELU, 0.0f) break;
+    case BP_ACT_GELU: BP__MAP_TO(BP_ACT_GELU, z[k]) break;
+    case BP_ACT_SILU: BP__MAP_TO(BP_ACT_SILU, z[k]) break;
+    case BP_ACT_SOFTPLUS: BP__MAP_TO(BP_ACT_SOFTPLUS, 0.0f) break;
+    default: memcpy(dx, dy, total * sizeof(float)); break; /* identity */
+    }
+}
+
+#undef BP__MAP_TO
+
 BP__KERNEL
 static void act_backward(int act, const bp__act_params *p, size_t n, size_t out,
                          const float *restrict z, const float *restrict y, float *restrict dy)
@@ -223,4 +249,10 @@ void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out, co
                       const float *y, float *dy)
 {
     act_backward(act, p, n, out, z, y, dy);
+}
+
+void bp__act_backward_to(int act, const bp__act_params *p, size_t total, const float *z,
+                         const float *y, const float *dy, float *dx)
+{
+    act_backward_to(act, p, total, z, y, dy, dx);
 }

@@ -33,5 +33,10 @@ void bp__act_backward_row(int act, const bp__act_params *p, size_t out, const fl
 /* dz = dy * f'(z) in place on dy (for softmax: the Jacobian-vector product per row). */
 void bp__act_backward(int act, const bp__act_params *p, size_t n, size_t out, const float *z,
                       const float *y, float *dy);
+/* dx = dy * f'(z) over @p total floats for an elementwise activation (any but softmax), dy
+ * unchanged: the same floats as bp__act_backward followed by a copy, in one pass. z, y, dy,
+ * dx: [total]; dx must not overlap dy. */
+void bp__act_backward_to(int act, const bp__act_params *p, size_t total, const float *z,
+                         const float *y, const float *dy, float *dx);
 
 #endif /* BP_ACTIVATION_H */

@@ -9,6 +9,9 @@
 #include "layer.h"
 #include "layer_kinds.h"
 #include "net.h"
+#include "workers.h"
+
+#include <string.h>
 
 /* Activation layer: save nothing but struct bp_layer.activation (and its act settings). It
  * has no private data: its output lives in the net's workspace, planned when the net first
@@ -20,12 +23,43 @@ static size_t act_scratch(const bp_layer *l, size_t n, int training)
     return training && bp__act_needs_z(l->activation) ? n * l->out : 0;
 }
 
+/* Training passes over [b, e) of the n*out floats, split across the worker threads:
+ * elementwise (every activation but softmax), so any split gives the same floats. */
+typedef struct act_job {
+    const bp_layer *l;
+    const float *x, *z, *y;
+    float *zw, *yw, *dy, *dx;
+    int dy_is_dz;
+} act_job;
+
+static void act_forward_range(void *ctx, size_t b, size_t e)
+{
+    const act_job *j = ctx;
+    bp__act_apply(j->l->activation, &j->l->act, 1, e - b, j->x + b,
+                  j->zw != NULL ? j->zw + b : NULL, j->yw + b);
+}
+
+static void act_backward_range(void *ctx, size_t b, size_t e)
+{
+    const act_job *j = ctx;
+    if (j->dy_is_dz)
+        memcpy(j->dx + b, j->dy + b, (e - b) * sizeof(float));
+    else
+        bp__act_backward_to(j->l->activation, &j->l->act, e - b, j->z != NULL ? j->z + b : NULL,
+                            j->y + b, j->dy + b, j->dx + b);
+}
+
 static void act_forward(bp_layer *l, size_t n, const float *x, float *z, float *y, int training)
 {
     /* x, y, z (scratch or NULL): [n x out]; per step on sequences (softmax over each step's
      * features): n*T rows of out/T */
-    (void)training;
     const size_t rows = bp__layer_rows(l, n);
+    if (training && l->activation != BP_ACT_SOFTMAX) {
+        /* (inference may run on several threads at once: it never uses the workers) */
+        act_job job = {l, x, NULL, NULL, z, y, NULL, NULL, 0};
+        bp__workers_run(&l->net->workers, &l->net->alloc, n * l->out, act_forward_range, &job);
+        return;
+    }
     bp__act_apply(l->activation, &l->act, rows, n * l->out / rows, x, z, y);
 }
 
@@ -35,10 +69,13 @@ static int act_backward(bp_layer *l, size_t n, const float *x, float *z, const f
     (void)x, (void)accumulate;
     if (dx == NULL) return 0;
     const size_t rows = bp__layer_rows(l, n);
+    if (l->activation != BP_ACT_SOFTMAX) {
+        act_job job = {l, NULL, z, y, NULL, NULL, dy, dx, dy_is_dz};
+        bp__workers_run(&l->net->workers, &l->net->alloc, n * l->out, act_backward_range, &job);
+        return 0;
+    }
     if (!dy_is_dz) bp__act_backward(l->activation, &l->act, rows, n * l->out / rows, z, y, dy);
-    const size_t total = n * l->out;
-    for (size_t k = 0; k < total; k++)
-        dx[k] = dy[k];
+    memcpy(dx, dy, n * l->out * sizeof(float));
     return 0;
 }
 

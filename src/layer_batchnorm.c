@@ -19,6 +19,7 @@
 #include "layer.h"
 #include "layer_kinds.h"
 #include "net.h"
+#include "workers.h"
 
 #include <math.h>
 #include <string.h>
@@ -95,31 +96,27 @@ static size_t bn_scratch(const bp_layer *l, size_t n, int training)
     return training ? n * l->out + 3 * p->channels : 0;
 }
 
-static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
-                       int training)
+/* One pass over channels [c0, c1) (the passes split the channels across the worker
+ * threads in training: every channel is computed alone, so the split changes no float). */
+typedef struct bn_job {
+    bp_layer *l;
+    size_t n;
+    const float *x, *dy;
+    float *y, *scratch, *dx;
+    int accumulate; /* backward: add to dgamma, dbeta */
+} bn_job;
+
+static void bn_forward_range(void *ctx, size_t c0, size_t c1)
 {
-    /* x, y: [n x C x S] (S = H*W, 1 for flat rows); gamma, beta: [C] */
-    bp__bn_priv *p = l->priv;
-    const size_t C = p->channels, S = p->spatial, row = l->out;
-    const float *gamma = bp__layer_w(l), *beta = bp__layer_b(l);
-    if (!training) {
-        for (size_t c = 0; c < C; c++) {
-            const float inv = (float)(1.0 / sqrt((double)p->running_var[c] + p->epsilon));
-            const float a = gamma[c] * inv, b = beta[c] - a * p->running_mean[c];
-            for (size_t i = 0; i < n; i++) {
-                const float *restrict xi = x + i * row + c * S;
-                float *restrict yi = y + i * row + c * S;
-                for (size_t k = 0; k < S; k++)
-                    yi[k] = a * xi[k] + b;
-            }
-        }
-        return;
-    }
-    float *xhat = scratch, *inv_std = scratch + n * row;
+    const bn_job *j = ctx;
+    bp__bn_priv *p = j->l->priv;
+    const size_t n = j->n, S = p->spatial, row = j->l->out, C = p->channels;
+    const float *x = j->x, *gamma = bp__layer_w(j->l), *beta = bp__layer_b(j->l);
+    float *y = j->y, *xhat = j->scratch, *inv_std = j->scratch + n * row;
     /* The new running statistics are staged after inv_std, kept by bn_commit. */
     float *new_mean = inv_std + C, *new_var = new_mean + C;
     const double m = (double)n * (double)S, mom = p->momentum;
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = c0; c < c1; c++) {
         double sum = 0.0;
         for (size_t i = 0; i < n; i++)
             sum += run_sum(x + i * row + c * S, S);
@@ -146,6 +143,31 @@ static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, fl
     }
 }
 
+static void bn_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
+                       int training)
+{
+    /* x, y: [n x C x S] (S = H*W, 1 for flat rows); gamma, beta: [C] */
+    bp__bn_priv *p = l->priv;
+    const size_t C = p->channels, S = p->spatial, row = l->out;
+    const float *gamma = bp__layer_w(l), *beta = bp__layer_b(l);
+    if (!training) { /* inference may run on several threads at once: no workers here */
+        for (size_t c = 0; c < C; c++) {
+            const float inv = (float)(1.0 / sqrt((double)p->running_var[c] + p->epsilon));
+            const float a = gamma[c] * inv, b = beta[c] - a * p->running_mean[c];
+            for (size_t i = 0; i < n; i++) {
+                const float *restrict xi = x + i * row + c * S;
+                float *restrict yi = y + i * row + c * S;
+                for (size_t k = 0; k < S; k++)
+                    yi[k] = a * xi[k] + b;
+            }
+        }
+        return;
+    }
+    bn_job job = {l, n, x, NULL, y, scratch, NULL, 0};
+    /* reads x twice, writes xhat and y */
+    bp__workers_run_items(&l->net->workers, &l->net->alloc, C, 4 * n * row, bn_forward_range, &job);
+}
+
 /* Verify (@p apply 0) or keep (1) the running statistics bn_forward staged in @p scratch:
  * they must be finite (a variance of inputs near 1e20 overflows a float) and the variance
  * non-negative, as a loaded file must hold them. */
@@ -169,17 +191,17 @@ static bp_status bn_commit(bp_layer *l, const float *scratch, size_t n, int appl
     return BP_OK;
 }
 
-static int bn_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
-                       float *dy, int dy_is_dz, float *dx, int accumulate)
+static void bn_backward_range(void *ctx, size_t c0, size_t c1)
 {
-    (void)x, (void)y, (void)dy_is_dz;
-    const bp__bn_priv *p = l->priv;
-    const size_t C = p->channels, S = p->spatial, row = l->out;
-    const float *xhat = scratch, *inv_std = scratch + n * row;
-    const float *gamma = bp__layer_w(l);
-    float *dgamma = bp__layer_dw(l), *dbeta = bp__layer_db(l);
+    const bn_job *j = ctx;
+    const bp__bn_priv *p = j->l->priv;
+    const size_t n = j->n, S = p->spatial, row = j->l->out;
+    const float *dy = j->dy, *xhat = j->scratch, *inv_std = j->scratch + n * row;
+    const float *gamma = bp__layer_w(j->l);
+    float *dgamma = bp__layer_dw(j->l), *dbeta = bp__layer_db(j->l), *dx = j->dx;
+    const int accumulate = j->accumulate;
     const double m = (double)n * (double)S;
-    for (size_t c = 0; c < C; c++) {
+    for (size_t c = c0; c < c1; c++) {
         double sb = 0.0, sg = 0.0;
         for (size_t i = 0; i < n; i++)
             run_dot(dy + i * row + c * S, xhat + i * row + c * S, S, &sb, &sg);
@@ -195,6 +217,17 @@ static int bn_backward(bp_layer *l, size_t n, const float *x, float *scratch, co
                 xi[k] = scale * (di[k] - mb - hi[k] * mg);
         }
     }
+}
+
+static int bn_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                       float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    (void)x, (void)y, (void)dy_is_dz;
+    const bp__bn_priv *p = l->priv;
+    bn_job job = {l, n, NULL, dy, NULL, scratch, dx, accumulate};
+    /* reads dy and xhat twice, writes dx */
+    bp__workers_run_items(&l->net->workers, &l->net->alloc, p->channels,
+                          (dx != NULL ? 5 : 2) * n * l->out, bn_backward_range, &job);
     return 0;
 }
 

@@ -21,7 +21,9 @@
 #include "layer.h"
 #include "layer_kinds.h"
 #include "net.h"
+#include "workers.h"
 
+#include <stddef.h>
 #include <string.h>
 
 /* Convolution: save filters (= out_c), kernel_h, kernel_w, stride, padding; the activation
@@ -46,15 +48,15 @@ static size_t conv_chunk(const bp__conv_priv *p, size_t n)
 }
 
 /* Training: the columns of every chunk (chunk c at cols + c*S*K*P, [K x s*P] for its s
- * samples), then z (GELU/SiLU only), then t [F x S*P] and dcols [K x S*P]. Inference: one
- * chunk's columns, then t. */
+ * samples), then z (GELU/SiLU only), then t [F x S*P], dcols [K x S*P] and the bias gradient's
+ * per-sample sums u [n x F]. Inference: one chunk's columns, then t. */
 static size_t conv_scratch(const bp_layer *l, size_t n, int training)
 {
     const bp__conv_priv *p = l->priv;
     const size_t sp = conv_chunk(p, n) * p->p;
     if (!training) return p->k * sp + l->out_c * sp;
     return n * p->k * p->p + (bp__act_needs_z(l->activation) ? n * l->out : 0) + l->out_c * sp +
-           p->k * sp;
+           p->k * sp + n * l->out_c;
 }
 
 /* The output columns ox in [lo, hi) whose input column ix = ox*s - pad + kx lies inside a
@@ -75,6 +77,29 @@ static void im2col_row(const float *xc, size_t H, size_t W, size_t OH, size_t OW
 {
     size_t lo, hi;
     col_range(W, OW, s, pad, kx, &lo, &hi);
+    if (s == 1 && OW == W && OH == H) {
+        /* "Same" padding: the row is the plane shifted by (ky - pad) rows and (kx - pad)
+         * columns, i.e. one copy at a constant offset, zero where it reads outside the plane,
+         * then zeros in the columns outside it (ox < lo or ox >= hi) */
+        const ptrdiff_t off =
+            ((ptrdiff_t)ky - (ptrdiff_t)pad) * (ptrdiff_t)W + ((ptrdiff_t)kx - (ptrdiff_t)pad);
+        const size_t total = H * W;
+        const size_t a = off < 0 ? (size_t)-off : 0, b = off > 0 ? total - (size_t)off : total;
+        if (a >= b) {
+            memset(dst, 0, total * sizeof(float));
+            return;
+        }
+        memset(dst, 0, a * sizeof(float));
+        memcpy(dst + a, xc + (ptrdiff_t)a + off, (b - a) * sizeof(float));
+        memset(dst + b, 0, (total - b) * sizeof(float));
+        for (size_t oy = 0; oy < OH; oy++) {
+            for (size_t ox = 0; ox < lo; ox++)
+                dst[oy * OW + ox] = 0.0f;
+            for (size_t ox = hi; ox < OW; ox++)
+                dst[oy * OW + ox] = 0.0f;
+        }
+        return;
+    }
     for (size_t oy = 0; oy < OH; oy++, dst += OW) {
         const size_t iy = oy * s + ky; /* row iy - pad of the plane */
         if (iy < pad || iy - pad >= H || lo == hi) {
@@ -105,6 +130,13 @@ static void col2im_row(const float *src, size_t H, size_t W, size_t OH, size_t O
         const size_t iy = oy * s + ky;
         if (iy < pad || iy - pad >= H || lo == hi) continue;
         float *dst = xc + (iy - pad) * W + (lo * s + kx - pad);
+        if (s == 1) { /* contiguous: vectorised, the same additions */
+            float *restrict d = dst;
+            const float *restrict v = src + lo;
+            for (size_t k = 0; k < hi - lo; k++)
+                d[k] += v[k];
+            continue;
+        }
         for (size_t ox = lo; ox < hi; ox++, dst += s)
             *dst += src[ox];
     }
@@ -156,38 +188,126 @@ static double prof_now(void)
 #define PROF_STOP(t, slot) ((void)0)
 #endif
 
+/* The passes around each chunk's GEMMs, over samples [i0 + a, i0 + b) of the chunk (in
+ * training split across the worker threads: every sample's floats are computed alone, so the
+ * split changes none). */
+typedef struct conv_job {
+    const bp_layer *l;
+    size_t i0, s; /* the chunk: samples i0 .. i0 + s - 1 */
+    const float *x, *dz;
+    float *cols, *t, *y, *dcols, *dx, *u;
+} conv_job;
+
+/* Before the forward GEMM: the sample's im2col columns and its bias columns of t. */
+static void conv_pre_range(void *ctx, size_t a, size_t b)
+{
+    const conv_job *j = ctx;
+    const bp__conv_priv *p = j->l->priv;
+    const size_t F = j->l->out_c, P = p->p, sp = j->s * P;
+    const float *bias = bp__layer_b(j->l);
+    for (size_t i = a; i < b; i++) {
+        im2col(j->l, j->x + (j->i0 + i) * j->l->in, j->cols + i * P, sp);
+        for (size_t f = 0; f < F; f++) {
+            float *restrict tf = j->t + f * sp + i * P;
+            for (size_t q = 0; q < P; q++)
+                tf[q] = bias[f];
+        }
+    }
+}
+
+/* After the forward GEMM: the sample's rows of t [F x s*P] into y's NCHW row. */
+static void conv_out_range(void *ctx, size_t a, size_t b)
+{
+    const conv_job *j = ctx;
+    const size_t F = j->l->out_c, P = ((const bp__conv_priv *)j->l->priv)->p, sp = j->s * P;
+    for (size_t i = a; i < b; i++)
+        for (size_t f = 0; f < F; f++)
+            memcpy(j->y + (j->i0 + i) * j->l->out + f * P, j->t + f * sp + i * P,
+                   P * sizeof(float));
+}
+
+/* Run @p fn over the chunk's samples: split across the worker threads in training (when
+ * @p par), on this thread otherwise (inference may run on several threads at once). */
+static void conv_pass(const bp_layer *l, conv_job *job, size_t floats, int par, bp__range_fn fn)
+{
+    if (par)
+        bp__workers_run_items(&l->net->workers, &l->net->alloc, job->s, floats, fn, job);
+    else
+        fn(job, 0, job->s);
+}
+
 static void conv_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
                          int training)
 {
     /* x: [n x in], w: [F x K], b: [F], y: [n x F x P]; scratch: cols (+ z) + t */
     const bp__conv_priv *p = l->priv;
     const size_t F = l->out_c, K = p->k, P = p->p, S = conv_chunk(p, n);
-    const float *w = bp__layer_w(l), *b = bp__layer_b(l);
+    const float *w = bp__layer_w(l);
     float *t = training ? scratch + n * K * P + (bp__act_needs_z(l->activation) ? n * l->out : 0)
                         : scratch + K * S * P; /* [F x S*P] */
     PROF_START(t_all);
     for (size_t i0 = 0; i0 < n; i0 += S) {
         const size_t s = n - i0 < S ? n - i0 : S, sp = s * P;
         float *cols = training ? scratch + i0 * K * P : scratch; /* [K x s*P] */
+        conv_job job = {l, i0, s, x, NULL, cols, t, y, NULL, NULL, NULL};
         PROF_START(t_cols);
-        for (size_t i = 0; i < s; i++)
-            im2col(l, x + (i0 + i) * l->in, cols + i * P, sp);
+        conv_pass(l, &job, s * (l->in + K * P + F * P), training, conv_pre_range);
         PROF_STOP(t_cols, BP__PROF_COLS);
-        for (size_t f = 0; f < F; f++)
-            for (size_t q = 0; q < sp; q++)
-                t[f * sp + q] = b[f];
         PROF_START(t_gemm);
         bp__gemm(0, 0, F, sp, K, 1.0f, w, K, cols, sp, 1.0f, t, sp);
         PROF_STOP(t_gemm, BP__PROF_GEMM);
-        for (size_t i = 0; i < s; i++)
-            for (size_t f = 0; f < F; f++)
-                memcpy(y + (i0 + i) * l->out + f * P, t + f * sp + i * P, P * sizeof(float));
+        conv_pass(l, &job, 2 * s * l->out, training, conv_out_range);
     }
     if (l->activation != BP_ACT_IDENTITY) {
         float *z = training && bp__act_needs_z(l->activation) ? scratch + n * K * P : NULL;
         bp__act_apply(l->activation, &l->act, n * F, P, y, z, y);
     }
     PROF_STOP(t_all, BP__PROF_TOTAL);
+}
+
+/* Before the backward GEMMs: the sample's dz [F x P] gathered into t [F x s*P], and its
+ * per-filter sums u[i][f] = sum_q dz[f][q] (in q order, as the bias gradient adds them; four
+ * filters at a time for four independent chains). */
+static void conv_gather_range(void *ctx, size_t a, size_t b)
+{
+    const conv_job *j = ctx;
+    const size_t F = j->l->out_c, P = ((const bp__conv_priv *)j->l->priv)->p, sp = j->s * P;
+    for (size_t i = a; i < b; i++) {
+        const float *d = j->dz + (j->i0 + i) * j->l->out;
+        float *u = j->u + (j->i0 + i) * F;
+        size_t f = 0;
+        for (; f + 4 <= F; f += 4) {
+            const float *restrict d0 = d + f * P, *restrict d1 = d0 + P, *restrict d2 = d1 + P,
+                                  *restrict d3 = d2 + P;
+            float u0 = 0.0f, u1 = 0.0f, u2 = 0.0f, u3 = 0.0f;
+            for (size_t q = 0; q < P; q++) {
+                u0 += d0[q];
+                u1 += d1[q];
+                u2 += d2[q];
+                u3 += d3[q];
+            }
+            u[f] = u0, u[f + 1] = u1, u[f + 2] = u2, u[f + 3] = u3;
+        }
+        for (; f < F; f++) {
+            const float *restrict df = d + f * P;
+            float uf = 0.0f;
+            for (size_t q = 0; q < P; q++)
+                uf += df[q];
+            u[f] = uf;
+        }
+        for (f = 0; f < F; f++)
+            memcpy(j->t + f * sp + i * P, d + f * P, P * sizeof(float));
+    }
+}
+
+/* After the dX GEMM: the sample's dx = col2im of its columns of dcols. */
+static void conv_col2im_range(void *ctx, size_t a, size_t b)
+{
+    const conv_job *j = ctx;
+    const size_t sp = j->s * ((const bp__conv_priv *)j->l->priv)->p;
+    const size_t P = ((const bp__conv_priv *)j->l->priv)->p;
+    for (size_t i = a; i < b; i++)
+        col2im(j->l, j->dcols + i * P, sp, j->dx + (j->i0 + i) * j->l->in);
 }
 
 static int conv_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
@@ -201,28 +321,16 @@ static int conv_backward(bp_layer *l, size_t n, const float *x, float *scratch, 
     const float *z = keep_z ? scratch + n * K * P : NULL;
     float *t = scratch + n * K * P + (keep_z ? n * l->out : 0); /* [F x S*P] */
     float *dcols = t + F * S * P;                               /* [K x S*P] */
+    float *u = dcols + K * S * P;                               /* [n x F] */
     bp__act_backward(l->activation, &l->act, n * F, P, z, y, dy);
     const float *dz = dy; /* [n x F x P] */
-    float *restrict db = bp__layer_db(l);
-    for (size_t f = 0; f < F; f++) {
-        float sum = accumulate ? db[f] : 0.0f;
-        for (size_t i = 0; i < n; i++) {
-            const float *restrict d = dz + i * l->out + f * P;
-            float u = 0.0f;
-            for (size_t q = 0; q < P; q++)
-                u += d[q];
-            sum += u;
-        }
-        db[f] = sum;
-    }
     float *dw = bp__layer_dw(l);
     const float *w = bp__layer_w(l);
     for (size_t i0 = 0; i0 < n; i0 += S) {
         const size_t s = n - i0 < S ? n - i0 : S, sp = s * P;
         const float *cols = scratch + i0 * K * P; /* [K x s*P] */
-        for (size_t i = 0; i < s; i++)
-            for (size_t f = 0; f < F; f++)
-                memcpy(t + f * sp + i * P, dz + (i0 + i) * l->out + f * P, P * sizeof(float));
+        conv_job job = {l, i0, s, NULL, dz, NULL, t, NULL, dcols, dx, u};
+        conv_pass(l, &job, 2 * s * l->out, 1, conv_gather_range);
         PROF_START(t_gemm);
         /* dW [F x K] (+)= t [F x s*P] cols^T */
         bp__gemm(0, 1, F, K, sp, 1.0f, t, sp, cols, sp, accumulate || i0 > 0 ? 1.0f : 0.0f, dw, K);
@@ -231,10 +339,17 @@ static int conv_backward(bp_layer *l, size_t n, const float *x, float *scratch, 
         PROF_STOP(t_gemm, BP__PROF_GEMM);
         if (dx != NULL) {
             PROF_START(t_cols);
-            for (size_t i = 0; i < s; i++)
-                col2im(l, dcols + i * P, sp, dx + (i0 + i) * l->in);
+            conv_pass(l, &job, s * (K * P + 2 * l->in), 1, conv_col2im_range);
             PROF_STOP(t_cols, BP__PROF_COLS);
         }
+    }
+    /* db = sum over the samples, in order, of their per-filter sums */
+    float *restrict db = bp__layer_db(l);
+    for (size_t f = 0; f < F; f++) {
+        float sum = accumulate ? db[f] : 0.0f;
+        for (size_t i = 0; i < n; i++)
+            sum += u[i * F + f];
+        db[f] = sum;
     }
     PROF_STOP(t_all, BP__PROF_TOTAL);
     return 0;

@@ -9,6 +9,7 @@
 #include "layer.h"
 #include "layer_kinds.h"
 #include "net.h"
+#include "workers.h"
 
 #include <string.h>
 
@@ -17,17 +18,40 @@ typedef struct bp__pool_priv {
     size_t size, stride;
 } bp__pool_priv;
 
-static void maxpool_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
-                            int training)
+/* Max pooling over planes [p0, p1) of the n*C planes; training splits the planes across the
+ * worker threads (each plane alone: the split changes no float). */
+typedef struct pool_job {
+    const bp_layer *l;
+    const float *x, *y, *dy;
+    float *yw, *dx;
+} pool_job;
+
+/* m = the window's largest value: the first element, then each element that compares greater
+ * (so a NaN first element stays, a later NaN is skipped). */
+static void maxpool_forward_range(void *ctx, size_t p0, size_t p1)
 {
-    /* x: [n x C x H x W], y: [n x C x OH x OW] */
-    (void)scratch, (void)training;
-    const bp__pool_priv *p = l->priv;
-    const size_t W = l->in_w, OH = l->out_h, OW = l->out_w, sz = p->size, s = p->stride;
-    const size_t planes = n * l->out_c, in_plane = l->in_h * W;
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *xc = x + pl * in_plane;
-        float *yc = y + pl * OH * OW;
+    /* x: [planes x H x W], y: [planes x OH x OW] */
+    const pool_job *j = ctx;
+    const bp__pool_priv *p = j->l->priv;
+    const size_t W = j->l->in_w, OH = j->l->out_h, OW = j->l->out_w, sz = p->size, s = p->stride;
+    const size_t in_plane = j->l->in_h * W;
+    for (size_t pl = p0; pl < p1; pl++) {
+        const float *xc = j->x + pl * in_plane;
+        float *yc = j->yw + pl * OH * OW;
+        if (sz == 2 && s == 2) { /* the common case, unrolled (the same comparisons) */
+            for (size_t oy = 0; oy < OH; oy++) {
+                const float *restrict r0 = xc + 2 * oy * W, *restrict r1 = r0 + W;
+                float *restrict yr = yc + oy * OW;
+                for (size_t ox = 0; ox < OW; ox++) {
+                    float m = r0[2 * ox];
+                    m = r0[2 * ox + 1] > m ? r0[2 * ox + 1] : m;
+                    m = r1[2 * ox] > m ? r1[2 * ox] : m;
+                    m = r1[2 * ox + 1] > m ? r1[2 * ox + 1] : m;
+                    yr[ox] = m;
+                }
+            }
+            continue;
+        }
         for (size_t oy = 0; oy < OH; oy++)
             for (size_t ox = 0; ox < OW; ox++) {
                 const float *win = xc + oy * s * W + ox * s;
@@ -40,18 +64,59 @@ static void maxpool_forward(bp_layer *l, size_t n, const float *x, float *scratc
     }
 }
 
-static int maxpool_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
-                            float *dy, int dy_is_dz, float *dx, int accumulate)
+static void maxpool_forward(bp_layer *l, size_t n, const float *x, float *scratch, float *y,
+                            int training)
 {
-    (void)scratch, (void)dy_is_dz, (void)accumulate;
-    if (dx == NULL) return 0;
-    const bp__pool_priv *p = l->priv;
-    const size_t W = l->in_w, OH = l->out_h, OW = l->out_w, sz = p->size, s = p->stride;
-    const size_t planes = n * l->out_c, in_plane = l->in_h * W;
-    memset(dx, 0, n * l->in * sizeof(float));
-    for (size_t pl = 0; pl < planes; pl++) {
-        const float *xc = x + pl * in_plane, *yc = y + pl * OH * OW, *dc = dy + pl * OH * OW;
-        float *dxc = dx + pl * in_plane;
+    /* x: [n x C x H x W], y: [n x C x OH x OW] */
+    (void)scratch;
+    pool_job job = {l, x, NULL, NULL, y, NULL};
+    const size_t planes = n * l->out_c;
+    if (training) /* inference may run on several threads at once: no workers there */
+        bp__workers_run_items(&l->net->workers, &l->net->alloc, planes, n * (l->in + l->out),
+                              maxpool_forward_range, &job);
+    else
+        maxpool_forward_range(&job, 0, planes);
+}
+
+/* dx of planes [p0, p1): each dy goes to the first position of its window (in scan order)
+ * holding the maximum y, or to the window's first position when none does (NaN). */
+static void maxpool_backward_range(void *ctx, size_t p0, size_t p1)
+{
+    const pool_job *j = ctx;
+    const bp__pool_priv *p = j->l->priv;
+    const size_t H = j->l->in_h, W = j->l->in_w, OH = j->l->out_h, OW = j->l->out_w;
+    const size_t sz = p->size, s = p->stride, in_plane = H * W;
+    for (size_t pl = p0; pl < p1; pl++) {
+        const float *xc = j->x + pl * in_plane, *yc = j->y + pl * OH * OW;
+        const float *dc = j->dy + pl * OH * OW;
+        float *dxc = j->dx + pl * in_plane;
+        if (sz == 2 && s == 2) {
+            /* Disjoint windows: each is written whole (dy at the argmax, 0 elsewhere), then
+             * the rows and the column the windows leave out (odd H or W) are zeroed. */
+            for (size_t oy = 0; oy < OH; oy++) {
+                const float *restrict r0 = xc + 2 * oy * W, *restrict r1 = r0 + W;
+                float *restrict d0 = dxc + 2 * oy * W, *restrict d1 = d0 + W;
+                for (size_t ox = 0; ox < OW; ox++) {
+                    /* 0 + dy as the general path adds it (-0 becomes +0) */
+                    const float m = yc[oy * OW + ox], g = 0.0f + dc[oy * OW + ox];
+                    const size_t c = 2 * ox;
+                    /* branch-free: which of the four is the first to equal m */
+                    const int e0 = r0[c] == m, e1 = r0[c + 1] == m, e2 = r1[c] == m,
+                              e3 = r1[c + 1] == m;
+                    const int a1 = (!e0) & e1, a2 = (!e0) & (!e1) & e2,
+                              a3 = (!e0) & (!e1) & (!e2) & e3;
+                    const int a0 = !(a1 | a2 | a3);
+                    d0[c] = a0 ? g : 0.0f;
+                    d0[c + 1] = a1 ? g : 0.0f;
+                    d1[c] = a2 ? g : 0.0f;
+                    d1[c + 1] = a3 ? g : 0.0f;
+                }
+                if (W > 2 * OW) d0[W - 1] = d1[W - 1] = 0.0f;
+            }
+            if (H > 2 * OH) memset(dxc + 2 * OH * W, 0, (H - 2 * OH) * W * sizeof(float));
+            continue;
+        }
+        memset(dxc, 0, in_plane * sizeof(float));
         for (size_t oy = 0; oy < OH; oy++)
             for (size_t ox = 0; ox < OW; ox++) {
                 const size_t base = oy * s * W + ox * s;
@@ -63,6 +128,16 @@ static int maxpool_backward(bp_layer *l, size_t n, const float *x, float *scratc
                 dxc[at] += dc[oy * OW + ox];
             }
     }
+}
+
+static int maxpool_backward(bp_layer *l, size_t n, const float *x, float *scratch, const float *y,
+                            float *dy, int dy_is_dz, float *dx, int accumulate)
+{
+    (void)scratch, (void)dy_is_dz, (void)accumulate;
+    if (dx == NULL) return 0;
+    pool_job job = {l, x, y, dy, NULL, dx};
+    bp__workers_run_items(&l->net->workers, &l->net->alloc, n * l->out_c,
+                          n * (2 * l->in + 2 * l->out), maxpool_backward_range, &job);
     return 0;
 }
 

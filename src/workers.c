@@ -220,13 +220,18 @@ fail_mu:
     return NULL;
 }
 
-void bp__workers_run(bp__workers **slot, const bp__alloc *a, size_t n, bp__range_fn fn, void *ctx)
+/* Run @p fn over [0, n) in chunks of @p unit-aligned sizes across the thread budget; the
+ * pass covers @p floats floats of memory (n floats, or n items of a pass by items) and each
+ * chunk at least @p min_chunk of the n. */
+static void run_pass(bp__workers **slot, const bp__alloc *a, size_t n, size_t floats,
+                     size_t min_chunk, size_t unit, bp__range_fn fn, void *ctx)
 {
     int threads = bp_get_num_threads();
     if (threads > BP__WORKERS_MAX_WORKERS + 1) threads = BP__WORKERS_MAX_WORKERS + 1;
     /* Each thread gets at least BP__WORKERS_MIN_FLOATS / 2 floats. */
-    const size_t useful = n / (BP__WORKERS_MIN_FLOATS / 2);
+    const size_t useful = floats / (BP__WORKERS_MIN_FLOATS / 2);
     if ((size_t)threads > useful) threads = (int)useful;
+    if ((size_t)threads > n) threads = (int)n;
     if (threads < 2) {
         run_serial(n, fn, ctx);
         return;
@@ -254,8 +259,8 @@ void bp__workers_run(bp__workers **slot, const bp__alloc *a, size_t n, bp__range
         return;
     }
     size_t chunk = n / (8 * (size_t)parts);
-    if (chunk < BP__WORKERS_CHUNK_MIN) chunk = BP__WORKERS_CHUNK_MIN;
-    chunk += (BP__WORKERS_ALIGN - chunk % BP__WORKERS_ALIGN) % BP__WORKERS_ALIGN;
+    if (chunk < min_chunk) chunk = min_chunk;
+    chunk += (unit - chunk % unit) % unit;
     const size_t nchunks = (n + chunk - 1) / chunk;
 
     pthread_mutex_lock(&pool->mu);
@@ -288,6 +293,19 @@ void bp__workers_run(bp__workers **slot, const bp__alloc *a, size_t n, bp__range
     while (atomic_load(&pool->done) < nchunks)
         pthread_cond_wait(&pool->idle, &pool->mu);
     pthread_mutex_unlock(&pool->mu);
+}
+
+void bp__workers_run(bp__workers **slot, const bp__alloc *a, size_t n, bp__range_fn fn, void *ctx)
+{
+    run_pass(slot, a, n, n, BP__WORKERS_CHUNK_MIN, BP__WORKERS_ALIGN, fn, ctx);
+}
+
+void bp__workers_run_items(bp__workers **slot, const bp__alloc *a, size_t items, size_t floats,
+                           bp__range_fn fn, void *ctx)
+{
+    if (items == 0) return;
+    const size_t each = floats / items > 0 ? floats / items : 1;
+    run_pass(slot, a, items, floats, (BP__WORKERS_CHUNK_MIN + each - 1) / each, 1, fn, ctx);
 }
 
 int bp__workers_count(const bp__workers *pool)
@@ -346,6 +364,13 @@ void bp__workers_run(bp__workers **slot, const bp__alloc *a, size_t n, bp__range
 {
     (void)slot, (void)a;
     run_serial(n, fn, ctx);
+}
+
+void bp__workers_run_items(bp__workers **slot, const bp__alloc *a, size_t items, size_t floats,
+                           bp__range_fn fn, void *ctx)
+{
+    (void)slot, (void)a, (void)floats;
+    run_serial(items, fn, ctx);
 }
 
 int bp__workers_count(const bp__workers *pool)

@@ -17,6 +17,14 @@ typedef struct bp__workers bp__workers;
  * threads: the caller's and the workers of *@p pool, created on first need. Returns when
  * every chunk is done. Never fails (falls back to the caller's thread alone). */
 void bp__workers_run(bp__workers **pool, const bp__alloc *a, size_t n, bp__range_fn fn, void *ctx);
+/* The same for batch-parallel passes: @p fn runs over [0, @p items) (samples, channels,
+ * planes, ...) split into runs of whole items; @p floats is the memory the whole pass reads
+ * and writes, which decides how many threads it gets (as above) and the smallest run (about
+ * BP__WORKERS_CHUNK_MIN floats' worth of items). The runs depend only on @p items, @p floats
+ * and the thread budget, never on timing: a pass whose items are computed independently
+ * gives the same floats on any number of threads. */
+void bp__workers_run_items(bp__workers **pool, const bp__alloc *a, size_t items, size_t floats,
+                           bp__range_fn fn, void *ctx);
 /* Workers started so far (0 for NULL). */
 int bp__workers_count(const bp__workers *pool);
 /* Tests: how many times a worker has joined a pass so far. */
