@@ -84,7 +84,8 @@ static void im2col_row(const float *xc, size_t H, size_t W, size_t OH, size_t OW
         const ptrdiff_t off =
             ((ptrdiff_t)ky - (ptrdiff_t)pad) * (ptrdiff_t)W + ((ptrdiff_t)kx - (ptrdiff_t)pad);
         const size_t total = H * W;
-        const size_t a = off < 0 ? (size_t)-off : 0, b = off > 0 ? total - (size_t)off : total;
+        const size_t a = off < 0 ? (size_t)-off : 0;
+        const size_t b = off <= 0 ? total : (size_t)off < total ? total - (size_t)off : 0;
         if (a >= b) {
             memset(dst, 0, total * sizeof(float));
             return;

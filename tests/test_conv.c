@@ -37,8 +37,17 @@ static void conv_matches_direct_convolution(void **state)
     (void)state;
     /* C, H, W, filters, kh, kw, stride, pad */
     static const size_t cfg[][8] = {
-        {1, 5, 5, 2, 3, 3, 1, 0}, {2, 6, 7, 3, 3, 3, 1, 1}, {3, 7, 5, 2, 3, 2, 2, 1},
-        {2, 9, 8, 4, 4, 3, 3, 2}, {1, 4, 4, 1, 1, 1, 1, 0}, {3, 5, 6, 5, 5, 5, 1, 4},
+        {1, 5, 5, 2, 3, 3, 1, 0},
+        {2, 6, 7, 3, 3, 3, 1, 1},
+        {3, 7, 5, 2, 3, 2, 2, 1},
+        {2, 9, 8, 4, 4, 3, 3, 2},
+        {1, 4, 4, 1, 1, 1, 1, 0},
+        {3, 5, 6, 5, 5, 5, 1, 4},
+        /* "same" padding (im2col's shifted-copy rows), down to planes smaller than the kernel */
+        {2, 5, 8, 2, 5, 5, 1, 2},
+        {1, 1, 3, 2, 3, 3, 1, 1},
+        {2, 2, 2, 1, 3, 3, 1, 1},
+        {1, 3, 1, 2, 3, 3, 1, 1},
     };
     enum { N = 3 };
     for (size_t t = 0; t < sizeof cfg / sizeof cfg[0]; t++) {
@@ -166,6 +175,64 @@ static void pool_gradients_match_reference(void **state)
         ref_check_grads(net, BP_LOSS_SPARSE_SOFTMAX_CE, x, t, N, RTOL, ATOL);
         bp_net_free(net);
     }
+}
+
+/* Max pooling 2/2 (its unrolled path) on odd planes, with many ties: y is the window's
+ * maximum, dy goes to the first position (in scan order) holding it and every other input
+ * gets 0, including the row and column no window covers; the same at 1, 2 and 3 threads. */
+static void maxpool_2x2_routes_to_the_first_maximum_on_odd_planes(void **state)
+{
+    (void)state;
+    /* 64 x 16 planes: passes long enough to be split (BP__WORKERS_MIN_FLOATS) */
+    enum { N = 64, C = 16, H = 7, W = 9, OH = 3, OW = 4, IN = C * H * W, OUT = C * OH * OW };
+    const int saved = bp_get_num_threads();
+    bp_net *net;
+    assert_status(bp_net_create_image(&net, C, H, W, 3), BP_OK);
+    assert_status(bp_net_add_maxpool2d(net, 2, 2), BP_OK);
+    bp_layer *l = bp_net_layer(net, 0);
+    float *x = malloc(N * IN * sizeof *x), *dx = malloc(N * IN * sizeof *dx);
+    float *y = malloc(N * OUT * sizeof *y), *dy = malloc(N * OUT * sizeof *dy);
+    float *ref = malloc(N * IN * sizeof *ref);
+    assert_true(x && dx && y && dy && ref);
+    uint64_t r = 5;
+    bp_test_fill_uniform(x, N * IN, 0.0f, 4.0f, &r);
+    for (size_t k = 0; k < N * IN; k++)
+        x[k] = floorf(x[k]) - 1.0f; /* -1, 0, 1, 2: ties in most windows */
+    bp_test_fill_uniform(dy, N * OUT, -1.0f, 1.0f, &r);
+    for (size_t k = 0; k < N * IN; k++)
+        ref[k] = 0.0f;
+    for (size_t pl = 0; pl < N * C; pl++)
+        for (size_t oy = 0; oy < OH; oy++)
+            for (size_t ox = 0; ox < OW; ox++) {
+                const float *xc = x + pl * H * W;
+                size_t at = (2 * oy) * W + 2 * ox;
+                for (size_t a = 0; a < 2; a++)
+                    for (size_t b = 0; b < 2; b++)
+                        if (xc[(2 * oy + a) * W + 2 * ox + b] > xc[at])
+                            at = (2 * oy + a) * W + 2 * ox + b;
+                ref[pl * H * W + at] = dy[(pl * OH + oy) * OW + ox];
+            }
+    for (int threads = 1; threads <= 3; threads++) {
+        assert_status(bp_set_num_threads(threads), BP_OK);
+        for (size_t k = 0; k < N * IN; k++)
+            dx[k] = 123.0f; /* whatever the buffer held before */
+        l->vt->forward(l, N, x, NULL, y, 1);
+        for (size_t pl = 0; pl < N * C; pl++)
+            for (size_t q = 0; q < OH * OW; q++) {
+                const size_t oy = q / OW, ox = q % OW;
+                const float *xc = x + pl * H * W;
+                float m = xc[2 * oy * W + 2 * ox];
+                for (size_t a = 0; a < 2; a++)
+                    for (size_t b = 0; b < 2; b++)
+                        m = fmaxf(m, xc[(2 * oy + a) * W + 2 * ox + b]);
+                assert_true(y[pl * OH * OW + q] == m);
+            }
+        assert_int_equal(l->vt->backward(l, N, x, NULL, y, dy, 0, dx, 0), 0);
+        assert_memory_equal(dx, ref, N * IN * sizeof *dx);
+    }
+    assert_status(bp_set_num_threads(saved), BP_OK);
+    free(x), free(dx), free(y), free(dy), free(ref);
+    bp_net_free(net);
 }
 
 /* conv - BN - ReLU - pool - conv - BN - ReLU - pool - flatten - dense - softmax. */
@@ -443,6 +510,7 @@ int main(void)
         bp_add_test(conv_gradients_with_stride_and_padding),
         bp_add_test(conv_in_several_chunks_matches_reference),
         bp_add_test(pool_gradients_match_reference),
+        bp_add_test(maxpool_2x2_routes_to_the_first_maximum_on_odd_planes),
         bp_add_test(small_cnn_gradients_match_reference),
         bp_add_test(flatten_is_zero_cost_and_shapes_chain),
         bp_add_test(flatten_as_first_layer_copies),

@@ -19,6 +19,7 @@
 #include "util.h"
 #include "workers.h"
 #include "net.h"
+#include "layer_kinds.h"
 
 typedef struct cover_job {
     unsigned char *hits;
@@ -64,6 +65,40 @@ static void pass_covers_every_element_once_for_any_length_and_thread_count(void 
             assert_non_null(pool);
             assert_int_equal(bp__workers_count(pool), threads - 1);
         }
+    }
+    bp__workers_free(pool, &bp__default_alloc);
+    assert_status(bp_set_num_threads(saved), BP_OK);
+}
+
+/* Passes by items (bp__workers_run_items): every item once, for few items of many floats
+ * (a chunk of 3 samples), many items of few floats (planes), and items too small to share. */
+static void pass_by_items_covers_every_item_once(void **state)
+{
+    (void)state;
+    const int saved = bp_get_num_threads();
+    bp__workers *pool = NULL;
+    /* items, floats of the whole pass */
+    const size_t cases[][2] = {{0, 0},
+                               {1, 1000000},
+                               {2, 2 * BP__WORKERS_MIN_FLOATS},
+                               {3, 900000},
+                               {7, 10},
+                               {8192, 8192 * 49},
+                               {100003, 100003 * 3}};
+    for (int threads = 1; threads <= 4; threads++) {
+        assert_status(bp_set_num_threads(threads), BP_OK);
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            const size_t n = cases[c][0];
+            cover_job job = {calloc(n + 1, 1)};
+            assert_non_null(job.hits);
+            bp__workers_run_items(&pool, &bp__default_alloc, n, cases[c][1], cover_range, &job);
+            for (size_t i = 0; i < n; i++)
+                assert_int_equal(job.hits[i], 1);
+            assert_int_equal(job.hits[n], 0);
+            free(job.hits);
+        }
+        if (threads == 1) assert_null(pool);
+        if (threads > 1) assert_int_equal(bp__workers_count(pool), threads - 1);
     }
     bp__workers_free(pool, &bp__default_alloc);
     assert_status(bp_set_num_threads(saved), BP_OK);
@@ -276,6 +311,64 @@ static void split_optimizer_update_is_bit_identical_to_one_thread(void **state)
     assert_status(bp_set_num_threads(saved), BP_OK);
 }
 
+/* A CNN (batch norm, convolution, batch norm, ReLU, max pooling, dropout, dense) whose
+ * batch-parallel passes (im2col and col2im per sample, batch norm per channel, max pooling per
+ * plane, ReLU) are split across 2 and 3 threads trains to the same floats as on one thread.
+ * The convolution goes in chunks of 8 samples so that every GEMM stays below OpenBLAS's own
+ * threading threshold (m*n*k < 262144): the passes are the only split. */
+static void split_cnn_passes_train_bit_identically_to_one_thread(void **state)
+{
+    (void)state;
+    enum { N = 128, C = 4, H = 16, W = 16, IN = C * H * W };
+    const int saved = bp_get_num_threads();
+    const size_t saved_chunk = bp__conv_chunk_floats;
+    bp__conv_chunk_floats = 36 * 256 * 8; /* K x P x 8 samples */
+    float *x = malloc(N * IN * sizeof *x), y[N], out[N * 3], ref_out[N * 3];
+    assert_non_null(x);
+    uint64_t r = 17;
+    bp_test_fill_uniform(x, N * IN, -1.0f, 1.0f, &r);
+    for (size_t i = 0; i < N; i++)
+        y[i] = (float)(i % 3);
+    float *ref = NULL;
+    size_t np = 0;
+    for (int threads = 1; threads <= 3; threads++) {
+        assert_status(bp_set_num_threads(threads), BP_OK);
+        bp_net *net;
+        bp_optimizer *opt;
+        assert_status(bp_net_create_image(&net, C, H, W, 9), BP_OK);
+        assert_status(bp_net_add_batchnorm(net), BP_OK);
+        assert_status(bp_net_add_conv2d(net, 2, 3, 3, 1, 1, BP_ACT_IDENTITY), BP_OK);
+        assert_status(bp_net_add_batchnorm(net), BP_OK);
+        assert_status(bp_net_add_activation(net, BP_ACT_RELU), BP_OK);
+        assert_status(bp_net_add_maxpool2d(net, 2, 2), BP_OK);
+        assert_status(bp_net_add_dropout(net, 0.25), BP_OK);
+        assert_status(bp_net_add_flatten(net), BP_OK);
+        assert_status(bp_net_add_dense(net, 3, BP_ACT_SOFTMAX), BP_OK);
+        assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM), BP_OK);
+        for (int step = 0; step < 3; step++)
+            assert_status(bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, N, NULL),
+                          BP_OK);
+        assert_int_equal(bp__workers_count(net->workers), threads - 1);
+        assert_status(bp_net_predict(net, x, N, out, N * 3), BP_OK);
+        const float *p = bp_net_params(net, &np);
+        if (ref == NULL) {
+            ref = malloc(np * sizeof *ref);
+            assert_non_null(ref);
+            memcpy(ref, p, np * sizeof *ref);
+            memcpy(ref_out, out, sizeof out);
+        } else {
+            assert_memory_equal(ref, p, np * sizeof *ref);
+            assert_memory_equal(ref_out, out, sizeof out); /* the running statistics too */
+        }
+        bp_optimizer_free(opt);
+        bp_net_free(net);
+    }
+    free(ref);
+    free(x);
+    bp__conv_chunk_floats = saved_chunk;
+    assert_status(bp_set_num_threads(saved), BP_OK);
+}
+
 /* After fork() the child has no workers: its steps run on its own thread and freeing the
  * net does not wait for threads that are not there. The parent's pool still works. */
 static void forked_child_trains_and_frees_without_the_parents_workers(void **state)
@@ -355,12 +448,14 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         bp_add_test(pass_covers_every_element_once_for_any_length_and_thread_count),
+        bp_add_test(pass_by_items_covers_every_item_once),
 #if defined(__x86_64__) && !defined(BP_NO_FTZ)
         bp_add_test(workers_run_with_the_callers_flush_to_zero_bits),
 #endif
         bp_add_test(workers_are_kept_off_the_callers_cpu),
         bp_add_test(a_shrunk_budget_keeps_extra_workers_out),
         bp_add_test(split_optimizer_update_is_bit_identical_to_one_thread),
+        bp_add_test(split_cnn_passes_train_bit_identically_to_one_thread),
         bp_add_test(forked_child_trains_and_frees_without_the_parents_workers),
         bp_add_test(failed_pool_allocation_falls_back_to_the_callers_thread),
     };
