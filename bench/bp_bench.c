@@ -1591,6 +1591,11 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* Experiments with the convolution's chunk size (floats of im2col columns per chunk). */
+    const char *chunk = getenv("BP_BENCH_CONV_CHUNK");
+    if (chunk != NULL &&
+        parse_size("BP_BENCH_CONV_CHUNK", chunk, (size_t)1 << 34, &bp__conv_chunk_floats) != 0)
+        return 2;
     int failures = 0;
     for (size_t c = 0; c < NCASES; c++)
         if (!any || selected[c]) failures += run_case(&cases[c], &o);

@@ -5,16 +5,19 @@
  * y [n x F x OH x OW] (P = OH*OW), OH = (H + 2 pad - kh) / stride + 1 (likewise OW), zero
  * padding of pad on every side.
  *
- * The batch goes in chunks of S samples (conv_chunk: S*K*P within bp__conv_chunk_floats, at
+ * The batch goes in chunks of S samples (conv_chunk: S*K*P within a budget of floats, at
  * least one sample), each with one GEMM per product over all its samples' columns:
  * Forward: cols [K x S*P] = im2col of the chunk's samples side by side; t [F x S*P] = W cols
  *   + b (one sgemm, bias pre-filled, beta = 1), copied to y's NCHW rows; then one fused
  *   activation pass over the batch.
- * Backward: dz = dy * f'(z); db = sums of dz per filter; per chunk t [F x S*P] = dz gathered
- *   filter-major, dW (+)= t cols^T (one sgemm), dcols [K x S*P] = W^T t (one sgemm) and
- *   dx = col2im(dcols) per sample (skipped for the first layer).
+ * Backward: dz = dy * f'(z); per chunk t [F x S*P] = dz gathered filter-major (with each
+ *   sample's per-filter sums for db), dW (+)= t cols^T (one sgemm), dcols [K x S*P] = W^T t
+ *   (one sgemm) and dx = col2im(dcols) per sample (skipped for the first layer).
  * Training keeps every chunk's columns (n*K*P floats) from forward to backward, so im2col
- * runs once per step. All products go through bp__gemm. */
+ * runs once per step. All products go through bp__gemm. In training the passes around the
+ * GEMMs (im2col + bias, the copy into y, the gather, col2im) are split by sample across the
+ * worker threads (workers.c); each sample's floats are computed alone, so the split changes
+ * no result. */
 #include "util.h"
 #include "gemm.h"
 #include "activation.h"
@@ -31,20 +34,43 @@
  * pass takes no bias buffer (bp__act_apply), the output lives in the net's workspace. */
 typedef struct bp__conv_priv {
     size_t kh, kw, stride, pad;
-    size_t k; /* in_c * kh * kw: rows of the im2col matrix */
-    size_t p; /* out_h * out_w: columns of the im2col matrix */
+    size_t k;       /* in_c * kh * kw: rows of the im2col matrix */
+    size_t p;       /* out_h * out_w: columns of the im2col matrix */
+    size_t train_s; /* samples per chunk of the last training forward (backward reads its
+                       columns in that layout) */
 } bp__conv_priv;
 
-/* Floats of im2col columns per chunk: 1 Mi floats (4 MiB); a chunk holds at least one
- * sample. A variable only so that tests can force several chunks (layer_kinds.h). */
-size_t bp__conv_chunk_floats = (size_t)1 << 20;
+/* Floats of im2col columns per chunk. With a thread budget of 2 or more, 1 Mi floats (4 MiB):
+ * products of thousands of columns, which OpenBLAS's threads share well. On one thread,
+ * 64 Ki floats (256 KiB, one sample's columns for most layers): a chunk's columns then stay in
+ * L2 from im2col to the GEMMs, which measured 8-15% faster per epoch for the example
+ * network (docs/performance.md). The workspace is always planned for the wide chunks, so a
+ * change of the thread budget between steps needs no new plan. A chunk holds at least one
+ * sample. bp__conv_chunk_floats, when not 0, replaces both (tests force several chunks). */
+size_t bp__conv_chunk_floats = 0;
+enum { CHUNK_WIDE = 1 << 20, CHUNK_L2 = 1 << 16 };
 
-/* Samples per chunk for a batch of n. */
-static size_t conv_chunk(const bp__conv_priv *p, size_t n)
+/* Samples per chunk for a batch of n within @p budget floats of columns. */
+static size_t chunk_within(const bp__conv_priv *p, size_t n, size_t budget)
 {
-    size_t s = bp__conv_chunk_floats / (p->k * p->p);
+    size_t s = budget / (p->k * p->p);
     if (s < 1) s = 1;
     return s < n ? s : n;
+}
+
+/* Samples per chunk the workspace is planned for (the most any pass uses). */
+static size_t conv_chunk_planned(const bp__conv_priv *p, size_t n)
+{
+    return chunk_within(p, n, bp__conv_chunk_floats ? bp__conv_chunk_floats : CHUNK_WIDE);
+}
+
+/* Samples per chunk for a pass now (at most conv_chunk_planned). */
+static size_t conv_chunk(const bp__conv_priv *p, size_t n)
+{
+    const size_t budget = bp__conv_chunk_floats      ? bp__conv_chunk_floats
+                          : bp_get_num_threads() > 1 ? CHUNK_WIDE
+                                                     : CHUNK_L2;
+    return chunk_within(p, n, budget);
 }
 
 /* Training: the columns of every chunk (chunk c at cols + c*S*K*P, [K x s*P] for its s
@@ -53,7 +79,7 @@ static size_t conv_chunk(const bp__conv_priv *p, size_t n)
 static size_t conv_scratch(const bp_layer *l, size_t n, int training)
 {
     const bp__conv_priv *p = l->priv;
-    const size_t sp = conv_chunk(p, n) * p->p;
+    const size_t sp = conv_chunk_planned(p, n) * p->p;
     if (!training) return p->k * sp + l->out_c * sp;
     return n * p->k * p->p + (bp__act_needs_z(l->activation) ? n * l->out : 0) + l->out_c * sp +
            p->k * sp + n * l->out_c;
@@ -241,9 +267,10 @@ static void conv_forward(bp_layer *l, size_t n, const float *x, float *scratch, 
                          int training)
 {
     /* x: [n x in], w: [F x K], b: [F], y: [n x F x P]; scratch: cols (+ z) + t */
-    const bp__conv_priv *p = l->priv;
+    bp__conv_priv *p = l->priv;
     const size_t F = l->out_c, K = p->k, P = p->p, S = conv_chunk(p, n);
     const float *w = bp__layer_w(l);
+    if (training) p->train_s = S; /* (inference may run on several threads: no write) */
     float *t = training ? scratch + n * K * P + (bp__act_needs_z(l->activation) ? n * l->out : 0)
                         : scratch + K * S * P; /* [F x S*P] */
     PROF_START(t_all);
@@ -317,7 +344,9 @@ static int conv_backward(bp_layer *l, size_t n, const float *x, float *scratch, 
     (void)x, (void)dy_is_dz;
     PROF_START(t_all);
     const bp__conv_priv *p = l->priv;
-    const size_t F = l->out_c, K = p->k, P = p->p, S = conv_chunk(p, n);
+    /* the chunks of the training forward whose columns backward reads */
+    const size_t F = l->out_c, K = p->k, P = p->p,
+                 S = p->train_s ? p->train_s : conv_chunk_planned(p, n);
     const int keep_z = bp__act_needs_z(l->activation);
     const float *z = keep_z ? scratch + n * K * P : NULL;
     float *t = scratch + n * K * P + (keep_z ? n * l->out : 0); /* [F x S*P] */
@@ -477,7 +506,7 @@ bp_status bp_net_add_conv2d(bp_net *net, size_t filters, size_t kernel_h, size_t
                         filters, OH, OW, BP__MAX_WIDTH);
     bp_layer *l = bp__layer_new(net, FN, &bp__conv2d_vtable, activation, filters, OH, OW);
     if (l == NULL) return BP_ERR_NOMEM;
-    const bp__conv_priv init = {kernel_h, kernel_w, stride, padding, k, plane};
+    const bp__conv_priv init = {kernel_h, kernel_w, stride, padding, k, plane, 0};
     l->priv = conv_priv_new(&net->alloc, &init);
     if (l->priv == NULL) {
         bp__layer_discard(net, l);

@@ -33,8 +33,9 @@ void bp__dense_row_forward_with(bp_layer *l, int narrow, const float *x, float *
 int bp__dense_row_backward_with(bp_layer *l, int narrow, const float *x, float *z, const float *y,
                                 float *dy, int dy_is_dz, float *dx, int accumulate);
 
-/* Floats of im2col columns per convolution chunk (layer_conv2d.c; default 1 Mi). Written
- * only by tests, to force several chunks per batch; never while a net runs. */
+/* Floats of im2col columns per convolution chunk (layer_conv2d.c; default 0: 1 Mi with a
+ * thread budget above 1, 64 Ki on one thread). Written only by tests and the benchmarks, to
+ * force several chunks per batch; never while a net runs. */
 extern size_t bp__conv_chunk_floats;
 
 #ifdef BP_PROFILE

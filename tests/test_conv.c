@@ -235,6 +235,47 @@ static void maxpool_2x2_routes_to_the_first_maximum_on_odd_planes(void **state)
     bp_net_free(net);
 }
 
+/* The convolution's chunk size follows the thread budget (wide chunks for BLAS's threads,
+ * one sample's columns on one thread). A backward after the budget changed reads the columns
+ * in the layout its forward wrote: the gradients are those of a forward and backward at one
+ * budget (up to BLAS's summation order). */
+static void conv_backward_reads_the_chunks_of_its_forward(void **state)
+{
+    (void)state;
+    enum { N = 4, C = 16, H = 16, W = 16, IN = C * H * W, OUT = 4 * H * W };
+    const int saved = bp_get_num_threads();
+    bp_net *net;
+    assert_status(bp_net_create_image(&net, C, H, W, 12), BP_OK);
+    /* K x P = 144 x 256: one sample per chunk on one thread, all four with two */
+    assert_status(bp_net_add_conv2d(net, 8, 3, 3, 1, 1, BP_ACT_TANH), BP_OK);
+    assert_status(bp_net_add_conv2d(net, 4, 3, 3, 1, 1, BP_ACT_IDENTITY), BP_OK);
+    float *x = malloc(N * IN * sizeof *x), *dy = malloc(N * OUT * sizeof *dy);
+    assert_true(x != NULL && dy != NULL);
+    bp_test_fill_uniform(x, N * IN, -1.0f, 1.0f, &rng_state);
+    bp_test_fill_uniform(dy, N * OUT, -1.0f, 1.0f, &rng_state);
+    const float *y;
+    size_t np;
+    assert_status(bp_set_num_threads(1), BP_OK);
+    assert_status(bp_net_forward(net, x, N, &y), BP_OK);
+    assert_status(bp_net_backward(net, dy, N), BP_OK);
+    const float *g = bp_net_grads(net, &np);
+    float *ref = malloc(np * sizeof *ref);
+    assert_non_null(ref);
+    memcpy(ref, g, np * sizeof *ref);
+    for (int order = 0; order < 2; order++) {
+        assert_status(bp_set_num_threads(order == 0 ? 2 : 1), BP_OK);
+        assert_status(bp_net_forward(net, x, N, &y), BP_OK);
+        assert_status(bp_set_num_threads(order == 0 ? 1 : 2), BP_OK);
+        assert_status(bp_net_backward(net, dy, N), BP_OK);
+        g = bp_net_grads(net, &np);
+        for (size_t k = 0; k < np; k++)
+            assert_close(g[k], ref[k], 1e-4, 1e-5);
+    }
+    assert_status(bp_set_num_threads(saved), BP_OK);
+    free(ref), free(x), free(dy);
+    bp_net_free(net);
+}
+
 /* conv - BN - ReLU - pool - conv - BN - ReLU - pool - flatten - dense - softmax. */
 static void small_cnn_gradients_match_reference(void **state)
 {
@@ -509,6 +550,7 @@ int main(void)
         bp_add_test(conv_matches_direct_convolution),
         bp_add_test(conv_gradients_with_stride_and_padding),
         bp_add_test(conv_in_several_chunks_matches_reference),
+        bp_add_test(conv_backward_reads_the_chunks_of_its_forward),
         bp_add_test(pool_gradients_match_reference),
         bp_add_test(maxpool_2x2_routes_to_the_first_maximum_on_odd_planes),
         bp_add_test(small_cnn_gradients_match_reference),
