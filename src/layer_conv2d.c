@@ -277,14 +277,17 @@ static void conv_forward(bp_layer *l, size_t n, const float *x, float *scratch, 
     for (size_t i0 = 0; i0 < n; i0 += S) {
         const size_t s = n - i0 < S ? n - i0 : S, sp = s * P;
         float *cols = training ? scratch + i0 * K * P : scratch; /* [K x s*P] */
-        conv_job job = {l, i0, s, x, NULL, cols, t, y, NULL, NULL, NULL};
+        /* One sample per chunk: t [F x P] has the layout of the sample's row of y, so the
+         * bias and the GEMM go there directly (no copy). */
+        float *tc = s == 1 ? y + i0 * l->out : t;
+        conv_job job = {l, i0, s, x, NULL, cols, tc, y, NULL, NULL, NULL};
         PROF_START(t_cols);
         conv_pass(l, &job, s * (l->in + K * P + F * P), training, conv_pre_range);
         PROF_STOP(t_cols, BP__PROF_COLS);
         PROF_START(t_gemm);
-        bp__gemm(0, 0, F, sp, K, 1.0f, w, K, cols, sp, 1.0f, t, sp);
+        bp__gemm(0, 0, F, sp, K, 1.0f, w, K, cols, sp, 1.0f, tc, sp);
         PROF_STOP(t_gemm, BP__PROF_GEMM);
-        conv_pass(l, &job, 2 * s * l->out, training, conv_out_range);
+        if (s > 1) conv_pass(l, &job, 2 * s * l->out, training, conv_out_range);
     }
     if (l->activation != BP_ACT_IDENTITY) {
         float *z = training && bp__act_needs_z(l->activation) ? scratch + n * K * P : NULL;
@@ -323,6 +326,7 @@ static void conv_gather_range(void *ctx, size_t a, size_t b)
                 uf += df[q];
             u[f] = uf;
         }
+        if (j->t == NULL) continue; /* one sample per chunk: dz is used in place */
         for (f = 0; f < F; f++)
             memcpy(j->t + f * sp + i * P, d + f * P, P * sizeof(float));
     }
@@ -359,13 +363,15 @@ static int conv_backward(bp_layer *l, size_t n, const float *x, float *scratch, 
     for (size_t i0 = 0; i0 < n; i0 += S) {
         const size_t s = n - i0 < S ? n - i0 : S, sp = s * P;
         const float *cols = scratch + i0 * K * P; /* [K x s*P] */
-        conv_job job = {l, i0, s, NULL, dz, NULL, t, NULL, dcols, dx, u};
+        /* One sample per chunk: its dz [F x P] is t already (only the sums are taken). */
+        const float *tc = s == 1 ? dz + i0 * l->out : t;
+        conv_job job = {l, i0, s, NULL, dz, NULL, s == 1 ? NULL : t, NULL, dcols, dx, u};
         conv_pass(l, &job, 2 * s * l->out, 1, conv_gather_range);
         PROF_START(t_gemm);
         /* dW [F x K] (+)= t [F x s*P] cols^T */
-        bp__gemm(0, 1, F, K, sp, 1.0f, t, sp, cols, sp, accumulate || i0 > 0 ? 1.0f : 0.0f, dw, K);
+        bp__gemm(0, 1, F, K, sp, 1.0f, tc, sp, cols, sp, accumulate || i0 > 0 ? 1.0f : 0.0f, dw, K);
         if (dx != NULL) /* dcols [K x s*P] = W^T t */
-            bp__gemm(1, 0, K, sp, F, 1.0f, w, K, t, sp, 0.0f, dcols, sp);
+            bp__gemm(1, 0, K, sp, F, 1.0f, w, K, tc, sp, 0.0f, dcols, sp);
         PROF_STOP(t_gemm, BP__PROF_GEMM);
         if (dx != NULL) {
             PROF_START(t_cols);
