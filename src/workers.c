@@ -1,6 +1,8 @@
 /* workers.c -- the thread budget (bp_set_num_threads, shared with BLAS through gemm.c) and
  * the library's own worker threads, for the elementwise passes that run between
- * BLAS calls (optimizer updates).
+ * BLAS calls (optimizer updates, activation layers) and the batch-parallel ones split by
+ * whole items (bp__workers_run_items: im2col/col2im per sample, batch norm per channel,
+ * pooling per plane, in training).
  *
  * Why: with 2 BLAS threads the GEMMs of a training step use both cores, but a pass such as
  * the Adam update (a square root and a division per parameter, plus 4 floats read and 3
@@ -13,7 +15,8 @@
  * gain (BP__WORKERS_MIN_FLOATS), and is joined by bp_net_free. Workers block on a condition
  * variable between passes (no spinning, DESIGN.md §4), block every signal, and run with the
  * caller's FTZ/DAZ bits so that each chunk computes the same floats the caller would. The
- * passes are elementwise, so any split gives bit-identical results.
+ * passes are elementwise, or compute each item alone, so any split gives bit-identical
+ * results.
  *
  * A pass is cut into chunks that the caller and the woken workers claim from an atomic
  * counter, and the caller never waits for a worker to wake: on a loaded machine, where a
