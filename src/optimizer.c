@@ -739,10 +739,7 @@ static BP__ALWAYS_INLINE void run_update(const bp_optimizer *opt, const bp__opt_
 {
     /* The layers' segments tile the arena in order: one pass over it when every layer
      * trains (the kernels are elementwise, so the floats are the same as per segment). */
-    size_t frozen = 0;
-    for (size_t li = 0; li < net->nlayers; li++)
-        frozen += !net->layers[li]->trainable;
-    if (frozen == 0) {
+    if (net->nfrozen == 0) {
         update_segment_par(opt, k, net, 0, net->nparams);
         return;
     }
