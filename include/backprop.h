@@ -197,8 +197,9 @@ BP_API int bp_get_num_threads(void);
 
 /** @return a static string describing the BLAS backend: library, version and build
  *  configuration, the kernel core in use, the CPU's vector extensions, and, when the CPU
- *  supports AVX2/AVX-512 but the BLAS runs pre-AVX kernels, a hint naming the
- *  OPENBLAS_CORETYPE setting that fixes it. Computed once; thread-safe. @since 0.1 */
+ *  supports AVX2/AVX-512 but the BLAS runs pre-AVX kernels, or supports AVX-512 but the
+ *  BLAS runs AVX2 kernels, a hint naming the OPENBLAS_CORETYPE setting that fixes it.
+ *  Computed once; thread-safe. @since 0.1 */
 BP_API const char *bp_backend_info(void);
 
 /* ============================================================================================

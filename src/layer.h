@@ -166,6 +166,7 @@ struct bp_layer {
     size_t fan_in, fan_out; /* for weight initialisation (dense: in, out; conv: C*kh*kw,
                                F*kh*kw) */
     double l2, l1;          /* weight penalties added to dW in backward (BP_LAYER_L2 / _L1) */
+    int penalised;          /* l2 > 0 || l1 > 0 (their setters keep it) */
     size_t param_off;       /* offset of this layer's parameters in net->params / grads */
     size_t nweights;        /* weights first ... */
     size_t nbiases;         /* ... then biases */

@@ -213,7 +213,10 @@ static BP__ALWAYS_INLINE int narrow_backward(bp_layer *l, size_t in, int act, co
                 dwo[i] = d * x[i];
         }
     }
-    if (dx != NULL) {
+    if (dx != NULL && out == 1) { /* one output (a regression or binary head): no loop */
+        for (size_t i = 0; i < in; i++)
+            dx[i] = 0.0f + dy[0] * w[i]; /* the sum below, from 0 (-0 becomes +0 there too) */
+    } else if (dx != NULL) {
         for (size_t i = 0; i < in; i++) {
             float s = 0.0f;
             for (size_t o = 0; o < out; o++)

@@ -45,7 +45,14 @@ static const key_info *family_row(int key)
 
 void bp__layer_set_trainable(bp_layer *l, double v)
 {
-    l->trainable = v != 0.0;
+    const int t = v != 0.0;
+    if (t != l->trainable) { /* the net's count of frozen layers (optimizer.c) */
+        if (t)
+            l->net->nfrozen--;
+        else
+            l->net->nfrozen++;
+    }
+    l->trainable = t;
 }
 double bp__layer_get_trainable(const bp_layer *l)
 {
@@ -70,6 +77,7 @@ double bp__layer_get_elu_alpha(const bp_layer *l)
 void bp__layer_set_l2(bp_layer *l, double v)
 {
     l->l2 = v;
+    l->penalised = l->l2 > 0.0 || l->l1 > 0.0;
 }
 double bp__layer_get_l2(const bp_layer *l)
 {
@@ -78,6 +86,7 @@ double bp__layer_get_l2(const bp_layer *l)
 void bp__layer_set_l1(bp_layer *l, double v)
 {
     l->l1 = v;
+    l->penalised = l->l2 > 0.0 || l->l1 > 0.0;
 }
 double bp__layer_get_l1(const bp_layer *l)
 {

@@ -258,6 +258,7 @@ bp_status bp_net_clone(bp_net **out, const bp_net *src)
     net->in_check = src->in_check;
     net->shape_hash = src->shape_hash;
     net->nstaged = src->nstaged;
+    net->nfrozen = src->nfrozen;
     net->accumulate = src->accumulate;
     net->huber_delta = src->huber_delta;
     net->clip_norm = src->clip_norm;

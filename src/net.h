@@ -46,6 +46,8 @@ struct bp_net {
     double p_bound;
     int p_bound_known;
     int params_lent;
+    size_t nfrozen;    /* layers with trainable 0 (bp__layer_set_trainable keeps the count):
+                          0 lets the optimizer update the whole arena in one pass */
     size_t nstaged;    /* layers whose training forward changes the net: vt->commit (staged
                           state) or vt->draws_rng; 0 keeps the step free of transactions */
     bp__rng rng_saved; /* the generator before the current step (restored if it fails) */

@@ -150,8 +150,7 @@ typedef struct opt_algo {
     /* After a successful update: scalar state (NULL: none). */
     void (*stepped)(bp_optimizer *o, const bp__opt_scalars *k);
     /* The update guard's bound on one update (optimizer_kernels.c). Required. */
-    double (*bound)(const bp_optimizer *o, const bp__opt_scalars *k, const bp__opt_bounds *in,
-                    bp__opt_bounds *out);
+    double (*bound)(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b);
     /* Checkpoint codec: the slots whose values are never negative (sums of squares, maxima of
      * magnitudes, step sizes); bit s stands for slot s. */
     unsigned nonneg;
@@ -571,9 +570,8 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
     if (a->init_key != 0)
         fill(opt->state + (size_t)a->init_slot * np, np, (float)opt->set[S(a->init_key)]);
     for (size_t i = 0; i < BP__OPT_MAX_SLOTS; i++)
-        opt->s_bound[i] = 0.0;
-    if (a->init_key != 0)
-        opt->s_bound[a->init_slot] = fabs((double)(float)opt->set[S(a->init_key)]);
+        opt->bnd.s[i] = 0.0;
+    if (a->init_key != 0) opt->bnd.s[a->init_slot] = fabs((double)(float)opt->set[S(a->init_key)]);
     opt->s_known = 1;
     opt->bound = 1;
     opt->bound_nparams = np;
@@ -712,7 +710,7 @@ bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net, double g_bound)
  * too large for its gradients, inputs near FLT_MAX) fails with nothing changed: a net holding
  * such a value predicts garbage and could not be saved. Copying the parameters and the state
  * before every update would cost about as much as the update itself, so the net keeps a bound
- * on |parameter| (net->p_bound), the optimizer one per state slot (s_bound), the walk bounds the
+ * on |parameter| (net->p_bound), the optimizer one per state slot (bnd.s), the walk bounds the
  * gradients, and the algorithm's bound function (optimizer_kernels.c) turns them into a bound
  * on every value its kernel computes. Below GUARD_LIMIT (FLT_MAX is about 2^128) no float can
  * overflow: the update runs as it is, and the bounds after it become the tracked ones. Else
@@ -729,7 +727,7 @@ static void measure_state(bp_optimizer *opt)
     const opt_algo *a = algo_of(opt);
     const size_t np = opt->bound_nparams;
     for (size_t i = 0; i < a->nslots; i++)
-        opt->s_bound[i] = (double)bp__max_abs(opt->state + i * np, np);
+        opt->bnd.s[i] = (double)bp__max_abs(opt->state + i * np, np);
     opt->s_known = 1;
 }
 
@@ -739,10 +737,7 @@ static BP__ALWAYS_INLINE void run_update(const bp_optimizer *opt, const bp__opt_
 {
     /* The layers' segments tile the arena in order: one pass over it when every layer
      * trains (the kernels are elementwise, so the floats are the same as per segment). */
-    size_t frozen = 0;
-    for (size_t li = 0; li < net->nlayers; li++)
-        frozen += !net->layers[li]->trainable;
-    if (frozen == 0) {
+    if (net->nfrozen == 0) {
         update_segment_par(opt, k, net, 0, net->nparams);
         return;
     }
@@ -847,20 +842,24 @@ static BP__ALWAYS_INLINE bp_status step_update(bp_optimizer *opt, bp_net *net, d
         net->p_bound = (double)bp__max_abs(net->params, net->nparams); /* INFINITY for NaN/Inf */
         net->p_bound_known = 1;
     }
-    bp__opt_bounds in, out;
-    in.p = net->p_bound;
-    in.g = g_bound;
-    memcpy(in.s, opt->s_bound, sizeof in.s);
-    const double worst = a->bound(opt, k, &in, &out);
+    /* The bounds work in place: opt->bnd.s are the state's bounds, bnd.p and bnd.g this step's
+     * inputs; after the call they are the bounds after the update. */
+    bp__opt_bounds *b = &opt->bnd;
+    b->p = net->p_bound;
+    b->g = g_bound;
+    const double worst = a->bound(opt, k, b);
     if (worst < GUARD_LIMIT) {
         run_update(opt, k, net);
         /* The new bounds; worst is at least each of them. */
-        net->p_bound = out.p;
-        memcpy(opt->s_bound, out.s, sizeof out.s);
+        net->p_bound = b->p;
         const int tight = worst < GUARD_RESCAN;
         net->p_bound_known = tight;
         opt->s_known = tight;
     } else {
+        /* The bounds now describe an update that may not happen: measured anew after it
+         * (guarded_update does so on success). */
+        net->p_bound_known = 0;
+        opt->s_known = 0;
         const bp_status s = guarded_update(opt, k, net);
         if (s != BP_OK) {
             if (!was_bound) (void)bp_optimizer_reset(opt); /* unbound, as it was */

@@ -41,6 +41,12 @@ typedef struct bp__opt_scalars {
  * algorithm's slots). Only optimizer.c interprets the settings and the state. Everything a
  * checkpoint must save: kind, set[], steps, bound, bound_nparams, bound_nlayers, bound_hash,
  * sgd_buf_ready, nadam_mu_product and the state floats. */
+/* Magnitude bounds for the update guard (optimizer.c): every |parameter| <= p, every
+ * |gradient| <= g, every |value| of state slot i <= s[i]. */
+typedef struct bp__opt_bounds {
+    double p, g, s[BP__OPT_MAX_SLOTS];
+} bp__opt_bounds;
+
 struct bp_optimizer {
     uint32_t magic;
     int kind;        /* enum bp_optimizer_kind */
@@ -62,10 +68,12 @@ struct bp_optimizer {
      * a cache, never saved. */
     int ready;
     bp__opt_scalars k;
-    /* The update guard (optimizer.c): s_bound[i] >= every |value| of state slot i while
-     * s_known; undo holds the parameters and state of a guarded update until it is proven
-     * finite (allocated on first need, undo_cap floats). Not saved: measured after a load. */
-    double s_bound[BP__OPT_MAX_SLOTS];
+    /* The update guard (optimizer.c): bnd.s[i] >= every |value| of state slot i while
+     * s_known (bnd.p and bnd.g: the step's inputs, then bnd.p its result, for the algorithm's
+     * bound function, which works in place); undo holds the parameters and state of a guarded
+     * update until it is proven finite (allocated on first need, undo_cap floats). Not saved:
+     * measured after a load. */
+    bp__opt_bounds bnd;
     int s_known;
     float *undo;
     size_t undo_cap;

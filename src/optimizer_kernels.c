@@ -376,119 +376,105 @@ static double inv_eps(float eps)
     return eps > 0.0f ? 1.0 / (double)eps : HUGE_VAL;
 }
 
-double bp__opt_sgd_bound(const bp_optimizer *o, const bp__opt_scalars *k, const bp__opt_bounds *in,
-                         bp__opt_bounds *out)
+double bp__opt_sgd_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b)
 {
-    *out = *in;
-    const double lr = fa(k->lr), wdp = fa(k->wd) * in->p, d = in->g + wdp;
-    double step = lr * d, b = 0.0, dir = d;
+    const double p = b->p, lr = fa(k->lr), wdp = fa(k->wd) * p, d = b->g + wdp;
+    double step = lr * d, m = 0.0, dir = d;
     if (BP__OPT_SET(o, BP_OPT_MOMENTUM) != 0.0) {
-        b = fa(k->a) * in->s[0] + fa(k->c) * d;
-        dir = fa(k->kd) * d + fa(k->kb) * b;
+        m = fa(k->a) * b->s[0] + fa(k->c) * d;
+        dir = fa(k->kd) * d + fa(k->kb) * m;
         step = lr * dir;
-        out->s[0] = b;
+        b->s[0] = m;
     }
-    out->p = in->p + step;
-    const double v[] = {wdp, d, b, dir, step, out->p};
+    b->p = p + step;
+    const double v[] = {wdp, d, m, dir, step, b->p};
     return worst_of(v, sizeof v / sizeof v[0]);
 }
 
-double bp__opt_adagrad_bound(const bp_optimizer *o, const bp__opt_scalars *k,
-                             const bp__opt_bounds *in, bp__opt_bounds *out)
+double bp__opt_adagrad_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b)
 {
     (void)o;
-    *out = *in;
-    const double lr = fa(k->lr), wdp = fa(k->wd) * in->p, d = in->g + wdp;
-    const double sum = in->s[0] + d * d;
+    const double p = b->p, lr = fa(k->lr), wdp = fa(k->wd) * p, d = b->g + wdp;
+    const double sum = b->s[0] + d * d;
     const double step = lr * d * inv_eps(k->eps);
-    out->s[0] = sum;
-    out->p = in->p + step;
-    const double v[] = {wdp, d, d * d, sum, lr * d, step, out->p};
+    b->s[0] = sum;
+    b->p = p + step;
+    const double v[] = {wdp, d, d * d, sum, lr * d, step, b->p};
     return worst_of(v, sizeof v / sizeof v[0]);
 }
 
-double bp__opt_rmsprop_bound(const bp_optimizer *o, const bp__opt_scalars *k,
-                             const bp__opt_bounds *in, bp__opt_bounds *out)
+double bp__opt_rmsprop_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b)
 {
     (void)o;
-    *out = *in;
-    const double lr = fa(k->lr), wdp = fa(k->wd) * in->p, d = in->g + wdp;
-    const double sq = fa(k->rho) * in->s[0] + fa(k->c_rho) * d * d;
-    const double ga = fa(k->rho) * in->s[1] + fa(k->c_rho) * d;
+    const double p = b->p, lr = fa(k->lr), wdp = fa(k->wd) * p, d = b->g + wdp;
+    const double sq = fa(k->rho) * b->s[0] + fa(k->c_rho) * d * d;
+    const double ga = fa(k->rho) * b->s[1] + fa(k->c_rho) * d;
     const double ratio = d * inv_eps(k->eps);
-    const double b = fa(k->mom) * in->s[2] + ratio;
-    const double step = lr * b;
-    out->s[0] = sq;
-    out->s[1] = ga;
-    out->s[2] = b;
-    out->p = in->p + step;
-    const double v[] = {wdp, d, d * d, sq, ga, ga * ga, sq + ga * ga, ratio, b, step, out->p};
+    const double m = fa(k->mom) * b->s[2] + ratio;
+    const double step = lr * m;
+    b->s[0] = sq;
+    b->s[1] = ga;
+    b->s[2] = m;
+    b->p = p + step;
+    const double v[] = {wdp, d, d * d, sq, ga, ga * ga, sq + ga * ga, ratio, m, step, b->p};
     return worst_of(v, sizeof v / sizeof v[0]);
 }
 
-double bp__opt_adam_bound(const bp_optimizer *o, const bp__opt_scalars *k, const bp__opt_bounds *in,
-                          bp__opt_bounds *out)
+double bp__opt_adam_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b)
 {
-    *out = *in;
-    const double w = in->p * fa(k->decay), wdp = fa(k->wd) * w, d = in->g + wdp;
-    const double m = fa(k->b1) * in->s[0] + fa(k->c1) * d;
-    const double v = fa(k->b2) * in->s[1] + fa(k->c2) * d * d;
+    const double w = b->p * fa(k->decay), wdp = fa(k->wd) * w, d = b->g + wdp;
+    const double m = fa(k->b1) * b->s[0] + fa(k->c1) * d;
+    const double v = fa(k->b2) * b->s[1] + fa(k->c2) * d * d;
     const int ams = BP__OPT_SET(o, BP_OPT_AMSGRAD) != 0.0;
-    const double vh = ams ? dmax2(v, in->s[2]) : v;
+    const double vh = ams ? dmax2(v, b->s[2]) : v;
     const double sm = fa(k->step) * m;
     const double step = sm * inv_eps(k->eps);
-    out->s[0] = m;
-    out->s[1] = v;
-    if (ams) out->s[2] = vh;
-    out->p = w + step;
-    const double x[] = {w, wdp, d, d * d, m, v, sqrt(vh) * fa(k->inv_bc2), sm, step, out->p};
+    b->s[0] = m;
+    b->s[1] = v;
+    if (ams) b->s[2] = vh;
+    b->p = w + step;
+    const double x[] = {w, wdp, d, d * d, m, v, sqrt(vh) * fa(k->inv_bc2), sm, step, b->p};
     return worst_of(x, sizeof x / sizeof x[0]);
 }
 
-double bp__opt_adamax_bound(const bp_optimizer *o, const bp__opt_scalars *k,
-                            const bp__opt_bounds *in, bp__opt_bounds *out)
+double bp__opt_adamax_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b)
 {
     (void)o;
-    *out = *in;
-    const double wdp = fa(k->wd) * in->p, d = in->g + wdp;
-    const double m = fa(k->b1) * in->s[0] + fa(k->c1) * d;
-    const double u = dmax2(fa(k->b2) * in->s[1], d + fa(k->eps));
+    const double p = b->p, wdp = fa(k->wd) * p, d = b->g + wdp;
+    const double m = fa(k->b1) * b->s[0] + fa(k->c1) * d;
+    const double u = dmax2(fa(k->b2) * b->s[1], d + fa(k->eps));
     const double sm = fa(k->step) * m, step = sm * inv_eps(k->eps);
-    out->s[0] = m;
-    out->s[1] = u;
-    out->p = in->p + step;
-    const double v[] = {wdp, d, m, u, sm, step, out->p};
+    b->s[0] = m;
+    b->s[1] = u;
+    b->p = p + step;
+    const double v[] = {wdp, d, m, u, sm, step, b->p};
     return worst_of(v, sizeof v / sizeof v[0]);
 }
 
-double bp__opt_nadam_bound(const bp_optimizer *o, const bp__opt_scalars *k,
-                           const bp__opt_bounds *in, bp__opt_bounds *out)
+double bp__opt_nadam_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b)
 {
     (void)o;
-    *out = *in;
-    const double wdp = fa(k->wd) * in->p, d = in->g + wdp;
-    const double m = fa(k->b1) * in->s[0] + fa(k->c1) * d;
-    const double v = fa(k->b2) * in->s[1] + fa(k->c2) * d * d;
+    const double p = b->p, wdp = fa(k->wd) * p, d = b->g + wdp;
+    const double m = fa(k->b1) * b->s[0] + fa(k->c1) * d;
+    const double v = fa(k->b2) * b->s[1] + fa(k->c2) * d * d;
     const double cgd = fa(k->cg) * d, cmm = fa(k->cm) * m;
     const double step = (cgd + cmm) * inv_eps(k->eps);
-    out->s[0] = m;
-    out->s[1] = v;
-    out->p = in->p + step;
-    const double x[] = {wdp, d, d * d, m, v, v * fa(k->inv_bc2), cgd, cmm, step, out->p};
+    b->s[0] = m;
+    b->s[1] = v;
+    b->p = p + step;
+    const double x[] = {wdp, d, d * d, m, v, v * fa(k->inv_bc2), cgd, cmm, step, b->p};
     return worst_of(x, sizeof x / sizeof x[0]);
 }
 
-double bp__opt_irprop_bound(const bp_optimizer *o, const bp__opt_scalars *k,
-                            const bp__opt_bounds *in, bp__opt_bounds *out)
+double bp__opt_irprop_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b)
 {
     (void)k;
-    *out = *in;
-    const double up = in->s[1] * fabs(BP__OPT_SET(o, BP_OPT_RPROP_ETA_PLUS));
-    const double dl = dmax2(dmax2(in->s[1], fabs(BP__OPT_SET(o, BP_OPT_RPROP_DELTA_MAX))),
+    const double up = b->s[1] * fabs(BP__OPT_SET(o, BP_OPT_RPROP_ETA_PLUS));
+    const double dl = dmax2(dmax2(b->s[1], fabs(BP__OPT_SET(o, BP_OPT_RPROP_DELTA_MAX))),
                             fabs(BP__OPT_SET(o, BP_OPT_RPROP_DELTA_MIN)));
-    out->s[0] = in->g;
-    out->s[1] = dl;
-    out->p = in->p + dl;
-    const double v[] = {up, dl, out->p};
+    b->s[0] = b->g;
+    b->s[1] = dl;
+    b->p = b->p + dl;
+    const double v[] = {up, dl, b->p};
     return worst_of(v, sizeof v / sizeof v[0]);
 }

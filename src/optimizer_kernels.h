@@ -39,29 +39,17 @@ void bp__opt_nadam_update(const bp_optimizer *o, const bp__opt_scalars *k, float
 void bp__opt_irprop_update(const bp_optimizer *o, const bp__opt_scalars *k, float *p,
                            const float *g, bp__opt_slots s, size_t n);
 
-/* Magnitude bounds for the update guard (optimizer.c): every |parameter| <= p, every
- * |gradient| <= g, every |value| of state slot i <= s[i]. */
-typedef struct bp__opt_bounds {
-    double p, g, s[BP__OPT_MAX_SLOTS];
-} bp__opt_bounds;
-
-/* Each algorithm's bound on one update from @p in (in double): writes to @p out the bounds
- * after it (out->g unused) and returns a bound on the largest magnitude any intermediate or
- * result of its kernel can take (INFINITY when none can be given, e.g. a zero epsilon). */
-double bp__opt_sgd_bound(const bp_optimizer *o, const bp__opt_scalars *k, const bp__opt_bounds *in,
-                         bp__opt_bounds *out);
-double bp__opt_adagrad_bound(const bp_optimizer *o, const bp__opt_scalars *k,
-                             const bp__opt_bounds *in, bp__opt_bounds *out);
-double bp__opt_rmsprop_bound(const bp_optimizer *o, const bp__opt_scalars *k,
-                             const bp__opt_bounds *in, bp__opt_bounds *out);
-double bp__opt_adam_bound(const bp_optimizer *o, const bp__opt_scalars *k, const bp__opt_bounds *in,
-                          bp__opt_bounds *out);
-double bp__opt_adamax_bound(const bp_optimizer *o, const bp__opt_scalars *k,
-                            const bp__opt_bounds *in, bp__opt_bounds *out);
-double bp__opt_nadam_bound(const bp_optimizer *o, const bp__opt_scalars *k,
-                           const bp__opt_bounds *in, bp__opt_bounds *out);
-double bp__opt_irprop_bound(const bp_optimizer *o, const bp__opt_scalars *k,
-                            const bp__opt_bounds *in, bp__opt_bounds *out);
+/* Each algorithm's bound on one update, in double and in place: from the bounds in @p b
+ * (bp__opt_bounds, optimizer.h) before the update, writes to b->p and b->s the bounds after
+ * it (b->g unchanged) and returns a bound on the largest magnitude any intermediate or result
+ * of its kernel can take (INFINITY when none can be given, e.g. a zero epsilon). */
+double bp__opt_sgd_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b);
+double bp__opt_adagrad_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b);
+double bp__opt_rmsprop_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b);
+double bp__opt_adam_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b);
+double bp__opt_adamax_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b);
+double bp__opt_nadam_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b);
+double bp__opt_irprop_bound(const bp_optimizer *o, const bp__opt_scalars *k, bp__opt_bounds *b);
 
 /* After a successful update: the scalar state (SGD's buffer flag, NAdam's product). */
 void bp__opt_sgd_stepped(bp_optimizer *o, const bp__opt_scalars *k);

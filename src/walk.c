@@ -272,7 +272,7 @@ static BP__ALWAYS_INLINE bp_status backward_pass(bp_net *net, bp__workspace *ws,
         const int proven =
             l->vt->backward(l, n, x, ws->s[i], ws->y[i], g, dy_is_dz, dx, net->accumulate);
         dy_is_dz = 0;
-        const int penalty = l->l2 > 0.0 || l->l1 > 0.0;
+        const int penalty = l->penalised;
         if (penalty) add_weight_penalty(l);
         double b = 0.0;
         if (!proven || penalty) {

@@ -120,15 +120,25 @@ static void backend_info_names_blas_and_core(void **state)
     assert_ptr_equal(info, bp_backend_info()); /* computed once */
 }
 
-static void backend_hint_only_for_pre_avx_core_on_avx_cpu(void **state)
+static void backend_hint_only_for_a_core_below_the_cpu(void **state)
 {
     (void)state;
     const char *info = bp_backend_info();
     const int hinted = strstr(info, "OPENBLAS_CORETYPE") != NULL;
     const int pre_avx = strstr(info, "core=Prescott") != NULL ||
                         strstr(info, "core=Core2") != NULL || strstr(info, "core=Nehalem") != NULL;
+    const int avx512_core = strstr(info, "core=SkylakeX") != NULL ||
+                            strstr(info, "core=Cooperlake") != NULL ||
+                            strstr(info, "core=SapphireRapids") != NULL;
     const int avx_cpu = strstr(info, "cpu=avx") != NULL;
-    assert_int_equal(hinted, pre_avx && avx_cpu);
+    int avx512_skx = 0; /* the CPU features OpenBLAS's SkylakeX kernels need */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+    avx512_skx = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#endif
+    const int expect = (pre_avx && avx_cpu) || (!pre_avx && avx512_skx && !avx512_core);
+    assert_int_equal(hinted, expect);
+    if (expect) assert_non_null(strstr(info, "OPENBLAS_CORETYPE=SkylakeX"));
 }
 
 static void num_threads_round_trips_and_rejects_out_of_range(void **state)
@@ -172,7 +182,7 @@ int main(void)
         bp_add_test(fail_may_quote_the_previous_message),
         bp_add_test(fail_truncates_long_messages),
         bp_add_test(backend_info_names_blas_and_core),
-        bp_add_test(backend_hint_only_for_pre_avx_core_on_avx_cpu),
+        bp_add_test(backend_hint_only_for_a_core_below_the_cpu),
         bp_add_test(num_threads_round_trips_and_rejects_out_of_range),
         bp_add_test(first_nonfinite_finds_nan_and_inf),
     };

@@ -165,6 +165,66 @@ static void settings_survive_save_and_load(void **state)
     bp_net_free(net);
 }
 
+/* Train @p net 3 SGD steps; 1 if the first @p frozen floats of the arena (the frozen first
+ * layer) stayed as they were and the rest moved. */
+static int first_layer_frozen(bp_net *net, size_t frozen)
+{
+    static const float x[2] = {0.5f, -1.0f}, y[1] = {0.25f};
+    size_t count = 0;
+    float before[32];
+    const float *p = bp_net_params(net, &count);
+    assert_true(count <= 32 && count > frozen);
+    memcpy(before, p, count * sizeof(float));
+    bp_optimizer *opt;
+    assert_status(bp_optimizer_create(&opt, BP_OPTIMIZER_SGD), BP_OK);
+    for (int t = 0; t < 3; t++)
+        assert_status(bp_net_train_step(net, opt, BP_LOSS_MSE, x, y, 1, NULL), BP_OK);
+    bp_optimizer_free(opt);
+    p = bp_net_params(net, &count);
+    int same = memcmp(before, p, frozen * sizeof(float)) == 0;
+    for (size_t i = frozen; i < count; i++)
+        if (p[i] == before[i]) same = 0; /* every trainable parameter moves here */
+    return same;
+}
+
+/* The optimizer skips frozen layers through a count the net keeps: it must follow every way a
+ * layer's flag changes (set twice, set back, reset to defaults) and survive clone and load. */
+static void frozen_layers_stay_frozen_through_clone_load_and_reset(void **state)
+{
+    (void)state;
+    bp_net *net;
+    assert_status(bp_net_create(&net, 2, 3), BP_OK);
+    assert_status(bp_net_add_dense(net, 3, BP_ACT_TANH), BP_OK);
+    assert_status(bp_net_add_dense(net, 2, BP_ACT_TANH), BP_OK);
+    assert_status(bp_net_add_dense(net, 1, BP_ACT_IDENTITY), BP_OK);
+    bp_layer *l0 = bp_net_layer(net, 0), *l1 = bp_net_layer(net, 1);
+    assert_status(bp_layer_set(l0, BP_LAYER_TRAINABLE, 0), BP_OK);
+    assert_status(bp_layer_set(l0, BP_LAYER_TRAINABLE, 0), BP_OK); /* twice: one frozen layer */
+    assert_status(bp_layer_set(l1, BP_LAYER_TRAINABLE, 0), BP_OK);
+    assert_status(bp_layer_set(l1, BP_LAYER_TRAINABLE, 1), BP_OK);
+    const size_t frozen = 2 * 3 + 3;
+
+    bp_net *copy = NULL, *back = NULL;
+    assert_status(bp_net_clone(&copy, net), BP_OK);
+    size_t size = 0;
+    assert_status(bp_net_save_buffer(net, NULL, 0, &size), BP_ERR_BUFFER_TOO_SMALL);
+    unsigned char *buf = test_malloc(size);
+    assert_status(bp_net_save_buffer(net, buf, size, &size), BP_OK);
+    assert_status(bp_net_load_buffer(&back, buf, size), BP_OK);
+    test_free(buf);
+
+    assert_true(first_layer_frozen(net, frozen));
+    assert_true(first_layer_frozen(copy, frozen));
+    assert_true(first_layer_frozen(back, frozen));
+    /* Back to defaults: every layer trains again, so the first moves too. */
+    assert_status(bp_layer_reset_settings(bp_net_layer(back, 0)), BP_OK);
+    assert_false(first_layer_frozen(back, frozen));
+    assert_true(first_layer_frozen(back, 0));
+    bp_net_free(back);
+    bp_net_free(copy);
+    bp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +232,7 @@ int main(void)
         bp_add_test(reset_settings_restores_defaults_and_leaves_the_dropout_rate),
         bp_add_test(const_calls_report_in_the_thread_message_only),
         bp_add_test(settings_survive_save_and_load),
+        bp_add_test(frozen_layers_stay_frozen_through_clone_load_and_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -925,7 +925,7 @@ static void frozen_layer_and_its_state_are_untouched(void **state)
     fake_net f;
     fake_net_small(&f);
     memcpy(f.params, small_p0, sizeof small_p0);
-    f.layer[0].trainable = 0;
+    bp__layer_set_trainable(&f.layer[0], 0.0);
     bp_optimizer *o;
     assert_status(bp_optimizer_create(&o, BP_OPTIMIZER_ADAM), BP_OK);
     for (int t = 0; t < STEPS; t++) {
@@ -940,13 +940,14 @@ static void frozen_layer_and_its_state_are_untouched(void **state)
             assert_true(o->state[s * np + i] == 0.0f);
 
     /* Unfrozen, it moves. */
-    f.layer[0].trainable = 1;
+    bp__layer_set_trainable(&f.layer[0], 1.0);
     assert_status(bp_optimizer_step(o, &f.net), BP_OK);
     for (size_t i = 0; i < 3; i++)
         assert_true(f.params[i] != small_p0[i]);
 
     /* Every layer frozen: a successful step that changes nothing. */
-    f.layer[0].trainable = f.layer[1].trainable = 0;
+    bp__layer_set_trainable(&f.layer[0], 0.0);
+    bp__layer_set_trainable(&f.layer[1], 0.0);
     float before[NSMALL];
     memcpy(before, f.params, sizeof before);
     assert_status(bp_optimizer_step(o, &f.net), BP_OK);
@@ -987,7 +988,7 @@ static void nonfinite_gradient_is_refused_before_any_update(void **state)
     assert_int_equal(bp_optimizer_step_count(o), 1);
 
     /* A frozen layer's gradients are not used, so they are not checked. */
-    f.layer[0].trainable = 0;
+    bp__layer_set_trainable(&f.layer[0], 0.0);
     assert_status(bp_optimizer_step(o, &f.net), BP_OK);
     assert_int_equal(bp_optimizer_step_count(o), 2);
     bp_optimizer_free(o);
