@@ -176,17 +176,21 @@ typedef struct bp_source bp_source;
 
 /** Set the library's thread budget (process-wide: OpenBLAS has one thread pool). BLAS runs
  *  the GEMMs on up to this many threads; the memory-bound passes between them (optimizer
- *  updates of nets with 65,536 parameters or more) are split across as many threads: the
+ *  updates of nets with 65,536 parameters or more; in training, the activation layers',
+ *  batch normalisation's, pooling's and the convolutions' im2col/col2im passes over 65,536
+ *  floats or more, split by sample, channel or plane) are split across as many threads: the
  *  calling thread plus worker threads that each network starts on first need, which block
  *  while idle, never run at the same time as the BLAS threads, are kept off the calling
  *  thread's CPU (Linux, within the caller's affinity mask) and are joined by bp_net_free().
  *  What is and is not thread-count independent: the split of those memory-bound passes
- *  never changes a result (each element is updated alone, with no reduction across
- *  threads), but BLAS's own threading may (OpenBLAS can choose other kernels and summation
- *  orders for another thread count), so results are bit-identical for the same seed, calls
- *  and thread count, and may differ in the last bits between thread counts (since 0.2 this
- *  says so; 0.1 read as thread-count independence). A process forked from one with workers
- *  runs those passes on one thread.
+ *  never changes a result (each element, sample or channel is computed alone, with no
+ *  reduction across threads), but BLAS's own threading may (OpenBLAS can choose other
+ *  kernels and summation orders for another thread count), and a convolution takes the
+ *  batch in wider chunks above one thread (its weight gradient adds the chunks in another
+ *  grouping), so results are bit-identical for the same seed, calls and thread count, and
+ *  may differ in the last bits between thread counts (since 0.2 this says so; 0.1 read as
+ *  thread-count independence). A process forked from one with workers runs those passes on
+ *  one thread.
  *  @param threads 1 .. 1024; 0 restores the default (all cores or OPENBLAS_NUM_THREADS).
  *  @return BP_OK, or BP_ERR_OUT_OF_RANGE. Not safe to call while another thread is inside
  *  the library. @since 0.1 */

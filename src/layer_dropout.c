@@ -10,6 +10,7 @@
 #include "layer.h"
 #include "layer_kinds.h"
 #include "net.h"
+#include "workers.h"
 
 #include <string.h>
 
@@ -21,6 +22,21 @@ typedef struct bp__dropout_priv {
 static size_t dropout_scratch(const bp_layer *l, size_t n, int training)
 {
     return training ? n * l->out : 0;
+}
+
+/* out = in * mask over [b, e) (training only; split across the worker threads, elementwise). */
+typedef struct dropout_job {
+    const float *in, *mask;
+    float *out;
+} dropout_job;
+
+static void dropout_range(void *ctx, size_t b, size_t e)
+{
+    const dropout_job *j = ctx;
+    const float *restrict in = j->in, *restrict mask = j->mask;
+    float *restrict out = j->out;
+    for (size_t k = b; k < e; k++)
+        out[k] = in[k] * mask[k];
 }
 
 static void dropout_forward(bp_layer *l, size_t n, const float *x, float *mask, float *y,
@@ -41,10 +57,10 @@ static void dropout_forward(bp_layer *l, size_t n, const float *x, float *mask, 
      * the 2^-24 resolution of the threshold. */
     const float rate = (float)p->rate, keep = (float)(1.0 / (1.0 - p->rate));
     bp__rng *rng = &l->net->rng;
-    for (size_t k = 0; k < total; k++)
+    for (size_t k = 0; k < total; k++) /* one generator: drawn in order, on this thread */
         mask[k] = bp__rng_uniform(rng) >= rate ? keep : 0.0f;
-    for (size_t k = 0; k < total; k++)
-        y[k] = x[k] * mask[k];
+    dropout_job job = {x, mask, y};
+    bp__workers_run(&l->net->workers, &l->net->alloc, total, dropout_range, &job);
 }
 
 static int dropout_backward(bp_layer *l, size_t n, const float *x, float *mask, const float *y,
@@ -52,9 +68,8 @@ static int dropout_backward(bp_layer *l, size_t n, const float *x, float *mask, 
 {
     (void)x, (void)y, (void)dy_is_dz, (void)accumulate;
     if (dx == NULL) return 0;
-    const size_t total = n * l->out;
-    for (size_t k = 0; k < total; k++)
-        dx[k] = dy[k] * mask[k];
+    dropout_job job = {dy, mask, dx};
+    bp__workers_run(&l->net->workers, &l->net->alloc, n * l->out, dropout_range, &job);
     return 0;
 }
 
