@@ -15,8 +15,8 @@
  * 4. Fuse activations into the preceding dense or conv2d step, then build the net through the
  *    public API and copy the weights, biases and running statistics in.
  *
- * Adding an operator = a case in bpx_infer_shape() and one in bpx_map_node() (the sequence
- * layers will add RNN/LSTM/GRU and Gather-as-embedding there).
+ * Adding an operator = a case in bpx_infer_shape() and one in bpx_map_node() (as RNN, LSTM,
+ * GRU and Gather-as-embedding have, in onnx_import_seq.c).
  */
 #include <errno.h>
 #include <math.h>
