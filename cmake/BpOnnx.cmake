@@ -72,8 +72,17 @@ if(BP_FUZZ)
   target_compile_options(backprop_onnx_pb PRIVATE -fsanitize=fuzzer-no-link)
 endif()
 
-set(BP_ONNX_SOURCES src/onnx/onnx_common.c src/onnx/onnx_import.c src/onnx/onnx_fold.c
-                    src/onnx/onnx_export.c)
+set(BP_ONNX_SOURCES
+    src/onnx/onnx_common.c
+    src/onnx/onnx_import.c
+    src/onnx/onnx_import_shape.c
+    src/onnx/onnx_import_walk.c
+    src/onnx/onnx_import_map.c
+    src/onnx/onnx_import_seq.c
+    src/onnx/onnx_fold.c
+    src/onnx/onnx_fold_ops.c
+    src/onnx/onnx_export.c
+    src/onnx/onnx_export_layer.c)
 add_library(backprop_onnx ${BP_ONNX_SOURCES} $<TARGET_OBJECTS:backprop_onnx_pb>)
 add_library(backprop::onnx ALIAS backprop_onnx)
 target_include_directories(backprop_onnx PUBLIC

@@ -2,7 +2,7 @@
  * codec.h -- the byte codec every file section is written and read with (docs/format.md):
  * little-endian integers and floats on every host, written and read byte by byte.
  * serialize.c frames the sections; each module encodes its own section's payload with these
- * (the optimizer in optimizer.c, the fit loop in train.c, scalers and metadata in meta.c).
+ * (the optimizer in optimizer.c, the fit state in fit_state.c, scalers and metadata in meta.c).
  *
  * Writer: counts when p is NULL, else writes into a buffer the caller has already sized by
  * counting, so that the two passes cannot disagree.

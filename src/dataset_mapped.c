@@ -463,6 +463,23 @@ bp_status bp__dsmap_read(struct bp__dsmap *m, char *err, size_t first, const siz
  * that the writer can read any set through it
  * ----------------------------------------------------------------------------------------*/
 
+/* Ask for the cache lines of one row of @p floats a little ahead of its copy: a shuffled
+ * batch reads rows from anywhere in the set, and the hardware prefetcher only follows a row
+ * once its first lines have missed (Fashion-MNIST, 784 floats a row: the gather of an epoch
+ * took 25-28 ms without, 16-20 with the row two ahead, in a one-off test program; see
+ * docs/performance.md). Rows above 8 KiB are left to the hardware after their first 8 KiB. */
+static void prefetch_row(const float *row, size_t floats)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    const char *p = (const char *)row;
+    const size_t bytes = floats * sizeof(float) < 8192 ? floats * sizeof(float) : 8192;
+    for (size_t b = 0; b < bytes; b += 64)
+        __builtin_prefetch(p + b);
+#else
+    (void)row, (void)floats;
+#endif
+}
+
 bp_status bp__dataset_read(const bp_dataset *ds, const size_t *idx, size_t start, size_t k,
                            float *x, float *y)
 {
@@ -473,8 +490,10 @@ bp_status bp__dataset_read(const bp_dataset *ds, const size_t *idx, size_t start
         memcpy(y, ds->y + start * out, k * out * sizeof(float));
         return BP_OK;
     }
+    enum { AHEAD = 2 }; /* rows */
     for (size_t i = 0; i < k; i++) {
         const size_t r = idx[start + i];
+        if (i + AHEAD < k) prefetch_row(ds->x + idx[start + i + AHEAD] * in, in);
         memcpy(x + i * in, ds->x + r * in, in * sizeof(float));
         memcpy(y + i * out, ds->y + r * out, out * sizeof(float));
     }

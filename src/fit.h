@@ -15,6 +15,8 @@ struct bp__rd;
 /* Settings are stored by key: set[key - FIT_KEY_FIRST] for enum bp_fit_key. */
 #define FIT_KEY_FIRST 400
 #define FIT_KEY_COUNT 17
+/* Setting @p key of a struct bp__fit @p f; the key must be valid. */
+#define FIT_SET(f, key) ((f)->set[(key)-FIT_KEY_FIRST])
 /* A history row: the absolute epoch number, then the BP_METRIC_COUNT metrics. */
 #define FIT_ROW (1 + BP_METRIC_COUNT)
 
@@ -54,6 +56,8 @@ void bp__fit_free(bp_net *net);
 /* Copy settings, callback and counters from src's fit state into dst's (bp_net_clone); the
  * history is not copied (dst's is freed and left empty). Does not allocate. */
 void bp__fit_copy(bp_net *dst, const bp_net *src);
+/* Reset the counters a resumed fit continues from (a fit call from epoch 0). */
+void bp__fit_reset_counters(struct bp__fit *f);
 /* Is @p key one of the fit settings (block 400)? */
 int bp__fit_is_key(int key);
 /* bp_net_set / bp_net_get / bp_net_param_bounds for the fit keys. */

@@ -1,6 +1,6 @@
 /* history.c -- the history of the last bp_net_fit call (rows recorded by train.c: the
  * absolute epoch number, then the metrics): its queries, best epoch and CSV file; the metric
- * names; bp_argmax. Split from train.c, which owns the fit state (fit.h). */
+ * names; bp_argmax. Split from train.c; the fit state (fit.h) is fit_state.c's. */
 #include "fileio.h"
 #include "util.h"
 #include "loss.h"

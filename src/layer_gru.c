@@ -106,19 +106,4 @@ static bp_status gru_construct(bp_net *net, const bp__hyper *hp, size_t count, s
     return bp__rec_construct(net, &gru_cell, hp, count, expect);
 }
 
-const bp__layer_vtable bp__gru_vtable = {
-    .kind = BP_LAYER_GRU,
-    .name = "gru",
-    .scratch_floats = bp__rec_scratch,
-    .forward = bp__rec_forward,
-    .backward = bp__rec_backward,
-    .destroy = bp__rec_destroy,
-    .clone = bp__rec_clone,
-    .hyper = bp__rec_hyper,
-    .construct = gru_construct,
-    .state_floats = bp__rec_state_floats,
-    .state_write = bp__rec_state_write,
-    .state_read = bp__rec_state_read,
-    .keys = bp__rec_keys,
-    .commit = bp__rec_commit,
-};
+const bp__layer_vtable bp__gru_vtable = BP__REC_VTABLE(BP_LAYER_GRU, "gru", gru_construct);

@@ -109,19 +109,4 @@ static bp_status lstm_construct(bp_net *net, const bp__hyper *hp, size_t count, 
     return bp__rec_construct(net, &lstm_cell, hp, count, expect);
 }
 
-const bp__layer_vtable bp__lstm_vtable = {
-    .kind = BP_LAYER_LSTM,
-    .name = "lstm",
-    .scratch_floats = bp__rec_scratch,
-    .forward = bp__rec_forward,
-    .backward = bp__rec_backward,
-    .destroy = bp__rec_destroy,
-    .clone = bp__rec_clone,
-    .hyper = bp__rec_hyper,
-    .construct = lstm_construct,
-    .state_floats = bp__rec_state_floats,
-    .state_write = bp__rec_state_write,
-    .state_read = bp__rec_state_read,
-    .keys = bp__rec_keys,
-    .commit = bp__rec_commit,
-};
+const bp__layer_vtable bp__lstm_vtable = BP__REC_VTABLE(BP_LAYER_LSTM, "lstm", lstm_construct);

@@ -84,19 +84,4 @@ static bp_status rnn_construct(bp_net *net, const bp__hyper *hp, size_t count, s
     return bp__rec_construct(net, &rnn_cell, hp, count, expect);
 }
 
-const bp__layer_vtable bp__rnn_vtable = {
-    .kind = BP_LAYER_RNN,
-    .name = "rnn",
-    .scratch_floats = bp__rec_scratch,
-    .forward = bp__rec_forward,
-    .backward = bp__rec_backward,
-    .destroy = bp__rec_destroy,
-    .clone = bp__rec_clone,
-    .hyper = bp__rec_hyper,
-    .construct = rnn_construct,
-    .state_floats = bp__rec_state_floats,
-    .state_write = bp__rec_state_write,
-    .state_read = bp__rec_state_read,
-    .keys = bp__rec_keys,
-    .commit = bp__rec_commit,
-};
+const bp__layer_vtable bp__rnn_vtable = BP__REC_VTABLE(BP_LAYER_RNN, "rnn", rnn_construct);

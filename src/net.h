@@ -65,8 +65,9 @@ struct bp_net {
     double clip_norm, clip_value;
     int apply_scalers;     /* BP_NET_APPLY_SCALERS: predict/evaluate apply the stored scalers */
     struct bp__meta *meta; /* scalers and metadata (meta.c); NULL until one is set */
-    struct bp__fit *fit;   /* training loop settings, callback, history (train.c, fit.h) */
-    bp_grad_fn grad_hook;  /* bp_net_set_grad_hook(): between gradients and update, or NULL */
+    struct bp__fit
+        *fit; /* training loop settings, callback, history (fit_state.c, train.c, fit.h) */
+    bp_grad_fn grad_hook; /* bp_net_set_grad_hook(): between gradients and update, or NULL */
     void *grad_hook_user;
     bp__workers *workers; /* worker threads for elementwise passes (workers.c), or NULL */
     char err[BP__ERR_CAP];

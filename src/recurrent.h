@@ -114,4 +114,15 @@ extern const bp__layer_key bp__rec_keys[];
 /* Is @p l a recurrent layer (rnn, lstm, gru)? */
 int bp__rec_is(const bp_layer *l);
 
+/* The vtable of a recurrent kind: every entry is this module's except the kind, its name and
+ * its construct (which passes its bp__cell to bp__rec_construct). */
+#define BP__REC_VTABLE(KIND, NAME, CONSTRUCT)                                                      \
+    {                                                                                              \
+        .kind = (KIND), .name = (NAME), .scratch_floats = bp__rec_scratch,                         \
+        .forward = bp__rec_forward, .backward = bp__rec_backward, .destroy = bp__rec_destroy,      \
+        .clone = bp__rec_clone, .hyper = bp__rec_hyper, .construct = (CONSTRUCT),                  \
+        .state_floats = bp__rec_state_floats, .state_write = bp__rec_state_write,                  \
+        .state_read = bp__rec_state_read, .keys = bp__rec_keys, .commit = bp__rec_commit,          \
+    }
+
 #endif /* BP_RECURRENT_H */

@@ -14,42 +14,12 @@
 
 #define DATA(name) BP_TEST_DATA_DIR "/" name
 
-static char tmpdir[256];
+#define tmpdir bp_test_tmpdir()
 static char pathbuf[512];
 
-static int make_tmpdir(void **state)
-{
-    (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/bp_test_dataset_XXXXXX",
-             base != NULL && base[0] != '\0' ? base : "/tmp");
-    return mkdtemp(tmpdir) == NULL ? -1 : 0;
-}
-
-static int remove_tmpdir(void **state)
-{
-    (void)state;
-    DIR *d = opendir(tmpdir);
-    if (d == NULL) return -1;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(pathbuf, sizeof pathbuf, "%s/%s", tmpdir, e->d_name);
-        remove(pathbuf);
-    }
-    closedir(d);
-    return rmdir(tmpdir);
-}
-
-/* Write @p len bytes to a file in the temporary directory; returns its path (static). */
 static const char *write_tmp(const char *name, const void *bytes, size_t len)
 {
-    snprintf(pathbuf, sizeof pathbuf, "%s/%s", tmpdir, name);
-    FILE *f = fopen(pathbuf, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, len, f), len);
-    assert_int_equal(fclose(f), 0);
-    return pathbuf;
+    return bp_test_write_tmp(name, bytes, len);
 }
 
 static const char *write_text(const char *name, const char *text)
@@ -1059,5 +1029,5 @@ int main(void)
         bp_add_test(one_hot_converts_class_indices),
         bp_add_test(one_hot_and_class_count_reject_bad_indices_with_row),
     };
-    return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+    return cmocka_run_group_tests(tests, bp_test_tmpdir_setup, bp_test_tmpdir_teardown);
 }

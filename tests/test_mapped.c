@@ -15,38 +15,11 @@
 #include "dataset.h"
 #include "crc32_table.h"
 
-static char tmpdir[256];
-static char pathbuf[512];
-
-static int make_tmpdir(void **state)
-{
-    (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/bp_test_mapped_XXXXXX",
-             base != NULL && base[0] != '\0' ? base : "/tmp");
-    return mkdtemp(tmpdir) == NULL ? -1 : 0;
-}
-
-static int remove_tmpdir(void **state)
-{
-    (void)state;
-    DIR *d = opendir(tmpdir);
-    if (d == NULL) return -1;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(pathbuf, sizeof pathbuf, "%s/%s", tmpdir, e->d_name);
-        remove(pathbuf);
-    }
-    closedir(d);
-    return rmdir(tmpdir);
-}
+#define tmpdir bp_test_tmpdir()
 
 static const char *tmp_path(const char *name)
 {
-    static char p[512];
-    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
-    return p;
+    return bp_test_tmp_path(name);
 }
 
 static unsigned char *read_all(const char *path, size_t *len)
@@ -545,5 +518,5 @@ int main(void)
         bp_add_test(corrupted_metadata_fails_at_open),
         bp_add_test(hostile_and_truncated_files_fail_cleanly),
     };
-    return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+    return cmocka_run_group_tests(tests, bp_test_tmpdir_setup, bp_test_tmpdir_teardown);
 }

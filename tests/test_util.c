@@ -1,9 +1,11 @@
 #include "test_util.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void bp_test_assert_close(double a, double b, double rtol, double atol, const char *sa,
                           const char *sb, const char *file, int line)
@@ -80,4 +82,55 @@ void bp_test_free_fn(void *user, void *p)
         t->live--;
     }
     free(p);
+}
+
+/* ---- The temporary directory of a test program ---- */
+
+static char tmp_dir[256];
+
+int bp_test_tmpdir_setup(void **state)
+{
+    (void)state;
+    const char *base = getenv("TMPDIR");
+    snprintf(tmp_dir, sizeof tmp_dir, "%s/bp_test_XXXXXX",
+             base != NULL && base[0] != '\0' ? base : "/tmp");
+    return mkdtemp(tmp_dir) == NULL ? -1 : 0;
+}
+
+int bp_test_tmpdir_teardown(void **state)
+{
+    (void)state;
+    DIR *d = opendir(tmp_dir);
+    if (d == NULL) return -1;
+    struct dirent *e;
+    char path[512];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(path, sizeof path, "%s/%s", tmp_dir, e->d_name);
+        if (remove(path) != 0) (void)rmdir(path);
+    }
+    closedir(d);
+    return rmdir(tmp_dir);
+}
+
+const char *bp_test_tmpdir(void)
+{
+    return tmp_dir;
+}
+
+const char *bp_test_tmp_path(const char *name)
+{
+    static char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp_dir, name);
+    return path;
+}
+
+const char *bp_test_write_tmp(const char *name, const void *bytes, size_t len)
+{
+    const char *path = bp_test_tmp_path(name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return path;
 }

@@ -46,4 +46,18 @@ typedef struct bp_test_bytes {
 void *bp_test_bytes_alloc_fn(void *user, size_t size);
 void bp_test_bytes_free_fn(void *user, void *p);
 
+/* A private temporary directory for one test program, under $TMPDIR (else /tmp), with the
+ * files a test writes into it: cmocka group setup and teardown
+ * (cmocka_run_group_tests(tests, bp_test_tmpdir_setup, bp_test_tmpdir_teardown)). Teardown
+ * removes the directory and the plain files and empty directories left in it. */
+int bp_test_tmpdir_setup(void **state);
+int bp_test_tmpdir_teardown(void **state);
+/* The directory's path. */
+const char *bp_test_tmpdir(void);
+/* @p name inside it, in a static buffer (overwritten by the next call). */
+const char *bp_test_tmp_path(const char *name);
+/* Write @p len bytes to the file @p name inside it (asserting success); returns its path as
+ * bp_test_tmp_path(). */
+const char *bp_test_write_tmp(const char *name, const void *bytes, size_t len);
+
 #endif
