@@ -9,8 +9,9 @@
  * each training image left-right with probability 1/2), evaluated on the 10000 test images
  * after every epoch. Two convolutions per block: with one per block the network plateaus at
  * 0.914-0.918 on this data set, with two it passes the 0.92 floor (docs/performance.md).
- * --threads sets the BLAS threads (default 1: faster than 2 for these small per-sample
- * products).
+ * --threads sets the thread budget (default 1, the count the accuracy figures of
+ * docs/performance.md were measured with; 2 threads run an epoch faster since the batch is
+ * split across both cores, and give results that differ in the last bits).
  *
  *   fashion_mnist_cnn [--epochs N] [--seed S] [--data DIR] [--train N] [--threads T]
  *                     [--lr-step N] [--augment 0|1] [--dropout P]
