@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* At or below this many multiply-adds bp__gemm uses the plain loop instead of BLAS.
@@ -160,10 +161,20 @@ static void build_backend_text(void)
                  "set OPENBLAS_CORETYPE=%s for ~4x faster GEMM",
                  avx512 ? "SkylakeX (or Haswell)" : "Haswell");
     } else if (avx512_skx && !core_is_avx512(core)) {
-        /* e.g. OpenBLAS 0.3.21 on AMD Zen 5 (family 26), which it runs with Haswell kernels */
-        snprintf(backend_text + len, sizeof backend_text - (size_t)len,
-                 "; hint: OpenBLAS runs AVX2 kernels on this AVX-512 CPU: set "
-                 "OPENBLAS_CORETYPE=SkylakeX for its AVX-512 kernels (~1.8x faster GEMM)");
+        /* An AVX-512 CPU held to older kernels: by an OPENBLAS_CORETYPE in the environment
+         * (which OpenBLAS obeys over its own detection) or by a detection that does not know
+         * the CPU. */
+        const char *env = getenv("OPENBLAS_CORETYPE");
+        if (env != NULL && env[0] != '\0')
+            snprintf(backend_text + len, sizeof backend_text - (size_t)len,
+                     "; hint: OPENBLAS_CORETYPE=%.32s in the environment holds this AVX-512 CPU "
+                     "to older kernels: set OPENBLAS_CORETYPE=SkylakeX (or unset it) for "
+                     "~1.8x faster GEMM",
+                     env);
+        else
+            snprintf(backend_text + len, sizeof backend_text - (size_t)len,
+                     "; hint: OpenBLAS runs older kernels on this AVX-512 CPU: set "
+                     "OPENBLAS_CORETYPE=SkylakeX for its AVX-512 kernels (~1.8x faster GEMM)");
     }
 }
 
