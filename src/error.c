@@ -30,25 +30,41 @@ const char *bp_last_error(void)
     return tls_err;
 }
 
+/* Every status of enum bp_status and its text: the one list (bp_status_string,
+ * bp__status_is_error). */
+static const struct {
+    int status;
+    const char *text;
+} statuses[] = {
+    {BP_OK, "success"},
+    {BP_ERR_INVALID_ARG, "invalid argument"},
+    {BP_ERR_OUT_OF_RANGE, "value out of range"},
+    {BP_ERR_STATE, "call not valid in the current state"},
+    {BP_ERR_UNSUPPORTED, "not supported by this build"},
+    {BP_ERR_BUFFER_TOO_SMALL, "output buffer too small"},
+    {BP_ERR_SHAPE, "shape mismatch"},
+    {BP_ERR_INDEX, "index out of range"},
+    {BP_ERR_NONFINITE, "non-finite value (NaN or Inf)"},
+    {BP_ERR_IO, "input/output error"},
+    {BP_ERR_FORMAT, "malformed data"},
+    {BP_ERR_VERSION, "unsupported format version"},
+    {BP_ERR_CHECKSUM, "checksum mismatch"},
+    {BP_ERR_NOMEM, "out of memory"},
+};
+
 const char *bp_status_string(int status)
 {
-    switch (status) {
-    case BP_OK: return "success";
-    case BP_ERR_INVALID_ARG: return "invalid argument";
-    case BP_ERR_OUT_OF_RANGE: return "value out of range";
-    case BP_ERR_STATE: return "call not valid in the current state";
-    case BP_ERR_UNSUPPORTED: return "not supported by this build";
-    case BP_ERR_BUFFER_TOO_SMALL: return "output buffer too small";
-    case BP_ERR_SHAPE: return "shape mismatch";
-    case BP_ERR_INDEX: return "index out of range";
-    case BP_ERR_NONFINITE: return "non-finite value (NaN or Inf)";
-    case BP_ERR_IO: return "input/output error";
-    case BP_ERR_FORMAT: return "malformed data";
-    case BP_ERR_VERSION: return "unsupported format version";
-    case BP_ERR_CHECKSUM: return "checksum mismatch";
-    case BP_ERR_NOMEM: return "out of memory";
-    default: return "unknown status";
-    }
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
+        if (statuses[i].status == status) return statuses[i].text;
+    return "unknown status";
+}
+
+int bp__status_is_error(int status)
+{
+    if (status == BP_OK) return 0;
+    for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
+        if (statuses[i].status == status) return 1;
+    return 0;
 }
 
 unsigned bp_version(void)

@@ -336,8 +336,7 @@ static void conv_gather_range(void *ctx, size_t a, size_t b)
 static void conv_col2im_range(void *ctx, size_t a, size_t b)
 {
     const conv_job *j = ctx;
-    const size_t sp = j->s * ((const bp__conv_priv *)j->l->priv)->p;
-    const size_t P = ((const bp__conv_priv *)j->l->priv)->p;
+    const size_t P = ((const bp__conv_priv *)j->l->priv)->p, sp = j->s * P;
     for (size_t i = a; i < b; i++)
         col2im(j->l, j->dcols + i * P, sp, j->dx + (j->i0 + i) * j->l->in);
 }

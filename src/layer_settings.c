@@ -46,7 +46,7 @@ static const key_info *family_row(int key)
 void bp__layer_set_trainable(bp_layer *l, double v)
 {
     const int t = v != 0.0;
-    if (t != l->trainable) { /* the net's count of frozen layers (optimizer.c) */
+    if (t != l->trainable) { /* the net's count of frozen layers (optimizer_step.c) */
         if (t)
             l->net->nfrozen--;
         else

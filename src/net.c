@@ -191,7 +191,7 @@ float *bp_net_params(bp_net *net, size_t *count)
 {
     if (count != NULL) *count = bp__net_ok(net) ? net->nparams : 0;
     if (!bp__net_ok(net) || net->nparams == 0) return NULL;
-    net->params_lent = 1; /* writable from now on: the update guard measures (optimizer.c) */
+    net->params_lent = 1; /* writable from now on: the update guard measures (optimizer_step.c) */
     return net->params;
 }
 

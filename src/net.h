@@ -39,7 +39,7 @@ struct bp_net {
     float *grads;  /* same layout */
     size_t nparams;
     size_t cap_params; /* floats allocated in params and grads (grown geometrically) */
-    /* The optimizer's update guard (optimizer.c): p_bound >= every |parameter| while
+    /* The optimizer's update guard (optimizer_step.c): p_bound >= every |parameter| while
      * p_bound_known; writers of params other than the optimizer clear it
      * (bp__net_params_changed). Once bp_net_params() has lent the arena out, the caller may
      * write it at any time: params_lent makes every update measure instead. */
@@ -65,9 +65,8 @@ struct bp_net {
     double clip_norm, clip_value;
     int apply_scalers;     /* BP_NET_APPLY_SCALERS: predict/evaluate apply the stored scalers */
     struct bp__meta *meta; /* scalers and metadata (meta.c); NULL until one is set */
-    struct bp__fit
-        *fit; /* training loop settings, callback, history (fit_state.c, train.c, fit.h) */
-    bp_grad_fn grad_hook; /* bp_net_set_grad_hook(): between gradients and update, or NULL */
+    struct bp__fit *fit;   /* fit settings, callbacks, history (fit.h) */
+    bp_grad_fn grad_hook;  /* bp_net_set_grad_hook(): between gradients and update, or NULL */
     void *grad_hook_user;
     bp__workers *workers; /* worker threads for elementwise passes (workers.c), or NULL */
     char err[BP__ERR_CAP];

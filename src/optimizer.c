@@ -130,7 +130,7 @@ static bp_status irprop_check(bp_optimizer *o)
 
 /* One row per algorithm, one field per line. */
 /* clang-format off */
-const opt_algo bp__opt_algos[] = {
+const bp__opt_algo bp__opt_algos[] = {
     [BP_OPTIMIZER_SGD] = {
         .name = "SGD",
         .nslots = 1, /* buf */
@@ -233,13 +233,8 @@ static int kind_valid(int kind)
     return kind >= 1 && kind <= KIND_LAST && bp__opt_algos[kind].name != NULL;
 }
 
-static const opt_algo *algo_of(const bp_optimizer *o)
-{
-    return bp__opt_algo_of(o);
-}
-
 /* Does setting @p key apply to algorithm @p a? */
-static int applies(const opt_algo *a, int key)
+static int applies(const bp__opt_algo *a, int key)
 {
     for (size_t i = 0; i < OPT_MAX_KEYS && a->keys[i].key != 0; i++)
         if (a->keys[i].key == key) return 1;
@@ -250,7 +245,7 @@ static int applies(const opt_algo *a, int key)
  * apply). */
 static void set_defaults(bp_optimizer *o)
 {
-    const opt_algo *a = algo_of(o);
+    const bp__opt_algo *a = bp__opt_algo_of(o);
     for (size_t k = 0; k < BP__OPT_KEY_COUNT; k++)
         o->set[k] = keys[k].held;
     for (size_t i = 0; i < OPT_MAX_KEYS && a->keys[i].key != 0; i++)
@@ -325,9 +320,9 @@ static bp_status unknown_key(char *err, const char *place, int key)
 static bp_status check_key(const bp_optimizer *o, char *err, const char *place, int key)
 {
     if (!key_valid(key)) return unknown_key(err, place, key);
-    if (!applies(algo_of(o), key))
+    if (!applies(bp__opt_algo_of(o), key))
         return bp__fail(err, BP_ERR_INVALID_ARG, "%s: %s does not apply to %s", place,
-                        keys[S(key)].name, algo_of(o)->name);
+                        keys[S(key)].name, bp__opt_algo_of(o)->name);
     return BP_OK;
 }
 
@@ -407,7 +402,7 @@ size_t bp__optimizer_state_slots(int kind)
 size_t bp__optimizer_state_floats(const bp_optimizer *opt)
 {
     if (!bp__optimizer_ok(opt) || !opt->bound) return 0;
-    return algo_of(opt)->nslots * opt->bound_nparams;
+    return bp__opt_algo_of(opt)->nslots * opt->bound_nparams;
 }
 
 static uint64_t fnv1a(uint64_t h, uint64_t v)
@@ -487,7 +482,7 @@ bp_status bp__optimizer_check_save(const bp_optimizer *opt, const bp_net *net, c
     /* What the checkpoint loader would refuse is not written (a save over a good file would
      * destroy it): every state float finite, the squared-gradient slots non-negative. */
     if (opt->bound) {
-        const opt_algo *a = algo_of(opt);
+        const bp__opt_algo *a = bp__opt_algo_of(opt);
         const size_t np = opt->bound_nparams, ns = a->nslots * np;
         for (size_t i = 0; i < ns; i++) {
             const float v = opt->state[i];
@@ -513,7 +508,7 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
         return bp__fail(NULL, BP_ERR_INVALID_ARG, "optimizer: invalid optimizer handle");
     if (!bp__net_ok(net))
         return bp__fail(opt->err, BP_ERR_INVALID_ARG, "optimizer: invalid net handle");
-    const opt_algo *a = algo_of(opt);
+    const bp__opt_algo *a = bp__opt_algo_of(opt);
     size_t floats, bytes;
     if (bp__mul_size(a->nslots, net->nparams, &floats) != 0 ||
         bp__mul_size(floats, sizeof(float), &bytes) != 0)
@@ -559,7 +554,7 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net)
  * the algorithm's own, kept in o->k. BP_ERR_STATE (message in o->err) when the check fails. */
 bp_status bp__optimizer_prepare(bp_optimizer *o)
 {
-    const opt_algo *a = bp__opt_algo_of(o);
+    const bp__opt_algo *a = bp__opt_algo_of(o);
     if (a->check != NULL) BP_CHECK(a->check(o));
     bp__opt_scalars *k = &o->k;
     const double b1 = BP__OPT_SET(o, BP_OPT_BETA1), b2 = BP__OPT_SET(o, BP_OPT_BETA2);
@@ -617,7 +612,7 @@ static bp_status decode(bp_optimizer **out, const bp__alloc *alloc, const bp_net
                         (unsigned long)kind);
     BP_CHECK(bp__optimizer_create_with(out, (int)kind, alloc));
     bp_optimizer *opt = *out;
-    const opt_algo *a = algo_of(opt);
+    const bp__opt_algo *a = bp__opt_algo_of(opt);
     for (uint32_t k = 0; k < nset; k++) {
         const uint32_t key = bp__r_u32(r);
         const double value = bp__r_f64(r);

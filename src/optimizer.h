@@ -1,5 +1,6 @@
 /*
- * optimizer.h -- the optimizer handle, its update and its checkpoint section (optimizer.c).
+ * optimizer.h -- the optimizer handle, its update and its checkpoint section (optimizer.c,
+ * optimizer_step.c).
  * Which algorithms exist, their settings, state slots and kernels are optimizer.c's table;
  * the kernels themselves are in optimizer_kernels.c.
  */
@@ -35,18 +36,18 @@ typedef struct bp__opt_scalars {
     double mu_product_next; /* NAdam: P_t */
 } bp__opt_scalars;
 
-/* The optimizer. Its per-parameter state is ONE aligned block of nslots * bound_nparams
- * floats, slot-major: slot s of parameter i is state[s * bound_nparams + i], so each slot of
- * a layer is a contiguous run parallel to net->params (see optimizer.c's table for each
- * algorithm's slots). Only optimizer.c interprets the settings and the state. Everything a
- * checkpoint must save: kind, set[], steps, bound, bound_nparams, bound_nlayers, bound_hash,
- * sgd_buf_ready, nadam_mu_product and the state floats. */
-/* Magnitude bounds for the update guard (optimizer.c): every |parameter| <= p, every
+/* Magnitude bounds for the update guard (optimizer_step.c): every |parameter| <= p, every
  * |gradient| <= g, every |value| of state slot i <= s[i]. */
 typedef struct bp__opt_bounds {
     double p, g, s[BP__OPT_MAX_SLOTS];
 } bp__opt_bounds;
 
+/* The optimizer. Its per-parameter state is ONE aligned block of nslots * bound_nparams
+ * floats, slot-major: slot s of parameter i is state[s * bound_nparams + i], so each slot of
+ * a layer is a contiguous run parallel to net->params (see optimizer.c's table for each
+ * algorithm's slots). Only the optimizer modules interpret the settings and the state. Everything a
+ * checkpoint must save: kind, set[], steps, bound, bound_nparams, bound_nlayers, bound_hash,
+ * sgd_buf_ready, nadam_mu_product and the state floats. */
 struct bp_optimizer {
     uint32_t magic;
     int kind;        /* enum bp_optimizer_kind */
@@ -68,7 +69,7 @@ struct bp_optimizer {
      * a cache, never saved. */
     int ready;
     bp__opt_scalars k;
-    /* The update guard (optimizer.c): bnd.s[i] >= every |value| of state slot i while
+    /* The update guard (optimizer_step.c): bnd.s[i] >= every |value| of state slot i while
      * s_known (bnd.p and bnd.g: the step's inputs, then bnd.p its result, for the algorithm's
      * bound function, which works in place); undo holds the parameters and state of a guarded
      * update until it is proven finite (allocated on first need, undo_cap floats). Not saved:
@@ -106,7 +107,7 @@ bp_status bp__optimizer_bind(bp_optimizer *opt, const bp_net *net);
  * bp__default_alloc; checkpoint loading passes the caller's allocator). */
 bp_status bp__optimizer_create_with(bp_optimizer **out, int kind, const bp__alloc *a);
 
-/* Optimizer entry points used by train_step (optimizer.c). */
+/* Optimizer entry points used by train_step (optimizer_step.c). */
 /* bp_optimizer_step after a gradient hook (train_step): the handles validated again and the
  * gradients the hook left scanned for NaN/Inf (BP_ERR_NONFINITE, nothing updated). */
 bp_status bp__optimizer_step_trusted(bp_optimizer *opt, bp_net *net);

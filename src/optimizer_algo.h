@@ -41,9 +41,6 @@ typedef struct bp__opt_algo {
     unsigned nonneg;
 } bp__opt_algo;
 
-typedef bp__opt_algo opt_algo;
-typedef bp__opt_setting opt_setting;
-
 /* One row per enum bp_optimizer_kind (optimizer.c); row 0 and unknown kinds are empty. */
 extern const bp__opt_algo bp__opt_algos[];
 
@@ -55,8 +52,7 @@ static inline const bp__opt_algo *bp__opt_algo_of(const bp_optimizer *o)
 
 /* The per-step work that depends on the settings alone, done once after they change
  * (optimizer.c, for optimizer_step.c): the algorithm's settings check, then the scalars kept
- * in o->k.
- * BP_ERR_STATE (message in o->err) when the check fails. */
+ * in o->k. BP_ERR_STATE (message in o->err) when the check fails. */
 bp_status bp__optimizer_prepare(bp_optimizer *o);
 
 #endif /* BP_OPTIMIZER_ALGO_H */

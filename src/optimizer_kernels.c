@@ -346,7 +346,7 @@ void bp__opt_irprop_update(const bp_optimizer *o, const bp__opt_scalars *k, floa
  * (which cannot overflow here: every input is below 2^128, and at most squared or divided
  * by epsilon). A bound on |x op y| is built from bounds on |x| and |y|; a divisor is bounded
  * below by epsilon (the square-root terms are >= 0). The float kernels round each operation
- * to within 2^-24 relative, far inside the guard's margin (optimizer.c, GUARD_LIMIT).
+ * to within 2^-24 relative, far inside the guard's margin (optimizer_step.c, GUARD_LIMIT).
  * ----------------------------------------------------------------------------------------*/
 
 /* |x| in double. */

@@ -22,7 +22,7 @@
 static BP__ALWAYS_INLINE void update_segment(const bp_optimizer *o, const bp__opt_scalars *k,
                                              float *p, const float *g, size_t off, size_t n)
 {
-    const opt_algo *a = bp__opt_algo_of(o);
+    const bp__opt_algo *a = bp__opt_algo_of(o);
     float *const s0 = o->state + off;
     const size_t np = o->bound_nparams;
     const bp__opt_slots s = {s0, a->nslots > 1 ? s0 + np : NULL,
@@ -129,7 +129,7 @@ bp_status bp__optimizer_update(bp_optimizer *opt, bp_net *net, double g_bound)
 /* The largest |value| of each of @p opt's state slots. */
 static void measure_state(bp_optimizer *opt)
 {
-    const opt_algo *a = bp__opt_algo_of(opt);
+    const bp__opt_algo *a = bp__opt_algo_of(opt);
     const size_t np = opt->bound_nparams;
     for (size_t i = 0; i < a->nslots; i++)
         opt->bnd.s[i] = (double)bp__max_abs(opt->state + i * np, np);
@@ -166,7 +166,7 @@ static const bp_layer *layer_of(const bp_net *net, size_t idx)
  * are the measured maxima. */
 static bp_status guarded_update(bp_optimizer *opt, const bp__opt_scalars *k, bp_net *net)
 {
-    const opt_algo *a = bp__opt_algo_of(opt);
+    const bp__opt_algo *a = bp__opt_algo_of(opt);
     const size_t np = net->nparams, ns = a->nslots * np, total = np + ns;
     if (opt->undo == NULL || opt->undo_cap < total) {
         float *undo = bp__malloc_aligned(&opt->alloc, total * sizeof(float));
@@ -232,7 +232,7 @@ static BP__ALWAYS_INLINE bp_status step_update(bp_optimizer *opt, bp_net *net, d
     }
 
     const uint64_t t = opt->steps + 1;
-    const opt_algo *a = bp__opt_algo_of(opt);
+    const bp__opt_algo *a = bp__opt_algo_of(opt);
     /* The scalars of step t: those of the settings (opt->k), with the algorithm's own for
      * this step added to a copy when they change at every step. */
     bp__opt_scalars kt;

@@ -46,14 +46,7 @@ void bp_source_free(bp_source *src)
  * before the call), or one naming the value. @p what names the callback and the place. */
 static bp_status callback_failed(const char *what, int cs)
 {
-    static const int known[] = {BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE,     BP_ERR_STATE,
-                                BP_ERR_UNSUPPORTED, BP_ERR_BUFFER_TOO_SMALL, BP_ERR_SHAPE,
-                                BP_ERR_INDEX,       BP_ERR_NONFINITE,        BP_ERR_IO,
-                                BP_ERR_FORMAT,      BP_ERR_VERSION,          BP_ERR_CHECKSUM,
-                                BP_ERR_NOMEM};
-    int ok = 0;
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        ok |= known[i] == cs;
+    const int ok = bp__status_is_error(cs);
     const bp_status s = ok ? (bp_status)cs : BP_ERR_IO;
     if (bp_last_error()[0] != '\0') return bp__fail(NULL, s, "%s: %s", what, bp_last_error());
     return bp__fail(NULL, s, "%s returned %d (%s)", what, cs,

@@ -472,6 +472,7 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
     const size_t batches = (n + bs - 1) / bs;
     const double every = FIT_SET(f, BP_FIT_PROGRESS_SECONDS);
     double last = f->batch_fn != NULL ? now_seconds() : 0.0;
+    const char *fn = src != NULL ? "bp_net_fit_source" : "bp_net_fit";
     bp__pass pass;
     if (src != NULL) {
         const bp_status s = bp__pass_begin(&pass, src, p->scap > 0 ? &net->rng : NULL, p->sx, p->sy,
@@ -479,7 +480,7 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
         if (s != BP_OK) {
             char where[48];
             snprintf(where, sizeof where, "epoch %zu, starting a pass", epoch);
-            return refail(net, s, "bp_net_fit_source", where);
+            return refail(net, s, fn, where);
         }
     }
     if (p->order != NULL) {
@@ -493,7 +494,6 @@ static bp_status train_epoch(bp_net *net, bp_optimizer *opt, int loss, const bp_
             p->order[j] = t;
         }
     }
-    const char *fn = src != NULL ? "bp_net_fit_source" : "bp_net_fit";
     size_t b = 0, told = SIZE_MAX; /* batches done; the last one the callback was told of */
     for (size_t r = 0, rows = 0;; r += rows, b++) {
         const float *xb = p->xb, *yb = p->yb;

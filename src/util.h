@@ -153,6 +153,9 @@ static inline unsigned bp__fp_get(void)
 /* Record a failure: formats the message into @p err (a handle's BP__ERR_CAP buffer, or NULL
  * when there is no handle) and into the thread's bp_last_error(); returns @p status. */
 bp_status bp__fail(char *err, bp_status status, const char *fmt, ...) BP__PRINTF(3, 4);
+/* Is @p status one of enum bp_status's error values (not BP_OK, not an unknown int)? For the
+ * statuses a caller's callback returns (gradient hook, source callbacks). */
+int bp__status_is_error(int status);
 
 /* Forward a non-OK status unchanged. */
 #define BP_CHECK(expr)                                                                             \

@@ -103,16 +103,10 @@ static void forward_pass(bp_net *net, bp__workspace *ws, const float *x, size_t 
     }
 }
 
-/* Largest |v| over count floats, or INFINITY if any is NaN/Inf. */
-static inline float max_abs(const float *v, size_t count)
-{
-    return bp__max_abs(v, count);
-}
-
-/* max_abs for short rows, inline (a call and the clone's dispatch cost more than the scan). */
+/* bp__max_abs for short rows, inline (a call and the clone's dispatch cost more than the scan). */
 static inline float max_abs_short(const float *v, size_t count)
 {
-    if (count >= BP__NARROW_WIDTH) return max_abs(v, count);
+    if (count >= BP__NARROW_WIDTH) return bp__max_abs(v, count);
     const uint32_t m = bp__max_abs_bits_short(v, count);
     if (m >= 0x7f800000u) return INFINITY;
     float f;
@@ -122,7 +116,7 @@ static inline float max_abs_short(const float *v, size_t count)
 
 /* Inputs must be finite; the message goes to @p err (the net's, or NULL for calls that may
  * run concurrently on one net). Batches of BP__WIDE_INPUT floats or more are checked by
- * max_abs (one vectorised read), whose result also stands in for the input's max |x| in
+ * bp__max_abs (one vectorised read), whose result also stands in for the input's max |x| in
  * the first layer's gradient bound (prove_grad_finite); *@p x_max is -1 when not measured. */
 #define BP__WIDE_INPUT 256
 
@@ -156,7 +150,7 @@ static BP__ALWAYS_INLINE bp_status check_finite_to(const bp_net *net, char *err,
     const size_t total = n * net->inputs;
     *x_max = -1.0f;
     if (total >= BP__WIDE_INPUT) {
-        const float m = max_abs(x, total);
+        const float m = bp__max_abs(x, total);
         if (isfinite(m)) {
             *x_max = m;
             return BP_OK;
@@ -231,21 +225,21 @@ static bp_status prove_grad_finite(bp_net *net, const bp_layer *l, const float *
     const size_t bound_reads = n * l->out + (x_known ? 0 : n * l->in);
     if (must_scan || !l->vt->grad_bound_dense || 4 * bound_reads >= np) {
         /* Scanning dW and db is as cheap as any bound, or no bound applies. */
-        const float m = max_abs(bp__layer_dw(l), np);
+        const float m = bp__max_abs(bp__layer_dw(l), np);
         if (!isfinite(m))
             return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): gradient is not finite",
                             l->index, l->vt->name);
         *bound = (double)m;
         return BP_OK;
     }
-    const float mdz = max_abs(dz, n * l->out);
+    const float mdz = bp__max_abs(dz, n * l->out);
     if (!isfinite(mdz))
         return bp__fail(net->err, BP_ERR_NONFINITE, "layer %zu (%s): gradient dL/dz is not finite",
                         l->index, l->vt->name);
-    const float mx = x_known ? net->ws.x_max : max_abs(x, n * l->in);
+    const float mx = x_known ? net->ws.x_max : bp__max_abs(x, n * l->in);
     *bound = (double)rows * (double)mdz * (double)(mx > 1.0f ? mx : 1.0f);
     if (!(*bound < 1e37)) {
-        const float m = max_abs(bp__layer_dw(l), np);
+        const float m = bp__max_abs(bp__layer_dw(l), np);
         if (!isfinite(m))
             return bp__fail(net->err, BP_ERR_NONFINITE,
                             "layer %zu (%s): weight gradient is not finite", l->index, l->vt->name);
@@ -477,15 +471,7 @@ static BP__ALWAYS_INLINE bp_status grads_pass(bp_net *net, const char *fn, const
  * bp_last_error() (cleared before the call), or one naming the value. */
 static bp_status hook_failed(bp_net *net, const char *fn, int hs)
 {
-    static const int known[] = {BP_ERR_INVALID_ARG, BP_ERR_OUT_OF_RANGE,     BP_ERR_STATE,
-                                BP_ERR_UNSUPPORTED, BP_ERR_BUFFER_TOO_SMALL, BP_ERR_SHAPE,
-                                BP_ERR_INDEX,       BP_ERR_NONFINITE,        BP_ERR_IO,
-                                BP_ERR_FORMAT,      BP_ERR_VERSION,          BP_ERR_CHECKSUM,
-                                BP_ERR_NOMEM};
-    int ok = 0;
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        ok |= known[i] == hs;
-    if (!ok)
+    if (!bp__status_is_error(hs))
         return bp__fail(net->err, BP_ERR_STATE,
                         "%s: the gradient hook returned %d, which is no bp_status error", fn, hs);
     if (bp_last_error()[0] != '\0')

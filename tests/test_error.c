@@ -44,6 +44,21 @@ static void status_string_of_unknown_code_is_not_null(void **state)
     }
 }
 
+/* The statuses a caller's callback may return as its own: every error code, not BP_OK, not
+ * an unknown int. */
+static void status_is_error_knows_exactly_the_error_codes(void **state)
+{
+    (void)state;
+    for (int s = BP_ERR_NOMEM; s <= BP_ERR_INVALID_ARG; s++)
+        assert_int_equal(bp__status_is_error(s),
+                         strcmp(bp_status_string(s), "unknown status") != 0);
+    assert_true(bp__status_is_error(BP_ERR_INVALID_ARG));
+    assert_true(bp__status_is_error(BP_ERR_NOMEM));
+    assert_false(bp__status_is_error(BP_OK));
+    assert_false(bp__status_is_error(1));
+    assert_false(bp__status_is_error(-1000));
+}
+
 static void status_values_are_pinned(void **state)
 {
     (void)state;
@@ -177,6 +192,7 @@ int main(void)
         bp_add_test(status_string_is_distinct_per_code),
         bp_add_test(status_string_of_unknown_code_is_not_null),
         bp_add_test(status_values_are_pinned),
+        bp_add_test(status_is_error_knows_exactly_the_error_codes),
         bp_add_test(version_matches_header),
         bp_add_test(fail_sets_thread_local_and_handle_message),
         bp_add_test(fail_may_quote_the_previous_message),
