@@ -1017,23 +1017,28 @@ static void run_cnn_gemms(void *p)
                   g->dense.dx[0], 1600);
 }
 
-static bp_status cnn_build(bp_net **out)
+/* The Fashion-MNIST CNNs: two blocks of @p convs x (conv 3x3 with @p pad - BN - ReLU), max
+ * pool 2 and dropout 0.25 each (32, then 64 filters), then dense 128 ReLU, dropout @p drop
+ * and dense 10 softmax. cnn-epoch's net: padding 0, one conv per block, dropout 0.5;
+ * cnn-example-epoch's (docs/examples/fashion_mnist_cnn): padding 1, two per block, 0.4. */
+static bp_status cnn_build(bp_net **out, size_t pad, int convs, double drop)
 {
     bp_net *net;
     BP_CHECK(bp_net_create_image(&net, 1, 28, 28, 1));
-    bp_status s = bp_net_add_conv2d(net, 32, 3, 3, 1, 0, BP_ACT_IDENTITY);
-    if (s == BP_OK) s = bp_net_add_batchnorm(net);
-    if (s == BP_OK) s = bp_net_add_activation(net, BP_ACT_RELU);
-    if (s == BP_OK) s = bp_net_add_maxpool2d(net, 2, 2);
-    if (s == BP_OK) s = bp_net_add_dropout(net, 0.25);
-    if (s == BP_OK) s = bp_net_add_conv2d(net, 64, 3, 3, 1, 0, BP_ACT_IDENTITY);
-    if (s == BP_OK) s = bp_net_add_batchnorm(net);
-    if (s == BP_OK) s = bp_net_add_activation(net, BP_ACT_RELU);
-    if (s == BP_OK) s = bp_net_add_maxpool2d(net, 2, 2);
-    if (s == BP_OK) s = bp_net_add_dropout(net, 0.25);
+    bp_status s = BP_OK;
+    for (int block = 0; block < 2; block++) {
+        const size_t f = block == 0 ? 32 : 64;
+        for (int k = 0; k < convs; k++) {
+            if (s == BP_OK) s = bp_net_add_conv2d(net, f, 3, 3, 1, pad, BP_ACT_IDENTITY);
+            if (s == BP_OK) s = bp_net_add_batchnorm(net);
+            if (s == BP_OK) s = bp_net_add_activation(net, BP_ACT_RELU);
+        }
+        if (s == BP_OK) s = bp_net_add_maxpool2d(net, 2, 2);
+        if (s == BP_OK) s = bp_net_add_dropout(net, 0.25);
+    }
     if (s == BP_OK) s = bp_net_add_flatten(net);
     if (s == BP_OK) s = bp_net_add_dense(net, 128, BP_ACT_RELU);
-    if (s == BP_OK) s = bp_net_add_dropout(net, 0.5);
+    if (s == BP_OK) s = bp_net_add_dropout(net, drop);
     if (s == BP_OK) s = bp_net_add_dense(net, 10, BP_ACT_SOFTMAX);
     if (s != BP_OK) {
         bp_net_free(net);
@@ -1053,7 +1058,7 @@ static int case_cnn_epoch(const bench_opts *o, bench_json *out)
     cnn_gemms g;
     memset(&g, 0, sizeof g);
     int rc = -1;
-    if (x == NULL || y == NULL || cnn_gemms_alloc(&g) != 0 || cnn_build(&net) != BP_OK ||
+    if (x == NULL || y == NULL || cnn_gemms_alloc(&g) != 0 || cnn_build(&net, 0, 1, 0.5) != BP_OK ||
         bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM) != BP_OK) {
         fprintf(stderr, "bp_bench: cnn-epoch: %s\n", bp_last_error());
         goto done;
@@ -1187,33 +1192,6 @@ static void run_cnnx_gemms(void *p)
 }
 
 /* The example's network (docs/examples/fashion_mnist_cnn.c, build()), seed 1. */
-static bp_status cnnx_build(bp_net **out)
-{
-    bp_net *net;
-    BP_CHECK(bp_net_create_image(&net, 1, 28, 28, 1));
-    bp_status s = BP_OK;
-    for (int block = 0; block < 2; block++) {
-        const size_t f = block == 0 ? 32 : 64;
-        for (int k = 0; k < 2; k++) {
-            if (s == BP_OK) s = bp_net_add_conv2d(net, f, 3, 3, 1, 1, BP_ACT_IDENTITY);
-            if (s == BP_OK) s = bp_net_add_batchnorm(net);
-            if (s == BP_OK) s = bp_net_add_activation(net, BP_ACT_RELU);
-        }
-        if (s == BP_OK) s = bp_net_add_maxpool2d(net, 2, 2);
-        if (s == BP_OK) s = bp_net_add_dropout(net, 0.25);
-    }
-    if (s == BP_OK) s = bp_net_add_flatten(net);
-    if (s == BP_OK) s = bp_net_add_dense(net, 128, BP_ACT_RELU);
-    if (s == BP_OK) s = bp_net_add_dropout(net, 0.4);
-    if (s == BP_OK) s = bp_net_add_dense(net, 10, BP_ACT_SOFTMAX);
-    if (s != BP_OK) {
-        bp_net_free(net);
-        return s;
-    }
-    *out = net;
-    return BP_OK;
-}
-
 static int case_cnn_example_epoch(const bench_opts *o, bench_json *out)
 {
     const size_t pool = 16; /* distinct batches cycled */
@@ -1229,7 +1207,8 @@ static int case_cnn_example_epoch(const bench_opts *o, bench_json *out)
     memset(&g, 0, sizeof g);
     int rc = -1;
     if (x == NULL || y == NULL || step == NULL || gemm == NULL || cnnx_gemms_alloc(&g) != 0 ||
-        cnnx_build(&net) != BP_OK || bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM) != BP_OK) {
+        cnn_build(&net, 1, 2, 0.4) != BP_OK ||
+        bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM) != BP_OK) {
         fprintf(stderr, "bp_bench: cnn-example-epoch: %s\n", bp_last_error());
         goto done;
     }
