@@ -30,28 +30,11 @@
 #define NAME_MAX 255
 #endif
 
-static char tmpdir[64];
-
-static int make_tmpdir(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/bp_fileio_XXXXXX");
-    return mkdtemp(tmpdir) == NULL ? -1 : 0;
-}
-
-static int remove_tmpdir(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 /* @p name inside the temporary directory (static buffer per slot). */
 static const char *in_dir(int slot, const char *name)
 {
     static char paths[4][512];
-    snprintf(paths[slot], sizeof paths[slot], "%s/%s", tmpdir, name);
+    snprintf(paths[slot], sizeof paths[slot], "%s/%s", bp_test_tmpdir(), name);
     return paths[slot];
 }
 
@@ -66,14 +49,7 @@ static void write_file(const char *path, const void *bytes, size_t len)
 /* Entries of the temporary directory whose name contains ".tmp". */
 static int temp_files_left(void)
 {
-    DIR *d = opendir(tmpdir);
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        n += strstr(e->d_name, ".tmp") != NULL;
-    closedir(d);
-    return n;
+    return (int)bp_test_tmp_entries_containing(".tmp");
 }
 
 static void assert_error_contains(const char *needle)
@@ -572,7 +548,7 @@ static void a_save_syncs_the_file_and_then_its_directory(void **state)
     /* A relative path in the current directory: "." is synced. */
     char cwd[512];
     assert_non_null(getcwd(cwd, sizeof cwd));
-    assert_int_equal(chdir(tmpdir), 0);
+    assert_int_equal(chdir(bp_test_tmpdir()), 0);
     file_syncs = dir_syncs = 0;
     assert_status(bp_net_save(net, "relative.bpm"), BP_OK);
     assert_int_equal(dir_syncs, 1);
@@ -620,5 +596,5 @@ int main(void)
         bp_add_test(a_save_syncs_the_file_and_then_its_directory),
         bp_add_test(path_labels_shorten_long_names),
     };
-    return cmocka_run_group_tests(tests, make_tmpdir, remove_tmpdir);
+    return cmocka_run_group_tests(tests, bp_test_tmpdir_setup, bp_test_tmpdir_teardown);
 }

@@ -23,34 +23,15 @@
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-static char tmpdir[64];
-
-static int setup_dir(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/bp_serialize_XXXXXX");
-    return mkdtemp(tmpdir) == NULL ? -1 : 0;
-}
-
-static int remove_dir(void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
 static void path_in_dir(char *dst, size_t cap, const char *name)
 {
-    snprintf(dst, cap, "%s/%s", tmpdir, name);
+    snprintf(dst, cap, "%s/%s", bp_test_tmpdir(), name);
 }
 
-/* Files in tmpdir whose name contains ".tmp" (left-over temporary files). */
+/* Files in the temporary directory whose name contains ".tmp" (left-over temporary files). */
 static int temp_files_left(void)
 {
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q '\\.tmp'", tmpdir);
-    return system(cmd) == 0;
+    return bp_test_tmp_entries_containing(".tmp") != 0;
 }
 
 /* A 5-4-6-3 net with mixed activations and non-default settings. */
@@ -1158,7 +1139,7 @@ static void failed_saves_leave_the_previous_file_intact(void **state)
     assert_int_equal(stat(dir, &stt), 0);
     assert_true(S_ISDIR(stt.st_mode));
     /* A directory that does not exist. */
-    snprintf(bad, sizeof bad, "%s/missing/model.bpm", tmpdir);
+    snprintf(bad, sizeof bad, "%s/missing/model.bpm", bp_test_tmpdir());
     assert_status(bp_net_save(old, bad), BP_ERR_IO);
     assert_non_null(strstr(bp_last_error(), "model.bpm"));
     assert_status(bp_checkpoint_save(old, NULL, bad), BP_ERR_INVALID_ARG);
@@ -1608,5 +1589,5 @@ int main(void)
         bp_add_test(failed_saves_leave_the_previous_file_intact),
         bp_add_test(golden_model_still_loads_and_predicts_the_same),
     };
-    return cmocka_run_group_tests(tests, setup_dir, remove_dir);
+    return cmocka_run_group_tests(tests, bp_test_tmpdir_setup, bp_test_tmpdir_teardown);
 }

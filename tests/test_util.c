@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 void bp_test_assert_close(double a, double b, double rtol, double atol, const char *sa,
@@ -97,20 +98,43 @@ int bp_test_tmpdir_setup(void **state)
     return mkdtemp(tmp_dir) == NULL ? -1 : 0;
 }
 
+/* Remove @p path and, for a directory, everything in it (symbolic links are removed, never
+ * followed). */
+static int remove_tree(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0) return -1;
+    if (!S_ISDIR(st.st_mode)) return unlink(path);
+    DIR *d = opendir(path);
+    if (d == NULL) return -1;
+    int rc = 0;
+    struct dirent *e;
+    char sub[1024];
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
+        if (remove_tree(sub) != 0) rc = -1;
+    }
+    closedir(d);
+    return rmdir(path) != 0 ? -1 : rc;
+}
+
 int bp_test_tmpdir_teardown(void **state)
 {
     (void)state;
+    return remove_tree(tmp_dir);
+}
+
+size_t bp_test_tmp_entries_containing(const char *needle)
+{
     DIR *d = opendir(tmp_dir);
-    if (d == NULL) return -1;
+    assert_non_null(d);
+    size_t n = 0;
     struct dirent *e;
-    char path[512];
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        snprintf(path, sizeof path, "%s/%s", tmp_dir, e->d_name);
-        if (remove(path) != 0) (void)rmdir(path);
-    }
+    while ((e = readdir(d)) != NULL)
+        n += strstr(e->d_name, needle) != NULL;
     closedir(d);
-    return rmdir(tmp_dir);
+    return n;
 }
 
 const char *bp_test_tmpdir(void)

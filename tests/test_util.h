@@ -49,11 +49,14 @@ void bp_test_bytes_free_fn(void *user, void *p);
 /* A private temporary directory for one test program, under $TMPDIR (else /tmp), with the
  * files a test writes into it: cmocka group setup and teardown
  * (cmocka_run_group_tests(tests, bp_test_tmpdir_setup, bp_test_tmpdir_teardown)). Teardown
- * removes the directory and the plain files and empty directories left in it. */
+ * removes the directory and everything left in it (links removed, not followed). */
 int bp_test_tmpdir_setup(void **state);
 int bp_test_tmpdir_teardown(void **state);
 /* The directory's path. */
 const char *bp_test_tmpdir(void);
+/* Entries of the directory (not below) whose name contains @p needle (left-over temporary
+ * files: ".tmp"). */
+size_t bp_test_tmp_entries_containing(const char *needle);
 /* @p name inside it, in a static buffer (overwritten by the next call). */
 const char *bp_test_tmp_path(const char *name);
 /* Write @p len bytes to the file @p name inside it (asserting success); returns its path as
