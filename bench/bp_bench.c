@@ -946,23 +946,28 @@ done:
 
 enum { CNN_BATCH = 128, CNN_EPOCH = 60000 };
 
-/* The GEMMs of one training step of that net alone, at the shapes the layers use with one
- * chunk per batch (layer_conv2d.c): per convolution (F filters, K = C*3*3, P output pixels)
- * forward [F x K] [K x n*P], dW [F x n*P] [n*P x K]^T and, for the second, dX [K x F]^T
- * [F x n*P]; then the dense layers 1600-128-10 (mlp_gemms, plus the first one's dX). Random
- * data. */
+/* The GEMMs of one training step of a Fashion-MNIST CNN alone (this case's net and
+ * cnn-example-epoch's), at the shapes the layers use with one chunk per batch
+ * (layer_conv2d.c): per convolution (F filters, K = C*3*3, P output pixels) forward
+ * [F x K] [K x n*P], dW [F x n*P] [n*P x K]^T and, for all but the first, dX [K x F]^T
+ * [F x n*P]; then the dense layers (mlp_gemms, plus the first one's dX). Random data. */
+enum { CNN_MAX_CONVS = 4 };
+#define CNN_CONVS(shape) ((int)(sizeof(shape) / sizeof((shape)[0])))
 typedef struct cnn_gemms {
-    float *w[2], *cols[2], *t[2], *dw[2], *dcols;
+    const size_t (*shape)[3]; /* F, K, P of each convolution */
+    int convs;
+    const size_t *dense_width; /* [3]: flattened input, hidden, classes */
+    float *w[CNN_MAX_CONVS], *cols[CNN_MAX_CONVS], *t[CNN_MAX_CONVS], *dw[CNN_MAX_CONVS];
+    float *dcols, *flat;
     mlp_gemms dense;
-    float *flat;
 } cnn_gemms;
 
-static const size_t cnn_conv_shape[2][3] = {{32, 9, 26 * 26}, {64, 288, 11 * 11}}; /* F, K, P */
+static const size_t cnn_conv_shape[2][3] = {{32, 9, 26 * 26}, {64, 288, 11 * 11}};
 static const size_t cnn_dense_width[3] = {1600, 128, 10};
 
 static void cnn_gemms_free(cnn_gemms *g)
 {
-    for (int c = 0; c < 2; c++)
+    for (int c = 0; c < CNN_MAX_CONVS; c++)
         free(g->w[c]), free(g->cols[c]), free(g->t[c]), free(g->dw[c]);
     free(g->dcols);
     free(g->flat);
@@ -970,51 +975,55 @@ static void cnn_gemms_free(cnn_gemms *g)
     memset(g, 0, sizeof *g);
 }
 
-static int cnn_gemms_alloc(cnn_gemms *g)
+static int cnn_gemms_alloc(cnn_gemms *g, const size_t (*shape)[3], int convs,
+                           const size_t *dense_width)
 {
     memset(g, 0, sizeof *g);
-    const size_t n = CNN_BATCH;
+    g->shape = shape;
+    g->convs = convs;
+    g->dense_width = dense_width;
+    const size_t n = CNN_BATCH, flat = dense_width[0];
+    size_t most = 0; /* the largest dX product, K*P */
     int ok = 1;
-    for (int c = 0; c < 2; c++) {
-        const size_t F = cnn_conv_shape[c][0], K = cnn_conv_shape[c][1], P = cnn_conv_shape[c][2];
+    for (int c = 0; c < convs && ok; c++) {
+        const size_t F = shape[c][0], K = shape[c][1], P = shape[c][2];
         g->w[c] = malloc(F * K * sizeof(float));
         g->dw[c] = malloc(F * K * sizeof(float));
         g->cols[c] = malloc(K * n * P * sizeof(float));
         g->t[c] = malloc(F * n * P * sizeof(float));
-        ok = ok && g->w[c] && g->dw[c] && g->cols[c] && g->t[c];
+        ok = g->w[c] && g->dw[c] && g->cols[c] && g->t[c];
         if (ok) {
-            bench_fill(g->w[c], F * K, 20 + (unsigned)c);
-            bench_fill(g->cols[c], K * n * P, 22 + (unsigned)c);
-            bench_fill(g->t[c], F * n * P, 24 + (unsigned)c);
+            bench_fill(g->w[c], F * K, 40 + (unsigned)c);
+            bench_fill(g->cols[c], K * n * P, 44 + (unsigned)c);
+            bench_fill(g->t[c], F * n * P, 48 + (unsigned)c);
         }
+        if (c > 0 && K * P > most) most = K * P;
     }
-    g->dcols = malloc(288 * n * 121 * sizeof(float));
-    g->flat = malloc(n * 1600 * sizeof(float));
-    ok = ok && g->dcols && g->flat && mlp_gemms_alloc(&g->dense, cnn_dense_width, 2, n, 30) == 0;
+    g->dcols = ok ? malloc(most * n * sizeof(float)) : NULL;
+    g->flat = ok ? malloc(n * flat * sizeof(float)) : NULL;
+    ok = ok && g->dcols && g->flat && mlp_gemms_alloc(&g->dense, dense_width, 2, n, 50) == 0;
     if (!ok) {
         cnn_gemms_free(g);
         return -1;
     }
-    bench_fill(g->flat, n * 1600, 31);
+    bench_fill(g->flat, n * flat, 53);
     return 0;
 }
 
 static void run_cnn_gemms(void *p)
 {
     const cnn_gemms *g = p;
-    const size_t n = CNN_BATCH;
-    for (int c = 0; c < 2; c++) {
-        const size_t F = cnn_conv_shape[c][0], K = cnn_conv_shape[c][1],
-                     NP = n * cnn_conv_shape[c][2];
+    const size_t n = CNN_BATCH, flat = g->dense_width[0], hidden = g->dense_width[1];
+    for (int c = 0; c < g->convs; c++) {
+        const size_t F = g->shape[c][0], K = g->shape[c][1], NP = n * g->shape[c][2];
         bp__gemm_blas(0, 0, F, NP, K, 1.0f, g->w[c], K, g->cols[c], NP, 1.0f, g->t[c], NP);
         bp__gemm_blas(0, 1, F, K, NP, 1.0f, g->t[c], NP, g->cols[c], NP, 0.0f, g->dw[c], K);
-        if (c == 1)
-            bp__gemm_blas(1, 0, K, NP, F, 1.0f, g->w[c], K, g->t[c], NP, 0.0f, g->dcols, NP);
+        if (c > 0) bp__gemm_blas(1, 0, K, NP, F, 1.0f, g->w[c], K, g->t[c], NP, 0.0f, g->dcols, NP);
     }
     mlp_gemms_step(&g->dense, g->flat, n);
     /* the first dense layer's dX, which mlp_gemms_step leaves out (the convolutions need it) */
-    bp__gemm_blas(0, 0, n, 1600, 128, 1.0f, g->dense.dz[0], 128, g->dense.w[0], 1600, 0.0f,
-                  g->dense.dx[0], 1600);
+    bp__gemm_blas(0, 0, n, flat, hidden, 1.0f, g->dense.dz[0], hidden, g->dense.w[0], flat, 0.0f,
+                  g->dense.dx[0], flat);
 }
 
 /* The Fashion-MNIST CNNs: two blocks of @p convs x (conv 3x3 with @p pad - BN - ReLU), max
@@ -1058,7 +1067,9 @@ static int case_cnn_epoch(const bench_opts *o, bench_json *out)
     cnn_gemms g;
     memset(&g, 0, sizeof g);
     int rc = -1;
-    if (x == NULL || y == NULL || cnn_gemms_alloc(&g) != 0 || cnn_build(&net, 0, 1, 0.5) != BP_OK ||
+    if (x == NULL || y == NULL ||
+        cnn_gemms_alloc(&g, cnn_conv_shape, CNN_CONVS(cnn_conv_shape), cnn_dense_width) != 0 ||
+        cnn_build(&net, 0, 1, 0.5) != BP_OK ||
         bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM) != BP_OK) {
         fprintf(stderr, "bp_bench: cnn-epoch: %s\n", bp_last_error());
         goto done;
@@ -1086,8 +1097,7 @@ static int case_cnn_epoch(const bench_opts *o, bench_json *out)
     bench_json_field_int(out, "batch", CNN_BATCH);
     bench_json_field_int(out, "batches", (long long)batches);
     bench_json_field_num(out, "batch_ms", ns / (double)batches * 1e-6);
-    bench_json_field_num(out, "epoch_s",
-                         ns / (double)batches * ((CNN_EPOCH + CNN_BATCH - 1) / CNN_BATCH) * 1e-9);
+    bench_json_field_num(out, "epoch_s", ns / (double)batches * per_epoch * 1e-9);
     bench_json_field_num(out, "conv_share", conv / ns);
     bench_json_field_num(out, "conv_sgemm_share", bp__conv_prof_ns[BP__PROF_GEMM] / conv);
     bench_json_field_num(out, "conv_im2col_share", bp__conv_prof_ns[BP__PROF_COLS] / conv);
@@ -1116,80 +1126,13 @@ done:
  * epoch_s: the median batch time scaled to 60000 images; gemm_only_s: the median GEMM-only
  * time likewise; epoch_over_gemm: their ratio.
  *
- * The GEMMs alone are those of one training step at whole-batch shapes (one product per
- * layer and direction, n*P columns): per convolution (F filters, K = C*3*3, P = 28*28 or
- * 14*14) forward [F x K] [K x n*P], dW [F x n*P] [n*P x K]^T and, for all but the first,
- * dX [K x F]^T [F x n*P]; then the dense layers 3136-128-10 (forward, dW, dX). Random data.
+ * The GEMMs alone: cnn_gemms (above) at this net's shapes, four convolutions with P = 28*28
+ * or 14*14 and the dense layers 3136-128-10.
  * ----------------------------------------------------------------------------------------*/
 
-enum { CNNX_CONVS = 4 };
-static const size_t cnnx_conv_shape[CNNX_CONVS][3] = {
+static const size_t cnnx_conv_shape[4][3] = {
     {32, 9, 784}, {32, 288, 784}, {64, 288, 196}, {64, 576, 196}}; /* F, K, P */
 static const size_t cnnx_dense_width[3] = {3136, 128, 10};
-
-typedef struct cnnx_gemms {
-    float *w[CNNX_CONVS], *cols[CNNX_CONVS], *t[CNNX_CONVS], *dw[CNNX_CONVS], *dcols, *flat;
-    mlp_gemms dense;
-} cnnx_gemms;
-
-static void cnnx_gemms_free(cnnx_gemms *g)
-{
-    for (int c = 0; c < CNNX_CONVS; c++)
-        free(g->w[c]), free(g->cols[c]), free(g->t[c]), free(g->dw[c]);
-    free(g->dcols);
-    free(g->flat);
-    mlp_gemms_free(&g->dense);
-    memset(g, 0, sizeof *g);
-}
-
-static int cnnx_gemms_alloc(cnnx_gemms *g)
-{
-    memset(g, 0, sizeof *g);
-    const size_t n = CNN_BATCH;
-    size_t most = 0;
-    int ok = 1;
-    for (int c = 0; c < CNNX_CONVS && ok; c++) {
-        const size_t F = cnnx_conv_shape[c][0], K = cnnx_conv_shape[c][1],
-                     P = cnnx_conv_shape[c][2];
-        g->w[c] = malloc(F * K * sizeof(float));
-        g->dw[c] = malloc(F * K * sizeof(float));
-        g->cols[c] = malloc(K * n * P * sizeof(float));
-        g->t[c] = malloc(F * n * P * sizeof(float));
-        ok = g->w[c] && g->dw[c] && g->cols[c] && g->t[c];
-        if (ok) {
-            bench_fill(g->w[c], F * K, 40 + (unsigned)c);
-            bench_fill(g->cols[c], K * n * P, 44 + (unsigned)c);
-            bench_fill(g->t[c], F * n * P, 48 + (unsigned)c);
-        }
-        if (c > 0 && K * P > most) most = K * P;
-    }
-    g->dcols = ok ? malloc(most * n * sizeof(float)) : NULL;
-    g->flat = ok ? malloc(n * 3136 * sizeof(float)) : NULL;
-    ok = ok && g->dcols && g->flat && mlp_gemms_alloc(&g->dense, cnnx_dense_width, 2, n, 50) == 0;
-    if (!ok) {
-        cnnx_gemms_free(g);
-        return -1;
-    }
-    bench_fill(g->flat, n * 3136, 53);
-    return 0;
-}
-
-static void run_cnnx_gemms(void *p)
-{
-    const cnnx_gemms *g = p;
-    const size_t n = CNN_BATCH;
-    for (int c = 0; c < CNNX_CONVS; c++) {
-        const size_t F = cnnx_conv_shape[c][0], K = cnnx_conv_shape[c][1],
-                     NP = n * cnnx_conv_shape[c][2];
-        bp__gemm_blas(0, 0, F, NP, K, 1.0f, g->w[c], K, g->cols[c], NP, 1.0f, g->t[c], NP);
-        bp__gemm_blas(0, 1, F, K, NP, 1.0f, g->t[c], NP, g->cols[c], NP, 0.0f, g->dw[c], K);
-        if (c > 0) bp__gemm_blas(1, 0, K, NP, F, 1.0f, g->w[c], K, g->t[c], NP, 0.0f, g->dcols, NP);
-    }
-    mlp_gemms_step(&g->dense, g->flat, n);
-    /* the first dense layer's dX, which mlp_gemms_step leaves out (the convolutions need it) */
-    bp__gemm_blas(0, 0, n, 3136, 128, 1.0f, g->dense.dz[0], 128, g->dense.w[0], 3136, 0.0f,
-                  g->dense.dx[0], 3136);
-}
 
 /* The example's network (docs/examples/fashion_mnist_cnn.c, build()), seed 1. */
 static int case_cnn_example_epoch(const bench_opts *o, bench_json *out)
@@ -1203,10 +1146,11 @@ static int case_cnn_example_epoch(const bench_opts *o, bench_json *out)
     double *step = malloc(rounds * sizeof *step), *gemm = malloc(rounds * sizeof *gemm);
     bp_net *net = NULL;
     bp_optimizer *opt = NULL;
-    cnnx_gemms g;
+    cnn_gemms g;
     memset(&g, 0, sizeof g);
     int rc = -1;
-    if (x == NULL || y == NULL || step == NULL || gemm == NULL || cnnx_gemms_alloc(&g) != 0 ||
+    if (x == NULL || y == NULL || step == NULL || gemm == NULL ||
+        cnn_gemms_alloc(&g, cnnx_conv_shape, CNN_CONVS(cnnx_conv_shape), cnnx_dense_width) != 0 ||
         cnn_build(&net, 1, 2, 0.4) != BP_OK ||
         bp_optimizer_create(&opt, BP_OPTIMIZER_ADAM) != BP_OK) {
         fprintf(stderr, "bp_bench: cnn-example-epoch: %s\n", bp_last_error());
@@ -1220,7 +1164,7 @@ static int case_cnn_example_epoch(const bench_opts *o, bench_json *out)
     /* warm-up: plans the workspace and binds the optimizer; the GEMMs' first touch */
     if (bp_net_train_step(net, opt, BP_LOSS_SPARSE_SOFTMAX_CE, x, y, CNN_BATCH, NULL) != BP_OK)
         goto fail;
-    run_cnnx_gemms(&g);
+    run_cnn_gemms(&g);
     size_t b = 0;
     for (size_t r = 0; r < rounds; r++) {
         const size_t here = total / rounds + (r < total % rounds);
@@ -1233,7 +1177,7 @@ static int case_cnn_example_epoch(const bench_opts *o, bench_json *out)
         }
         step[r] = (double)(bench_now_ns() - t0) / (double)here;
         const uint64_t t1 = bench_now_ns();
-        run_cnnx_gemms(&g);
+        run_cnn_gemms(&g);
         gemm[r] = (double)(bench_now_ns() - t1);
     }
     const double step_ns = bench_median(step, rounds), gemm_ns = bench_median(gemm, rounds);
@@ -1252,7 +1196,7 @@ fail:
 done:
     bp_optimizer_free(opt);
     bp_net_free(net);
-    cnnx_gemms_free(&g);
+    cnn_gemms_free(&g);
     free(x);
     free(y);
     free(step);
